@@ -1,0 +1,40 @@
+# offsetdb: see README.md. Every target runs on a fresh machine with Go installed.
+
+GO        ?= go
+BIN       ?= bin
+STATICCHECK_VERSION ?= v0.8.2
+
+.PHONY: all build test test-short offsets verify lint fmt
+
+all: build
+
+## build: compile the CLIs into ./bin
+build:
+	$(GO) build -o $(BIN)/ ./offsetgen
+
+## test: the full test suite (real toolchains from the module proxy, real probes)
+test:
+	$(GO) test -count=1 ./...
+
+## test-short: unit tests only, no downloads
+test-short:
+	$(GO) test -short -count=1 ./...
+
+## offsets: regenerate data/ for every Go release since 1.12 (incremental), then verify it
+offsets:
+	$(GO) run ./offsetgen generate --out data
+	$(GO) run ./offsetgen verify --data data
+
+## verify: check data/ (schema, ordering, ranges, checksums)
+verify:
+	$(GO) run ./offsetgen verify --data data
+
+## lint: formatting, go vet, staticcheck
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/offsetdb/offsetdb/fieldset"
+	"github.com/offsetdb/offsetdb/goversion"
+	"github.com/offsetdb/offsetdb/offsetgen/generate"
+	"github.com/offsetdb/offsetdb/offsetgen/toolchain"
+)
+
+func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+	modules := fs.String("modules", "std", "comma-separated modules to generate")
+	arches := fs.String("arch", "amd64,arm64", "comma-separated GOARCHes")
+	since := fs.String("since", "1.12", "oldest Go release to cover")
+	versions := fs.String("versions", "", "comma-separated Go releases to (re)build instead of listing the proxy")
+	workers := fs.Int("workers", max(1, runtime.NumCPU()/2), "toolchains processed in parallel (each build uses every core)")
+	cache := fs.String("cache", defaultCacheDir(), "cache directory for toolchains and build scratch space")
+	out := fs.String("out", "data", "database directory to update")
+	proxy := fs.String("proxy", toolchain.ProxyURLFromEnv(), "Go module proxy URL (default from GOPROXY)")
+	keep := fs.Bool("keep-toolchains", false, "keep unpacked toolchains in the cache (about 230 MB each)")
+	retry := fs.Bool("retry-failed", false, "rebuild versions recorded as failed")
+	report := fs.String("report", "", "write a per-version cost report (markdown) to this file")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	sinceV, err := goversion.Parse(*since)
+	if err != nil {
+		return fmt.Errorf("%w: --since: %v", errUsage, err)
+	}
+	var only []goversion.Version
+	for _, s := range splitList(*versions) {
+		v, err := goversion.Parse(s)
+		if err != nil {
+			return fmt.Errorf("%w: --versions: %v", errUsage, err)
+		}
+		only = append(only, v)
+	}
+	archList := splitList(*arches)
+	for _, a := range archList {
+		if !slices.Contains([]string{"amd64", "arm64"}, a) {
+			return fmt.Errorf("%w: --arch %s: supported are amd64 and arm64", errUsage, a)
+		}
+	}
+	if err := os.MkdirAll(*cache, 0o755); err != nil {
+		return fmt.Errorf("cache directory: %w", err)
+	}
+	for _, m := range splitList(*modules) {
+		set, err := fieldset.Load(m)
+		if err != nil {
+			return err
+		}
+		cfg := generate.Config{
+			Set: set, Arches: archList, Since: sinceV, Versions: only, Workers: *workers,
+			CacheDir: *cache, OutDir: *out, KeepToolchains: *keep, RetryFailed: *retry,
+			Proxy:    &toolchain.Proxy{URL: *proxy, ConfigDir: filepath.Join(*cache, "sumdb")},
+			Log:      slog.Default(),
+			Progress: os.Stderr,
+		}
+		rep, err := generate.Run(ctx, cfg)
+		if rep != nil {
+			printReport(stdout, m, rep)
+			if *report != "" {
+				if werr := os.WriteFile(*report, []byte(costTable(rep)), 0o644); werr != nil {
+					return werr
+				}
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func defaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "offsetdb")
+	}
+	return filepath.Join(os.TempDir(), "offsetdb-cache")
+}
+
+func printReport(w io.Writer, module string, r *generate.Report) {
+	fmt.Fprintf(w, "%s: %d releases listed, %d probes built, %d already up to date, %d versions unavailable, %d probes failed, in %s\n",
+		module, r.Releases, r.Built, r.UpToDate, r.Unavailable, r.Failed, r.Wall.Round(time.Millisecond))
+	if len(r.Costs) > 0 {
+		var sum generate.Cost
+		sum.Build, sum.Extract = map[string]time.Duration{}, map[string]time.Duration{}
+		for _, c := range r.Costs {
+			sum.Download += c.Download
+			sum.Unpack += c.Unpack
+			sum.Verify += c.Verify
+			for a, d := range c.Build {
+				sum.Build[a] += d
+				sum.Extract[a] += c.Extract[a]
+			}
+		}
+		n := time.Duration(len(r.Costs))
+		fmt.Fprintf(w, "mean per version: download %s, verify %s, unpack %s", (sum.Download / n).Round(time.Millisecond), (sum.Verify / n).Round(time.Millisecond), (sum.Unpack / n).Round(time.Millisecond))
+		for _, a := range slices.Sorted(maps.Keys(sum.Build)) {
+			fmt.Fprintf(w, ", build/%s %s, extract/%s %s", a, (sum.Build[a] / n).Round(time.Millisecond), a, (sum.Extract[a] / n).Round(time.Millisecond))
+		}
+		fmt.Fprintln(w)
+	}
+	for _, warn := range r.Warnings {
+		fmt.Fprintln(w, "warning:", warn)
+	}
+}
+
+func costTable(r *generate.Report) string {
+	var b strings.Builder
+	b.WriteString("| version | download | verify | unpack | build amd64 | extract amd64 | build arm64 | extract arm64 |\n|---|---|---|---|---|---|---|---|\n")
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
+	for _, c := range r.Costs {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", c.Version, ms(c.Download), ms(c.Verify), ms(c.Unpack),
+			ms(c.Build["amd64"]), ms(c.Extract["amd64"]), ms(c.Build["arm64"]), ms(c.Extract["arm64"]))
+	}
+	return b.String()
+}

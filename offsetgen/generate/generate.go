@@ -1,0 +1,397 @@
+// Package generate runs the std generator: it lists Go releases, fetches
+// each toolchain, builds one probe per GOARCH, reads the probe's DWARF and
+// writes the module's shard into the database, incrementally and resumably.
+package generate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/offsetdb/offsetdb/fieldset"
+	"github.com/offsetdb/offsetdb/goversion"
+	"github.com/offsetdb/offsetdb/layout"
+	"github.com/offsetdb/offsetdb/offsetgen/probe"
+	"github.com/offsetdb/offsetdb/offsetgen/progress"
+	"github.com/offsetdb/offsetdb/offsetgen/toolchain"
+	"github.com/offsetdb/offsetdb/offsets"
+)
+
+// Config says what to generate and where.
+type Config struct {
+	Set      *fieldset.Set // fields to extract; Set.Module must be "std"
+	Arches   []string      // GOARCHes to build probes for
+	Since    goversion.Version
+	Workers  int    // parallel toolchains; each build already uses every core
+	CacheDir string // toolchains, build caches and scratch space
+	OutDir   string // database directory
+	Proxy    *toolchain.Proxy
+	// KeepToolchains leaves unpacked toolchains in CacheDir (about 230 MB
+	// each) instead of removing them once their probes are read.
+	KeepToolchains bool
+	// RetryFailed rebuilds versions recorded as failed.
+	RetryFailed bool
+	// Versions, if set, restricts the run to these releases.
+	Versions []goversion.Version
+	Log      *slog.Logger
+	Progress io.Writer // progress bar; nil for none
+}
+
+// Cost is what one Go version cost, split by phase.
+type Cost struct {
+	Version  string
+	Download time.Duration
+	Verify   time.Duration
+	Unpack   time.Duration
+	Build    map[string]time.Duration // per GOARCH
+	Extract  map[string]time.Duration // per GOARCH
+}
+
+// Report summarises a run.
+type Report struct {
+	Releases    int // releases the proxy knows since Config.Since
+	Built       int // (version, arch) probes built and read this run
+	UpToDate    int // (version, arch) already in the database for this field set
+	Unavailable int // versions the proxy does not serve
+	Failed      int // (version, arch) that did not build this run
+	Costs       []Cost
+	Warnings    []string
+	Wall        time.Duration
+}
+
+// job is one Go version and the GOARCHes it still needs.
+type job struct {
+	v      goversion.Version
+	arches []string
+}
+
+// Run generates the std shard. It writes the shard after every finished
+// version, so an interrupted run keeps what it built and the next run
+// continues where it stopped. Transient errors (network, cancellation) are
+// not recorded in the database; they make Run return an error after the
+// other versions are done.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	start := time.Now()
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Workers < 1 {
+		cfg.Workers = 1
+	}
+	module := cfg.Set.Module
+	if module != offsets.StdModule {
+		return nil, fmt.Errorf("generate: module %s: only std is supported by this generator", module)
+	}
+	table, err := loadTable(cfg.OutDir, cfg.Set, log)
+	if err != nil {
+		return nil, err
+	}
+
+	var releases []toolchain.Release
+	if len(cfg.Versions) > 0 {
+		for _, v := range cfg.Versions {
+			releases = append(releases, toolchain.Release{Version: v, Available: true})
+		}
+	} else {
+		log.Info("listing Go releases", "proxy", cfg.Proxy.URL, "since", cfg.Since.String())
+		releases, err = cfg.Proxy.Releases(ctx, cfg.Since)
+		if err != nil {
+			return nil, fmt.Errorf("list Go releases: %w", err)
+		}
+	}
+	rep := &Report{Releases: len(releases)}
+
+	var jobs []job
+	for _, r := range releases {
+		var need []string
+		for _, arch := range cfg.Arches {
+			b, ok := table.Builds[arch][r.Version.String()]
+			switch {
+			case ok && b.Status == offsets.StatusOK:
+				rep.UpToDate++
+			case ok && b.Status == offsets.StatusFailed && !cfg.RetryFailed:
+				rep.UpToDate++
+			case !r.Available:
+				if err := table.Set(arch, offsets.Build{Coverage: offsets.Coverage{
+					Version: r.Version.String(), Status: offsets.StatusUnavailable, Reason: r.Reason}}); err != nil {
+					return nil, err
+				}
+			default:
+				need = append(need, arch)
+			}
+		}
+		if !r.Available {
+			rep.Unavailable++
+		}
+		if len(need) > 0 {
+			jobs = append(jobs, job{v: r.Version, arches: need})
+		}
+	}
+	log.Info("plan", "releases", len(releases), "to_build", len(jobs), "up_to_date_probes", rep.UpToDate, "unavailable", rep.Unavailable)
+
+	g := &generator{cfg: cfg, log: log, table: table, rep: rep,
+		cache: &toolchain.Cache{Dir: filepath.Join(cfg.CacheDir, "toolchains"), Proxy: cfg.Proxy}}
+	// Write once even when there is nothing to build: coverage of newly
+	// unavailable versions is news too.
+	if err := g.write(); err != nil {
+		return nil, err
+	}
+	bar := progress.New(cfg.Progress, len(jobs))
+	work := make(chan job)
+	var wg sync.WaitGroup
+	var transient []error
+	var mu sync.Mutex
+	for i := 0; i < cfg.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range work {
+				if err := g.runJob(ctx, j); err != nil {
+					log.Error("version not done", "version", j.v.String(), "err", err)
+					mu.Lock()
+					transient = append(transient, fmt.Errorf("%s: %w", j.v, err))
+					mu.Unlock()
+				}
+				bar.Step(j.v.String())
+			}
+		}()
+	}
+feed:
+	for _, j := range jobs {
+		select {
+		case work <- j:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if len(jobs) > 0 {
+		bar.Finish()
+	}
+	rep.Warnings = suspiciousAbsences(table)
+	for _, w := range rep.Warnings {
+		log.Warn(w)
+	}
+	rep.Wall = time.Since(start)
+	sort.Slice(rep.Costs, func(i, j int) bool {
+		return goversion.MustParse(rep.Costs[i].Version).Less(goversion.MustParse(rep.Costs[j].Version))
+	})
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("interrupted; finished versions are saved, run again to continue: %w", err)
+	}
+	if len(transient) > 0 {
+		return rep, fmt.Errorf("%d versions not done (run again to retry): %w", len(transient), errors.Join(transient...))
+	}
+	return rep, nil
+}
+
+// loadTable reads the module's shard from dir. A shard built for another
+// field set is discarded: its absences cannot be trusted for the new set,
+// so every version is rebuilt.
+func loadTable(dir string, set *fieldset.Set, log *slog.Logger) (*offsets.Table, error) {
+	fresh := offsets.NewTable(set.Module, set.Fields)
+	db, err := offsets.OpenDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fresh, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, err := db.Shard(set.Module)
+	if errors.Is(err, offsets.ErrUnknownModule) {
+		return fresh, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read existing database: %w (fix or remove %s, or run offsetgen verify)", err, dir)
+	}
+	if s.FieldSet != offsets.FieldSetHash(set.Fields) {
+		log.Warn("field set changed since the database was written: rebuilding every version", "module", set.Module)
+		return fresh, nil
+	}
+	return s.Expand()
+}
+
+type generator struct {
+	cfg   Config
+	log   *slog.Logger
+	mu    sync.Mutex // guards table, rep and shard writes
+	table *offsets.Table
+	rep   *Report
+	cache *toolchain.Cache
+}
+
+func (g *generator) write() error {
+	return offsets.WriteShard(g.cfg.OutDir, g.table.Shard())
+}
+
+// runJob builds and reads the probes of one Go version and records them.
+func (g *generator) runJob(ctx context.Context, j job) error {
+	v := j.v.String()
+	goroot, t, err := g.cache.Toolchain(ctx, j.v)
+	cost := Cost{Version: v, Download: t.Download, Verify: t.Verify, Unpack: t.Unpack,
+		Build: map[string]time.Duration{}, Extract: map[string]time.Duration{}}
+	if errors.Is(err, toolchain.ErrUnavailable) {
+		return g.record(j, cost, func(arch string) offsets.Build {
+			return offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusUnavailable, Reason: err.Error()}}
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("fetch toolchain: %w", err)
+	}
+	if !g.cfg.KeepToolchains {
+		defer func() {
+			if err := g.cache.Remove(j.v); err != nil {
+				g.log.Warn("remove toolchain", "version", v, "err", err)
+			}
+		}()
+	}
+	scratch, err := os.MkdirTemp(g.cfg.CacheDir, "probe-"+v+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(scratch)
+
+	builds := map[string]offsets.Build{}
+	for _, arch := range j.arches {
+		b, buildTime, extractTime, err := g.probe(ctx, goroot, arch, scratch, v)
+		if err != nil {
+			return err
+		}
+		cost.Build[arch], cost.Extract[arch] = buildTime, extractTime
+		builds[arch] = b
+	}
+	return g.record(j, cost, func(arch string) offsets.Build { return builds[arch] })
+}
+
+// probe builds and reads one probe. Only transient failures are returned as
+// errors; a probe that does not build or has no DWARF is a failed Build.
+func (g *generator) probe(ctx context.Context, goroot, arch, scratch, v string) (offsets.Build, time.Duration, time.Duration, error) {
+	failed := func(reason string) offsets.Build {
+		return offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusFailed, Toolchain: v, Reason: reason}}
+	}
+	t0 := time.Now()
+	bin, err := probe.Build{GOROOT: goroot, Arch: arch, Dir: scratch, GOCACHE: filepath.Join(scratch, "gocache")}.Run(ctx, g.cfg.Set)
+	buildTime := time.Since(t0)
+	if ctx.Err() != nil {
+		return offsets.Build{}, 0, 0, ctx.Err()
+	}
+	if errors.Is(err, probe.ErrBuild) {
+		g.log.Warn("probe did not build", "version", v, "arch", arch, "err", err)
+		return failed(truncate(err.Error(), 2000)), buildTime, 0, nil
+	}
+	if err != nil {
+		return offsets.Build{}, 0, 0, err
+	}
+	t1 := time.Now()
+	values, err := readFields(bin, g.cfg.Set.Fields)
+	extractTime := time.Since(t1)
+	if err != nil {
+		g.log.Warn("probe unreadable", "version", v, "arch", arch, "err", err)
+		return failed(truncate(err.Error(), 2000)), buildTime, extractTime, nil
+	}
+	g.log.Debug("probe read", "version", v, "arch", arch, "fields", len(values), "build", buildTime, "extract", extractTime)
+	return offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusOK, Toolchain: v}, Values: values},
+		buildTime, extractTime, nil
+}
+
+// readFields reads every field from a probe; fields whose struct or field
+// does not exist in this version are left out (recorded as absent).
+func readFields(bin string, ids []offsets.FieldID) (map[offsets.FieldID]offsets.Value, error) {
+	f, err := layout.Open(bin)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	values, err := f.Fields(ids)
+	var missing *layout.MissingError
+	if errors.As(err, &missing) {
+		for id, e := range missing.Missing {
+			if !errors.Is(e, layout.ErrTypeNotFound) && !errors.Is(e, layout.ErrFieldNotFound) {
+				return nil, fmt.Errorf("%s: %w", id, e)
+			}
+		}
+		return values, nil
+	}
+	return values, err
+}
+
+func (g *generator) record(j job, cost Cost, build func(arch string) offsets.Build) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, arch := range j.arches {
+		b := build(arch)
+		if err := g.table.Set(arch, b); err != nil {
+			return err
+		}
+		switch b.Status {
+		case offsets.StatusOK:
+			g.rep.Built++
+		case offsets.StatusFailed:
+			g.rep.Failed++
+		}
+	}
+	if len(cost.Build) > 0 {
+		g.rep.Costs = append(g.rep.Costs, cost)
+	}
+	return g.write()
+}
+
+// suspiciousAbsences warns about a struct type missing in a version while
+// present in versions before and after it: more likely the probe lost it to
+// dead-code elimination than the standard library removed and re-added it.
+func suspiciousAbsences(t *offsets.Table) []string {
+	var out []string
+	for arch := range t.Builds {
+		var ok []string
+		for _, v := range t.Versions(arch) {
+			if t.Builds[arch][v].Status == offsets.StatusOK {
+				ok = append(ok, v)
+			}
+		}
+		for _, id := range t.Fields {
+			var present []bool
+			for _, v := range ok {
+				_, p := t.Builds[arch][v].Values[id]
+				present = append(present, p)
+			}
+			first := slices.Index(present, true)
+			last := len(present) - 1 - slices.Index(reversed(present), true)
+			if first < 0 {
+				continue
+			}
+			for i := first; i <= last; i++ {
+				if !present[i] {
+					out = append(out, fmt.Sprintf("%s/%s: %s absent in %s but present before and after", t.Module, arch, id, ok[i]))
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func reversed(b []bool) []bool {
+	r := slices.Clone(b)
+	slices.Reverse(r)
+	return r
+}
+
+func truncate(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,259 @@
+package offsets
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	fMethod  = FieldID{"net/http", "Request", "Method"}
+	fPattern = FieldID{"net/http", "Request", "Pattern"}
+	fGoid    = FieldID{"runtime", "g", "goid"}
+)
+
+func ok(v string, values map[FieldID]Value) Build {
+	return Build{Coverage: Coverage{Version: v, Status: StatusOK, Toolchain: v}, Values: values}
+}
+
+// sampleTable has five go1.22 releases: go1.22.2 withheld by the proxy,
+// goid moving in go1.22.4, Pattern appearing in go1.22.3.
+func sampleTable(t *testing.T) *Table {
+	t.Helper()
+	tb := NewTable(StdModule, []FieldID{fPattern, fMethod, fGoid})
+	goid := func(off uint64) Value { return Value{Offset: off, Size: 8, Type: "uint64"} }
+	method := Value{Offset: 0, Size: 16, Type: "string"}
+	pattern := Value{Offset: 232, Size: 16, Type: "string"}
+	require.NoError(t, tb.Set("amd64", ok("go1.22.0", map[FieldID]Value{fMethod: method, fGoid: goid(152)})))
+	require.NoError(t, tb.Set("amd64", ok("go1.22.1", map[FieldID]Value{fMethod: method, fGoid: goid(152)})))
+	require.NoError(t, tb.Set("amd64", Build{Coverage: Coverage{Version: "go1.22.2", Status: StatusUnavailable, Reason: "proxy answered 403"}}))
+	require.NoError(t, tb.Set("amd64", ok("1.22.3", map[FieldID]Value{fMethod: method, fGoid: goid(152), fPattern: pattern})))
+	require.NoError(t, tb.Set("amd64", ok("go1.22.4", map[FieldID]Value{fMethod: method, fGoid: goid(160), fPattern: pattern})))
+	require.NoError(t, tb.Set("amd64", Build{Coverage: Coverage{Version: "go1.22.5", Status: StatusFailed, Reason: "compile: boom"}}))
+	return tb
+}
+
+func TestShardCompactsConsecutiveEqualValues(t *testing.T) {
+	s := sampleTable(t).Shard()
+	assert.Equal(t, []Range{{From: "go1.22.0", To: "go1.22.4", Value: Value{0, 16, "string"}}}, s.Fields[fMethod.String()]["amd64"])
+	assert.Equal(t, []Range{
+		{From: "go1.22.0", To: "go1.22.3", Value: Value{152, 8, "uint64"}},
+		{From: "go1.22.4", To: "go1.22.4", Value: Value{160, 8, "uint64"}},
+	}, s.Fields[fGoid.String()]["amd64"])
+	assert.Equal(t, []Range{{From: "go1.22.3", To: "go1.22.4", Value: Value{232, 16, "string"}}}, s.Fields[fPattern.String()]["amd64"])
+	assert.Len(t, s.Coverage["amd64"], 6)
+	require.NoError(t, s.Check())
+}
+
+func TestExpandInvertsShard(t *testing.T) {
+	tb := sampleTable(t)
+	back, err := tb.Shard().Expand()
+	require.NoError(t, err)
+	assert.Equal(t, tb, back)
+}
+
+func TestEncodeIsDeterministic(t *testing.T) {
+	a, err := sampleTable(t).Shard().Encode()
+	require.NoError(t, err)
+	for i := 0; i < 5; i++ {
+		b, err := sampleTable(t).Shard().Encode()
+		require.NoError(t, err)
+		require.Equal(t, a, b)
+	}
+}
+
+func TestLookup(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, WriteShard(dir, sampleTable(t).Shard()))
+	db, err := OpenDir(dir)
+	require.NoError(t, err)
+
+	tests := []struct {
+		name    string
+		version string
+		arch    string
+		field   FieldID
+		opts    []LookupOption
+		want    Value
+		from    string
+		wantErr error
+	}{
+		{name: "covered", version: "go1.22.1", arch: "amd64", field: fGoid, want: Value{152, 8, "uint64"}, from: "go1.22.0"},
+		{name: "runtime.Version spelling", version: "go1.22.4 X:boringcrypto", arch: "amd64", field: fGoid, want: Value{160, 8, "uint64"}, from: "go1.22.4"},
+		{name: "bare number", version: "1.22.0", arch: "amd64", field: fMethod, want: Value{0, 16, "string"}, from: "go1.22.0"},
+		{name: "field absent in version", version: "go1.22.1", arch: "amd64", field: fPattern, wantErr: ErrFieldAbsent},
+		{name: "newer than anything built", version: "go1.22.9", arch: "amd64", field: fMethod, wantErr: ErrUnknownVersion},
+		{name: "newer even with interpolation", version: "go1.22.9", arch: "amd64", field: fMethod, opts: []LookupOption{WithInterpolation()}, wantErr: ErrUnknownVersion},
+		{name: "older than anything built", version: "go1.21.13", arch: "amd64", field: fMethod, wantErr: ErrUnknownVersion},
+		{name: "unavailable version", version: "go1.22.2", arch: "amd64", field: fMethod, wantErr: ErrUnknownVersion},
+		{name: "failed version", version: "go1.22.5", arch: "amd64", field: fMethod, wantErr: ErrUnknownVersion},
+		{name: "unavailable version interpolated", version: "go1.22.2", arch: "amd64", field: fMethod, opts: []LookupOption{WithInterpolation()}, want: Value{0, 16, "string"}, from: "go1.22.0"},
+		{name: "interpolation refused where neighbours disagree", version: "go1.22.2", arch: "amd64", field: fPattern, opts: []LookupOption{WithInterpolation()}, wantErr: ErrUnknownVersion},
+		{name: "unknown arch", version: "go1.22.1", arch: "riscv64", field: fMethod, wantErr: ErrUnknownArch},
+		{name: "untracked field", version: "go1.22.1", arch: "amd64", field: FieldID{"net/http", "Request", "Nope"}, wantErr: ErrUnknownField},
+		{name: "devel version", version: "devel +abc", arch: "amd64", field: fMethod, wantErr: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := db.Lookup(StdModule, tt.version, tt.arch, tt.field, tt.opts...)
+			if tt.name == "devel version" {
+				require.Error(t, err)
+				return
+			}
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, r.Value)
+			assert.Equal(t, tt.from, r.Provenance.From)
+			assert.Equal(t, "database", r.Provenance.Source)
+			assert.Equal(t, len(tt.opts) > 0, r.Provenance.Interpolated)
+		})
+	}
+}
+
+func TestVersionErrorSaysWhatToDo(t *testing.T) {
+	s := sampleTable(t).Shard()
+	_, err := s.Lookup("go1.22.9", "amd64", fMethod)
+	var verr *VersionError
+	require.ErrorAs(t, err, &verr)
+	assert.Equal(t, "go1.22.4", verr.Newest)
+	assert.Contains(t, err.Error(), "offsetgen generate")
+	_, err = s.Lookup("go1.22.5", "amd64", fMethod)
+	assert.Contains(t, err.Error(), "compile: boom")
+}
+
+func TestUnknownModule(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, WriteShard(dir, sampleTable(t).Shard()))
+	db, err := OpenDir(dir)
+	require.NoError(t, err)
+	_, err = db.Lookup("google.golang.org/grpc", "v1.60.0", "amd64", fMethod)
+	assert.ErrorIs(t, err, ErrUnknownModule)
+}
+
+func TestSetRejectsInconsistentBuilds(t *testing.T) {
+	tb := NewTable(StdModule, []FieldID{fMethod})
+	assert.Error(t, tb.Set("amd64", ok("go1.22.0", map[FieldID]Value{fGoid: {}})), "untracked field")
+	assert.Error(t, tb.Set("amd64", Build{Coverage: Coverage{Version: "go1.22.0"}}), "no status")
+	assert.Error(t, tb.Set("amd64", Build{Coverage: Coverage{Version: "go1.22.0", Status: StatusFailed}, Values: map[FieldID]Value{fMethod: {}}}), "values on failure")
+	assert.Error(t, tb.Set("amd64", ok("banana", nil)), "bad version")
+}
+
+func TestVerifyAcceptsWrittenDatabase(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, WriteShard(dir, sampleTable(t).Shard()))
+	require.NoError(t, Verify(os.DirFS(dir)))
+}
+
+func TestVerifyFindsFaults(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(dir string, s *Shard)
+		want   string
+	}{
+		{"edited shard bytes", func(dir string, s *Shard) {
+			p := filepath.Join(dir, ShardFile(StdModule))
+			data, _ := os.ReadFile(p)
+			data = append(data, ' ')
+			os.WriteFile(p, data, 0o644)
+		}, "sha256"},
+		{"overlapping ranges", func(dir string, s *Shard) {
+			r := s.Fields[fGoid.String()]["amd64"]
+			r[1].From = "go1.22.3"
+			writeRaw(dir, s)
+		}, "overlap"},
+		{"uncompacted ranges", func(dir string, s *Shard) {
+			s.Fields[fMethod.String()]["amd64"] = []Range{
+				{From: "go1.22.0", To: "go1.22.1", Value: Value{0, 16, "string"}},
+				{From: "go1.22.3", To: "go1.22.4", Value: Value{0, 16, "string"}},
+			}
+			writeRaw(dir, s)
+		}, "not compacted"},
+		{"range bound not built", func(dir string, s *Shard) {
+			s.Fields[fMethod.String()]["amd64"][0].From = "go1.22.2"
+			writeRaw(dir, s)
+		}, "not bounded"},
+		{"coverage out of order", func(dir string, s *Shard) {
+			c := s.Coverage["amd64"]
+			c[0], c[1] = c[1], c[0]
+			writeRaw(dir, s)
+		}, "ascending"},
+		{"failure without reason", func(dir string, s *Shard) {
+			s.Coverage["amd64"][5].Reason = ""
+			writeRaw(dir, s)
+		}, "without a reason"},
+		{"field set hash", func(dir string, s *Shard) {
+			s.FieldSet = "0000"
+			writeRaw(dir, s)
+		}, "fieldset"},
+		{"schema", func(dir string, s *Shard) {
+			s.Schema = 99
+			writeRaw(dir, s)
+		}, "schema"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := sampleTable(t).Shard()
+			require.NoError(t, WriteShard(dir, s))
+			tt.mutate(dir, s)
+			err := Verify(os.DirFS(dir))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+// writeRaw writes a shard bypassing the table, with a matching index, so
+// that only the shard's content is at fault.
+func writeRaw(dir string, s *Shard) {
+	if err := WriteShard(dir, s); err != nil {
+		panic(err)
+	}
+}
+
+func TestParseFieldID(t *testing.T) {
+	tests := []struct {
+		in   string
+		want FieldID
+	}{
+		{"net/http.Request.ctx", FieldID{"net/http", "Request", "ctx"}},
+		{"runtime.g.goid", FieldID{"runtime", "g", "goid"}},
+		{"context.valueCtx.Context.x.y", FieldID{"context", "valueCtx", "Context.x.y"}},
+		{"google.golang.org/grpc/internal/transport.Stream.method", FieldID{"google.golang.org/grpc/internal/transport", "Stream", "method"}},
+		{"gopkg.in/yaml%2ev3.Node.Kind", FieldID{"gopkg.in/yaml%2ev3", "Node", "Kind"}},
+	}
+	for _, tt := range tests {
+		got, err := ParseFieldID(tt.in)
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.want, got)
+		assert.Equal(t, tt.in, got.String())
+	}
+	for _, bad := range []string{"", "runtime.g", "net/http.Request", "a.b..c", "a.b.c.", "a. b.c", "x/"} {
+		_, err := ParseFieldID(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestShardFileNames(t *testing.T) {
+	assert.Equal(t, "std.json", ShardFile("std"))
+	assert.Equal(t, "google.golang.org_grpc.json", ShardFile("google.golang.org/grpc"))
+	assert.Equal(t, "github.com_!azure_sdk.json", ShardFile("github.com/Azure/sdk"))
+}
+
+func TestInterpolationStaysWithinReleaseLine(t *testing.T) {
+	tb := NewTable(StdModule, []FieldID{fMethod})
+	method := map[FieldID]Value{fMethod: {Offset: 0, Size: 16, Type: "string"}}
+	require.NoError(t, tb.Set("amd64", ok("go1.21.13", method)))
+	require.NoError(t, tb.Set("amd64", ok("go1.22.1", method)))
+	s := tb.Shard()
+	_, err := s.Lookup("go1.22.0", "amd64", fMethod, WithInterpolation())
+	assert.ErrorIs(t, err, ErrUnknownVersion, "go1.22.0 lies between builds of two lines")
+	_, err = s.Lookup("go1.21.14", "amd64", fMethod, WithInterpolation())
+	assert.ErrorIs(t, err, ErrUnknownVersion)
+}
