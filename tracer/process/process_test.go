@@ -1,0 +1,78 @@
+package process
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMatch(t *testing.T) {
+	assert.True(t, Match("myservice", "/usr/bin/myservice"))
+	assert.True(t, Match("my*", "/usr/bin/myservice"))
+	assert.False(t, Match("other", "/usr/bin/myservice"))
+	assert.True(t, Match("/usr/bin/*", "/usr/bin/myservice"))
+	assert.False(t, Match("/opt/*", "/usr/bin/myservice"))
+}
+
+func TestStartHoldsChildUntilResume(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	c, err := Start([]string{"sh", "-c", "touch " + marker}, nil, os.Stdout, os.Stderr)
+	require.NoError(t, err)
+	time.Sleep(200 * time.Millisecond)
+	_, statErr := os.Stat(marker)
+	assert.True(t, os.IsNotExist(statErr), "the child must not run before Resume")
+	path, name, err := ExePath(c.PID)
+	require.NoError(t, err)
+	assert.NotEmpty(t, path)
+	assert.Contains(t, name, "sh")
+	require.NoError(t, c.Resume())
+	code, err := c.Wait()
+	require.NoError(t, err)
+	assert.Equal(t, 0, code)
+	assert.FileExists(t, marker)
+}
+
+func TestStartReportsMissingCommand(t *testing.T) {
+	_, err := Start([]string{"/no/such/program"}, nil, nil, nil)
+	assert.ErrorContains(t, err, "/no/such/program")
+}
+
+func TestExePathOfGoneProcess(t *testing.T) {
+	cmd := exec.Command("true")
+	require.NoError(t, cmd.Run())
+	_, _, err := ExePath(cmd.Process.Pid)
+	assert.ErrorIs(t, err, ErrGone)
+	assert.False(t, Alive(cmd.Process.Pid))
+}
+
+func TestWatchSeesStartAndExit(t *testing.T) {
+	// A copy of sleep with a name no other process has.
+	dir := t.TempDir()
+	sleep, err := exec.LookPath("sleep")
+	require.NoError(t, err)
+	data, err := os.ReadFile(sleep)
+	require.NoError(t, err)
+	exe := filepath.Join(dir, "offsetdb-watch-test")
+	require.NoError(t, os.WriteFile(exe, data, 0o755))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	events := Watch(ctx, "offsetdb-watch-*", 50*time.Millisecond)
+	cmd := exec.Command(exe, "1")
+	require.NoError(t, cmd.Start())
+	ev := <-events
+	assert.Equal(t, cmd.Process.Pid, ev.PID)
+	assert.False(t, ev.Exited)
+	assert.Equal(t, exe, ev.Exe)
+	require.NoError(t, cmd.Wait())
+	ev = <-events
+	assert.Equal(t, cmd.Process.Pid, ev.PID)
+	assert.True(t, ev.Exited)
+}
