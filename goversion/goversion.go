@@ -91,13 +91,12 @@ func MustParse(s string) Version {
 // Experiments returns the GOEXPERIMENT settings recorded in a runtime.Version
 // string such as "go1.21.0 X:boringcrypto,loopvar". Some experiments change
 // struct layouts, so callers must not treat such a build as the plain release.
+//
+// Go 1.26 writes the suffix with a dash instead ("go1.26.8-X:boringcrypto");
+// both spellings are read.
 func Experiments(s string) []string {
-	_, rest, ok := strings.Cut(strings.TrimSpace(s), " ")
-	if !ok {
-		return nil
-	}
 	var out []string
-	for _, f := range strings.Fields(rest) {
+	for _, f := range strings.Fields(strings.ReplaceAll(s, "-X:", " X:")) {
 		if x, ok := strings.CutPrefix(f, "X:"); ok {
 			out = append(out, strings.Split(x, ",")...)
 		}

@@ -23,6 +23,7 @@ func TestParseAcceptsEverySpelling(t *testing.T) {
 		{"go1.9beta2", Version{1, 9, 0, "beta2"}, "go1.9beta2"},
 		{"go1.21.0 X:boringcrypto", Version{1, 21, 0, ""}, "go1.21.0"},
 		{"go1.22.5-custom", Version{1, 22, 5, ""}, "go1.22.5"},
+		{"go1.26.8-X:boringcrypto", Version{1, 26, 8, ""}, "go1.26.8"},
 		{"  go1.17.13\n", Version{1, 17, 13, ""}, "go1.17.13"},
 	}
 	for _, tt := range tests {
@@ -52,7 +53,9 @@ func TestParseDevelIsTyped(t *testing.T) {
 func TestExperiments(t *testing.T) {
 	assert.Equal(t, []string{"boringcrypto"}, Experiments("go1.21.0 X:boringcrypto"))
 	assert.Equal(t, []string{"loopvar", "rangefunc"}, Experiments("go1.22.0 X:loopvar,rangefunc"))
+	assert.Equal(t, []string{"boringcrypto"}, Experiments("go1.26.8-X:boringcrypto"))
 	assert.Nil(t, Experiments("go1.22.0"))
+	assert.Nil(t, Experiments("go1.22.5-custom"))
 }
 
 func TestCompareOrdersReleasesAndPreReleases(t *testing.T) {

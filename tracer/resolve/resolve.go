@@ -135,7 +135,7 @@ func (r *Resolver) fromDatabase(bin *gobinary.Binary, id offsets.FieldID) (*Fiel
 	} else {
 		m, _ := bin.Module(module)
 		version = m.EffectiveVersion()
-		if m.Replace != nil && m.Replace.Version == "" {
+		if m.Replace != nil && (m.Replace.Version == "" || m.Replace.Version == "(devel)") {
 			return nil, fmt.Sprintf("database: %s is replaced by the local directory %s", module, m.Replace.Path)
 		}
 	}

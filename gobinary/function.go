@@ -1,0 +1,137 @@
+package gobinary
+
+import (
+	"debug/elf"
+	"fmt"
+
+	"golang.org/x/arch/arm64/arm64asm"
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// Function is a function of a binary, located for uprobes.
+type Function struct {
+	// Name is the full symbol name, e.g. "net/http.(*Transport).roundTrip".
+	Name string
+	// Entry and End are the virtual addresses of the function's first byte
+	// and of the byte after its last one. End may include the alignment
+	// padding before the next function when it comes from the Go function
+	// table.
+	Entry, End uint64
+	// EntryOffset is the file offset of Entry: where an entry uprobe attaches.
+	EntryOffset uint64
+	// Returns are the file offsets of every RET instruction in the function,
+	// in address order.
+	//
+	// Return probes are uprobes on these instructions rather than
+	// uretprobes: a uretprobe replaces the return address on the stack,
+	// which breaks when the Go runtime moves or unwinds goroutine stacks.
+	// Tail calls (JMP to another function, as in some wrappers) are not
+	// returns and are not listed.
+	Returns []uint64
+}
+
+// Function finds a function by its full symbol name, such as
+// "net/http.serverHandler.ServeHTTP" or "net/http.(*Transport).roundTrip",
+// and disassembles it to find its RET instructions.
+//
+// The name is looked up in .symtab and, when absent there or when the binary
+// is stripped, in the Go function table; both give the same entry address.
+// A few functions exist in both Go calling conventions (ABIs): an assembly
+// function called from Go, or a Go function called from assembly, gets a
+// generated wrapper of the same name, which .symtab tells apart with a
+// ".abi0" suffix and the Go function table does not. Function then returns
+// the body, which the linker places before its wrapper, so that a probe
+// sees calls through either ABI. Names with the ".abi0" suffix are only
+// found through .symtab.
+// The first call reads the tables (a few megabytes for a large binary);
+// later calls only read and decode the function's own bytes. The error wraps
+// ErrSymbolNotFound when no function has that name and ErrUnsupportedArch
+// for architectures other than amd64 and arm64.
+func (b *Binary) Function(name string) (fn Function, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			fn, err = Function{}, fmt.Errorf("function %s: %w: parser panic: %v", name, ErrMalformed, r)
+		}
+	}()
+	if b.Arch != "amd64" && b.Arch != "arm64" {
+		return Function{}, fmt.Errorf("function %s: %w: %s", name, ErrUnsupportedArch, b.Arch)
+	}
+	r, err := b.lookup(name)
+	if err != nil {
+		return Function{}, fmt.Errorf("function %s: %w", name, err)
+	}
+	fn = Function{Name: name, Entry: r.entry, End: r.end}
+	p, ok := b.segment(r.entry, r.end-r.entry)
+	if !ok || p.Flags&elf.PF_X == 0 {
+		return Function{}, fmt.Errorf("function %s: %w: [%#x, %#x) is not in an executable segment", name, ErrMalformed, r.entry, r.end)
+	}
+	fn.EntryOffset = r.entry - p.Vaddr + p.Off
+	code, err := b.readAt(r.entry, r.end-r.entry)
+	if err != nil {
+		return Function{}, fmt.Errorf("function %s: %w", name, err)
+	}
+	rets, err := findReturns(b.Arch, code)
+	if err != nil {
+		return Function{}, fmt.Errorf("function %s: %w", name, err)
+	}
+	for _, off := range rets {
+		fn.Returns = append(fn.Returns, fn.EntryOffset+off)
+	}
+	return fn, nil
+}
+
+// lookup returns the address range of the named function.
+func (b *Binary) lookup(name string) (funcRange, error) {
+	syms, err := b.symbols()
+	if err != nil {
+		return funcRange{}, err
+	}
+	isFunc := func(s elf.Symbol) bool { return elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Size > 0 }
+	if s, ok := syms[name]; ok && isFunc(s) {
+		if body, ok := syms[name+".abi0"]; ok && isFunc(body) && body.Value < s.Value {
+			s = body
+		}
+		return funcRange{entry: s.Value, end: s.Value + s.Size}, nil
+	}
+	funcs, err := b.funcTable()
+	if err != nil {
+		return funcRange{}, fmt.Errorf("read Go function table: %w", err)
+	}
+	if r, ok := funcs[name]; ok && r.end > r.entry {
+		return r, nil
+	}
+	return funcRange{}, ErrSymbolNotFound
+}
+
+// findReturns returns the offsets of the RET instructions in code.
+//
+// Go's amd64 code contains no data, so an undecodable instruction means the
+// range is wrong and is reported rather than skipped. arm64 instructions are
+// 4 bytes, and literal pools and zero padding between functions do not
+// decode; those words are skipped.
+func findReturns(arch string, code []byte) ([]uint64, error) {
+	var rets []uint64
+	switch arch {
+	case "amd64":
+		for pc := 0; pc < len(code); {
+			inst, err := x86asm.Decode(code[pc:], 64)
+			if err != nil || inst.Len == 0 {
+				return nil, fmt.Errorf("decode amd64 instruction at offset %#x: %v", pc, err)
+			}
+			if inst.Op == x86asm.RET {
+				rets = append(rets, uint64(pc))
+			}
+			pc += inst.Len
+		}
+	case "arm64":
+		for pc := 0; pc+4 <= len(code); pc += 4 {
+			inst, err := arm64asm.Decode(code[pc:])
+			if err == nil && inst.Op == arm64asm.RET {
+				rets = append(rets, uint64(pc))
+			}
+		}
+	default:
+		return nil, fmt.Errorf("%w: %s", ErrUnsupportedArch, arch)
+	}
+	return rets, nil
+}
