@@ -1,0 +1,214 @@
+// Package export builds the OpenTelemetry TracerProvider the tracer's spans
+// leave through, configured from the environment as the OpenTelemetry
+// specification defines it (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_*,
+// OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_SDK_DISABLED, OTEL_BSP_*),
+// and holds the console exporter.
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
+	"github.com/offsetdb/offsetdb/tracer/spans"
+)
+
+// Environment variables read by NewTracerProvider itself; the OTLP exporters
+// read their own (OTEL_EXPORTER_OTLP_ENDPOINT, _HEADERS, _TIMEOUT, ...) and
+// the SDK reads OTEL_TRACES_SAMPLER, OTEL_BSP_* and OTEL_SPAN_*_LIMIT.
+const (
+	EnvTracesExporter = "OTEL_TRACES_EXPORTER"
+	EnvProtocol       = "OTEL_EXPORTER_OTLP_PROTOCOL"
+	EnvTracesProtocol = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+	EnvSDKDisabled    = "OTEL_SDK_DISABLED"
+)
+
+// Defaults the specification sets for OTEL_TRACES_EXPORTER and the OTLP protocol.
+const (
+	DefaultTracesExporter = "otlp"
+	DefaultProtocol       = "http/protobuf"
+)
+
+// unknownService is service.name when nothing names the service.
+const unknownService = "unknown_service"
+
+var (
+	// ErrUnknownExporter is returned for an OTEL_TRACES_EXPORTER value this
+	// tracer does not provide.
+	ErrUnknownExporter = errors.New("unsupported traces exporter")
+
+	// ErrUnknownProtocol is returned for an OTLP protocol this tracer does
+	// not speak.
+	ErrUnknownProtocol = errors.New("unsupported OTLP protocol")
+)
+
+// Options are the settings the environment cannot give.
+type Options struct {
+	// ServiceName is service.name when neither OTEL_SERVICE_NAME nor
+	// OTEL_RESOURCE_ATTRIBUTES sets one; the CLI passes the traced
+	// executable's base name. Empty means "unknown_service".
+	ServiceName string
+
+	// Console receives the console exporter's JSON lines; os.Stdout when nil.
+	Console io.Writer
+}
+
+// NewTracerProvider returns an SDK TracerProvider configured from the
+// environment, ready for spans.NewRecorder: it is built with
+// spans.IDGenerator, so spans keep the IDs the eBPF side assigned.
+//
+// OTEL_TRACES_EXPORTER is a comma-separated list of "otlp" (the default),
+// "console" and "none"; each exporter gets its own batch span processor.
+// The OTLP protocol comes from OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else
+// OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" (the default) or "grpc".
+// Values are case-insensitive; an unknown or unsupported one is an error
+// (ErrUnknownExporter, ErrUnknownProtocol) rather than a silent fallback.
+// OTEL_SDK_DISABLED=true yields a provider that exports nothing.
+//
+// The caller must call Shutdown on the provider: it flushes the spans still
+// queued and shuts the exporters down.
+func NewTracerProvider(ctx context.Context, opts Options) (*sdktrace.TracerProvider, error) {
+	res, err := newResource(ctx, opts.ServiceName)
+	if err != nil {
+		return nil, err
+	}
+	tpOpts := []sdktrace.TracerProviderOption{
+		sdktrace.WithResource(res),
+		sdktrace.WithIDGenerator(spans.IDGenerator()),
+	}
+	if strings.EqualFold(strings.TrimSpace(os.Getenv(EnvSDKDisabled)), "true") {
+		return sdktrace.NewTracerProvider(tpOpts...), nil
+	}
+	exporters, err := newExporters(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range exporters {
+		tpOpts = append(tpOpts, sdktrace.WithBatcher(e))
+	}
+	return sdktrace.NewTracerProvider(tpOpts...), nil
+}
+
+// newResource describes the traced service: telemetry SDK attributes, then
+// service.name from Options, then OTEL_RESOURCE_ATTRIBUTES and
+// OTEL_SERVICE_NAME, later ones winning.
+func newResource(ctx context.Context, serviceName string) (*resource.Resource, error) {
+	if serviceName == "" {
+		serviceName = unknownService
+	}
+	res, err := resource.New(ctx,
+		resource.WithSchemaURL(semconv.SchemaURL),
+		resource.WithTelemetrySDK(),
+		resource.WithAttributes(semconv.ServiceName(serviceName)),
+		resource.WithFromEnv(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("build resource from OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES: %w", err)
+	}
+	return res, nil
+}
+
+// newExporters creates the exporters OTEL_TRACES_EXPORTER names.
+func newExporters(ctx context.Context, opts Options) ([]sdktrace.SpanExporter, error) {
+	names, err := exporterNames(os.Getenv(EnvTracesExporter))
+	if err != nil {
+		return nil, err
+	}
+	var exporters []sdktrace.SpanExporter
+	for _, name := range names {
+		var e sdktrace.SpanExporter
+		switch name {
+		case "otlp":
+			e, err = newOTLPExporter(ctx)
+		case "console":
+			w := opts.Console
+			if w == nil {
+				w = os.Stdout
+			}
+			e = NewConsoleExporter(w)
+		}
+		if err != nil {
+			for _, made := range exporters {
+				_ = made.Shutdown(ctx)
+			}
+			return nil, err
+		}
+		exporters = append(exporters, e)
+	}
+	return exporters, nil
+}
+
+// exporterNames parses an OTEL_TRACES_EXPORTER value into the distinct
+// exporter names it lists; "none" (alone) yields no name.
+func exporterNames(value string) ([]string, error) {
+	if strings.TrimSpace(value) == "" {
+		value = DefaultTracesExporter
+	}
+	var names []string
+	seen := map[string]bool{}
+	for _, field := range strings.Split(value, ",") {
+		name := strings.ToLower(strings.TrimSpace(field))
+		switch name {
+		case "otlp", "console", "none":
+		case "zipkin", "jaeger", "logging", "prometheus":
+			return nil, fmt.Errorf("%s=%q: %w: %q is not provided by this tracer (use otlp, console or none)",
+				EnvTracesExporter, value, ErrUnknownExporter, name)
+		default:
+			return nil, fmt.Errorf("%s=%q: %w: unknown exporter %q (want otlp, console or none)",
+				EnvTracesExporter, value, ErrUnknownExporter, name)
+		}
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+	}
+	if seen["none"] {
+		if len(names) > 1 {
+			return nil, fmt.Errorf("%s=%q: %w: none cannot be combined with other exporters",
+				EnvTracesExporter, value, ErrUnknownExporter)
+		}
+		return nil, nil
+	}
+	return names, nil
+}
+
+// newOTLPExporter creates the official OTLP exporter for the configured
+// protocol; it reads the endpoint, headers, timeout, compression and TLS
+// settings from the environment itself.
+func newOTLPExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
+	protocol, source := DefaultProtocol, "default"
+	for _, env := range []string{EnvTracesProtocol, EnvProtocol} {
+		if v := strings.TrimSpace(os.Getenv(env)); v != "" {
+			protocol, source = strings.ToLower(v), env
+			break
+		}
+	}
+	var (
+		e   sdktrace.SpanExporter
+		err error
+	)
+	switch protocol {
+	case "http/protobuf":
+		e, err = otlptracehttp.New(ctx)
+	case "grpc":
+		e, err = otlptracegrpc.New(ctx)
+	case "http/json":
+		return nil, fmt.Errorf("%s=%q: %w: the Go OTLP exporter does not speak http/json (use http/protobuf or grpc)",
+			source, protocol, ErrUnknownProtocol)
+	default:
+		return nil, fmt.Errorf("%s=%q: %w (want http/protobuf or grpc)", source, protocol, ErrUnknownProtocol)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create OTLP %s exporter: %w", protocol, err)
+	}
+	return e, nil
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/offsetdb/offsetdb/tracer/process"
+	"github.com/offsetdb/offsetdb/tracer/resolve"
+	"github.com/offsetdb/offsetdb/tracer/target"
+)
+
+// inspection is what `tracer inspect --json` prints.
+type inspection struct {
+	Path             string                `json:"path"`
+	GoVersion        string                `json:"go_version"`
+	Arch             string                `json:"arch"`
+	Stripped         bool                  `json:"stripped"`
+	DWARF            bool                  `json:"dwarf"`
+	PIE              bool                  `json:"pie"`
+	CGO              bool                  `json:"cgo"`
+	Experiments      []string              `json:"experiments,omitempty"`
+	Modules          []string              `json:"modules,omitempty"`
+	Instrumentations []inspectedInstrument `json:"instrumentations"`
+}
+
+type inspectedInstrument struct {
+	Name    string           `json:"name"`
+	Enabled bool             `json:"enabled"`
+	Reason  string           `json:"reason,omitempty"`
+	Fields  []inspectedField `json:"fields"`
+}
+
+type inspectedField struct {
+	Field      string `json:"field"`
+	Status     string `json:"status"` // resolved, absent, unresolved
+	Offset     uint64 `json:"offset"`
+	Size       uint64 `json:"size"`
+	Type       string `json:"type,omitempty"`
+	Provenance string `json:"provenance,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+func runInspect(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	o.register(fs)
+	pid := fs.Int("pid", 0, "inspect the executable of this running process")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var path string
+	switch {
+	case *pid != 0 && fs.NArg() == 0:
+		p, _, err := process.ExePath(*pid)
+		if err != nil {
+			return err
+		}
+		path = p
+	case *pid == 0 && fs.NArg() == 1:
+		path = fs.Arg(0)
+	default:
+		return fmt.Errorf("%w: give one PATH or --pid N", errUsage)
+	}
+	r, err := o.resolver()
+	if err != nil {
+		return err
+	}
+	insts := instrumentations()
+	p, err := target.NewPlan(path, r, insts)
+	if err != nil {
+		return err
+	}
+	defer p.Binary.Close()
+
+	b := p.Binary
+	out := inspection{
+		Path: path, GoVersion: b.GoVersionRaw, Arch: b.Arch, Stripped: b.Stripped, DWARF: b.HasDWARF,
+		PIE: b.PIE, CGO: b.CGO, Experiments: b.Experiments,
+	}
+	for _, m := range b.Modules {
+		s := m.Path + "@" + m.Version
+		if m.Replace != nil {
+			s += " => " + m.Replace.Path
+			if m.Replace.Version != "" {
+				s += "@" + m.Replace.Version
+			}
+		}
+		out.Modules = append(out.Modules, s)
+	}
+	disabled := map[string]target.Disabled{}
+	for _, d := range p.Disabled {
+		disabled[d.Name] = d
+	}
+	for _, inst := range insts {
+		ii := inspectedInstrument{Name: inst.Name, Enabled: true}
+		if d, ok := disabled[inst.Name]; ok {
+			ii.Enabled, ii.Reason = false, d.Reason
+		}
+		for _, f := range inst.Fields {
+			rf, ok := p.Fields[f.ID]
+			if !ok {
+				continue // not resolved at all: the binary is unsupported, said in Reason
+			}
+			inf := inspectedField{Field: f.ID.String(), Status: rf.Status.String(), Provenance: rf.Provenance}
+			if rf.Status == resolve.Resolved {
+				inf.Offset, inf.Size, inf.Type = rf.Value.Offset, rf.Value.Size, rf.Value.Type
+			}
+			if rf.Status == resolve.Unresolved && rf.Err != nil {
+				inf.Error = rf.Err.Error()
+			}
+			if rf.Status == resolve.Absent && !f.Optional {
+				inf.Error = "required field does not exist in this version"
+			}
+			ii.Fields = append(ii.Fields, inf)
+		}
+		out.Instrumentations = append(out.Instrumentations, ii)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	printInspection(stdout, out)
+	return nil
+}
+
+func printInspection(w io.Writer, in inspection) {
+	var traits []string
+	for _, t := range []struct {
+		on   bool
+		name string
+	}{{in.Stripped, "stripped"}, {!in.DWARF, "no DWARF"}, {in.PIE, "PIE"}, {in.CGO, "cgo"}} {
+		if t.on {
+			traits = append(traits, t.name)
+		}
+	}
+	fmt.Fprintf(w, "binary:  %s\n", in.Path)
+	fmt.Fprintf(w, "go:      %s (%s)\n", in.GoVersion, strings.Join(append([]string{in.Arch}, traits...), ", "))
+	if len(in.Experiments) > 0 {
+		fmt.Fprintf(w, "GOEXPERIMENT: %s\n", strings.Join(in.Experiments, ","))
+	}
+	if len(in.Modules) > 0 {
+		fmt.Fprintf(w, "modules: %s\n", strings.Join(in.Modules, "\n         "))
+	}
+	for _, ii := range in.Instrumentations {
+		state := "enabled"
+		if !ii.Enabled {
+			state = "DISABLED: " + ii.Reason
+		}
+		fmt.Fprintf(w, "\n%s: %s\n", ii.Name, state)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, f := range ii.Fields {
+			switch f.Status {
+			case "resolved":
+				fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%s\n", f.Field, f.Offset, f.Size, f.Type, f.Provenance)
+			case "absent":
+				fmt.Fprintf(tw, "  %s\tabsent\t\t\t%s\n", f.Field, f.Provenance)
+			default:
+				fmt.Fprintf(tw, "  %s\tMISSING\t\t\t%s\n", f.Field, f.Error)
+			}
+		}
+		tw.Flush()
+	}
+}

@@ -1,0 +1,324 @@
+// Command tracer produces OpenTelemetry spans for the HTTP traffic of
+// unmodified Go programs, with eBPF uprobes.
+//
+//	tracer [flags] -- CMD ARGS...   start CMD and trace it
+//	tracer [flags] --pid N          trace a running process
+//	tracer [flags] --exe GLOB       trace every process whose executable matches, now and later
+//	tracer inspect [--json] PATH | --pid N
+//
+// Export follows the OpenTelemetry environment: OTEL_TRACES_EXPORTER (otlp,
+// console, none), OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL
+// (http/protobuf, grpc), OTEL_SERVICE_NAME (default: the executable's name),
+// OTEL_RESOURCE_ATTRIBUTES.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/offsetdb/offsetdb"
+	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/export"
+	"github.com/offsetdb/offsetdb/tracer/httpclient"
+	"github.com/offsetdb/offsetdb/tracer/httpserver"
+	"github.com/offsetdb/offsetdb/tracer/preflight"
+	"github.com/offsetdb/offsetdb/tracer/process"
+	"github.com/offsetdb/offsetdb/tracer/resolve"
+	"github.com/offsetdb/offsetdb/tracer/spans"
+	"github.com/offsetdb/offsetdb/tracer/target"
+	"github.com/offsetdb/offsetdb/tracer/uprobe"
+)
+
+var errUsage = errors.New("usage")
+
+const usage = `usage:
+  tracer [flags] -- CMD ARGS...   start CMD and trace it
+  tracer [flags] --pid N          trace a running process
+  tracer [flags] --exe GLOB       trace matching processes, running and later started
+  tracer inspect [flags] PATH     what would be traced in a binary (or --pid N)
+
+flags:`
+
+// options are the flags shared by tracing and inspect.
+type options struct {
+	offsetsDir string
+	noEmbedded bool
+	noDWARF    bool
+	logLevel   string
+}
+
+func (o *options) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.offsetsDir, "offsets-dir", "", "extra offset database directory (written by offsetgen), consulted before the embedded one")
+	fs.BoolVar(&o.noEmbedded, "no-embedded-offsets", false, "do not use the database embedded in the tracer (offsets then come from --offsets-dir or the target's DWARF)")
+	fs.BoolVar(&o.noDWARF, "no-dwarf", false, "do not read offsets from the target's DWARF")
+	fs.StringVar(&o.logLevel, "log-level", envOr("OTEL_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env OTEL_LOG_LEVEL)")
+}
+
+func (o *options) resolver() (*resolve.Resolver, error) {
+	r := &resolve.Resolver{NoDWARF: o.noDWARF}
+	if o.offsetsDir != "" {
+		db, err := offsets.OpenDir(o.offsetsDir)
+		if err != nil {
+			return nil, fmt.Errorf("--offsets-dir: %w", err)
+		}
+		r.DBs = append(r.DBs, db)
+	}
+	if !o.noEmbedded {
+		db, err := offsets.Open(offsetdb.Data())
+		if err != nil {
+			return nil, fmt.Errorf("embedded offset database: %w", err)
+		}
+		r.DBs = append(r.DBs, db)
+	}
+	return r, nil
+}
+
+func (o *options) logger(w io.Writer) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(o.logLevel)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// instrumentations are every instrumentation this tracer ships.
+func instrumentations() []uprobe.Instrumentation {
+	return []uprobe.Instrumentation{httpserver.Instrumentation(), httpclient.Instrumentation()}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var err error
+	if len(args) > 0 && args[0] == "inspect" {
+		err = runInspect(args[1:], stdout, stderr)
+	} else {
+		var code int
+		code, err = runTrace(args, stdout, stderr)
+		if err == nil {
+			return code
+		}
+	}
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "tracer: %v\n%s\n", err, strings.SplitN(usage, "\n\nflags:", 2)[0])
+		return 2
+	}
+	fmt.Fprintf(stderr, "tracer: %v\n", err)
+	return 1
+}
+
+func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
+	fs := flag.NewFlagSet("tracer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, usage); fs.PrintDefaults() }
+	var o options
+	o.register(fs)
+	pid := fs.Int("pid", 0, "trace the running process with this PID")
+	exe := fs.String("exe", "", "trace every process whose executable matches this glob (base name, or full path if it has a '/')")
+	if err := fs.Parse(args); err != nil {
+		return 0, err
+	}
+	argv := fs.Args()
+	modes := 0
+	for _, set := range []bool{len(argv) > 0, *pid != 0, *exe != ""} {
+		if set {
+			modes++
+		}
+	}
+	if modes != 1 {
+		return 0, fmt.Errorf("%w: give exactly one of -- CMD, --pid or --exe", errUsage)
+	}
+	log := o.logger(stderr)
+	if err := preflight.Check(); err != nil {
+		return 0, err
+	}
+	r, err := o.resolver()
+	if err != nil {
+		return 0, err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	t := &tracing{resolver: r, log: log, stdout: stdout}
+	switch {
+	case len(argv) > 0:
+		return t.command(ctx, argv)
+	case *pid != 0:
+		return 0, t.pid(ctx, *pid)
+	default:
+		return 0, t.watch(ctx, *exe)
+	}
+}
+
+// tracing holds what every traced process shares.
+type tracing struct {
+	resolver *resolve.Resolver
+	log      *slog.Logger
+	stdout   io.Writer
+}
+
+// plan inspects a process's executable and logs what cannot run.
+func (t *tracing) plan(pid int) (*target.Plan, string, error) {
+	path, name, err := process.ExePath(pid)
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := target.NewPlan(path, t.resolver, instrumentations())
+	if err != nil {
+		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, err)
+	}
+	for _, d := range p.Disabled {
+		t.log.Warn(d.String(), "pid", pid, "exe", name)
+	}
+	if len(p.Enabled) == 0 {
+		p.Binary.Close()
+		return nil, "", fmt.Errorf("pid %d (%s): no instrumentation can run (see the warnings above)", pid, name)
+	}
+	return p, name, nil
+}
+
+// trace traces one process with its own TracerProvider (service.name is its
+// executable's name) and flushes its spans when it ends.
+func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name string, attached func()) error {
+	defer p.Binary.Close()
+	tp, err := export.NewTracerProvider(ctx, export.Options{ServiceName: filepath.Base(name), Console: t.stdout})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(sctx); err != nil {
+			t.log.Error("flush spans", "pid", pid, "err", err)
+		}
+	}()
+	rec, err := spans.NewRecorder(tp)
+	if err != nil {
+		return err
+	}
+	st, err := target.Trace(ctx, p, pid, rec, t.log, attached)
+	t.log.Info("detached", "pid", pid, "spans", st.Spans, "dropped", st.Dropped, "errors", st.Errors)
+	return err
+}
+
+// command starts argv held at its first instruction, attaches, lets it run,
+// and returns its exit code. A signal to the tracer is passed on to it.
+func (t *tracing) command(ctx context.Context, argv []string) (int, error) {
+	child, err := process.Start(argv, os.Stdin, os.Stdout, os.Stderr)
+	if err != nil {
+		return 0, err
+	}
+	p, name, err := t.plan(child.PID)
+	if err != nil {
+		child.Cmd.Process.Kill()
+		child.Resume()
+		child.Wait()
+		return 0, err
+	}
+	traceCtx, cancel := context.WithCancel(context.Background())
+	attached := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- t.trace(traceCtx, child.PID, p, name, func() { close(attached) })
+	}()
+	select {
+	case <-attached:
+	case err := <-done:
+		child.Cmd.Process.Kill()
+		child.Resume()
+		child.Wait()
+		cancel()
+		return 0, err
+	}
+	if err := child.Resume(); err != nil {
+		cancel()
+		return 0, err
+	}
+	exited := make(chan int, 1)
+	go func() {
+		code, _ := child.Wait()
+		exited <- code
+	}()
+	code := 0
+	select {
+	case code = <-exited:
+	case <-ctx.Done():
+		t.log.Info("signal received: stopping the traced program", "pid", child.PID)
+		child.Cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			child.Cmd.Process.Kill()
+			<-exited
+		}
+		code = 0
+	}
+	cancel()
+	return code, <-done
+}
+
+func (t *tracing) pid(ctx context.Context, pid int) error {
+	p, name, err := t.plan(pid)
+	if err != nil {
+		return err
+	}
+	return t.trace(ctx, pid, p, name, nil)
+}
+
+// watch traces every matching process until ctx is done; each is detached
+// when it exits.
+func (t *tracing) watch(ctx context.Context, glob string) error {
+	t.log.Info("watching for processes", "exe", glob)
+	var wg sync.WaitGroup
+	cancels := map[int]context.CancelFunc{}
+	for ev := range process.Watch(ctx, glob, 500*time.Millisecond) {
+		if ev.Exited {
+			if c, ok := cancels[ev.PID]; ok {
+				c()
+				delete(cancels, ev.PID)
+			}
+			continue
+		}
+		p, name, err := t.plan(ev.PID)
+		if err != nil {
+			t.log.Warn("not tracing", "pid", ev.PID, "err", err)
+			continue
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		cancels[ev.PID] = cancel
+		wg.Add(1)
+		go func(pid int) {
+			defer wg.Done()
+			if err := t.trace(pctx, pid, p, name, nil); err != nil {
+				t.log.Warn("tracing ended", "pid", pid, "err", err)
+			}
+		}(ev.PID)
+	}
+	for _, c := range cancels {
+		c()
+	}
+	wg.Wait()
+	return nil
+}
