@@ -4,15 +4,27 @@ GO        ?= go
 BIN       ?= bin
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build test test-short offsets verify lint fmt
+.PHONY: all build test test-short offsets verify lint fmt demo generate check-generated
 
 all: build
 
 ## build: compile the CLIs into ./bin
 build:
-	$(GO) build -o $(BIN)/ ./offsetgen
+	$(GO) build -o $(BIN)/ ./offsetgen ./tracer
 
-## test: the full test suite (real toolchains from the module proxy, real probes)
+## demo: trace the example service with the console exporter and show its spans (needs root)
+demo:
+	./scripts/demo.sh
+
+## generate: rebuild the eBPF objects with clang through bpf2go (needs clang, llvm, libbpf-dev)
+generate:
+	$(GO) generate ./tracer/...
+
+## check-generated: fail when the committed eBPF objects differ from a fresh make generate
+check-generated: generate
+	@git diff --exit-code --stat -- tracer bpf || { echo "eBPF objects are stale: run make generate and commit"; exit 1; }
+
+## test: the full test suite (real toolchains from the module proxy, real probes, real uprobes as root)
 test:
 	$(GO) test -count=1 ./...
 

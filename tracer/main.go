@@ -42,6 +42,10 @@ import (
 
 var errUsage = errors.New("usage")
 
+// errNothingToTrace reports a Go binary on which every instrumentation is
+// disabled; the warnings logged before it say why, field by field.
+var errNothingToTrace = errors.New("no instrumentation can run (see the warnings above)")
+
 const usage = `usage:
   tracer [flags] -- CMD ARGS...   start CMD and trace it
   tracer [flags] --pid N          trace a running process
@@ -194,7 +198,7 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 	}
 	if len(p.Enabled) == 0 {
 		p.Binary.Close()
-		return nil, "", fmt.Errorf("pid %d (%s): no instrumentation can run (see the warnings above)", pid, name)
+		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, errNothingToTrace)
 	}
 	return p, name, nil
 }
@@ -231,6 +235,14 @@ func (t *tracing) command(ctx context.Context, argv []string) (int, error) {
 		return 0, err
 	}
 	p, name, err := t.plan(child.PID)
+	if errors.Is(err, errNothingToTrace) {
+		// The program is what matters: run it untraced rather than not at all.
+		t.log.Error("running the program untraced", "pid", child.PID, "err", err)
+		if err := child.Resume(); err != nil {
+			return 0, err
+		}
+		return t.wait(ctx, child), nil
+	}
 	if err != nil {
 		child.Cmd.Process.Kill()
 		child.Resume()
@@ -256,27 +268,34 @@ func (t *tracing) command(ctx context.Context, argv []string) (int, error) {
 		cancel()
 		return 0, err
 	}
+	code := t.wait(ctx, child)
+	cancel()
+	return code, <-done
+}
+
+// wait waits for the child and returns its exit code. On a signal to the
+// tracer it stops the child (SIGTERM, then SIGKILL after 5s) and returns 0:
+// the user asked for the stop.
+func (t *tracing) wait(ctx context.Context, child *process.Child) int {
 	exited := make(chan int, 1)
 	go func() {
 		code, _ := child.Wait()
 		exited <- code
 	}()
-	code := 0
 	select {
-	case code = <-exited:
+	case code := <-exited:
+		return code
 	case <-ctx.Done():
-		t.log.Info("signal received: stopping the traced program", "pid", child.PID)
-		child.Cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			child.Cmd.Process.Kill()
-			<-exited
-		}
-		code = 0
 	}
-	cancel()
-	return code, <-done
+	t.log.Info("signal received: stopping the traced program", "pid", child.PID)
+	child.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		child.Cmd.Process.Kill()
+		<-exited
+	}
+	return 0
 }
 
 func (t *tracing) pid(ctx context.Context, pid int) error {

@@ -1,0 +1,70 @@
+// Package httpclient instruments net/http clients: one spans.HTTPEvent per
+// request sent by a net/http.Transport, once per redirect hop, over HTTP/1.x
+// or HTTP/2.
+//
+// It probes net/http.(*Transport).roundTrip with the BPF programs of
+// bpf/httpclient.c: the request is read at the function's entry, the
+// response status at each of its RET instructions. When the goroutine
+// sending the request is handling a server request traced by package
+// httpserver (attached in the same uprobe.Session), the client span joins
+// that trace as a child of the server span; otherwise it starts a trace.
+// Requests sent from other goroutines than the handler's start their own
+// traces: the eBPF side does not follow context.Context.
+//
+// Requirements on the target: Go 1.17+ on amd64 or 1.18+ on arm64 (the
+// register calling convention).
+package httpclient
+
+import (
+	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/httpserver"
+	"github.com/offsetdb/offsetdb/tracer/uprobe"
+)
+
+// The BPF objects, compiled for both targets and committed, come from
+// bpf/httpclient.c; the build needs clang and libbpf-dev.
+//go:generate go tool bpf2go -tags linux -target amd64,arm64 -type http_event client ../../bpf/httpclient.c -- -O2 -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu
+
+// Kind is the first byte of this instrumentation's ring buffer records.
+const Kind uint8 = 2
+
+// Symbol is the function the instrumentation probes.
+const Symbol = "net/http.(*Transport).roundTrip"
+
+// Instrumentation returns the declaration of the net/http client
+// instrumentation, for uprobe.Attach. Each call returns a new copy.
+func Instrumentation() uprobe.Instrumentation {
+	return uprobe.Instrumentation{
+		Name:   "net/http client",
+		Module: "std",
+		Kind:   Kind,
+		Probes: []uprobe.Probe{
+			{Symbol: Symbol, Entry: "client_entry", Return: "client_return"},
+		},
+		Fields: []uprobe.Field{
+			{ID: field("runtime.g.goid"), Const: "off_g_goid"},
+			{ID: field("net/http.Request.Method"), Const: "off_Request_Method"},
+			{ID: field("net/http.Request.URL"), Const: "off_Request_URL"},
+			{ID: field("net/url.URL.Scheme"), Const: "off_URL_Scheme"},
+			{ID: field("net/url.URL.Host"), Const: "off_URL_Host"},
+			{ID: field("net/url.URL.Path"), Const: "off_URL_Path"},
+			{ID: field("net/url.URL.RawQuery"), Const: "off_URL_RawQuery"},
+			{ID: field("net/http.Response.StatusCode"), Const: "off_Response_StatusCode"},
+		},
+		// Read, never written, by the client programs: the server spans
+		// of package httpserver, when it is attached too.
+		SharedMaps: []string{httpserver.ServerSpansMap},
+		Spec:       spec,
+		Decode:     decode,
+	}
+}
+
+// field parses a field ID written in this package, panicking on a typo,
+// which the package's tests catch.
+func field(s string) offsets.FieldID {
+	id, err := offsets.ParseFieldID(s)
+	if err != nil {
+		panic(err)
+	}
+	return id
+}

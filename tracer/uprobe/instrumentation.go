@@ -1,0 +1,147 @@
+// Package uprobe attaches eBPF instrumentations to the functions of an
+// unmodified Go binary and reads the records they submit.
+//
+// An Instrumentation declares, as data, the functions it probes, the struct
+// field offsets its BPF programs need, and how to decode its records; the
+// package knows nothing about the libraries instrumented. Attach loads one
+// BPF collection per instrumentation for one target binary, with the
+// offsets written into the collection's constants, and attaches a uprobe at
+// each probed function's entry and at each of its RET instructions. Return
+// probes are not uretprobes: a uretprobe rewrites the return address on the
+// stack, which breaks when the Go runtime moves a goroutine's stack.
+//
+// Functions are located with package gobinary and attached by file offset,
+// so stripped binaries work as well as binaries with a symbol table.
+package uprobe
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/offsetdb/offsetdb/offsets"
+)
+
+// Names of the maps every instrumentation's collection must declare. Attach
+// creates each once per Session and gives the same map to every collection,
+// so all instrumentations of a target write to one ring buffer and one drop
+// counter.
+const (
+	// EventsMap is a BPF_MAP_TYPE_RINGBUF the programs submit records to.
+	// The first byte of every record is the submitting instrumentation's
+	// Instrumentation.Kind.
+	EventsMap = "events"
+	// DropsMap is a BPF_MAP_TYPE_PERCPU_ARRAY with one __u64 entry the
+	// programs increment when the ring buffer has no room for a record.
+	DropsMap = "drops"
+)
+
+// KindConst is the name of the `volatile const __u8` global every
+// instrumentation's BPF object must declare; Attach writes the
+// instrumentation's Kind into it, and the programs start each record with
+// it. The Go declaration is thus the one source of the value.
+const KindConst = "event_kind"
+
+// Absent is the value Attach writes into the constant of an optional field
+// that the target does not have (a field added or removed by some Go
+// release). BPF code compares the constant with it before using the field.
+const Absent = ^uint64(0)
+
+// Field is a struct field offset an instrumentation's BPF code needs.
+type Field struct {
+	// ID is the field, as the offsets database and the DWARF reader name it.
+	ID offsets.FieldID
+	// Const is the name of the `volatile const __u64` global in the BPF
+	// object that receives the field's byte offset.
+	Const string
+	// Optional marks a field that does not exist in every supported
+	// release; when it is missing from the resolved values its constant is
+	// set to Absent instead of failing Attach.
+	Optional bool
+}
+
+// Probe is a function an instrumentation attaches to.
+type Probe struct {
+	// Symbol is the function's full symbol name, such as
+	// "net/http.(*Transport).roundTrip".
+	Symbol string
+	// Entry is the name of the BPF program attached at the function's first
+	// instruction; empty for none.
+	Entry string
+	// Return is the name of the BPF program attached at every RET
+	// instruction of the function; empty for none. At a RET the results are
+	// in the result registers and the goroutine is the caller's.
+	Return string
+}
+
+// Instrumentation is an eBPF instrumentation of one library, declared as
+// data.
+type Instrumentation struct {
+	// Name identifies the instrumentation in errors and events: "net/http server".
+	Name string
+	// Module is the module whose fields Fields lists: "std" for the
+	// standard library.
+	Module string
+	// Kind is the first byte of every record the instrumentation submits to
+	// EventsMap; it tells Read which Decode to call. Attach writes it into
+	// the object's KindConst constant. Non-zero and unique within a Session.
+	Kind uint8
+	// Probes are the functions to attach to.
+	Probes []Probe
+	// Fields are the struct field offsets the BPF code needs.
+	Fields []Field
+	// SharedMaps names maps, besides EventsMap and DropsMap, that Attach
+	// creates once per Session and shares between every instrumentation
+	// that declares them (by name; their specs must agree).
+	SharedMaps []string
+	// Spec returns a fresh copy of the instrumentation's BPF collection.
+	Spec func() (*ebpf.CollectionSpec, error)
+	// Decode turns one record into a value for Event.Value. The record's
+	// memory is reused after Decode returns; Decode must not keep it.
+	Decode func(record []byte) (any, error)
+}
+
+// ids returns the field IDs of inst, in declaration order.
+func (inst *Instrumentation) ids() []offsets.FieldID {
+	ids := make([]offsets.FieldID, len(inst.Fields))
+	for i, f := range inst.Fields {
+		ids[i] = f.ID
+	}
+	return ids
+}
+
+// constants returns the value of every field constant of inst, given the
+// resolved offsets: the offset, or Absent for an optional field missing from
+// values. A required field missing from values is an error wrapping
+// ErrMissingField.
+func (inst *Instrumentation) constants(values map[offsets.FieldID]offsets.Value) (map[string]uint64, error) {
+	consts := make(map[string]uint64, len(inst.Fields))
+	for _, f := range inst.Fields {
+		v, ok := values[f.ID]
+		switch {
+		case ok:
+			consts[f.Const] = v.Offset
+		case f.Optional:
+			consts[f.Const] = Absent
+		default:
+			return nil, fmt.Errorf("%w: %s (constant %s)", ErrMissingField, f.ID, f.Const)
+		}
+	}
+	return consts, nil
+}
+
+// Fields returns the IDs of every field the instrumentations need, each
+// once, in declaration order: what a caller resolves before Attach.
+func Fields(insts ...Instrumentation) []offsets.FieldID {
+	seen := make(map[offsets.FieldID]bool)
+	var ids []offsets.FieldID
+	for i := range insts {
+		for _, id := range insts[i].ids() {
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}

@@ -1,0 +1,369 @@
+package uprobe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/offsetdb/offsetdb/gobinary"
+	"github.com/offsetdb/offsetdb/offsets"
+)
+
+var (
+	// ErrMissingField reports a required field that the values given to
+	// Attach do not resolve.
+	ErrMissingField = errors.New("required field not resolved")
+	// ErrInvalidInstrumentation reports an Instrumentation that does not
+	// fit its BPF object or the other instrumentations: a missing program,
+	// map or constant, or a duplicate name or Kind. It is a bug in the
+	// instrumentation, not in the target.
+	ErrInvalidInstrumentation = errors.New("invalid instrumentation")
+	// ErrClosed is returned by Read once the Session is closed.
+	ErrClosed = errors.New("uprobe session closed")
+)
+
+// Event is one record read from a Session.
+type Event struct {
+	// Instrumentation is the Name of the instrumentation that submitted it.
+	Instrumentation string
+	// Value is what the instrumentation's Decode returned.
+	Value any
+	// Err is set, and Value nil, when the record could not be decoded: it
+	// is too short, its Kind byte names no attached instrumentation, or
+	// Decode failed.
+	Err error
+}
+
+// Session is a set of instrumentations attached to one target binary. It
+// owns one BPF collection per instrumentation, the maps they share, and
+// every uprobe; Close releases them all.
+type Session struct {
+	path   string
+	byKind map[uint8]*Instrumentation
+
+	shared map[string]*ebpf.Map
+	colls  []*ebpf.Collection
+	links  []link.Link
+	reader *ringbuf.Reader
+
+	mu         sync.Mutex
+	closed     bool
+	finalDrops uint64
+}
+
+// target is an instrumentation ready to load: its constants and the
+// functions it probes, located in the binary.
+type target struct {
+	inst   *Instrumentation
+	consts map[string]uint64
+	funcs  []gobinary.Function // parallel to inst.Probes
+}
+
+// Attach loads insts for the Go binary bin and attaches their probes, to
+// every process running bin when pid is 0 or only to process pid.
+//
+// values holds the resolved offset of every field the instrumentations
+// declare (see Fields); an optional field missing from it is passed to BPF
+// as Absent, a required one fails Attach with ErrMissingField. Every probed
+// function must be in bin: the error names the instrumentation, the symbol
+// and the binary, and wraps gobinary.ErrSymbolNotFound when the linker left
+// the function out. Attach needs CAP_BPF and CAP_PERFMON (or root) and
+// removes the memlock rlimit of the calling process, which kernels before
+// 5.11 charge BPF maps to.
+//
+// Everything Attach created is released when it fails. ctx only bounds
+// Attach itself; the Session lives until Close.
+func Attach(ctx context.Context, bin *gobinary.Binary, pid int, insts []Instrumentation, values map[offsets.FieldID]offsets.Value) (_ *Session, err error) {
+	if len(insts) == 0 {
+		return nil, fmt.Errorf("attach to %s: no instrumentation given", bin.Path)
+	}
+	targets, err := prepare(bin, insts, values)
+	if err != nil {
+		return nil, fmt.Errorf("attach to %s: %w", bin.Path, err)
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("attach to %s: remove memlock rlimit: %w", bin.Path, err)
+	}
+	ex, err := link.OpenExecutable(bin.Path)
+	if err != nil {
+		return nil, fmt.Errorf("attach to %s: %w", bin.Path, err)
+	}
+
+	s := &Session{
+		path:   bin.Path,
+		byKind: make(map[uint8]*Instrumentation),
+		shared: make(map[string]*ebpf.Map),
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	for _, t := range targets {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("attach to %s: %w", bin.Path, err)
+		}
+		if err := s.load(ex, pid, t); err != nil {
+			return nil, fmt.Errorf("attach to %s: instrumentation %s: %w", bin.Path, t.inst.Name, err)
+		}
+		s.byKind[t.inst.Kind] = t.inst
+	}
+	s.reader, err = ringbuf.NewReader(s.shared[EventsMap])
+	if err != nil {
+		return nil, fmt.Errorf("attach to %s: open ring buffer: %w", bin.Path, err)
+	}
+	return s, nil
+}
+
+// prepare checks insts and computes everything that needs neither BPF nor
+// privileges: constants and function locations.
+func prepare(bin *gobinary.Binary, insts []Instrumentation, values map[offsets.FieldID]offsets.Value) ([]target, error) {
+	names := make(map[string]bool)
+	kinds := make(map[uint8]string)
+	var targets []target
+	for i := range insts {
+		inst := &insts[i]
+		switch {
+		case inst.Name == "":
+			return nil, fmt.Errorf("%w: instrumentation #%d has no name", ErrInvalidInstrumentation, i)
+		case names[inst.Name]:
+			return nil, fmt.Errorf("%w: instrumentation %s given twice", ErrInvalidInstrumentation, inst.Name)
+		case inst.Kind == 0:
+			return nil, fmt.Errorf("%w: instrumentation %s has Kind 0", ErrInvalidInstrumentation, inst.Name)
+		case kinds[inst.Kind] != "":
+			return nil, fmt.Errorf("%w: instrumentations %s and %s have the same Kind %d", ErrInvalidInstrumentation, kinds[inst.Kind], inst.Name, inst.Kind)
+		case inst.Spec == nil || inst.Decode == nil:
+			return nil, fmt.Errorf("%w: instrumentation %s has no Spec or Decode", ErrInvalidInstrumentation, inst.Name)
+		}
+		names[inst.Name], kinds[inst.Kind] = true, inst.Name
+
+		consts, err := inst.constants(values)
+		if err != nil {
+			return nil, fmt.Errorf("instrumentation %s: %w", inst.Name, err)
+		}
+		t := target{inst: inst, consts: consts}
+		for _, p := range inst.Probes {
+			fn, err := bin.Function(p.Symbol)
+			switch {
+			case errors.Is(err, gobinary.ErrSymbolNotFound):
+				return nil, fmt.Errorf("instrumentation %s: symbol %s not found in %s: not linked in? (%w)", inst.Name, p.Symbol, bin.Path, err)
+			case err != nil:
+				return nil, fmt.Errorf("instrumentation %s: locate symbol %s in %s: %w", inst.Name, p.Symbol, bin.Path, err)
+			case fn.EntryOffset == 0:
+				return nil, fmt.Errorf("instrumentation %s: symbol %s in %s: file offset 0", inst.Name, p.Symbol, bin.Path)
+			case p.Return != "" && len(fn.Returns) == 0:
+				return nil, fmt.Errorf("instrumentation %s: symbol %s in %s has no RET instruction for return program %s", inst.Name, p.Symbol, bin.Path, p.Return)
+			}
+			t.funcs = append(t.funcs, fn)
+		}
+		targets = append(targets, t)
+	}
+	return targets, nil
+}
+
+// load loads the collection of t, with the Session's shared maps, and
+// attaches its programs.
+func (s *Session) load(ex *link.Executable, pid int, t target) error {
+	inst := t.inst
+	spec, err := inst.Spec()
+	if err != nil {
+		return fmt.Errorf("load BPF object: %w", err)
+	}
+	kind, ok := spec.Variables[KindConst]
+	if !ok || !kind.Constant() || kind.Size() != 1 {
+		return fmt.Errorf("%w: BPF object has no __u8 constant %s", ErrInvalidInstrumentation, KindConst)
+	}
+	if err := kind.Set(inst.Kind); err != nil {
+		return fmt.Errorf("set constant %s: %w", KindConst, err)
+	}
+	for _, f := range inst.Fields {
+		v, ok := spec.Variables[f.Const]
+		if !ok || !v.Constant() {
+			return fmt.Errorf("%w: field %s: BPF object has no constant %s", ErrInvalidInstrumentation, f.ID, f.Const)
+		}
+		if err := v.Set(t.consts[f.Const]); err != nil {
+			return fmt.Errorf("field %s: set constant %s: %w", f.ID, f.Const, err)
+		}
+	}
+	for _, p := range inst.Probes {
+		for _, name := range []string{p.Entry, p.Return} {
+			if name != "" && spec.Programs[name] == nil {
+				return fmt.Errorf("%w: symbol %s: BPF object has no program %s", ErrInvalidInstrumentation, p.Symbol, name)
+			}
+		}
+	}
+
+	replace := make(map[string]*ebpf.Map)
+	for _, name := range append([]string{EventsMap, DropsMap}, inst.SharedMaps...) {
+		ms, ok := spec.Maps[name]
+		if !ok {
+			return fmt.Errorf("%w: BPF object has no map %s", ErrInvalidInstrumentation, name)
+		}
+		m, ok := s.shared[name]
+		if !ok {
+			if m, err = ebpf.NewMap(ms); err != nil {
+				return fmt.Errorf("create shared map %s: %w", name, err)
+			}
+			s.shared[name] = m
+		}
+		replace[name] = m
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace})
+	if err != nil {
+		return fmt.Errorf("load BPF collection: %w", err)
+	}
+	s.colls = append(s.colls, coll)
+
+	for i, p := range inst.Probes {
+		fn := t.funcs[i]
+		if p.Entry != "" {
+			if err := s.uprobe(ex, pid, p.Symbol, coll.Programs[p.Entry], fn.EntryOffset); err != nil {
+				return fmt.Errorf("attach %s to the entry of %s: %w", p.Entry, p.Symbol, err)
+			}
+		}
+		if p.Return != "" {
+			for _, off := range fn.Returns {
+				if err := s.uprobe(ex, pid, p.Symbol, coll.Programs[p.Return], off); err != nil {
+					return fmt.Errorf("attach %s to the RET of %s at file offset %#x: %w", p.Return, p.Symbol, off, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// uprobe attaches prog at file offset off of the executable.
+func (s *Session) uprobe(ex *link.Executable, pid int, symbol string, prog *ebpf.Program, off uint64) error {
+	// With Address set, cilium/ebpf uses symbol only to name the probe and
+	// never looks it up, which is what makes stripped binaries work.
+	l, err := ex.Uprobe(symbol, prog, &link.UprobeOptions{Address: off, PID: pid})
+	if err != nil {
+		return err
+	}
+	s.links = append(s.links, l)
+	return nil
+}
+
+// Read calls handle with each record the instrumentations submit, in the
+// order they were submitted, until ctx is done (it returns ctx.Err()) or the
+// Session is closed (it returns ErrClosed).
+//
+// handle runs on the calling goroutine; while it runs, records queue in the
+// ring buffer, and those that find it full are counted by Drops. Read must
+// not be called concurrently with itself.
+func (s *Session) Read(ctx context.Context, handle func(Event)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Flush wakes a blocked ReadInto, which then returns the records
+	// already in the ring buffer and ErrFlushed.
+	stop := context.AfterFunc(ctx, func() { s.reader.Flush() })
+	defer stop()
+
+	var rec ringbuf.Record
+	for {
+		err := s.reader.ReadInto(&rec)
+		switch {
+		case errors.Is(err, ringbuf.ErrClosed):
+			return ErrClosed
+		case errors.Is(err, ringbuf.ErrFlushed):
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			continue // a flush for an earlier Read
+		case err != nil:
+			return fmt.Errorf("read ring buffer of %s: %w", s.path, err)
+		}
+		handle(s.decode(rec.RawSample))
+	}
+}
+
+// decode dispatches record to the Decode of the instrumentation its first
+// byte names.
+func (s *Session) decode(record []byte) Event {
+	if len(record) == 0 {
+		return Event{Err: errors.New("empty record")}
+	}
+	inst, ok := s.byKind[record[0]]
+	if !ok {
+		return Event{Err: fmt.Errorf("record of unknown kind %d", record[0])}
+	}
+	v, err := inst.Decode(record)
+	if err != nil {
+		return Event{Instrumentation: inst.Name, Err: fmt.Errorf("decode %s record: %w", inst.Name, err)}
+	}
+	return Event{Instrumentation: inst.Name, Value: v}
+}
+
+// Drops returns how many records the programs could not submit because the
+// ring buffer was full, summed over all CPUs, since Attach. A reader that
+// keeps up sees 0. After Close it returns the count at Close.
+func (s *Session) Drops() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return s.finalDrops
+	}
+	return s.readDrops()
+}
+
+// readDrops sums the per-CPU drop counters. A lookup in an open per-CPU
+// array at index 0 cannot fail short of a kernel bug, which it reports as
+// the largest count rather than hide.
+func (s *Session) readDrops() uint64 {
+	m := s.shared[DropsMap]
+	if m == nil {
+		return 0
+	}
+	var perCPU []uint64
+	if err := m.Lookup(uint32(0), &perCPU); err != nil {
+		return ^uint64(0)
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n
+}
+
+// Close detaches every probe, then releases the collections, the maps and
+// the ring buffer reader, which ends a blocked Read with ErrClosed. It is
+// safe to call more than once.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	for _, l := range s.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach uprobe: %w", err))
+		}
+	}
+	s.finalDrops = s.readDrops()
+	if s.reader != nil {
+		if err := s.reader.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close ring buffer reader: %w", err))
+		}
+	}
+	for _, c := range s.colls {
+		c.Close()
+	}
+	for _, m := range s.shared {
+		if err := m.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close map: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close uprobe session for %s: %w", s.path, err)
+	}
+	return nil
+}
