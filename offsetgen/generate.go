@@ -32,6 +32,7 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 	proxy := fs.String("proxy", toolchain.ProxyURLFromEnv(), "Go module proxy URL (default from GOPROXY)")
 	keep := fs.Bool("keep-toolchains", false, "keep unpacked toolchains in the cache (about 230 MB each)")
 	retry := fs.Bool("retry-failed", false, "rebuild versions recorded as failed")
+	recheck := fs.Bool("recheck", false, "ask the proxy again about releases the database already records (e.g. ones once unavailable)")
 	report := fs.String("report", "", "write a per-version cost report (markdown) to this file")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -64,7 +65,7 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		cfg := generate.Config{
 			Set: set, Arches: archList, Since: sinceV, Versions: only, Workers: *workers,
-			CacheDir: *cache, OutDir: *out, KeepToolchains: *keep, RetryFailed: *retry,
+			CacheDir: *cache, OutDir: *out, KeepToolchains: *keep, RetryFailed: *retry, Recheck: *recheck,
 			Proxy:    &toolchain.Proxy{URL: *proxy, ConfigDir: filepath.Join(*cache, "sumdb")},
 			Log:      slog.Default(),
 			Progress: os.Stderr,

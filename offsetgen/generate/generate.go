@@ -41,6 +41,11 @@ type Config struct {
 	KeepToolchains bool
 	// RetryFailed rebuilds versions recorded as failed.
 	RetryFailed bool
+	// Recheck asks the proxy about every release again, including those
+	// the database already records (ok, failed or unavailable). Without
+	// it, recorded releases are taken as settled, which makes a no-op run
+	// fast.
+	Recheck bool
 	// Versions, if set, restricts the run to these releases.
 	Versions []goversion.Version
 	Log      *slog.Logger
@@ -104,6 +109,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			releases = append(releases, toolchain.Release{Version: v, Available: true})
 		}
 	} else {
+		if !cfg.Recheck {
+			cfg.Proxy.Settled = settled(table, cfg.Arches)
+		}
 		log.Info("listing Go releases", "proxy", cfg.Proxy.URL, "since", cfg.Since.String())
 		releases, err = cfg.Proxy.Releases(ctx, cfg.Since)
 		if err != nil {
@@ -195,6 +203,24 @@ feed:
 		return rep, fmt.Errorf("%d versions not done (run again to retry): %w", len(transient), errors.Join(transient...))
 	}
 	return rep, nil
+}
+
+// settled answers, from the database, for releases already recorded for
+// every GOARCH of the run.
+func settled(t *offsets.Table, arches []string) func(goversion.Version) (bool, string, bool) {
+	return func(v goversion.Version) (bool, string, bool) {
+		available, reason := true, ""
+		for _, arch := range arches {
+			b, ok := t.Builds[arch][v.String()]
+			if !ok {
+				return false, "", false
+			}
+			if b.Status == offsets.StatusUnavailable {
+				available, reason = false, b.Reason
+			}
+		}
+		return available, reason, true
+	}
 }
 
 // loadTable reads the module's shard from dir. A shard built for another

@@ -92,6 +92,14 @@ type Proxy struct {
 
 	// retryBase is the first retry delay; tests shorten it.
 	retryBase time.Duration
+
+	// Settled, if set, answers for releases whose availability an earlier
+	// run already established (from the database), so Releases does not ask
+	// the proxy about them again, and treats minor lines older than the two
+	// newest as closed (Go only patches its two newest lines): a no-op
+	// regeneration then costs a few dozen requests instead of hundreds.
+	// Leave it nil to re-check everything, e.g. releases once withheld.
+	Settled func(v goversion.Version) (available bool, reason string, ok bool)
 }
 
 // ProxyURLFromEnv returns the first HTTP(S) proxy listed in $GOPROXY, or

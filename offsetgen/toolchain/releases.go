@@ -75,8 +75,11 @@ func (p *Proxy) Releases(ctx context.Context, since goversion.Version) ([]Releas
 			out []seriesResult
 		)
 		for _, s := range p.seriesOf(minor, since) {
+			// Go patches only its two newest lines; with settled answers
+			// from an earlier run, older lines need no probing past them.
+			closed := p.Settled != nil && minor < newest-1
 			wg.Go(func() {
-				r := pr.probeSeries(s, s.start(since), listedNums[s])
+				r := pr.probeSeries(s, s.start(since), listedNums[s], closed)
 				mu.Lock()
 				out = append(out, r)
 				mu.Unlock()
@@ -262,9 +265,20 @@ func (pr *prober) fail(err error) {
 
 // probeSeries probes s from start in waves: each wave covers the numbers up to
 // the highest hit (or listed number) plus the window, in parallel.
-func (pr *prober) probeSeries(s series, start int, listed []int) seriesResult {
+//
+// Numbers the Proxy's Settled function answers for are not asked again. A
+// closed series is probed only up to its highest listed or settled number.
+func (pr *prober) probeSeries(s series, start int, listed []int, closed bool) seriesResult {
 	r := seriesResult{series: s, start: start, highest: start - 1, probes: map[int]string{}}
 	window := s.window(pr.p)
+	if closed {
+		window = 0
+		for n := start; n < start+100; n++ {
+			if avail, _, ok := pr.p.Settled(s.version(n)); ok && avail {
+				listed = append(listed, n)
+			}
+		}
+	}
 	limit := start - 1 + window
 	for _, n := range listed {
 		limit = max(limit, n+window)
@@ -298,6 +312,14 @@ func (pr *prober) probeSeries(s series, start int, listed []int) seriesResult {
 // probe asks the proxy for v's .info: "" when available, the proxy's answer
 // when it does not serve v.
 func (pr *prober) probe(v goversion.Version) (string, error) {
+	if pr.p.Settled != nil {
+		if avail, reason, ok := pr.p.Settled(v); ok {
+			if avail {
+				return "", nil
+			}
+			return reason, nil
+		}
+	}
 	select {
 	case pr.sem <- struct{}{}:
 	case <-pr.ctx.Done():

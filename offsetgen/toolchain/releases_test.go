@@ -2,6 +2,7 @@ package toolchain
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -146,4 +147,50 @@ func TestReleasesFailsOnPersistentServerErrors(t *testing.T) {
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrUnreachable)
 	assert.ErrorContains(t, err, "503")
+}
+
+// TestReleasesSkipsSettledVersions: given what a first run established, a
+// second run returns the same releases while asking far less, and nothing
+// about lines older than the two newest.
+func TestReleasesSkipsSettledVersions(t *testing.T) {
+	fp := gappyProxy(t)
+	p := fp.proxy(t)
+	p.ProbeWindow = 5
+	since := goversion.MustParse("go1.20")
+	first, err := p.Releases(context.Background(), since)
+	require.NoError(t, err)
+	infos := func() int {
+		fp.mu.Lock()
+		defer fp.mu.Unlock()
+		n := 0
+		for path, c := range fp.requests {
+			if strings.HasSuffix(path, ".info") {
+				n += c
+			}
+		}
+		return n
+	}
+	before := infos()
+
+	settled := map[goversion.Version]Release{}
+	for _, r := range first {
+		settled[r.Version] = r
+	}
+	p.Settled = func(v goversion.Version) (bool, string, bool) {
+		r, ok := settled[v]
+		return r.Available, r.Reason, ok
+	}
+	second, err := p.Releases(context.Background(), since)
+	require.NoError(t, err)
+	assert.Equal(t, first, second)
+	asked := infos() - before
+	assert.Less(t, asked, before/2, "a settled run asks much less (%d vs %d)", asked, before)
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	for path := range fp.requests {
+		// go1.22 is the newest listed line, so go1.20 is closed.
+		if strings.Contains(path, "go1.20.") {
+			assert.Equal(t, 1, fp.requests[path], "closed line probed again: %s", path)
+		}
+	}
 }
