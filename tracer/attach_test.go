@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/offsetdb/offsetdb/tracer/otlptest"
+	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
+)
+
+var (
+	localServiceOnce sync.Once
+	localService     string
+	localServiceErr  error
+)
+
+// buildLocalService builds testdata/service with the local toolchain, under
+// a name no other process has.
+func buildLocalService(t *testing.T) string {
+	localServiceOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tracer-attach-")
+		if err != nil {
+			localServiceErr = err
+			return
+		}
+		localService = filepath.Join(dir, "offsetdb-attach-svc")
+		cmd := exec.Command("go", "build", "-o", localService, "./testdata/service")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			localServiceErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	require.NoError(t, localServiceErr)
+	return localService
+}
+
+// startService starts the service untraced and returns its address.
+func startService(t *testing.T, bin string) (*exec.Cmd, string) {
+	cmd := exec.Command(bin)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err)
+	return cmd, strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+}
+
+// startTracer runs the tracer with args, exporting to a fresh receiver, and
+// waits until its log says it attached.
+func startTracer(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer, *otlptest.Receiver) {
+	recv := otlptest.NewHTTP(t)
+	cmd := exec.Command(tracerBinary(t), args...)
+	cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint(), "OTEL_BSP_SCHEDULE_DELAY=100", "OTEL_TRACES_EXPORTER=otlp")
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return cmd, stderr, recv
+}
+
+func waitFor(t *testing.T, buf *syncBuffer, text string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(buf.String(), text) {
+		if time.Now().After(deadline) {
+			t.Fatalf("tracer never logged %q:\n%s", text, buf)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func get(t *testing.T, addr, path string) {
+	resp, err := http.Get("http://" + addr + path)
+	require.NoError(t, err)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+}
+
+func TestTracePID(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	svc, addr := startService(t, buildLocalService(t))
+	tr, stderr, recv := startTracer(t, "--pid", fmt.Sprint(svc.Process.Pid))
+	waitFor(t, stderr, "msg=attached")
+	get(t, addr, "/items/7")
+	spans := recv.WaitForSpans(t, 3, 30*time.Second)
+	assert.Len(t, spans, 3, "server, client child, backend server")
+
+	// The target exits: the tracer detaches, flushes and exits by itself.
+	require.NoError(t, svc.Process.Kill())
+	svc.Wait()
+	done := make(chan error, 1)
+	go func() { done <- tr.Wait() }()
+	select {
+	case err := <-done:
+		assert.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("tracer kept running after its target exited:\n%s", stderr)
+	}
+	assert.Contains(t, stderr.String(), "target exited")
+}
+
+func TestTracePIDOfGoneProcess(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	cmd := exec.Command("true")
+	require.NoError(t, cmd.Run())
+	out, err := exec.Command(tracerBinary(t), "--pid", fmt.Sprint(cmd.Process.Pid)).CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "process not found")
+}
+
+func TestTraceNonGoProgramIsRefused(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	out, err := exec.Command(tracerBinary(t), "--", "sleep", "5").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "not a Go binary")
+}
+
+func TestTraceExeGlobFollowsProcesses(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	bin := buildLocalService(t)
+	tr, stderr, recv := startTracer(t, "--exe", "offsetdb-attach-*")
+	waitFor(t, stderr, "watching for processes")
+
+	// Two processes started after the tracer, one after the other exits.
+	for i, n := 0, 0; i < 2; i++ {
+		svc, addr := startService(t, bin)
+		waitFor(t, stderr, fmt.Sprintf("msg=attached pid=%d", svc.Process.Pid))
+		get(t, addr, "/items/1")
+		n += 3
+		spans := recv.WaitForSpans(t, n, 30*time.Second)
+		assert.Len(t, spans, n)
+		require.NoError(t, svc.Process.Kill())
+		svc.Wait()
+		waitFor(t, stderr, fmt.Sprintf("msg=detached pid=%d", svc.Process.Pid))
+	}
+	require.NoError(t, tr.Process.Signal(syscall.SIGINT))
+	require.NoError(t, tr.Wait(), "SIGINT: flush, detach, exit 0")
+}
