@@ -36,6 +36,7 @@ test-short:
 offsets:
 	$(GO) run ./offsetgen generate --out data
 	$(GO) run ./offsetgen verify --data data
+	$(GO) run ./offsetgen coverage --data data --readme README.md
 
 ## verify: check data/ (schema, ordering, ranges, checksums)
 verify:

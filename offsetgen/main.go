@@ -5,6 +5,7 @@
 //	offsetgen versions [--data DIR] MODULE
 //	offsetgen verify   [--data DIR]
 //	offsetgen binary   [--json] PATH FIELD...
+//	offsetgen coverage [--data DIR] [--readme FILE]
 package main
 
 import (
@@ -36,6 +37,7 @@ var commands = []command{
 	{"versions", "versions [--data DIR] MODULE", runVersions},
 	{"verify", "verify [--data DIR]", runVerify},
 	{"binary", "binary [--json] PATH FIELD...", runBinary},
+	{"coverage", "coverage [--data DIR] [--readme FILE]", runCoverage},
 }
 
 func main() {

@@ -158,3 +158,20 @@ func TestUsageErrors(t *testing.T) {
 	code, _, _ = runCLI()
 	assert.Equal(t, 2, code)
 }
+
+// TestReadmeCoverageTableIsFresh: the README's compatibility table is the
+// one the embedded database yields (make offsets rewrites it).
+func TestReadmeCoverageTableIsFresh(t *testing.T) {
+	code, want, errOut := runCLI("coverage")
+	require.Equal(t, 0, code, errOut)
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	assert.Contains(t, string(readme), coverageBegin+"\n"+want+coverageEnd, "README coverage table is stale: run make offsets")
+}
+
+func TestCoverageTableCountsPerLine(t *testing.T) {
+	code, out, errOut := runCLI("coverage", "--data", testDB(t))
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "| 1.22 | 1.22.0, 1.22.1 | 2 | 1 | 0 |")
+	assert.Contains(t, out, "| **all** | | **2** |")
+}
