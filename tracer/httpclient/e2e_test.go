@@ -31,49 +31,6 @@ import (
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
 
-// targetSource is the traced program: a server whose /items/{id} handler
-// calls /backend of the same server with http.Get, on the handler's
-// goroutine, and a /fail route that answers 500. It prints its address.
-const targetSource = `package main
-
-import (
-	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"os"
-)
-
-func main() {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	base := "http://" + ln.Addr().String()
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /items/{id}", func(w http.ResponseWriter, r *http.Request) {
-		resp, err := http.Get(base + "/backend?item=" + r.PathValue("id"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		w.WriteHeader(http.StatusOK)
-		fmt.Fprintf(w, "item %s\n", r.PathValue("id"))
-	})
-	mux.HandleFunc("/backend", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "failed", http.StatusInternalServerError)
-	})
-	fmt.Println(ln.Addr())
-	http.Serve(ln, mux)
-}
-`
-
 // targets are the traced program built twice, with and without symbols and
 // DWARF, once per test binary.
 var targets struct {
@@ -92,7 +49,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildTargets builds the traced program with the local toolchain and
+// buildTargets builds the traced program (../testdata/service: a server
+// whose /items/{id} handler calls /backend?item=ID of the same server on the
+// handler's goroutine, and a /fail route answering 500) with the local toolchain and
 // resolves the instrumentations' fields from the plain build's DWARF.
 func buildTargets(t *testing.T) (plain, stripped string, values map[offsets.FieldID]offsets.Value) {
 	t.Helper()
@@ -103,21 +62,11 @@ func buildTargets(t *testing.T) (plain, stripped string, values map[offsets.Fiel
 				return err
 			}
 			targets.dir = dir
-			src := filepath.Join(dir, "src")
-			if err := os.Mkdir(src, 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module httptarget\n\ngo 1.22\n"), 0o644); err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(targetSource), 0o644); err != nil {
-				return err
-			}
 			targets.plain = filepath.Join(dir, "target")
 			targets.stripped = filepath.Join(dir, "target-stripped")
 			for out, ldflags := range map[string]string{targets.plain: "", targets.stripped: "-s -w"} {
-				cmd := exec.Command("go", "build", "-trimpath", "-ldflags="+ldflags, "-o", out, ".")
-				cmd.Dir = src
+				// The traced program is the one the tracer's own tests use.
+				cmd := exec.Command("go", "build", "-trimpath", "-ldflags="+ldflags, "-o", out, "../testdata/service")
 				cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GOWORK=off")
 				if b, err := cmd.CombinedOutput(); err != nil {
 					return fmt.Errorf("go build %s: %v\n%s", out, err, b)
@@ -151,7 +100,7 @@ func startTarget(t *testing.T, path string) (pid int, addr string) {
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	require.NoError(t, err, "read the target's address")
-	return cmd.Process.Pid, strings.TrimSpace(line)
+	return cmd.Process.Pid, strings.TrimPrefix(strings.TrimSpace(line), "listening on ")
 }
 
 // collector reads a session's events in the background.

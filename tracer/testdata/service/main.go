@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 )
 
 func main() {
@@ -36,7 +37,7 @@ func main() {
 
 // items calls the backend on the same server, then answers.
 func items(w http.ResponseWriter, r *http.Request) {
-	resp, err := http.Get("http://" + r.Host + "/backend")
+	resp, err := http.Get("http://" + r.Host + "/backend?item=" + path.Base(r.URL.Path))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
