@@ -25,6 +25,7 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 	modules := fs.String("modules", "std", "comma-separated modules to generate")
 	arches := fs.String("arch", "amd64,arm64", "comma-separated GOARCHes")
 	since := fs.String("since", "1.12", "oldest Go release to cover")
+	until := fs.String("until", "", "newest Go release line to cover, e.g. 1.22 (default: all)")
 	versions := fs.String("versions", "", "comma-separated Go releases to (re)build instead of listing the proxy")
 	workers := fs.Int("workers", max(1, runtime.NumCPU()/2), "toolchains processed in parallel (each build uses every core)")
 	cache := fs.String("cache", defaultCacheDir(), "cache directory for toolchains and build scratch space")
@@ -40,6 +41,12 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 	sinceV, err := goversion.Parse(*since)
 	if err != nil {
 		return fmt.Errorf("%w: --since: %v", errUsage, err)
+	}
+	var untilV goversion.Version
+	if *until != "" {
+		if untilV, err = goversion.Parse(*until); err != nil {
+			return fmt.Errorf("%w: --until: %v", errUsage, err)
+		}
 	}
 	var only []goversion.Version
 	for _, s := range splitList(*versions) {
@@ -64,7 +71,7 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		cfg := generate.Config{
-			Set: set, Arches: archList, Since: sinceV, Versions: only, Workers: *workers,
+			Set: set, Arches: archList, Since: sinceV, Until: untilV, Versions: only, Workers: *workers,
 			CacheDir: *cache, OutDir: *out, KeepToolchains: *keep, RetryFailed: *retry, Recheck: *recheck,
 			Proxy:    &toolchain.Proxy{URL: *proxy, ConfigDir: filepath.Join(*cache, "sumdb")},
 			Log:      slog.Default(),

@@ -32,6 +32,9 @@ type Config struct {
 	Set      *fieldset.Set // fields to extract; Set.Module must be "std"
 	Arches   []string      // GOARCHes to build probes for
 	Since    goversion.Version
+	// Until, if not zero, is the newest release line to cover ("go1.22"
+	// covers every go1.22.x): CI splits a full run into one job per line.
+	Until goversion.Version
 	Workers  int    // parallel toolchains; each build already uses every core
 	CacheDir string // toolchains, build caches and scratch space
 	OutDir   string // database directory
@@ -116,6 +119,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		releases, err = cfg.Proxy.Releases(ctx, cfg.Since)
 		if err != nil {
 			return nil, fmt.Errorf("list Go releases: %w", err)
+		}
+		if cfg.Until != (goversion.Version{}) {
+			releases = slices.DeleteFunc(releases, func(r toolchain.Release) bool {
+				return r.Version.Minor > cfg.Until.Minor
+			})
 		}
 	}
 	rep := &Report{Releases: len(releases)}
