@@ -95,7 +95,7 @@ func coverageTable(s *offsets.Shard) (string, error) {
 			}
 		}
 	}
-	slices.SortFunc(order, func(a, b string) int { return goversion.MustParse(a+".0").Compare(goversion.MustParse(b + ".0")) })
+	slices.SortFunc(order, func(a, b string) int { return goversion.MustParse(a + ".0").Compare(goversion.MustParse(b + ".0")) })
 	var b strings.Builder
 	b.WriteString("| Go line | releases with offsets |")
 	for _, a := range arches {

@@ -29,12 +29,12 @@ import (
 
 // Config says what to generate and where.
 type Config struct {
-	Set      *fieldset.Set // fields to extract; Set.Module must be "std"
-	Arches   []string      // GOARCHes to build probes for
-	Since    goversion.Version
+	Set    *fieldset.Set // fields to extract; Set.Module must be "std"
+	Arches []string      // GOARCHes to build probes for
+	Since  goversion.Version
 	// Until, if not zero, is the newest release line to cover ("go1.22"
 	// covers every go1.22.x): CI splits a full run into one job per line.
-	Until goversion.Version
+	Until    goversion.Version
 	Workers  int    // parallel toolchains; each build already uses every core
 	CacheDir string // toolchains, build caches and scratch space
 	OutDir   string // database directory
