@@ -78,7 +78,7 @@ func WriteShard(dir string, s *Shard) error {
 	ix, err := ReadIndex(os.DirFS(dir))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		ix = &Index{Schema: SchemaVersion}
+		ix = &Index{Schema: SchemaVersion, Shards: []IndexEntry{}}
 	case err != nil:
 		return fmt.Errorf("update index in %s: %w", dir, err)
 	}
@@ -91,6 +91,7 @@ func WriteShard(dir string, s *Shard) error {
 		ix.Shards = append(ix.Shards, entry)
 	}
 	slices.SortFunc(ix.Shards, func(a, b IndexEntry) int { return cmp.Compare(a.Module, b.Module) })
+	ix.Generated = GeneratedNotice
 	idx, err := encode(ix)
 	if err != nil {
 		return err

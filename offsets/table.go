@@ -70,11 +70,12 @@ func (t *Table) Versions(arch string) []string {
 // with equal values become one range. The result is deterministic.
 func (t *Table) Shard() *Shard {
 	s := &Shard{
-		Schema:   SchemaVersion,
-		Module:   t.Module,
-		FieldSet: FieldSetHash(t.Fields),
-		Coverage: map[string][]Coverage{},
-		Fields:   map[string]map[string][]Range{},
+		Generated: GeneratedNotice,
+		Schema:    SchemaVersion,
+		Module:    t.Module,
+		FieldSet:  FieldSetHash(t.Fields),
+		Coverage:  map[string][]Coverage{},
+		Fields:    map[string]map[string][]Range{},
 	}
 	for _, id := range t.Fields {
 		s.Fields[id.String()] = map[string][]Range{}
