@@ -26,7 +26,7 @@ check-generated: generate
 
 ## test: the full test suite (real toolchains from the module proxy, real probes, real uprobes as root)
 test:
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 30m ./...
 
 ## test-short: unit tests only, no downloads
 test-short:
