@@ -57,6 +57,10 @@ type Resolver struct {
 	DBs []*offsets.DB
 	// NoDWARF disables the DWARF fallback (for debugging the database path).
 	NoDWARF bool
+	// Interpolate lets the databases answer for a release they never built
+	// when the builds around it in its release line agree (see
+	// offsets.WithInterpolation); the provenance says so.
+	Interpolate bool
 }
 
 // Resolve resolves ids for bin. It never fails as a whole: each Field says
@@ -142,9 +146,13 @@ func (r *Resolver) fromDatabase(bin *gobinary.Binary, id offsets.FieldID) (*Fiel
 	if len(r.DBs) == 0 {
 		return nil, "database: none loaded"
 	}
+	var opts []offsets.LookupOption
+	if r.Interpolate {
+		opts = append(opts, offsets.WithInterpolation())
+	}
 	var reasons []string
 	for _, db := range r.DBs {
-		res, err := db.Lookup(module, version, bin.Arch, id)
+		res, err := db.Lookup(module, version, bin.Arch, id, opts...)
 		switch {
 		case err == nil:
 			return &Field{ID: id, Status: Resolved, Value: res.Value, Provenance: res.Provenance.String()}, ""

@@ -169,3 +169,34 @@ func TestModuleOfField(t *testing.T) {
 	_, ok = Module(bin, offsets.FieldID{Package: "example.com/x", Struct: "T", Field: "f"})
 	assert.False(t, ok)
 }
+
+func TestResolveInterpolatesOnlyWhenAsked(t *testing.T) {
+	// A database that built the releases just below and above this
+	// toolchain's, with the same values, but not this one.
+	v := goversion.MustParse(runtime.Version())
+	if v.Patch == 0 {
+		t.Skip("needs a toolchain with a patch number above 0 to have a release below it")
+	}
+	below, above := v, v
+	below.Patch--
+	above.Patch++
+	tb := offsets.NewTable(offsets.StdModule, []offsets.FieldID{reqCtx})
+	val := offsets.Value{Offset: oracle(t, "ctx").Offset, Size: 16, Type: "context.Context"}
+	for _, w := range []goversion.Version{below, above} {
+		require.NoError(t, tb.Set(runtime.GOARCH, offsets.Build{Coverage: offsets.Coverage{Version: w.String(), Status: offsets.StatusOK, Toolchain: w.String()},
+			Values: map[offsets.FieldID]offsets.Value{reqCtx: val}}))
+	}
+	dir := t.TempDir()
+	require.NoError(t, offsets.WriteShard(dir, tb.Shard()))
+	db, err := offsets.OpenDir(dir)
+	require.NoError(t, err)
+	bin := open(t, targets(t)["stripped"])
+
+	r := Resolver{DBs: []*offsets.DB{db}}
+	assert.Equal(t, Unresolved, r.Resolve(bin, []offsets.FieldID{reqCtx})[reqCtx].Status)
+	r.Interpolate = true
+	f := r.Resolve(bin, []offsets.FieldID{reqCtx})[reqCtx]
+	require.Equal(t, Resolved, f.Status, f.Err)
+	assert.Equal(t, val, f.Value)
+	assert.Contains(t, f.Provenance, "interpolated")
+}
