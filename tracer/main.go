@@ -34,6 +34,7 @@ import (
 	"github.com/offsetdb/offsetdb/tracer/httpserver"
 	"github.com/offsetdb/offsetdb/tracer/preflight"
 	"github.com/offsetdb/offsetdb/tracer/process"
+	"github.com/offsetdb/offsetdb/tracer/remotedb"
 	"github.com/offsetdb/offsetdb/tracer/resolve"
 	"github.com/offsetdb/offsetdb/tracer/spans"
 	"github.com/offsetdb/offsetdb/tracer/target"
@@ -57,26 +58,39 @@ flags:`
 // options are the flags shared by tracing and inspect.
 type options struct {
 	offsetsDir string
+	offsetsURL string
+	cacheDir   string    // for offsetsURL
+	logOut     io.Writer // the flag set's output, where resolver logs
 	noEmbedded bool
 	noDWARF    bool
+	interp     bool
 	logLevel   string
 }
 
 func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.offsetsDir, "offsets-dir", "", "extra offset database directory (written by offsetgen), consulted before the embedded one")
+	fs.StringVar(&o.offsetsURL, "offsets-url", os.Getenv("OFFSETDB_URL"), "URL of a published offset database archive (offsets-DATE.tar.gz, with URL.sha256 beside it), consulted after --offsets-dir and before the embedded one; verified, cached, and reused from the cache when the server is unreachable (env OFFSETDB_URL)")
+	fs.StringVar(&o.cacheDir, "offsets-cache", "", "cache directory for --offsets-url (default $XDG_CACHE_HOME/offsetdb/remote)")
+	o.logOut = fs.Output()
 	fs.BoolVar(&o.noEmbedded, "no-embedded-offsets", false, "do not use the database embedded in the tracer (offsets then come from --offsets-dir or the target's DWARF)")
 	fs.BoolVar(&o.noDWARF, "no-dwarf", false, "do not read offsets from the target's DWARF")
+	fs.BoolVar(&o.interp, "interpolate-offsets", false, "for a Go release the database never built, use the offsets of the builds around it in its release line when they agree (provenance says interpolated)")
 	fs.StringVar(&o.logLevel, "log-level", envOr("OTEL_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env OTEL_LOG_LEVEL)")
 }
 
 func (o *options) resolver() (*resolve.Resolver, error) {
-	r := &resolve.Resolver{NoDWARF: o.noDWARF}
+	r := &resolve.Resolver{NoDWARF: o.noDWARF, Interpolate: o.interp}
 	if o.offsetsDir != "" {
 		db, err := offsets.OpenDir(o.offsetsDir)
 		if err != nil {
 			return nil, fmt.Errorf("--offsets-dir: %w", err)
 		}
 		r.DBs = append(r.DBs, db)
+	}
+	if o.offsetsURL != "" {
+		if db := o.publishedDB(); db != nil {
+			r.DBs = append(r.DBs, db)
+		}
 	}
 	if !o.noEmbedded {
 		db, err := offsets.Open(offsetdb.Data())
@@ -86,6 +100,33 @@ func (o *options) resolver() (*resolve.Resolver, error) {
 		r.DBs = append(r.DBs, db)
 	}
 	return r, nil
+}
+
+// publishedDB fetches the database at --offsets-url (or its cached copy).
+// A failure is logged and the tracer goes on without it: --offsets-dir, the
+// embedded database and DWARF still answer.
+func (o *options) publishedDB() *offsets.DB {
+	log := o.logger(o.logOut).With("url", o.offsetsURL)
+	dir := o.cacheDir
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			log.Error("not using the published offset database: no cache directory (give --offsets-cache)", "err", err)
+			return nil
+		}
+		dir = filepath.Join(base, "offsetdb", "remote")
+	}
+	db, err := remotedb.Fetch(context.Background(), o.offsetsURL, remotedb.Options{CacheDir: dir})
+	switch {
+	case err != nil:
+		log.Error("not using the published offset database", "err", err)
+		return nil
+	case db.Stale != nil:
+		log.Warn("published offset database unreachable: using the last good cached copy", "sha256", db.SHA256, "dir", db.Dir, "err", db.Stale)
+	default:
+		log.Info("using the published offset database", "sha256", db.SHA256, "dir", db.Dir, "downloaded", db.Downloaded)
+	}
+	return db.DB
 }
 
 func (o *options) logger(w io.Writer) *slog.Logger {
