@@ -330,9 +330,9 @@ func TestTraceHTTPAcrossGoReleases(t *testing.T) {
 					r := startTraced(t, va.bin, va.flags...)
 					r.exercise(t)
 					want := 3*itemRequests + 1
-					got := r.recv.WaitForSpans(t, want, 30*time.Second)
+					r.recv.WaitForSpans(t, want, 30*time.Second)
 					r.stop(t)
-					got = r.recv.Spans()
+					got := r.recv.Spans()
 					require.Len(t, got, want, "exactly one span per request; tracer stderr:\n%s", r.stderr)
 					checkSpans(t, got, v, r.addr)
 					assert.Contains(t, r.stderr.String(), "dropped=0")
@@ -402,9 +402,9 @@ func TestOneInstrumentationDisabledAlone(t *testing.T) {
 	for i := 1; i <= itemRequests; i++ {
 		require.Equal(t, http.StatusOK, r.get(t, fmt.Sprintf("/items/%d", i)))
 	}
-	got := r.recv.WaitForSpans(t, itemRequests, 30*time.Second)
+	r.recv.WaitForSpans(t, itemRequests, 30*time.Second)
 	r.stop(t)
-	got = r.recv.Spans()
+	got := r.recv.Spans()
 	require.Len(t, got, itemRequests, "stderr:\n%s", r.stderr)
 	for _, s := range got {
 		assert.Equal(t, "client", s.Kind)
