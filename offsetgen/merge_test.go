@@ -1,0 +1,145 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/offsetdb/offsetdb/offsets"
+)
+
+var (
+	fieldCtx  = offsets.FieldID{Package: "net/http", Struct: "Request", Field: "ctx"}
+	fieldGoid = offsets.FieldID{Package: "runtime", Struct: "g", Field: "goid"}
+)
+
+// partial describes one build for partialDB: the goid offset of an ok
+// build, or a non-ok status.
+type partial struct {
+	arch, version string
+	goid          uint64
+	status        offsets.Status
+}
+
+// partialDB writes a std database holding builds into a new directory.
+func partialDB(t *testing.T, builds ...partial) string {
+	t.Helper()
+	tb := offsets.NewTable(offsets.StdModule, []offsets.FieldID{fieldCtx, fieldGoid})
+	for _, b := range builds {
+		build := offsets.Build{Coverage: offsets.Coverage{Version: b.version, Status: b.status, Reason: "proxy answered 404"}}
+		if b.status == "" || b.status == offsets.StatusOK {
+			build = offsets.Build{Coverage: offsets.Coverage{Version: b.version, Status: offsets.StatusOK, Toolchain: b.version},
+				Values: map[offsets.FieldID]offsets.Value{
+					fieldCtx:  {Offset: 232, Size: 16, Type: "context.Context"},
+					fieldGoid: {Offset: b.goid, Size: 8, Type: "uint64"},
+				}}
+		}
+		require.NoError(t, tb.Set(b.arch, build))
+	}
+	dir := t.TempDir()
+	require.NoError(t, offsets.WriteShard(dir, tb.Shard()))
+	return dir
+}
+
+func TestMergeOutputDoesNotDependOnInputOrder(t *testing.T) {
+	s1 := partialDB(t, partial{arch: "amd64", version: "go1.21.0", goid: 152}, partial{arch: "amd64", version: "go1.22.0", status: offsets.StatusUnavailable})
+	s2 := partialDB(t, partial{arch: "amd64", version: "go1.22.0", goid: 152}, partial{arch: "arm64", version: "go1.22.0", goid: 152})
+	s3 := partialDB(t, partial{arch: "amd64", version: "go1.23.0", goid: 160}, partial{arch: "arm64", version: "go1.23.0", status: offsets.StatusFailed})
+
+	var outputs [][]byte
+	for _, order := range [][]string{{s1, s2, s3}, {s3, s1, s2}, {s2, s3, s1}} {
+		out := filepath.Join(t.TempDir(), "merged")
+		code, stdout, stderr := runCLI(append([]string{"merge", "--out", out}, order...)...)
+		require.Equal(t, 0, code, stderr)
+		assert.Contains(t, stdout, "std/amd64: 3 ok, 0 unavailable, 0 failed (from 3 inputs)")
+		assert.Contains(t, stdout, "std/arm64: 1 ok, 0 unavailable, 1 failed")
+		require.NoError(t, offsets.Verify(os.DirFS(out)))
+		data, err := os.ReadFile(filepath.Join(out, "std.json"))
+		require.NoError(t, err)
+		outputs = append(outputs, data)
+	}
+	assert.Equal(t, string(outputs[0]), string(outputs[1]))
+	assert.Equal(t, string(outputs[0]), string(outputs[2]))
+}
+
+func TestMergeConflictNamesBothSources(t *testing.T) {
+	a := partialDB(t, partial{arch: "amd64", version: "go1.22.0", goid: 152})
+	b := partialDB(t, partial{arch: "amd64", version: "go1.22.0", goid: 160})
+	out := filepath.Join(t.TempDir(), "merged")
+	code, _, stderr := runCLI("merge", "--out", out, a, b)
+	require.Equal(t, 1, code)
+	for _, want := range []string{"std@go1.22.0 (amd64) runtime.g.goid", "152 (8 bytes, uint64) in " + a, "160 (8 bytes, uint64) in " + b} {
+		assert.Contains(t, stderr, want)
+	}
+	_, err := os.Stat(out)
+	assert.True(t, os.IsNotExist(err), "nothing written on conflict")
+}
+
+func TestMergeRefusesToOverwriteAnotherDatabase(t *testing.T) {
+	a := partialDB(t, partial{arch: "amd64", version: "go1.22.0", goid: 152})
+	existing := partialDB(t, partial{arch: "amd64", version: "go1.21.0", goid: 152})
+	code, _, stderr := runCLI("merge", "--out", existing, a)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "already holds a database that is not an input")
+
+	// Listed as an input, it is merged into.
+	code, _, stderr = runCLI("merge", a, "--out", existing, existing)
+	require.Equal(t, 0, code, stderr)
+	code, out, stderr := runCLI("versions", "--data", existing, "std")
+	require.Equal(t, 0, code, stderr)
+	assert.Equal(t, "go1.21.0\ngo1.22.0\n", out)
+}
+
+func TestDiffReportsChanges(t *testing.T) {
+	old := partialDB(t,
+		partial{arch: "amd64", version: "go1.22.0", goid: 152},
+		partial{arch: "amd64", version: "go1.22.1", status: offsets.StatusFailed},
+		partial{arch: "amd64", version: "go1.22.2", goid: 152})
+	cur := partialDB(t,
+		partial{arch: "amd64", version: "go1.22.0", goid: 160},
+		partial{arch: "amd64", version: "go1.22.1", goid: 160},
+		partial{arch: "amd64", version: "go1.22.3", goid: 160},
+		partial{arch: "arm64", version: "go1.22.3", status: offsets.StatusUnavailable})
+
+	code, out, stderr := runCLI("diff", old, cur)
+	require.Equal(t, 0, code, stderr)
+	for _, want := range []string{
+		"std: 2 added, 1 removed, 1 status changes, 1 changed values",
+		"added    amd64 go1.22.3 ok",
+		"added    arm64 go1.22.3 unavailable: proxy answered 404",
+		"removed  amd64 go1.22.2 (was ok)",
+		"status   amd64 go1.22.1 failed -> ok",
+		"changed  amd64 go1.22.0 runtime.g.goid 152 (8 bytes, uint64) -> 160 (8 bytes, uint64)",
+	} {
+		assert.Contains(t, out, want)
+	}
+
+	code, out, stderr = runCLI("diff", "--json", old, cur)
+	require.Equal(t, 0, code, stderr)
+	var d offsets.Diff
+	require.NoError(t, json.Unmarshal([]byte(out), &d))
+	require.Len(t, d.Modules, 1)
+	assert.Len(t, d.Modules[0].ValueChanges, 1)
+
+	code, _, stderr = runCLI("diff", old, cur, "--fail-on-changed-values")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "values changed")
+}
+
+func TestDiffAgainstAnEmptyDirectory(t *testing.T) {
+	cur := partialDB(t, partial{arch: "amd64", version: "go1.22.0", goid: 152})
+	code, out, stderr := runCLI("diff", "--fail-on-changed-values", t.TempDir(), cur)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, out, "std (new module): 1 added")
+
+	code, _, _ = runCLI("diff", filepath.Join(t.TempDir(), "missing"), cur)
+	assert.Equal(t, 1, code, "a mistyped OLD is an error, not an empty database")
+
+	code, out, _ = runCLI("diff", cur, cur)
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "no changes\n", out)
+}
