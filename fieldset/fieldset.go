@@ -28,11 +28,51 @@ type Set struct {
 	// Keep lists Go expressions the probe references to keep unexported
 	// structs (and the code that uses them) in the binary.
 	Keep []string
+	// Imports lists packages the probe imports for its keep lines beside
+	// the packages of the fields ("import PATH" in the file), for example
+	// a public package whose functions reach an internal one.
+	Imports []string
+	// Bounds holds, for fields that do not exist in every version of
+	// Module, the versions that have them ("FIELD >=v1.60.0" in the file).
+	// The generator does not ask for a field outside its bounds.
+	Bounds map[offsets.FieldID]offsets.Constraint
+	// KeepBounds holds the bounds of keep lines, by index in Keep: an
+	// expression that compiles only in some versions.
+	KeepBounds map[int]offsets.Constraint
 }
 
-// Packages returns the import paths the set's fields live in, sorted.
+// At returns the part of the set that applies to version (canonical): the
+// fields and keep lines whose bounds allow it. The result shares nothing
+// with s that the caller could change.
+func (s *Set) At(version string) *Set {
+	out := &Set{Module: s.Module, Imports: slices.Clone(s.Imports), Bounds: map[offsets.FieldID]offsets.Constraint{}, KeepBounds: map[int]offsets.Constraint{}}
+	for _, f := range s.Fields {
+		b, bounded := s.Bounds[f]
+		if bounded && !b.Allows(version) {
+			continue
+		}
+		out.Fields = append(out.Fields, f)
+		if bounded {
+			out.Bounds[f] = b
+		}
+	}
+	for i, k := range s.Keep {
+		b, bounded := s.KeepBounds[i]
+		if bounded && !b.Allows(version) {
+			continue
+		}
+		if bounded {
+			out.KeepBounds[len(out.Keep)] = b
+		}
+		out.Keep = append(out.Keep, k)
+	}
+	return out
+}
+
+// Packages returns the import paths the set's fields live in and those
+// of its import lines, sorted.
 func (s *Set) Packages() []string {
-	var ps []string
+	ps := slices.Clone(s.Imports)
 	for _, f := range s.Fields {
 		ps = append(ps, f.Package)
 	}
@@ -48,11 +88,10 @@ func Load(module string) (*Set, error) {
 		return nil, fmt.Errorf("no built-in field set for module %s (have %v)", module, Modules())
 	}
 	defer f.Close()
-	s, err := Parse(f)
+	s, err := ParseModule(module, f)
 	if err != nil {
 		return nil, fmt.Errorf("field set %s: %w", name, err)
 	}
-	s.Module = module
 	return s, nil
 }
 
@@ -67,26 +106,68 @@ func Modules() []string {
 	return ms
 }
 
-// Parse reads a field set: one field per line, "keep EXPR" lines, blank
-// lines and "#" comments.
-func Parse(r io.Reader) (*Set, error) {
-	s := &Set{}
+// Parse reads a field set whose module is not known (bounds are read as
+// semantic versions); see ParseModule.
+func Parse(r io.Reader) (*Set, error) { return ParseModule("", r) }
+
+// ParseModule reads the field set of module: one field per line, "keep
+// EXPR" lines, "import PATH" lines, blank lines and "#" comments. A field or keep line may end
+// with a version bound, comparisons joined by commas as in
+// offsets.ParseConstraint: "FIELD >=v1.60.0", "keep EXPR >=v1.69.0,<v2.0.0"
+// (a keep expression ends at the first word starting with <, > or =).
+func ParseModule(module string, r io.Reader) (*Set, error) {
+	s := &Set{Module: module, Bounds: map[offsets.FieldID]offsets.Constraint{}, KeepBounds: map[int]offsets.Constraint{}}
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if i := strings.Index(line, "#"); i >= 0 {
 			line = strings.TrimSpace(line[:i])
 		}
-		switch {
-		case line == "":
-			continue
-		case strings.HasPrefix(line, "keep "):
-			s.Keep = append(s.Keep, strings.TrimSpace(strings.TrimPrefix(line, "keep ")))
+		if line == "" {
 			continue
 		}
-		id, err := offsets.ParseFieldID(line)
+		if p, ok := strings.CutPrefix(line, "import "); ok {
+			p = strings.TrimSpace(p)
+			if p == "" || strings.ContainsAny(p, " \t\"") {
+				return nil, fmt.Errorf("line %d: want \"import IMPORT/PATH\"", n)
+			}
+			s.Imports = append(s.Imports, p)
+			continue
+		}
+		keep := strings.HasPrefix(line, "keep ")
+		if keep {
+			line = strings.TrimSpace(strings.TrimPrefix(line, "keep "))
+		}
+		words := strings.Fields(line)
+		end := len(words)
+		for i, w := range words {
+			if i > 0 && strings.ContainsAny(w[:1], "<>=") {
+				end = i
+				break
+			}
+		}
+		var bound *offsets.Constraint
+		if end < len(words) {
+			c, err := offsets.ParseConstraint(module, strings.Join(words[end:], ""))
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %w", n, err)
+			}
+			bound = &c
+		}
+		item := strings.Join(words[:end], " ")
+		if keep {
+			if bound != nil {
+				s.KeepBounds[len(s.Keep)] = *bound
+			}
+			s.Keep = append(s.Keep, item)
+			continue
+		}
+		id, err := offsets.ParseFieldID(item)
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		if bound != nil {
+			s.Bounds[id] = *bound
 		}
 		s.Fields = append(s.Fields, id)
 	}

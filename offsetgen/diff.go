@@ -115,7 +115,7 @@ func writeDiff(w io.Writer, d *offsets.Diff) {
 			fmt.Fprintf(w, "  status   %s %s %s -> %s%s\n", c.Arch, c.Version, c.Old, c.New, reasonSuffix(c.Reason))
 		}
 		for _, c := range m.ValueChanges {
-			fmt.Fprintf(w, "  changed  %s %s %s %s -> %s\n", c.Arch, c.Version, c.Field, offsets.FormatValue(c.Old), offsets.FormatValue(c.New))
+			fmt.Fprintf(w, "  changed  %s %s %s %s -> %s\n", c.Arch, c.Version, c.Field, offsets.FormatValues(c.Old, c.OldByGo), offsets.FormatValues(c.New, c.NewByGo))
 		}
 	}
 }

@@ -17,7 +17,9 @@ import (
 	"github.com/offsetdb/offsetdb/fieldset"
 	"github.com/offsetdb/offsetdb/goversion"
 	"github.com/offsetdb/offsetdb/offsetgen/generate"
+	"github.com/offsetdb/offsetdb/offsetgen/modgen"
 	"github.com/offsetdb/offsetdb/offsetgen/toolchain"
+	"github.com/offsetdb/offsetdb/offsets"
 )
 
 func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
@@ -26,7 +28,10 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 	arches := fs.String("arch", "amd64,arm64", "comma-separated GOARCHes")
 	since := fs.String("since", "1.12", "oldest Go release to cover")
 	until := fs.String("until", "", "newest Go release line to cover, e.g. 1.22 (default: all)")
-	versions := fs.String("versions", "", "comma-separated Go releases to (re)build instead of listing the proxy")
+	versions := fs.String("versions", "", "comma-separated Go releases (std) or module versions (other modules) to (re)build instead of listing the proxy")
+	constraint := fs.String("constraint", "", "module versions to cover, e.g. '>=v1.60.0' or '>=v1.60.0,<v1.70.0' (modules other than std)")
+	pre := fs.Bool("pre", false, "also build pre-releases (modules other than std)")
+	compareGo := fs.Bool("compare-go", false, "build each module version with the oldest fitting Go release too, and record fields whose layout differs as depending on the target's Go release (modules other than std; doubles the cost)")
 	workers := fs.Int("workers", max(1, runtime.NumCPU()/2), "toolchains processed in parallel (each build uses every core)")
 	cache := fs.String("cache", defaultCacheDir(), "cache directory for toolchains and build scratch space")
 	out := fs.String("out", "data", "database directory to update")
@@ -48,8 +53,14 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("%w: --until: %v", errUsage, err)
 		}
 	}
+	if mods := splitList(*modules); *versions != "" && slices.Contains(mods, offsets.StdModule) && len(mods) > 1 {
+		return fmt.Errorf("%w: --versions names Go releases for std and module versions for other modules: generate std and the others in separate runs", errUsage)
+	}
 	var only []goversion.Version
 	for _, s := range splitList(*versions) {
+		if !slices.Contains(splitList(*modules), offsets.StdModule) {
+			break // module versions, read per module below
+		}
 		v, err := goversion.Parse(s)
 		if err != nil {
 			return fmt.Errorf("%w: --versions: %v", errUsage, err)
@@ -69,6 +80,12 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 		set, err := fieldset.Load(m)
 		if err != nil {
 			return err
+		}
+		if m != offsets.StdModule {
+			if err := generateModule(ctx, set, *constraint, *pre, *compareGo, splitList(*versions), archList, *cache, *out, *proxy, *retry, stdout); err != nil {
+				return err
+			}
+			continue
 		}
 		cfg := generate.Config{
 			Set: set, Arches: archList, Since: sinceV, Until: untilV, Versions: only, Workers: *workers,
@@ -136,4 +153,30 @@ func costTable(r *generate.Report) string {
 			ms(c.Build["amd64"]), ms(c.Extract["amd64"]), ms(c.Build["arm64"]), ms(c.Extract["arm64"]))
 	}
 	return b.String()
+}
+
+// generateModule runs the generator of a module other than std.
+func generateModule(ctx context.Context, set *fieldset.Set, constraint string, pre, compareGo bool, versions, arches []string, cache, out, proxy string, retry bool, stdout io.Writer) error {
+	c, err := offsets.ParseConstraint(set.Module, constraint)
+	if err != nil {
+		return fmt.Errorf("%w: --constraint: %v", errUsage, err)
+	}
+	for _, v := range versions {
+		if _, err := offsets.CanonicalVersion(set.Module, v); err != nil {
+			return fmt.Errorf("%w: --versions: %v", errUsage, err)
+		}
+	}
+	rep, err := modgen.Run(ctx, modgen.Config{
+		Set: set, Arches: arches, Constraint: c, IncludePre: pre, Versions: versions, CompareGo: compareGo,
+		CacheDir: cache, OutDir: out, RetryFailed: retry, Log: slog.Default(),
+		Proxy: &toolchain.Proxy{URL: proxy, ConfigDir: filepath.Join(cache, "sumdb")},
+	})
+	if rep != nil {
+		fmt.Fprintf(stdout, "%s: %d versions selected (%d retracted skipped), %d probes built, %d already up to date, %d probes failed, %d field layouts depend on the Go release, in %s\n",
+			set.Module, rep.Versions, len(rep.Retracted), rep.Built, rep.UpToDate, rep.Failed, rep.GoDependent, rep.Wall.Round(time.Millisecond))
+		for _, w := range rep.Warnings {
+			fmt.Fprintln(stdout, "warning:", w)
+		}
+	}
+	return err
 }

@@ -1,7 +1,9 @@
 // Command offsetgen builds and queries the offset database.
 //
 //	offsetgen generate [--modules std] [--arch amd64,arm64] [--since 1.12] [--workers N] [--cache DIR] [--out data]
-//	offsetgen query    [--data DIR] [--arch amd64] [--json] [--interpolate] MODULE@VERSION FIELD...
+//	                   [--versions V,...] [--constraint '>=v1.60.0'] [--pre] [--compare-go]
+//	offsetgen local    --module DIR [--fields FILE] [--version V] [--arch amd64,arm64] [--out data] [--replace] [FIELD...]
+//	offsetgen query    [--data DIR] [--arch amd64] [--json] [--interpolate] [--go 1.24.3] MODULE@VERSION FIELD...
 //	offsetgen versions [--data DIR] MODULE
 //	offsetgen verify   [--data DIR]
 //	offsetgen binary   [--json] PATH FIELD...
@@ -35,8 +37,9 @@ type command struct {
 }
 
 var commands = []command{
-	{"generate", "generate [--modules std] [--arch amd64,arm64] [--since 1.12] [--workers N] [--cache DIR] [--out data]", runGenerate},
-	{"query", "query [--data DIR] [--arch amd64] [--json] [--interpolate] MODULE@VERSION FIELD...", runQuery},
+	{"generate", "generate [--modules std|MODULE,...] [--arch amd64,arm64] [--since 1.12] [--versions V,...] [--constraint '>=v1.60.0'] [--pre] [--compare-go] [--workers N] [--cache DIR] [--out data]", runGenerate},
+	{"local", "local --module DIR [--fields FILE] [--version V] [--arch amd64,arm64] [--out data] [--replace] [FIELD...]", runLocal},
+	{"query", "query [--data DIR] [--arch amd64] [--json] [--interpolate] [--go 1.24.3] MODULE@VERSION FIELD...", runQuery},
 	{"versions", "versions [--data DIR] MODULE", runVersions},
 	{"verify", "verify [--data DIR]", runVerify},
 	{"binary", "binary [--json] PATH FIELD...", runBinary},

@@ -54,6 +54,7 @@ func runQuery(ctx context.Context, args []string, stdout io.Writer) error {
 	arch := fs.String("arch", runtime.GOARCH, "GOARCH of the target (amd64, arm64)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	interpolate := fs.Bool("interpolate", false, "answer for a version that was never built when the builds around it in its release line agree")
+	goVersion := fs.String("go", "", "Go release the target was built with, for module fields whose layout depends on it (e.g. 1.24.3)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -72,6 +73,12 @@ func runQuery(ctx context.Context, args []string, stdout io.Writer) error {
 	var opts []offsets.LookupOption
 	if *interpolate {
 		opts = append(opts, offsets.WithInterpolation())
+	}
+	if *goVersion != "" {
+		if _, err := offsets.CanonicalVersion(offsets.StdModule, *goVersion); err != nil {
+			return fmt.Errorf("%w: --go: %v", errUsage, err)
+		}
+		opts = append(opts, offsets.WithGoVersion(*goVersion))
 	}
 	var results []fieldResult
 	var errs []error

@@ -60,6 +60,10 @@ type ValueChange struct {
 	Field   string `json:"field"`
 	Old     *Value `json:"old"`
 	New     *Value `json:"new"`
+	// OldByGo and NewByGo hold the values per Go release when the value
+	// depends on it (Old or New is then nil); see Range.Go.
+	OldByGo []GoValue `json:"old_by_go,omitempty"`
+	NewByGo []GoValue `json:"new_by_go,omitempty"`
 }
 
 // Empty reports whether nothing changed in the module.
@@ -195,10 +199,10 @@ func DiffShards(oldShard, newShard *Shard) (ModuleDiff, error) {
 				for _, id := range common {
 					vo, okO := bo.Values[id]
 					vn, okN := bn.Values[id]
-					if okO == okN && vo == vn {
+					if okO == okN && vo == vn && slices.Equal(bo.GoValues[id], bn.GoValues[id]) {
 						continue
 					}
-					c := ValueChange{Arch: arch, Version: v, Field: id.String()}
+					c := ValueChange{Arch: arch, Version: v, Field: id.String(), OldByGo: bo.GoValues[id], NewByGo: bn.GoValues[id]}
 					if okO {
 						c.Old = &vo
 					}

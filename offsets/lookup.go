@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -29,6 +30,10 @@ var (
 	ErrFieldAbsent = errors.New("field does not exist in this version")
 	// ErrChecksum reports a shard whose bytes do not match the index.
 	ErrChecksum = errors.New("shard checksum mismatch")
+	// ErrGoDependent reports a field whose value in that module version
+	// depends on the Go release the target was built with, when that
+	// release was not given (WithGoVersion) or no recorded bound allows it.
+	ErrGoDependent = errors.New("value depends on the Go release of the target")
 )
 
 // DB is a read-only offset database. Shards are decoded on first use and
@@ -116,10 +121,16 @@ type Provenance struct {
 	// Interpolated is set when Version itself was never built and the value
 	// was taken from the covered versions around it (see WithInterpolation).
 	Interpolated bool
+	// Go is the bound on the target's Go release the value holds for, when
+	// the value depends on it (see Range.Go); "" otherwise.
+	Go string
 }
 
 func (p Provenance) String() string {
 	s := fmt.Sprintf("%s %s %s..%s", p.Source, p.Module, p.From, p.To)
+	if p.Go != "" {
+		s += " (targets built with " + p.Go + ")"
+	}
 	if p.Interpolated {
 		s += " (interpolated: " + p.Version + " was not built)"
 	}
@@ -135,7 +146,22 @@ type Result struct {
 // LookupOption changes how Lookup treats versions it has not built.
 type LookupOption func(*lookupConfig)
 
-type lookupConfig struct{ interpolate bool }
+type lookupConfig struct {
+	interpolate bool
+	goVersion   string // canonical Go release of the target, or ""
+}
+
+// WithGoVersion gives the Go release the target was built with ("go1.24.3",
+// "1.24.3"), which Lookup needs for a module field whose layout depends on
+// it (Range.Go). Without it such a lookup fails with ErrGoDependent; other
+// lookups ignore it.
+func WithGoVersion(v string) LookupOption {
+	return func(c *lookupConfig) {
+		if canon, err := CanonicalVersion(StdModule, v); err == nil {
+			c.goVersion = canon
+		}
+	}
+}
 
 // WithInterpolation lets Lookup answer for a version that was never built
 // (its toolchain unavailable, say go1.12.5) when the nearest built versions
@@ -200,11 +226,11 @@ func (s *Shard) Lookup(version, arch string, field FieldID, opts ...LookupOption
 
 	i, found := slices.BinarySearchFunc(covs, v, func(c Coverage, v string) int { return CompareVersions(s.Module, c.Version, v) })
 	if found && covs[i].Status == StatusOK {
-		r, ok := s.find(field.String(), arch, v)
-		if !ok {
-			return Result{}, fmt.Errorf("%s at %s@%s (%s): %w", field, s.Module, v, arch, ErrFieldAbsent)
+		r, err := s.pick(field, arch, v, cfg.goVersion)
+		if err != nil {
+			return Result{}, err
 		}
-		prov.From, prov.To = r.From, r.To
+		prov.From, prov.To, prov.Go = r.From, r.To, r.Go
 		return Result{Value: r.Value, Provenance: prov}, nil
 	}
 	verr := &VersionError{Module: s.Module, Version: v, Arch: arch, Newest: newestOK(covs)}
@@ -231,6 +257,11 @@ func (s *Shard) Lookup(version, arch string, field FieldID, opts ...LookupOption
 	if lo < 0 || hi < 0 || !sameLine(s.Module, covs[lo].Version, v) || !sameLine(s.Module, v, covs[hi].Version) {
 		return Result{}, verr
 	}
+	for _, around := range []string{covs[lo].Version, covs[hi].Version} {
+		if slices.ContainsFunc(s.findAll(field.String(), arch, around), func(r Range) bool { return r.Go != "" }) {
+			return Result{}, fmt.Errorf("%w; the value at %s depends on the Go release, so it cannot be interpolated", verr, around)
+		}
+	}
 	rlo, okLo := s.find(field.String(), arch, covs[lo].Version)
 	rhi, okHi := s.find(field.String(), arch, covs[hi].Version)
 	if okLo != okHi || (okLo && rlo != rhi) {
@@ -241,6 +272,34 @@ func (s *Shard) Lookup(version, arch string, field FieldID, opts ...LookupOption
 	}
 	prov.From, prov.To, prov.Interpolated = rlo.From, rlo.To, true
 	return Result{Value: rlo.Value, Provenance: prov}, nil
+}
+
+// pick returns the range of field holding at the ok version v for a target
+// built with Go release goVersion ("" when unknown).
+func (s *Shard) pick(field FieldID, arch, v, goVersion string) (Range, error) {
+	rs := s.findAll(field.String(), arch, v)
+	switch {
+	case len(rs) == 0:
+		return Range{}, fmt.Errorf("%s at %s@%s (%s): %w", field, s.Module, v, arch, ErrFieldAbsent)
+	case len(rs) == 1 && rs[0].Go == "":
+		return rs[0], nil
+	}
+	var bounds []string
+	for _, r := range rs {
+		bounds = append(bounds, r.Go)
+		if goVersion == "" {
+			continue
+		}
+		if c, err := ParseConstraint(StdModule, r.Go); err == nil && c.Allows(goVersion) {
+			return r, nil
+		}
+	}
+	if goVersion == "" {
+		return Range{}, fmt.Errorf("%s at %s@%s (%s): %w (recorded for %s); give the target's Go release",
+			field, s.Module, v, arch, ErrGoDependent, strings.Join(bounds, "; "))
+	}
+	return Range{}, fmt.Errorf("%s at %s@%s (%s) for a target built with %s: %w, and the database has values only for %s; read the binary's DWARF",
+		field, s.Module, v, arch, goVersion, ErrGoDependent, strings.Join(bounds, "; "))
 }
 
 func newestOK(covs []Coverage) string {

@@ -31,12 +31,28 @@ type MergeSource struct {
 type ConflictError struct {
 	Module, Version, Arch, Field string
 	A, B                         *Value
-	SourceA, SourceB             string
+	// GoA and GoB hold the values per Go release when the field's value
+	// depends on it in that input (A or B is then nil).
+	GoA, GoB         []GoValue
+	SourceA, SourceB string
 }
 
 func (e *ConflictError) Error() string {
 	return fmt.Sprintf("%s@%s (%s) %s: %s in %s, %s in %s", e.Module, e.Version, e.Arch, e.Field,
-		FormatValue(e.A), e.SourceA, FormatValue(e.B), e.SourceB)
+		FormatValues(e.A, e.GoA), e.SourceA, FormatValues(e.B, e.GoB), e.SourceB)
+}
+
+// FormatValues renders a field's value, or its values per Go release when
+// gvs is not empty: "232 (16 bytes, context.Context) for >=go1.24.0; ...".
+func FormatValues(v *Value, gvs []GoValue) string {
+	if len(gvs) == 0 {
+		return FormatValue(v)
+	}
+	parts := make([]string, len(gvs))
+	for i, gv := range gvs {
+		parts[i] = FormatValue(&gv.Value) + " for " + gv.Go
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (e *ConflictError) Unwrap() error { return ErrConflict }
@@ -171,10 +187,11 @@ func compareValues(fields []FieldID, module, version, arch string, a, b Build, s
 	for _, id := range fields {
 		va, okA := a.Values[id]
 		vb, okB := b.Values[id]
-		if okA == okB && va == vb {
+		if okA == okB && va == vb && slices.Equal(a.GoValues[id], b.GoValues[id]) {
 			continue
 		}
-		e := &ConflictError{Module: module, Version: version, Arch: arch, Field: id.String(), SourceA: srcA, SourceB: srcB}
+		e := &ConflictError{Module: module, Version: version, Arch: arch, Field: id.String(), SourceA: srcA, SourceB: srcB,
+			GoA: a.GoValues[id], GoB: b.GoValues[id]}
 		if okA {
 			e.A = &va
 		}

@@ -257,3 +257,26 @@ func TestInterpolationStaysWithinReleaseLine(t *testing.T) {
 	_, err = s.Lookup("go1.21.14", "amd64", fMethod, WithInterpolation())
 	assert.ErrorIs(t, err, ErrUnknownVersion)
 }
+
+func TestCanonicalVersionAcceptsDevelForModulesOnly(t *testing.T) {
+	tests := []struct {
+		module, in, want string
+		ok               bool
+	}{
+		{"example.com/lib", "(devel)", "(devel)", true},
+		{"example.com/lib", "1.2.3", "v1.2.3", true},
+		{"example.com/lib", "v0.0.0-20240305060708-0123456789ab", "v0.0.0-20240305060708-0123456789ab", true},
+		{"example.com/lib", "devel", "", false},
+		{StdModule, "(devel)", "", false},
+	}
+	for _, tt := range tests {
+		got, err := CanonicalVersion(tt.module, tt.in)
+		if !tt.ok {
+			assert.Error(t, err, tt.in)
+			continue
+		}
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.want, got)
+	}
+	assert.Negative(t, CompareVersions("example.com/lib", DevelVersion, "v0.0.0-20240305060708-0123456789ab"), "(devel) orders first")
+}

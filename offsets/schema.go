@@ -65,9 +65,16 @@ type Coverage struct {
 // Range is one value that holds for every covered (StatusOK) version from
 // From to To inclusive. Versions between them that were not covered are not
 // implied: a lookup only answers for versions listed in Coverage as ok.
+//
+// Go, when set, bounds the Go release the target was built with, as a
+// Constraint of std (">=go1.24.0", "<=go1.21.13"): for a module whose layout
+// depends on it (a struct embedding a standard-library type that changed),
+// one version has several ranges, one per bound. Standard-library shards
+// never set it.
 type Range struct {
 	From string `json:"from"`
 	To   string `json:"to"`
+	Go   string `json:"go,omitempty"`
 	Value
 }
 
@@ -117,9 +124,16 @@ func ShardFile(module string) string {
 	return b.String() + ".json"
 }
 
+// DevelVersion is the version of a module built from a directory that
+// carries neither a version of its own nor VCS information, as the go
+// command writes it into build information. It orders before every
+// semantic version.
+const DevelVersion = "(devel)"
+
 // CanonicalVersion returns the spelling of version v that the database uses
 // for module: toolchain names for std ("go1.12", "go1.22.5"), semantic
-// versions with a "v" for modules.
+// versions with a "v" for modules (pseudo-versions included), or
+// DevelVersion for a module built from an unversioned directory.
 func CanonicalVersion(module, v string) (string, error) {
 	if module == StdModule {
 		gv, err := goversion.Parse(v)
@@ -128,11 +142,14 @@ func CanonicalVersion(module, v string) (string, error) {
 		}
 		return gv.String(), nil
 	}
+	if v == DevelVersion {
+		return v, nil
+	}
 	if !strings.HasPrefix(v, "v") {
 		v = "v" + v
 	}
 	if !semver.IsValid(v) {
-		return "", fmt.Errorf("invalid version %q for module %s: want a semantic version such as v1.2.3", v, module)
+		return "", fmt.Errorf("invalid version %q for module %s: want a semantic version such as v1.2.3, or %s", v, module, DevelVersion)
 	}
 	return v, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // Table is the expanded form of a shard: every value of every covered
@@ -22,6 +23,19 @@ type Table struct {
 type Build struct {
 	Coverage
 	Values map[FieldID]Value
+	// GoValues holds the fields whose layout in this version depends on the
+	// Go release the target is built with: one value per bound on that
+	// release, in Go order (a field that exists only with some releases has
+	// one). A field is in Values or in GoValues, not both. Standard-library
+	// builds never have any.
+	GoValues map[FieldID][]GoValue
+}
+
+// GoValue is a field's value for targets built with the Go releases Go
+// (a Constraint of std, in canonical form: ">=go1.24.0") allows.
+type GoValue struct {
+	Go string `json:"go"`
+	Value
 }
 
 // NewTable returns an empty table for module tracking fields.
@@ -44,12 +58,35 @@ func (t *Table) Set(arch string, b Build) error {
 	if b.Status == "" {
 		return fmt.Errorf("build of %s %s/%s has no status", t.Module, v, arch)
 	}
-	if b.Status != StatusOK && len(b.Values) > 0 {
+	if b.Status != StatusOK && len(b.Values)+len(b.GoValues) > 0 {
 		return fmt.Errorf("build of %s %s/%s has status %s but carries values", t.Module, v, arch, b.Status)
 	}
+	tracked := func(id FieldID) bool {
+		_, ok := slices.BinarySearchFunc(t.Fields, id, func(a, b FieldID) int { return cmp.Compare(a.String(), b.String()) })
+		return ok
+	}
 	for id := range b.Values {
-		if _, ok := slices.BinarySearchFunc(t.Fields, id, func(a, b FieldID) int { return cmp.Compare(a.String(), b.String()) }); !ok {
+		if !tracked(id) {
 			return fmt.Errorf("build of %s %s/%s has a value for untracked field %s", t.Module, v, arch, id)
+		}
+	}
+	for id, gvs := range b.GoValues {
+		switch {
+		case !tracked(id):
+			return fmt.Errorf("build of %s %s/%s has a value for untracked field %s", t.Module, v, arch, id)
+		case t.Module == StdModule:
+			return fmt.Errorf("build of std %s/%s: %s: standard-library values cannot depend on the Go release", v, arch, id)
+		case len(gvs) == 0:
+			return fmt.Errorf("build of %s %s/%s: %s depends on the Go release but has no value", t.Module, v, arch, id)
+		}
+		if _, both := b.Values[id]; both {
+			return fmt.Errorf("build of %s %s/%s: %s has a value and values per Go release", t.Module, v, arch, id)
+		}
+		for _, gv := range gvs {
+			c, err := ParseConstraint(StdModule, gv.Go)
+			if err != nil || c.IsZero() || c.String() != gv.Go {
+				return fmt.Errorf("build of %s %s/%s: %s: Go bound %q is not a canonical constraint on Go releases", t.Module, v, arch, id, gv.Go)
+			}
 		}
 	}
 	if t.Builds[arch] == nil {
@@ -67,7 +104,8 @@ func (t *Table) Versions(arch string) []string {
 }
 
 // Shard compacts the table: per field and GOARCH, consecutive ok versions
-// with equal values become one range. The result is deterministic.
+// with equal values (and equal Go bounds, see Range.Go) become one range.
+// The result is deterministic.
 func (t *Table) Shard() *Shard {
 	s := &Shard{
 		Generated: GeneratedNotice,
@@ -90,24 +128,76 @@ func (t *Table) Shard() *Shard {
 			}
 		}
 		for _, id := range t.Fields {
-			ranges := []Range{}
-			var open *Range
-			for _, v := range ok {
-				val, present := t.Builds[arch][v].Values[id]
-				switch {
-				case !present:
-					open = nil
-				case open != nil && open.Value == val:
-					open.To = v
-				default:
-					ranges = append(ranges, Range{From: v, To: v, Value: val})
-					open = &ranges[len(ranges)-1]
-				}
-			}
-			s.Fields[id.String()][arch] = ranges
+			s.Fields[id.String()][arch] = t.ranges(arch, id, ok)
 		}
 	}
 	return s
+}
+
+// ranges compacts one field's values over the ok versions of arch. Each
+// Go bound is a lane of its own (the unbounded values are the lane ""):
+// consecutive versions with equal values in a lane become one range. The
+// result is sorted by From, then by Go bound.
+func (t *Table) ranges(arch string, id FieldID, ok []string) []Range {
+	lanes := []string{""}
+	for _, v := range ok {
+		for _, gv := range t.Builds[arch][v].GoValues[id] {
+			if !slices.Contains(lanes, gv.Go) {
+				lanes = append(lanes, gv.Go)
+			}
+		}
+	}
+	ranges := []Range{}
+	for _, lane := range lanes {
+		var open *Range
+		for _, v := range ok {
+			b := t.Builds[arch][v]
+			val, present := b.Values[id]
+			if lane != "" {
+				i := slices.IndexFunc(b.GoValues[id], func(gv GoValue) bool { return gv.Go == lane })
+				present = i >= 0
+				if present {
+					val = b.GoValues[id][i].Value
+				}
+			}
+			switch {
+			case !present:
+				if open != nil {
+					ranges = append(ranges, *open)
+				}
+				open = nil
+			case open != nil && open.Value == val:
+				open.To = v
+			default:
+				if open != nil {
+					ranges = append(ranges, *open)
+				}
+				open = &Range{From: v, To: v, Go: lane, Value: val}
+			}
+		}
+		if open != nil {
+			ranges = append(ranges, *open)
+		}
+	}
+	slices.SortStableFunc(ranges, func(a, b Range) int {
+		if c := CompareVersions(t.Module, a.From, b.From); c != 0 {
+			return c
+		}
+		return compareGoBounds(a.Go, b.Go)
+	})
+	return ranges
+}
+
+// compareGoBounds orders Go bounds by their first version, "" first.
+func compareGoBounds(a, b string) int {
+	if a == "" || b == "" {
+		return cmp.Compare(a, b)
+	}
+	trim := func(s string) string { return strings.TrimLeft(strings.SplitN(s, ",", 2)[0], "<>=") }
+	if c := CompareVersions(StdModule, trim(a), trim(b)); c != 0 {
+		return c
+	}
+	return cmp.Compare(a, b)
 }
 
 // Expand returns the table a shard was compacted from.
@@ -127,8 +217,15 @@ func (s *Shard) Expand() (*Table, error) {
 			if c.Status == StatusOK {
 				b.Values = map[FieldID]Value{}
 				for _, id := range t.Fields {
-					if r, ok := s.find(id.String(), arch, c.Version); ok {
-						b.Values[id] = r.Value
+					for _, r := range s.findAll(id.String(), arch, c.Version) {
+						if r.Go == "" {
+							b.Values[id] = r.Value
+							continue
+						}
+						if b.GoValues == nil {
+							b.GoValues = map[FieldID][]GoValue{}
+						}
+						b.GoValues[id] = append(b.GoValues[id], GoValue{Go: r.Go, Value: r.Value})
 					}
 				}
 			}
@@ -140,18 +237,42 @@ func (s *Shard) Expand() (*Table, error) {
 	return t, nil
 }
 
-// find returns the range of field that contains the ok-covered version v.
+// find returns the range of field that contains the ok-covered version v
+// and holds for every Go release (no Go bound).
 func (s *Shard) find(field, arch, v string) (Range, bool) {
-	ranges := s.Fields[field][arch]
-	// Ranges are sorted and disjoint: binary search on From.
-	i, _ := slices.BinarySearchFunc(ranges, v, func(r Range, v string) int { return CompareVersions(s.Module, r.From, v) })
-	for _, j := range []int{i, i - 1} {
-		if j >= 0 && j < len(ranges) {
-			r := ranges[j]
-			if CompareVersions(s.Module, r.From, v) <= 0 && CompareVersions(s.Module, v, r.To) <= 0 {
-				return r, true
-			}
+	for _, r := range s.findAll(field, arch, v) {
+		if r.Go == "" {
+			return r, true
 		}
 	}
 	return Range{}, false
+}
+
+// findAll returns every range of field that contains the ok-covered
+// version v: one without a Go bound, or one per Go bound.
+func (s *Shard) findAll(field, arch, v string) []Range {
+	ranges := s.Fields[field][arch]
+	// Ranges are sorted by From: binary search for the first one starting
+	// after v; only those before it can contain v.
+	end, _ := slices.BinarySearchFunc(ranges, v, func(r Range, v string) int {
+		if CompareVersions(s.Module, r.From, v) <= 0 {
+			return -1
+		}
+		return 1
+	})
+	if s.Module == StdModule {
+		// No Go bounds: ranges are disjoint, only the last one can.
+		if end > 0 && CompareVersions(s.Module, v, ranges[end-1].To) <= 0 {
+			return ranges[end-1 : end]
+		}
+		return nil
+	}
+	var out []Range
+	for j := end - 1; j >= 0; j-- {
+		if CompareVersions(s.Module, v, ranges[j].To) <= 0 {
+			out = append(out, ranges[j])
+		}
+	}
+	slices.Reverse(out)
+	return out
 }

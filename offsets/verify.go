@@ -115,33 +115,77 @@ func (s *Shard) Check() error {
 				fault("%s: ranges for %s, which has no coverage", name, arch)
 				continue
 			}
+			// Ranges with the same Go bound (a lane; most shards have only
+			// the lane "") must be ordered, disjoint and compacted.
+			lanes := map[string][]Range{}
 			for i, r := range ranges {
-				from, okFrom := ok[r.From]
-				to, okTo := ok[r.To]
-				if !okFrom || !okTo {
-					fault("%s/%s: range %s..%s is not bounded by ok-covered versions", name, arch, r.From, r.To)
-					continue
+				if i > 0 && CompareVersions(s.Module, ranges[i-1].From, r.From) > 0 {
+					fault("%s/%s: range %s..%s listed after %s..%s (must be sorted by from)", name, arch, r.From, r.To, ranges[i-1].From, ranges[i-1].To)
 				}
-				if from > to {
-					fault("%s/%s: range %s..%s is reversed", name, arch, r.From, r.To)
-				}
-				if r.Type == "" {
-					fault("%s/%s: range %s..%s has no type", name, arch, r.From, r.To)
-				}
-				if i == 0 {
-					continue
-				}
-				prev := ranges[i-1]
-				if prevTo, ok := ok[prev.To]; ok {
+				if r.Go != "" {
+					c, err := ParseConstraint(StdModule, r.Go)
 					switch {
-					case prevTo >= from:
-						fault("%s/%s: ranges %s..%s and %s..%s overlap or are out of order", name, arch, prev.From, prev.To, r.From, r.To)
-					case prevTo+1 == from && prev.Value == r.Value:
-						fault("%s/%s: ranges %s..%s and %s..%s are adjacent with equal values (not compacted)", name, arch, prev.From, prev.To, r.From, r.To)
+					case s.Module == StdModule:
+						fault("%s/%s: range %s..%s has a Go bound %q; standard-library values cannot depend on the Go release", name, arch, r.From, r.To, r.Go)
+					case err != nil || c.IsZero() || c.String() != r.Go:
+						fault("%s/%s: range %s..%s has Go bound %q, not a canonical constraint on Go releases", name, arch, r.From, r.To, r.Go)
 					}
+				}
+				lanes[r.Go] = append(lanes[r.Go], r)
+			}
+			for _, lane := range sortedKeys(lanes) {
+				checkLane(fault, name, arch, lanes[lane], ok)
+			}
+			// A version has one value for every Go release, or one per bound.
+			if len(lanes) == 0 || len(lanes) == 1 && lanes[""] != nil {
+				continue
+			}
+			for v := range ok {
+				var bounded, unbounded int
+				for _, r := range ranges {
+					if CompareVersions(s.Module, r.From, v) <= 0 && CompareVersions(s.Module, v, r.To) <= 0 {
+						if r.Go == "" {
+							unbounded++
+						} else {
+							bounded++
+						}
+					}
+				}
+				if unbounded > 1 || unbounded > 0 && bounded > 0 {
+					fault("%s/%s: %s has %d values for every Go release and %d per Go bound (want one, or only values per bound)", name, arch, v, unbounded, bounded)
 				}
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkLane checks the ranges of one field, GOARCH and Go bound.
+func checkLane(fault func(string, ...any), name, arch string, ranges []Range, ok map[string]int) {
+	for i, r := range ranges {
+		from, okFrom := ok[r.From]
+		to, okTo := ok[r.To]
+		if !okFrom || !okTo {
+			fault("%s/%s: range %s..%s is not bounded by ok-covered versions", name, arch, r.From, r.To)
+			continue
+		}
+		if from > to {
+			fault("%s/%s: range %s..%s is reversed", name, arch, r.From, r.To)
+		}
+		if r.Type == "" {
+			fault("%s/%s: range %s..%s has no type", name, arch, r.From, r.To)
+		}
+		if i == 0 {
+			continue
+		}
+		prev := ranges[i-1]
+		if prevTo, ok := ok[prev.To]; ok {
+			switch {
+			case prevTo >= from:
+				fault("%s/%s: ranges %s..%s and %s..%s overlap or are out of order", name, arch, prev.From, prev.To, r.From, r.To)
+			case prevTo+1 == from && prev.Value == r.Value:
+				fault("%s/%s: ranges %s..%s and %s..%s are adjacent with equal values (not compacted)", name, arch, prev.From, prev.To, r.From, r.To)
+			}
+		}
+	}
 }

@@ -101,7 +101,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if module != offsets.StdModule {
 		return nil, fmt.Errorf("generate: module %s: only std is supported by this generator", module)
 	}
-	table, err := loadTable(cfg.OutDir, cfg.Set, log)
+	table, err := LoadTable(cfg.OutDir, cfg.Set, log)
 	if err != nil {
 		return nil, err
 	}
@@ -231,10 +231,10 @@ func settled(t *offsets.Table, arches []string) func(goversion.Version) (bool, s
 	}
 }
 
-// loadTable reads the module's shard from dir. A shard built for another
+// LoadTable reads the module's shard from dir. A shard built for another
 // field set is discarded: its absences cannot be trusted for the new set,
 // so every version is rebuilt.
-func loadTable(dir string, set *fieldset.Set, log *slog.Logger) (*offsets.Table, error) {
+func LoadTable(dir string, set *fieldset.Set, log *slog.Logger) (*offsets.Table, error) {
 	fresh := offsets.NewTable(set.Module, set.Fields)
 	db, err := offsets.OpenDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {

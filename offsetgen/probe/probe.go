@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -27,7 +29,15 @@ var ErrBuild = errors.New("probe build failed")
 
 // Source returns the Go source of the probe for set. It compiles with every
 // Go release from 1.12 on: no generics, no "any".
+//
+// Packages the probe may not import (internal, vendored) are left out:
+// keep lines must reach their structs through public code.
+//
+// Each package is imported under its name (packageName); when two packages
+// of the set share a name, the later ones (in import path order) get a
+// numbered alias ("transport2"), which is what "keep" lines must use.
 func Source(set *fieldset.Set) []byte {
+	alias := ImportAliases(set.Packages())
 	// Exported structs become package variables: the linker writes DWARF
 	// for the type of every reachable variable, while a type that only
 	// appears in an interface conversion (new(T)) may be left out.
@@ -35,12 +45,12 @@ func Source(set *fieldset.Set) []byte {
 	seen := map[string]bool{}
 	for _, f := range set.Fields {
 		t := f.Package + "." + f.Struct
-		if seen[t] || !isExported(f.Struct) {
+		if seen[t] || !isExported(f.Struct) || !importable(f.Package) {
 			continue
 		}
 		seen[t] = true
 		name := fmt.Sprintf("v%d", len(seen))
-		fmt.Fprintf(&vars, "\t%s %s.%s\n", name, packageName(f.Package), f.Struct)
+		fmt.Fprintf(&vars, "\t%s %s.%s\n", name, alias[f.Package], f.Struct)
 		fmt.Fprintf(&body, "\t&%s,\n", name)
 	}
 	for _, k := range set.Keep {
@@ -54,14 +64,14 @@ func Source(set *fieldset.Set) []byte {
 	b.WriteString("// keeps them, with their DWARF, in the binary. It is never run.\n")
 	b.WriteString("package main\n\nimport (\n\t\"os\"\n")
 	for _, p := range set.Packages() {
-		name := packageName(p)
-		if p == "os" {
+		name := alias[p]
+		if p == "os" || !importable(p) {
 			continue
 		}
 		if regexp.MustCompile(`\b` + name + `\.`).MatchString(code) {
-			fmt.Fprintf(&b, "\t%s %q\n", name, p)
+			fmt.Fprintf(&b, "\t%s %q\n", name, importPath(p))
 		} else {
-			fmt.Fprintf(&b, "\t_ %q\n", p)
+			fmt.Fprintf(&b, "\t_ %q\n", importPath(p))
 		}
 	}
 	b.WriteString(")\n\nvar (\n")
@@ -74,6 +84,46 @@ func Source(set *fieldset.Set) []byte {
 	b.WriteString("\t\tfor _, k := range keep {\n\t\t\tprintln(k)\n\t\t}\n\t}\n}\n")
 	return b.Bytes()
 }
+
+// importable reports whether the probe may import package p: not an
+// internal package of another module nor a vendored one. Structs of the
+// others are reached through keep expressions of public packages.
+func importable(p string) bool {
+	elems := strings.Split(p, "/")
+	return !slices.Contains(elems, "internal") && elems[0] != "vendor"
+}
+
+// ImportAliases returns the identifier each package (FieldID.Package form)
+// is imported under in the probe: its packageName, numbered from 2 on when
+// an earlier package in sorted order already took the name. "os" and
+// "main" are reserved by the probe itself for packages other than "os".
+func ImportAliases(packages []string) map[string]string {
+	ps := slices.Clone(packages)
+	slices.Sort(ps)
+	taken := map[string]bool{"main": true, "keep": true}
+	out := map[string]string{}
+	for _, p := range ps {
+		if p == "os" {
+			out[p] = "os"
+			continue
+		}
+		base := packageName(importPath(p))
+		if base == "" || base == "os" || base[0] >= '0' && base[0] <= '9' {
+			base = "p" + base
+		}
+		name := base
+		for n := 2; taken[name]; n++ {
+			name = fmt.Sprintf("%s%d", base, n)
+		}
+		taken[name] = true
+		out[p] = name
+	}
+	return out
+}
+
+// importPath undoes the linker's escaping of dots in the last element of a
+// package path in DWARF ("gopkg.in/yaml%2ev3" -> "gopkg.in/yaml.v3").
+func importPath(p string) string { return strings.ReplaceAll(p, "%2e", ".") }
 
 // packageName is the identifier a package is imported under: the last path
 // element, without a major-version suffix ("github.com/jackc/pgx/v5" ->
@@ -105,6 +155,58 @@ type Build struct {
 	// entries, so the caller gives each toolchain its own and removes it.
 	GOCACHE string
 	Timeout time.Duration // 0 means 10 minutes
+
+	// Require lists the modules the probe requires (none for std). With
+	// any, the build runs with GOFLAGS=-mod=mod and the module settings
+	// of ModuleEnv, so the go command resolves the requirements'
+	// dependencies through the proxy and records their sums.
+	Require []Requirement
+	// ModuleEnv holds the caller's module settings ("GOPROXY=...",
+	// "GOSUMDB=...", "GOMODCACHE=...", "GOPRIVATE=..."); only used with
+	// Require. Without a GOMODCACHE the build downloads into Dir.
+	ModuleEnv []string
+	// GoVersion is the go directive of the probe's go.mod; "" means 1.12,
+	// which keeps every toolchain in module mode without asking for features.
+	GoVersion string
+}
+
+// Requirement is a module the probe requires: Path at Version from the
+// proxy, or, when Dir is set, the directory Dir (a replace directive; the
+// version is then v0.0.0).
+type Requirement struct {
+	Path    string
+	Version string
+	Dir     string // absolute path of a local module, or ""
+}
+
+// GoMod returns the probe's go.mod.
+func (b Build) GoMod() []byte {
+	goVersion := b.GoVersion
+	if goVersion == "" {
+		goVersion = "1.12"
+	}
+	var s strings.Builder
+	fmt.Fprintf(&s, "module offsetdb.probe\n\ngo %s\n", goVersion)
+	for _, r := range b.Require {
+		v := r.Version
+		if r.Dir != "" {
+			v = "v0.0.0"
+		}
+		fmt.Fprintf(&s, "\nrequire %s %s\n", r.Path, v)
+		if r.Dir != "" {
+			fmt.Fprintf(&s, "\nreplace %s => %s\n", r.Path, quoteModPath(r.Dir))
+		}
+	}
+	return []byte(s.String())
+}
+
+// quoteModPath quotes a file path for go.mod when it holds characters the
+// go.mod lexer would split on.
+func quoteModPath(p string) string {
+	if strings.ContainsAny(p, " \t\"'`()[]{},") {
+		return strconv.Quote(p)
+	}
+	return p
 }
 
 // Run writes the probe for set into b.Dir and builds it, returning the
@@ -118,8 +220,7 @@ func (b Build) Run(ctx context.Context, set *fieldset.Set) (string, error) {
 	if err := os.WriteFile(filepath.Join(src, "main.go"), Source(set), 0o644); err != nil {
 		return "", err
 	}
-	// "go 1.12" keeps every toolchain in module mode without asking for features.
-	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module offsetdb.probe\n\ngo 1.12\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), b.GoMod(), 0o644); err != nil {
 		return "", err
 	}
 	out := filepath.Join(b.Dir, "probe-"+b.Arch)
@@ -151,7 +252,7 @@ func (b Build) env() []string {
 	if cache == "" {
 		cache = filepath.Join(b.Dir, "gocache")
 	}
-	return []string{
+	env := []string{
 		"PATH=" + filepath.Join(b.GOROOT, "bin") + string(os.PathListSeparator) + "/usr/bin:/bin",
 		"HOME=" + home,
 		"GOROOT=" + b.GOROOT,
@@ -170,4 +271,11 @@ func (b Build) env() []string {
 		"GOARCH=" + b.Arch,
 		"GOHOSTARCH=" + runtime.GOARCH,
 	}
+	if len(b.Require) > 0 {
+		// Later entries win in os/exec: the caller's module settings
+		// replace the offline defaults above.
+		env = append(env, "GOFLAGS=-mod=mod", "GOPROXY=https://proxy.golang.org,direct", "GOSUMDB=sum.golang.org")
+		env = append(env, b.ModuleEnv...)
+	}
+	return env
 }

@@ -26,7 +26,7 @@ func PublishedChanges(d *offsets.Diff) []string {
 	var out []string
 	for _, m := range d.Modules {
 		for _, c := range m.ValueChanges {
-			out = append(out, fmt.Sprintf("%s@%s (%s) %s: %s -> %s", m.Module, c.Version, c.Arch, c.Field, offsets.FormatValue(c.Old), offsets.FormatValue(c.New)))
+			out = append(out, fmt.Sprintf("%s@%s (%s) %s: %s -> %s", m.Module, c.Version, c.Arch, c.Field, offsets.FormatValues(c.Old, c.OldByGo), offsets.FormatValues(c.New, c.NewByGo)))
 		}
 		for _, c := range m.StatusChanges {
 			if c.Old == offsets.StatusOK {
@@ -160,7 +160,7 @@ func (p *Publisher) changelog(intro string, u Update) string {
 		if len(m.ValueChanges) > 0 {
 			b.WriteString("\n### Changed offsets\n\n| version | arch | field | old | new |\n|---|---|---|---|---|\n")
 			for _, c := range m.ValueChanges {
-				fmt.Fprintf(&b, "| %s | %s | `%s` | %s | %s |\n", c.Version, c.Arch, c.Field, offsets.FormatValue(c.Old), offsets.FormatValue(c.New))
+				fmt.Fprintf(&b, "| %s | %s | `%s` | %s | %s |\n", c.Version, c.Arch, c.Field, offsets.FormatValues(c.Old, c.OldByGo), offsets.FormatValues(c.New, c.NewByGo))
 			}
 		}
 	}

@@ -185,6 +185,14 @@ const (
 	maxSmallBody = 16 << 20
 )
 
+// GetFile fetches a small file (at most 16 MiB) from the proxy at path
+// below its URL ("/golang.org/x/net/@v/list"), with the retries of every
+// request here. An answer 403, 404 or 410 matches ErrUnavailable; an
+// unreachable proxy, ErrUnreachable.
+func (p *Proxy) GetFile(ctx context.Context, path string) ([]byte, error) {
+	return p.get(ctx, p.url()+path)
+}
+
 // get fetches a small document (a list, an .info file, a checksum database
 // tile) with retries.
 func (p *Proxy) get(ctx context.Context, url string) ([]byte, error) {

@@ -147,6 +147,10 @@ func (r *Resolver) fromDatabase(bin *gobinary.Binary, id offsets.FieldID) (*Fiel
 		return nil, "database: none loaded"
 	}
 	var opts []offsets.LookupOption
+	if bin.GoVersionErr == nil {
+		// Library layouts may depend on the Go release that built them.
+		opts = append(opts, offsets.WithGoVersion(bin.GoVersion.String()))
+	}
 	if r.Interpolate {
 		opts = append(opts, offsets.WithInterpolation())
 	}
