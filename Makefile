@@ -51,3 +51,8 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: bench
+## bench: overhead and cost figures against same-run baselines, into bench/results.{md,json} and README (root; ~10 min on 2 cores)
+bench:
+	$(GO) run ./bench $(BENCHFLAGS)

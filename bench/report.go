@@ -1,0 +1,363 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+const (
+	beginMarker = "<!-- bench:begin"
+	endMarker   = "<!-- bench:end -->"
+)
+
+// spliceBetweenMarkers replaces what lies between the bench markers of doc
+// (the begin marker's line is kept as it is) with body.
+func spliceBetweenMarkers(doc, body string) (string, error) {
+	i := strings.Index(doc, beginMarker)
+	if i < 0 {
+		return "", errors.New("no " + beginMarker + " ... --> marker")
+	}
+	eol := strings.IndexByte(doc[i:], '\n')
+	if eol < 0 {
+		return "", errors.New("begin marker ends the file")
+	}
+	start := i + eol + 1
+	j := strings.Index(doc[start:], endMarker)
+	if j < 0 {
+		return "", errors.New("no " + endMarker + " marker after the begin marker")
+	}
+	return doc[:start] + strings.TrimRight(body, "\n") + "\n" + doc[start+j:], nil
+}
+
+// scale multiplies every value of s by f (unit changes).
+func (s Spread) scale(f float64) Spread {
+	out := Spread{Median: s.Median * f, Min: s.Min * f, Max: s.Max * f, N: s.N}
+	for _, v := range s.Values {
+		out.Values = append(out.Values, v*f)
+	}
+	return out
+}
+
+const mib = 1 << 20
+
+// summaryRows are the headline figures: [figure, baseline, result].
+func summaryRows(r *Results) [][3]string {
+	var rows [][3]string
+	add := func(a, b, c string) { rows = append(rows, [3]string{a, b, c}) }
+	if o := r.Overhead; o != nil {
+		for _, s := range o.Saturation {
+			var res []string
+			for _, a := range o.Arms[1:] {
+				if sp, ok := s.Ratio[a.Name]; ok {
+					res = append(res, fmt.Sprintf("×%s %s", sp.format("%.3f", ""), a.Name))
+				}
+			}
+			add(fmt.Sprintf("Throughput at saturation, `%s` (%d span(s)/req; %s)", s.Route, s.SpansPerRequest, s.Load),
+				"untraced "+s.PerSecond[untracedArm.Name].format("%.0f", " req/s"), strings.Join(res, "; "))
+		}
+		for _, f := range o.FixedRate {
+			a := noneArm().Name
+			add(fmt.Sprintf("Latency at %d req/s (open loop), `%s`", f.Rate, f.Route),
+				fmt.Sprintf("untraced p50 %s, p99 %s", f.P50[untracedArm.Name].format("%.3f", " ms"), f.P99[untracedArm.Name].format("%.3f", " ms")),
+				fmt.Sprintf("p50 %s, p99 %s (%s)", f.P50Delta[a].format("%+.3f", " ms"), f.P99Delta[a].format("%+.3f", " ms"), a))
+		}
+		var cpu []string
+		for _, s := range o.Saturation {
+			bu, bs := s.ServiceUserPer1k[untracedArm.Name].Median, s.ServiceSysPer1k[untracedArm.Name].Median
+			for _, a := range o.Arms[1:] {
+				if sp, ok := s.TracerCPUPer1k[a.Name]; ok {
+					cpu = append(cpu, fmt.Sprintf("`%s` %s: service %+.0f ms user, %+.0f ms sys; tracer %s",
+						s.Route, shortArm(a), s.ServiceUserPer1k[a.Name].Median-bu, s.ServiceSysPer1k[a.Name].Median-bs, sp.format("%.0f", " ms")))
+				}
+			}
+		}
+		add("CPU per 1k requests at saturation (medians)", "untraced service: "+untracedCPU(o), strings.Join(cpu, "; "))
+	}
+	if p := r.Pipeline; p != nil {
+		drops := "no drops at any step (the service saturated first)"
+		if p.FirstDrop != nil {
+			drops = fmt.Sprintf("drops begin at %s spans/s (%s): %s dropped", p.FirstDrop.SpansPerSecond.format("%.0f", ""), p.FirstDrop, p.FirstDrop.Dropped.format("%.0f", ""))
+		}
+		add("Event pipeline: spans/s with zero ring-buffer drops",
+			"spans offered = requests × spans/request",
+			fmt.Sprintf("%.0f spans/s; %s; one reader core would record ≈%.0f spans/s (extrapolated from CPU/span)", p.MaxZeroDrop, drops, p.ReaderCeiling))
+		var st []string
+		for _, s := range p.Stalls {
+			st = append(st, fmt.Sprintf("%.0f ms: %s dropped", s.StallMs, s.Dropped.format("%.0f", "")))
+		}
+		if len(st) > 0 {
+			add("Drops when the reader stalls (tracer SIGSTOPped under saturating `/backend` load)", "0 dropped without a stall",
+				strings.Join(st, "; ")+". "+stallThreshold(p))
+		}
+	}
+	if res := r.Resolution; res != nil && len(res.Paths) == 3 {
+		base := res.Paths[2]
+		for _, p := range res.Paths[:2] {
+			add(fmt.Sprintf("Offsets for a %d MB binary: %s", res.Binary.Bytes/mib, p.Name),
+				fmt.Sprintf("full debug/dwarf walk: %s, %s peak RSS", base.Wall.format("%.0f", " ms"), base.MaxRSS.scale(1.0/mib).format("%.0f", " MB")),
+				fmt.Sprintf("%s (×%s), %s peak RSS (×%s); resolution alone %s, %s allocated (full walk: %s, %s)",
+					p.Wall.format("%.0f", " ms"), newSpread(ratios(p.Wall.Values, base.Wall.Values)).format("%.3f", ""),
+					p.MaxRSS.scale(1.0/mib).format("%.0f", " MB"), newSpread(ratios(p.MaxRSS.Values, base.MaxRSS.Values)).format("%.2f", ""),
+					p.Time.format("%.1f", " ms"), p.Bytes.scale(1.0/mib).format("%.1f", " MB"),
+					base.Time.format("%.0f", " ms"), base.Bytes.scale(1.0/mib).format("%.0f", " MB")))
+		}
+	}
+	if f := r.Footprint; f != nil && len(f.Cases) > 0 {
+		one := f.Cases[0]
+		var parts []string
+		for _, c := range f.Cases {
+			parts = append(parts, fmt.Sprintf("%d process(es): idle %s, loaded %s, peak %.0f MB",
+				c.Processes, c.Idle.scale(1.0/mib).format("%.1f", " MB"), c.Loaded.scale(1.0/mib).format("%.1f", " MB"), float64(c.Peak)/mib))
+		}
+		last := f.Cases[len(f.Cases)-1]
+		add("Tracer RSS", fmt.Sprintf("idle with 1 process: %s", one.Idle.scale(1.0/mib).format("%.1f", " MB")),
+			fmt.Sprintf("%s; %d processes loaded: %+.1f MB over 1 idle", strings.Join(parts, "; "), last.Processes, (last.Loaded.Median-one.Idle.Median)/mib))
+	}
+	if g := r.Generator; g != nil {
+		var total float64
+		for _, ph := range phaseOrder {
+			total += g.Phases[ph].Median
+		}
+		var parts []string
+		for _, ph := range phaseOrder {
+			if sp, ok := g.Phases[ph]; ok && total > 0 {
+				parts = append(parts, fmt.Sprintf("%s %.1fs (%.0f%%)", ph, sp.Median, 100*sp.Median/total))
+			}
+		}
+		add(fmt.Sprintf("Generator, go%s cold, amd64+arm64", strings.TrimPrefix(r.genVersion(), "go")), "—",
+			fmt.Sprintf("%s wall; %s", g.Wall.format("%.1f", " s"), strings.Join(parts, ", ")))
+		add("Generator, no-op rerun on the committed data/", fmt.Sprintf("cold one-release run: %.1f s", g.Wall.Median),
+			fmt.Sprintf("%s (×%.3f; first rerun %.1f s)", g.NoOp.format("%.2f", " s"), g.NoOpRatio, g.NoOpFirst))
+	}
+	if m := r.Micro; m != nil {
+		var parts []string
+		for _, mr := range m.Results {
+			parts = append(parts, fmt.Sprintf("%s %s", strings.TrimPrefix(mr.Name, ""), mr.NsPerOp.format("%.0f", " ns")))
+		}
+		var rs []string
+		for _, ra := range m.Ratios {
+			rs = append(rs, fmt.Sprintf("%s / %s ×%s", ra.Name, ra.Baseline, ra.Ratio.format("%.3f", "")))
+		}
+		add("Go benchmarks of the hot paths (ns/op)", strings.Join(rs, "; "), strings.Join(parts, "; "))
+	}
+	return rows
+}
+
+// stallThreshold says between which stalls drops began.
+func stallThreshold(p *Pipeline) string {
+	var lastClean *StallStep
+	for i := range p.Stalls {
+		st := &p.Stalls[i]
+		if st.Dropped.Max == 0 {
+			lastClean = st
+			continue
+		}
+		if lastClean == nil {
+			return fmt.Sprintf("Drops begin at or below a %.0f ms reader stall at %s spans/s.", st.StallMs, st.Offered.format("%.0f", ""))
+		}
+		return fmt.Sprintf("Drops begin between a %.0f ms and a %.0f ms reader stall at %s spans/s.", lastClean.StallMs, st.StallMs, st.Offered.format("%.0f", ""))
+	}
+	return "No stall tried dropped an event."
+}
+
+// shortArm is an arm's name without "traced (...)".
+func shortArm(a arm) string {
+	return strings.TrimPrefix(strings.TrimSuffix(a.Name, ")"), "traced (")
+}
+
+// untracedCPU is the untraced service's CPU per 1k requests per route.
+func untracedCPU(o *Overhead) string {
+	var ss []string
+	for _, s := range o.Saturation {
+		ss = append(ss, fmt.Sprintf("`%s` %.0f ms user, %.0f ms sys", s.Route,
+			s.ServiceUserPer1k[untracedArm.Name].Median, s.ServiceSysPer1k[untracedArm.Name].Median))
+	}
+	return strings.Join(ss, "; ")
+}
+
+func (r *Results) genVersion() string {
+	if r.Generator != nil && len(r.Generator.Costs) > 0 {
+		return r.Generator.Costs[0].Version
+	}
+	return "?"
+}
+
+func table(header [3]string, rows [][3]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| %s | %s | %s |\n|---|---|---|\n", header[0], header[1], header[2])
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", r[0], r[1], r[2])
+	}
+	return b.String()
+}
+
+func machineLine(r *Results) string {
+	return fmt.Sprintf("Measured by `make bench` on %s: %d × %s, Linux %s, %s, %s RAM; commit %s; the whole run took %.1f min. "+
+		"Figures are median [min..max] over the repeats, each against a baseline measured in the same run.",
+		r.Started[:10], r.Machine.NProc, r.Machine.CPU, r.Machine.Kernel, r.Machine.GoVersion, r.Machine.MemTotal, r.Commit, r.WallSeconds/60)
+}
+
+var summaryHeader = [3]string{"Figure", "Baseline (same run)", "Result: median [min..max]"}
+
+// readmeTable is what goes between README's bench markers.
+func readmeTable(r *Results) string {
+	var b strings.Builder
+	b.WriteString("\n### Measured overhead and cost\n\n")
+	b.WriteString(table(summaryHeader, summaryRows(r)))
+	b.WriteString("\n" + machineLine(r) + " Details, method and every section: [bench/results.md](bench/results.md); reproduce with `sudo make bench`.\n")
+	if len(r.Skipped) > 0 {
+		b.WriteString("\nNot measured in this run: " + skippedText(r) + ".\n")
+	}
+	return b.String()
+}
+
+func skippedText(r *Results) string {
+	var ss []string
+	for _, k := range slices.Sorted(maps.Keys(r.Skipped)) {
+		ss = append(ss, k+" ("+r.Skipped[k]+")")
+	}
+	return strings.Join(ss, "; ")
+}
+
+// resultsMarkdown is bench/results.md.
+func resultsMarkdown(r *Results) string {
+	var b strings.Builder
+	b.WriteString("# offsetdb benchmark results\n\n<!-- generated by make bench (go run ./bench); do not edit -->\n\n")
+	b.WriteString(machineLine(r) + "\n\n")
+	b.WriteString(table(summaryHeader, summaryRows(r)))
+	if len(r.Skipped) > 0 {
+		b.WriteString("\nNot measured in this run: " + skippedText(r) + ".\n")
+	}
+	var secs []string
+	for _, k := range allSections {
+		if s, ok := r.Sections[k]; ok {
+			secs = append(secs, fmt.Sprintf("%s %.0fs", k, s))
+		}
+	}
+	b.WriteString("\nTime per section: " + strings.Join(secs, ", ") + ".\n")
+
+	if o := r.Overhead; o != nil {
+		fmt.Fprintf(&b, "\n## 1. Per-request overhead\n\nThe example service (`tracer/testdata/service`) on loopback, one process for the whole section; "+
+			"each pair runs it untraced and traced (`tracer --pid`, attached before and detached after each traced run), "+
+			"the order reversed every other pair; %d pairs × %.0f s. Traced arms: `OTEL_TRACES_EXPORTER=none` (spans are built by the SDK and dropped: "+
+			"the cost of the probes, the ring buffer and span building) and, for `/items/1`, OTLP/HTTP to a sink in the harness process that decodes every request "+
+			"(the cost of export added). Tracer CPU is utime+stime from /proc/PID/stat over the load only. "+
+			"The uprobes' own cost (a trap per probe hit, run in the service's threads) shows in the throughput, not in the tracer's CPU.\n\n", o.Pairs, o.Duration)
+		b.WriteString("| Route | Arm | req/s | ratio to untraced | service user / 1k req | service sys / 1k req | tracer CPU / 1k req | tracer context switches / span | spans recorded / expected | dropped |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, s := range o.Saturation {
+			for _, a := range o.Arms {
+				ps, ok := s.PerSecond[a.Name]
+				if !ok {
+					continue
+				}
+				fmt.Fprintf(&b, "| `%s` (%s) | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Route, s.Load, a.Name, ps.format("%.0f", ""),
+					orDash(s.Ratio, a.Name, "%.3f", ""), orDash(s.ServiceUserPer1k, a.Name, "%.0f", " ms"), orDash(s.ServiceSysPer1k, a.Name, "%.0f", " ms"),
+					orDash(s.TracerCPUPer1k, a.Name, "%.1f", " ms"), orDash(s.TracerSwitchesPerSpan, a.Name, "%.2f", ""),
+					orDash(s.SpanCompleteness, a.Name, "%.4f", ""), dropped(s.Dropped, a))
+			}
+			if s.ExportedOf > 0 {
+				fmt.Fprintf(&b, "\nOTLP sink received %d of the %d spans the OTLP arm recorded on `%s`.\n\n", s.Exported, s.ExportedOf, s.Route)
+			}
+		}
+		b.WriteString("\nLatency at a fixed rate: an open-loop generator in the harness (one goroutine per request, sent on a 1 ms tick, latency from the moment each request is sent; " +
+			"send lag is how late requests left against their schedule, the same for both arms when the generator keeps up):\n\n")
+		b.WriteString("| Route | Arm | p50 | p99 | p50 delta | p99 delta | tracer CPU / 1k req | send lag p99 | errors |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, f := range o.FixedRate {
+			for _, a := range []arm{untracedArm, noneArm()} {
+				fmt.Fprintf(&b, "| `%s` at %d req/s | %s | %s | %s | %s | %s | %s | %s | %d |\n", f.Route, f.Rate, a.Name,
+					f.P50[a.Name].format("%.3f", " ms"), f.P99[a.Name].format("%.3f", " ms"),
+					orDash(f.P50Delta, a.Name, "%+.3f", " ms"), orDash(f.P99Delta, a.Name, "%+.3f", " ms"),
+					orDash(f.TracerCPUPer1k, a.Name, "%.1f", " ms"), orDash(f.SendLagP99, a.Name, "%.2f", " ms"), f.Errors[a.Name])
+			}
+		}
+	}
+	if p := r.Pipeline; p != nil {
+		fmt.Fprintf(&b, "\n## 2. Event pipeline\n\nOne tracer session (exporter %s) per step, so that its exit log's `dropped=N` belongs to that step; "+
+			"wrk at rising concurrency, %.0f s per step, the ramp repeated in rounds. Offered spans = requests × spans per request (`/items/1`: server, client, and the server span of the `/backend` call it makes).\n\n", p.Exporter, p.Duration)
+		b.WriteString("| Step | offered spans/s | recorded spans/s | dropped | tracer CPU (cores) | tracer CPU per span | tracer context switches per span |\n|---|---|---|---|---|---|---|\n")
+		for _, s := range p.Steps {
+			fmt.Fprintf(&b, "| `%s` wrk -c%d | %s | %s | %s | %s | %s | %s |\n", s.Route, s.Connections, s.Offered.format("%.0f", ""), s.SpansPerSecond.format("%.0f", ""),
+				s.Dropped.format("%.0f", ""), s.TracerCPUShare.format("%.2f", ""), s.CPUPerSpan.format("%.1f", " µs"), s.SwitchesPerSpan.format("%.2f", ""))
+		}
+		fmt.Fprintf(&b, "\nHighest rate without drops: %.0f spans/s. ", p.MaxZeroDrop)
+		if p.FirstDrop == nil {
+			b.WriteString("No step dropped an event: on this machine the service and the load generator saturate the CPUs before the ring buffer fills. ")
+		} else {
+			fmt.Fprintf(&b, "Drops begin at %s (%s spans/s). ", p.FirstDrop, p.FirstDrop.SpansPerSecond.format("%.0f", ""))
+		}
+		fmt.Fprintf(&b, "At the measured CPU cost per span, one core spent only on reading would record ≈%.0f spans/s (an extrapolation, not a measurement).\n", p.ReaderCeiling)
+		if len(p.Stalls) > 0 {
+			b.WriteString("\nWhere drops begin when the reader falls behind: the tracer stopped (SIGSTOP) for a while, 2 s into a saturating run, while the probes keep submitting to the 1 MiB ring buffer.\n\n")
+			b.WriteString("| Route | reader stall | offered spans/s (whole run) | dropped |\n|---|---|---|---|\n")
+			for _, st := range p.Stalls {
+				fmt.Fprintf(&b, "| `%s` wrk -c64 | %.0f ms | %s | %s |\n", st.Route, st.StallMs, st.Offered.format("%.0f", ""), st.Dropped.format("%.0f", ""))
+			}
+			b.WriteString("\n" + stallThreshold(p) + "\n")
+		}
+	}
+	if res := r.Resolution; res != nil {
+		bb := res.Binary
+		fmt.Fprintf(&b, "\n## 3. Offset resolution on a large binary\n\n`bench/bigbinary` (its own module: the Kubernetes clientset and a dozen AWS SDK v2 service clients, all methods kept): "+
+			"%d MB, %d MB of DWARF sections (compressed), %s, %d modules; build: %s. The %d fields of both instrumentations; %d rounds, the three paths alternating. "+
+			"Process: a child process per run, wall time and peak RSS (GNU time's %%M; `tracer inspect` also inspects the binary: build info, symbols, RET instructions). "+
+			"In process: the resolution alone (`resolve.Resolver.Resolve`, or the full walk), time and bytes allocated from runtime.MemStats.\n\n",
+			bb.Bytes/mib, bb.DWARFBytes/mib, bb.GoVersion, bb.Modules, bb.BuildTime, res.Fields, res.Rounds)
+		b.WriteString("| Path | process wall | process peak RSS | in-process time | allocated | allocations | provenance |\n|---|---|---|---|---|---|---|\n")
+		for _, p := range res.Paths {
+			fmt.Fprintf(&b, "| %s<br>`%s` | %s | %s | %s | %s | %s | %s |\n", p.Name, p.Command, p.Wall.format("%.0f", " ms"), p.MaxRSS.scale(1.0/mib).format("%.0f", " MB"),
+				p.Time.format("%.1f", " ms"), p.Bytes.scale(1.0/mib).format("%.1f", " MB"), p.Allocs.format("%.0f", ""), p.Provides)
+		}
+	}
+	if f := r.Footprint; f != nil {
+		fmt.Fprintf(&b, "\n## 4. Tracer footprint\n\n`tracer --exe offsetdb-bench-svc` (exporter none) over copies of the example service; VmRSS sampled every 250 ms idle (2 s after attaching) and under load (%s); peak is VmHWM.\n\n", f.Load)
+		b.WriteString("| Traced processes | idle RSS | loaded RSS | peak RSS | one service's RSS | spans | dropped |\n|---|---|---|---|---|---|---|\n")
+		for _, c := range f.Cases {
+			fmt.Fprintf(&b, "| %d | %s | %s | %.1f MB | %.1f MB | %d | %d |\n", c.Processes, c.Idle.scale(1.0/mib).format("%.1f", " MB"),
+				c.Loaded.scale(1.0/mib).format("%.1f", " MB"), float64(c.Peak)/mib, float64(c.ServiceRSS)/mib, c.Spans, c.Dropped)
+		}
+	}
+	if g := r.Generator; g != nil {
+		fmt.Fprintf(&b, "\n## 5. Generator\n\n`%s`, %d run(s): wall %s. Phases from its `--report`:\n\n", g.Command, g.Wall.N, g.Wall.format("%.1f", " s"))
+		b.WriteString("| Phase | seconds | share |\n|---|---|---|\n")
+		var total float64
+		for _, ph := range phaseOrder {
+			total += g.Phases[ph].Median
+		}
+		for _, ph := range phaseOrder {
+			if sp, ok := g.Phases[ph]; ok && total > 0 {
+				fmt.Fprintf(&b, "| %s | %s | %.0f%% |\n", ph, sp.format("%.2f", ""), 100*sp.Median/total)
+			}
+		}
+		fmt.Fprintf(&b, "\nNo-op: `%s`: %s (first rerun %.2f s), ×%.3f of the cold one-release run.\n", g.NoOpCommand, g.NoOp.format("%.2f", " s"), g.NoOpFirst, g.NoOpRatio)
+	}
+	if m := r.Micro; m != nil {
+		fmt.Fprintf(&b, "\n## Go benchmarks\n\nEach package's test binary built once, run %d rounds (package after package, `-test.benchtime=%s -test.count=1`); raw output for benchstat in `%s`.\n\n",
+			m.Rounds, m.BenchTime, "bench/micro.txt")
+		b.WriteString("| Benchmark | ns/op | B/op | allocs/op |\n|---|---|---|---|\n")
+		for _, mr := range m.Results {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", mr.Name, mr.NsPerOp.format("%.0f", ""), mr.BytesPerOp.format("%.0f", ""), mr.AllocsPerOp.format("%.0f", ""))
+		}
+		for _, ra := range m.Ratios {
+			fmt.Fprintf(&b, "\n%s / %s: ×%s per round.\n", ra.Name, ra.Baseline, ra.Ratio.format("%.4f", ""))
+		}
+	}
+	b.WriteString("\nReproduce: `sudo make bench` (root for the tracer sections; about 10 minutes on 2 cores; the large binary's first build adds minutes and is cached in ~/.cache/offsetdb-bench). Machine-readable: `bench/results.json`.\n")
+	return b.String()
+}
+
+func orDash(m map[string]Spread, k, verb, unit string) string {
+	if s, ok := m[k]; ok {
+		return s.format(verb, unit)
+	}
+	return "—"
+}
+
+func dropped(m map[string]uint64, a arm) string {
+	if !a.traced() {
+		return "—"
+	}
+	return fmt.Sprint(m[a.Name])
+}
