@@ -20,7 +20,6 @@ import (
 
 	"github.com/offsetdb/offsetdb/fieldset"
 	"github.com/offsetdb/offsetdb/goversion"
-	"github.com/offsetdb/offsetdb/layout"
 	"github.com/offsetdb/offsetdb/offsetgen/probe"
 	"github.com/offsetdb/offsetdb/offsetgen/progress"
 	"github.com/offsetdb/offsetdb/offsetgen/toolchain"
@@ -329,7 +328,7 @@ func (g *generator) probe(ctx context.Context, goroot, arch, scratch, v string) 
 		return offsets.Build{}, 0, 0, err
 	}
 	t1 := time.Now()
-	values, err := readFields(bin, g.cfg.Set.Fields)
+	values, err := probe.Read(bin, g.cfg.Set.Fields)
 	extractTime := time.Since(t1)
 	if err != nil {
 		g.log.Warn("probe unreadable", "version", v, "arch", arch, "err", err)
@@ -338,27 +337,6 @@ func (g *generator) probe(ctx context.Context, goroot, arch, scratch, v string) 
 	g.log.Debug("probe read", "version", v, "arch", arch, "fields", len(values), "build", buildTime, "extract", extractTime)
 	return offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusOK, Toolchain: v}, Values: values},
 		buildTime, extractTime, nil
-}
-
-// readFields reads every field from a probe; fields whose struct or field
-// does not exist in this version are left out (recorded as absent).
-func readFields(bin string, ids []offsets.FieldID) (map[offsets.FieldID]offsets.Value, error) {
-	f, err := layout.Open(bin)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	values, err := f.Fields(ids)
-	var missing *layout.MissingError
-	if errors.As(err, &missing) {
-		for id, e := range missing.Missing {
-			if !errors.Is(e, layout.ErrTypeNotFound) && !errors.Is(e, layout.ErrFieldNotFound) {
-				return nil, fmt.Errorf("%s: %w", id, e)
-			}
-		}
-		return values, nil
-	}
-	return values, err
 }
 
 func (g *generator) record(j job, cost Cost, build func(arch string) offsets.Build) error {

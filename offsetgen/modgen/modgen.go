@@ -31,7 +31,6 @@ import (
 
 	"github.com/offsetdb/offsetdb/fieldset"
 	"github.com/offsetdb/offsetdb/goversion"
-	"github.com/offsetdb/offsetdb/layout"
 	"github.com/offsetdb/offsetdb/offsetgen/generate"
 	"github.com/offsetdb/offsetdb/offsetgen/modversions"
 	"github.com/offsetdb/offsetdb/offsetgen/probe"
@@ -334,22 +333,7 @@ func (g *generator) build(ctx context.Context, c *candidate, arch, v, goVersion 
 	if err != nil {
 		return nil, err
 	}
-	f, err := layout.Open(bin)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	values, err := f.Fields(set.Fields)
-	var missing *layout.MissingError
-	if errors.As(err, &missing) {
-		for id, e := range missing.Missing {
-			if !errors.Is(e, layout.ErrTypeNotFound) && !errors.Is(e, layout.ErrFieldNotFound) {
-				return nil, fmt.Errorf("%s: %w", id, e)
-			}
-		}
-		return values, nil
-	}
-	return values, err
+	return probe.Read(bin, set.Fields)
 }
 
 // goDirective reads the go directive of module@v's go.mod from the proxy,

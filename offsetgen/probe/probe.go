@@ -21,6 +21,8 @@ import (
 	"unicode"
 
 	"github.com/offsetdb/offsetdb/fieldset"
+	"github.com/offsetdb/offsetdb/layout"
+	"github.com/offsetdb/offsetdb/offsets"
 )
 
 // ErrBuild reports a probe that did not compile or link. The error text
@@ -278,4 +280,27 @@ func (b Build) env() []string {
 		env = append(env, b.ModuleEnv...)
 	}
 	return env
+}
+
+// Read reads ids from a built probe's DWARF. A field whose struct or field
+// does not exist in that build is left out of the map: for a generator that
+// is an answer (absent in this version), not a failure. Any other problem,
+// such as a probe without DWARF, is an error.
+func Read(bin string, ids []offsets.FieldID) (map[offsets.FieldID]offsets.Value, error) {
+	f, err := layout.Open(bin)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	values, err := f.Fields(ids)
+	var missing *layout.MissingError
+	if errors.As(err, &missing) {
+		for id, e := range missing.Missing {
+			if !errors.Is(e, layout.ErrTypeNotFound) && !errors.Is(e, layout.ErrFieldNotFound) {
+				return nil, fmt.Errorf("%s: %w", id, e)
+			}
+		}
+		return values, nil
+	}
+	return values, err
 }

@@ -271,20 +271,23 @@ func rateLimited(reset time.Duration) http.Header {
 }
 
 func TestTransientFailuresAreRetried(t *testing.T) {
-	retryAfter := http.Header{"Retry-After": {"1"}}
+	retryAfter := func() http.Header { return http.Header{"Retry-After": {"1"}} }
+	none := func() http.Header { return nil }
+	// Headers are made when each case starts: a rate-limit reset computed
+	// when the table is built would have run down during earlier cases.
 	tests := []struct {
 		name     string
 		method   string
 		path     string
 		status   int
-		header   http.Header
+		header   func() http.Header
 		body     string
 		minDelay time.Duration
 	}{
-		{name: "502 then success", method: "POST", path: "/git/trees", status: http.StatusBadGateway},
-		{name: "503 then success", method: "POST", path: "/pulls", status: http.StatusServiceUnavailable},
+		{name: "502 then success", method: "POST", path: "/git/trees", status: http.StatusBadGateway, header: none},
+		{name: "503 then success", method: "POST", path: "/pulls", status: http.StatusServiceUnavailable, header: none},
 		{name: "primary rate limit then success", method: "GET", path: "/git/ref/heads/main", status: http.StatusForbidden,
-			header: rateLimited(2 * time.Second), body: `{"message": "API rate limit exceeded"}`, minDelay: time.Second},
+			header: func() http.Header { return rateLimited(2 * time.Second) }, body: `{"message": "API rate limit exceeded"}`, minDelay: time.Second},
 		{name: "secondary rate limit honours Retry-After", method: "POST", path: "/git/blobs", status: http.StatusForbidden, header: retryAfter,
 			body:     `{"message": "You have exceeded a secondary rate limit", "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"}`,
 			minDelay: time.Second},
@@ -294,8 +297,8 @@ func TestTransientFailuresAreRetried(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newServer(t)
 			p := newPublisher(t, srv, token)
-			srv.FailNext(tt.method, tt.path, tt.status, tt.header, tt.body)
 			start := time.Now()
+			srv.FailNext(tt.method, tt.path, tt.status, tt.header(), tt.body)
 			res, err := p.PullRequest(context.Background(), update(t))
 			require.NoError(t, err)
 			assert.True(t, res.Created)
