@@ -30,7 +30,7 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 	until := fs.String("until", "", "newest Go release line to cover, e.g. 1.22 (default: all)")
 	versions := fs.String("versions", "", "comma-separated Go releases (std) or module versions (other modules) to (re)build instead of listing the proxy")
 	constraint := fs.String("constraint", "", "module versions to cover, e.g. '>=v1.60.0' or '>=v1.60.0,<v1.70.0' (modules other than std)")
-	pre := fs.Bool("pre", false, "also build pre-releases (modules other than std)")
+	pre := fs.Bool("pre", false, "also build pre-releases: Go betas and release candidates for std, pre-release versions for other modules")
 	compareGo := fs.Bool("compare-go", false, "build each module version with the oldest fitting Go release too, and record fields whose layout differs as depending on the target's Go release (modules other than std; doubles the cost)")
 	workers := fs.Int("workers", max(1, runtime.NumCPU()/2), "toolchains processed in parallel (each build uses every core)")
 	cache := fs.String("cache", defaultCacheDir(), "cache directory for toolchains and build scratch space")
@@ -90,7 +90,7 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 		cfg := generate.Config{
 			Set: set, Arches: archList, Since: sinceV, Until: untilV, Versions: only, Workers: *workers,
 			CacheDir: *cache, OutDir: *out, KeepToolchains: *keep, RetryFailed: *retry, Recheck: *recheck,
-			Proxy:    &toolchain.Proxy{URL: *proxy, ConfigDir: filepath.Join(*cache, "sumdb")},
+			Proxy:    &toolchain.Proxy{URL: *proxy, ConfigDir: filepath.Join(*cache, "sumdb"), IncludePre: *pre},
 			Log:      slog.Default(),
 			Progress: os.Stderr,
 		}
