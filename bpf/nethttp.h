@@ -182,10 +182,18 @@ static __always_inline void random_id(__u8 *dst, int n)
 	}
 }
 
+/*
+ * The reader is woken only once this much is waiting; it also reads on a
+ * short timer (tracer/uprobe), so a lone event waits at most that long.
+ * Waking it for every event cost a context switch per span or two.
+ */
+#define WAKEUP_BYTES (64 << 10)
+
 /* submit hands ev to user space, counting it in "drops" if the ring buffer is full. */
 static __always_inline void submit(struct http_event *ev)
 {
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0) == 0)
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), flags) == 0)
 		return;
 	__u32 zero = 0;
 	__u64 *n = bpf_map_lookup_elem(&drops, &zero);

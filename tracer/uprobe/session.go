@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -250,6 +252,10 @@ func (s *Session) uprobe(ex *link.Executable, pid int, symbol string, prog *ebpf
 	return nil
 }
 
+// readInterval bounds how long a record waits in the ring buffer when too
+// few are queued for the programs to wake the reader.
+const readInterval = 100 * time.Millisecond
+
 // Read calls handle with each record the instrumentations submit, in the
 // order they were submitted, until ctx is done (it returns ctx.Err()) or the
 // Session is closed (it returns ErrClosed).
@@ -268,8 +274,16 @@ func (s *Session) Read(ctx context.Context, handle func(Event)) error {
 
 	var rec ringbuf.Record
 	for {
+		// The programs wake the reader only once records pile up (see
+		// submit in bpf/nethttp.h); the deadline picks up the rest.
+		s.reader.SetDeadline(time.Now().Add(readInterval))
 		err := s.reader.ReadInto(&rec)
 		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			continue
 		case errors.Is(err, ringbuf.ErrClosed):
 			return ErrClosed
 		case errors.Is(err, ringbuf.ErrFlushed):
