@@ -38,6 +38,17 @@ func ParseFieldID(s string) (FieldID, error) {
 	return FieldID{Package: s[:slash+1] + parts[0], Struct: parts[1], Field: parts[2]}, nil
 }
 
+// MustParseFieldID is ParseFieldID for field IDs written in code, such as
+// an instrumentation's declaration; it panics on a malformed one, which
+// that package's tests then catch.
+func MustParseFieldID(s string) FieldID {
+	id, err := ParseFieldID(s)
+	if err != nil {
+		panic(err)
+	}
+	return id
+}
+
 // String returns the form ParseFieldID reads.
 func (f FieldID) String() string { return f.Package + "." + f.Struct + "." + f.Field }
 

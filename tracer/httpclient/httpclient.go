@@ -42,14 +42,14 @@ func Instrumentation() uprobe.Instrumentation {
 			{Symbol: Symbol, Entry: "client_entry", Return: "client_return"},
 		},
 		Fields: []uprobe.Field{
-			{ID: field("runtime.g.goid"), Const: "off_g_goid"},
-			{ID: field("net/http.Request.Method"), Const: "off_Request_Method"},
-			{ID: field("net/http.Request.URL"), Const: "off_Request_URL"},
-			{ID: field("net/url.URL.Scheme"), Const: "off_URL_Scheme"},
-			{ID: field("net/url.URL.Host"), Const: "off_URL_Host"},
-			{ID: field("net/url.URL.Path"), Const: "off_URL_Path"},
-			{ID: field("net/url.URL.RawQuery"), Const: "off_URL_RawQuery"},
-			{ID: field("net/http.Response.StatusCode"), Const: "off_Response_StatusCode"},
+			{ID: offsets.MustParseFieldID("runtime.g.goid"), Const: "off_g_goid"},
+			{ID: offsets.MustParseFieldID("net/http.Request.Method"), Const: "off_Request_Method"},
+			{ID: offsets.MustParseFieldID("net/http.Request.URL"), Const: "off_Request_URL"},
+			{ID: offsets.MustParseFieldID("net/url.URL.Scheme"), Const: "off_URL_Scheme"},
+			{ID: offsets.MustParseFieldID("net/url.URL.Host"), Const: "off_URL_Host"},
+			{ID: offsets.MustParseFieldID("net/url.URL.Path"), Const: "off_URL_Path"},
+			{ID: offsets.MustParseFieldID("net/url.URL.RawQuery"), Const: "off_URL_RawQuery"},
+			{ID: offsets.MustParseFieldID("net/http.Response.StatusCode"), Const: "off_Response_StatusCode"},
 		},
 		// Read, never written, by the client programs: the server spans
 		// of package httpserver, when it is attached too.
@@ -57,14 +57,4 @@ func Instrumentation() uprobe.Instrumentation {
 		Spec:       spec,
 		Decode:     decode,
 	}
-}
-
-// field parses a field ID written in this package, panicking on a typo,
-// which the package's tests catch.
-func field(s string) offsets.FieldID {
-	id, err := offsets.ParseFieldID(s)
-	if err != nil {
-		panic(err)
-	}
-	return id
 }

@@ -44,32 +44,22 @@ func Instrumentation() uprobe.Instrumentation {
 			{Symbol: Symbol, Entry: "server_entry", Return: "server_return"},
 		},
 		Fields: []uprobe.Field{
-			{ID: field("runtime.g.goid"), Const: "off_g_goid"},
-			{ID: field("net/http.Request.Method"), Const: "off_Request_Method"},
-			{ID: field("net/http.Request.URL"), Const: "off_Request_URL"},
-			{ID: field("net/http.Request.Host"), Const: "off_Request_Host"},
-			{ID: field("net/http.Request.RemoteAddr"), Const: "off_Request_RemoteAddr"},
-			{ID: field("net/http.Request.ProtoMajor"), Const: "off_Request_ProtoMajor"},
-			{ID: field("net/http.Request.ProtoMinor"), Const: "off_Request_ProtoMinor"},
-			{ID: field("net/http.Request.Pattern"), Const: "off_Request_Pattern", Optional: true}, // Go 1.23+
-			{ID: field("net/http.Request.pat"), Const: "off_Request_pat", Optional: true},         // Go 1.22+
-			{ID: field("net/http.pattern.str"), Const: "off_pattern_str", Optional: true},         // Go 1.22+
-			{ID: field("net/url.URL.Path"), Const: "off_URL_Path"},
-			{ID: field("net/url.URL.RawQuery"), Const: "off_URL_RawQuery"},
-			{ID: field("net/http.response.status"), Const: "off_response_status"},
+			{ID: offsets.MustParseFieldID("runtime.g.goid"), Const: "off_g_goid"},
+			{ID: offsets.MustParseFieldID("net/http.Request.Method"), Const: "off_Request_Method"},
+			{ID: offsets.MustParseFieldID("net/http.Request.URL"), Const: "off_Request_URL"},
+			{ID: offsets.MustParseFieldID("net/http.Request.Host"), Const: "off_Request_Host"},
+			{ID: offsets.MustParseFieldID("net/http.Request.RemoteAddr"), Const: "off_Request_RemoteAddr"},
+			{ID: offsets.MustParseFieldID("net/http.Request.ProtoMajor"), Const: "off_Request_ProtoMajor"},
+			{ID: offsets.MustParseFieldID("net/http.Request.ProtoMinor"), Const: "off_Request_ProtoMinor"},
+			{ID: offsets.MustParseFieldID("net/http.Request.Pattern"), Const: "off_Request_Pattern", Optional: true}, // Go 1.23+
+			{ID: offsets.MustParseFieldID("net/http.Request.pat"), Const: "off_Request_pat", Optional: true},         // Go 1.22+
+			{ID: offsets.MustParseFieldID("net/http.pattern.str"), Const: "off_pattern_str", Optional: true},         // Go 1.22+
+			{ID: offsets.MustParseFieldID("net/url.URL.Path"), Const: "off_URL_Path"},
+			{ID: offsets.MustParseFieldID("net/url.URL.RawQuery"), Const: "off_URL_RawQuery"},
+			{ID: offsets.MustParseFieldID("net/http.response.status"), Const: "off_response_status"},
 		},
 		SharedMaps: []string{ServerSpansMap},
 		Spec:       spec,
 		Decode:     decode,
 	}
-}
-
-// field parses a field ID written in this package, panicking on a typo,
-// which the package's tests catch.
-func field(s string) offsets.FieldID {
-	id, err := offsets.ParseFieldID(s)
-	if err != nil {
-		panic(err)
-	}
-	return id
 }
