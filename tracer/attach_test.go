@@ -7,9 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,31 +19,9 @@ import (
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
 
-var (
-	localServiceOnce sync.Once
-	localService     string
-	localServiceErr  error
-)
-
 // buildLocalService builds testdata/service with the local toolchain, under
 // a name no other process has.
-func buildLocalService(t *testing.T) string {
-	localServiceOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "tracer-attach-")
-		if err != nil {
-			localServiceErr = err
-			return
-		}
-		localService = filepath.Join(dir, "offsetdb-attach-svc")
-		cmd := exec.Command("go", "build", "-o", localService, "./testdata/service")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			localServiceErr = fmt.Errorf("%v: %s", err, out)
-		}
-	})
-	require.NoError(t, localServiceErr)
-	return localService
-}
+func buildLocalService(t *testing.T) string { return localServiceBuild.get(t) }
 
 // startService starts the service untraced and returns its address.
 func startService(t *testing.T, bin string) (*exec.Cmd, string) {

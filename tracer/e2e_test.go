@@ -31,29 +31,44 @@ import (
 // yields a server span, a client child and the server span of /backend.
 const itemRequests = 5
 
+// localBuild is a program these tests build once per test run with the
+// local toolchain, into its own temporary directory.
+type localBuild struct {
+	name    string // file name of the binary; processes are matched by it
+	pkg     string // package to build, relative to this directory
+	ldflags string
+
+	once sync.Once
+	path string
+	err  error
+}
+
+func (b *localBuild) get(t *testing.T) string {
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "tracer-test-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, b.name)
+		cmd := exec.Command("go", "build", "-ldflags="+b.ldflags, "-o", b.path, b.pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("build %s: %v: %s", b.pkg, err, out)
+		}
+	})
+	require.NoError(t, b.err)
+	return b.path
+}
+
 var (
-	tracerOnce sync.Once
-	tracerBin  string
-	tracerErr  error
+	tracerBuild          = &localBuild{name: "tracer", pkg: "."}
+	localServiceBuild    = &localBuild{name: "offsetdb-attach-svc", pkg: "./testdata/service"}
+	strippedServiceBuild = &localBuild{name: "svc-stripped", pkg: "./testdata/service", ldflags: "-s -w"}
 )
 
 // tracerBinary builds this command once per test run.
-func tracerBinary(t *testing.T) string {
-	tracerOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "tracer-e2e-")
-		if err != nil {
-			tracerErr = err
-			return
-		}
-		tracerBin = filepath.Join(dir, "tracer")
-		out, err := exec.Command("go", "build", "-o", tracerBin, ".").CombinedOutput()
-		if err != nil {
-			tracerErr = fmt.Errorf("build tracer: %v: %s", err, out)
-		}
-	})
-	require.NoError(t, tracerErr)
-	return tracerBin
-}
+func tracerBinary(t *testing.T) string { return tracerBuild.get(t) }
 
 // newestInDatabase is the newest Go release the embedded database covers.
 func newestInDatabase(t *testing.T) string {

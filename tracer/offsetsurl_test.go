@@ -30,11 +30,7 @@ import (
 // bad checksum makes the tracer say so and fall back.
 func TestInspectUsesPublishedDatabase(t *testing.T) {
 	svc := buildLocalService(t)
-	stripped := filepath.Join(t.TempDir(), "svc-stripped")
-	cmd := exec.Command("go", "build", "-ldflags=-s -w", "-o", stripped, "./testdata/service")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, string(out))
+	stripped := strippedServiceBuild.get(t)
 
 	// A database for this toolchain's release, read from the unstripped twin.
 	ids := uprobe.Fields(instrumentations()...)
