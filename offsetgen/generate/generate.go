@@ -342,22 +342,33 @@ func (g *generator) probe(ctx context.Context, goroot, arch, scratch, v string) 
 func (g *generator) record(j job, cost Cost, build func(arch string) offsets.Build) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for _, arch := range j.arches {
-		b := build(arch)
-		if err := g.table.Set(arch, b); err != nil {
-			return err
-		}
-		switch b.Status {
-		case offsets.StatusOK:
-			g.rep.Built++
-		case offsets.StatusFailed:
-			g.rep.Failed++
-		}
-	}
 	if len(cost.Build) > 0 {
 		g.rep.Costs = append(g.rep.Costs, cost)
 	}
-	return g.write()
+	built, failed, err := Record(g.table, g.cfg.OutDir, j.arches, build)
+	g.rep.Built += built
+	g.rep.Failed += failed
+	return err
+}
+
+// Record puts one version's builds, one per GOARCH, into table and writes
+// the table's shard into the database directory dir, so that a run keeps
+// every version it finished. It returns how many builds were ok and how
+// many failed. The std and module generators both record through it.
+func Record(table *offsets.Table, dir string, arches []string, build func(arch string) offsets.Build) (built, failed int, err error) {
+	for _, arch := range arches {
+		b := build(arch)
+		if err := table.Set(arch, b); err != nil {
+			return built, failed, err
+		}
+		switch b.Status {
+		case offsets.StatusOK:
+			built++
+		case offsets.StatusFailed:
+			failed++
+		}
+	}
+	return built, failed, offsets.WriteShard(dir, table.Shard())
 }
 
 // suspiciousAbsences warns about a struct type missing in a version while

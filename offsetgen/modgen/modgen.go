@@ -433,19 +433,10 @@ func (g *generator) newestOf(ctx context.Context, line goversion.Version) (gover
 }
 
 func (g *generator) record(v string, arches []string, build func(arch string) offsets.Build) error {
-	for _, arch := range arches {
-		b := build(arch)
-		if err := g.table.Set(arch, b); err != nil {
-			return err
-		}
-		switch b.Status {
-		case offsets.StatusOK:
-			g.rep.Built++
-		case offsets.StatusFailed:
-			g.rep.Failed++
-		}
-	}
-	return offsets.WriteShard(g.cfg.OutDir, g.table.Shard())
+	built, failed, err := generate.Record(g.table, g.cfg.OutDir, arches, build)
+	g.rep.Built += built
+	g.rep.Failed += failed
+	return err
 }
 
 func proxyURL(p *toolchain.Proxy) string {
