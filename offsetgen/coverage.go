@@ -39,6 +39,13 @@ func runCoverage(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	mods, err := moduleCoverageTable(db)
+	if err != nil {
+		return err
+	}
+	if mods != "" {
+		table += "\n" + mods
+	}
 	if *readme == "" {
 		_, err := io.WriteString(stdout, table)
 		return err
@@ -122,6 +129,72 @@ func coverageTable(s *offsets.Shard) (string, error) {
 		fmt.Fprintf(&b, " **%d** |", total[a])
 	}
 	b.WriteString(" | |\n")
+	return b.String(), nil
+}
+
+// moduleCoverageTable renders the coverage of every module shard other
+// than std, one row per module; "" when the database has none.
+//
+// "Newest Go failed" counts the versions built only by an older toolchain
+// after the newest one failed: a generator that builds with one newest Go
+// records nothing for them. "Go-dependent" counts the versions where at
+// least one field's offset depends on the Go release of the target.
+func moduleCoverageTable(db *offsets.DB) (string, error) {
+	var b strings.Builder
+	for _, mod := range db.Modules() {
+		if mod == offsets.StdModule {
+			continue
+		}
+		s, err := db.Shard(mod)
+		if err != nil {
+			return "", err
+		}
+		t, err := s.Expand()
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", mod, err)
+		}
+		if b.Len() == 0 {
+			b.WriteString("| module | versions with offsets | amd64 | arm64 | newest Go failed, older Go built | not served by the proxy | failed | Go-dependent versions |\n|---|---|---|---|---|---|---|---|\n")
+		}
+		var ok, older, unavailable, failed, goDep [2]int
+		var first, last string
+		for i, a := range []string{"amd64", "arm64"} {
+			newest := goversion.Version{}
+			for _, bd := range t.Builds[a] {
+				if gv, err := goversion.Parse(bd.Toolchain); bd.Status == offsets.StatusOK && err == nil && newest.Less(gv) {
+					newest = gv
+				}
+			}
+			for _, v := range t.Versions(a) {
+				bd := t.Builds[a][v]
+				switch bd.Status {
+				case offsets.StatusOK:
+					ok[i]++
+					if i == 0 {
+						if first == "" {
+							first = v
+						}
+						last = v
+					}
+					if gv, err := goversion.Parse(bd.Toolchain); err == nil && gv.Less(newest) {
+						older[i]++
+					}
+					if len(bd.GoValues) > 0 {
+						goDep[i]++
+					}
+				case offsets.StatusUnavailable:
+					unavailable[i]++
+				default:
+					failed[i]++
+				}
+			}
+		}
+		span := ""
+		if first != "" {
+			span = first + " … " + last
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d |\n", mod, span, ok[0], ok[1], older[0], unavailable[0], failed[0], goDep[0])
+	}
 	return b.String(), nil
 }
 

@@ -169,6 +169,26 @@ func TestReadmeCoverageTableIsFresh(t *testing.T) {
 	assert.Contains(t, string(readme), coverageBegin+"\n"+want+coverageEnd, "README coverage table is stale: run make offsets")
 }
 
+func TestCoverageTableCountsModulesAndOlderGoBuilds(t *testing.T) {
+	dir := testDB(t)
+	id := offsets.FieldID{Package: "example.com/lib", Struct: "Conn", Field: "id"}
+	tb := offsets.NewTable("example.com/lib", []offsets.FieldID{id})
+	v := offsets.Value{Offset: 8, Size: 4, Type: "uint32"}
+	for _, arch := range []string{"amd64", "arm64"} {
+		require.NoError(t, tb.Set(arch, offsets.Build{Coverage: offsets.Coverage{Version: "v1.0.0", Status: offsets.StatusOK, Toolchain: "go1.17.13"},
+			Values: map[offsets.FieldID]offsets.Value{id: v}}))
+		require.NoError(t, tb.Set(arch, offsets.Build{Coverage: offsets.Coverage{Version: "v1.1.0", Status: offsets.StatusOK, Toolchain: "go1.26.8"},
+			GoValues: map[offsets.FieldID][]offsets.GoValue{id: {{Go: "<=go1.21.13", Value: v}, {Go: ">=go1.26.8", Value: offsets.Value{Offset: 16, Size: 4, Type: "uint32"}}}}}))
+	}
+	require.NoError(t, tb.Set("amd64", offsets.Build{Coverage: offsets.Coverage{Version: "v1.2.0", Status: offsets.StatusFailed, Toolchain: "go1.17.13", Reason: "syntax error"}}))
+	require.NoError(t, offsets.WriteShard(dir, tb.Shard()))
+
+	code, out, errOut := runCLI("coverage", "--data", dir)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "| 1.22 | 1.22.0, 1.22.1 |", "the std table comes first")
+	assert.Contains(t, out, "| example.com/lib | v1.0.0 … v1.1.0 | 2 | 2 | 1 | 0 | 1 | 1 |")
+}
+
 func TestCoverageTableCountsPerLine(t *testing.T) {
 	code, out, errOut := runCLI("coverage", "--data", testDB(t))
 	require.Equal(t, 0, code, errOut)
