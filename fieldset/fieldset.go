@@ -32,6 +32,9 @@ type Set struct {
 	// the packages of the fields ("import PATH" in the file), for example
 	// a public package whose functions reach an internal one.
 	Imports []string
+	// ImportBounds holds the bounds of import lines, by index in Imports:
+	// a package that exists only in some versions (an API that moved).
+	ImportBounds map[int]offsets.Constraint
 	// Bounds holds, for fields that do not exist in every version of
 	// Module, the versions that have them ("FIELD >=v1.60.0" in the file).
 	// The generator does not ask for a field outside its bounds.
@@ -45,7 +48,17 @@ type Set struct {
 // fields and keep lines whose bounds allow it. The result shares nothing
 // with s that the caller could change.
 func (s *Set) At(version string) *Set {
-	out := &Set{Module: s.Module, Imports: slices.Clone(s.Imports), Bounds: map[offsets.FieldID]offsets.Constraint{}, KeepBounds: map[int]offsets.Constraint{}}
+	out := &Set{Module: s.Module, Bounds: map[offsets.FieldID]offsets.Constraint{}, KeepBounds: map[int]offsets.Constraint{}, ImportBounds: map[int]offsets.Constraint{}}
+	for i, p := range s.Imports {
+		b, bounded := s.ImportBounds[i]
+		if bounded && !b.Allows(version) {
+			continue
+		}
+		if bounded {
+			out.ImportBounds[len(out.Imports)] = b
+		}
+		out.Imports = append(out.Imports, p)
+	}
 	for _, f := range s.Fields {
 		b, bounded := s.Bounds[f]
 		if bounded && !b.Allows(version) {
@@ -111,12 +124,13 @@ func Modules() []string {
 func Parse(r io.Reader) (*Set, error) { return ParseModule("", r) }
 
 // ParseModule reads the field set of module: one field per line, "keep
-// EXPR" lines, "import PATH" lines, blank lines and "#" comments. A field or keep line may end
-// with a version bound, comparisons joined by commas as in
-// offsets.ParseConstraint: "FIELD >=v1.60.0", "keep EXPR >=v1.69.0,<v2.0.0"
-// (a keep expression ends at the first word starting with <, > or =).
+// EXPR" lines, "import PATH" lines, blank lines and "#" comments. A field,
+// keep or import line may end with a version bound, comparisons joined by
+// commas as in offsets.ParseConstraint: "FIELD >=v1.60.0", "keep EXPR
+// >=v1.69.0,<v2.0.0", "import PATH <v0.14.0" (a keep expression ends at
+// the first word starting with <, > or =).
 func ParseModule(module string, r io.Reader) (*Set, error) {
-	s := &Set{Module: module, Bounds: map[offsets.FieldID]offsets.Constraint{}, KeepBounds: map[int]offsets.Constraint{}}
+	s := &Set{Module: module, Bounds: map[offsets.FieldID]offsets.Constraint{}, KeepBounds: map[int]offsets.Constraint{}, ImportBounds: map[int]offsets.Constraint{}}
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -126,13 +140,9 @@ func ParseModule(module string, r io.Reader) (*Set, error) {
 		if line == "" {
 			continue
 		}
-		if p, ok := strings.CutPrefix(line, "import "); ok {
-			p = strings.TrimSpace(p)
-			if p == "" || strings.ContainsAny(p, " \t\"") {
-				return nil, fmt.Errorf("line %d: want \"import IMPORT/PATH\"", n)
-			}
-			s.Imports = append(s.Imports, p)
-			continue
+		imp := strings.HasPrefix(line, "import ")
+		if imp {
+			line = strings.TrimSpace(strings.TrimPrefix(line, "import "))
 		}
 		keep := strings.HasPrefix(line, "keep ")
 		if keep {
@@ -155,6 +165,16 @@ func ParseModule(module string, r io.Reader) (*Set, error) {
 			bound = &c
 		}
 		item := strings.Join(words[:end], " ")
+		if imp {
+			if end != 1 || strings.Contains(item, "\"") {
+				return nil, fmt.Errorf("line %d: want \"import IMPORT/PATH [BOUND]\"", n)
+			}
+			if bound != nil {
+				s.ImportBounds[len(s.Imports)] = *bound
+			}
+			s.Imports = append(s.Imports, item)
+			continue
+		}
 		if keep {
 			if bound != nil {
 				s.KeepBounds[len(s.Keep)] = *bound

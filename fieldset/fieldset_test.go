@@ -70,13 +70,16 @@ func TestGRPCBoundsFollowTheModulesHistory(t *testing.T) {
 func TestParseModuleReadsBoundsImportsAndKeepLines(t *testing.T) {
 	s, err := ParseModule("example.com/m", strings.NewReader(`
 import example.com/m/api   # for keep lines
+import example.com/m/oldapi <v1.2.0
 keep api.New >=v1.2.0
 keep (*api.Client).Do
 example.com/m.T.a >= v1.0.0, <v2.0.0
 example.com/m.T.b
 `))
 	require.NoError(t, err)
-	assert.Equal(t, []string{"example.com/m/api"}, s.Imports)
+	assert.Equal(t, []string{"example.com/m/api", "example.com/m/oldapi"}, s.Imports)
+	assert.Equal(t, []string{"example.com/m/api", "example.com/m/oldapi"}, s.At("v1.1.0").Imports)
+	assert.Equal(t, []string{"example.com/m/api"}, s.At("v1.2.0").Imports, "an import line's bound drops it")
 	assert.Equal(t, []string{"api.New", "(*api.Client).Do"}, s.Keep)
 	assert.Equal(t, ">=v1.2.0", s.KeepBounds[0].String())
 	a := offsets.FieldID{Package: "example.com/m", Struct: "T", Field: "a"}
@@ -97,6 +100,8 @@ func TestParseRejectsBadBounds(t *testing.T) {
 		"example.com/m.T.a >=\n",
 		"keep f <=\n",
 		"import \n",
+		"import a b\n",
+		"import example.com/m/api >=banana\n",
 		"example.com/m.T.a\nexample.com/m.T.a >=v1.0.0\n",
 	} {
 		_, err := ParseModule("example.com/m", strings.NewReader(text))

@@ -87,7 +87,9 @@ type Proxy struct {
 	// 0 means 20. The proxy withholds long runs of releases (go1.12.1 to
 	// go1.12.16), so a small window misses later ones.
 	ProbeWindow int
-	// Concurrency bounds Releases' parallel requests; 0 means 8.
+	// Concurrency bounds the parallel requests of Releases, and of callers
+	// that probe for versions through this Proxy (package modversions);
+	// 0 means 8.
 	Concurrency int
 
 	// retryBase is the first retry delay; tests shorten it.
