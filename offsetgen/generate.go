@@ -31,15 +31,15 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 	versions := fs.String("versions", "", "comma-separated Go releases (std) or module versions (other modules) to (re)build instead of listing the proxy")
 	constraint := fs.String("constraint", "", "module versions to cover, e.g. '>=v1.60.0' or '>=v1.60.0,<v1.70.0' (modules other than std)")
 	pre := fs.Bool("pre", false, "also build pre-releases: Go betas and release candidates for std, pre-release versions for other modules")
-	compareGo := fs.Bool("compare-go", false, "build each module version with the oldest fitting Go release too, and record fields whose layout differs as depending on the target's Go release (modules other than std; doubles the cost)")
-	workers := fs.Int("workers", max(1, runtime.NumCPU()/2), "toolchains processed in parallel (each build uses every core)")
+	compareGo := fs.Bool("compare-go", false, "build each module version with the oldest fitting Go release too, and record fields whose layout differs as depending on the target's Go release, bisecting the Go lines in between to find the release that changed it (modules other than std; doubles the cost, plus about log2(lines) builds per version that differs)")
+	workers := fs.Int("workers", max(1, runtime.NumCPU()/2), "toolchains (std) or module versions (other modules) processed in parallel (each build uses every core)")
 	cache := fs.String("cache", defaultCacheDir(), "cache directory for toolchains and build scratch space")
 	out := fs.String("out", "data", "database directory to update")
 	proxy := fs.String("proxy", toolchain.ProxyURLFromEnv(), "Go module proxy URL (default from GOPROXY)")
 	keep := fs.Bool("keep-toolchains", false, "keep unpacked toolchains in the cache (about 230 MB each)")
 	retry := fs.Bool("retry-failed", false, "rebuild versions recorded as failed")
 	recheck := fs.Bool("recheck", false, "ask the proxy again about releases the database already records (e.g. ones once unavailable)")
-	report := fs.String("report", "", "write a per-version cost report (markdown) to this file")
+	report := fs.String("report", "", "write a per-version cost report (markdown) to this file: a table for std, one per other module")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -76,13 +76,16 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := os.MkdirAll(*cache, 0o755); err != nil {
 		return fmt.Errorf("cache directory: %w", err)
 	}
+	reportFile := &reportWriter{path: *report}
 	for _, m := range splitList(*modules) {
 		set, err := fieldset.Load(m)
 		if err != nil {
 			return err
 		}
 		if m != offsets.StdModule {
-			if err := generateModule(ctx, set, *constraint, *pre, *compareGo, splitList(*versions), archList, *cache, *out, *proxy, *retry, stdout); err != nil {
+			mr := moduleRun{constraint: *constraint, pre: *pre, compareGo: *compareGo, retry: *retry, versions: splitList(*versions),
+				arches: archList, workers: *workers, cache: *cache, out: *out, proxy: *proxy}
+			if err := generateModule(ctx, set, mr, reportFile, stdout); err != nil {
 				return err
 			}
 			continue
@@ -97,10 +100,12 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 		rep, err := generate.Run(ctx, cfg)
 		if rep != nil {
 			printReport(stdout, m, rep)
-			if *report != "" {
-				if werr := os.WriteFile(*report, []byte(costTable(rep)), 0o644); werr != nil {
-					return werr
-				}
+			table := costTable(rep)
+			if reportFile.started {
+				table = "\n## std\n\n" + table
+			}
+			if werr := reportFile.write(table); werr != nil {
+				return werr
 			}
 		}
 		if err != nil {
@@ -155,28 +160,114 @@ func costTable(r *generate.Report) string {
 	return b.String()
 }
 
-// generateModule runs the generator of a module other than std.
-func generateModule(ctx context.Context, set *fieldset.Set, constraint string, pre, compareGo bool, versions, arches []string, cache, out, proxy string, retry bool, stdout io.Writer) error {
-	c, err := offsets.ParseConstraint(set.Module, constraint)
+// reportWriter writes the --report file: the first table of a run
+// replaces the file, the next ones (one per module) are appended to it.
+type reportWriter struct {
+	path    string // "" for no report
+	started bool
+}
+
+func (r *reportWriter) write(text string) error {
+	if r.path == "" {
+		return nil
+	}
+	flag := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if r.started {
+		flag = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	}
+	f, err := os.OpenFile(r.path, flag, 0o644)
+	if err != nil {
+		return fmt.Errorf("cost report: %w", err)
+	}
+	r.started = true
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return fmt.Errorf("cost report: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("cost report: %w", err)
+	}
+	return nil
+}
+
+// moduleRun holds the generate flags a module other than std uses.
+type moduleRun struct {
+	constraint            string
+	pre, compareGo, retry bool
+	versions, arches      []string
+	workers               int
+	cache, out, proxy     string
+}
+
+// generateModule runs the generator of a module other than std, prints its
+// report and adds its cost table to the --report file.
+func generateModule(ctx context.Context, set *fieldset.Set, mr moduleRun, report *reportWriter, stdout io.Writer) error {
+	c, err := offsets.ParseConstraint(set.Module, mr.constraint)
 	if err != nil {
 		return fmt.Errorf("%w: --constraint: %v", errUsage, err)
 	}
-	for _, v := range versions {
+	for _, v := range mr.versions {
 		if _, err := offsets.CanonicalVersion(set.Module, v); err != nil {
 			return fmt.Errorf("%w: --versions: %v", errUsage, err)
 		}
 	}
 	rep, err := modgen.Run(ctx, modgen.Config{
-		Set: set, Arches: arches, Constraint: c, IncludePre: pre, Versions: versions, CompareGo: compareGo,
-		CacheDir: cache, OutDir: out, RetryFailed: retry, Log: slog.Default(),
-		Proxy: &toolchain.Proxy{URL: proxy, ConfigDir: filepath.Join(cache, "sumdb")},
+		Set: set, Arches: mr.arches, Constraint: c, IncludePre: mr.pre, Versions: mr.versions, CompareGo: mr.compareGo,
+		CacheDir: mr.cache, OutDir: mr.out, RetryFailed: mr.retry, Workers: mr.workers, Log: slog.Default(),
+		Proxy:    &toolchain.Proxy{URL: mr.proxy, ConfigDir: filepath.Join(mr.cache, "sumdb")},
+		Progress: os.Stderr,
 	})
 	if rep != nil {
-		fmt.Fprintf(stdout, "%s: %d versions selected (%d retracted skipped), %d probes built, %d already up to date, %d probes failed, %d field layouts depend on the Go release, in %s\n",
-			set.Module, rep.Versions, len(rep.Retracted), rep.Built, rep.UpToDate, rep.Failed, rep.GoDependent, rep.Wall.Round(time.Millisecond))
-		for _, w := range rep.Warnings {
-			fmt.Fprintln(stdout, "warning:", w)
+		printModuleReport(stdout, set.Module, mr.compareGo, rep)
+		if werr := report.write(moduleCostTable(set.Module, report.started, rep)); werr != nil {
+			return werr
 		}
 	}
 	return err
+}
+
+func printModuleReport(w io.Writer, module string, compareGo bool, r *modgen.Report) {
+	fmt.Fprintf(w, "%s: %d versions selected (%d retracted skipped), %d probes built, %d already up to date, %d versions unavailable, %d probes failed",
+		module, r.Versions, len(r.Retracted), r.Built, r.UpToDate, r.Unavailable, r.Failed)
+	if compareGo {
+		fmt.Fprintf(w, ", %d field layouts depend on the Go release (%d bisection builds)", r.GoDependent, r.BisectBuilds)
+	}
+	fmt.Fprintf(w, ", in %s\n", r.Wall.Round(time.Millisecond))
+	if len(r.Costs) > 0 {
+		build, read := map[string]time.Duration{}, map[string]time.Duration{}
+		versions := map[string]bool{}
+		for _, c := range r.Costs {
+			build[c.Arch] += c.Build
+			read[c.Arch] += c.Read
+			versions[c.Version] = true
+		}
+		n := time.Duration(len(versions))
+		fmt.Fprintf(w, "mean per version (%d probes over %d versions):", len(r.Costs), len(versions))
+		for i, a := range slices.Sorted(maps.Keys(build)) {
+			sep := ","
+			if i == 0 {
+				sep = ""
+			}
+			fmt.Fprintf(w, "%s build/%s %s, read/%s %s", sep, a, (build[a] / n).Round(time.Millisecond), a, (read[a] / n).Round(time.Millisecond))
+		}
+		fmt.Fprintln(w)
+	}
+	for _, warn := range r.Warnings {
+		fmt.Fprintln(w, "warning:", warn)
+	}
+}
+
+// moduleCostTable is the --report section of a module: one row per probe
+// built (a version has one per GOARCH and toolchain), under a heading
+// with the module's name; after another table when appended.
+func moduleCostTable(module string, appended bool, r *modgen.Report) string {
+	var b strings.Builder
+	if appended {
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "## %s\n\n| version | arch | toolchain | build | read |\n|---|---|---|---|---|\n", module)
+	for _, c := range r.Costs {
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2fs | %.2fs |\n", c.Version, c.Arch, c.Toolchain, c.Build.Seconds(), c.Read.Seconds())
+	}
+	return b.String()
 }

@@ -2,7 +2,9 @@
 // module's versions on the proxy, builds one probe per version and GOARCH
 // that requires module@version (the proxy resolves its dependencies), reads
 // the probe's DWARF and writes the shard after every version, so an
-// interrupted run keeps what it built.
+// interrupted run keeps what it built. Like the std generator it builds
+// Config.Workers versions at once, draws a progress bar and reports what
+// each probe cost.
 //
 // Each version is built with the newest toolchain that honours its go
 // directive, the one installed on this machine; when that build fails (old
@@ -10,7 +12,10 @@
 // it is retried with the newest release of the go directive's line (at
 // least go1.17), fetched from the proxy. The toolchain that built a probe
 // is recorded with it; a version no toolchain builds is recorded failed
-// with each compiler's words.
+// with each compiler's words. With Config.CompareGo the older toolchain
+// builds every version too, and where the two lay a field out differently
+// the Go lines between them are bisected to find the release that changed
+// it (see Config.CompareGo).
 package modgen
 
 import (
@@ -34,6 +39,7 @@ import (
 	"github.com/offsetdb/offsetdb/offsetgen/generate"
 	"github.com/offsetdb/offsetdb/offsetgen/modversions"
 	"github.com/offsetdb/offsetdb/offsetgen/probe"
+	"github.com/offsetdb/offsetdb/offsetgen/progress"
 	"github.com/offsetdb/offsetdb/offsetgen/toolchain"
 	"github.com/offsetdb/offsetdb/offsets"
 )
@@ -63,13 +69,52 @@ type Config struct {
 	NoFallback bool
 	// CompareGo builds every version that the newest toolchain builds with
 	// the older one too (the fallback) and records the fields whose layout
-	// differs as depending on the Go release of the target (offsets.Range.Go):
-	// "<=go1.21.13" for the older value, ">=go1.26.8" for the newer. Releases
-	// between the two are not built, so the database has no value for a
-	// target built with one of them. It doubles the build cost.
+	// differs as depending on the Go release of the target (offsets.Range.Go).
+	//
+	// Where the two disagree, the Go lines between them are bisected: the
+	// newest release of the middle line is built, and each half whose ends
+	// still disagree is split again, until every change sits between two
+	// adjacent lines. A half whose ends agree is assumed to agree inside
+	// too. That is an assumption (a layout that changed and changed back
+	// is missed), and what keeps the cost at about log2(lines between)
+	// extra builds per differing version and GOARCH instead of one per
+	// line; each toolchain built with is fetched once (~75 MB) and kept
+	// in CacheDir with a build cache of its own.
+	//
+	// A change located between lines go1.21 and go1.22 is recorded as
+	// "<go1.22.0" for the older value and ">=go1.22.0" for the newer: every
+	// release, patch releases included, gets exactly one value (patch
+	// releases are taken to lay out as the newest of their line, which is
+	// the one built). The oldest value also holds for releases older than
+	// the oldest toolchain built, the newest for newer ones. Where the
+	// bisection could not build a line, the change keeps the bounds of the
+	// toolchains built around it ("<=go1.21.13", ">=go1.26.8"), with a
+	// warning, and releases between them get no value: a lookup for them
+	// fails with offsets.ErrGoDependent rather than guess.
+	//
+	// It doubles the build cost, plus the bisection builds
+	// (Report.BisectBuilds).
 	CompareGo   bool
 	RetryFailed bool // rebuild versions recorded as failed
-	Log         *slog.Logger
+	// Workers is how many versions are built at once (fewer than 1 means
+	// 1). Each go build already uses every core, so more workers mostly
+	// overlap the builds' downloads and single-threaded links; recording
+	// and shard writes stay one version at a time.
+	Workers  int
+	Log      *slog.Logger
+	Progress io.Writer // progress bar with an ETA, one step per version; nil for none
+}
+
+// Cost is the wall time of one probe: one module version built for one
+// GOARCH with one toolchain, and read. A version has one Cost per
+// toolchain tried, the comparison and bisection builds of CompareGo
+// included.
+type Cost struct {
+	Version   string
+	Arch      string
+	Toolchain string        // "go1.26.8"
+	Build     time.Duration // go build, resolving the module's dependencies included
+	Read      time.Duration // reading the probe's DWARF; zero when the build failed
 }
 
 // Report summarises a run.
@@ -78,23 +123,46 @@ type Report struct {
 	Built    int // (version, arch) probes built and read
 	UpToDate int // (version, arch) already in the database
 	Failed   int // (version, arch) no toolchain built
+	// Unavailable counts versions the proxy does not serve (it answered
+	// 403, 404 or 410 for their go.mod): they are recorded unavailable,
+	// and Warnings says what the proxy answered.
+	Unavailable int
 	// GoDependent counts (version, arch, field) whose layout differs
 	// between the toolchains compared (CompareGo).
 	GoDependent int
-	Retracted   map[string]string // versions skipped as retracted, with rationale
-	Warnings    []string
-	Wall        time.Duration
+	// BisectBuilds counts the probes built with an intermediate Go line to
+	// locate where a layout changes (CompareGo), failed ones included.
+	BisectBuilds int
+	Retracted    map[string]string // versions skipped as retracted, with rationale
+	Warnings     []string          // sorted
+	// Costs holds one entry per probe build this run, failed ones
+	// included, sorted by version.
+	Costs []Cost
+	Wall  time.Duration
 }
 
 // Run generates the shard of cfg.Set.Module. Transient errors (network,
 // cancellation) are not recorded; they are returned once the other
 // versions are done.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
+	return run(ctx, cfg, nil)
+}
+
+// job is one module version and the GOARCHes it still needs.
+type job struct {
+	v      string
+	arches []string
+}
+
+// run is Run; setup, when not nil, adjusts the generator before anything is
+// built (tests replace its probe builds).
+func run(ctx context.Context, cfg Config, setup func(*generator)) (*Report, error) {
 	start := time.Now()
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	cfg.Workers = max(cfg.Workers, 1)
 	mod := cfg.Set.Module
 	if mod == offsets.StdModule {
 		return nil, errors.New("modgen: std is generated by package generate")
@@ -120,8 +188,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	g := &generator{cfg: cfg, log: log, table: table, rep: rep, local: local,
-		cache: &toolchain.Cache{Dir: filepath.Join(cfg.CacheDir, "toolchains"), Proxy: cfg.Proxy}, lines: map[string]goversion.Version{}}
-	var transient []error
+		cache: &toolchain.Cache{Dir: filepath.Join(cfg.CacheDir, "toolchains"), Proxy: cfg.Proxy},
+		lines: map[string]goversion.Version{}, goroots: map[string]string{}}
+	g.build = g.probe
+	if setup != nil {
+		setup(g)
+	}
+
+	var jobs []job
 	for _, v := range versions {
 		v, err := offsets.CanonicalVersion(mod, v)
 		if err != nil {
@@ -136,46 +210,100 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			need = append(need, arch)
 		}
-		if len(need) == 0 {
-			continue
-		}
-		if err := g.version(ctx, v, need); err != nil {
-			if ctx.Err() != nil {
-				return rep, fmt.Errorf("interrupted; finished versions are saved, run again to continue: %w", ctx.Err())
-			}
-			log.Error("version not done", "module", mod, "version", v, "err", err)
-			transient = append(transient, fmt.Errorf("%s@%s: %w", mod, v, err))
+		if len(need) > 0 {
+			jobs = append(jobs, job{v: v, arches: need})
 		}
 	}
+	log.Info("plan", "module", mod, "versions", len(versions), "to_build", len(jobs), "up_to_date_probes", rep.UpToDate, "workers", cfg.Workers)
+
+	bar := progress.New(cfg.Progress, len(jobs))
+	work := make(chan job)
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		transient []error
+	)
+	for range cfg.Workers {
+		wg.Go(func() {
+			for j := range work {
+				if err := g.version(ctx, j.v, j.arches); err != nil && ctx.Err() == nil {
+					log.Error("version not done", "module", mod, "version", j.v, "err", err)
+					mu.Lock()
+					transient = append(transient, fmt.Errorf("%s@%s: %w", mod, j.v, err))
+					mu.Unlock()
+				}
+				bar.Step(j.v)
+			}
+		})
+	}
+feed:
+	for _, j := range jobs {
+		select {
+		case work <- j:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if len(jobs) > 0 {
+		bar.Finish()
+	}
+	slices.Sort(rep.Warnings)
+	slices.SortStableFunc(rep.Costs, func(a, b Cost) int { return offsets.CompareVersions(mod, a.Version, b.Version) })
 	if err := offsets.WriteShard(cfg.OutDir, table.Shard()); err != nil {
 		return rep, err
 	}
 	rep.Wall = time.Since(start)
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("interrupted; finished versions are saved, run again to continue: %w", err)
+	}
 	if len(transient) > 0 {
+		slices.SortFunc(transient, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 		return rep, fmt.Errorf("%d versions not done (run again to retry): %w", len(transient), errors.Join(transient...))
 	}
 	return rep, nil
 }
 
+// buildFunc builds the probe of module version v for arch with toolchain
+// c, whose go.mod says go goMod, and reads it: the values of the fields of
+// set the version has.
+type buildFunc func(ctx context.Context, c *candidate, arch, v, goMod string, set *fieldset.Set) (map[offsets.FieldID]offsets.Value, error)
+
 type generator struct {
 	cfg   Config
 	log   *slog.Logger
-	table *offsets.Table
-	rep   *Report
 	local *toolchain.Installed
 	cache *toolchain.Cache
+	// build is g.probe, or a fake in tests.
+	build buildFunc
 
-	mu       sync.Mutex
+	mu    sync.Mutex // guards table, rep and shard writes
+	table *offsets.Table
+	rep   *Report
+
+	linesMu  sync.Mutex                   // guards lines and releases
 	lines    map[string]goversion.Version // newest release per Go line
 	releases []toolchain.Release
+
+	gorootsMu sync.Mutex        // guards goroots
+	goroots   map[string]string // GOROOT of each toolchain fetched, by name
 }
 
-// candidate is a toolchain to try.
+// candidate is a toolchain to try. It is not changed once made, so
+// workers may share it.
 type candidate struct {
 	name    string // "go1.26.8"
-	goroot  string // "" until fetched
+	goroot  string // "" for one fetched into the cache on first use (fetch)
 	gocache string // "" for one of its own in CacheDir
 	fetch   goversion.Version
+}
+
+// warn adds a warning to the report.
+func (g *generator) warn(format string, args ...any) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.rep.Warnings = append(g.rep.Warnings, fmt.Sprintf(format, args...))
 }
 
 // version builds, reads and records one module version.
@@ -183,6 +311,11 @@ func (g *generator) version(ctx context.Context, v string, arches []string) erro
 	mod := g.cfg.Set.Module
 	goMod, goLine, err := g.goDirective(ctx, v)
 	if errors.Is(err, toolchain.ErrUnavailable) {
+		g.log.Warn("version unavailable", "module", mod, "version", v, "err", err)
+		g.mu.Lock()
+		g.rep.Unavailable++
+		g.rep.Warnings = append(g.rep.Warnings, fmt.Sprintf("%s@%s: recorded unavailable: %v", mod, v, err))
+		g.mu.Unlock()
 		return g.record(v, arches, func(string) offsets.Build {
 			return offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusUnavailable, Reason: err.Error()}}
 		})
@@ -199,14 +332,6 @@ func (g *generator) version(ctx context.Context, v string, arches []string) erro
 	for _, arch := range arches {
 		var reasons []string
 		for _, c := range cands {
-			if c.goroot == "" {
-				goroot, _, err := g.cache.Toolchain(ctx, c.fetch)
-				if err != nil {
-					reasons = append(reasons, fmt.Sprintf("%s: %v", c.name, err))
-					continue
-				}
-				c.goroot = goroot
-			}
 			values, err := g.build(ctx, c, arch, v, goMod, set)
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -219,13 +344,16 @@ func (g *generator) version(ctx context.Context, v string, arches []string) erro
 			for _, id := range set.Fields {
 				if _, ok := values[id]; !ok {
 					if _, bounded := set.Bounds[id]; bounded {
-						g.rep.Warnings = append(g.rep.Warnings, fmt.Sprintf("%s@%s/%s: %s absent although its bound includes this version", mod, v, arch, id))
+						g.warn("%s@%s/%s: %s absent although its bound includes this version", mod, v, arch, id)
 					}
 				}
 			}
 			b := offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusOK, Toolchain: c.name}, Values: values}
 			if g.cfg.CompareGo && c == cands[0] && len(cands) > 1 {
-				b = g.compareGo(ctx, b, cands[1], arch, v, goMod, set)
+				b = g.compareGo(ctx, b, c, cands[1], arch, v, goMod, set)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
 			}
 			builds[arch] = b
 			break
@@ -238,35 +366,56 @@ func (g *generator) version(ctx context.Context, v string, arches []string) erro
 	return g.record(v, arches, func(arch string) offsets.Build { return builds[arch] })
 }
 
-// compareGo builds version v with the older toolchain old as well and
-// splits b's values: those both toolchains agree on stay, the others get
-// one value per Go bound. When old cannot build or read the probe, b is
-// returned as is, with a warning.
-func (g *generator) compareGo(ctx context.Context, b offsets.Build, old *candidate, arch, v, goMod string, set *fieldset.Set) offsets.Build {
+// goPoint is the probe of one module version and GOARCH built with the
+// toolchain of one Go release.
+type goPoint struct {
+	toolchain goversion.Version
+	values    map[offsets.FieldID]offsets.Value
+}
+
+// compareGo builds version v with the older toolchain old as well as with
+// newest (which built b), bisects the Go lines between them where the two
+// disagree, and splits b's values with splitByGo: those every toolchain
+// agrees on stay, the others get one value per span of Go releases. When
+// old cannot build or read the probe, b is returned as is, with a warning;
+// when a bisection build fails, the change it was to locate keeps the
+// coarser bounds of the builds around it, with a warning.
+func (g *generator) compareGo(ctx context.Context, b offsets.Build, newest, old *candidate, arch, v, goMod string, set *fieldset.Set) offsets.Build {
 	mod := g.cfg.Set.Module
-	if old.goroot == "" {
-		goroot, _, err := g.cache.Toolchain(ctx, old.fetch)
-		if err != nil {
-			g.rep.Warnings = append(g.rep.Warnings, fmt.Sprintf("%s@%s/%s: Go-release dependence not checked: %s: %v", mod, v, arch, old.name, err))
-			return b
-		}
-		old.goroot = goroot
+	newV, err := goversion.Parse(newest.name)
+	if err != nil {
+		g.warn("%s@%s/%s: Go-release dependence not checked: %v", mod, v, arch, err)
+		return b
+	}
+	oldV, err := goversion.Parse(old.name)
+	if err != nil {
+		g.warn("%s@%s/%s: Go-release dependence not checked: %v", mod, v, arch, err)
+		return b
+	}
+	if oldV.Major != newV.Major || oldV.Minor >= newV.Minor {
+		// Patch releases of a line are taken to lay out alike.
+		g.log.Debug("no older Go line to compare with", "module", mod, "version", v, "arch", arch, "newest", newest.name, "old", old.name)
+		return b
 	}
 	oldValues, err := g.build(ctx, old, arch, v, goMod, set)
 	if err != nil {
-		g.rep.Warnings = append(g.rep.Warnings, fmt.Sprintf("%s@%s/%s: Go-release dependence not checked: %s: %s", mod, v, arch, old.name, truncate(err.Error(), 300)))
+		g.warn("%s@%s/%s: Go-release dependence not checked: %s: %s", mod, v, arch, old.name, truncate(err.Error(), 300))
 		return b
 	}
-	values, byGo, err := splitByGo(set.Fields, old.name, oldValues, b.Toolchain, b.Values)
+	lo, hi := goPoint{oldV, oldValues}, goPoint{newV, b.Values}
+	points := append(append([]goPoint{lo}, g.bisect(ctx, lo, hi, arch, v, goMod, set)...), hi)
+	values, byGo, err := splitByGo(set.Fields, points)
 	if err != nil {
-		g.rep.Warnings = append(g.rep.Warnings, fmt.Sprintf("%s@%s/%s: Go-release dependence not checked: %v", mod, v, arch, err))
+		g.warn("%s@%s/%s: Go-release dependence not checked: %v", mod, v, arch, err)
 		return b
 	}
 	for _, id := range set.Fields {
 		if _, ok := byGo[id]; !ok {
 			continue
 		}
+		g.mu.Lock()
 		g.rep.GoDependent++
+		g.mu.Unlock()
 		g.log.Info("layout depends on the Go release", "module", mod, "version", v, "arch", arch, "field", id.String(),
 			"values", offsets.FormatValues(nil, byGo[id]))
 	}
@@ -277,44 +426,145 @@ func (g *generator) compareGo(ctx context.Context, b offsets.Build, old *candida
 	return b
 }
 
-// splitByGo compares the values a probe of the same module version got
-// with an older and a newer toolchain. Fields both agree on (or both lack)
-// are returned in values; each other field gets its older value bound to
-// "<=OLD" and its newer one to ">=NEW", either left out where the field is
-// absent.
-func splitByGo(fields []offsets.FieldID, oldToolchain string, oldValues map[offsets.FieldID]offsets.Value, newToolchain string, newValues map[offsets.FieldID]offsets.Value) (map[offsets.FieldID]offsets.Value, map[offsets.FieldID][]offsets.GoValue, error) {
-	oldBound, err := offsets.ParseConstraint(offsets.StdModule, "<="+oldToolchain)
-	if err != nil {
-		return nil, nil, err
+// bisect returns probes built with the newest releases of Go lines
+// strictly between a's and b's, oldest first, enough to put every layout
+// change between a and b between two adjacent lines: when a and b
+// disagree on some field and lines lie between them, it builds the middle
+// line m and recurses on (a, m) and (m, b). Ends that agree end the
+// recursion: the lines between them are assumed to agree too (see
+// Config.CompareGo). A middle line that cannot be fetched or built ends
+// it as well, with a warning; splitByGo then bounds that span by the
+// toolchains a and b.
+func (g *generator) bisect(ctx context.Context, a, b goPoint, arch, v, goMod string, set *fieldset.Set) []goPoint {
+	if b.toolchain.Minor-a.toolchain.Minor < 2 || sameValues(set.Fields, a.values, b.values) || ctx.Err() != nil {
+		return nil
 	}
-	newBound, err := offsets.ParseConstraint(offsets.StdModule, ">="+newToolchain)
+	mod := g.cfg.Set.Module
+	line := goversion.Version{Major: a.toolchain.Major, Minor: (a.toolchain.Minor + b.toolchain.Minor) / 2}
+	rel, err := g.newestOf(ctx, line)
 	if err != nil {
-		return nil, nil, err
+		g.warn("%s@%s/%s: Go release of the layout change between %s and %s not located: %v", mod, v, arch, a.toolchain, b.toolchain, err)
+		return nil
 	}
+	g.mu.Lock()
+	g.rep.BisectBuilds++
+	g.mu.Unlock()
+	values, err := g.build(ctx, &candidate{name: rel.String(), fetch: rel}, arch, v, goMod, set)
+	if err != nil {
+		if ctx.Err() == nil {
+			g.warn("%s@%s/%s: Go release of the layout change between %s and %s not located: %s: %s", mod, v, arch, a.toolchain, b.toolchain, rel, truncate(err.Error(), 300))
+		}
+		return nil
+	}
+	m := goPoint{rel, values}
+	out := g.bisect(ctx, a, m, arch, v, goMod, set)
+	out = append(out, m)
+	return append(out, g.bisect(ctx, m, b, arch, v, goMod, set)...)
+}
+
+// sameValues reports whether two probes agree on every field: the same
+// value, or both without it.
+func sameValues(fields []offsets.FieldID, a, b map[offsets.FieldID]offsets.Value) bool {
+	for _, id := range fields {
+		va, inA := a[id]
+		vb, inB := b[id]
+		if inA != inB || va != vb {
+			return false
+		}
+	}
+	return true
+}
+
+// splitByGo compares the values probes of one module version got with the
+// toolchains of ascending Go releases (points, oldest first, at most one
+// per Go line). Fields all agree on (or all lack) are returned in values.
+// Each other field gets in byGo one value per run of consecutive points
+// that agree on it, in Go order, bounded to the Go releases the run
+// stands for:
+//
+//   - between points of adjacent lines L1 and L2 (a change located by
+//     bisection), the bound is the first release of L2: the older run gets
+//     "<go1.L2", the newer ">=go1.L2" (canonically "<go1.22.0" and
+//     ">=go1.22.0", "<go1.20" before go1.21). Every release of either line
+//     gets exactly one value; patch releases are taken to lay out as the
+//     newest of their line, which was built, and pre-releases of L2 sort
+//     before go1.L2 and get the older value.
+//   - between points of lines further apart (the bisection could not
+//     build in between), the bounds are the toolchains built: "<=go1.21.13"
+//     and ">=go1.26.8". Releases between them get no value, so a lookup
+//     for them fails with offsets.ErrGoDependent instead of guessing.
+//   - the oldest run has no lower bound and the newest no upper one:
+//     releases older than the oldest toolchain built (older patch
+//     releases of its line, say) get the oldest value, newer ones the
+//     newest. Runs in between have both: ">=go1.20,<go1.25.0".
+//
+// A run in which the field is absent gets no value: a lookup for those
+// releases finds no bound that allows them.
+func splitByGo(fields []offsets.FieldID, points []goPoint) (map[offsets.FieldID]offsets.Value, map[offsets.FieldID][]offsets.GoValue, error) {
 	values := map[offsets.FieldID]offsets.Value{}
 	byGo := map[offsets.FieldID][]offsets.GoValue{}
+	if len(points) == 0 {
+		return values, byGo, nil
+	}
+	same := func(i, j int, id offsets.FieldID) bool {
+		vi, inI := points[i].values[id]
+		vj, inJ := points[j].values[id]
+		return inI == inJ && vi == vj
+	}
 	for _, id := range fields {
-		nv, inNew := newValues[id]
-		ov, inOld := oldValues[id]
-		if inNew == inOld && nv == ov {
-			if inNew {
-				values[id] = nv
+		start := 0
+		for i := 1; i <= len(points); i++ {
+			if i < len(points) && same(start, i, id) {
+				continue
 			}
-			continue
-		}
-		if inOld {
-			byGo[id] = append(byGo[id], offsets.GoValue{Go: oldBound.String(), Value: ov})
-		}
-		if inNew {
-			byGo[id] = append(byGo[id], offsets.GoValue{Go: newBound.String(), Value: nv})
+			// points[start:i] agree on id.
+			val, present := points[start].values[id]
+			switch {
+			case !present:
+			case start == 0 && i == len(points):
+				values[id] = val
+			default:
+				var terms []string
+				if start > 0 {
+					_, lower := goBounds(points[start-1].toolchain, points[start].toolchain)
+					terms = append(terms, lower)
+				}
+				if i < len(points) {
+					upper, _ := goBounds(points[i-1].toolchain, points[i].toolchain)
+					terms = append(terms, upper)
+				}
+				c, err := offsets.ParseConstraint(offsets.StdModule, strings.Join(terms, ","))
+				if err != nil {
+					return nil, nil, fmt.Errorf("bound %s on the Go release: %w", id, err)
+				}
+				byGo[id] = append(byGo[id], offsets.GoValue{Go: c.String(), Value: val})
+			}
+			start = i
 		}
 	}
 	return values, byGo, nil
 }
 
-// build builds one probe with toolchain c and reads it. Fields the version
-// does not have are left out (recorded absent).
-func (g *generator) build(ctx context.Context, c *candidate, arch, v, goVersion string, set *fieldset.Set) (map[offsets.FieldID]offsets.Value, error) {
+// goBounds returns the terms that separate the Go releases of the older
+// toolchain a from those of the newer b: upper ends a's span, lower starts
+// b's (see splitByGo).
+func goBounds(a, b goversion.Version) (upper, lower string) {
+	if a.Major == b.Major && b.Minor == a.Minor+1 {
+		first := goversion.Version{Major: b.Major, Minor: b.Minor}.String()
+		return "<" + first, ">=" + first
+	}
+	return "<=" + a.String(), ">=" + b.String()
+}
+
+// probe builds one probe with toolchain c, fetching c first unless it is
+// in the cache, and reads it; its Cost goes into the report. Fields the
+// version does not have are left out (recorded absent). It is g.build
+// outside tests.
+func (g *generator) probe(ctx context.Context, c *candidate, arch, v, goMod string, set *fieldset.Set) (map[offsets.FieldID]offsets.Value, error) {
+	goroot, err := g.goroot(ctx, c)
+	if err != nil {
+		return nil, err
+	}
 	scratch, err := os.MkdirTemp(g.cfg.CacheDir, "probe-")
 	if err != nil {
 		return nil, err
@@ -327,13 +577,55 @@ func (g *generator) build(ctx context.Context, c *candidate, arch, v, goVersion 
 	if gocache == "" {
 		gocache = filepath.Join(g.cfg.CacheDir, "gocache-"+c.name)
 	}
-	bin, err := probe.Build{GOROOT: c.goroot, Arch: arch, Dir: scratch, GOCACHE: gocache,
+	t0 := time.Now()
+	bin, err := probe.Build{GOROOT: goroot, Arch: arch, Dir: scratch, GOCACHE: gocache,
 		Require:   []probe.Requirement{{Path: g.cfg.Set.Module, Version: v}},
-		ModuleEnv: env, GoVersion: goVersion}.Run(ctx, set)
+		ModuleEnv: env, GoVersion: goMod}.Run(ctx, set)
+	cost := Cost{Version: v, Arch: arch, Toolchain: c.name, Build: time.Since(t0)}
 	if err != nil {
+		if ctx.Err() == nil {
+			g.addCost(cost)
+		}
 		return nil, err
 	}
-	return probe.Read(bin, set.Fields)
+	t1 := time.Now()
+	values, err := probe.Read(bin, set.Fields)
+	cost.Read = time.Since(t1)
+	g.addCost(cost)
+	return values, err
+}
+
+func (g *generator) addCost(c Cost) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.rep.Costs = append(g.rep.Costs, c)
+}
+
+// goroot returns the GOROOT of c, fetching its toolchain into the cache
+// on first use. Workers share what was fetched through g.goroots, by
+// toolchain name; workers that want a toolchain at the same time wait for
+// each other in the cache (it locks per release), so it is fetched once.
+func (g *generator) goroot(ctx context.Context, c *candidate) (string, error) {
+	if c.goroot != "" {
+		return c.goroot, nil
+	}
+	g.gorootsMu.Lock()
+	goroot, ok := g.goroots[c.name]
+	g.gorootsMu.Unlock()
+	if ok {
+		return goroot, nil
+	}
+	goroot, t, err := g.cache.Toolchain(ctx, c.fetch)
+	if err != nil {
+		return "", fmt.Errorf("fetch toolchain: %w", err)
+	}
+	if !t.Cached {
+		g.log.Info("toolchain fetched", "toolchain", c.name, "download", t.Download, "verify", t.Verify, "unpack", t.Unpack)
+	}
+	g.gorootsMu.Lock()
+	g.goroots[c.name] = goroot
+	g.gorootsMu.Unlock()
+	return goroot, nil
 }
 
 // goDirective reads the go directive of module@v's go.mod from the proxy,
@@ -407,15 +699,15 @@ func (g *generator) candidates(ctx context.Context, goLine goversion.Version) ([
 // newestOf returns the newest available release of line from the proxy,
 // listing releases once per run.
 func (g *generator) newestOf(ctx context.Context, line goversion.Version) (goversion.Version, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.linesMu.Lock()
+	defer g.linesMu.Unlock()
 	if v, ok := g.lines[line.Line()]; ok {
 		return v, nil
 	}
 	if g.releases == nil {
 		rs, err := g.cfg.Proxy.Releases(ctx, oldestFallback)
 		if err != nil {
-			return goversion.Version{}, fmt.Errorf("list Go releases for a fallback toolchain: %w", err)
+			return goversion.Version{}, fmt.Errorf("list Go releases for older toolchains: %w", err)
 		}
 		g.releases = rs
 	}
@@ -432,7 +724,11 @@ func (g *generator) newestOf(ctx context.Context, line goversion.Version) (gover
 	return best, nil
 }
 
+// record puts one version's builds into the table and writes the shard,
+// one version at a time.
 func (g *generator) record(v string, arches []string, build func(arch string) offsets.Build) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	built, failed, err := generate.Record(g.table, g.cfg.OutDir, arches, build)
 	g.rep.Built += built
 	g.rep.Failed += failed

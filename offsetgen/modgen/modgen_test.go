@@ -3,6 +3,7 @@ package modgen
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,7 @@ import (
 	modzip "golang.org/x/mod/zip"
 
 	"github.com/offsetdb/offsetdb/fieldset"
+	"github.com/offsetdb/offsetdb/goversion"
 	"github.com/offsetdb/offsetdb/offsetgen/toolchain"
 	"github.com/offsetdb/offsetdb/offsets"
 )
@@ -116,9 +118,10 @@ func TestSplitByGoBoundsOnlyTheFieldsThatDiffer(t *testing.T) {
 	moved := offsets.FieldID{Package: "example.com/lib", Struct: "Conn", Field: "mu"}
 	added := offsets.FieldID{Package: "example.com/lib", Struct: "Conn", Field: "new"}
 	v := func(off uint64) offsets.Value { return offsets.Value{Offset: off, Size: 8, Type: "int"} }
-	values, byGo, err := splitByGo([]offsets.FieldID{same, moved, added},
-		"go1.21.13", map[offsets.FieldID]offsets.Value{same: v(0), moved: v(8)},
-		"go1.26.8", map[offsets.FieldID]offsets.Value{same: v(0), moved: v(16), added: v(24)})
+	values, byGo, err := splitByGo([]offsets.FieldID{same, moved, added}, []goPoint{
+		{goversion.MustParse("go1.21.13"), map[offsets.FieldID]offsets.Value{same: v(0), moved: v(8)}},
+		{goversion.MustParse("go1.26.8"), map[offsets.FieldID]offsets.Value{same: v(0), moved: v(16), added: v(24)}},
+	})
 	require.NoError(t, err)
 	assert.Equal(t, map[offsets.FieldID]offsets.Value{same: v(0)}, values)
 	assert.Equal(t, []offsets.GoValue{{Go: "<=go1.21.13", Value: v(8)}, {Go: ">=go1.26.8", Value: v(16)}}, byGo[moved])
@@ -171,4 +174,236 @@ func TestRunComparesToolchainsAndRetriesWithTheFallback(t *testing.T) {
 	s, err := db.Shard("example.com/lib")
 	require.NoError(t, err)
 	assert.Equal(t, "go1.21.13", s.Coverage["amd64"][0].Toolchain, "the toolchain that built is recorded")
+}
+
+func TestSplitByGoBoundsEachRunOfAgreeingToolchains(t *testing.T) {
+	id := offsets.FieldID{Package: "example.com/lib", Struct: "Conn", Field: "mu"}
+	v := func(off uint64) offsets.Value { return offsets.Value{Offset: off, Size: 8, Type: "int"} }
+	at := func(tc string, off uint64) goPoint {
+		if off == 0 {
+			return goPoint{goversion.MustParse(tc), map[offsets.FieldID]offsets.Value{}}
+		}
+		return goPoint{goversion.MustParse(tc), map[offsets.FieldID]offsets.Value{id: v(off)}}
+	}
+	for _, tc := range []struct {
+		name   string
+		points []goPoint
+		want   []offsets.GoValue
+	}{{
+		name:   "adjacent lines split at the first release of the newer",
+		points: []goPoint{at("go1.21.13", 8), at("go1.22.12", 16)},
+		want:   []offsets.GoValue{{Go: "<go1.22.0", Value: v(8)}, {Go: ">=go1.22.0", Value: v(16)}},
+	}, {
+		name:   "first releases before go1.21 are named go1.N",
+		points: []goPoint{at("go1.17.13", 8), at("go1.19.13", 8), at("go1.20.14", 16), at("go1.26.8", 16)},
+		want:   []offsets.GoValue{{Go: "<go1.20", Value: v(8)}, {Go: ">=go1.20", Value: v(16)}},
+	}, {
+		name:   "a run in the middle is bounded on both sides",
+		points: []goPoint{at("go1.19.13", 8), at("go1.20.14", 16), at("go1.24.13", 16), at("go1.25.7", 24)},
+		want: []offsets.GoValue{{Go: "<go1.20", Value: v(8)}, {Go: ">=go1.20,<go1.25.0", Value: v(16)},
+			{Go: ">=go1.25.0", Value: v(24)}},
+	}, {
+		name:   "lines apart keep the toolchains built as bounds",
+		points: []goPoint{at("go1.17.13", 8), at("go1.21.13", 8), at("go1.26.8", 16)},
+		want:   []offsets.GoValue{{Go: "<=go1.21.13", Value: v(8)}, {Go: ">=go1.26.8", Value: v(16)}},
+	}, {
+		name:   "no value where the field is absent",
+		points: []goPoint{at("go1.23.12", 0), at("go1.24.13", 8)},
+		want:   []offsets.GoValue{{Go: ">=go1.24.0", Value: v(8)}},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			values, byGo, err := splitByGo([]offsets.FieldID{id}, tc.points)
+			require.NoError(t, err)
+			assert.Empty(t, values)
+			assert.Equal(t, tc.want, byGo[id])
+		})
+	}
+}
+
+// goLines are the newest releases of the Go lines the bisection tests
+// pretend the proxy has, with an older patch release for some.
+var goLines = []string{"go1.17.13", "go1.18.10", "go1.19.13", "go1.20", "go1.20.14", "go1.21.0", "go1.21.13",
+	"go1.22.0", "go1.22.12", "go1.23.12", "go1.24.13", "go1.25.7", "go1.26.8"}
+
+func TestCompareGoBisectsTheGoLinesBetweenDisagreeingToolchains(t *testing.T) {
+	mu := offsets.FieldID{Package: "example.com/lib", Struct: "Conn", Field: "mu"}
+	id := offsets.FieldID{Package: "example.com/lib", Struct: "Conn", Field: "id"}
+	v := func(off uint64) offsets.Value { return offsets.Value{Offset: off, Size: 8, Type: "int"} }
+	type lookup struct {
+		goVersion string
+		want      uint64 // 0: no value for that release (ErrGoDependent)
+	}
+	for _, tc := range []struct {
+		name string
+		// muAt is the offset of Conn.mu a toolchain of the Go line minor
+		// lays out; 0 leaves the field out.
+		muAt     func(minor int) uint64
+		fail     int // line whose build fails, or 0
+		built    []string
+		bounds   []string
+		lookups  []lookup
+		warnings string
+	}{{
+		name: "one change is located with about log2(lines) builds",
+		muAt: func(minor int) uint64 { return map[bool]uint64{true: 8, false: 16}[minor <= 21] },
+		// [17,26] → 21; [21,26] → 23; [21,23] → 22.
+		built:   []string{"go1.21.13", "go1.23.12", "go1.22.12"},
+		bounds:  []string{"<go1.22.0", ">=go1.22.0"},
+		lookups: []lookup{{"go1.17.5", 8}, {"go1.21.13", 8}, {"go1.22.0", 16}, {"go1.22rc1", 8}, {"go1.26.8", 16}, {"go1.27.0", 16}},
+	}, {
+		name: "two changes",
+		muAt: func(minor int) uint64 {
+			switch {
+			case minor < 20:
+				return 8
+			case minor < 25:
+				return 16
+			}
+			return 24
+		},
+		built:   []string{"go1.21.13", "go1.19.13", "go1.20.14", "go1.23.12", "go1.24.13", "go1.25.7"},
+		bounds:  []string{"<go1.20", ">=go1.20,<go1.25.0", ">=go1.25.0"},
+		lookups: []lookup{{"go1.19.13", 8}, {"go1.20", 16}, {"go1.20.1", 16}, {"go1.24.13", 16}, {"go1.25.0", 24}, {"go1.26.8", 24}},
+	}, {
+		name: "a field the newer releases add",
+		muAt: func(minor int) uint64 { return map[bool]uint64{true: 0, false: 8}[minor < 24] },
+		// [17,26] → 21; [21,26] → 23; [23,26] → 24.
+		built:   []string{"go1.21.13", "go1.23.12", "go1.24.13"},
+		bounds:  []string{">=go1.24.0"},
+		lookups: []lookup{{"go1.23.12", 0}, {"go1.24.0", 8}, {"go1.26.8", 8}},
+	}, {
+		name: "a failed bisection build keeps the coarser bounds",
+		muAt: func(minor int) uint64 { return map[bool]uint64{true: 8, false: 16}[minor <= 21] },
+		fail: 23,
+		// [17,26] → 21; [21,26] → 23, which fails: the change lies in (21, 26).
+		built:    []string{"go1.21.13", "go1.23.12"},
+		bounds:   []string{"<=go1.21.13", ">=go1.26.8"},
+		lookups:  []lookup{{"go1.17.5", 8}, {"go1.21.13", 8}, {"go1.22.0", 0}, {"go1.26.8", 16}},
+		warnings: "example.com/lib@v1.0.0/amd64: Go release of the layout change between go1.21.13 and go1.26.8 not located: go1.23.12: no luck",
+	}, {
+		name:    "toolchains that agree build nothing in between",
+		muAt:    func(int) uint64 { return 8 },
+		lookups: []lookup{{"go1.17.5", 8}, {"go1.22.0", 8}},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy := moduleProxy(t, map[string]map[string]string{
+				"v1.0.0": {"go.mod": "module example.com/lib\n\ngo 1.17\n", "lib.go": "package lib\n"},
+			})
+			set, err := fieldset.ParseModule("example.com/lib", strings.NewReader("example.com/lib.Conn.mu\nexample.com/lib.Conn.id\n"))
+			require.NoError(t, err)
+			out := t.TempDir()
+			cfg := Config{Set: set, Arches: []string{"amd64"}, CacheDir: t.TempDir(), OutDir: out, Proxy: proxy, CompareGo: true,
+				Local:    &toolchain.Installed{Version: "go1.26.8", GOROOT: "/nonexistent"},
+				Fallback: &toolchain.Installed{Version: "go1.17.13", GOROOT: "/nonexistent"}}
+			var built []string
+			fake := func(_ context.Context, c *candidate, arch, version, goMod string, set *fieldset.Set) (map[offsets.FieldID]offsets.Value, error) {
+				gv := goversion.MustParse(c.name)
+				if c.name != "go1.26.8" && c.name != "go1.17.13" {
+					built = append(built, c.name)
+				}
+				if gv.Minor == tc.fail {
+					return nil, errors.New("no luck")
+				}
+				values := map[offsets.FieldID]offsets.Value{id: v(0)}
+				if off := tc.muAt(gv.Minor); off != 0 {
+					values[mu] = v(off)
+				}
+				return values, nil
+			}
+			rep, err := run(context.Background(), cfg, func(g *generator) {
+				g.build = fake
+				for _, s := range goLines {
+					g.releases = append(g.releases, toolchain.Release{Version: goversion.MustParse(s), Available: true})
+				}
+			})
+			require.NoError(t, err)
+			assert.Equal(t, tc.built, built, "the Go lines bisected")
+			assert.Equal(t, len(tc.built), rep.BisectBuilds)
+			assert.Equal(t, 1, rep.Built)
+			if tc.warnings == "" {
+				assert.Empty(t, rep.Warnings)
+			} else {
+				assert.Equal(t, []string{tc.warnings}, rep.Warnings)
+			}
+
+			db, err := offsets.OpenDir(out)
+			require.NoError(t, err)
+			s, err := db.Shard("example.com/lib")
+			require.NoError(t, err)
+			require.NoError(t, s.Check())
+			var bounds []string
+			for _, r := range s.Fields[mu.String()]["amd64"] {
+				if r.Go != "" {
+					bounds = append(bounds, r.Go)
+				}
+			}
+			assert.Equal(t, tc.bounds, bounds)
+			for _, l := range tc.lookups {
+				r, err := db.Lookup("example.com/lib", "v1.0.0", "amd64", mu, offsets.WithGoVersion(l.goVersion))
+				if l.want == 0 {
+					assert.ErrorIs(t, err, offsets.ErrGoDependent, l.goVersion)
+					continue
+				}
+				if assert.NoError(t, err, l.goVersion) {
+					assert.Equal(t, l.want, r.Offset, l.goVersion)
+				}
+			}
+			r, err := db.Lookup("example.com/lib", "v1.0.0", "amd64", id)
+			require.NoError(t, err, "a field every toolchain agrees on needs no Go release")
+			assert.Empty(t, r.Provenance.Go)
+		})
+	}
+}
+
+func TestRunWithWorkersWritesTheSameShardAsOneWorker(t *testing.T) {
+	gomod := "module example.com/lib\n\ngo 1.21\n"
+	proxy := moduleProxy(t, map[string]map[string]string{
+		"v1.0.0": {"go.mod": gomod, "lib.go": "package lib\n\ntype Conn struct {\n\tid   uint32\n\tName string\n}\n"},
+		"v1.1.0": {"go.mod": gomod, "lib.go": "package lib\n\ntype Conn struct {\n\tflags uint64\n\tid    uint32\n\tName  string\n}\n"},
+		"v1.2.0": {"go.mod": gomod, "lib.go": "package lib\n\ntype Conn struct { broken }\n"},
+	})
+	local, err := toolchain.Local(context.Background())
+	require.NoError(t, err)
+	set, err := fieldset.ParseModule("example.com/lib", strings.NewReader("example.com/lib.Conn.id\nexample.com/lib.Conn.Name\n"))
+	require.NoError(t, err)
+	shards := map[int][]byte{} // by workers
+	for _, workers := range []int{1, 2} {
+		out := t.TempDir()
+		var bar bytes.Buffer
+		rep, err := Run(context.Background(), Config{
+			Set: set, Arches: []string{"amd64"}, CacheDir: t.TempDir(), OutDir: out, Proxy: proxy, Local: local, NoFallback: true,
+			// A module cache of each run's own: the failure's words include
+			// the go command's downloads.
+			ModuleEnv: []string{"GOSUMDB=off", "GOFLAGS=-mod=mod -modcacherw", "GOMODCACHE=" + t.TempDir()},
+			// v9.9.9 is not on the proxy.
+			Versions: []string{"v1.0.0", "v1.1.0", "v1.2.0", "v9.9.9"}, Workers: workers, Progress: &bar,
+		})
+		require.NoError(t, err, "workers=%d", workers)
+		assert.Equal(t, 2, rep.Built)
+		assert.Equal(t, 1, rep.Failed)
+		assert.Equal(t, 1, rep.Unavailable)
+		assert.Contains(t, strings.Join(rep.Warnings, "\n"), "example.com/lib@v9.9.9: recorded unavailable: ")
+		assert.Contains(t, bar.String(), "4/4", "one step per version")
+		var costs []string
+		for _, c := range rep.Costs {
+			assert.Positive(t, c.Build)
+			costs = append(costs, c.Version+"/"+c.Arch+"/"+c.Toolchain)
+		}
+		assert.Equal(t, []string{"v1.0.0/amd64/" + local.Version, "v1.1.0/amd64/" + local.Version, "v1.2.0/amd64/" + local.Version}, costs,
+			"one cost per probe, by version")
+		data, err := os.ReadFile(filepath.Join(out, offsets.ShardFile("example.com/lib")))
+		require.NoError(t, err)
+		s, err := offsets.DecodeShard(data)
+		require.NoError(t, err)
+		for i, c := range s.Coverage["amd64"] {
+			if c.Status == offsets.StatusFailed {
+				// The compiler names the module cache, another per run.
+				assert.Contains(t, c.Reason, "undefined: broken")
+				s.Coverage["amd64"][i].Reason = ""
+			}
+		}
+		shards[workers], err = s.Encode()
+		require.NoError(t, err)
+	}
+	assert.Equal(t, string(shards[1]), string(shards[2]))
 }
