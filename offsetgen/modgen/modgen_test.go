@@ -32,6 +32,7 @@ func moduleProxy(t *testing.T, versions map[string]map[string]string) *toolchain
 		list = append(list, v)
 		dir := t.TempDir()
 		for name, text := range srcs {
+			require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
 			require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644))
 		}
 		var zip bytes.Buffer
@@ -406,4 +407,37 @@ func TestRunWithWorkersWritesTheSameShardAsOneWorker(t *testing.T) {
 		require.NoError(t, err)
 	}
 	assert.Equal(t, string(shards[1]), string(shards[2]))
+}
+
+// TestRunRefusesAProbeTheGoCommandUpgraded: a package the field set
+// imports that an old version lacks makes the go command pull in the newest
+// version instead; that build must not be recorded as the old version's.
+func TestRunRefusesAProbeTheGoCommandUpgraded(t *testing.T) {
+	gomod := "module example.com/lib\n\ngo 1.21\n"
+	proxy := moduleProxy(t, map[string]map[string]string{
+		"v1.0.0": {"go.mod": gomod, "lib.go": "package lib\n\ntype Conn struct{ id uint32 }\n"},
+		"v1.1.0": {"go.mod": gomod, "lib.go": "package lib\n\ntype Conn struct {\n\tflags uint64\n\tid    uint32\n}\n", "api/api.go": "package api\n\nfunc New() {}\n"},
+	})
+	local, err := toolchain.Local(context.Background())
+	require.NoError(t, err)
+	set, err := fieldset.ParseModule("example.com/lib", strings.NewReader("import example.com/lib/api\nkeep api.New\nexample.com/lib.Conn.id\n"))
+	require.NoError(t, err)
+	out := t.TempDir()
+	rep, err := Run(context.Background(), Config{
+		Set: set, Arches: []string{"amd64"}, CacheDir: t.TempDir(), OutDir: out, Proxy: proxy, Local: local, NoFallback: true,
+		ModuleEnv: []string{"GOSUMDB=off", "GOFLAGS=-mod=mod -modcacherw", "GOMODCACHE=" + t.TempDir()},
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Built, "v1.1.0 has the package")
+	assert.Equal(t, 1, rep.Failed, "v1.0.0 built only by linking v1.1.0")
+
+	db, err := offsets.OpenDir(out)
+	require.NoError(t, err)
+	_, err = db.Lookup("example.com/lib", "v1.0.0", "amd64", offsets.FieldID{Package: "example.com/lib", Struct: "Conn", Field: "id"})
+	var verr *offsets.VersionError
+	require.ErrorAs(t, err, &verr)
+	assert.Contains(t, verr.Reason, "linked example.com/lib@v1.1.0 instead of v1.0.0")
+	r, err := db.Lookup("example.com/lib", "v1.1.0", "amd64", offsets.FieldID{Package: "example.com/lib", Struct: "Conn", Field: "id"})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(8), r.Offset)
 }

@@ -6,6 +6,7 @@ package probe
 import (
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"os"
@@ -242,7 +243,37 @@ func (b Build) Run(ctx context.Context, set *fieldset.Set) (string, error) {
 		}
 		return "", fmt.Errorf("%w: %v: %s", ErrBuild, err, strings.TrimSpace(string(output)))
 	}
+	if err := checkRequirements(out, b.Require); err != nil {
+		return "", err
+	}
 	return out, nil
+}
+
+// checkRequirements reports a probe that links another version of a
+// required module than the one asked for. With -mod=mod, an import that no
+// required module provides (a package a field set names but this version
+// lacks) makes the go command add the newest module that has it, silently
+// upgrading the requirement; the probe would then describe that version.
+func checkRequirements(bin string, reqs []Requirement) error {
+	if len(reqs) == 0 {
+		return nil
+	}
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		return fmt.Errorf("read the module versions linked into the probe: %w", err)
+	}
+	for _, r := range reqs {
+		if r.Dir != "" {
+			continue
+		}
+		for _, d := range info.Deps {
+			if d.Path == r.Path && d.Version != r.Version {
+				return fmt.Errorf("%w: the go command linked %s@%s instead of %s (a package the probe imports is not in %s@%s): bound the field set's import, keep or field lines",
+					ErrBuild, d.Path, d.Version, r.Version, r.Path, r.Version)
+			}
+		}
+	}
+	return nil
 }
 
 // env is a clean environment: nothing from the caller's Go setup (GOFLAGS,
