@@ -227,8 +227,8 @@ func generateModule(ctx context.Context, set *fieldset.Set, mr moduleRun, report
 }
 
 func printModuleReport(w io.Writer, module string, compareGo bool, r *modgen.Report) {
-	fmt.Fprintf(w, "%s: %d versions selected (%d retracted skipped), %d probes built, %d already up to date, %d versions unavailable, %d probes failed",
-		module, r.Versions, len(r.Retracted), r.Built, r.UpToDate, r.Unavailable, r.Failed)
+	fmt.Fprintf(w, "%s: %d versions selected (%d not on the proxy's list, %d retracted skipped), %d probes built, %d already up to date, %d versions unavailable, %d probes failed",
+		module, r.Versions, r.Discovered, len(r.Retracted), r.Built, r.UpToDate, r.Unavailable, r.Failed)
 	if compareGo {
 		fmt.Fprintf(w, ", %d field layouts depend on the Go release (%d bisection builds)", r.GoDependent, r.BisectBuilds)
 	}

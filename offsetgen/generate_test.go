@@ -15,7 +15,7 @@ import (
 )
 
 func TestModuleReportSaysWhyNothingWasBuiltAndWhatEachVersionCost(t *testing.T) {
-	rep := &modgen.Report{Versions: 3, Built: 2, Unavailable: 1, GoDependent: 1, BisectBuilds: 3,
+	rep := &modgen.Report{Versions: 3, Discovered: 1, Built: 2, Unavailable: 1, GoDependent: 1, BisectBuilds: 3,
 		Costs: []modgen.Cost{
 			{Version: "v1.0.0", Arch: "amd64", Toolchain: "go1.26.8", Build: 4 * time.Second, Read: time.Second},
 			{Version: "v1.0.0", Arch: "amd64", Toolchain: "go1.21.13", Build: 2 * time.Second, Read: time.Second},
@@ -25,7 +25,7 @@ func TestModuleReportSaysWhyNothingWasBuiltAndWhatEachVersionCost(t *testing.T) 
 		Wall:     time.Minute}
 	var out bytes.Buffer
 	printModuleReport(&out, "example.com/lib", true, rep)
-	assert.Equal(t, "example.com/lib: 3 versions selected (0 retracted skipped), 2 probes built, 0 already up to date, 1 versions unavailable, 0 probes failed, "+
+	assert.Equal(t, "example.com/lib: 3 versions selected (1 not on the proxy's list, 0 retracted skipped), 2 probes built, 0 already up to date, 1 versions unavailable, 0 probes failed, "+
 		"1 field layouts depend on the Go release (3 bisection builds), in 1m0s\n"+
 		"mean per version (3 probes over 2 versions): build/amd64 6s, read/amd64 1s\n"+
 		"warning: example.com/lib@v0.4.47: recorded unavailable: go.mod of example.com/lib@v0.4.47: proxy answered 404: not found\n", out.String())

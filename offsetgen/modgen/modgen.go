@@ -134,6 +134,9 @@ type Report struct {
 	// locate where a layout changes (CompareGo), failed ones included.
 	BisectBuilds int
 	Retracted    map[string]string // versions skipped as retracted, with rationale
+	// Discovered counts the selected versions the proxy serves but left
+	// off its list (found by modversions' probing).
+	Discovered int
 	Warnings     []string          // sorted
 	// Costs holds one entry per probe build this run, failed ones
 	// included, sorted by version.
@@ -178,7 +181,7 @@ func run(ctx context.Context, cfg Config, setup func(*generator)) (*Report, erro
 		if err != nil {
 			return nil, err
 		}
-		versions, rep.Retracted = l.Versions, l.Retracted
+		versions, rep.Retracted, rep.Discovered = l.Versions, l.Retracted, len(l.Discovered)
 	}
 	rep.Versions = len(versions)
 	local := cfg.Local
