@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/offsetdb/offsetdb/fieldset"
 	"github.com/offsetdb/offsetdb/goversion"
+	"github.com/offsetdb/offsetdb/offsetgen/probe"
 	"github.com/offsetdb/offsetdb/offsetgen/toolchain"
 	"github.com/offsetdb/offsetdb/offsets"
 )
@@ -43,7 +46,17 @@ func moduleProxy(t *testing.T, versions map[string]map[string]string) *toolchain
 		files[base+".info"] = []byte(`{"Version":"` + v + `","Time":"2024-01-01T00:00:00Z"}`)
 	}
 	files["/example.com/lib/@v/list"] = []byte(strings.Join(list, "\n") + "\n")
+	// Toolchains and the checksum database come from the real proxy, so
+	// that tests can fetch real older Go releases through this one.
+	real, err := url.Parse(toolchain.ProxyURLFromEnv())
+	require.NoError(t, err)
+	forward := httputil.NewSingleHostReverseProxy(real)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/golang.org/toolchain/") || strings.HasPrefix(r.URL.Path, "/sumdb/") {
+			r.Host = real.Host
+			forward.ServeHTTP(w, r)
+			return
+		}
 		data, ok := files[r.URL.Path]
 		if !ok {
 			http.Error(w, "not found", http.StatusNotFound)
@@ -440,4 +453,75 @@ func TestRunRefusesAProbeTheGoCommandUpgraded(t *testing.T) {
 	r, err := db.Lookup("example.com/lib", "v1.1.0", "amd64", offsets.FieldID{Package: "example.com/lib", Struct: "Conn", Field: "id"})
 	require.NoError(t, err)
 	assert.Equal(t, uint64(8), r.Offset)
+}
+
+// TestCompareGoFindsTheGoReleaseThatMovedAField is the Go-release
+// dependence the issue names: sync.Map was reimplemented in Go 1.24, so a
+// field placed after one moves with the Go release that compiles the
+// library. Real toolchains (go1.23.12, go1.24.x, go1.25.x from the proxy,
+// the installed one) build a real probe; the test checks the change is
+// placed between 1.23 and 1.24 and that lookups give each Go release the
+// offset its own build has.
+func TestCompareGoFindsTheGoReleaseThatMovedAField(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: fetches three Go toolchains from the module proxy")
+	}
+	local, err := toolchain.Local(context.Background())
+	require.NoError(t, err)
+	if lv, err := goversion.Parse(local.Version); err != nil || lv.Minor < 25 {
+		t.Skipf("SKIPPED: the installed toolchain %s is older than go1.25, so there is no Go line to bisect after go1.24", local.Version)
+	}
+	gomod := "module example.com/lib\n\ngo 1.23\n"
+	proxy := moduleProxy(t, map[string]map[string]string{
+		"v1.0.0": {"go.mod": gomod, "lib.go": "package lib\n\nimport \"sync\"\n\ntype Cache struct {\n\tm    sync.Map\n\thits uint64\n}\n"},
+	})
+	cacheDir, err := os.UserCacheDir()
+	require.NoError(t, err)
+	cacheDir = filepath.Join(cacheDir, "offsetdb-test")
+	proxy.ConfigDir = filepath.Join(cacheDir, "sumdb")
+	set, err := fieldset.ParseModule("example.com/lib", strings.NewReader("example.com/lib.Cache.hits\n"))
+	require.NoError(t, err)
+	out := t.TempDir()
+	rep, err := Run(context.Background(), Config{Set: set, Arches: []string{"amd64"}, CacheDir: cacheDir, OutDir: out, Proxy: proxy,
+		Local: local, CompareGo: true, ModuleEnv: []string{"GOSUMDB=off", "GOFLAGS=-mod=mod -modcacherw", "GOMODCACHE=" + t.TempDir()}})
+	if errors.Is(err, toolchain.ErrUnreachable) {
+		t.Skipf("SKIPPED: the Go module proxy is unreachable: %v", err)
+	}
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Built, "warnings: %v", rep.Warnings)
+	assert.Equal(t, 1, rep.GoDependent, "warnings: %v", rep.Warnings)
+	assert.Positive(t, rep.BisectBuilds, "the lines between go1.23 and the installed one were bisected")
+
+	// Each Go release's own build is the reference: build the probe with
+	// go1.23.12 and with the installed toolchain, and compare lookups.
+	db, err := offsets.OpenDir(out)
+	require.NoError(t, err)
+	s, err := db.Shard("example.com/lib")
+	require.NoError(t, err)
+	id := set.Fields[0]
+	before, err := s.Lookup("v1.0.0", "amd64", id, offsets.WithGoVersion("go1.23.12"))
+	require.NoError(t, err)
+	atChange, err := s.Lookup("v1.0.0", "amd64", id, offsets.WithGoVersion("go1.24.0"))
+	require.NoError(t, err)
+	after, err := s.Lookup("v1.0.0", "amd64", id, offsets.WithGoVersion(local.Version))
+	require.NoError(t, err)
+	assert.NotEqual(t, before.Offset, after.Offset, "sync.Map changed size in Go 1.24")
+	assert.Equal(t, after.Offset, atChange.Offset, "the change is placed at go1.24.0")
+	_, err = s.Lookup("v1.0.0", "amd64", id)
+	assert.ErrorIs(t, err, offsets.ErrGoDependent, "without the target's Go release there is no answer")
+	t.Logf("Cache.hits: offset %d up to go1.23, %d from go1.24.0 (%s); %d bisection builds", before.Offset, after.Offset, atChange.Provenance.Go, rep.BisectBuilds)
+
+	old := filepath.Join(cacheDir, "toolchains", "go1.23.12")
+	for _, c := range []struct {
+		goroot, name string
+		want         uint64
+	}{{old, "go1.23.12", before.Offset}, {local.GOROOT, local.Version, after.Offset}} {
+		bin, err := probe.Build{GOROOT: c.goroot, Arch: "amd64", Dir: t.TempDir(), GOCACHE: filepath.Join(cacheDir, "gocache-"+c.name),
+			Require: []probe.Requirement{{Path: "example.com/lib", Version: "v1.0.0"}}, GoVersion: "1.23",
+			ModuleEnv: []string{"GOPROXY=" + proxy.URL, "GOSUMDB=off", "GOFLAGS=-mod=mod -modcacherw", "GOMODCACHE=" + t.TempDir()}}.Run(context.Background(), set)
+		require.NoError(t, err, c.name)
+		values, err := probe.Read(bin, set.Fields)
+		require.NoError(t, err)
+		assert.Equal(t, c.want, values[id].Offset, "%s's own build", c.name)
+	}
 }
