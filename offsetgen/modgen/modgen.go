@@ -137,7 +137,7 @@ type Report struct {
 	// Discovered counts the selected versions the proxy serves but left
 	// off its list (found by modversions' probing).
 	Discovered int
-	Warnings     []string          // sorted
+	Warnings   []string // sorted
 	// Costs holds one entry per probe build this run, failed ones
 	// included, sorted by version.
 	Costs []Cost
