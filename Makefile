@@ -32,9 +32,15 @@ test:
 test-short:
 	$(GO) test -short -count=1 ./...
 
-## offsets: regenerate data/ for every Go release since 1.12 (incremental), then verify it
+## offsets: regenerate data/ for every Go release since 1.12 and every version of the modules
+## with a field set (incremental; the first full run takes hours), then verify it
+comma := ,
+empty :=
+space := $(empty) $(empty)
+MODULES ?= $(subst $(space),$(comma),$(subst _,/,$(basename $(notdir $(filter-out fieldset/std.fields,$(wildcard fieldset/*.fields))))))
 offsets:
 	$(GO) run ./offsetgen generate --out data
+	$(GO) run ./offsetgen generate --out data --compare-go --workers 2 --modules $(MODULES)
 	$(GO) run ./offsetgen verify --data data
 	$(GO) run ./offsetgen coverage --data data --readme README.md
 
