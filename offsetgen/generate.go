@@ -232,6 +232,9 @@ func printModuleReport(w io.Writer, module string, compareGo bool, r *modgen.Rep
 	if compareGo {
 		fmt.Fprintf(w, ", %d field layouts depend on the Go release (%d bisection builds)", r.GoDependent, r.BisectBuilds)
 	}
+	if r.Pinned > 0 {
+		fmt.Fprintf(w, ", %d versions without requirements built against dependencies of their release date", r.Pinned)
+	}
 	fmt.Fprintf(w, ", in %s\n", r.Wall.Round(time.Millisecond))
 	if len(r.Costs) > 0 {
 		build, read := map[string]time.Duration{}, map[string]time.Duration{}

@@ -30,6 +30,11 @@ func TestModuleReportSaysWhyNothingWasBuiltAndWhatEachVersionCost(t *testing.T) 
 		"mean per version (3 probes over 2 versions): build/amd64 6s, read/amd64 1s\n"+
 		"warning: example.com/lib@v0.4.47: recorded unavailable: go.mod of example.com/lib@v0.4.47: proxy answered 404: not found\n", out.String())
 
+	out.Reset()
+	printModuleReport(&out, "google.golang.org/grpc", false, &modgen.Report{Versions: 3, Built: 3, Pinned: 2, Wall: time.Second})
+	assert.Equal(t, "google.golang.org/grpc: 3 versions selected (0 not on the proxy's list, 0 retracted skipped), 3 probes built, 0 already up to date, 0 versions unavailable, 0 probes failed, "+
+		"2 versions without requirements built against dependencies of their release date, in 1s\n", out.String(), "versions built against pinned dependencies are counted")
+
 	path := filepath.Join(t.TempDir(), "report.md")
 	require.NoError(t, os.WriteFile(path, []byte("an earlier run's report\n"), 0o644))
 	w := &reportWriter{path: path}

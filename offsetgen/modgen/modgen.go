@@ -16,6 +16,21 @@
 // builds every version too, and where the two lay a field out differently
 // the Go lines between them are bisected to find the release that changed
 // it (see Config.CompareGo).
+//
+// A version whose go.mod requires nothing (one published before Go
+// modules: grpc before v1.15, kafka-go v0.1 and v0.2) leaves its
+// dependencies to the go command, which would take their newest
+// versions: grpc v1.0.5 compiled against today's golang.org/x/net, which
+// no real binary is and which older toolchains cannot build. Such a
+// version is built instead against dependencies pinned to its release
+// date (the proxy's .info Time): each module the probe's packages come
+// from gets the version `go get` would have picked that day, listed again
+// with the pins until no new module appears, the same for every toolchain
+// (see pinDeps). A dependency with no version that old keeps the go
+// command's choice, with a warning. Pins may not build together (the
+// proxy's list of a module may lack the versions of the time): then every
+// toolchain is tried again with the go command's choice, with a warning.
+// Report.Pinned counts the versions built with pins.
 package modgen
 
 import (
@@ -133,7 +148,11 @@ type Report struct {
 	// BisectBuilds counts the probes built with an intermediate Go line to
 	// locate where a layout changes (CompareGo), failed ones included.
 	BisectBuilds int
-	Retracted    map[string]string // versions skipped as retracted, with rationale
+	// Pinned counts the versions built against dependencies pinned to
+	// their release date: versions whose go.mod requires nothing (see
+	// the package documentation).
+	Pinned    int
+	Retracted map[string]string // versions skipped as retracted, with rationale
 	// Discovered counts the selected versions the proxy serves but left
 	// off its list (found by modversions' probing).
 	Discovered int
@@ -192,7 +211,7 @@ func run(ctx context.Context, cfg Config, setup func(*generator)) (*Report, erro
 	}
 	g := &generator{cfg: cfg, log: log, table: table, rep: rep, local: local,
 		cache: &toolchain.Cache{Dir: filepath.Join(cfg.CacheDir, "toolchains"), Proxy: cfg.Proxy},
-		lines: map[string]goversion.Version{}, goroots: map[string]string{}}
+		lines: map[string]goversion.Version{}, goroots: map[string]string{}, dates: newVersionDates(cfg.Proxy)}
 	g.build = g.probe
 	if setup != nil {
 		setup(g)
@@ -268,10 +287,23 @@ feed:
 	return rep, nil
 }
 
-// buildFunc builds the probe of module version v for arch with toolchain
-// c, whose go.mod says go goMod, and reads it: the values of the fields of
-// set the version has.
-type buildFunc func(ctx context.Context, c *candidate, arch, v, goMod string, set *fieldset.Set) (map[offsets.FieldID]offsets.Value, error)
+// target is the module version a probe describes and the dependencies it
+// is built against. It is not changed once made, so workers may share it.
+type target struct {
+	version string
+	goMod   string // go directive of the version's go.mod, "" for none
+	// pins are the dependencies pinned to the version's release date
+	// (Minimum requirements; see pinDeps), for every toolchain alike;
+	// none when its go.mod has requirements of its own. With pins, the
+	// module itself is held at version (probe.Requirement.Hold): a pin
+	// whose go.mod requires a newer version of it must not change the
+	// code the probe describes.
+	pins []probe.Requirement
+}
+
+// buildFunc builds the probe of module version t for arch with toolchain
+// c and reads it: the values of the fields of set the version has.
+type buildFunc func(ctx context.Context, c *candidate, arch string, t *target, set *fieldset.Set) (map[offsets.FieldID]offsets.Value, error)
 
 type generator struct {
 	cfg   Config
@@ -291,6 +323,8 @@ type generator struct {
 
 	gorootsMu sync.Mutex        // guards goroots
 	goroots   map[string]string // GOROOT of each toolchain fetched, by name
+
+	dates *versionDates // release dates of dependency versions, for pinDeps
 }
 
 // candidate is a toolchain to try. It is not changed once made, so
@@ -312,7 +346,7 @@ func (g *generator) warn(format string, args ...any) {
 // version builds, reads and records one module version.
 func (g *generator) version(ctx context.Context, v string, arches []string) error {
 	mod := g.cfg.Set.Module
-	goMod, goLine, err := g.goDirective(ctx, v)
+	f, err := g.goModFile(ctx, v)
 	if errors.Is(err, toolchain.ErrUnavailable) {
 		g.log.Warn("version unavailable", "module", mod, "version", v, "err", err)
 		g.mu.Lock()
@@ -326,47 +360,107 @@ func (g *generator) version(ctx context.Context, v string, arches []string) erro
 	if err != nil {
 		return err
 	}
+	goMod, goLine, err := goDirective(f)
+	if err != nil {
+		return fmt.Errorf("go.mod of %s@%s: %w", mod, v, err)
+	}
 	cands, err := g.candidates(ctx, goLine)
 	if err != nil {
 		return err
 	}
 	set := g.cfg.Set.At(v)
+	t := &target{version: v, goMod: goMod}
+	if len(f.Require) == 0 {
+		pins, err := g.pinDeps(ctx, t, arches, set)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, toolchain.ErrUnreachable):
+			return err
+		case err != nil:
+			g.warn("%s@%s: dependencies not pinned to the version's date, left to the go command (their newest versions): %s", mod, v, truncate(err.Error(), 300))
+		case len(pins) > 0:
+			t.pins = pins
+			var names []string
+			for _, p := range pins {
+				names = append(names, p.Path+"@"+p.Version)
+			}
+			g.log.Info("dependencies pinned to the version's date", "module", mod, "version", v, "pins", strings.Join(names, " "))
+		}
+	}
+	// Dependencies pinned by date may not build together (the proxy's
+	// list of a module may miss the versions of the time): then the go
+	// command's choice is tried as before pinning.
+	targets := []*target{t}
+	if len(t.pins) > 0 {
+		targets = append(targets, &target{version: v, goMod: goMod})
+	}
+	pinned := false
 	builds := map[string]offsets.Build{}
 	for _, arch := range arches {
 		var reasons []string
-		for _, c := range cands {
-			values, err := g.build(ctx, c, arch, v, goMod, set)
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err != nil {
-				g.log.Warn("probe did not build", "module", mod, "version", v, "arch", arch, "toolchain", c.name, "err", err)
-				reasons = append(reasons, fmt.Sprintf("%s: %s", c.name, truncate(err.Error(), 1500)))
-				continue
-			}
-			for _, id := range set.Fields {
-				if _, ok := values[id]; !ok {
-					if _, bounded := set.Bounds[id]; bounded {
-						g.warn("%s@%s/%s: %s absent although its bound includes this version", mod, v, arch, id)
-					}
-				}
-			}
-			b := offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusOK, Toolchain: c.name}, Values: values}
-			if g.cfg.CompareGo && c == cands[0] && len(cands) > 1 {
-				b = g.compareGo(ctx, b, c, cands[1], arch, v, goMod, set)
+	targets:
+		for _, tg := range targets {
+			for _, c := range cands {
+				values, err := g.build(ctx, c, arch, tg, set)
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
+				name := c.name
+				if len(tg.pins) > 0 {
+					name += " with dependencies of the version's date"
+				}
+				if err != nil {
+					g.log.Warn("probe did not build", "module", mod, "version", v, "arch", arch, "toolchain", name, "err", err)
+					reasons = append(reasons, fmt.Sprintf("%s: %s", name, truncate(err.Error(), 1500)))
+					continue
+				}
+				b := g.built(ctx, values, cands, c, arch, tg, set)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				switch {
+				case len(tg.pins) > 0:
+					pinned = true
+				case tg != targets[0]:
+					g.warn("%s@%s/%s: does not build with dependencies of the version's date, built with their newest versions: %s",
+						mod, v, arch, truncate(strings.Join(reasons, "; "), 300))
+				}
+				builds[arch] = b
+				break targets
 			}
-			builds[arch] = b
-			break
 		}
 		if _, ok := builds[arch]; !ok {
 			builds[arch] = offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusFailed, Toolchain: cands[len(cands)-1].name,
 				Reason: strings.Join(reasons, "\n")}}
 		}
 	}
+	if pinned {
+		g.mu.Lock()
+		g.rep.Pinned++
+		g.mu.Unlock()
+	}
 	return g.record(v, arches, func(arch string) offsets.Build { return builds[arch] })
+}
+
+// built makes the Build of a probe of t that toolchain c built (one of
+// cands, newest first), with the values read from it: it warns of fields
+// missing inside their bound and, with CompareGo, compares the newest
+// toolchain's values with the older one's.
+func (g *generator) built(ctx context.Context, values map[offsets.FieldID]offsets.Value, cands []*candidate, c *candidate, arch string, t *target, set *fieldset.Set) offsets.Build {
+	mod, v := g.cfg.Set.Module, t.version
+	for _, id := range set.Fields {
+		if _, ok := values[id]; !ok {
+			if _, bounded := set.Bounds[id]; bounded {
+				g.warn("%s@%s/%s: %s absent although its bound includes this version", mod, v, arch, id)
+			}
+		}
+	}
+	b := offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusOK, Toolchain: c.name}, Values: values}
+	if g.cfg.CompareGo && c == cands[0] && len(cands) > 1 {
+		b = g.compareGo(ctx, b, c, cands[1], arch, t, set)
+	}
+	return b
 }
 
 // goPoint is the probe of one module version and GOARCH built with the
@@ -383,8 +477,8 @@ type goPoint struct {
 // old cannot build or read the probe, b is returned as is, with a warning;
 // when a bisection build fails, the change it was to locate keeps the
 // coarser bounds of the builds around it, with a warning.
-func (g *generator) compareGo(ctx context.Context, b offsets.Build, newest, old *candidate, arch, v, goMod string, set *fieldset.Set) offsets.Build {
-	mod := g.cfg.Set.Module
+func (g *generator) compareGo(ctx context.Context, b offsets.Build, newest, old *candidate, arch string, t *target, set *fieldset.Set) offsets.Build {
+	mod, v := g.cfg.Set.Module, t.version
 	newV, err := goversion.Parse(newest.name)
 	if err != nil {
 		g.warn("%s@%s/%s: Go-release dependence not checked: %v", mod, v, arch, err)
@@ -400,13 +494,13 @@ func (g *generator) compareGo(ctx context.Context, b offsets.Build, newest, old 
 		g.log.Debug("no older Go line to compare with", "module", mod, "version", v, "arch", arch, "newest", newest.name, "old", old.name)
 		return b
 	}
-	oldValues, err := g.build(ctx, old, arch, v, goMod, set)
+	oldValues, err := g.build(ctx, old, arch, t, set)
 	if err != nil {
 		g.warn("%s@%s/%s: Go-release dependence not checked: %s: %s", mod, v, arch, old.name, truncate(err.Error(), 300))
 		return b
 	}
 	lo, hi := goPoint{oldV, oldValues}, goPoint{newV, b.Values}
-	points := append(append([]goPoint{lo}, g.bisect(ctx, lo, hi, arch, v, goMod, set)...), hi)
+	points := append(append([]goPoint{lo}, g.bisect(ctx, lo, hi, arch, t, set)...), hi)
 	values, byGo, err := splitByGo(set.Fields, points)
 	if err != nil {
 		g.warn("%s@%s/%s: Go-release dependence not checked: %v", mod, v, arch, err)
@@ -438,11 +532,11 @@ func (g *generator) compareGo(ctx context.Context, b offsets.Build, newest, old 
 // Config.CompareGo). A middle line that cannot be fetched or built ends
 // it as well, with a warning; splitByGo then bounds that span by the
 // toolchains a and b.
-func (g *generator) bisect(ctx context.Context, a, b goPoint, arch, v, goMod string, set *fieldset.Set) []goPoint {
+func (g *generator) bisect(ctx context.Context, a, b goPoint, arch string, t *target, set *fieldset.Set) []goPoint {
 	if b.toolchain.Minor-a.toolchain.Minor < 2 || sameValues(set.Fields, a.values, b.values) || ctx.Err() != nil {
 		return nil
 	}
-	mod := g.cfg.Set.Module
+	mod, v := g.cfg.Set.Module, t.version
 	line := goversion.Version{Major: a.toolchain.Major, Minor: (a.toolchain.Minor + b.toolchain.Minor) / 2}
 	rel, err := g.newestOf(ctx, line)
 	if err != nil {
@@ -452,7 +546,7 @@ func (g *generator) bisect(ctx context.Context, a, b goPoint, arch, v, goMod str
 	g.mu.Lock()
 	g.rep.BisectBuilds++
 	g.mu.Unlock()
-	values, err := g.build(ctx, &candidate{name: rel.String(), fetch: rel}, arch, v, goMod, set)
+	values, err := g.build(ctx, &candidate{name: rel.String(), fetch: rel}, arch, t, set)
 	if err != nil {
 		if ctx.Err() == nil {
 			g.warn("%s@%s/%s: Go release of the layout change between %s and %s not located: %s: %s", mod, v, arch, a.toolchain, b.toolchain, rel, truncate(err.Error(), 300))
@@ -460,9 +554,9 @@ func (g *generator) bisect(ctx context.Context, a, b goPoint, arch, v, goMod str
 		return nil
 	}
 	m := goPoint{rel, values}
-	out := g.bisect(ctx, a, m, arch, v, goMod, set)
+	out := g.bisect(ctx, a, m, arch, t, set)
 	out = append(out, m)
-	return append(out, g.bisect(ctx, m, b, arch, v, goMod, set)...)
+	return append(out, g.bisect(ctx, m, b, arch, t, set)...)
 }
 
 // sameValues reports whether two probes agree on every field: the same
@@ -563,7 +657,7 @@ func goBounds(a, b goversion.Version) (upper, lower string) {
 // in the cache, and reads it; its Cost goes into the report. Fields the
 // version does not have are left out (recorded absent). It is g.build
 // outside tests.
-func (g *generator) probe(ctx context.Context, c *candidate, arch, v, goMod string, set *fieldset.Set) (map[offsets.FieldID]offsets.Value, error) {
+func (g *generator) probe(ctx context.Context, c *candidate, arch string, t *target, set *fieldset.Set) (map[offsets.FieldID]offsets.Value, error) {
 	goroot, err := g.goroot(ctx, c)
 	if err != nil {
 		return nil, err
@@ -573,18 +667,15 @@ func (g *generator) probe(ctx context.Context, c *candidate, arch, v, goMod stri
 		return nil, err
 	}
 	defer os.RemoveAll(scratch)
-	env := slices.Clone(g.local.ModuleEnv)
-	env = append(env, "GOPROXY="+proxyURL(g.cfg.Proxy))
-	env = append(env, g.cfg.ModuleEnv...)
 	gocache := c.gocache
 	if gocache == "" {
 		gocache = filepath.Join(g.cfg.CacheDir, "gocache-"+c.name)
 	}
 	t0 := time.Now()
 	bin, err := probe.Build{GOROOT: goroot, Arch: arch, Dir: scratch, GOCACHE: gocache,
-		Require:   []probe.Requirement{{Path: g.cfg.Set.Module, Version: v}},
-		ModuleEnv: env, GoVersion: goMod}.Run(ctx, set)
-	cost := Cost{Version: v, Arch: arch, Toolchain: c.name, Build: time.Since(t0)}
+		Require:   append([]probe.Requirement{{Path: g.cfg.Set.Module, Version: t.version, Hold: len(t.pins) > 0}}, t.pins...),
+		ModuleEnv: g.moduleEnv(), GoVersion: t.goMod}.Run(ctx, set)
+	cost := Cost{Version: t.version, Arch: arch, Toolchain: c.name, Build: time.Since(t0)}
 	if err != nil {
 		if ctx.Err() == nil {
 			g.addCost(cost)
@@ -596,6 +687,14 @@ func (g *generator) probe(ctx context.Context, c *candidate, arch, v, goMod stri
 	cost.Read = time.Since(t1)
 	g.addCost(cost)
 	return values, err
+}
+
+// moduleEnv is the module settings of the go command runs: the installed
+// toolchain's, the proxy's URL, then Config.ModuleEnv.
+func (g *generator) moduleEnv() []string {
+	env := slices.Clone(g.local.ModuleEnv)
+	env = append(env, "GOPROXY="+proxyURL(g.cfg.Proxy))
+	return append(env, g.cfg.ModuleEnv...)
 }
 
 func (g *generator) addCost(c Cost) {
@@ -631,32 +730,38 @@ func (g *generator) goroot(ctx context.Context, c *candidate) (string, error) {
 	return goroot, nil
 }
 
-// goDirective reads the go directive of module@v's go.mod from the proxy,
-// as written ("1.21") and parsed; "" and the zero Version when it has none.
-func (g *generator) goDirective(ctx context.Context, v string) (string, goversion.Version, error) {
+// goModFile reads module@v's go.mod as the proxy serves it (for a version
+// without one, the proxy makes one with only the module line).
+func (g *generator) goModFile(ctx context.Context, v string) (*modfile.File, error) {
 	mod := g.cfg.Set.Module
 	path, err := module.EscapePath(mod)
 	if err != nil {
-		return "", goversion.Version{}, err
+		return nil, err
 	}
 	ev, err := module.EscapeVersion(v)
 	if err != nil {
-		return "", goversion.Version{}, err
+		return nil, err
 	}
 	data, err := g.cfg.Proxy.GetFile(ctx, "/"+path+"/@v/"+ev+".mod")
 	if err != nil {
-		return "", goversion.Version{}, fmt.Errorf("go.mod of %s@%s: %w", mod, v, err)
+		return nil, fmt.Errorf("go.mod of %s@%s: %w", mod, v, err)
 	}
 	f, err := modfile.ParseLax("go.mod", data, nil)
 	if err != nil {
-		return "", goversion.Version{}, fmt.Errorf("go.mod of %s@%s: %w", mod, v, err)
+		return nil, fmt.Errorf("go.mod of %s@%s: %w", mod, v, err)
 	}
+	return f, nil
+}
+
+// goDirective returns the go directive of a go.mod as written ("1.21") and
+// parsed; "" and the zero Version when it has none.
+func goDirective(f *modfile.File) (string, goversion.Version, error) {
 	if f.Go == nil {
 		return "", goversion.Version{}, nil
 	}
 	gv, err := goversion.Parse(f.Go.Version)
 	if err != nil {
-		return "", goversion.Version{}, fmt.Errorf("go.mod of %s@%s: %w", mod, v, err)
+		return "", goversion.Version{}, err
 	}
 	return f.Go.Version, gv, nil
 }

@@ -29,23 +29,51 @@ import (
 // included) as a module proxy does, with the list of versions.
 func moduleProxy(t *testing.T, versions map[string]map[string]string) *toolchain.Proxy {
 	t.Helper()
+	var served []servedVersion
+	for v, files := range versions {
+		served = append(served, servedVersion{path: "example.com/lib", version: v, files: files})
+	}
+	return modulesProxy(t, served)
+}
+
+// servedVersion is a module version the test proxy serves.
+type servedVersion struct {
+	path, version string
+	time          string            // .info Time, "2024-01-01" when ""
+	files         map[string]string // the module's files; without a go.mod, the proxy makes one with the module line
+}
+
+// modulesProxy serves module versions as a module proxy does: each
+// version's zip, go.mod and .info, and each module's list of versions.
+func modulesProxy(t *testing.T, versions []servedVersion) *toolchain.Proxy {
+	t.Helper()
 	files := map[string][]byte{}
-	var list []string
-	for v, srcs := range versions {
-		list = append(list, v)
+	lists := map[string][]string{}
+	for _, sv := range versions {
+		lists[sv.path] = append(lists[sv.path], sv.version)
 		dir := t.TempDir()
-		for name, text := range srcs {
+		for name, text := range sv.files {
 			require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
 			require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644))
 		}
 		var zip bytes.Buffer
-		require.NoError(t, modzip.CreateFromDir(&zip, module.Version{Path: "example.com/lib", Version: v}, dir))
-		base := "/example.com/lib/@v/" + v
+		require.NoError(t, modzip.CreateFromDir(&zip, module.Version{Path: sv.path, Version: sv.version}, dir))
+		base := "/" + sv.path + "/@v/" + sv.version
 		files[base+".zip"] = zip.Bytes()
-		files[base+".mod"] = []byte(srcs["go.mod"])
-		files[base+".info"] = []byte(`{"Version":"` + v + `","Time":"2024-01-01T00:00:00Z"}`)
+		gomod, ok := sv.files["go.mod"]
+		if !ok {
+			gomod = "module " + sv.path + "\n"
+		}
+		files[base+".mod"] = []byte(gomod)
+		date := sv.time
+		if date == "" {
+			date = "2024-01-01"
+		}
+		files[base+".info"] = []byte(`{"Version":"` + sv.version + `","Time":"` + date + `T00:00:00Z"}`)
 	}
-	files["/example.com/lib/@v/list"] = []byte(strings.Join(list, "\n") + "\n")
+	for p, list := range lists {
+		files["/"+p+"/@v/list"] = []byte(strings.Join(list, "\n") + "\n")
+	}
 	// Toolchains and the checksum database come from the real proxy, so
 	// that tests can fetch real older Go releases through this one.
 	real, err := url.Parse(toolchain.ProxyURLFromEnv())
@@ -301,7 +329,9 @@ func TestCompareGoBisectsTheGoLinesBetweenDisagreeingToolchains(t *testing.T) {
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			proxy := moduleProxy(t, map[string]map[string]string{
-				"v1.0.0": {"go.mod": "module example.com/lib\n\ngo 1.17\n", "lib.go": "package lib\n"},
+				// With a requirement, so that no dependency is pinned (the
+				// fake builds have no go command to list them).
+				"v1.0.0": {"go.mod": "module example.com/lib\n\ngo 1.17\n\nrequire example.com/dep v1.0.0\n", "lib.go": "package lib\n"},
 			})
 			set, err := fieldset.ParseModule("example.com/lib", strings.NewReader("example.com/lib.Conn.mu\nexample.com/lib.Conn.id\n"))
 			require.NoError(t, err)
@@ -310,7 +340,7 @@ func TestCompareGoBisectsTheGoLinesBetweenDisagreeingToolchains(t *testing.T) {
 				Local:    &toolchain.Installed{Version: "go1.26.8", GOROOT: "/nonexistent"},
 				Fallback: &toolchain.Installed{Version: "go1.17.13", GOROOT: "/nonexistent"}}
 			var built []string
-			fake := func(_ context.Context, c *candidate, arch, version, goMod string, set *fieldset.Set) (map[offsets.FieldID]offsets.Value, error) {
+			fake := func(_ context.Context, c *candidate, arch string, _ *target, set *fieldset.Set) (map[offsets.FieldID]offsets.Value, error) {
 				gv := goversion.MustParse(c.name)
 				if c.name != "go1.26.8" && c.name != "go1.17.13" {
 					built = append(built, c.name)

@@ -15,11 +15,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+
+	"golang.org/x/mod/module"
 
 	"github.com/offsetdb/offsetdb/fieldset"
 	"github.com/offsetdb/offsetdb/layout"
@@ -180,6 +183,20 @@ type Requirement struct {
 	Path    string
 	Version string
 	Dir     string // absolute path of a local module, or ""
+	// Minimum makes Version a floor that minimal version selection may
+	// raise to what another requirement asks for; the build accepts the
+	// version it links. Dependencies pinned to a module version's release
+	// date are such floors. The module a probe describes is not: a build
+	// that links another version of it than Version fails (see Run).
+	Minimum bool
+	// Hold keeps Version whatever the other requirements ask for: GoMod
+	// adds "replace Path => Path Version", which gives every version of
+	// Path the contents of Version. A dependency whose go.mod requires a
+	// newer Path (a dependency pinned by date may be newer than the
+	// module version it is built with) then raises the version number
+	// the go command selects, not the code it builds; Run checks the
+	// replacement's version.
+	Hold bool
 }
 
 // GoMod returns the probe's go.mod.
@@ -196,8 +213,11 @@ func (b Build) GoMod() []byte {
 			v = "v0.0.0"
 		}
 		fmt.Fprintf(&s, "\nrequire %s %s\n", r.Path, v)
-		if r.Dir != "" {
+		switch {
+		case r.Dir != "":
 			fmt.Fprintf(&s, "\nreplace %s => %s\n", r.Path, quoteModPath(r.Dir))
+		case r.Hold:
+			fmt.Fprintf(&s, "\nreplace %s => %s %s\n", r.Path, r.Path, r.Version)
 		}
 	}
 	return []byte(s.String())
@@ -217,20 +237,11 @@ func quoteModPath(p string) string {
 // compiler's output.
 func (b Build) Run(ctx context.Context, set *fieldset.Set) (string, error) {
 	src := filepath.Join(b.Dir, "src-"+b.Arch)
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(src, "main.go"), Source(set), 0o644); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(src, "go.mod"), b.GoMod(), 0o644); err != nil {
+	if err := b.write(src, set); err != nil {
 		return "", err
 	}
 	out := filepath.Join(b.Dir, "probe-"+b.Arch)
-	timeout := b.Timeout
-	if timeout == 0 {
-		timeout = 10 * time.Minute
-	}
+	timeout := b.timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(b.GOROOT, "bin", "go"), "build", "-o", out, ".")
@@ -249,6 +260,70 @@ func (b Build) Run(ctx context.Context, set *fieldset.Set) (string, error) {
 	return out, nil
 }
 
+// Modules writes the probe for set into b.Dir and lists the modules that
+// provide the packages it is built from, as the go command resolves them
+// for b.Arch (go list -deps), without the probe's own module and std: the
+// required modules at the versions minimal version selection picks and,
+// since it runs with -mod=mod like Run, the newest version of a module for
+// each import that none of them provides. It costs what resolving the
+// build's modules costs (their downloads), without compiling anything.
+// Std probes (no Require) have no modules.
+func (b Build) Modules(ctx context.Context, set *fieldset.Set) ([]module.Version, error) {
+	if len(b.Require) == 0 {
+		return nil, nil
+	}
+	src := filepath.Join(b.Dir, "list-"+b.Arch)
+	if err := b.write(src, set); err != nil {
+		return nil, err
+	}
+	timeout := b.timeout()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(b.GOROOT, "bin", "go"), "list", "-e", "-deps",
+		"-f", "{{with .Module}}{{if not .Main}}{{.Path}} {{.Version}}{{end}}{{end}}", ".")
+	cmd.Dir = src
+	cmd.Env = b.env()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	output, err := cmd.Output()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("list the probe's modules: timed out after %s", timeout)
+		}
+		return nil, fmt.Errorf("list the probe's modules: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	seen := map[string]bool{}
+	var mods []module.Version
+	for _, line := range strings.Split(string(output), "\n") {
+		p, v, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || seen[p] {
+			continue
+		}
+		seen[p] = true
+		mods = append(mods, module.Version{Path: p, Version: v})
+	}
+	module.Sort(mods)
+	return mods, nil
+}
+
+// write writes the probe's source and go.mod into dir.
+func (b Build) write(dir string, set *fieldset.Set) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), Source(set), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "go.mod"), b.GoMod(), 0o644)
+}
+
+func (b Build) timeout() time.Duration {
+	if b.Timeout == 0 {
+		return 10 * time.Minute
+	}
+	return b.Timeout
+}
+
 // checkRequirements reports a probe that links another version of a
 // required module than the one asked for. With -mod=mod, an import that no
 // required module provides (a package a field set names but this version
@@ -262,14 +337,29 @@ func checkRequirements(bin string, reqs []Requirement) error {
 	if err != nil {
 		return fmt.Errorf("read the module versions linked into the probe: %w", err)
 	}
+	return checkLinked(info.Deps, reqs)
+}
+
+// checkLinked is checkRequirements on the modules a binary links: a
+// requirement other than a local directory or a Minimum must be linked at
+// its Version (a Hold one: replaced by its Version), or not at all (no
+// package of it is used).
+func checkLinked(deps []*debug.Module, reqs []Requirement) error {
 	for _, r := range reqs {
-		if r.Dir != "" {
+		if r.Dir != "" || r.Minimum {
 			continue
 		}
-		for _, d := range info.Deps {
-			if d.Path == r.Path && d.Version != r.Version {
+		for _, d := range deps {
+			if d.Path != r.Path {
+				continue
+			}
+			linked := d.Version
+			if d.Replace != nil && d.Replace.Path == d.Path {
+				linked = d.Replace.Version
+			}
+			if linked != r.Version {
 				return fmt.Errorf("%w: the go command linked %s@%s instead of %s (a package the probe imports is not in %s@%s): bound the field set's import, keep or field lines",
-					ErrBuild, d.Path, d.Version, r.Version, r.Path, r.Version)
+					ErrBuild, d.Path, linked, r.Version, r.Path, r.Version)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package probe
 import (
 	"go/parser"
 	"go/token"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -57,6 +58,9 @@ func TestSourceAliasesPackagesWithTheSameName(t *testing.T) {
 func TestGoModRequiresModules(t *testing.T) {
 	b := Build{GoVersion: "1.22", Require: []Requirement{{Path: "example.com/lib", Dir: "/src/my lib"}, {Path: "google.golang.org/grpc", Version: "v1.60.0"}}}
 	assert.Equal(t, "module offsetdb.probe\n\ngo 1.22\n\nrequire example.com/lib v0.0.0\n\nreplace example.com/lib => \"/src/my lib\"\n\nrequire google.golang.org/grpc v1.60.0\n", string(b.GoMod()))
+	held := Build{Require: []Requirement{{Path: "google.golang.org/grpc", Version: "v1.12.0", Hold: true}, {Path: "golang.org/x/net", Version: "v0.1.0", Minimum: true}}}
+	assert.Equal(t, "module offsetdb.probe\n\ngo 1.12\n\nrequire google.golang.org/grpc v1.12.0\n\nreplace google.golang.org/grpc => google.golang.org/grpc v1.12.0\n\nrequire golang.org/x/net v0.1.0\n",
+		string(held.GoMod()), "a held module is replaced by its version")
 	assert.Equal(t, "module offsetdb.probe\n\ngo 1.12\n", string(Build{}.GoMod()))
 	env := strings.Join(Build{Require: b.Require, ModuleEnv: []string{"GOPROXY=http://proxy.test"}}.env(), "\n")
 	assert.Contains(t, env, "GOFLAGS=-mod=mod")
@@ -73,4 +77,76 @@ func TestSourceLeavesInternalPackagesToKeepLines(t *testing.T) {
 	assert.NotContains(t, src, "internal/transport", "an internal package cannot be imported by the probe")
 	assert.Contains(t, src, "grpc.ClientConn\n")
 	assert.Contains(t, src, "grpc.NewServer,")
+}
+
+func TestCheckLinkedRefusesOnlyAnotherVersionOfTheModuleItself(t *testing.T) {
+	lib := Requirement{Path: "example.com/lib", Version: "v1.0.0"}
+	pin := Requirement{Path: "example.com/dep", Version: "v1.1.0", Minimum: true}
+	local := Requirement{Path: "example.com/local", Dir: "/src/local"}
+	held := Requirement{Path: "example.com/lib", Version: "v1.0.0", Hold: true}
+	// linked takes "path@version" or "path@version=>replacement version".
+	linked := func(mods ...string) []*debug.Module {
+		var out []*debug.Module
+		for _, m := range mods {
+			m, repl, replaced := strings.Cut(m, "=>")
+			p, v, _ := strings.Cut(m, "@")
+			d := &debug.Module{Path: p, Version: v}
+			if replaced {
+				d.Replace = &debug.Module{Path: p, Version: repl}
+			}
+			out = append(out, d)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name   string
+		deps   []*debug.Module
+		reqs   []Requirement
+		refuse string // "" when the build is accepted
+	}{{
+		name: "the versions asked for",
+		deps: linked("example.com/lib@v1.0.0", "example.com/dep@v1.1.0"),
+		reqs: []Requirement{lib, pin},
+	}, {
+		name:   "the module itself upgraded by the go command",
+		deps:   linked("example.com/lib@v1.2.0"),
+		reqs:   []Requirement{lib},
+		refuse: "linked example.com/lib@v1.2.0 instead of v1.0.0",
+	}, {
+		name: "a pinned dependency raised by minimal version selection",
+		deps: linked("example.com/lib@v1.0.0", "example.com/dep@v1.3.0"),
+		reqs: []Requirement{lib, pin},
+	}, {
+		name:   "the module itself upgraded while a pin is raised",
+		deps:   linked("example.com/lib@v1.2.0", "example.com/dep@v1.3.0"),
+		reqs:   []Requirement{lib, pin},
+		refuse: "linked example.com/lib@v1.2.0 instead of v1.0.0",
+	}, {
+		name: "the module itself held while a pin raises its version",
+		deps: linked("example.com/lib@v1.2.0=>v1.0.0", "example.com/dep@v1.3.0"),
+		reqs: []Requirement{held, pin},
+	}, {
+		name:   "the module itself held at another version",
+		deps:   linked("example.com/lib@v1.2.0=>v1.1.0"),
+		reqs:   []Requirement{held},
+		refuse: "linked example.com/lib@v1.1.0 instead of v1.0.0",
+	}, {
+		name: "a local module, linked as v0.0.0",
+		deps: linked("example.com/local@v0.0.0"),
+		reqs: []Requirement{local},
+	}, {
+		name: "a required module no package of which is linked",
+		deps: linked("example.com/other@v1.0.0"),
+		reqs: []Requirement{lib},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkLinked(tc.deps, tc.reqs)
+			if tc.refuse == "" {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, ErrBuild)
+			assert.ErrorContains(t, err, tc.refuse)
+		})
+	}
 }
