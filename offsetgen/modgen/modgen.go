@@ -431,6 +431,21 @@ func (g *generator) version(ctx context.Context, v string, arches []string) erro
 			}
 		}
 		if _, ok := builds[arch]; !ok {
+			// The proxy may serve a version's .info and .mod but not its
+			// zip (403 "not available"): no toolchain can build it, and
+			// that is the proxy's answer, not the compiler's.
+			if zerr := g.zipAvailable(ctx, v); zerr != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				g.mu.Lock()
+				g.rep.Unavailable++
+				g.mu.Unlock()
+				g.warn("%s@%s: recorded unavailable: %v", mod, v, zerr)
+				return g.record(v, arches, func(string) offsets.Build {
+					return offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusUnavailable, Reason: zerr.Error()}}
+				})
+			}
 			builds[arch] = offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusFailed, Toolchain: cands[len(cands)-1].name,
 				Reason: strings.Join(reasons, "\n")}}
 		}
@@ -751,6 +766,25 @@ func (g *generator) goModFile(ctx context.Context, v string) (*modfile.File, err
 		return nil, fmt.Errorf("go.mod of %s@%s: %w", mod, v, err)
 	}
 	return f, nil
+}
+
+// zipAvailable asks the proxy for module@v's zip, after every build
+// failed: an error matching toolchain.ErrUnavailable when the proxy does not
+// serve it, nil when it does (or cannot say).
+func (g *generator) zipAvailable(ctx context.Context, v string) error {
+	mod := g.cfg.Set.Module
+	path, err := module.EscapePath(mod)
+	if err != nil {
+		return nil
+	}
+	ev, err := module.EscapeVersion(v)
+	if err != nil {
+		return nil
+	}
+	if _, err := g.cfg.Proxy.GetFile(ctx, "/"+path+"/@v/"+ev+".zip"); errors.Is(err, toolchain.ErrUnavailable) {
+		return fmt.Errorf("zip of %s@%s: %w", mod, v, err)
+	}
+	return nil
 }
 
 // goDirective returns the go directive of a go.mod as written ("1.21") and

@@ -41,6 +41,7 @@ type servedVersion struct {
 	path, version string
 	time          string            // .info Time, "2024-01-01" when ""
 	files         map[string]string // the module's files; without a go.mod, the proxy makes one with the module line
+	noZip         bool              // .info and .mod served, the zip refused (403), as the real proxy does for some versions
 }
 
 // modulesProxy serves module versions as a module proxy does: each
@@ -49,6 +50,7 @@ func modulesProxy(t *testing.T, versions []servedVersion) *toolchain.Proxy {
 	t.Helper()
 	files := map[string][]byte{}
 	lists := map[string][]string{}
+	refused := map[string]bool{}
 	for _, sv := range versions {
 		lists[sv.path] = append(lists[sv.path], sv.version)
 		dir := t.TempDir()
@@ -59,7 +61,11 @@ func modulesProxy(t *testing.T, versions []servedVersion) *toolchain.Proxy {
 		var zip bytes.Buffer
 		require.NoError(t, modzip.CreateFromDir(&zip, module.Version{Path: sv.path, Version: sv.version}, dir))
 		base := "/" + sv.path + "/@v/" + sv.version
-		files[base+".zip"] = zip.Bytes()
+		if sv.noZip {
+			refused[base+".zip"] = true
+		} else {
+			files[base+".zip"] = zip.Bytes()
+		}
 		gomod, ok := sv.files["go.mod"]
 		if !ok {
 			gomod = "module " + sv.path + "\n"
@@ -85,6 +91,10 @@ func modulesProxy(t *testing.T, versions []servedVersion) *toolchain.Proxy {
 			forward.ServeHTTP(w, r)
 			return
 		}
+		if refused[r.URL.Path] {
+			http.Error(w, "This module version is not available.", http.StatusForbidden)
+			return
+		}
 		data, ok := files[r.URL.Path]
 		if !ok {
 			http.Error(w, "not found", http.StatusNotFound)
@@ -94,6 +104,36 @@ func modulesProxy(t *testing.T, versions []servedVersion) *toolchain.Proxy {
 	}))
 	t.Cleanup(srv.Close)
 	return &toolchain.Proxy{URL: srv.URL}
+}
+
+// TestRunRecordsAVersionWhoseZipIsRefusedAsUnavailable: the proxy answers
+// for the version's .info and go.mod but refuses its zip; that is the
+// proxy's answer, recorded unavailable, not a compiler failure.
+func TestRunRecordsAVersionWhoseZipIsRefusedAsUnavailable(t *testing.T) {
+	gomod := "module example.com/lib\n\ngo 1.21\n"
+	src := "package lib\n\ntype Conn struct{ id uint32 }\n"
+	proxy := modulesProxy(t, []servedVersion{
+		{path: "example.com/lib", version: "v1.0.0", files: map[string]string{"go.mod": gomod, "lib.go": src}},
+		{path: "example.com/lib", version: "v1.1.0", files: map[string]string{"go.mod": gomod, "lib.go": src}, noZip: true},
+	})
+	local, err := toolchain.Local(context.Background())
+	require.NoError(t, err)
+	set, err := fieldset.ParseModule("example.com/lib", strings.NewReader("example.com/lib.Conn.id\n"))
+	require.NoError(t, err)
+	out := t.TempDir()
+	rep, err := Run(context.Background(), Config{Set: set, Arches: []string{"amd64"}, CacheDir: t.TempDir(), OutDir: out, Proxy: proxy, Local: local, NoFallback: true,
+		ModuleEnv: []string{"GOSUMDB=off", "GOFLAGS=-mod=mod -modcacherw", "GOMODCACHE=" + t.TempDir()}})
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Built)
+	assert.Equal(t, 1, rep.Unavailable)
+	assert.Equal(t, 0, rep.Failed)
+	db, err := offsets.OpenDir(out)
+	require.NoError(t, err)
+	_, err = db.Lookup("example.com/lib", "v1.1.0", "amd64", set.Fields[0])
+	var verr *offsets.VersionError
+	require.ErrorAs(t, err, &verr)
+	assert.Equal(t, offsets.StatusUnavailable, verr.Status)
+	assert.Contains(t, verr.Reason, "403")
 }
 
 func TestRunBuildsEachModuleVersion(t *testing.T) {
