@@ -47,7 +47,6 @@ import (
 	"time"
 
 	"golang.org/x/mod/modfile"
-	"golang.org/x/mod/module"
 
 	"github.com/offsetdb/offsetdb/fieldset"
 	"github.com/offsetdb/offsetdb/goversion"
@@ -708,7 +707,7 @@ func (g *generator) probe(ctx context.Context, c *candidate, arch string, t *tar
 // toolchain's, the proxy's URL, then Config.ModuleEnv.
 func (g *generator) moduleEnv() []string {
 	env := slices.Clone(g.local.ModuleEnv)
-	env = append(env, "GOPROXY="+proxyURL(g.cfg.Proxy))
+	env = append(env, "GOPROXY="+g.cfg.Proxy.BaseURL())
 	return append(env, g.cfg.ModuleEnv...)
 }
 
@@ -749,15 +748,7 @@ func (g *generator) goroot(ctx context.Context, c *candidate) (string, error) {
 // without one, the proxy makes one with only the module line).
 func (g *generator) goModFile(ctx context.Context, v string) (*modfile.File, error) {
 	mod := g.cfg.Set.Module
-	path, err := module.EscapePath(mod)
-	if err != nil {
-		return nil, err
-	}
-	ev, err := module.EscapeVersion(v)
-	if err != nil {
-		return nil, err
-	}
-	data, err := g.cfg.Proxy.GetFile(ctx, "/"+path+"/@v/"+ev+".mod")
+	data, err := g.cfg.Proxy.ModuleFile(ctx, mod, v, ".mod")
 	if err != nil {
 		return nil, fmt.Errorf("go.mod of %s@%s: %w", mod, v, err)
 	}
@@ -773,15 +764,7 @@ func (g *generator) goModFile(ctx context.Context, v string) (*modfile.File, err
 // serve it, nil when it does (or cannot say).
 func (g *generator) zipAvailable(ctx context.Context, v string) error {
 	mod := g.cfg.Set.Module
-	path, err := module.EscapePath(mod)
-	if err != nil {
-		return nil
-	}
-	ev, err := module.EscapeVersion(v)
-	if err != nil {
-		return nil
-	}
-	if _, err := g.cfg.Proxy.GetFile(ctx, "/"+path+"/@v/"+ev+".zip"); errors.Is(err, toolchain.ErrUnavailable) {
+	if _, err := g.cfg.Proxy.ModuleFile(ctx, mod, v, ".zip"); errors.Is(err, toolchain.ErrUnavailable) {
 		return fmt.Errorf("zip of %s@%s: %w", mod, v, err)
 	}
 	return nil
@@ -875,13 +858,6 @@ func (g *generator) record(v string, arches []string, build func(arch string) of
 	g.rep.Built += built
 	g.rep.Failed += failed
 	return err
-}
-
-func proxyURL(p *toolchain.Proxy) string {
-	if p == nil || p.URL == "" {
-		return toolchain.DefaultProxyURL
-	}
-	return p.URL
 }
 
 func truncate(s string, n int) string {

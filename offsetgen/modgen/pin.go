@@ -165,9 +165,6 @@ func parentPath(p string) string {
 	return d
 }
 
-// infoConcurrency is how many .info files versionDates fetches at once.
-const infoConcurrency = 8
-
 // versionDates tells which version of a module was current at a time,
 // from the proxy's version lists and .info files. Each is fetched once per
 // run; workers share the answers.
@@ -212,9 +209,11 @@ func (d *versionDates) newestAt(ctx context.Context, p string, t time.Time) (str
 	}
 	for _, vs := range [][]string{releases, others} {
 		slices.SortFunc(vs, func(a, b string) int { return semver.Compare(b, a) })
-		// Highest first, in chunks whose dates are fetched together.
-		for i := 0; i < len(vs); i += infoConcurrency {
-			chunk := vs[i:min(i+infoConcurrency, len(vs))]
+		// Highest first, in chunks whose dates are fetched together (as
+		// many as the proxy takes at once).
+		n := d.proxy.Parallel()
+		for i := 0; i < len(vs); i += n {
+			chunk := vs[i:min(i+n, len(vs))]
 			times, err := d.times(ctx, p, chunk)
 			if err != nil {
 				return "", err
@@ -279,15 +278,7 @@ func (d *versionDates) times(ctx context.Context, p string, versions []string) (
 // info fetches the .info Time of p@v; the zero Time when the proxy does
 // not serve it.
 func (d *versionDates) info(ctx context.Context, p, v string) (time.Time, error) {
-	ep, err := module.EscapePath(p)
-	if err != nil {
-		return time.Time{}, err
-	}
-	ev, err := module.EscapeVersion(v)
-	if err != nil {
-		return time.Time{}, err
-	}
-	data, err := d.proxy.GetFile(ctx, "/"+ep+"/@v/"+ev+".info")
+	data, err := d.proxy.ModuleFile(ctx, p, v, ".info")
 	if errors.Is(err, toolchain.ErrUnavailable) {
 		return time.Time{}, nil
 	}
@@ -310,12 +301,11 @@ func (d *versionDates) list(ctx context.Context, p string) ([]string, error) {
 	if ok {
 		return l, nil
 	}
-	ep, err := module.EscapePath(p)
-	if err != nil {
+	if module.CheckPath(p) != nil {
 		// Not a module path (a bare host name, say): nothing listed.
 		return nil, nil
 	}
-	data, err := d.proxy.GetFile(ctx, "/"+ep+"/@v/list")
+	data, err := d.proxy.ModuleFile(ctx, p, "", "")
 	if err != nil && !errors.Is(err, toolchain.ErrUnavailable) {
 		return nil, fmt.Errorf("versions of %s: %w", p, err)
 	}

@@ -94,8 +94,7 @@ func List(ctx context.Context, proxy *toolchain.Proxy, modulePath string, opts O
 	if err != nil {
 		return nil, err
 	}
-	base := "/" + escaped + "/@v/"
-	data, err := proxy.GetFile(ctx, base+"list")
+	data, err := proxy.ModuleFile(ctx, modulePath, "", "")
 	if err != nil {
 		return nil, notFound(modulePath, proxy, err)
 	}
@@ -133,9 +132,9 @@ func List(ctx context.Context, proxy *toolchain.Proxy, modulePath string, opts O
 		if opts.Constraint.IsZero() {
 			allows = nil
 		}
-		found, err := probeUnlisted(ctx, proxy, modulePath, base, served, allows)
+		found, err := probeUnlisted(ctx, proxy, modulePath, served, allows)
 		if err != nil {
-			return nil, fmt.Errorf("find the versions of %s that %s serves but does not list: %w", modulePath, proxyURL(proxy), err)
+			return nil, fmt.Errorf("find the versions of %s that %s serves but does not list: %w", modulePath, proxy.BaseURL(), err)
 		}
 		for _, v := range found {
 			served = append(served, v)
@@ -149,14 +148,10 @@ func List(ctx context.Context, proxy *toolchain.Proxy, modulePath string, opts O
 		latest = latestAnswer
 	}
 	if latest == "" {
-		return nil, fmt.Errorf("%s: %w: %s lists no version and names none as latest", modulePath, ErrUnknownModule, proxyURL(proxy))
+		return nil, fmt.Errorf("%s: %w: %s lists no version and names none as latest", modulePath, ErrUnknownModule, proxy.BaseURL())
 	}
 	l := &Listing{Module: modulePath, Latest: latest, Retracted: map[string]string{}}
-	ev, err := module.EscapeVersion(latest)
-	if err != nil {
-		return nil, err
-	}
-	modData, err := proxy.GetFile(ctx, base+ev+".mod")
+	modData, err := proxy.ModuleFile(ctx, modulePath, latest, ".mod")
 	if err != nil {
 		return nil, fmt.Errorf("read go.mod of %s@%s for retractions: %w", modulePath, latest, err)
 	}
@@ -220,17 +215,10 @@ func retraction(mf *modfile.File, v string) *modfile.Retract {
 	return nil
 }
 
-func proxyURL(proxy *toolchain.Proxy) string {
-	if proxy.URL == "" {
-		return toolchain.DefaultProxyURL
-	}
-	return proxy.URL
-}
-
 func notFound(modulePath string, proxy *toolchain.Proxy, err error) error {
 	if errors.Is(err, toolchain.ErrUnavailable) {
 		return fmt.Errorf("%s: %w (%s: %v); check the module path, or set GOPROXY / --proxy to a proxy that serves it",
-			modulePath, ErrUnknownModule, proxyURL(proxy), err)
+			modulePath, ErrUnknownModule, proxy.BaseURL(), err)
 	}
 	return fmt.Errorf("list versions of %s: %w", modulePath, err)
 }
@@ -239,8 +227,6 @@ const (
 	// missWindow is how many consecutive unserved patches past a line's
 	// highest known one end the probing of that line.
 	missWindow = 2
-	// defaultConcurrency bounds parallel probes when the Proxy does not.
-	defaultConcurrency = 8
 	// maxFirstPatch bounds the search for a line's first patch the
 	// constraint allows: no module has that many patches in a minor line.
 	maxFirstPatch = 1000
@@ -281,9 +267,8 @@ func majorsOf(modulePath string) []int {
 
 // probeUnlisted returns the release versions of modulePath the proxy
 // serves that are not in known, as found by probing .info files (see List).
-// allows, when not nil, excludes versions from probing. base is the
-// escaped "/<module>/@v/" path.
-func probeUnlisted(ctx context.Context, proxy *toolchain.Proxy, modulePath, base string, known []string, allows func(string) bool) ([]string, error) {
+// allows, when not nil, excludes versions from probing.
+func probeUnlisted(ctx context.Context, proxy *toolchain.Proxy, modulePath string, known []string, allows func(string) bool) ([]string, error) {
 	_, pathMajor, _ := module.SplitPathVersion(modulePath)
 	highestMinor := map[int]int{}    // by major; -1 when none is known
 	knownPatches := map[line][]int{} // releases only
@@ -300,12 +285,8 @@ func probeUnlisted(ctx context.Context, proxy *toolchain.Proxy, modulePath, base
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	concurrency := proxy.Concurrency
-	if concurrency <= 0 {
-		concurrency = defaultConcurrency
-	}
-	pr := &prober{ctx: ctx, cancel: cancel, proxy: proxy, base: base, pathMajor: pathMajor,
-		allows: allows, sem: make(chan struct{}, concurrency)}
+	pr := &prober{ctx: ctx, cancel: cancel, proxy: proxy, modulePath: modulePath, pathMajor: pathMajor,
+		allows: allows, sem: make(chan struct{}, proxy.Parallel())}
 
 	var wg sync.WaitGroup
 	for _, major := range majorsOf(modulePath) {
@@ -344,13 +325,13 @@ func probeUnlisted(ctx context.Context, proxy *toolchain.Proxy, modulePath, base
 // prober asks the proxy about versions, concurrency-bounded by sem, and
 // cancels ctx on the first error.
 type prober struct {
-	ctx       context.Context
-	cancel    context.CancelFunc
-	proxy     *toolchain.Proxy
-	base      string
-	pathMajor string
-	allows    func(string) bool
-	sem       chan struct{}
+	ctx        context.Context
+	cancel     context.CancelFunc
+	proxy      *toolchain.Proxy
+	modulePath string
+	pathMajor  string
+	allows     func(string) bool
+	sem        chan struct{}
 
 	mu       sync.Mutex
 	found    []string
@@ -444,7 +425,7 @@ func (pr *prober) served(v string) (bool, error) {
 		return false, pr.ctx.Err()
 	}
 	defer func() { <-pr.sem }()
-	_, err := pr.proxy.GetFile(pr.ctx, pr.base+v+".info")
+	_, err := pr.proxy.ModuleFile(pr.ctx, pr.modulePath, v, ".info")
 	if errors.Is(err, toolchain.ErrUnavailable) {
 		return false, nil
 	}

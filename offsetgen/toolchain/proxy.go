@@ -88,8 +88,8 @@ type Proxy struct {
 	// go1.12.16), so a small window misses later ones.
 	ProbeWindow int
 	// Concurrency bounds the parallel requests of Releases, and of callers
-	// that probe for versions through this Proxy (package modversions);
-	// 0 means 8.
+	// that probe for versions or dates through this Proxy (packages
+	// modversions and modgen); 0 means 8. See Parallel.
 	Concurrency int
 
 	// retryBase is the first retry delay; tests shorten it.
@@ -122,12 +122,16 @@ func ModuleVersion(v goversion.Version) string {
 	return "v0.0.1-" + v.String() + "." + Platform
 }
 
-func (p *Proxy) url() string {
-	if p.URL == "" {
+// BaseURL returns the URL of the proxy: URL without a trailing slash, or
+// [DefaultProxyURL] when it is empty (or p is nil).
+func (p *Proxy) BaseURL() string {
+	if p == nil || p.URL == "" {
 		return DefaultProxyURL
 	}
 	return strings.TrimRight(p.URL, "/")
 }
+
+func (p *Proxy) url() string { return p.BaseURL() }
 
 var defaultClient = &http.Client{Transport: func() http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
@@ -145,15 +149,40 @@ func (p *Proxy) client() *http.Client {
 // moduleURL returns the proxy URL of a golang.org/toolchain file, suffix
 // being ".info", ".zip" or ".mod".
 func (p *Proxy) moduleURL(v goversion.Version, suffix string) (string, error) {
-	path, err := module.EscapePath(ModulePath)
+	path, err := moduleFilePath(ModulePath, ModuleVersion(v), suffix)
 	if err != nil {
 		return "", err
 	}
-	vers, err := module.EscapeVersion(ModuleVersion(v))
+	return p.url() + path, nil
+}
+
+// moduleFilePath returns the proxy path of a file of modulePath: the list
+// when version is "" ("/<module>/@v/list"), else version's file with
+// suffix (".info", ".mod", ".zip"), both escaped as the protocol wants.
+func moduleFilePath(modulePath, version, suffix string) (string, error) {
+	path, err := module.EscapePath(modulePath)
 	if err != nil {
-		return "", fmt.Errorf("escape module version for %s: %w", v, err)
+		return "", err
 	}
-	return p.url() + "/" + path + "/@v/" + vers + suffix, nil
+	if version == "" {
+		return "/" + path + "/@v/list", nil
+	}
+	vers, err := module.EscapeVersion(version)
+	if err != nil {
+		return "", fmt.Errorf("escape module version %s of %s: %w", version, modulePath, err)
+	}
+	return "/" + path + "/@v/" + vers + suffix, nil
+}
+
+// ModuleFile fetches a file of a module from the proxy, as GetFile does:
+// the list of versions when version is "", else version's file with suffix
+// (".info", ".mod", ".zip"). Path and version are escaped here.
+func (p *Proxy) ModuleFile(ctx context.Context, modulePath, version, suffix string) ([]byte, error) {
+	path, err := moduleFilePath(modulePath, version, suffix)
+	if err != nil {
+		return nil, err
+	}
+	return p.GetFile(ctx, path)
 }
 
 // statusError is a non-200 answer from the proxy. 403, 404 and 410 match

@@ -54,7 +54,7 @@ func (p *Proxy) Releases(ctx context.Context, since goversion.Version) ([]Releas
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pr := &prober{p: p, ctx: ctx, cancel: cancel, sem: make(chan struct{}, p.concurrency())}
+	pr := &prober{p: p, ctx: ctx, cancel: cancel, sem: make(chan struct{}, p.Parallel())}
 
 	newest := since.Minor - 1
 	listedNums := map[series][]int{}
@@ -160,8 +160,10 @@ func (p *Proxy) list(ctx context.Context) ([]goversion.Version, error) {
 	return out, nil
 }
 
-func (p *Proxy) concurrency() int {
-	if p.Concurrency > 0 {
+// Parallel returns how many requests to this proxy may run at once:
+// Concurrency, or 8 when it is 0.
+func (p *Proxy) Parallel() int {
+	if p != nil && p.Concurrency > 0 {
 		return p.Concurrency
 	}
 	return defaultConcurrency
