@@ -21,7 +21,6 @@ import (
 	"github.com/offsetdb/offsetdb/fieldset"
 	"github.com/offsetdb/offsetdb/goversion"
 	"github.com/offsetdb/offsetdb/offsetgen/probe"
-	"github.com/offsetdb/offsetdb/offsetgen/progress"
 	"github.com/offsetdb/offsetdb/offsetgen/toolchain"
 	"github.com/offsetdb/offsetdb/offsets"
 )
@@ -162,39 +161,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := g.write(); err != nil {
 		return nil, err
 	}
-	bar := progress.New(cfg.Progress, len(jobs))
-	work := make(chan job)
-	var wg sync.WaitGroup
-	var transient []error
-	var mu sync.Mutex
-	for i := 0; i < cfg.Workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range work {
-				if err := g.runJob(ctx, j); err != nil {
-					log.Error("version not done", "version", j.v.String(), "err", err)
-					mu.Lock()
-					transient = append(transient, fmt.Errorf("%s: %w", j.v, err))
-					mu.Unlock()
-				}
-				bar.Step(j.v.String())
+	transient := RunJobs(ctx, jobs, cfg.Workers, cfg.Progress, log, func(j job) string { return j.v.String() },
+		func(ctx context.Context, j job) error {
+			if err := g.runJob(ctx, j); err != nil {
+				return fmt.Errorf("%s: %w", j.v, err)
 			}
-		}()
-	}
-feed:
-	for _, j := range jobs {
-		select {
-		case work <- j:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	if len(jobs) > 0 {
-		bar.Finish()
-	}
+			return nil
+		})
 	rep.Warnings = suspiciousAbsences(table)
 	for _, w := range rep.Warnings {
 		log.Warn(w)

@@ -53,7 +53,6 @@ import (
 	"github.com/offsetdb/offsetdb/offsetgen/generate"
 	"github.com/offsetdb/offsetdb/offsetgen/modversions"
 	"github.com/offsetdb/offsetdb/offsetgen/probe"
-	"github.com/offsetdb/offsetdb/offsetgen/progress"
 	"github.com/offsetdb/offsetdb/offsetgen/toolchain"
 	"github.com/offsetdb/offsetdb/offsets"
 )
@@ -237,39 +236,13 @@ func run(ctx context.Context, cfg Config, setup func(*generator)) (*Report, erro
 	}
 	log.Info("plan", "module", mod, "versions", len(versions), "to_build", len(jobs), "up_to_date_probes", rep.UpToDate, "workers", cfg.Workers)
 
-	bar := progress.New(cfg.Progress, len(jobs))
-	work := make(chan job)
-	var (
-		wg        sync.WaitGroup
-		mu        sync.Mutex
-		transient []error
-	)
-	for range cfg.Workers {
-		wg.Go(func() {
-			for j := range work {
-				if err := g.version(ctx, j.v, j.arches); err != nil && ctx.Err() == nil {
-					log.Error("version not done", "module", mod, "version", j.v, "err", err)
-					mu.Lock()
-					transient = append(transient, fmt.Errorf("%s@%s: %w", mod, j.v, err))
-					mu.Unlock()
-				}
-				bar.Step(j.v)
+	transient := generate.RunJobs(ctx, jobs, cfg.Workers, cfg.Progress, log.With("module", mod), func(j job) string { return j.v },
+		func(ctx context.Context, j job) error {
+			if err := g.version(ctx, j.v, j.arches); err != nil {
+				return fmt.Errorf("%s@%s: %w", mod, j.v, err)
 			}
+			return nil
 		})
-	}
-feed:
-	for _, j := range jobs {
-		select {
-		case work <- j:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	if len(jobs) > 0 {
-		bar.Finish()
-	}
 	slices.Sort(rep.Warnings)
 	slices.SortStableFunc(rep.Costs, func(a, b Cost) int { return offsets.CompareVersions(mod, a.Version, b.Version) })
 	if err := offsets.WriteShard(cfg.OutDir, table.Shard()); err != nil {
