@@ -45,20 +45,12 @@ type Set struct {
 }
 
 // At returns the part of the set that applies to version (canonical): the
-// fields and keep lines whose bounds allow it. The result shares nothing
+// fields, keep and import lines whose bounds allow it. The result shares nothing
 // with s that the caller could change.
 func (s *Set) At(version string) *Set {
-	out := &Set{Module: s.Module, Bounds: map[offsets.FieldID]offsets.Constraint{}, KeepBounds: map[int]offsets.Constraint{}, ImportBounds: map[int]offsets.Constraint{}}
-	for i, p := range s.Imports {
-		b, bounded := s.ImportBounds[i]
-		if bounded && !b.Allows(version) {
-			continue
-		}
-		if bounded {
-			out.ImportBounds[len(out.Imports)] = b
-		}
-		out.Imports = append(out.Imports, p)
-	}
+	out := &Set{Module: s.Module, Bounds: map[offsets.FieldID]offsets.Constraint{}}
+	out.Imports, out.ImportBounds = linesAt(s.Imports, s.ImportBounds, version)
+	out.Keep, out.KeepBounds = linesAt(s.Keep, s.KeepBounds, version)
 	for _, f := range s.Fields {
 		b, bounded := s.Bounds[f]
 		if bounded && !b.Allows(version) {
@@ -69,17 +61,25 @@ func (s *Set) At(version string) *Set {
 			out.Bounds[f] = b
 		}
 	}
-	for i, k := range s.Keep {
-		b, bounded := s.KeepBounds[i]
+	return out
+}
+
+// linesAt returns the lines (keep or import) whose bounds, given by index,
+// allow version, with their bounds re-indexed to the result.
+func linesAt(lines []string, bounds map[int]offsets.Constraint, version string) ([]string, map[int]offsets.Constraint) {
+	var out []string
+	outBounds := map[int]offsets.Constraint{}
+	for i, l := range lines {
+		b, bounded := bounds[i]
 		if bounded && !b.Allows(version) {
 			continue
 		}
 		if bounded {
-			out.KeepBounds[len(out.Keep)] = b
+			outBounds[len(out)] = b
 		}
-		out.Keep = append(out.Keep, k)
+		out = append(out, l)
 	}
-	return out
+	return out, outBounds
 }
 
 // Packages returns the import paths the set's fields live in and those
