@@ -114,6 +114,12 @@ const (
 // sections of smallDWARF, .debug_info compressed as c says.
 func smallELF(t testing.TB, c compression) []byte {
 	abbrev, info := smallDWARF()
+	return buildELF(t, c, abbrev, info)
+}
+
+// buildELF returns a 64-bit little-endian ELF executable holding only
+// .debug_abbrev and .debug_info, the latter compressed as c says.
+func buildELF(t testing.TB, c compression, abbrev, info []byte) []byte {
 
 	infoName, infoFlags := ".debug_info", elf.SectionFlag(0)
 	switch c {

@@ -6,22 +6,27 @@
 // user's binary may carry hundreds of megabytes of DWARF, so layout reads only
 // the types it is asked for: one pass over the top-level DIEs of the compile
 // units, the one the Go linker puts types in first, to find them by name,
-// then decoding of those types alone with delve's godwarf. It never builds an
-// index of all types.
+// then reading only the DIEs on each field's path: the struct, its members,
+// the types they go through. It never builds an index of all types.
+//
+// It never guesses an offset or a size. A member location or size it
+// cannot decode exactly, or that is absent where the DWARF standard gives
+// no exact default, is an error for the fields that go through it
+// (wrapping ErrUndecodable), never a 0; the other fields of the same
+// struct still resolve.
 package layout
 
 import (
 	"bytes"
 	"debug/dwarf"
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sort"
 	"strings"
-
-	"github.com/go-delve/delve/pkg/dwarf/godwarf"
 
 	"github.com/offsetdb/offsetdb/offsets"
 )
@@ -43,6 +48,15 @@ var (
 	// exists but has no such field, or whose path crosses a pointer or a
 	// type that is not a struct.
 	ErrFieldNotFound = errors.New("field not found in DWARF")
+
+	// ErrUndecodable is wrapped by the error of a field whose offset or
+	// size the DWARF gives in a way layout cannot decode exactly: a member
+	// location that is an empty or unsupported expression, a location
+	// list, a bit field, a missing or negative DW_AT_byte_size, a member
+	// that overruns its struct. The error names the struct, the field and
+	// the attribute's form. The DWARF is wrong or from a producer layout
+	// does not know, so the field must not be taken as absent either.
+	ErrUndecodable = errors.New("DWARF attribute not decodable")
 )
 
 // File is an ELF binary whose DWARF is loaded and ready to be queried.
@@ -50,6 +64,7 @@ var (
 // A File is safe for concurrent use by multiple goroutines.
 type File struct {
 	data   *dwarf.Data
+	order  binary.ByteOrder // Of the ELF file, for DWARF expression operands.
 	closer io.Closer
 }
 
@@ -96,7 +111,7 @@ func NewFile(r io.ReaderAt) (f *File, err error) {
 	if err != nil {
 		return nil, err
 	}
-	return &File{data: data}, nil
+	return &File{data: data, order: ef.ByteOrder}, nil
 }
 
 // Close releases the file opened by Open. It is a no-op for a File from
@@ -186,12 +201,13 @@ func truncated(err error) error {
 // Fields looks up all struct types named by ids in one pass over the DWARF
 // and stops as soon as it has seen all of them, so its cost depends on where
 // in the DWARF the types are, not on how many fields are asked for; a type
-// the binary does not have costs a scan of all of it. Only the named types
-// and the types they refer to are decoded, never the whole DWARF.
+// the binary does not have costs a scan of all of it. Only the DIEs on the
+// fields' paths are decoded, never the whole DWARF.
 //
-// The map holds every field that was found. If some were not, the error is a
-// *MissingError saying why for each of them; any other error means the DWARF
-// could not be read.
+// The map holds every field that was resolved. If some were not, the error
+// is a *MissingError saying why for each of them, one field at a time: a
+// member whose location cannot be decoded fails the fields that go through
+// it and no other. Any other error means the DWARF could not be read.
 func (f *File) Fields(ids []offsets.FieldID) (found map[offsets.FieldID]offsets.Value, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -207,35 +223,19 @@ func (f *File) Fields(ids []offsets.FieldID) (found map[offsets.FieldID]offsets.
 		return nil, err
 	}
 
-	cache := make(map[dwarf.Offset]godwarf.Type)
-	types := make(map[string]godwarf.Type, len(wanted))
-	for name, off := range wanted {
-		if off == 0 {
-			continue
-		}
-		t, err := godwarf.ReadType(f.data, 0, off, cache)
-		if err != nil {
-			return nil, fmt.Errorf("decode type %s at DWARF offset %#x: %w", name, off, err)
-		}
-		types[name] = t
-	}
-
+	w := newWalker(f.data, f.order)
 	found = make(map[offsets.FieldID]offsets.Value, len(ids))
 	missing := make(map[offsets.FieldID]error)
 	for _, id := range ids {
-		t, ok := types[id.TypeName()]
-		if !ok {
-			missing[id] = &notFoundError{fmt.Sprintf("type %s not found in DWARF", id.TypeName()), ErrTypeNotFound}
+		off := wanted[id.TypeName()]
+		if off == 0 {
+			missing[id] = &fieldError{fmt.Sprintf("type %s not found in DWARF", id.TypeName()), ErrTypeNotFound}
 			continue
 		}
-		v, err := resolvePath(id, t)
-		var nf *notFoundError
-		if errors.As(err, &nf) {
+		v, err := w.resolve(id, off)
+		if err != nil {
 			missing[id] = err
 			continue
-		}
-		if err != nil {
-			return nil, err
 		}
 		found[id] = v
 	}
@@ -338,98 +338,12 @@ func compileUnits(d *dwarf.Data) ([]unit, error) {
 	}
 }
 
-// resolvePath walks id's field path from the struct type t, adding up the
-// offsets of the fields it goes through.
-func resolvePath(id offsets.FieldID, t godwarf.Type) (offsets.Value, error) {
-	var off uint64
-	where := id.TypeName() // What the next path element is looked up in.
-	for i, name := range id.Path() {
-		st, err := structOf(t)
-		if err != nil {
-			what := id.TypeName()
-			if i > 0 {
-				what = fmt.Sprintf("%s.%s", id.TypeName(), strings.Join(id.Path()[:i], "."))
-			}
-			return offsets.Value{}, &notFoundError{fmt.Sprintf("%s (%s) has no field %q: %v", what, typeName(t), name, err), ErrFieldNotFound}
-		}
-		field := fieldNamed(st, name)
-		if field == nil {
-			return offsets.Value{}, &notFoundError{fmt.Sprintf("%s has no field %q", where, name), ErrFieldNotFound}
-		}
-		if field.ByteOffset < 0 {
-			return offsets.Value{}, fmt.Errorf("corrupt DWARF: %s: field %q has negative offset %d", where, name, field.ByteOffset)
-		}
-		off += uint64(field.ByteOffset)
-		t = field.Type
-		where = fmt.Sprintf("%s.%s (%s)", id.TypeName(), strings.Join(id.Path()[:i+1], "."), typeName(t))
-	}
-	size := t.Size()
-	if size < 0 {
-		return offsets.Value{}, fmt.Errorf("corrupt DWARF: %s: size of %s unknown", id, typeName(t))
-	}
-	return offsets.Value{Offset: off, Size: uint64(size), Type: typeName(t)}, nil
-}
-
-// structOf returns the struct type that t is or names.
-//
-// Strings, slices and interfaces are structs in Go DWARF ({str, len},
-// {array, len, cap}, runtime.iface or runtime.eface) whose fields are laid
-// out inline, so a path may go through them. It may not go through a pointer,
-// nor through a map or channel, which are pointers underneath: offsets behind
-// a pointer are relative to another object.
-func structOf(t godwarf.Type) (*godwarf.StructType, error) {
-	for range 100 { // Bounds typedef chains in corrupt DWARF.
-		switch tt := t.(type) {
-		case *godwarf.StructType:
-			return tt, nil
-		case *godwarf.StringType:
-			return &tt.StructType, nil
-		case *godwarf.SliceType:
-			return &tt.StructType, nil
-		case *godwarf.InterfaceType:
-			t = tt.Type
-		case *godwarf.PtrType:
-			return nil, errors.New("path crosses a pointer, offsets are not additive through pointers")
-		case *godwarf.MapType, *godwarf.ChanType:
-			return nil, errors.New("path crosses a map or channel, which is a pointer")
-		case *godwarf.TypedefType:
-			t = tt.Type
-		default:
-			return nil, errors.New("not a struct")
-		}
-		if t == nil {
-			return nil, errors.New("typedef without a type")
-		}
-	}
-	return nil, errors.New("typedef chain too long")
-}
-
-// fieldNamed returns st's field called name, or nil.
-func fieldNamed(st *godwarf.StructType, name string) *godwarf.StructField {
-	for _, f := range st.Field {
-		if f.Name == name {
-			return f
-		}
-	}
-	return nil
-}
-
-// typeName returns the Go name of t as DWARF writes it: "*net/url.URL",
-// "[]uint8", "context.Context".
-func typeName(t godwarf.Type) string {
-	if t == nil {
-		return "<nil>"
-	}
-	if n := t.Common().Name; n != "" {
-		return n
-	}
-	return t.String()
-}
-
-// MissingError is returned by Fields when some fields were not found.
+// MissingError is returned by Fields when some fields were not resolved.
 type MissingError struct {
-	// Missing holds, for each field not found, an error wrapping
-	// ErrTypeNotFound or ErrFieldNotFound that says what is missing.
+	// Missing holds, for each field not resolved, an error wrapping
+	// ErrTypeNotFound or ErrFieldNotFound, which say the field does not
+	// exist, or ErrUndecodable, which says it may exist but its DWARF
+	// cannot be read: a caller must not take such a field as absent.
 	Missing map[offsets.FieldID]error
 }
 
@@ -441,11 +355,17 @@ func (e *MissingError) Error() string {
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i].Less(ids[j]) })
 
+	what := "not found"
+	for _, err := range e.Missing {
+		if !errors.Is(err, ErrTypeNotFound) && !errors.Is(err, ErrFieldNotFound) {
+			what = "not resolved"
+		}
+	}
 	var b strings.Builder
 	if len(ids) == 1 {
-		b.WriteString("1 field not found: ")
+		fmt.Fprintf(&b, "1 field %s: ", what)
 	} else {
-		fmt.Fprintf(&b, "%d fields not found: ", len(ids))
+		fmt.Fprintf(&b, "%d fields %s: ", len(ids), what)
 	}
 	for i, id := range ids {
 		if i > 0 {
@@ -455,16 +375,6 @@ func (e *MissingError) Error() string {
 	}
 	return b.String()
 }
-
-// notFoundError is a message that wraps ErrTypeNotFound or ErrFieldNotFound
-// without repeating its text.
-type notFoundError struct {
-	msg      string
-	sentinel error
-}
-
-func (e *notFoundError) Error() string { return e.msg }
-func (e *notFoundError) Unwrap() error { return e.sentinel }
 
 // recoverCorrupt turns a panic in debug/elf, debug/dwarf or godwarf, which
 // corrupt input can cause, into an error.

@@ -182,8 +182,8 @@ func TestFieldsReportsWhatIsMissing(t *testing.T) {
 
 func TestMissingErrorListsFieldsInOrder(t *testing.T) {
 	err := &MissingError{Missing: map[offsets.FieldID]error{
-		fieldID(t, "net/http.Request.pat"): &notFoundError{`net/http.Request has no field "pat"`, ErrFieldNotFound},
-		fieldID(t, "a.T.x"):                &notFoundError{`type a.T not found in DWARF`, ErrTypeNotFound},
+		fieldID(t, "net/http.Request.pat"): &fieldError{`net/http.Request has no field "pat"`, ErrFieldNotFound},
+		fieldID(t, "a.T.x"):                &fieldError{`type a.T not found in DWARF`, ErrTypeNotFound},
 	}}
 	want := `2 fields not found: a.T.x: type a.T not found in DWARF; net/http.Request.pat: net/http.Request has no field "pat"`
 	for range 10 { // Map order varies between runs.
