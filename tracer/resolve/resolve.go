@@ -88,6 +88,11 @@ func (r *Resolver) Resolve(bin *gobinary.Binary, ids []offsets.FieldID) map[offs
 		switch {
 		case dwarfErr == nil && values != nil && hasValue(values, id):
 			out[id] = Field{ID: id, Status: Resolved, Value: values[id], Provenance: "dwarf " + bin.Path}
+		case dwarfErr == nil && missing[id] != nil && errors.Is(missing[id], layout.ErrUndecodable):
+			// The binary has the field but not a location layout can
+			// decode: not absent, and no offset to guess.
+			reasons := append(why[id], "binary: "+missing[id].Error())
+			out[id] = Field{ID: id, Status: Unresolved, Err: errors.New(strings.Join(reasons, "; "))}
 		case dwarfErr == nil && missing[id] != nil:
 			out[id] = Field{ID: id, Status: Absent, Provenance: "dwarf " + bin.Path, Err: missing[id]}
 		default:
