@@ -3,10 +3,14 @@ package layout
 import (
 	"bytes"
 	"compress/zlib"
+	"debug/dwarf"
 	"debug/elf"
 	"encoding/binary"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -245,7 +249,11 @@ func FuzzNewFile(f *testing.F) {
 	f.Add(smallELF(f, zdebug))
 	f.Add(smallELF(f, shfCompressed))
 	f.Add([]byte("\x7fELF"))
-	ids := fieldIDs(f, "main.T.in.y", "main.T.p", "main.U.x", "main.V.x")
+	for _, loc := range [][]testAttr{{exprloc(opConstu, 8, opPlus)}, {exprloc()}, {block(formBlock1, opPlusUconst, 0x88)}} {
+		abbrev, info := locatedDWARF(loc...)
+		f.Add(testELF(f, abbrev, info))
+	}
+	ids := fieldIDs(f, "main.T.in", "main.T.in.y", "main.T.p", "main.U.x", "main.V.x")
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, err := NewFile(bytes.NewReader(data))
@@ -255,4 +263,352 @@ func FuzzNewFile(f *testing.F) {
 		defer file.Close()
 		_, _ = file.Fields(ids)
 	})
+}
+
+// locationForms are the ways FuzzMemberLocation writes the location of
+// main.T.in in locatedDWARF, each from the fuzzer's bytes v.
+var locationForms = []func(v []byte) []testAttr{
+	func([]byte) []testAttr { return nil },
+	func(v []byte) []testAttr {
+		return []testAttr{constAttr(dwarf.AttrDataMemberLoc, formData1, leInt(v, 1))}
+	},
+	func(v []byte) []testAttr {
+		return []testAttr{constAttr(dwarf.AttrDataMemberLoc, formData2, leInt(v, 2))}
+	},
+	func(v []byte) []testAttr {
+		return []testAttr{constAttr(dwarf.AttrDataMemberLoc, formData4, leInt(v, 4))}
+	},
+	func(v []byte) []testAttr {
+		return []testAttr{constAttr(dwarf.AttrDataMemberLoc, formData8, leInt(v, 8))}
+	},
+	func(v []byte) []testAttr {
+		return []testAttr{constAttr(dwarf.AttrDataMemberLoc, formSdata, leInt(v, 8))}
+	},
+	func(v []byte) []testAttr {
+		return []testAttr{constAttr(dwarf.AttrDataMemberLoc, formUdata, leInt(v, 8))}
+	},
+	func(v []byte) []testAttr {
+		return []testAttr{constAttr(dwarf.AttrDataMemberLoc, formImplicitConst, leInt(v, 8))}
+	},
+	func(v []byte) []testAttr {
+		return []testAttr{constAttr(dwarf.AttrDataMemberLoc, formSecOffset, leInt(v, 4))}
+	},
+	func(v []byte) []testAttr { return []testAttr{exprloc(v...)} },
+	func(v []byte) []testAttr { return []testAttr{block(formBlock1, v[:min(len(v), 255)]...)} },
+	func(v []byte) []testAttr { return []testAttr{block(formBlock2, v...)} },
+	func(v []byte) []testAttr { return []testAttr{block(formBlock4, v...)} },
+	func(v []byte) []testAttr { return []testAttr{block(formBlock, v...)} },
+	func(v []byte) []testAttr {
+		return []testAttr{constAttr(dwarf.AttrDataBitOffset, formUdata, leInt(v, 8))}
+	},
+}
+
+// leInt returns the little-endian number in the first n bytes of v.
+func leInt(v []byte, n int) int64 {
+	var b [8]byte
+	copy(b[:n], v)
+	return int64(binary.LittleEndian.Uint64(b[:]))
+}
+
+// locationSeeds are (form, bytes) pairs for FuzzMemberLocation and
+// TestMemberLocationMutations: each form with an offset of 8, and the
+// shapes of TestFieldsRefuseMemberLocationsTheyCannotDecode.
+var locationSeeds = []struct {
+	form uint8
+	v    []byte
+}{
+	{0, nil}, {1, []byte{8}}, {2, []byte{8}}, {3, []byte{8}}, {4, []byte{8}}, {5, []byte{8}}, {6, []byte{8}},
+	{7, []byte{8}}, {8, []byte{8}}, {9, []byte{opPlusUconst, 8}}, {10, []byte{opPlusUconst, 8}},
+	{11, []byte{opPlusUconst, 8}}, {12, []byte{opPlusUconst, 8}}, {13, []byte{opPlusUconst, 8}}, {14, []byte{64}},
+	{9, nil}, {9, []byte{opConstu, 8, opPlus}}, {9, []byte{opConsts, 8, opPlus}}, {9, []byte{opLit0 + 8, opPlus}},
+	{9, []byte{opConst2u, 8, 0, opPlus}}, {9, []byte{opPlusUconst, 0x88}}, {9, []byte{opDeref}},
+	{9, []byte{opPlusUconst, 8, opDeref}}, {9, []byte{opConsts, 0x78, opPlus}}, {9, []byte{opLit0 + 8}},
+	{9, []byte{opDup, opPlus}}, {9, []byte{opPlusUconst, 0x88, 0x80, 0x00}},
+}
+
+// checkMemberLocation writes main.T.in's location as locationForms[form]
+// of v says, resolves main.T's fields and checks that:
+//
+//   - the offset Fields returns for main.T.in, if any, is the one
+//     debug/dwarf computes for the same DIE where debug/dwarf decodes it,
+//     and the one evalLocation computes from the attribute debug/dwarf
+//     reads; otherwise Fields reports main.T.in as ErrUndecodable;
+//   - main.T.in.y follows main.T.in, and the siblings main.T.a and
+//     main.T.p resolve whatever main.T.in's location is;
+//   - a constant location that fits in main.T resolves.
+//
+// It returns whether main.T.in resolved.
+func checkMemberLocation(t testing.TB, form uint8, v []byte) bool {
+	attrs := locationForms[int(form)%len(locationForms)](v)
+	abbrev, info := locatedDWARF(attrs...)
+	elfFile := testELF(t, abbrev, info)
+
+	f, err := NewFile(bytes.NewReader(elfFile))
+	require.NoError(t, err)
+	ids := fieldIDs(t, "main.T.a", "main.T.in", "main.T.in.y", "main.T.p")
+	got, err := f.Fields(ids)
+	missing := map[offsets.FieldID]error{}
+	if err != nil {
+		var m *MissingError
+		require.ErrorAs(t, err, &m)
+		missing = m.Missing
+	}
+	assert.Equal(t, offsets.Value{Offset: 0, Size: 8, Type: "int"}, got[ids[0]], "sibling main.T.a")
+	assert.Equal(t, offsets.Value{Offset: 24, Size: 8, Type: "*main.U"}, got[ids[3]], "sibling main.T.p")
+
+	want := stdlibMemberOffset(t, elfFile)
+	in, ok := got[ids[1]]
+	if !ok {
+		assert.ErrorIs(t, missing[ids[1]], ErrUndecodable, "main.T.in is there: only its location may be unreadable")
+		assert.ErrorIs(t, missing[ids[2]], ErrUndecodable)
+		if want.constant && want.expr >= 0 && want.expr <= 16 && len(attrs) == 1 && attrs[0].at == dwarf.AttrDataMemberLoc {
+			t.Errorf("constant location %d (%v) refused: %v", want.expr, attrs[0].form, missing[ids[1]])
+		}
+		return false
+	}
+	if want.typeErr == nil {
+		assert.Equal(t, want.typeOffset, int64(in.Offset), "offset of main.T.in against debug/dwarf's Data.Type")
+	}
+	assert.True(t, want.exprOK, "main.T.in resolved to %d from a location the oracle cannot evaluate", in.Offset)
+	assert.Equal(t, want.expr, int64(in.Offset), "offset of main.T.in against the attribute's evaluation")
+	assert.Equal(t, offsets.Value{Offset: in.Offset, Size: 16, Type: "main.U"}, in)
+	assert.Equal(t, offsets.Value{Offset: in.Offset + 8, Size: 8, Type: "int"}, got[ids[2]], "main.T.in.y")
+	return true
+}
+
+// stdlibOffset is what the standard library makes of main.T.in's location.
+type stdlibOffset struct {
+	typeOffset int64 // StructField.ByteOffset from Data.Type, if typeErr is nil.
+	typeErr    error
+	// expr is the offset the attribute debug/dwarf reads gives, by
+	// evalLocation for an expression, if exprOK.
+	expr     int64
+	exprOK   bool
+	constant bool // The attribute is of class constant.
+}
+
+// stdlibMemberOffset reads main.T.in's location from elfFile with
+// debug/elf and debug/dwarf alone.
+func stdlibMemberOffset(t testing.TB, elfFile []byte) stdlibOffset {
+	ef, err := elf.NewFile(bytes.NewReader(elfFile))
+	require.NoError(t, err)
+	d, err := ef.DWARF()
+	require.NoError(t, err)
+	r := d.Reader()
+	var st, in *dwarf.Entry
+	for e, err := r.Next(); e != nil && err == nil; e, err = r.Next() {
+		if e.Tag == dwarf.TagStructType && e.Val(dwarf.AttrName) == "main.T" {
+			st = e
+		}
+		if st != nil && e.Tag == dwarf.TagMember && e.Val(dwarf.AttrName) == "in" {
+			in = e
+			break
+		}
+	}
+	require.NotNil(t, in, "member in of main.T")
+
+	var out stdlibOffset
+	typ, err := d.Type(st.Offset)
+	out.typeErr = err
+	if err == nil {
+		for _, fld := range typ.(*dwarf.StructType).Field {
+			if fld.Name == "in" {
+				out.typeOffset = fld.ByteOffset
+				if in.AttrField(dwarf.AttrDataMemberLoc) == nil {
+					out.typeOffset = fld.DataBitOffset / 8
+				}
+			}
+		}
+	}
+	loc := in.AttrField(dwarf.AttrDataMemberLoc)
+	if loc == nil {
+		loc = in.AttrField(dwarf.AttrDataBitOffset)
+		if loc != nil {
+			v := loc.Val.(int64)
+			out.expr, out.exprOK = v/8, v%8 == 0
+		}
+		return out
+	}
+	switch v := loc.Val.(type) {
+	case int64:
+		out.expr, out.exprOK, out.constant = v, loc.Class == dwarf.ClassConstant, loc.Class == dwarf.ClassConstant
+	case []byte:
+		// A location is an offset if it moves with the struct.
+		a, okA := evalLocation(v, 0x1000)
+		b, okB := evalLocation(v, 0x7000_0000)
+		if okA && okB && a-0x1000 == b-0x7000_0000 && a-0x1000 < 1<<63 {
+			out.expr, out.exprOK = int64(a-0x1000), true
+		}
+	}
+	return out
+}
+
+// evalLocation evaluates a DWARF expression the plain way, on a stack of
+// 64-bit values that wrap around, with base pushed first. It knows more
+// opcodes than locationExpr accepts, so that a shape it refuses is still
+// checked to be refused rightly.
+//
+// An empty expression is not evaluated: it is an empty location
+// description (DWARF 5 §2.6.1.1.1), an object with no location, not one
+// at the struct's start.
+func evalLocation(expr []byte, base uint64) (uint64, bool) {
+	if len(expr) == 0 {
+		return 0, false
+	}
+	stack := []uint64{base}
+	for len(expr) > 0 {
+		op := expr[0]
+		expr = expr[1:]
+		fixed := func(n int) (uint64, bool) {
+			if len(expr) < n {
+				return 0, false
+			}
+			var b [8]byte
+			copy(b[:], expr[:n])
+			expr = expr[n:]
+			return binary.LittleEndian.Uint64(b[:]), true
+		}
+		leb := func() (uint64, uint, bool) {
+			var v uint64
+			var shift uint
+			for i, c := range expr {
+				if shift < 64 {
+					v |= uint64(c&0x7f) << shift
+				} else if c&0x7f != 0 {
+					return 0, 0, false
+				}
+				shift += 7
+				if c&0x80 == 0 {
+					expr = expr[i+1:]
+					return v, shift, true
+				}
+			}
+			return 0, 0, false
+		}
+		var v uint64
+		ok := true
+		switch {
+		case op >= opLit0 && op <= opLit31:
+			v = uint64(op - opLit0)
+		case op == opConst1u || op == opConst1s:
+			v, ok = fixed(1)
+			if op == opConst1s {
+				v = uint64(int64(int8(v)))
+			}
+		case op == opConst2u || op == opConst2s:
+			v, ok = fixed(2)
+			if op == opConst2s {
+				v = uint64(int64(int16(v)))
+			}
+		case op == opConst4u || op == opConst4s:
+			v, ok = fixed(4)
+			if op == opConst4s {
+				v = uint64(int64(int32(v)))
+			}
+		case op == opConst8u || op == opConst8s:
+			v, ok = fixed(8)
+		case op == opConstu:
+			v, _, ok = leb()
+		case op == opConsts:
+			var shift uint
+			v, shift, ok = leb()
+			if ok && shift < 64 && v&(1<<(shift-1)) != 0 {
+				v |= ^uint64(0) << shift
+			}
+		case op == opPlusUconst:
+			if v, _, ok = leb(); ok {
+				stack[len(stack)-1] += v
+			}
+			if !ok {
+				return 0, false
+			}
+			continue
+		case op == opPlus || op == opMinus:
+			if len(stack) < 2 {
+				return 0, false
+			}
+			a, b := stack[len(stack)-2], stack[len(stack)-1]
+			stack = stack[:len(stack)-2]
+			if op == opPlus {
+				v = a + b
+			} else {
+				v = a - b
+			}
+		case op == opDup:
+			v = stack[len(stack)-1]
+		default:
+			return 0, false
+		}
+		if !ok {
+			return 0, false
+		}
+		stack = append(stack, v)
+	}
+	if len(stack) != 1 {
+		return 0, false
+	}
+	return stack[0], true
+}
+
+// FuzzMemberLocation writes main.T.in's location in every form
+// locationForms knows, from the fuzzer's bytes, and checks
+// checkMemberLocation's properties: an offset Fields returns is the one
+// the standard library computes, or Fields says it cannot decode it.
+func FuzzMemberLocation(f *testing.F) {
+	for _, s := range locationSeeds {
+		f.Add(s.form, s.v)
+	}
+	f.Fuzz(func(t *testing.T, form uint8, v []byte) {
+		checkMemberLocation(t, form, v)
+	})
+}
+
+// TestMemberLocationMutations runs checkMemberLocation on random
+// mutations of locationSeeds for a bounded time, so that CI's go test
+// explores beyond the seeds without a fuzzing step: 2 s, or 300 ms with
+// -short, with a fixed seed so that a failure repeats.
+func TestMemberLocationMutations(t *testing.T) {
+	budget := 2 * time.Second
+	if testing.Short() {
+		budget = 300 * time.Millisecond
+	}
+	rng := rand.New(rand.NewPCG(17, 1))
+	interesting := []byte{0, 1, 8, 16, 17, 0x7f, 0x80, 0xff, opConst1u, opConst1s, opConst2u, opConst2s, opConst4u,
+		opConst4s, opConst8u, opConst8s, opConstu, opConsts, opPlus, opPlusUconst, opLit0, opLit0 + 8, opLit31, opDeref, opDup, opMinus}
+	var runs, resolved int
+	for deadline := time.Now().Add(budget); time.Now().Before(deadline); {
+		s := locationSeeds[rng.IntN(len(locationSeeds))]
+		form, v := s.form, slices.Clone(s.v)
+		for range 1 + rng.IntN(4) {
+			switch rng.IntN(6) {
+			case 0:
+				form = uint8(rng.IntN(len(locationForms)))
+			case 1:
+				if len(v) > 0 {
+					v[rng.IntN(len(v))] = interesting[rng.IntN(len(interesting))]
+				}
+			case 2:
+				i := rng.IntN(len(v) + 1)
+				v = slices.Insert(v, i, interesting[rng.IntN(len(interesting))])
+			case 3:
+				v = v[:rng.IntN(len(v)+1)]
+			case 4:
+				if len(v) > 0 {
+					v[rng.IntN(len(v))] ^= byte(1 << rng.IntN(8))
+				}
+			case 5:
+				v = append(v, byte(rng.Uint32()))
+			}
+		}
+		if checkMemberLocation(t, form, v) {
+			resolved++
+		}
+		runs++
+		if t.Failed() {
+			t.Fatalf("failing input after %d runs: form %d, bytes % x", runs, form, v)
+		}
+	}
+	t.Logf("%d mutated locations in %v: %d resolved, %d refused", runs, budget, resolved, runs-resolved)
+	assert.Greater(t, resolved, 0, "no mutation resolved: the check is vacuous")
+	assert.Greater(t, runs-resolved, 0, "no mutation was refused: the check is vacuous")
 }

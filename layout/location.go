@@ -72,7 +72,7 @@ func memberOffset(m *dwarf.Entry, order binary.ByteOrder, union bool) (uint64, e
 		}
 		v, err := locationExpr(expr, order)
 		if err != nil {
-			return 0, fmt.Errorf("DW_AT_data_member_location (exprloc % x): %w", expr, err)
+			return 0, fmt.Errorf("DW_AT_data_member_location (exprloc [% x]): %w", expr, err)
 		}
 		return v, nil
 	case dwarf.ClassLocListPtr, dwarf.ClassLocList:

@@ -89,13 +89,13 @@ func TestFieldsRefuseMemberLocationsTheyCannotDecode(t *testing.T) {
 		errMsg string // In the error of main.T.in, after what names the struct and field.
 	}{
 		{"absent", nil, "no DW_AT_data_member_location or DW_AT_data_bit_offset"},
-		{"empty exprloc", []testAttr{exprloc()}, "(exprloc ): empty expression"},
-		{"empty DW_FORM_block1", []testAttr{block(formBlock1)}, "(exprloc ): empty expression"},
-		{"unknown opcode", []testAttr{exprloc(opDeref)}, "(exprloc 06): opcode 0x6 at byte 0 not supported"},
+		{"empty exprloc", []testAttr{exprloc()}, "(exprloc []): empty expression"},
+		{"empty DW_FORM_block1", []testAttr{block(formBlock1)}, "(exprloc []): empty expression"},
+		{"unknown opcode", []testAttr{exprloc(opDeref)}, "(exprloc [06]): opcode 0x6 at byte 0 not supported"},
 		{"unknown opcode after a good one", []testAttr{exprloc(opPlusUconst, 8, opDeref)}, "opcode 0x6 at byte 2 not supported"},
 		{"DW_OP_minus", []testAttr{exprloc(opLit0+8, opMinus)}, "opcode 0x1c at byte 1 not supported"},
 		{"DW_OP_dup", []testAttr{exprloc(opDup, opPlus)}, "opcode 0x12 at byte 0 not supported"},
-		{"truncated ULEB128", []testAttr{exprloc(opPlusUconst, 0x88)}, "(exprloc 23 88): truncated ULEB128 at byte 1"},
+		{"truncated ULEB128", []testAttr{exprloc(opPlusUconst, 0x88)}, "(exprloc [23 88]): truncated ULEB128 at byte 1"},
 		{"truncated SLEB128", []testAttr{exprloc(opConsts, 0x88)}, "truncated SLEB128 at byte 1"},
 		{"truncated DW_OP_const2u", []testAttr{exprloc(opConst2u, 8)}, "operand of opcode 0xa at byte 0: 2 bytes, 1 left"},
 		{"ULEB128 over 64 bits", []testAttr{exprloc(append([]byte{opPlusUconst}, ff...)...)}, "ULEB128 at byte 1 overflows 64 bits"},
