@@ -18,7 +18,7 @@ type microPackage struct {
 }
 
 var microPackages = []microPackage{
-	{"tracer/httpserver", "^BenchmarkDecodeRecord$"},
+	{"tracer/instrumentation/nethttp/server", "^BenchmarkDecodeRecord$"},
 	{"tracer/spans", "^BenchmarkRecord$"},
 	{"offsets", "^BenchmarkLookup$"},
 	{"tracer/resolve", "^BenchmarkResolve$"},

@@ -20,8 +20,8 @@ import (
 	"github.com/offsetdb/offsetdb"
 	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/offsets"
-	"github.com/offsetdb/offsetdb/tracer/httpclient"
-	"github.com/offsetdb/offsetdb/tracer/httpserver"
+	httpclient "github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/client"
+	httpserver "github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/server"
 	"github.com/offsetdb/offsetdb/tracer/resolve"
 )
 

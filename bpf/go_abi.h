@@ -84,4 +84,11 @@ struct go_string {
 	__s64 len;
 };
 
+/* A Go slice header: pointer to the first element, length, capacity. */
+struct go_slice {
+	__u64 ptr;
+	__s64 len;
+	__s64 cap;
+};
+
 #endif /* OFFSETDB_GO_ABI_H */

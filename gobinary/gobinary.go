@@ -546,3 +546,36 @@ func indexAll(s, sep []byte) []int {
 		i += j + 1
 	}
 }
+
+// StdModule is the module name PackageModule gives the standard library.
+const StdModule = "std"
+
+// PackageModule returns the module that provides the package with import
+// path pkg in b: StdModule for a standard-library package (no dot in its
+// first path element), else the module of b with the longest path that is
+// pkg or a prefix of it. ok is false when no module of b provides pkg.
+func (b *Binary) PackageModule(pkg string) (m Module, ok bool) {
+	first, _, _ := strings.Cut(pkg, "/")
+	if !strings.Contains(first, ".") {
+		return Module{Path: StdModule, Version: b.GoVersionRaw}, true
+	}
+	for _, c := range append([]Module{b.Main}, b.Modules...) {
+		if c.Path != "" && (pkg == c.Path || strings.HasPrefix(pkg, c.Path+"/")) && len(c.Path) > len(m.Path) {
+			m, ok = c, true
+		}
+	}
+	return m, ok
+}
+
+// SymbolPackage returns the import path of the package that defines the
+// function with symbol name sym: "net/http" for
+// "net/http.(*Transport).roundTrip", "google.golang.org/grpc" for
+// "google.golang.org/grpc.(*Server).handleStream".
+func SymbolPackage(sym string) string {
+	slash := strings.LastIndexByte(sym, '/')
+	dot := strings.IndexByte(sym[slash+1:], '.')
+	if dot < 0 {
+		return sym
+	}
+	return sym[:slash+1+dot]
+}

@@ -5,8 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/offsetdb/offsetdb/gobinary"
 
 	"github.com/offsetdb/offsetdb/tracer/process"
 	"github.com/offsetdb/offsetdb/tracer/resolve"
@@ -28,10 +31,20 @@ type inspection struct {
 }
 
 type inspectedInstrument struct {
-	Name    string           `json:"name"`
-	Enabled bool             `json:"enabled"`
+	Name    string `json:"name"`
+	Enabled bool   `json:"enabled"`
+	// NotUsed says the binary does not link the instrumented library.
+	NotUsed bool             `json:"not_used,omitempty"`
 	Reason  string           `json:"reason,omitempty"`
+	Probes  []inspectedProbe `json:"probes,omitempty"`
 	Fields  []inspectedField `json:"fields"`
+}
+
+type inspectedProbe struct {
+	Symbol   string `json:"symbol"`
+	Versions string `json:"versions,omitempty"` // the probe's version bound
+	Status   string `json:"status"`             // attached, skipped, missing
+	Reason   string `json:"reason,omitempty"`
 }
 
 type inspectedField struct {
@@ -102,6 +115,27 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		if d, ok := disabled[inst.Name]; ok {
 			ii.Enabled, ii.Reason = false, d.Reason
 		}
+		if slices.Contains(p.NotUsed, inst.Name) {
+			ii.Enabled, ii.NotUsed = false, true
+			ii.Reason = "the binary does not link " + gobinary.SymbolPackage(inst.Probes[0].Symbol)
+			out.Instrumentations = append(out.Instrumentations, ii)
+			continue
+		}
+		for _, pr := range inst.Probes {
+			ip := inspectedProbe{Symbol: pr.Symbol, Versions: pr.Versions, Status: "attached"}
+			if _, err := p.Binary.Function(pr.Symbol); err != nil {
+				ip.Status, ip.Reason = "missing", err.Error()
+			}
+			for _, sk := range p.Skipped[inst.Name] {
+				if sk.Probe == pr {
+					ip.Status, ip.Reason = "skipped", sk.Err.Error()
+				}
+			}
+			if ip.Status == "attached" && !ii.Enabled {
+				ip.Status = "not attached"
+			}
+			ii.Probes = append(ii.Probes, ip)
+		}
 		for _, f := range inst.Fields {
 			rf, ok := p.Fields[f.ID]
 			if !ok {
@@ -114,8 +148,11 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 			if rf.Status == resolve.Unresolved && rf.Err != nil {
 				inf.Error = rf.Err.Error()
 			}
-			if rf.Status == resolve.Absent && !f.Optional {
+			if rf.Status == resolve.Absent && !f.Optional && !f.IfResolved {
 				inf.Error = "required field does not exist in this version"
+			}
+			if rf.Status == resolve.Unresolved && f.IfResolved && ii.Enabled {
+				inf.Error = "runs without it: " + inf.Error
 			}
 			ii.Fields = append(ii.Fields, inf)
 		}
@@ -150,11 +187,21 @@ func printInspection(w io.Writer, in inspection) {
 	}
 	for _, ii := range in.Instrumentations {
 		state := "enabled"
-		if !ii.Enabled {
+		switch {
+		case ii.NotUsed:
+			state = "not used: " + ii.Reason
+		case !ii.Enabled:
 			state = "DISABLED: " + ii.Reason
 		}
 		fmt.Fprintf(w, "\n%s: %s\n", ii.Name, state)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, pr := range ii.Probes {
+			bound := ""
+			if pr.Versions != "" {
+				bound = " (" + pr.Versions + ")"
+			}
+			fmt.Fprintf(tw, "  probe %s%s\t%s\t%s\n", pr.Symbol, bound, pr.Status, pr.Reason)
+		}
 		for _, f := range ii.Fields {
 			switch f.Status {
 			case "resolved":

@@ -30,8 +30,7 @@ import (
 	"github.com/offsetdb/offsetdb"
 	"github.com/offsetdb/offsetdb/offsets"
 	"github.com/offsetdb/offsetdb/tracer/export"
-	"github.com/offsetdb/offsetdb/tracer/httpclient"
-	"github.com/offsetdb/offsetdb/tracer/httpserver"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation"
 	"github.com/offsetdb/offsetdb/tracer/preflight"
 	"github.com/offsetdb/offsetdb/tracer/process"
 	"github.com/offsetdb/offsetdb/tracer/remotedb"
@@ -146,7 +145,7 @@ func envOr(key, def string) string {
 
 // instrumentations are every instrumentation this tracer ships.
 func instrumentations() []uprobe.Instrumentation {
-	return []uprobe.Instrumentation{httpserver.Instrumentation(), httpclient.Instrumentation()}
+	return instrumentation.All()
 }
 
 func main() {
@@ -237,6 +236,19 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 	for _, d := range p.Disabled {
 		t.log.Warn(d.String(), "pid", pid, "exe", name)
 	}
+	for inst, fields := range p.Degraded {
+		for _, f := range fields {
+			t.log.Warn("instrumentation runs without a field", "instrumentation", inst, "pid", pid, "exe", name, "field", f.ID.String(), "reason", f.Err)
+		}
+	}
+	for inst, skipped := range p.Skipped {
+		for _, s := range skipped {
+			t.log.Info("optional probe skipped", "instrumentation", inst, "pid", pid, "exe", name, "reason", s.Err)
+		}
+	}
+	if len(p.NotUsed) > 0 {
+		t.log.Debug("instrumentations of libraries the binary does not link", "pid", pid, "exe", name, "instrumentations", strings.Join(p.NotUsed, ", "))
+	}
 	if len(p.Enabled) == 0 {
 		p.Binary.Close()
 		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, errNothingToTrace)
@@ -264,7 +276,7 @@ func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name strin
 		return err
 	}
 	st, err := target.Trace(ctx, p, pid, rec, t.log, attached)
-	t.log.Info("detached", "pid", pid, "spans", st.Spans, "dropped", st.Dropped, "errors", st.Errors)
+	t.log.Info("detached", "pid", pid, "spans", st.Spans, "dropped", st.Dropped, "errors", st.Errors, "unsampled", st.Unsampled)
 	return err
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/offsetdb/offsetdb/tracer/export"
 	"github.com/offsetdb/offsetdb/tracer/otlptest"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/httpconv"
 	"github.com/offsetdb/offsetdb/tracer/spans"
 )
 
@@ -39,14 +40,14 @@ func setEnv(t *testing.T, env map[string]string) {
 }
 
 var (
-	rootEvent = spans.HTTPEvent{
+	rootEvent = httpconv.HTTPEvent{
 		Kind: trace.SpanKindServer, Start: time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC),
 		End:     time.Date(2026, 1, 2, 3, 4, 5, 223456789, time.UTC),
 		TraceID: trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
 		SpanID:  trace.SpanID{1, 1, 1, 1, 1, 1, 1, 1}, Method: "GET", Host: "shop.example", Path: "/items/1",
 		Route: "GET /items/{id}", RemoteAddr: "10.0.0.1:4000", ProtoMajor: 1, ProtoMinor: 1, StatusCode: 200,
 	}
-	childEvent = spans.HTTPEvent{
+	childEvent = httpconv.HTTPEvent{
 		Kind: trace.SpanKindClient, Start: rootEvent.Start.Add(time.Millisecond), End: rootEvent.Start.Add(2 * time.Millisecond),
 		TraceID: rootEvent.TraceID, SpanID: trace.SpanID{2, 2, 2, 2, 2, 2, 2, 2}, ParentSpanID: rootEvent.SpanID,
 		Method: "GET", Scheme: "http", Host: "stock:8080", Path: "/stock/1",
@@ -59,8 +60,11 @@ func recordAndShutdown(t *testing.T, tp *sdktrace.TracerProvider) {
 	t.Helper()
 	rec, err := spans.NewRecorder(tp)
 	require.NoError(t, err)
-	require.NoError(t, rec.Record(rootEvent))
-	require.NoError(t, rec.Record(childEvent))
+	for _, ev := range []httpconv.HTTPEvent{rootEvent, childEvent} {
+		s, err := ev.Span()
+		require.NoError(t, err)
+		require.NoError(t, rec.Record(&s))
+	}
 	require.NoError(t, tp.Shutdown(context.Background()))
 }
 

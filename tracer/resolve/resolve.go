@@ -112,17 +112,8 @@ func hasValue(m map[offsets.FieldID]offsets.Value, id offsets.FieldID) bool {
 // the standard library, else the longest module path of bin that prefixes
 // the package.
 func Module(bin *gobinary.Binary, id offsets.FieldID) (string, bool) {
-	first, _, _ := strings.Cut(id.Package, "/")
-	if !strings.Contains(first, ".") {
-		return offsets.StdModule, true
-	}
-	best := ""
-	for _, m := range append([]gobinary.Module{bin.Main}, bin.Modules...) {
-		if (id.Package == m.Path || strings.HasPrefix(id.Package, m.Path+"/")) && len(m.Path) > len(best) {
-			best = m.Path
-		}
-	}
-	return best, best != ""
+	m, ok := bin.PackageModule(id.Package)
+	return m.Path, ok
 }
 
 // fromDatabase answers from the databases, or returns why it cannot.
@@ -208,12 +199,47 @@ func Missing(fs map[offsets.FieldID]Field, ids []offsets.FieldID, optional func(
 	return out
 }
 
-// Hint is the advice printed with unresolved fields: the offsetgen command
-// that would put the target's version into a database the tracer can load.
-func Hint(bin *gobinary.Binary) string {
-	if bin.GoVersionErr != nil {
-		return "build the target with a released Go toolchain, or keep its DWARF (do not strip with -s/-w)"
+// Hint is the advice printed with unresolved fields: for each module the
+// missing fields belong to, the offsetgen command that would put the
+// target's version of it into a database the tracer can load (--offsets-dir),
+// or `offsetgen local` for a module replaced by a local directory; and the
+// DWARF fallback.
+func Hint(bin *gobinary.Binary, missing []Field) string {
+	var hints []string
+	seen := map[string]bool{}
+	for _, f := range missing {
+		module, ok := Module(bin, f.ID)
+		if !ok || seen[module] {
+			continue
+		}
+		seen[module] = true
+		if h := moduleHint(bin, module); h != "" {
+			hints = append(hints, h)
+		}
 	}
-	return fmt.Sprintf("run `offsetgen generate --versions %s --arch %s --out DIR` and pass --offsets-dir DIR, or trace an unstripped build (DWARF is read as a fallback)",
-		strings.TrimPrefix(bin.GoVersion.String(), "go"), bin.Arch)
+	if len(hints) == 0 {
+		return "build the target with released versions of its modules, or keep its DWARF (do not strip with -s/-w)"
+	}
+	return strings.Join(hints, "; ") + "; and pass --offsets-dir DIR, or trace an unstripped build (DWARF is read as a fallback)"
+}
+
+// moduleHint is the command that generates module's offsets for bin, or ""
+// when there is none.
+func moduleHint(bin *gobinary.Binary, module string) string {
+	if module == offsets.StdModule {
+		if bin.GoVersionErr != nil {
+			return ""
+		}
+		return fmt.Sprintf("run `offsetgen generate --versions %s --arch %s --out DIR`",
+			strings.TrimPrefix(bin.GoVersion.String(), "go"), bin.Arch)
+	}
+	m, ok := bin.Module(module)
+	if !ok {
+		return ""
+	}
+	if m.Replace != nil && (m.Replace.Version == "" || m.Replace.Version == offsets.DevelVersion) {
+		return fmt.Sprintf("run `offsetgen local --module %s --arch %s --out DIR` (%s is replaced by that local directory)",
+			m.Replace.Path, bin.Arch, module)
+	}
+	return fmt.Sprintf("run `offsetgen generate --modules %s --versions %s --arch %s --out DIR`", module, m.EffectiveVersion(), bin.Arch)
 }

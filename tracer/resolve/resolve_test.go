@@ -134,7 +134,7 @@ func TestResolveStrippedAndUnknownIsUnresolvedWithReasons(t *testing.T) {
 	assert.Contains(t, f.Err.Error(), "database")
 	missing := Missing(got, []offsets.FieldID{reqCtx}, func(offsets.FieldID) bool { return false })
 	require.Len(t, missing, 1)
-	assert.Contains(t, Hint(bin), "offsetgen generate --versions")
+	assert.Contains(t, Hint(bin, missing), "offsetgen generate --versions")
 }
 
 func TestResolveLaterDatabaseAnswersWhenFirstDoesNotKnow(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -19,13 +18,13 @@ var (
 	// not built with IDGenerator: its spans would not keep the event IDs.
 	ErrForeignIDGenerator = errors.New("tracer provider does not use spans.IDGenerator")
 
-	// ErrInvalidEvent is returned by Record for an event it cannot turn into
-	// a span: zero trace or span ID, or a kind other than server or client.
-	ErrInvalidEvent = errors.New("invalid HTTP event")
+	// ErrInvalidEvent is returned by Record for a span it cannot export:
+	// zero trace or span ID, or no kind; and by decoders for records they
+	// cannot describe.
+	ErrInvalidEvent = errors.New("invalid span")
 )
 
-// Recorder turns HTTPEvents into spans of an OpenTelemetry SDK
-// TracerProvider, following the HTTP semantic conventions (semconv v1.43.0).
+// Recorder turns Spans into spans of an OpenTelemetry SDK TracerProvider.
 //
 // A Recorder is safe for concurrent use.
 type Recorder struct {
@@ -38,14 +37,13 @@ var probeIDs = idContext{
 	spanID:  trace.SpanID{0x0f, 0xf5, 0xe7, 0xdb, 1, 2, 3, 4},
 }
 
-// httpSpans recycles the attribute storage of Record: the SDK copies the
-// attributes it is given, so the storage is free again once Record returns.
-var httpSpans = sync.Pool{New: func() any { return new(httpSpan) }}
-
 // kindOption holds the span kind options Record uses, built once.
 var kindOption = map[trace.SpanKind]trace.SpanStartOption{
-	trace.SpanKindServer: trace.WithSpanKind(trace.SpanKindServer),
-	trace.SpanKindClient: trace.WithSpanKind(trace.SpanKindClient),
+	trace.SpanKindServer:   trace.WithSpanKind(trace.SpanKindServer),
+	trace.SpanKindClient:   trace.WithSpanKind(trace.SpanKindClient),
+	trace.SpanKindProducer: trace.WithSpanKind(trace.SpanKindProducer),
+	trace.SpanKindConsumer: trace.WithSpanKind(trace.SpanKindConsumer),
+	trace.SpanKindInternal: trace.WithSpanKind(trace.SpanKindInternal),
 }
 
 // NewRecorder returns a Recorder that creates its spans through tp.
@@ -66,49 +64,40 @@ func NewRecorder(tp trace.TracerProvider) (*Recorder, error) {
 	return &Recorder{tracer: tracer}, nil
 }
 
-// Record creates and ends the span for ev with exactly ev's IDs, parent and
-// timestamps, so that the TracerProvider's span processors export it.
+// Record creates and ends the span s describes, with exactly its IDs,
+// parent and timestamps, so that the TracerProvider's span processors
+// export it.
 //
-// Record returns ErrInvalidEvent, and creates no span, for an event with a
-// zero trace or span ID or a kind other than server or client. A zero Start
-// or End is taken by the SDK as the current time.
-//
-// A server span whose parent is set continues a trace that came in over the
-// wire, so the parent is marked remote; a client span's parent is the local
-// server span the request was made for.
-func (r *Recorder) Record(ev HTTPEvent) error {
-	if !ev.TraceID.IsValid() || !ev.SpanID.IsValid() {
-		return fmt.Errorf("record span %s/%s: %w: zero trace or span ID", ev.TraceID, ev.SpanID, ErrInvalidEvent)
+// Record returns ErrInvalidEvent, and creates no span, for a span with a
+// zero trace or span ID or an unspecified kind. A zero Start or End is
+// taken by the SDK as the current time. The SDK copies the attributes, so
+// s may be reused once Record returns.
+func (r *Recorder) Record(s *Span) error {
+	if !s.TraceID.IsValid() || !s.SpanID.IsValid() {
+		return fmt.Errorf("record span %s/%s: %w: zero trace or span ID", s.TraceID, s.SpanID, ErrInvalidEvent)
 	}
-	s := httpSpans.Get().(*httpSpan)
-	defer httpSpans.Put(s)
-	switch ev.Kind {
-	case trace.SpanKindServer:
-		s.describeServer(&ev)
-	case trace.SpanKindClient:
-		s.describeClient(&ev)
-	default:
-		return fmt.Errorf("record span %s/%s: %w: kind %s", ev.TraceID, ev.SpanID, ErrInvalidEvent, ev.Kind)
+	kind, ok := kindOption[s.Kind]
+	if !ok {
+		return fmt.Errorf("record span %s/%s: %w: kind %s", s.TraceID, s.SpanID, ErrInvalidEvent, s.Kind)
 	}
-
 	var parent context.Context = context.Background()
-	if ev.ParentSpanID.IsValid() {
+	if s.ParentSpanID.IsValid() {
 		parent = trace.ContextWithSpanContext(parent, trace.NewSpanContext(trace.SpanContextConfig{
-			TraceID:    ev.TraceID,
-			SpanID:     ev.ParentSpanID,
+			TraceID:    s.TraceID,
+			SpanID:     s.ParentSpanID,
 			TraceFlags: trace.FlagsSampled,
-			Remote:     ev.Kind == trace.SpanKindServer,
+			Remote:     s.RemoteParent,
 		}))
 	}
-	ctx := &idContext{Context: parent, traceID: ev.TraceID, spanID: ev.SpanID}
-	_, span := r.tracer.Start(ctx, s.name,
-		kindOption[ev.Kind],
-		trace.WithTimestamp(ev.Start),
-		trace.WithAttributes(s.attrs...),
+	ctx := &idContext{Context: parent, traceID: s.TraceID, spanID: s.SpanID}
+	_, span := r.tracer.Start(ctx, s.Name,
+		kind,
+		trace.WithTimestamp(s.Start),
+		trace.WithAttributes(s.Attributes...),
 	)
-	if s.status == codes.Error {
-		span.SetStatus(codes.Error, s.description)
+	if s.Status == codes.Error {
+		span.SetStatus(codes.Error, s.StatusDescription)
 	}
-	span.End(trace.WithTimestamp(ev.End))
+	span.End(trace.WithTimestamp(s.End))
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/httpconv"
 	"github.com/offsetdb/offsetdb/tracer/otlptest"
 	"github.com/offsetdb/offsetdb/tracer/spans"
 )
@@ -31,7 +32,7 @@ var (
 // recordCase is one event and what must arrive at the receiver for it.
 type recordCase struct {
 	name       string
-	ev         spans.HTTPEvent
+	ev         httpconv.HTTPEvent
 	wantName   string
 	wantKind   string
 	wantParent string
@@ -46,7 +47,7 @@ func recordCases() []recordCase {
 	return []recordCase{
 		{
 			name: "server span is the trace root",
-			ev: spans.HTTPEvent{Kind: trace.SpanKindServer, Start: t0, End: t0.Add(3 * time.Millisecond),
+			ev: httpconv.HTTPEvent{Kind: trace.SpanKindServer, Start: t0, End: t0.Add(3 * time.Millisecond),
 				TraceID: traceID, SpanID: serverID, Method: "GET", Host: "shop.example:8080", Path: "/items/42",
 				Query: "color=red", Route: "GET /items/{id}", RemoteAddr: "10.0.0.7:51234", ProtoMajor: 1, ProtoMinor: 1,
 				StatusCode: 200},
@@ -60,7 +61,7 @@ func recordCases() []recordCase {
 		},
 		{
 			name: "client span is the server span's child",
-			ev: spans.HTTPEvent{Kind: trace.SpanKindClient, Start: t0.Add(time.Millisecond), End: t0.Add(2 * time.Millisecond),
+			ev: httpconv.HTTPEvent{Kind: trace.SpanKindClient, Start: t0.Add(time.Millisecond), End: t0.Add(2 * time.Millisecond),
 				TraceID: traceID, SpanID: clientID, ParentSpanID: serverID, Method: "GET", Scheme: "https",
 				Host: "inventory.internal", Path: "/stock/42", ProtoMajor: 2, StatusCode: 503},
 			wantName: "GET", wantKind: "client", wantParent: serverID.String(), wantStatus: "error",
@@ -72,7 +73,7 @@ func recordCases() []recordCase {
 		},
 		{
 			name: "client span without response",
-			ev: spans.HTTPEvent{Kind: trace.SpanKindClient, Start: t0.Add(2 * time.Millisecond), End: t0.Add(2*time.Millisecond + 1),
+			ev: httpconv.HTTPEvent{Kind: trace.SpanKindClient, Start: t0.Add(2 * time.Millisecond), End: t0.Add(2*time.Millisecond + 1),
 				TraceID: traceID, SpanID: failedID, ParentSpanID: serverID, Method: "POST", Scheme: "http",
 				Host: "audit:9000", Path: "/log"},
 			wantName: "POST", wantKind: "client", wantParent: serverID.String(), wantStatus: "error", wantMsg: "no response",
@@ -83,7 +84,7 @@ func recordCases() []recordCase {
 		},
 		{
 			name: "server span continuing a remote trace with an unknown method",
-			ev: spans.HTTPEvent{Kind: trace.SpanKindServer, Start: t0, End: t0.Add(time.Second),
+			ev: httpconv.HTTPEvent{Kind: trace.SpanKindServer, Start: t0, End: t0.Add(time.Second),
 				TraceID: otherTID, SpanID: otherSID, ParentSpanID: remoteID, Method: "PURGE", Host: "cache",
 				Path: "/all", RemoteAddr: "[2001:db8::7]:3333", ProtoMajor: 1, ProtoMinor: 1, StatusCode: 500},
 			wantName: "HTTP", wantKind: "server", wantParent: remoteID.String(), wantStatus: "error",
@@ -129,7 +130,9 @@ func TestRecordExportsEventSpansOverOTLP(t *testing.T) {
 
 			cases := recordCases()
 			for _, c := range cases {
-				require.NoError(t, rec.Record(c.ev), c.name)
+				s, err := c.ev.Span()
+				require.NoError(t, err, c.name)
+				require.NoError(t, rec.Record(&s), c.name)
 			}
 			require.NoError(t, tp.Shutdown(ctx), "shutdown flushes the batch")
 
@@ -171,7 +174,7 @@ func TestRecordRejectsInvalidEvents(t *testing.T) {
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	rec, err := spans.NewRecorder(tp)
 	require.NoError(t, err)
-	tests := map[string]spans.HTTPEvent{
+	tests := map[string]httpconv.HTTPEvent{
 		"zero trace id": {Kind: trace.SpanKindServer, SpanID: serverID},
 		"zero span id":  {Kind: trace.SpanKindServer, TraceID: traceID},
 		"internal kind": {Kind: trace.SpanKindInternal, TraceID: traceID, SpanID: serverID},
@@ -179,7 +182,11 @@ func TestRecordRejectsInvalidEvents(t *testing.T) {
 		"producer kind": {Kind: trace.SpanKindProducer, TraceID: traceID, SpanID: serverID},
 	}
 	for name, ev := range tests {
-		assert.ErrorIs(t, rec.Record(ev), spans.ErrInvalidEvent, name)
+		s, err := ev.Span()
+		if err == nil {
+			err = rec.Record(&s)
+		}
+		assert.ErrorIs(t, err, spans.ErrInvalidEvent, name)
 	}
 }
 
@@ -205,8 +212,12 @@ func BenchmarkRecord(b *testing.B) {
 	for _, c := range recordCases()[:2] {
 		b.Run(c.wantKind, func(b *testing.B) {
 			b.ReportAllocs()
+			var s spans.Span
 			for b.Loop() {
-				if err := rec.Record(c.ev); err != nil {
+				if err := httpconv.Describe(&c.ev, &s); err != nil {
+					b.Fatal(err)
+				}
+				if err := rec.Record(&s); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,6 +56,16 @@ type Plan struct {
 	Fields   map[offsets.FieldID]resolve.Field
 	Enabled  []uprobe.Instrumentation
 	Disabled []Disabled
+	// NotUsed names the instrumentations of libraries the binary does not
+	// link (a gRPC instrumentation for a program without grpc-go): neither
+	// enabled nor a failure.
+	NotUsed []string
+	// Skipped lists, by instrumentation name, the optional probes left out
+	// of an enabled instrumentation and why.
+	Skipped map[string][]uprobe.Skipped
+	// Degraded lists, by instrumentation name, the unresolved fields an
+	// enabled instrumentation runs without (uprobe.Field.IfResolved).
+	Degraded map[string][]resolve.Field
 }
 
 // Values returns the resolved offsets of every field, for uprobe.Attach.
@@ -69,31 +80,63 @@ func (p *Plan) Values() map[offsets.FieldID]offsets.Value {
 }
 
 // NewPlan inspects the binary at path and decides, instrumentation by
-// instrumentation, what can run: an instrumentation is disabled alone when
-// its function is not in the binary or one of its required fields cannot
-// be resolved; the others still run. The caller closes Plan.Binary.
+// instrumentation, what can run: an instrumentation of a library the binary
+// does not link is not used; one is disabled alone when a required probe
+// does not fit the binary (function missing, or outside the probe's
+// version bound) or one of its required fields cannot be resolved; the
+// others still run. The caller closes Plan.Binary.
 func NewPlan(path string, r *resolve.Resolver, insts []uprobe.Instrumentation) (*Plan, error) {
 	bin, err := gobinary.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	p := &Plan{Binary: bin}
+	var used []uprobe.Instrumentation
+	for _, inst := range insts {
+		if !Links(bin, inst) {
+			p.NotUsed = append(p.NotUsed, inst.Name)
+			continue
+		}
+		used = append(used, inst)
+	}
 	if reason := unsupported(bin); reason != "" {
-		for _, inst := range insts {
+		for _, inst := range used {
 			p.Disabled = append(p.Disabled, Disabled{Name: inst.Name, Reason: reason})
 		}
 		return p, nil
 	}
-	p.Fields = r.Resolve(bin, uprobe.Fields(insts...))
-	for _, inst := range insts {
-		if d, ok := check(bin, p.Fields, inst); !ok {
+	p.Fields = r.Resolve(bin, uprobe.Fields(used...))
+	p.Skipped = make(map[string][]uprobe.Skipped)
+	p.Degraded = make(map[string][]resolve.Field)
+	for _, inst := range used {
+		d, skipped, ok := check(bin, p.Fields, inst)
+		if !ok {
 			d.Name = inst.Name
 			p.Disabled = append(p.Disabled, d)
 			continue
 		}
+		if len(skipped) > 0 {
+			p.Skipped[inst.Name] = skipped
+		}
+		for _, f := range inst.Fields {
+			if rf := p.Fields[f.ID]; f.IfResolved && rf.Status == resolve.Unresolved {
+				p.Degraded[inst.Name] = append(p.Degraded[inst.Name], rf)
+			}
+		}
 		p.Enabled = append(p.Enabled, inst)
 	}
 	return p, nil
+}
+
+// Links reports whether bin links the library inst instruments: whether
+// a module of bin provides the package of inst's first probe. Every binary
+// links the standard library, though not necessarily the function probed.
+func Links(bin *gobinary.Binary, inst uprobe.Instrumentation) bool {
+	if len(inst.Probes) == 0 {
+		return false
+	}
+	_, ok := bin.PackageModule(gobinary.SymbolPackage(inst.Probes[0].Symbol))
+	return ok
 }
 
 func unsupported(bin *gobinary.Binary) string {
@@ -108,30 +151,49 @@ func unsupported(bin *gobinary.Binary) string {
 	return ""
 }
 
-func check(bin *gobinary.Binary, fields map[offsets.FieldID]resolve.Field, inst uprobe.Instrumentation) (Disabled, bool) {
-	for _, p := range inst.Probes {
-		if _, err := bin.Function(p.Symbol); err != nil {
-			return Disabled{Reason: fmt.Sprintf("function %s: %v", p.Symbol, err)}, false
-		}
+func check(bin *gobinary.Binary, fields map[offsets.FieldID]resolve.Field, inst uprobe.Instrumentation) (Disabled, []uprobe.Skipped, bool) {
+	_, skipped, err := inst.Locate(bin)
+	if err != nil {
+		return Disabled{Reason: strings.TrimPrefix(err.Error(), "instrumentation "+inst.Name+": ")}, nil, false
 	}
 	optional := map[offsets.FieldID]bool{}
-	ids := make([]offsets.FieldID, len(inst.Fields))
-	for i, f := range inst.Fields {
-		ids[i] = f.ID
+	var ids []offsets.FieldID
+	for _, f := range inst.Fields {
+		if f.IfResolved {
+			continue // never disables the instrumentation
+		}
+		ids = append(ids, f.ID)
 		optional[f.ID] = f.Optional
 	}
 	missing := resolve.Missing(fields, ids, func(id offsets.FieldID) bool { return optional[id] })
 	if len(missing) > 0 {
-		ver := bin.GoVersionRaw
-		if ver == "" {
-			ver = "unknown Go version"
-		}
 		return Disabled{
-			Reason:  fmt.Sprintf("%d field(s) unknown for %s %s; to fix: %s", len(missing), ver, bin.Arch, resolve.Hint(bin)),
+			Reason:  fmt.Sprintf("%d field(s) unknown for %s; to fix: %s", len(missing), versionsOf(bin, missing), resolve.Hint(bin, missing)),
 			Missing: missing,
-		}, false
+		}, nil, false
 	}
-	return Disabled{}, true
+	return Disabled{}, skipped, true
+}
+
+// versionsOf names the versions of the modules the fields belong to:
+// "go1.22.5 amd64", "google.golang.org/grpc@v1.60.0 amd64".
+func versionsOf(bin *gobinary.Binary, fields []resolve.Field) string {
+	var vs []string
+	for _, f := range fields {
+		v := "unknown module"
+		if module, ok := resolve.Module(bin, f.ID); ok && module == offsets.StdModule {
+			v = bin.GoVersionRaw
+			if v == "" {
+				v = "unknown Go version"
+			}
+		} else if m, ok := bin.Module(module); ok {
+			v = module + "@" + m.EffectiveVersion()
+		}
+		if !slices.Contains(vs, v) {
+			vs = append(vs, v)
+		}
+	}
+	return strings.Join(vs, ", ") + " " + bin.Arch
 }
 
 // Stats are counters of one traced process.
@@ -139,6 +201,9 @@ type Stats struct {
 	Spans   uint64
 	Errors  uint64 // records that could not be decoded or recorded
 	Dropped uint64 // events lost because the ring buffer was full
+	// Unsampled counts spans not exported because their caller's trace
+	// context was not sampled.
+	Unsampled uint64
 }
 
 // Trace attaches the plan's enabled instrumentations to process pid and
@@ -193,12 +258,11 @@ func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog
 			log.Warn("bad event", "instrumentation", ev.Instrumentation, "err", ev.Err)
 			return
 		}
-		hev, ok := ev.Value.(spans.HTTPEvent)
-		if !ok {
-			st.Errors++
+		if ev.Span.Unsampled {
+			st.Unsampled++
 			return
 		}
-		if err := rec.Record(hev); err != nil {
+		if err := rec.Record(ev.Span); err != nil {
 			st.Errors++
 			log.Warn("span not recorded", "err", err)
 			return

@@ -20,34 +20,51 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/spans"
 )
 
-// Names of the maps every instrumentation's collection must declare. Attach
-// creates each once per Session and gives the same map to every collection,
-// so all instrumentations of a target write to one ring buffer and one drop
-// counter.
+// Names of the maps every instrumentation's collection declares through
+// bpf/runtime.h and bpf/context.h. Attach creates each once per Session and
+// gives the same map to every collection that declares it, so all
+// instrumentations of a target write to one ring buffer and one drop
+// counter, and see one active span per goroutine.
 const (
 	// EventsMap is a BPF_MAP_TYPE_RINGBUF the programs submit records to.
 	// The first byte of every record is the submitting instrumentation's
-	// Instrumentation.Kind.
+	// tag (see KindConst). Required.
 	EventsMap = "events"
 	// DropsMap is a BPF_MAP_TYPE_PERCPU_ARRAY with one __u64 entry the
 	// programs increment when the ring buffer has no room for a record.
+	// Required.
 	DropsMap = "drops"
+	// ActiveSpansMap holds the active span of each goroutine (bpf/context.h):
+	// what lets any instrumentation parent to any other. Shared when
+	// declared.
+	ActiveSpansMap = "active_spans"
+)
+
+// runtimeMaps are the maps Attach shares between all collections of a
+// Session: those every object must declare, then those shared if declared.
+var (
+	requiredMaps = []string{EventsMap, DropsMap}
+	optionalMaps = []string{ActiveSpansMap}
 )
 
 // KindConst is the name of the `volatile const __u8` global every
-// instrumentation's BPF object must declare; Attach writes the
-// instrumentation's Kind into it, and the programs start each record with
-// it. The Go declaration is thus the one source of the value.
+// instrumentation's BPF object must declare. Attach gives each
+// instrumentation of a Session its tag (its index in the list given to
+// Attach, plus one) and writes it there; the programs start each record
+// with it, and Read dispatches records on it. No package picks numbers.
 const KindConst = "event_kind"
 
 // Absent is the value Attach writes into the constant of an optional field
-// that the target does not have (a field added or removed by some Go
+// that the target does not have (a field added or removed by some
 // release). BPF code compares the constant with it before using the field.
 const Absent = ^uint64(0)
 
-// Field is a struct field offset an instrumentation's BPF code needs.
+// Field is a struct field offset an instrumentation's BPF code needs. The
+// module whose database shard holds it follows from the field's package
+// (resolve.Module): "runtime.g.goid" is std's, a grpc field grpc's.
 type Field struct {
 	// ID is the field, as the offsets database and the DWARF reader name it.
 	ID offsets.FieldID
@@ -58,6 +75,13 @@ type Field struct {
 	// release; when it is missing from the resolved values its constant is
 	// set to Absent instead of failing Attach.
 	Optional bool
+	// IfResolved marks a field the programs can do without, losing what
+	// they read through it (an attribute, a status code, incoming trace
+	// context): when no source knows its offset, the instrumentation still
+	// runs, with the constant set to Absent, and says what it lost. Like
+	// Optional for Attach; the difference is in planning (package target),
+	// where an unresolved Optional field disables the instrumentation.
+	IfResolved bool
 }
 
 // Probe is a function an instrumentation attaches to.
@@ -72,33 +96,41 @@ type Probe struct {
 	// instruction of the function; empty for none. At a RET the results are
 	// in the result registers and the goroutine is the caller's.
 	Return string
+	// Versions bounds the probe to the versions of the symbol's module that
+	// have this function with this signature, as an offsets.Constraint
+	// (">=v1.8.0", ">=v1.14.0,<v1.69.0"); empty for every version. Outside
+	// the bound the probe is skipped, never attached to a function whose
+	// arguments it would misread.
+	Versions string
+	// Optional lets the instrumentation run without this probe when the
+	// function is not in the binary (the linker dropped it, or the library
+	// renamed it) or its version is outside Versions; the programs must
+	// then do without what it records. A required probe that cannot be
+	// attached disables the instrumentation.
+	Optional bool
 }
 
 // Instrumentation is an eBPF instrumentation of one library, declared as
 // data.
 type Instrumentation struct {
-	// Name identifies the instrumentation in errors and events: "net/http server".
+	// Name identifies the instrumentation in errors and logs: "net/http server".
 	Name string
-	// Module is the module whose fields Fields lists: "std" for the
-	// standard library.
-	Module string
-	// Kind is the first byte of every record the instrumentation submits to
-	// EventsMap; it tells Read which Decode to call. Attach writes it into
-	// the object's KindConst constant. Non-zero and unique within a Session.
-	Kind uint8
 	// Probes are the functions to attach to.
 	Probes []Probe
-	// Fields are the struct field offsets the BPF code needs.
+	// Fields are the struct field offsets the BPF code needs, from any
+	// module.
 	Fields []Field
-	// SharedMaps names maps, besides EventsMap and DropsMap, that Attach
-	// creates once per Session and shares between every instrumentation
-	// that declares them (by name; their specs must agree).
+	// SharedMaps names maps, besides the runtime maps (EventsMap, DropsMap,
+	// ActiveSpansMap), that Attach creates once per Session and shares
+	// between every instrumentation that declares them (by name; their
+	// specs must agree).
 	SharedMaps []string
 	// Spec returns a fresh copy of the instrumentation's BPF collection.
 	Spec func() (*ebpf.CollectionSpec, error)
-	// Decode turns one record into a value for Event.Value. The record's
-	// memory is reused after Decode returns; Decode must not keep it.
-	Decode func(record []byte) (any, error)
+	// Decode fills out (already Reset) with the span one record describes.
+	// The record's memory is reused after Decode returns; Decode must not
+	// keep it.
+	Decode func(record []byte, out *spans.Span) error
 }
 
 // ids returns the field IDs of inst, in declaration order.
@@ -121,7 +153,7 @@ func (inst *Instrumentation) constants(values map[offsets.FieldID]offsets.Value)
 		switch {
 		case ok:
 			consts[f.Const] = v.Offset
-		case f.Optional:
+		case f.Optional || f.IfResolved:
 			consts[f.Const] = Absent
 		default:
 			return nil, fmt.Errorf("%w: %s (constant %s)", ErrMissingField, f.ID, f.Const)

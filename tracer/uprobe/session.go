@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/spans"
 )
 
 var (
@@ -23,7 +25,7 @@ var (
 	ErrMissingField = errors.New("required field not resolved")
 	// ErrInvalidInstrumentation reports an Instrumentation that does not
 	// fit its BPF object or the other instrumentations: a missing program,
-	// map or constant, or a duplicate name or Kind. It is a bug in the
+	// map or constant, or a duplicate name. It is a bug in the
 	// instrumentation, not in the target.
 	ErrInvalidInstrumentation = errors.New("invalid instrumentation")
 	// ErrClosed is returned by Read once the Session is closed.
@@ -34,11 +36,15 @@ var (
 type Event struct {
 	// Instrumentation is the Name of the instrumentation that submitted it.
 	Instrumentation string
-	// Value is what the instrumentation's Decode returned.
-	Value any
-	// Err is set, and Value nil, when the record could not be decoded: it
-	// is too short, its Kind byte names no attached instrumentation, or
-	// Decode failed.
+	// Span is what the instrumentation's Decode made of the record. It is
+	// reused for the next record once the handler given to Read returns.
+	Span *spans.Span
+	// Record is the raw record, valid only until the handler returns: for
+	// tests and debugging.
+	Record []byte
+	// Err is set, and Span nil, when the record could not be decoded: it
+	// is empty, its tag names no attached instrumentation, or Decode
+	// failed.
 	Err error
 }
 
@@ -47,7 +53,8 @@ type Event struct {
 // every uprobe; Close releases them all.
 type Session struct {
 	path   string
-	byKind map[uint8]*Instrumentation
+	byKind []*Instrumentation // by tag - 1
+	span   spans.Span         // reused by decode
 
 	shared map[string]*ebpf.Map
 	colls  []*ebpf.Collection
@@ -59,12 +66,13 @@ type Session struct {
 	finalDrops uint64
 }
 
-// target is an instrumentation ready to load: its constants and the
-// functions it probes, located in the binary.
+// target is an instrumentation ready to load: its tag, its constants and
+// the functions it probes, located in the binary.
 type target struct {
 	inst   *Instrumentation
+	tag    uint8
 	consts map[string]uint64
-	funcs  []gobinary.Function // parallel to inst.Probes
+	probes []Located
 }
 
 // Attach loads insts for the Go binary bin and attaches their probes, to
@@ -72,10 +80,11 @@ type target struct {
 //
 // values holds the resolved offset of every field the instrumentations
 // declare (see Fields); an optional field missing from it is passed to BPF
-// as Absent, a required one fails Attach with ErrMissingField. Every probed
-// function must be in bin: the error names the instrumentation, the symbol
-// and the binary, and wraps gobinary.ErrSymbolNotFound when the linker left
-// the function out. Attach needs CAP_BPF and CAP_PERFMON (or root) and
+// as Absent, a required one fails Attach with ErrMissingField. Probes are
+// chosen by Instrumentation.Locate: an optional probe that does not fit bin
+// is left out, a required one fails Attach with an error naming the
+// instrumentation and the symbol that wraps ErrProbeSkipped. Each
+// instrumentation's records are tagged with its index in insts plus one. Attach needs CAP_BPF and CAP_PERFMON (or root) and
 // removes the memlock rlimit of the calling process, which kernels before
 // 5.11 charge BPF maps to.
 //
@@ -99,7 +108,6 @@ func Attach(ctx context.Context, bin *gobinary.Binary, pid int, insts []Instrume
 
 	s := &Session{
 		path:   bin.Path,
-		byKind: make(map[uint8]*Instrumentation),
 		shared: make(map[string]*ebpf.Map),
 	}
 	defer func() {
@@ -114,7 +122,7 @@ func Attach(ctx context.Context, bin *gobinary.Binary, pid int, insts []Instrume
 		if err := s.load(ex, pid, t); err != nil {
 			return nil, fmt.Errorf("attach to %s: instrumentation %s: %w", bin.Path, t.inst.Name, err)
 		}
-		s.byKind[t.inst.Kind] = t.inst
+		s.byKind = append(s.byKind, t.inst)
 	}
 	s.reader, err = ringbuf.NewReader(s.shared[EventsMap])
 	if err != nil {
@@ -124,10 +132,12 @@ func Attach(ctx context.Context, bin *gobinary.Binary, pid int, insts []Instrume
 }
 
 // prepare checks insts and computes everything that needs neither BPF nor
-// privileges: constants and function locations.
+// privileges: tags, constants and function locations.
 func prepare(bin *gobinary.Binary, insts []Instrumentation, values map[offsets.FieldID]offsets.Value) ([]target, error) {
+	if len(insts) > 255 {
+		return nil, fmt.Errorf("%w: %d instrumentations, at most 255 fit the record tag", ErrInvalidInstrumentation, len(insts))
+	}
 	names := make(map[string]bool)
-	kinds := make(map[uint8]string)
 	var targets []target
 	for i := range insts {
 		inst := &insts[i]
@@ -136,35 +146,22 @@ func prepare(bin *gobinary.Binary, insts []Instrumentation, values map[offsets.F
 			return nil, fmt.Errorf("%w: instrumentation #%d has no name", ErrInvalidInstrumentation, i)
 		case names[inst.Name]:
 			return nil, fmt.Errorf("%w: instrumentation %s given twice", ErrInvalidInstrumentation, inst.Name)
-		case inst.Kind == 0:
-			return nil, fmt.Errorf("%w: instrumentation %s has Kind 0", ErrInvalidInstrumentation, inst.Name)
-		case kinds[inst.Kind] != "":
-			return nil, fmt.Errorf("%w: instrumentations %s and %s have the same Kind %d", ErrInvalidInstrumentation, kinds[inst.Kind], inst.Name, inst.Kind)
 		case inst.Spec == nil || inst.Decode == nil:
 			return nil, fmt.Errorf("%w: instrumentation %s has no Spec or Decode", ErrInvalidInstrumentation, inst.Name)
 		}
-		names[inst.Name], kinds[inst.Kind] = true, inst.Name
-
+		names[inst.Name] = true
+	}
+	for i := range insts {
+		inst := &insts[i]
 		consts, err := inst.constants(values)
 		if err != nil {
 			return nil, fmt.Errorf("instrumentation %s: %w", inst.Name, err)
 		}
-		t := target{inst: inst, consts: consts}
-		for _, p := range inst.Probes {
-			fn, err := bin.Function(p.Symbol)
-			switch {
-			case errors.Is(err, gobinary.ErrSymbolNotFound):
-				return nil, fmt.Errorf("instrumentation %s: symbol %s not found in %s: not linked in? (%w)", inst.Name, p.Symbol, bin.Path, err)
-			case err != nil:
-				return nil, fmt.Errorf("instrumentation %s: locate symbol %s in %s: %w", inst.Name, p.Symbol, bin.Path, err)
-			case fn.EntryOffset == 0:
-				return nil, fmt.Errorf("instrumentation %s: symbol %s in %s: file offset 0", inst.Name, p.Symbol, bin.Path)
-			case p.Return != "" && len(fn.Returns) == 0:
-				return nil, fmt.Errorf("instrumentation %s: symbol %s in %s has no RET instruction for return program %s", inst.Name, p.Symbol, bin.Path, p.Return)
-			}
-			t.funcs = append(t.funcs, fn)
+		located, _, err := inst.Locate(bin)
+		if err != nil {
+			return nil, err
 		}
-		targets = append(targets, t)
+		targets = append(targets, target{inst: inst, tag: uint8(i + 1), consts: consts, probes: located})
 	}
 	return targets, nil
 }
@@ -181,7 +178,7 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 	if !ok || !kind.Constant() || kind.Size() != 1 {
 		return fmt.Errorf("%w: BPF object has no __u8 constant %s", ErrInvalidInstrumentation, KindConst)
 	}
-	if err := kind.Set(inst.Kind); err != nil {
+	if err := kind.Set(t.tag); err != nil {
 		return fmt.Errorf("set constant %s: %w", KindConst, err)
 	}
 	for _, f := range inst.Fields {
@@ -193,7 +190,8 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 			return fmt.Errorf("field %s: set constant %s: %w", f.ID, f.Const, err)
 		}
 	}
-	for _, p := range inst.Probes {
+	for _, lp := range t.probes {
+		p := lp.Probe
 		for _, name := range []string{p.Entry, p.Return} {
 			if name != "" && spec.Programs[name] == nil {
 				return fmt.Errorf("%w: symbol %s: BPF object has no program %s", ErrInvalidInstrumentation, p.Symbol, name)
@@ -202,8 +200,11 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 	}
 
 	replace := make(map[string]*ebpf.Map)
-	for _, name := range append([]string{EventsMap, DropsMap}, inst.SharedMaps...) {
+	for _, name := range append(append(append([]string(nil), requiredMaps...), inst.SharedMaps...), optionalMaps...) {
 		ms, ok := spec.Maps[name]
+		if !ok && slices.Contains(optionalMaps, name) {
+			continue
+		}
 		if !ok {
 			return fmt.Errorf("%w: BPF object has no map %s", ErrInvalidInstrumentation, name)
 		}
@@ -222,8 +223,8 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 	}
 	s.colls = append(s.colls, coll)
 
-	for i, p := range inst.Probes {
-		fn := t.funcs[i]
+	for _, lp := range t.probes {
+		p, fn := lp.Probe, lp.Function
 		if p.Entry != "" {
 			if err := s.uprobe(ex, pid, p.Symbol, coll.Programs[p.Entry], fn.EntryOffset); err != nil {
 				return fmt.Errorf("attach %s to the entry of %s: %w", p.Entry, p.Symbol, err)
@@ -304,15 +305,16 @@ func (s *Session) decode(record []byte) Event {
 	if len(record) == 0 {
 		return Event{Err: errors.New("empty record")}
 	}
-	inst, ok := s.byKind[record[0]]
-	if !ok {
-		return Event{Err: fmt.Errorf("record of unknown kind %d", record[0])}
+	tag := int(record[0])
+	if tag == 0 || tag > len(s.byKind) {
+		return Event{Err: fmt.Errorf("record with unknown tag %d", record[0])}
 	}
-	v, err := inst.Decode(record)
-	if err != nil {
-		return Event{Instrumentation: inst.Name, Err: fmt.Errorf("decode %s record: %w", inst.Name, err)}
+	inst := s.byKind[tag-1]
+	s.span.Reset()
+	if err := inst.Decode(record, &s.span); err != nil {
+		return Event{Instrumentation: inst.Name, Record: record, Err: fmt.Errorf("decode %s record: %w", inst.Name, err)}
 	}
-	return Event{Instrumentation: inst.Name, Value: v}
+	return Event{Instrumentation: inst.Name, Span: &s.span, Record: record}
 }
 
 // Drops returns how many records the programs could not submit because the

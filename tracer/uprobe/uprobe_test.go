@@ -14,6 +14,7 @@ import (
 
 	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/spans"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
 )
 
@@ -37,32 +38,66 @@ func mustField(t *testing.T, s string) offsets.FieldID {
 }
 
 // fake is an instrumentation whose BPF object must never be needed.
-func fake(name string, kind uint8, probes ...uprobe.Probe) uprobe.Instrumentation {
+func fake(name string, probes ...uprobe.Probe) uprobe.Instrumentation {
 	return uprobe.Instrumentation{
 		Name:   name,
-		Module: "std",
-		Kind:   kind,
 		Probes: probes,
 		Spec: func() (*ebpf.CollectionSpec, error) {
 			return nil, errors.New("the BPF object should not be needed")
 		},
-		Decode: func([]byte) (any, error) { return nil, nil },
+		Decode: func([]byte, *spans.Span) error { return nil },
 	}
 }
 
 func TestAttachNamesInstrumentationSymbolAndBinaryOfMissingFunction(t *testing.T) {
 	bin := self(t)
-	inst := fake("fake http", 1, uprobe.Probe{Symbol: "net/http.(*Transport).noSuchFunction", Entry: "entry"})
+	inst := fake("fake http", uprobe.Probe{Symbol: "net/http.(*Transport).noSuchFunction", Entry: "entry"})
 
 	_, err := uprobe.Attach(context.Background(), bin, 0, []uprobe.Instrumentation{inst}, nil)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, gobinary.ErrSymbolNotFound)
-	assert.ErrorContains(t, err, "instrumentation fake http: symbol net/http.(*Transport).noSuchFunction not found in "+bin.Path+": not linked in?")
+	assert.ErrorIs(t, err, uprobe.ErrProbeSkipped)
+	assert.ErrorContains(t, err, "attach to "+bin.Path+": instrumentation fake http: probe skipped: function net/http.(*Transport).noSuchFunction not in the binary (not linked in, or renamed)")
+}
+
+func TestLocateSkipsOptionalAndVersionBoundProbes(t *testing.T) {
+	bin := self(t)
+	// Test binaries record no dependencies, so the bounds are on std: the
+	// Go release that built the test.
+	require.NoError(t, bin.GoVersionErr)
+	present := uprobe.Probe{Symbol: "runtime.main", Entry: "entry"}
+	missing := uprobe.Probe{Symbol: "net/http.(*Transport).noSuchFunction", Entry: "entry", Optional: true}
+	tooNew := uprobe.Probe{Symbol: "runtime.newobject", Entry: "entry", Versions: ">=go1.99", Optional: true}
+	fits := uprobe.Probe{Symbol: "runtime.newobject", Entry: "entry", Versions: ">=go1.17,<=" + bin.GoVersion.String()}
+
+	inst := fake("fake", present, missing, tooNew, fits)
+	located, skipped, err := inst.Locate(bin)
+	require.NoError(t, err)
+	if assert.Len(t, located, 2) {
+		assert.Equal(t, present.Symbol, located[0].Probe.Symbol)
+		assert.Equal(t, fits.Symbol, located[1].Probe.Symbol)
+		assert.NotZero(t, located[1].Function.EntryOffset)
+	}
+	if assert.Len(t, skipped, 2) {
+		assert.ErrorIs(t, skipped[0].Err, uprobe.ErrProbeSkipped)
+		assert.ErrorContains(t, skipped[0].Err, "noSuchFunction not in the binary")
+		assert.ErrorContains(t, skipped[1].Err, "runtime.newobject is for std >=go1.99, the binary has "+bin.GoVersion.String())
+	}
+
+	tooNew.Optional = false
+	strict := fake("strict", present, tooNew)
+	_, _, err = strict.Locate(bin)
+	assert.ErrorIs(t, err, uprobe.ErrProbeSkipped)
+	assert.ErrorContains(t, err, "instrumentation strict: probe skipped: runtime.newobject is for std >=go1.99")
+
+	noneFit := fake("none fit", missing)
+	_, _, err = noneFit.Locate(bin)
+	assert.ErrorContains(t, err, "no probe fits")
 }
 
 func TestAttachNamesMissingRequiredField(t *testing.T) {
 	bin := self(t)
-	inst := fake("fake http", 1)
+	inst := fake("fake http")
 	inst.Fields = []uprobe.Field{
 		{ID: mustField(t, "net/http.Request.Pattern"), Const: "off_Request_Pattern", Optional: true},
 		{ID: mustField(t, "net/http.Request.Method"), Const: "off_Request_Method"},
@@ -78,18 +113,16 @@ func TestAttachNamesMissingRequiredField(t *testing.T) {
 
 func TestAttachRejectsInconsistentInstrumentations(t *testing.T) {
 	bin := self(t)
-	noSpec := fake("b", 2)
+	noSpec := fake("b")
 	noSpec.Spec = nil
 	for _, tt := range []struct {
 		name  string
 		insts []uprobe.Instrumentation
 		want  string
 	}{
-		{"no name", []uprobe.Instrumentation{fake("", 1)}, "has no name"},
-		{"same name", []uprobe.Instrumentation{fake("a", 1), fake("a", 2)}, "a given twice"},
-		{"kind zero", []uprobe.Instrumentation{fake("a", 0)}, "Kind 0"},
-		{"same kind", []uprobe.Instrumentation{fake("a", 1), fake("b", 1)}, "a and b have the same Kind 1"},
-		{"no spec", []uprobe.Instrumentation{fake("a", 1), noSpec}, "b has no Spec"},
+		{"no name", []uprobe.Instrumentation{fake("")}, "has no name"},
+		{"same name", []uprobe.Instrumentation{fake("a"), fake("a")}, "a given twice"},
+		{"no spec", []uprobe.Instrumentation{fake("a"), noSpec}, "b has no Spec"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := uprobe.Attach(context.Background(), bin, 0, tt.insts, nil)
@@ -105,7 +138,7 @@ func TestAttachRequiresAnInstrumentation(t *testing.T) {
 }
 
 func TestFieldsListsEachFieldOnceInDeclarationOrder(t *testing.T) {
-	a, b := fake("a", 1), fake("b", 2)
+	a, b := fake("a"), fake("b")
 	goid, method, status := mustField(t, "runtime.g.goid"), mustField(t, "net/http.Request.Method"), mustField(t, "net/http.Response.StatusCode")
 	a.Fields = []uprobe.Field{{ID: goid}, {ID: method}}
 	b.Fields = []uprobe.Field{{ID: goid}, {ID: status}}

@@ -1,0 +1,278 @@
+// Package httpconv describes HTTP requests seen by the net/http
+// instrumentations as spans, following the HTTP semantic conventions
+// (semconv v1.43.0).
+package httpconv
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/offsetdb/offsetdb/tracer/spans"
+)
+
+// HTTPEvent is one finished HTTP request seen by an instrumentation, server
+// or client side, decoded from the eBPF ring buffer into Go values.
+//
+// The eBPF side assigns the IDs at function entry, so that a client request
+// made while a server request is handled on the same goroutine carries the
+// server span as its parent; spans keep those IDs.
+type HTTPEvent struct {
+	Kind         trace.SpanKind // trace.SpanKindServer or trace.SpanKindClient
+	Start, End   time.Time
+	TraceID      trace.TraceID
+	SpanID       trace.SpanID
+	ParentSpanID trace.SpanID // zero for a root span
+
+	Method     string // "GET"
+	Scheme     string // client: URL scheme ("http"); server: empty
+	Host       string // server: Request.Host; client: URL.Host (host[:port])
+	Path       string // URL.Path
+	Query      string // URL.RawQuery
+	Route      string // server: the ServeMux pattern that matched ("GET /items/{id}"), if the Go release records one
+	RemoteAddr string // server: Request.RemoteAddr ("ip:port")
+	ProtoMajor int
+	ProtoMinor int
+	StatusCode int // 0 if unknown (client request failed before a response)
+}
+
+// Describe fills out with the span of ev: its IDs and times, and the name,
+// attributes and status the HTTP semantic conventions derive from it.
+//
+// A server span whose parent is set continues a trace that came in over the
+// wire, so the parent is marked remote; a client span's parent is a span of
+// the same process. Describe returns an error wrapping spans.ErrInvalidEvent
+// for a kind other than server or client.
+func Describe(ev *HTTPEvent, out *spans.Span) error {
+	var s httpSpan
+	switch ev.Kind {
+	case trace.SpanKindServer:
+		s.describeServer(ev)
+	case trace.SpanKindClient:
+		s.describeClient(ev)
+	default:
+		return fmt.Errorf("describe HTTP event %s/%s: %w: kind %s", ev.TraceID, ev.SpanID, spans.ErrInvalidEvent, ev.Kind)
+	}
+	out.Name = s.name
+	out.Kind = ev.Kind
+	out.Start, out.End = ev.Start, ev.End
+	out.TraceID, out.SpanID, out.ParentSpanID = ev.TraceID, ev.SpanID, ev.ParentSpanID
+	out.RemoteParent = ev.Kind == trace.SpanKindServer && ev.ParentSpanID.IsValid()
+	out.Attributes = append(out.Attributes[:0], s.attrs...)
+	out.Status, out.StatusDescription = s.status, s.description
+	return nil
+}
+
+// Span returns the span of ev (see Describe).
+func (ev HTTPEvent) Span() (spans.Span, error) {
+	var s spans.Span
+	err := Describe(&ev, &s)
+	return s, err
+}
+
+// maxAttributes bounds the attributes one HTTP span carries, so that they fit
+// in a fixed array and cost one allocation when handed to the SDK.
+const maxAttributes = 14
+
+// httpSpan is what the HTTP semantic conventions derive from one HTTPEvent:
+// the span name, its attributes and its status.
+type httpSpan struct {
+	name        string
+	attrs       []attribute.KeyValue
+	status      codes.Code
+	description string
+	storage     [maxAttributes]attribute.KeyValue
+}
+
+// reset empties s for reuse.
+func (s *httpSpan) reset() {
+	s.name, s.status, s.description = "", codes.Unset, ""
+	s.attrs = s.storage[:0]
+}
+
+// knownMethods are the HTTP methods the semantic conventions name; any other
+// (including a different case: methods are case-sensitive) is reported as
+// "_OTHER" with the original in http.request.method_original.
+var knownMethods = map[string]attribute.KeyValue{
+	"CONNECT": semconv.HTTPRequestMethodConnect,
+	"DELETE":  semconv.HTTPRequestMethodDelete,
+	"GET":     semconv.HTTPRequestMethodGet,
+	"HEAD":    semconv.HTTPRequestMethodHead,
+	"OPTIONS": semconv.HTTPRequestMethodOptions,
+	"PATCH":   semconv.HTTPRequestMethodPatch,
+	"POST":    semconv.HTTPRequestMethodPost,
+	"PUT":     semconv.HTTPRequestMethodPut,
+	"TRACE":   semconv.HTTPRequestMethodTrace,
+	"QUERY":   semconv.HTTPRequestMethodQuery,
+}
+
+// addMethod appends http.request.method (and http.request.method_original
+// for an unknown method) and returns the method as used in span names: the
+// method itself when known, "HTTP" otherwise, as the conventions require.
+func (s *httpSpan) addMethod(method string) string {
+	if kv, ok := knownMethods[method]; ok {
+		s.attrs = append(s.attrs, kv)
+		return method
+	}
+	s.attrs = append(s.attrs, semconv.HTTPRequestMethodOther, semconv.HTTPRequestMethodOriginal(method))
+	return "HTTP"
+}
+
+// addProtocolVersion appends network.protocol.version ("1.0", "1.1", "2",
+// "3") unless the version is unknown.
+func (s *httpSpan) addProtocolVersion(major, minor int) {
+	var v string
+	switch {
+	case major <= 0:
+		return
+	case major == 1 && minor == 0:
+		v = "1.0"
+	case major == 1 && minor == 1:
+		v = "1.1"
+	case major == 2 && minor == 0:
+		v = "2"
+	case minor == 0:
+		v = strconv.Itoa(major)
+	default:
+		v = strconv.Itoa(major) + "." + strconv.Itoa(minor)
+	}
+	s.attrs = append(s.attrs, semconv.NetworkProtocolVersion(v))
+}
+
+// setError marks the span as failed with error.type set to errorType.
+func (s *httpSpan) setError(errorType attribute.KeyValue, description string) {
+	s.status = codes.Error
+	s.description = description
+	s.attrs = append(s.attrs, errorType)
+}
+
+// describeServer fills s for a server-side event.
+//
+// The name is "{method} {http.route}" when the ServeMux pattern is known and
+// "{method}" otherwise; status is Error for 5xx responses only, since a 4xx
+// is the client's error, not the server's.
+func (s *httpSpan) describeServer(ev *HTTPEvent) {
+	s.reset()
+	method := s.addMethod(ev.Method)
+	s.name = method
+	if route := routePath(ev.Route); route != "" {
+		s.name = method + " " + route
+		s.attrs = append(s.attrs, semconv.HTTPRoute(route))
+	}
+	if ev.Path != "" {
+		s.attrs = append(s.attrs, semconv.URLPath(ev.Path))
+	}
+	if ev.Query != "" {
+		s.attrs = append(s.attrs, semconv.URLQuery(ev.Query))
+	}
+	scheme := ev.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	s.attrs = append(s.attrs, semconv.URLScheme(scheme))
+	if host, port := splitHostPort(ev.Host); host != "" {
+		s.attrs = append(s.attrs, semconv.ServerAddress(host))
+		if port > 0 {
+			s.attrs = append(s.attrs, semconv.ServerPort(port))
+		}
+	}
+	if host, port := splitHostPort(ev.RemoteAddr); host != "" {
+		s.attrs = append(s.attrs, semconv.ClientAddress(host))
+		if port > 0 {
+			s.attrs = append(s.attrs, semconv.ClientPort(port))
+		}
+	}
+	s.addProtocolVersion(ev.ProtoMajor, ev.ProtoMinor)
+	if ev.StatusCode != 0 {
+		s.attrs = append(s.attrs, semconv.HTTPResponseStatusCode(ev.StatusCode))
+		if ev.StatusCode >= 500 && ev.StatusCode <= 599 {
+			s.setError(semconv.ErrorTypeKey.String(strconv.Itoa(ev.StatusCode)), "")
+		}
+	}
+}
+
+// describeClient fills s for a client-side event.
+//
+// The name is "{method}": a client knows no route. Status is Error for 4xx
+// and 5xx responses, for codes outside 100-599, and, with the description
+// "no response", when no response arrived (StatusCode 0).
+func (s *httpSpan) describeClient(ev *HTTPEvent) {
+	s.reset()
+	s.name = s.addMethod(ev.Method)
+	scheme := ev.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	full := scheme + "://" + ev.Host + ev.Path
+	if ev.Query != "" {
+		full += "?" + ev.Query
+	}
+	s.attrs = append(s.attrs, semconv.URLFull(full))
+	if host, port := splitHostPort(ev.Host); host != "" {
+		s.attrs = append(s.attrs, semconv.ServerAddress(host))
+		if port == 0 {
+			port = defaultPort(scheme)
+		}
+		if port > 0 {
+			s.attrs = append(s.attrs, semconv.ServerPort(port))
+		}
+	}
+	s.addProtocolVersion(ev.ProtoMajor, ev.ProtoMinor)
+	switch code := ev.StatusCode; {
+	case code == 0:
+		s.setError(semconv.ErrorTypeOther, "no response")
+	case code < 100 || code >= 400:
+		s.attrs = append(s.attrs, semconv.HTTPResponseStatusCode(code))
+		s.setError(semconv.ErrorTypeKey.String(strconv.Itoa(code)), "")
+	default:
+		s.attrs = append(s.attrs, semconv.HTTPResponseStatusCode(code))
+	}
+}
+
+// routePath returns the path part of a ServeMux pattern
+// "[METHOD ][HOST]/[PATH]", which is what http.route holds, or "" when the
+// pattern has no path.
+func routePath(pattern string) string {
+	if i := strings.IndexAny(pattern, " \t"); i >= 0 {
+		pattern = strings.TrimLeft(pattern[i+1:], " \t")
+	}
+	if i := strings.IndexByte(pattern, '/'); i >= 0 {
+		return pattern[i:]
+	}
+	return ""
+}
+
+// splitHostPort splits "host:port", "[v6]:port", "host" or "[v6]" into the
+// host without brackets and the port, 0 when absent or not a valid port.
+func splitHostPort(hostport string) (string, int) {
+	if hostport == "" {
+		return "", 0
+	}
+	host, portText, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]"), 0
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port <= 0 || port > 65535 {
+		return host, 0
+	}
+	return host, port
+}
+
+// defaultPort returns the well-known port of an HTTP URL scheme, or 0.
+func defaultPort(scheme string) int {
+	switch strings.ToLower(scheme) {
+	case "http":
+		return 80
+	case "https":
+		return 443
+	}
+	return 0
+}

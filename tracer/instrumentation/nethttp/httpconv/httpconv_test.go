@@ -1,0 +1,184 @@
+package httpconv
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// attrMap returns attrs as key -> value and fails on duplicate keys.
+func attrMap(t *testing.T, attrs []attribute.KeyValue) map[string]any {
+	t.Helper()
+	m := make(map[string]any, len(attrs))
+	for _, kv := range attrs {
+		_, dup := m[string(kv.Key)]
+		assert.False(t, dup, "duplicate attribute %s", kv.Key)
+		m[string(kv.Key)] = kv.Value.AsInterface()
+	}
+	return m
+}
+
+func TestDescribeFollowsHTTPSemanticConventions(t *testing.T) {
+	tests := []struct {
+		name        string
+		ev          HTTPEvent
+		wantName    string
+		wantAttrs   map[string]any
+		wantStatus  codes.Code
+		wantDescrip string
+	}{
+		{
+			name: "server with method pattern names span by route path",
+			ev: HTTPEvent{Kind: trace.SpanKindServer, Method: "GET", Host: "shop.example:8080", Path: "/items/42",
+				Query: "color=red", Route: "GET /items/{id}", RemoteAddr: "10.0.0.7:51234", ProtoMajor: 1, ProtoMinor: 1, StatusCode: 200},
+			wantName: "GET /items/{id}",
+			wantAttrs: map[string]any{
+				"http.request.method": "GET", "http.route": "/items/{id}", "url.path": "/items/42", "url.query": "color=red",
+				"url.scheme": "http", "server.address": "shop.example", "server.port": int64(8080),
+				"client.address": "10.0.0.7", "client.port": int64(51234), "network.protocol.version": "1.1",
+				"http.response.status_code": int64(200),
+			},
+		},
+		{
+			name: "server pattern without method, HEAD matched by GET pattern, IPv6 peer, HTTP/2",
+			ev: HTTPEvent{Kind: trace.SpanKindServer, Method: "HEAD", Host: "[::1]:9000", Path: "/static/app.js",
+				Route: "/static/", RemoteAddr: "[::1]:40000", ProtoMajor: 2, StatusCode: 404},
+			wantName: "HEAD /static/",
+			wantAttrs: map[string]any{
+				"http.request.method": "HEAD", "http.route": "/static/", "url.path": "/static/app.js", "url.scheme": "http",
+				"server.address": "::1", "server.port": int64(9000), "client.address": "::1", "client.port": int64(40000),
+				"network.protocol.version": "2", "http.response.status_code": int64(404),
+			},
+		},
+		{
+			name: "server pattern with method and host keeps the path as route",
+			ev: HTTPEvent{Kind: trace.SpanKindServer, Method: "POST", Host: "api.example", Path: "/v1/orders",
+				Route: "POST  api.example/v1/orders", ProtoMajor: 1, ProtoMinor: 0, StatusCode: 201},
+			wantName: "POST /v1/orders",
+			wantAttrs: map[string]any{
+				"http.request.method": "POST", "http.route": "/v1/orders", "url.path": "/v1/orders", "url.scheme": "http",
+				"server.address": "api.example", "network.protocol.version": "1.0", "http.response.status_code": int64(201),
+			},
+		},
+		{
+			name: "server without route, unknown method and 5xx",
+			ev: HTTPEvent{Kind: trace.SpanKindServer, Method: "PURGE", Host: "cache", Path: "/x", RemoteAddr: "1.2.3.4:5",
+				ProtoMajor: 1, ProtoMinor: 1, StatusCode: 503},
+			wantName: "HTTP",
+			wantAttrs: map[string]any{
+				"http.request.method": "_OTHER", "http.request.method_original": "PURGE", "url.path": "/x", "url.scheme": "http",
+				"server.address": "cache", "client.address": "1.2.3.4", "client.port": int64(5),
+				"network.protocol.version": "1.1", "http.response.status_code": int64(503), "error.type": "503",
+			},
+			wantStatus: codes.Error,
+		},
+		{
+			name:     "methods are case-sensitive",
+			ev:       HTTPEvent{Kind: trace.SpanKindServer, Method: "get", Path: "/", Route: "/", StatusCode: 200},
+			wantName: "HTTP /",
+			wantAttrs: map[string]any{
+				"http.request.method": "_OTHER", "http.request.method_original": "get", "http.route": "/", "url.path": "/",
+				"url.scheme": "http", "http.response.status_code": int64(200),
+			},
+		},
+		{
+			name: "client with default https port and 4xx",
+			ev: HTTPEvent{Kind: trace.SpanKindClient, Method: "GET", Scheme: "https", Host: "inventory.internal",
+				Path: "/stock/42", Query: "fresh=1", ProtoMajor: 2, StatusCode: 404},
+			wantName: "GET",
+			wantAttrs: map[string]any{
+				"http.request.method": "GET", "url.full": "https://inventory.internal/stock/42?fresh=1",
+				"server.address": "inventory.internal", "server.port": int64(443), "network.protocol.version": "2",
+				"http.response.status_code": int64(404), "error.type": "404",
+			},
+			wantStatus: codes.Error,
+		},
+		{
+			name: "client with explicit port and 3xx",
+			ev: HTTPEvent{Kind: trace.SpanKindClient, Method: "DELETE", Scheme: "http", Host: "10.1.1.1:8081",
+				Path: "/carts/7", ProtoMajor: 1, ProtoMinor: 1, StatusCode: 302},
+			wantName: "DELETE",
+			wantAttrs: map[string]any{
+				"http.request.method": "DELETE", "url.full": "http://10.1.1.1:8081/carts/7", "server.address": "10.1.1.1",
+				"server.port": int64(8081), "network.protocol.version": "1.1", "http.response.status_code": int64(302),
+			},
+		},
+		{
+			name:     "client without response",
+			ev:       HTTPEvent{Kind: trace.SpanKindClient, Method: "POST", Scheme: "http", Host: "down.example", Path: "/"},
+			wantName: "POST",
+			wantAttrs: map[string]any{
+				"http.request.method": "POST", "url.full": "http://down.example/", "server.address": "down.example",
+				"server.port": int64(80), "error.type": "_OTHER",
+			},
+			wantStatus:  codes.Error,
+			wantDescrip: "no response",
+		},
+		{
+			name:     "client with uninterpretable status code",
+			ev:       HTTPEvent{Kind: trace.SpanKindClient, Method: "GET", Scheme: "http", Host: "odd.example:81", Path: "/", StatusCode: 999},
+			wantName: "GET",
+			wantAttrs: map[string]any{
+				"http.request.method": "GET", "url.full": "http://odd.example:81/", "server.address": "odd.example",
+				"server.port": int64(81), "http.response.status_code": int64(999), "error.type": "999",
+			},
+			wantStatus: codes.Error,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s httpSpan
+			if tt.ev.Kind == trace.SpanKindServer {
+				s.describeServer(&tt.ev)
+			} else {
+				s.describeClient(&tt.ev)
+			}
+			assert.Equal(t, tt.wantName, s.name)
+			assert.Equal(t, tt.wantAttrs, attrMap(t, s.attrs))
+			assert.Equal(t, tt.wantStatus, s.status)
+			assert.Equal(t, tt.wantDescrip, s.description)
+		})
+	}
+}
+
+func TestRoutePathStripsMethodAndHost(t *testing.T) {
+	tests := map[string]string{
+		"":                      "",
+		"/":                     "/",
+		"/items/{id}":           "/items/{id}",
+		"GET /items/{id}":       "/items/{id}",
+		"GET\t/items/{id...}":   "/items/{id...}",
+		"example.com/":          "/",
+		"PUT example.com/a/{b}": "/a/{b}",
+		"GET":                   "",
+	}
+	for pattern, want := range tests {
+		assert.Equal(t, want, routePath(pattern), "pattern %q", pattern)
+	}
+}
+
+func TestSplitHostPortAcceptsMissingAndInvalidPorts(t *testing.T) {
+	tests := []struct {
+		in       string
+		wantHost string
+		wantPort int
+	}{
+		{"", "", 0},
+		{"example.com", "example.com", 0},
+		{"example.com:8080", "example.com", 8080},
+		{"example.com:", "example.com", 0},
+		{"example.com:http", "example.com", 0},
+		{"example.com:70000", "example.com", 0},
+		{"[2001:db8::1]:443", "2001:db8::1", 443},
+		{"[2001:db8::1]", "2001:db8::1", 0},
+		{"2001:db8::1", "2001:db8::1", 0},
+	}
+	for _, tt := range tests {
+		host, port := splitHostPort(tt.in)
+		assert.Equal(t, tt.wantHost, host, "host of %q", tt.in)
+		assert.Equal(t, tt.wantPort, port, "port of %q", tt.in)
+	}
+}

@@ -1,0 +1,102 @@
+//go:build linux && (amd64 || arm64)
+
+package server
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/httpconv"
+	"github.com/offsetdb/offsetdb/tracer/spans"
+	"github.com/offsetdb/offsetdb/tracer/uprobe"
+)
+
+// spec returns the BPF objects of server.c, embedded by bpf2go.
+func spec() (*ebpf.CollectionSpec, error) {
+	return loadServer()
+}
+
+// decode is the instrumentation's uprobe.Instrumentation.Decode.
+func decode(record []byte, out *spans.Span) error {
+	ev, err := DecodeRecord(record, trace.SpanKindServer)
+	if err != nil {
+		return err
+	}
+	return httpconv.Describe(&ev, out)
+}
+
+// recordSize is the size of struct http_event.
+var recordSize = int(unsafe.Sizeof(serverHttpEvent{}))
+
+// Where each field of struct http_event sits in a record, taken from the
+// bpf2go type (which mirrors the C struct with the host's layout) rather
+// than typed by hand, so a change to the C struct cannot silently shift
+// them. Reading at fixed offsets avoids binary.Decode's reflection, about
+// two thirds of the per-event cost.
+var (
+	offProtoMajor = unsafe.Offsetof(serverHttpEvent{}.ProtoMajor)
+	offProtoMinor = unsafe.Offsetof(serverHttpEvent{}.ProtoMinor)
+	offStatus     = unsafe.Offsetof(serverHttpEvent{}.Status)
+	offStartNs    = unsafe.Offsetof(serverHttpEvent{}.StartNs)
+	offEndNs      = unsafe.Offsetof(serverHttpEvent{}.EndNs)
+	offTraceID    = unsafe.Offsetof(serverHttpEvent{}.TraceId)
+	offSpanID     = unsafe.Offsetof(serverHttpEvent{}.SpanId)
+	offParentID   = unsafe.Offsetof(serverHttpEvent{}.ParentSpanId)
+	// Each string: where its length byte is, where its buffer starts, and
+	// the buffer's size.
+	strMethod     = recordString(unsafe.Offsetof(serverHttpEvent{}.MethodLen), unsafe.Offsetof(serverHttpEvent{}.Method), len(serverHttpEvent{}.Method))
+	strScheme     = recordString(unsafe.Offsetof(serverHttpEvent{}.SchemeLen), unsafe.Offsetof(serverHttpEvent{}.Scheme), len(serverHttpEvent{}.Scheme))
+	strHost       = recordString(unsafe.Offsetof(serverHttpEvent{}.HostLen), unsafe.Offsetof(serverHttpEvent{}.Host), len(serverHttpEvent{}.Host))
+	strPath       = recordString(unsafe.Offsetof(serverHttpEvent{}.PathLen), unsafe.Offsetof(serverHttpEvent{}.Path), len(serverHttpEvent{}.Path))
+	strQuery      = recordString(unsafe.Offsetof(serverHttpEvent{}.QueryLen), unsafe.Offsetof(serverHttpEvent{}.Query), len(serverHttpEvent{}.Query))
+	strRoute      = recordString(unsafe.Offsetof(serverHttpEvent{}.RouteLen), unsafe.Offsetof(serverHttpEvent{}.Route), len(serverHttpEvent{}.Route))
+	strRemoteAddr = recordString(unsafe.Offsetof(serverHttpEvent{}.RemoteAddrLen), unsafe.Offsetof(serverHttpEvent{}.RemoteAddr), len(serverHttpEvent{}.RemoteAddr))
+)
+
+// stringField locates one length-prefixed string buffer of a record.
+type stringField struct{ lenAt, at, size int }
+
+func recordString(lenAt, at uintptr, size int) stringField {
+	return stringField{int(lenAt), int(at), size}
+}
+
+// read returns the valid bytes of the buffer as a string; the rest of a
+// buffer is left over from earlier records.
+func (f stringField) read(record []byte) string {
+	n := min(int(record[f.lenAt]), f.size)
+	return string(record[f.at : f.at+n])
+}
+
+// DecodeRecord decodes a struct http_event record (bpf/nethttp.h), the
+// format the net/http server and client BPF objects share, as a request of
+// the given kind. Strings cut by the fixed-size buffers of the record stay
+// cut.
+func DecodeRecord(record []byte, kind trace.SpanKind) (httpconv.HTTPEvent, error) {
+	if len(record) < recordSize {
+		return httpconv.HTTPEvent{}, fmt.Errorf("record of %d bytes, want %d", len(record), recordSize)
+	}
+	ne := binary.NativeEndian
+	ev := httpconv.HTTPEvent{
+		Kind:       kind,
+		Start:      uprobe.WallTime(ne.Uint64(record[offStartNs:])),
+		End:        uprobe.WallTime(ne.Uint64(record[offEndNs:])),
+		Method:     strMethod.read(record),
+		Scheme:     strScheme.read(record),
+		Host:       strHost.read(record),
+		Path:       strPath.read(record),
+		Query:      strQuery.read(record),
+		Route:      strRoute.read(record),
+		RemoteAddr: strRemoteAddr.read(record),
+		ProtoMajor: int(record[offProtoMajor]),
+		ProtoMinor: int(record[offProtoMinor]),
+		StatusCode: int(ne.Uint16(record[offStatus:])),
+	}
+	copy(ev.TraceID[:], record[offTraceID:])
+	copy(ev.SpanID[:], record[offSpanID:])
+	copy(ev.ParentSpanID[:], record[offParentID:])
+	return ev, nil
+}

@@ -1,0 +1,145 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (MIT OR GPL-2.0-only)
+/*
+ * httpserver.c: one event per request handled by a net/http server.
+ *
+ * Probes net/http.serverHandler.ServeHTTP, which every HTTP/1.x and HTTP/2
+ * request of a net/http.Server goes through:
+ *
+ *     func (sh serverHandler) ServeHTTP(rw ResponseWriter, req *Request)
+ *
+ * Arguments (register ABI): sh (1 word), rw (itab, data), req.
+ * server_entry runs at the function's entry: it starts the span, reads the
+ * request, stores it in server_spans by goroutine and makes it the
+ * goroutine's active span (bpf/context.h), where client instrumentations
+ * find their parent. server_return runs at every RET instruction of the
+ * function (not as a uretprobe, which breaks when Go moves a goroutine's
+ * stack): it reads what the handler decided (route, status) and submits
+ * the event.
+ *
+ * The status is read from *net/http.response, which rw is for HTTP/1.x
+ * only; for HTTP/2 (ProtoMajor 2) rw is another type and the status is
+ * left 0 (unknown).
+ */
+#include "nethttp.h"
+
+/* Field offsets, rewritten at load time; OFFSET_ABSENT if absent. */
+volatile const __u64 off_g_goid = OFFSET_ABSENT;              /* runtime.g.goid */
+volatile const __u64 off_Request_Method = OFFSET_ABSENT;      /* net/http.Request.Method */
+volatile const __u64 off_Request_URL = OFFSET_ABSENT;         /* net/http.Request.URL */
+volatile const __u64 off_Request_Host = OFFSET_ABSENT;        /* net/http.Request.Host */
+volatile const __u64 off_Request_RemoteAddr = OFFSET_ABSENT;  /* net/http.Request.RemoteAddr */
+volatile const __u64 off_Request_ProtoMajor = OFFSET_ABSENT;  /* net/http.Request.ProtoMajor */
+volatile const __u64 off_Request_ProtoMinor = OFFSET_ABSENT;  /* net/http.Request.ProtoMinor */
+volatile const __u64 off_Request_Pattern = OFFSET_ABSENT;     /* net/http.Request.Pattern, Go 1.23+ */
+volatile const __u64 off_Request_pat = OFFSET_ABSENT;         /* net/http.Request.pat, Go 1.22+ */
+volatile const __u64 off_pattern_str = OFFSET_ABSENT;         /* net/http.pattern.str, Go 1.22+ */
+volatile const __u64 off_URL_Path = OFFSET_ABSENT;            /* net/url.URL.Path */
+volatile const __u64 off_URL_RawQuery = OFFSET_ABSENT;        /* net/url.URL.RawQuery */
+volatile const __u64 off_response_status = OFFSET_ABSENT;     /* net/http.response.status */
+
+/* A server request being handled: its event so far, and what the return probe needs. */
+struct server_span {
+	struct http_event ev;
+	__u64 req; /* *net/http.Request */
+	__u64 rw;  /* data word of the ResponseWriter: *net/http.response for HTTP/1.x */
+	struct span_context saved; /* the goroutine's active span before this one */
+	__u64 had_saved;
+};
+
+/*
+ * Server requests in progress, by goroutine. LRU, so that entries whose
+ * return probe never ran (a handler that panicked) are evicted rather than
+ * filling the map; the cost is that beyond 8192 requests in progress at
+ * once the oldest lose their span. LRU maps are preallocated: about 6 MiB.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct goroutine);
+	__type(value, struct server_span);
+} server_spans SEC(".maps");
+
+/* Where server_entry builds an event too large for the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct server_span);
+} server_scratch SEC(".maps");
+
+SEC("uprobe/net_http_serverHandler_ServeHTTP")
+int server_entry(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+
+	__u32 zero = 0;
+	struct server_span *s = bpf_map_lookup_elem(&server_scratch, &zero);
+	if (!s)
+		return 0;
+	struct http_event *ev = &s->ev;
+	reset_event(ev);
+	ev->pid = g.tgid;
+	ev->goid = g.goid;
+	ev->start_ns = bpf_ktime_get_ns();
+	random_id(ev->trace_id, sizeof(ev->trace_id));
+	random_id(ev->span_id, sizeof(ev->span_id));
+
+	__u64 req = GO_REG4(regs);
+	s->rw = GO_REG3(regs);
+	s->req = req;
+
+	__u64 a;
+	if ((a = field_addr(req, off_Request_Method)))
+		ev->method_len = read_go_string(ev->method, METHOD_LEN, a);
+	if ((a = field_addr(req, off_Request_Host)))
+		ev->host_len = read_go_string(ev->host, HOST_LEN, a);
+	if ((a = field_addr(req, off_Request_RemoteAddr)))
+		ev->remote_addr_len = read_go_string(ev->remote_addr, REMOTE_ADDR_LEN, a);
+	if ((a = field_addr(req, off_Request_ProtoMajor)))
+		ev->proto_major = read_u64(a);
+	if ((a = field_addr(req, off_Request_ProtoMinor)))
+		ev->proto_minor = read_u64(a);
+	if ((a = field_addr(req, off_Request_URL)))
+		read_url(ev, read_u64(a), 0, OFFSET_ABSENT, OFFSET_ABSENT, off_URL_Path, off_URL_RawQuery);
+
+	s->had_saved = span_activate(&g, ev->trace_id, ev->span_id, TRACE_FLAG_SAMPLED, &s->saved);
+	bpf_map_update_elem(&server_spans, &g, s, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe/net_http_serverHandler_ServeHTTP_return")
+int server_return(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct server_span *s = bpf_map_lookup_elem(&server_spans, &g);
+	if (!s)
+		return 0;
+	struct http_event *ev = &s->ev;
+	ev->end_ns = bpf_ktime_get_ns();
+
+	/* The route: Request.Pattern (Go 1.23+), else Request.pat.str (Go 1.22). */
+	__u64 a;
+	if ((a = field_addr(s->req, off_Request_Pattern))) {
+		ev->route_len = read_go_string(ev->route, ROUTE_LEN, a);
+	} else if ((a = field_addr(s->req, off_Request_pat))) {
+		if ((a = field_addr(read_u64(a), off_pattern_str)))
+			ev->route_len = read_go_string(ev->route, ROUTE_LEN, a);
+	}
+
+	/* rw is a *response only for HTTP/1.x. */
+	if (ev->proto_major == 1 && (a = field_addr(s->rw, off_response_status)))
+		ev->status = http_status(read_u64(a));
+
+	submit(ev, sizeof(*ev));
+	span_deactivate(&g, s->had_saved, &s->saved);
+	bpf_map_delete_elem(&server_spans, &g);
+	return 0;
+}

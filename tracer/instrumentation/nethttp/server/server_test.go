@@ -1,0 +1,77 @@
+//go:build linux && (amd64 || arm64)
+
+package server
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/httpconv"
+	"github.com/offsetdb/offsetdb/tracer/uprobe"
+)
+
+// record encodes r as the BPF programs submit it.
+func record(t *testing.T, r serverHttpEvent) []byte {
+	t.Helper()
+	b, err := binary.Append(nil, binary.NativeEndian, &r)
+	require.NoError(t, err)
+	return b
+}
+
+func put(dst []uint8, s string) uint8 {
+	return uint8(copy(dst, s))
+}
+
+func TestDecodeRecordReadsEveryField(t *testing.T) {
+	r := serverHttpEvent{
+		Kind: 1, ProtoMajor: 1, ProtoMinor: 1, Status: 404,
+		StartNs: 1_000_000_000, EndNs: 1_000_250_000,
+		TraceId:      [16]uint8{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+		SpanId:       [8]uint8{1, 1, 1, 1, 1, 1, 1, 1},
+		ParentSpanId: [8]uint8{2, 2, 2, 2, 2, 2, 2, 2},
+	}
+	r.MethodLen = put(r.Method[:], "POST")
+	r.HostLen = put(r.Host[:], "example.com:8080")
+	r.PathLen = put(r.Path[:], "/items/7")
+	r.QueryLen = put(r.Query[:], "a=b")
+	r.RouteLen = put(r.Route[:], "POST /items/{id}")
+	r.RemoteAddrLen = put(r.RemoteAddr[:], "10.0.0.1:5555")
+	copy(r.Path[r.PathLen:], "left over from an earlier record")
+
+	ev, err := DecodeRecord(record(t, r), trace.SpanKindServer)
+	require.NoError(t, err)
+	assert.Equal(t, httpconv.HTTPEvent{
+		Kind:         trace.SpanKindServer,
+		Start:        uprobe.WallTime(1_000_000_000),
+		End:          uprobe.WallTime(1_000_250_000),
+		TraceID:      trace.TraceID(r.TraceId),
+		SpanID:       trace.SpanID(r.SpanId),
+		ParentSpanID: trace.SpanID(r.ParentSpanId),
+		Method:       "POST",
+		Host:         "example.com:8080",
+		Path:         "/items/7",
+		Query:        "a=b",
+		Route:        "POST /items/{id}",
+		RemoteAddr:   "10.0.0.1:5555",
+		ProtoMajor:   1,
+		ProtoMinor:   1,
+		StatusCode:   404,
+	}, ev)
+}
+
+func TestDecodeRecordToleratesLengthsBeyondBuffers(t *testing.T) {
+	r := serverHttpEvent{Kind: 1, MethodLen: 255}
+	copy(r.Method[:], "GETGETGETGETGETG")
+	ev, err := DecodeRecord(record(t, r), trace.SpanKindServer)
+	require.NoError(t, err)
+	assert.Equal(t, "GETGETGETGETGETG", ev.Method)
+}
+
+func TestDecodeRecordRejectsShortRecord(t *testing.T) {
+	_, err := DecodeRecord([]byte{1, 1, 1}, trace.SpanKindServer)
+	assert.ErrorContains(t, err, "record of 3 bytes")
+}

@@ -1,0 +1,95 @@
+package uprobe
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/offsetdb/offsetdb/gobinary"
+	"github.com/offsetdb/offsetdb/offsets"
+)
+
+// ErrProbeSkipped reports a probe that will not be attached to a binary:
+// its function is missing, or the binary's version of the function's
+// module is outside the probe's Versions.
+var ErrProbeSkipped = errors.New("probe skipped")
+
+// Located is a probe whose function was found in a binary.
+type Located struct {
+	Probe    Probe
+	Function gobinary.Function
+}
+
+// Skipped is a probe that will not be attached to a binary, and why.
+type Skipped struct {
+	Probe Probe
+	// Err wraps ErrProbeSkipped and says what was missing or out of bounds.
+	Err error
+}
+
+// Locate decides which of inst's probes can be attached to bin and finds
+// their functions.
+//
+// A probe is skipped when its Versions bound excludes the version of its
+// symbol's module in bin (a grpc probe for >=v1.8.0 in a binary with grpc
+// v1.7.0), or when its function is not in bin. Skipping an Optional probe
+// is reported in skipped; skipping a required one is the returned error,
+// which wraps ErrProbeSkipped (or the error that made the binary
+// unreadable). Locate reads the binary's function table once and caches it.
+func (inst *Instrumentation) Locate(bin *gobinary.Binary) (located []Located, skipped []Skipped, err error) {
+	for _, p := range inst.Probes {
+		fn, err := locate(bin, p)
+		if err == nil {
+			located = append(located, Located{Probe: p, Function: fn})
+			continue
+		}
+		if !errors.Is(err, ErrProbeSkipped) || !p.Optional {
+			return nil, nil, fmt.Errorf("instrumentation %s: %w", inst.Name, err)
+		}
+		skipped = append(skipped, Skipped{Probe: p, Err: err})
+	}
+	if len(located) == 0 {
+		return nil, skipped, fmt.Errorf("instrumentation %s: %w: no probe fits %s", inst.Name, ErrProbeSkipped, bin.Path)
+	}
+	return located, skipped, nil
+}
+
+// locate finds the function of p in bin, if p's bound allows bin.
+func locate(bin *gobinary.Binary, p Probe) (gobinary.Function, error) {
+	if p.Versions != "" {
+		pkg := gobinary.SymbolPackage(p.Symbol)
+		m, ok := bin.PackageModule(pkg)
+		if !ok {
+			return gobinary.Function{}, fmt.Errorf("%w: %s: no module of the binary provides package %s", ErrProbeSkipped, p.Symbol, pkg)
+		}
+		version := m.EffectiveVersion()
+		if m.Path == gobinary.StdModule {
+			if bin.GoVersionErr != nil {
+				return gobinary.Function{}, fmt.Errorf("%w: %s is for Go %s, and the binary's Go version is unknown", ErrProbeSkipped, p.Symbol, p.Versions)
+			}
+			version = bin.GoVersion.String()
+		}
+		c, err := offsets.ParseConstraint(m.Path, p.Versions)
+		if err != nil {
+			return gobinary.Function{}, fmt.Errorf("probe %s: %w", p.Symbol, err)
+		}
+		v, err := offsets.CanonicalVersion(m.Path, version)
+		if err != nil || v == offsets.DevelVersion {
+			return gobinary.Function{}, fmt.Errorf("%w: %s is for %s %s, and the binary's version of it (%q) is unknown", ErrProbeSkipped, p.Symbol, m.Path, p.Versions, version)
+		}
+		if !c.Allows(v) {
+			return gobinary.Function{}, fmt.Errorf("%w: %s is for %s %s, the binary has %s", ErrProbeSkipped, p.Symbol, m.Path, p.Versions, v)
+		}
+	}
+	fn, err := bin.Function(p.Symbol)
+	switch {
+	case errors.Is(err, gobinary.ErrSymbolNotFound):
+		return fn, fmt.Errorf("%w: function %s not in the binary (not linked in, or renamed): %w", ErrProbeSkipped, p.Symbol, err)
+	case err != nil:
+		return fn, fmt.Errorf("locate function %s: %w", p.Symbol, err)
+	case fn.EntryOffset == 0:
+		return fn, fmt.Errorf("function %s: file offset 0", p.Symbol)
+	case p.Return != "" && len(fn.Returns) == 0:
+		return fn, fmt.Errorf("function %s has no RET instruction for return program %s", p.Symbol, p.Return)
+	}
+	return fn, nil
+}
