@@ -13,8 +13,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/offsetdb/offsetdb/tracer/export"
-	"github.com/offsetdb/offsetdb/tracer/otlptest"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/httpconv"
+	"github.com/offsetdb/offsetdb/tracer/otlptest"
 	"github.com/offsetdb/offsetdb/tracer/spans"
 )
 
