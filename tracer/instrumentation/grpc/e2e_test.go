@@ -1,0 +1,333 @@
+//go:build linux && (amd64 || arm64)
+
+package grpc_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/mod/semver"
+
+	"github.com/offsetdb/offsetdb"
+	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/grpctest"
+	"github.com/offsetdb/offsetdb/tracer/resolve"
+	"github.com/offsetdb/offsetdb/tracer/target"
+	"github.com/offsetdb/offsetdb/tracer/uprobe"
+	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
+)
+
+// span is what the tests keep of a decoded span.
+type span struct {
+	inst             string
+	name             string
+	kind             trace.SpanKind
+	traceID          trace.TraceID
+	spanID, parentID trace.SpanID
+	remoteParent     bool
+	start, end       time.Time
+	attrs            map[string]any
+	status           codes.Code
+}
+
+// collector reads a session's spans in the background.
+type collector struct {
+	mu    sync.Mutex
+	spans []span
+	errs  []error
+}
+
+func collect(t *testing.T, s *uprobe.Session) *collector {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &collector{}
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Read(ctx, func(ev uprobe.Event) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if ev.Err != nil {
+				c.errs = append(c.errs, ev.Err)
+				return
+			}
+			sp := ev.Span
+			c.spans = append(c.spans, span{
+				inst: ev.Instrumentation, name: sp.Name, kind: sp.Kind, traceID: sp.TraceID, spanID: sp.SpanID,
+				parentID: sp.ParentSpanID, remoteParent: sp.RemoteParent, start: sp.Start, end: sp.End,
+				attrs: uprobetest.AttrMap(t, sp.Attributes), status: sp.Status,
+			})
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return c
+}
+
+// wait returns the spans once there are n, or fails after a timeout.
+func (c *collector) wait(t *testing.T, n int) []span {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c.mu.Lock()
+		got, errs := append([]span(nil), c.spans...), c.errs
+		c.mu.Unlock()
+		require.Empty(t, errs, "decode errors")
+		if len(got) >= n {
+			time.Sleep(300 * time.Millisecond) // let unexpected extra spans arrive
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return append([]span(nil), c.spans...)
+		}
+		if time.Now().After(deadline) {
+			for _, s := range got {
+				t.Logf("%s %s %s status=%v %v", s.inst, s.kind, s.name, s.status, s.attrs)
+			}
+			require.Failf(t, "timeout", "got %d of %d spans", len(got), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// resolver answers from the embedded database, then DWARF, as the tracer does.
+func resolver(t *testing.T) *resolve.Resolver {
+	db, err := offsets.Open(offsetdb.Data())
+	require.NoError(t, err)
+	return &resolve.Resolver{DBs: []*offsets.DB{db}}
+}
+
+// serve starts `grpcsvc serve` and returns its gRPC and HTTP addresses.
+func serve(t *testing.T, bin string) (grpcAddr, httpAddr string) {
+	cmd := exec.Command(bin, "serve", "-addr", "127.0.0.1:0", "-http", "127.0.0.1:0")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	sc := bufio.NewScanner(stdout)
+	for (grpcAddr == "" || httpAddr == "") && sc.Scan() {
+		if a, ok := strings.CutPrefix(sc.Text(), "grpc "); ok {
+			grpcAddr = a
+		} else if a, ok := strings.CutPrefix(sc.Text(), "http "); ok {
+			httpAddr = a
+		}
+	}
+	require.NotEmpty(t, grpcAddr, "grpcsvc serve did not say where it listens")
+	go io.Copy(io.Discard, stdout)
+	return grpcAddr, httpAddr
+}
+
+// call runs `grpcsvc call` and returns its output lines.
+func call(t *testing.T, bin, addr string, rpcs ...string) []string {
+	out, err := exec.Command(bin, append([]string{"call", "-addr", addr}, rpcs...)...).Output()
+	require.NoError(t, err)
+	return strings.Split(strings.TrimSpace(string(out)), "\n")
+}
+
+func closedPort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+// TestTraceGRPCAcrossVersions traces grpc-go's own example services, built
+// with grpc-go releases from v1.0.0 to the newest and Go releases from 1.17
+// on (grpctest.Matrix, two of them stripped), server and client processes
+// at once, and checks every span: names, status codes, errors, and that
+// the calls a handler makes (gRPC and net/http) are its children.
+func TestTraceGRPCAcrossVersions(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: builds grpc-go services with toolchains from the module proxy")
+	}
+	for _, tg := range grpctest.Matrix {
+		t.Run(tg.String(), func(t *testing.T) {
+			checkTarget(t, tg)
+		})
+	}
+}
+
+func checkTarget(t *testing.T, tg grpctest.Target) {
+	bin := tg.Build(t)
+	plan, err := target.NewPlan(bin, resolver(t), instrumentation.All())
+	require.NoError(t, err)
+	defer plan.Binary.Close()
+	for _, d := range plan.Disabled {
+		t.Errorf("%s", d)
+	}
+	for name, fs := range plan.Degraded {
+		for _, f := range fs {
+			t.Logf("%s runs without %s: %v", name, f.ID, f.Err)
+		}
+	}
+	// Status codes are read through google.rpc.Status, whose layout comes
+	// from the genproto module the binary links; say when it is unknown.
+	codesKnown := true
+	for _, fs := range plan.Degraded {
+		for _, f := range fs {
+			if f.ID.Struct == "Status" && f.ID.Field == "Code" {
+				codesKnown = false
+			}
+		}
+	}
+	t.Logf("status codes known: %v", codesKnown)
+
+	s, err := uprobe.Attach(context.Background(), plan.Binary, 0, plan.Enabled, plan.Values())
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, s.Close()) })
+	c := collect(t, s)
+
+	grpcAddr, httpAddr := serve(t, bin)
+	rpcs := []string{"hello:ok", "hello:notfound", "hello:panic", "hello:slow", "get", "list", "record", "chat",
+		"hello:grpc:" + grpcAddr, "hello:http:http://" + httpAddr + "/ping"}
+	out := call(t, bin, grpcAddr, rpcs...)
+	require.Len(t, out, len(rpcs), "grpcsvc call: %v", out)
+	assert.Equal(t, []string{"hello:ok Unavailable"}, call(t, bin, closedPort(t), "hello:ok"))
+
+	// Server: the 10 RPCs and the nested SayHello; client: the 10 RPCs,
+	// the nested call and the call to the closed port; net/http: the
+	// nested GET, client and server.
+	got := c.wait(t, 11+12+2)
+	assert.Zero(t, s.Drops())
+
+	var servers, clients []span
+	var httpClient, httpServer []span
+	for _, sp := range got {
+		switch sp.inst {
+		case "gRPC server":
+			servers = append(servers, sp)
+		case "gRPC client":
+			clients = append(clients, sp)
+		case "net/http client":
+			httpClient = append(httpClient, sp)
+		case "net/http server":
+			httpServer = append(httpServer, sp)
+		}
+	}
+	require.Len(t, servers, 11, "gRPC server spans")
+	require.Len(t, clients, 12, "gRPC client spans")
+	require.Len(t, httpClient, 1, "net/http client spans")
+	require.Len(t, httpServer, 1, "net/http server spans")
+
+	for _, sp := range append(append([]span(nil), servers...), clients...) {
+		assert.Equal(t, "grpc", sp.attrs["rpc.system.name"], sp.name)
+		assert.True(t, sp.traceID.IsValid() && sp.spanID.IsValid(), sp.name)
+		assert.True(t, sp.end.After(sp.start), "%s: end %v not after start %v", sp.name, sp.end, sp.start)
+		assert.WithinDuration(t, time.Now(), sp.start, time.Minute)
+		assert.False(t, sp.remoteParent, "no traceparent was sent")
+	}
+
+	// Each server span: name and status by method. SayHello spans are
+	// told apart by their status; the two OK ones are the plain call and
+	// the nested one (or the parents of the nested calls).
+	type want struct {
+		name, code string
+		err        bool
+	}
+	serverWant := map[want]int{
+		{"helloworld.Greeter/SayHello", "OK", false}:               4, // ok, grpc:, http:, the nested one
+		{"helloworld.Greeter/SayHello", "NOT_FOUND", false}:        1, // the client's fault: not an error
+		{"helloworld.Greeter/SayHello", "INTERNAL", true}:          1,
+		{"helloworld.Greeter/SayHello", "DEADLINE_EXCEEDED", true}: 1,
+		{"routeguide.RouteGuide/GetFeature", "OK", false}:          1,
+		{"routeguide.RouteGuide/ListFeatures", "OK", false}:        1,
+		{"routeguide.RouteGuide/RecordRoute", "OK", false}:         1,
+		{"routeguide.RouteGuide/RouteChat", "OK", false}:           1,
+	}
+	clientWant := map[want]int{
+		{"helloworld.Greeter/SayHello", "OK", false}:               4,
+		{"helloworld.Greeter/SayHello", "NOT_FOUND", true}:         1,
+		{"helloworld.Greeter/SayHello", "INTERNAL", true}:          1,
+		{"helloworld.Greeter/SayHello", "DEADLINE_EXCEEDED", true}: 1,
+		{"helloworld.Greeter/SayHello", "UNAVAILABLE", true}:       1,
+		{"routeguide.RouteGuide/GetFeature", "OK", false}:          1,
+		{"routeguide.RouteGuide/ListFeatures", "OK", false}:        1,
+		{"routeguide.RouteGuide/RecordRoute", "OK", false}:         1,
+		{"routeguide.RouteGuide/RouteChat", "OK", false}:           1,
+	}
+	tally := func(ss []span) map[want]int {
+		m := map[want]int{}
+		for _, sp := range ss {
+			code, _ := sp.attrs["rpc.response.status_code"].(string)
+			w := want{sp.name, code, sp.status == codes.Error}
+			// The slow call's handler returns its context's error: the
+			// deadline's, or the client's cancellation when the client's
+			// RST_STREAM arrives first. Both are right.
+			if w == (want{"helloworld.Greeter/SayHello", "CANCELLED", false}) {
+				w = want{"helloworld.Greeter/SayHello", "DEADLINE_EXCEEDED", true}
+			}
+			m[w]++
+		}
+		return m
+	}
+	// Before v1.3.0 a client error is a grpc.rpcError, whose code no field
+	// set tracks: failed calls are errors without a code there.
+	clientCodes := codesKnown && semver.Compare(tg.GRPC, "v1.3.0") >= 0
+	if codesKnown {
+		assert.Equal(t, serverWant, tally(servers), "server spans by name, status code and error")
+	} else {
+		// Without the genproto layout no code is read: server spans
+		// carry no status.
+		for _, sp := range servers {
+			assert.NotContains(t, sp.attrs, "rpc.response.status_code", sp.name)
+		}
+	}
+	if clientCodes {
+		assert.Equal(t, clientWant, tally(clients), "client spans by name, status code and error")
+	} else {
+		errs := 0
+		for _, sp := range clients {
+			if sp.status == codes.Error {
+				errs++
+				assert.NotContains(t, sp.attrs, "rpc.response.status_code", sp.name)
+			} else {
+				assert.Equal(t, "OK", sp.attrs["rpc.response.status_code"], sp.name)
+			}
+		}
+		assert.Equal(t, 4, errs, "failed client calls: notfound, panic, slow, unavailable")
+	}
+	for _, sp := range clients {
+		if sp.attrs["server.address"] != nil {
+			assert.Equal(t, "127.0.0.1", sp.attrs["server.address"], sp.name)
+		}
+	}
+
+	// The nested calls are children of the server span of the RPC whose
+	// handler made them, in its trace.
+	byID := map[trace.SpanID]span{}
+	for _, sp := range servers {
+		byID[sp.spanID] = sp
+	}
+	nested := 0
+	for _, sp := range append(append([]span(nil), clients...), httpClient...) {
+		parent, ok := byID[sp.parentID]
+		if !sp.parentID.IsValid() {
+			continue
+		}
+		nested++
+		if assert.True(t, ok, "%s %s: parent %s is no gRPC server span", sp.inst, sp.name, sp.parentID) {
+			assert.Equal(t, parent.traceID, sp.traceID, sp.name)
+			assert.Equal(t, "helloworld.Greeter/SayHello", parent.name)
+			assert.False(t, sp.start.Before(parent.start), "child starts before its parent")
+			assert.False(t, sp.end.After(parent.end), "child ends after its parent")
+		}
+	}
+	assert.Equal(t, 2, nested, "the nested gRPC call and the nested GET have a parent")
+	assert.Equal(t, "GET", httpClient[0].name)
+}
