@@ -37,6 +37,7 @@ type span struct {
 	traceID          trace.TraceID
 	spanID, parentID trace.SpanID
 	remoteParent     bool
+	unsampled        bool
 	start, end       time.Time
 	attrs            map[string]any
 	status           codes.Code
@@ -64,7 +65,7 @@ func collect(t *testing.T, s *uprobe.Session) *collector {
 			sp := ev.Span
 			c.spans = append(c.spans, span{
 				inst: ev.Instrumentation, name: sp.Name, kind: sp.Kind, traceID: sp.TraceID, spanID: sp.SpanID,
-				parentID: sp.ParentSpanID, remoteParent: sp.RemoteParent, start: sp.Start, end: sp.End,
+				parentID: sp.ParentSpanID, remoteParent: sp.RemoteParent, unsampled: sp.Unsampled, start: sp.Start, end: sp.End,
 				attrs: uprobetest.AttrMap(t, sp.Attributes), status: sp.Status,
 			})
 		})
@@ -131,7 +132,8 @@ func serve(t *testing.T, bin string) (grpcAddr, httpAddr string) {
 	return grpcAddr, httpAddr
 }
 
-// call runs `grpcsvc call` and returns its output lines.
+// call runs `grpcsvc call` and returns its output lines. An RPC starting
+// with "-" is a flag of call.
 func call(t *testing.T, bin, addr string, rpcs ...string) []string {
 	out, err := exec.Command(bin, append([]string{"call", "-addr", addr}, rpcs...)...).Output()
 	require.NoError(t, err)
@@ -330,4 +332,88 @@ func checkTarget(t *testing.T, tg grpctest.Target) {
 	}
 	assert.Equal(t, 2, nested, "the nested gRPC call and the nested GET have a parent")
 	assert.Equal(t, "GET", httpClient[0].name)
+
+	checkIncomingContext(t, c, len(got), bin, grpcAddr)
+}
+
+// checkIncomingContext sends SayHello calls with a traceparent in their
+// metadata and checks that the server span continues a valid one (and the
+// handler's nested gRPC call follows it), honours its sampled flag, and
+// ignores every invalid one as the W3C Trace Context spec says.
+func checkIncomingContext(t *testing.T, c *collector, seen int, bin, grpcAddr string) {
+	const (
+		tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+		sid = "00f067aa0ba902b7"
+	)
+	valid := []struct{ name, value string }{
+		{"sampled", "00-" + tid + "-" + sid + "-01"},
+		{"unsampled", "00-" + tid + "-" + sid + "-00"},
+		{"later version with more fields", "01-" + tid + "-" + sid + "-01-extra"},
+	}
+	invalid := []struct{ name, value string }{
+		{"too short", "00-" + tid + "-" + sid + "-0"},
+		{"uppercase hex", "00-" + strings.ToUpper(tid) + "-" + sid + "-01"},
+		{"not hex", "00-" + tid[:30] + "zz-" + sid + "-01"},
+		{"version ff", "ff-" + tid + "-" + sid + "-01"},
+		{"zero trace id", "00-" + strings.Repeat("0", 32) + "-" + sid + "-01"},
+		{"zero parent id", "00-" + tid + "-" + strings.Repeat("0", 16) + "-01"},
+		{"version 00 with trailing data", "00-" + tid + "-" + sid + "-01-extra"},
+		{"wrong separator", "00_" + tid + "-" + sid + "-01"},
+	}
+	serverSpans := func(n int) []span {
+		var out []span
+		for _, sp := range c.wait(t, seen+n)[seen:] {
+			if sp.inst == "gRPC server" {
+				out = append(out, sp)
+			}
+		}
+		seen += n
+		return out
+	}
+	wantTID, err := trace.TraceIDFromHex(tid)
+	require.NoError(t, err)
+	wantSID, err := trace.SpanIDFromHex(sid)
+	require.NoError(t, err)
+
+	for _, v := range valid {
+		// The nested call: a client span in the server's handler and the
+		// nested server span, plus the outer client and server spans.
+		out := call(t, bin, grpcAddr, "-traceparent", v.value, "hello:grpc:"+grpcAddr)
+		require.Equal(t, []string{"hello:grpc:" + grpcAddr + " OK"}, out, v.name)
+		var outer *span
+		spans := c.wait(t, seen+4)[seen:]
+		seen += 4
+		for i, sp := range spans {
+			if sp.inst == "gRPC server" && sp.traceID == wantTID {
+				outer = &spans[i]
+			}
+		}
+		if !assert.NotNil(t, outer, "%s: no server span continues the trace", v.name) {
+			continue
+		}
+		assert.Equal(t, wantSID, outer.parentID, v.name)
+		assert.True(t, outer.remoteParent, v.name)
+		assert.Equal(t, v.name == "unsampled", outer.unsampled, v.name)
+		children := 0
+		for _, sp := range spans {
+			if sp.parentID == outer.spanID {
+				children++
+				assert.Equal(t, "gRPC client", sp.inst, v.name)
+				assert.Equal(t, wantTID, sp.traceID, v.name)
+				assert.Equal(t, outer.unsampled, sp.unsampled, "%s: the child inherits the sampled flag", v.name)
+			}
+		}
+		assert.Equal(t, 1, children, "%s: the handler's nested call is the server span's child", v.name)
+	}
+	for _, v := range invalid {
+		out := call(t, bin, grpcAddr, "-traceparent", v.value, "hello:ok")
+		require.Equal(t, []string{"hello:ok OK"}, out, v.name)
+		ss := serverSpans(2)
+		if assert.Len(t, ss, 1, v.name) {
+			assert.NotEqual(t, wantTID, ss[0].traceID, "%s: ignored, a new trace", v.name)
+			assert.False(t, ss[0].parentID.IsValid(), v.name)
+			assert.False(t, ss[0].remoteParent, v.name)
+			assert.False(t, ss[0].unsampled, v.name)
+		}
+	}
 }
