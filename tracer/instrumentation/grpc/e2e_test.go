@@ -5,8 +5,11 @@ package grpc_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os/exec"
 	"strings"
 	"sync"
@@ -416,4 +419,101 @@ func checkIncomingContext(t *testing.T, c *collector, seen int, bin, grpcAddr st
 			assert.False(t, ss[0].unsampled, v.name)
 		}
 	}
+}
+
+// TestConcurrentRequestsKeepTheirParents sends 500 requests at once through
+// grpcsvc's HTTP front end: each /hello?name=http:URL request makes a
+// SayHello call whose handler makes a GET of URL, which carries the
+// request's number. Every HTTP server span must have exactly one gRPC
+// client child, every gRPC server span exactly one HTTP client child with
+// its own request's number, none lost: no cross-talk between goroutines.
+// (Without outgoing trace context, the gRPC call's server span starts its
+// own trace; see docs/tracer.md.)
+func TestConcurrentRequestsKeepTheirParents(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: builds a grpc-go service with a toolchain from the module proxy")
+	}
+	const requests = 500
+	tg := grpctest.Matrix[len(grpctest.Matrix)-2] // the newest unstripped build
+	bin := tg.Build(t)
+	plan, err := target.NewPlan(bin, resolver(t), instrumentation.All())
+	require.NoError(t, err)
+	defer plan.Binary.Close()
+	require.Empty(t, plan.Disabled)
+	s, err := uprobe.Attach(context.Background(), plan.Binary, 0, plan.Enabled, plan.Values())
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, s.Close()) })
+	c := collect(t, s)
+	_, httpAddr := serve(t, bin)
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: requests}}
+	defer client.CloseIdleConnections()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make(chan error, requests)
+	for i := range requests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			name := fmt.Sprintf("http:http://%s/ping?id=%d", httpAddr, i)
+			resp, err := client.Get("http://" + httpAddr + "/hello?name=" + url.QueryEscape(name))
+			if err != nil {
+				errs <- err
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				errs <- fmt.Errorf("request %d: status %d", i, resp.StatusCode)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	// Per request: HTTP server /hello, gRPC client, gRPC server, HTTP client
+	// GET /ping, HTTP server /ping.
+	got := c.wait(t, 5*requests)
+	require.Len(t, got, 5*requests)
+	assert.Zero(t, s.Drops())
+	children := map[trace.SpanID][]span{}
+	for _, sp := range got {
+		if sp.parentID.IsValid() {
+			children[sp.parentID] = append(children[sp.parentID], sp)
+		}
+	}
+	ids := map[string]bool{}
+	var hello, grpcServers int
+	for _, sp := range got {
+		switch {
+		case sp.inst == "net/http server" && sp.attrs["url.path"] == "/hello":
+			hello++
+			kids := children[sp.spanID]
+			if assert.Len(t, kids, 1, "children of an HTTP request") {
+				assert.Equal(t, "gRPC client", kids[0].inst)
+				assert.Equal(t, sp.traceID, kids[0].traceID)
+			}
+		case sp.inst == "gRPC server":
+			grpcServers++
+			kids := children[sp.spanID]
+			if assert.Len(t, kids, 1, "children of a gRPC call") {
+				assert.Equal(t, "net/http client", kids[0].inst)
+				assert.Equal(t, sp.traceID, kids[0].traceID)
+				full, _ := kids[0].attrs["url.full"].(string)
+				_, id, ok := strings.Cut(full, "?id=")
+				assert.True(t, ok, full)
+				assert.False(t, ids[id], "request %s seen twice", id)
+				ids[id] = true
+			}
+		}
+	}
+	assert.Equal(t, requests, hello)
+	assert.Equal(t, requests, grpcServers)
+	assert.Len(t, ids, requests)
 }
