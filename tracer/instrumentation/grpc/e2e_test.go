@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -161,11 +162,30 @@ func TestTraceGRPCAcrossVersions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIPPED in -short mode: builds grpc-go services with toolchains from the module proxy")
 	}
-	for _, tg := range grpctest.Matrix {
+	for _, tg := range targets(t) {
 		t.Run(tg.String(), func(t *testing.T) {
 			checkTarget(t, tg)
 		})
 	}
+}
+
+// targetsEnv overrides grpctest.Matrix for a wider sweep:
+// OFFSETDB_GRPC_TARGETS=v1.40.0/go1.20.14,v1.60.0/go1.22.12/stripped.
+const targetsEnv = "OFFSETDB_GRPC_TARGETS"
+
+// targets are grpctest.Matrix, or the targets targetsEnv names.
+func targets(t *testing.T) []grpctest.Target {
+	env := os.Getenv(targetsEnv)
+	if env == "" {
+		return grpctest.Matrix
+	}
+	var ts []grpctest.Target
+	for _, item := range strings.Split(env, ",") {
+		parts := strings.Split(strings.TrimSpace(item), "/")
+		require.True(t, len(parts) == 2 || (len(parts) == 3 && parts[2] == "stripped"), "%s: want GRPC/GO[/stripped], got %q", targetsEnv, item)
+		ts = append(ts, grpctest.Target{GRPC: parts[0], Go: parts[1], Stripped: len(parts) == 3})
+	}
+	return ts
 }
 
 func checkTarget(t *testing.T, tg grpctest.Target) {
@@ -193,7 +213,7 @@ func checkTarget(t *testing.T, tg grpctest.Target) {
 	}
 	t.Logf("status codes known: %v", codesKnown)
 
-	s, err := uprobe.Attach(context.Background(), plan.Binary, 0, plan.Enabled, plan.Values())
+	s, err := uprobe.Attach(context.Background(), plan.Binary, 0, plan.Enabled, plan.Values(), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, s.Close()) })
 	c := collect(t, s)
@@ -441,7 +461,7 @@ func TestConcurrentRequestsKeepTheirParents(t *testing.T) {
 	require.NoError(t, err)
 	defer plan.Binary.Close()
 	require.Empty(t, plan.Disabled)
-	s, err := uprobe.Attach(context.Background(), plan.Binary, 0, plan.Enabled, plan.Values())
+	s, err := uprobe.Attach(context.Background(), plan.Binary, 0, plan.Enabled, plan.Values(), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, s.Close()) })
 	c := collect(t, s)
