@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -194,4 +195,50 @@ func TestFullWalkAgreesWithTheTargetedReader(t *testing.T) {
 		assert.Equal(t, w.Offset, found[id].Offset, "%s", id)
 		assert.Equal(t, w.Size, found[id].Size, "%s", id)
 	}
+}
+
+func TestParseGRPCLoadLineReadsCallsErrorsAndSeconds(t *testing.T) {
+	r, err := parseGRPCLoadLine("calls=90922 errors=3 seconds=3.002424\n")
+	require.NoError(t, err)
+	assert.Equal(t, grpcLoadRun{Errors: 3, Seconds: 3.002424, callsSaid: 90922}, r)
+	for _, bad := range []string{"", "calls=1 errors=0", "calls=1 errors=0 seconds=0", "grpcload: connection refused"} {
+		_, err := parseGRPCLoadLine(bad)
+		assert.Error(t, err, "%q", bad)
+	}
+}
+
+func TestDecodeLatenciesReadsLittleEndianNanoseconds(t *testing.T) {
+	got, err := decodeLatencies([]byte{0x40, 0x42, 0x0f, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0})
+	require.NoError(t, err)
+	assert.Equal(t, []time.Duration{time.Millisecond, 1}, got)
+	_, err = decodeLatencies(make([]byte, 9))
+	assert.Error(t, err)
+}
+
+func TestGRPCArmsExpectOneSpanPerTracedProcess(t *testing.T) {
+	arms := grpcArms("/bin/grpcload")
+	require.Len(t, arms, 3)
+	assert.False(t, arms[0].traced())
+	assert.Nil(t, arms[1].Target, "the server arm traces --pid SERVICE")
+	assert.Equal(t, 1, grpcSpansPerCall(arms[1]))
+	assert.Equal(t, []string{"--exe", "/bin/grpcload"}, arms[2].Target)
+	assert.Equal(t, 2, grpcSpansPerCall(arms[2]))
+}
+
+func TestKeepEarlierCarriesOverSectionsNotRun(t *testing.T) {
+	dir := t.TempDir()
+	old := Results{Commit: "abc", Machine: Machine{NProc: 2, CPU: "AMD EPYC"}, Started: "2026-11-21T08:24:20Z", Sections: map[string]float64{"micro": 24, "grpc": 90},
+		Micro: &Micro{Rounds: 5}, GRPC: &GRPC{Workers: 8}}
+	b, err := json.Marshal(old)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644))
+	h := &harness{outDir: dir}
+	res := &Results{Commit: "def", Sections: map[string]float64{"grpc": 100}, GRPC: &GRPC{Workers: 16}}
+	require.NoError(t, h.keepEarlier(res, []string{"grpc"}))
+	assert.Equal(t, 16, res.GRPC.Workers, "the section run now wins")
+	require.NotNil(t, res.Micro)
+	assert.Equal(t, 5, res.Micro.Rounds)
+	assert.Equal(t, "def", res.Commit)
+	assert.Equal(t, map[string]string{"micro": "2026-11-21, commit abc, 2 × AMD EPYC"}, res.Kept)
+	assert.Equal(t, map[string]float64{"grpc": 100, "micro": 24}, res.Sections)
 }

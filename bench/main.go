@@ -7,6 +7,7 @@
 //	go run ./bench -sections micro  only some sections
 //
 // Sections: overhead (per-request cost, traced vs untraced, alternating),
+// grpc (unary gRPC calls/s and latency, traced vs untraced, alternating),
 // pipeline (spans/s through the ring buffer, where drops begin), footprint
 // (tracer RSS with 1 and 10 traced processes), resolution (offsets for a
 // 100 MB+ binary: database vs DWARF fallback vs a full debug/dwarf walk),
@@ -35,12 +36,16 @@ import (
 type harness struct {
 	repo, work, outDir, readme          string
 	tracerBin, serviceBin, offsetgenBin string
+	grpcloadBin                         string
 
 	pairs          int
 	runDuration    time.Duration
 	rate           int
 	wrkThreads     int
 	wrkConns       int
+	grpcPairs      int
+	grpcDuration   time.Duration
+	grpcWorkers    int
 	rampConns      []int
 	rampRounds     int
 	rampDuration   time.Duration
@@ -67,18 +72,22 @@ type Results struct {
 	WallSeconds float64            `json:"wall_seconds"`
 	Sections    map[string]float64 `json:"section_seconds"`
 	Skipped     map[string]string  `json:"skipped,omitempty"` // section → why
-	Overhead    *Overhead          `json:"overhead,omitempty"`
-	Pipeline    *Pipeline          `json:"pipeline,omitempty"`
-	Footprint   *Footprint         `json:"footprint,omitempty"`
-	Resolution  *Resolution        `json:"resolution,omitempty"`
-	Generator   *Generator         `json:"generator,omitempty"`
-	Micro       *Micro             `json:"micro,omitempty"`
+	// Kept holds, for each section carried over from an earlier
+	// results.json (-keep), when and at which commit it was measured.
+	Kept       map[string]string `json:"kept,omitempty"`
+	Overhead   *Overhead         `json:"overhead,omitempty"`
+	GRPC       *GRPC             `json:"grpc,omitempty"`
+	Pipeline   *Pipeline         `json:"pipeline,omitempty"`
+	Footprint  *Footprint        `json:"footprint,omitempty"`
+	Resolution *Resolution       `json:"resolution,omitempty"`
+	Generator  *Generator        `json:"generator,omitempty"`
+	Micro      *Micro            `json:"micro,omitempty"`
 }
 
-var allSections = []string{"overhead", "pipeline", "footprint", "resolution", "generator", "micro"}
+var allSections = []string{"overhead", "grpc", "pipeline", "footprint", "resolution", "generator", "micro"}
 
 // rootSections need root (BPF and uprobes).
-var rootSections = []string{"overhead", "pipeline", "footprint"}
+var rootSections = []string{"overhead", "grpc", "pipeline", "footprint"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "fullwalk" {
@@ -101,11 +110,15 @@ func run(args []string) error {
 	fs.StringVar(&h.outDir, "out", "bench", "directory for results.md, results.json and micro.txt")
 	fs.StringVar(&h.readme, "readme", "README.md", "README whose bench markers receive the results table (empty: none)")
 	fs.StringVar(&h.work, "work", "", "scratch directory (default: a new temporary directory, removed afterwards)")
+	keep := fs.Bool("keep", false, "keep the sections of the existing results.json that this run does not measure (they say when they were measured)")
 	render := fs.Bool("render", false, "only re-render results.md and the README table from the existing results.json")
 	sections := fs.String("sections", strings.Join(allSections, ","), "comma-separated sections to run")
 	fs.IntVar(&h.pairs, "pairs", 3, "untraced/traced run pairs per overhead figure")
 	fs.DurationVar(&h.runDuration, "duration", 10*time.Second, "length of each overhead and footprint run")
 	fs.IntVar(&h.rate, "rate", 500, "fixed request rate (req/s) of the latency runs")
+	fs.IntVar(&h.grpcPairs, "grpc-pairs", 3, "rounds of the grpc section (each runs every arm once)")
+	fs.DurationVar(&h.grpcDuration, "grpc-duration", 8*time.Second, "length of each grpc run")
+	fs.IntVar(&h.grpcWorkers, "grpc-workers", 16, "concurrent callers of the grpc load generator")
 	fs.IntVar(&h.wrkThreads, "wrk-threads", 2, "wrk threads")
 	fs.IntVar(&h.wrkConns, "wrk-conns", 64, "wrk connections at saturation")
 	ramp := fs.String("ramp", "8,64,512", "wrk connections of the pipeline ramp's steps")
@@ -210,6 +223,11 @@ func run(args []string) error {
 		h.logf("%s: done in %.0fs", name, res.Sections[name])
 	}
 	res.WallSeconds = time.Since(h.start).Seconds()
+	if *keep {
+		if err := h.keepEarlier(res, want); err != nil {
+			return fmt.Errorf("-keep: %w", err)
+		}
+	}
 	if err := h.write(res); err != nil {
 		return err
 	}
@@ -224,6 +242,8 @@ func (h *harness) section(ctx context.Context, name string, res *Results) (err e
 	switch name {
 	case "overhead":
 		res.Overhead, err = h.overhead(ctx)
+	case "grpc":
+		res.GRPC, err = h.grpc(ctx)
 	case "pipeline":
 		res.Pipeline, err = h.pipeline(ctx)
 	case "footprint":
@@ -241,20 +261,76 @@ func (h *harness) section(ctx context.Context, name string, res *Results) (err e
 }
 
 // build compiles the tracer (embedding the current data/), the example
-// service and offsetgen into the scratch directory.
+// service, grpcload and offsetgen into the scratch directory.
 func (h *harness) build(ctx context.Context) error {
 	binDir := filepath.Join(h.work, "bin")
 	h.tracerBin = filepath.Join(binDir, "tracer")
 	h.serviceBin = filepath.Join(binDir, "example-service")
 	h.offsetgenBin = filepath.Join(binDir, "offsetgen")
-	h.logf("building tracer, example service and offsetgen")
-	for pkg, out := range map[string]string{"./tracer": h.tracerBin, "./tracer/testdata/service": h.serviceBin, "./offsetgen": h.offsetgenBin} {
+	h.grpcloadBin = filepath.Join(binDir, "grpcload")
+	h.logf("building tracer, example service, grpcload and offsetgen")
+	for pkg, out := range map[string]string{"./tracer": h.tracerBin, "./tracer/testdata/service": h.serviceBin, "./offsetgen": h.offsetgenBin, "./bench/grpcload": h.grpcloadBin} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 		cmd.Dir = h.repo
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build %s: %w: %s", pkg, err, b)
 		}
 	}
+	return nil
+}
+
+// keepEarlier copies into res the sections of the existing results.json
+// that are not in want, each noted in res.Kept with its date, commit and
+// machine.
+// Sections are copied by their JSON key, which is the section's name.
+func (h *harness) keepEarlier(res *Results, want []string) error {
+	b, err := os.ReadFile(filepath.Join(h.outDir, "results.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var old Results
+	var oldRaw map[string]json.RawMessage
+	if err := errors.Join(json.Unmarshal(b, &old), json.Unmarshal(b, &oldRaw)); err != nil {
+		return fmt.Errorf("results.json: %w", err)
+	}
+	cur, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(cur, &raw); err != nil {
+		return err
+	}
+	kept := map[string]string{}
+	for _, name := range allSections {
+		section, ok := oldRaw[name]
+		if slices.Contains(want, name) || !ok {
+			continue
+		}
+		raw[name] = section
+		kept[name] = fmt.Sprintf("%.10s, commit %s, %d × %s", old.Started, old.Commit, old.Machine.NProc, old.Machine.CPU)
+		if k, ok := old.Kept[name]; ok {
+			kept[name] = k
+		}
+		if s, ok := old.Sections[name]; ok {
+			res.Sections[name] = s
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	merged, err := json.Marshal(raw)
+	if err != nil {
+		return err
+	}
+	sections := res.Sections
+	if err := json.Unmarshal(merged, res); err != nil {
+		return err
+	}
+	res.Sections, res.Kept = sections, kept
 	return nil
 }
 

@@ -19,6 +19,10 @@ import (
 type arm struct {
 	Name string   `json:"name"`
 	Env  []string `json:"env,omitempty"` // tracer environment; nil for the untraced arm
+	// Target, when set, replaces "--pid SERVICE" as the tracer's target
+	// arguments, and Attach is how many processes it must attach to.
+	Target []string `json:"-"`
+	Attach int      `json:"-"`
 }
 
 func (a arm) traced() bool { return a.Env != nil }
@@ -123,7 +127,11 @@ func (h *harness) withTracer(ctx context.Context, svc *service, a arm, load func
 	var t *tracerSession
 	if a.traced() {
 		var err error
-		t, err = startTracer(h.tracerBin, []string{"--pid", strconv.Itoa(svc.pid())}, a.Env, 1)
+		target, want := []string{"--pid", strconv.Itoa(svc.pid())}, 1
+		if a.Target != nil {
+			target, want = a.Target, a.Attach
+		}
+		t, err = startTracer(h.tracerBin, target, a.Env, want)
 		if err != nil {
 			return armRun{}, err
 		}

@@ -125,10 +125,10 @@ type service struct {
 	done chan struct{}
 }
 
-// startService starts the example service binary and waits for its
-// "listening on ADDR" line.
-func startService(bin string) (*service, error) {
-	cmd := exec.Command(bin)
+// startService starts a service binary (the example service, or grpcload
+// serve) with args and waits for its "listening on ADDR" line.
+func startService(bin string, args ...string) (*service, error) {
+	cmd := exec.Command(bin, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

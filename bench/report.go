@@ -76,6 +76,17 @@ func summaryRows(r *Results) [][3]string {
 		}
 		add("CPU per 1k requests at saturation (medians)", "untraced service: "+untracedCPU(o), strings.Join(cpu, "; "))
 	}
+	if g := r.GRPC; g != nil {
+		var res []string
+		for _, a := range g.Arms[1:] {
+			res = append(res, fmt.Sprintf("%s: ×%s calls/s, p50 ×%s, p99 ×%s", shortGRPCArm(a),
+				g.Ratio[a.Name].format("%.3f", ""), g.P50Ratio[a.Name].format("%.2f", ""), g.P99Ratio[a.Name].format("%.2f", "")))
+		}
+		u := untracedArm.Name
+		add(fmt.Sprintf("gRPC unary calls at saturation (health Check, %d callers closed loop, %.0fs per run; %s)", g.Workers, g.Duration, g.Binary),
+			fmt.Sprintf("untraced %s calls/s, p50 %s, p99 %s", g.CallsPerSecond[u].format("%.0f", ""), g.P50[u].format("%.3f", " ms"), g.P99[u].format("%.3f", " ms")),
+			strings.Join(res, "; "))
+	}
 	if p := r.Pipeline; p != nil {
 		drops := "no drops at any step (the service saturated first)"
 		if p.FirstDrop != nil {
@@ -163,6 +174,11 @@ func stallThreshold(p *Pipeline) string {
 	return "No stall tried dropped an event."
 }
 
+// shortGRPCArm is a grpc arm's name without " (exporter none)".
+func shortGRPCArm(a arm) string {
+	return strings.TrimSuffix(a.Name, " (exporter none)")
+}
+
 // shortArm is an arm's name without "traced (...)".
 func shortArm(a arm) string {
 	return strings.TrimPrefix(strings.TrimSuffix(a.Name, ")"), "traced (")
@@ -195,9 +211,17 @@ func table(header [3]string, rows [][3]string) string {
 }
 
 func machineLine(r *Results) string {
+	var kept string
+	if len(r.Kept) > 0 {
+		var ks []string
+		for _, k := range slices.Sorted(maps.Keys(r.Kept)) {
+			ks = append(ks, fmt.Sprintf("%s (%s)", k, r.Kept[k]))
+		}
+		kept = " Kept from earlier runs, not measured in this one: " + strings.Join(ks, "; ") + "."
+	}
 	return fmt.Sprintf("Measured by `make bench` on %s: %d × %s, Linux %s, %s, %s RAM; commit %s; the whole run took %.1f min. "+
 		"Figures are median [min..max] over the repeats, each against a baseline measured in the same run.",
-		r.Started[:10], r.Machine.NProc, r.Machine.CPU, r.Machine.Kernel, r.Machine.GoVersion, r.Machine.MemTotal, r.Commit, r.WallSeconds/60)
+		r.Started[:10], r.Machine.NProc, r.Machine.CPU, r.Machine.Kernel, r.Machine.GoVersion, r.Machine.MemTotal, r.Commit, r.WallSeconds/60) + kept
 }
 
 var summaryHeader = [3]string{"Figure", "Baseline (same run)", "Result: median [min..max]"}
@@ -274,8 +298,24 @@ func resultsMarkdown(r *Results) string {
 			}
 		}
 	}
+	if g := r.GRPC; g != nil {
+		fmt.Fprintf(&b, "\n## 2. gRPC unary calls\n\n`bench/grpcload` (%s) serves grpc-go's health service on loopback, one process for the whole section, and calls it: "+
+			"%d callers in one client process, each sending its next unary `grpc.health.v1.Health/Check` when the previous one is answered (closed loop, so latency includes queueing at saturation), "+
+			"over one connection. Each pair runs every arm once, the order reversed every other pair; %d pairs × %.0f s. "+
+			"Traced arms (`OTEL_TRACES_EXPORTER=none`): the server (`tracer --pid`: a server span per call), and the server and the client (`tracer --exe` on grpcload: a server and a client span per call), "+
+			"attached before and detached after each run. Ratios are traced over the untraced run of the same pair; CPU is the server's and the tracer's utime+stime over the load only.\n\n",
+			g.Binary, g.Workers, g.Pairs, g.Duration)
+		b.WriteString("| Arm | calls/s | ratio to untraced | p50 | p50 ratio | p99 | p99 ratio | server user / 1k calls | server sys / 1k calls | tracer CPU / 1k calls | spans recorded / expected | dropped |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, a := range g.Arms {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", a.Name, g.CallsPerSecond[a.Name].format("%.0f", ""),
+				orDash(g.Ratio, a.Name, "%.3f", ""), g.P50[a.Name].format("%.3f", " ms"), orDash(g.P50Ratio, a.Name, "%.2f", ""),
+				g.P99[a.Name].format("%.3f", " ms"), orDash(g.P99Ratio, a.Name, "%.2f", ""),
+				orDash(g.ServerUserPer1k, a.Name, "%.0f", " ms"), orDash(g.ServerSysPer1k, a.Name, "%.0f", " ms"), orDash(g.TracerCPUPer1k, a.Name, "%.1f", " ms"),
+				orDash(g.SpanCompleteness, a.Name, "%.4f", ""), dropped(g.Dropped, a))
+		}
+	}
 	if p := r.Pipeline; p != nil {
-		fmt.Fprintf(&b, "\n## 2. Event pipeline\n\nOne tracer session (exporter %s) per step, so that its exit log's `dropped=N` belongs to that step; "+
+		fmt.Fprintf(&b, "\n## 3. Event pipeline\n\nOne tracer session (exporter %s) per step, so that its exit log's `dropped=N` belongs to that step; "+
 			"wrk at rising concurrency, %.0f s per step, the ramp repeated in rounds. Offered spans = requests × spans per request (`/items/1`: server, client, and the server span of the `/backend` call it makes).\n\n", p.Exporter, p.Duration)
 		b.WriteString("| Step | offered spans/s | recorded spans/s | dropped | tracer CPU (cores) | tracer CPU per span | tracer context switches per span |\n|---|---|---|---|---|---|---|\n")
 		for _, s := range p.Steps {
@@ -300,7 +340,7 @@ func resultsMarkdown(r *Results) string {
 	}
 	if res := r.Resolution; res != nil {
 		bb := res.Binary
-		fmt.Fprintf(&b, "\n## 3. Offset resolution on a large binary\n\n`bench/bigbinary` (its own module: the Kubernetes clientset and a dozen AWS SDK v2 service clients, all methods kept): "+
+		fmt.Fprintf(&b, "\n## 4. Offset resolution on a large binary\n\n`bench/bigbinary` (its own module: the Kubernetes clientset and a dozen AWS SDK v2 service clients, all methods kept): "+
 			"%d MB, %d MB of DWARF sections (compressed), %s, %d modules; build: %s. The %d fields of both instrumentations; %d rounds, the three paths alternating. "+
 			"Process: a child process per run, wall time and peak RSS (GNU time's %%M; `tracer inspect` also inspects the binary: build info, symbols, RET instructions). "+
 			"In process: the resolution alone (`resolve.Resolver.Resolve`, or the full walk), time and bytes allocated from runtime.MemStats.\n\n",
@@ -312,7 +352,7 @@ func resultsMarkdown(r *Results) string {
 		}
 	}
 	if f := r.Footprint; f != nil {
-		fmt.Fprintf(&b, "\n## 4. Tracer footprint\n\n`tracer --exe offsetdb-bench-svc` (exporter none) over copies of the example service; VmRSS sampled every 250 ms idle (2 s after attaching) and under load (%s); peak is VmHWM.\n\n", f.Load)
+		fmt.Fprintf(&b, "\n## 5. Tracer footprint\n\n`tracer --exe offsetdb-bench-svc` (exporter none) over copies of the example service; VmRSS sampled every 250 ms idle (2 s after attaching) and under load (%s); peak is VmHWM.\n\n", f.Load)
 		b.WriteString("| Traced processes | idle RSS | loaded RSS | peak RSS | one service's RSS | spans | dropped |\n|---|---|---|---|---|---|---|\n")
 		for _, c := range f.Cases {
 			fmt.Fprintf(&b, "| %d | %s | %s | %.1f MB | %.1f MB | %d | %d |\n", c.Processes, c.Idle.scale(1.0/mib).format("%.1f", " MB"),
@@ -320,7 +360,7 @@ func resultsMarkdown(r *Results) string {
 		}
 	}
 	if g := r.Generator; g != nil {
-		fmt.Fprintf(&b, "\n## 5. Generator\n\n`%s`, %d run(s): wall %s. Phases from its `--report`:\n\n", g.Command, g.Wall.N, g.Wall.format("%.1f", " s"))
+		fmt.Fprintf(&b, "\n## 6. Generator\n\n`%s`, %d run(s): wall %s. Phases from its `--report`:\n\n", g.Command, g.Wall.N, g.Wall.format("%.1f", " s"))
 		b.WriteString("| Phase | seconds | share |\n|---|---|---|\n")
 		var total float64
 		for _, ph := range phaseOrder {
@@ -344,7 +384,7 @@ func resultsMarkdown(r *Results) string {
 			fmt.Fprintf(&b, "\n%s / %s: ×%s per round.\n", ra.Name, ra.Baseline, ra.Ratio.format("%.4f", ""))
 		}
 	}
-	b.WriteString("\nReproduce: `sudo make bench` (root for the tracer sections; about 10 minutes on 2 cores; the large binary's first build adds minutes and is cached in ~/.cache/offsetdb-bench). Machine-readable: `bench/results.json`.\n")
+	b.WriteString("\nReproduce: `sudo make bench` (root for the tracer sections; about 12 minutes on 2 cores; the large binary's first build adds minutes and is cached in ~/.cache/offsetdb-bench). Machine-readable: `bench/results.json`.\n")
 	return b.String()
 }
 
