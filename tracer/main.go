@@ -10,6 +10,17 @@
 // console, none), OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL
 // (http/protobuf, grpc), OTEL_SERVICE_NAME (default: the executable's name),
 // OTEL_RESOURCE_ATTRIBUTES.
+//
+// Stopping: when a traced process exits, or the tracer gets SIGINT or
+// SIGTERM, the tracer reads the records already submitted, detaches (one
+// uprobe_multi link per BPF program on Linux 6.6+: milliseconds; one link
+// per uprobe on older kernels: tens of milliseconds each, closed in
+// parallel) and flushes the spans, waiting at most flushTimeout (5 s) for
+// the exporter. The whole stop is bounded by shutdownBudget (10 s): past
+// it the tracer logs what it was still waiting for and exits anyway. Any
+// step that takes more than a second is logged with what it waits for. A
+// process that exits while others are traced (--exe) is detached and
+// flushed at once; nothing of it is held while the others run.
 package main
 
 import (
@@ -41,6 +52,15 @@ import (
 )
 
 var errUsage = errors.New("usage")
+
+// The stop budget, described in the package documentation.
+const (
+	// flushTimeout bounds the export of a process's last spans.
+	flushTimeout = 5 * time.Second
+	// shutdownBudget bounds the whole stop, from the exit or the signal
+	// to the tracer's exit: detach, flush (flushTimeout) and margin.
+	shutdownBudget = 10 * time.Second
+)
 
 // errNothingToTrace reports a Go binary on which every instrumentation is
 // disabled; the warnings logged before it say why, field by field.
@@ -182,6 +202,7 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	o.register(fs)
 	pid := fs.Int("pid", 0, "trace the running process with this PID")
 	exe := fs.String("exe", "", "trace every process whose executable matches this glob (base name, or full path if it has a '/')")
+	perLink := fs.Bool("per-uprobe-links", false, "attach every uprobe with a link of its own even where the kernel has uprobe_multi links (Linux 6.6+); slower to detach: tens of milliseconds per uprobe")
 	if err := fs.Parse(args); err != nil {
 		return 0, err
 	}
@@ -205,7 +226,7 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	t := &tracing{resolver: r, log: log, stdout: stdout}
+	t := &tracing{resolver: r, log: log, stdout: stdout, perLink: *perLink}
 	switch {
 	case len(argv) > 0:
 		return t.command(ctx, argv)
@@ -221,6 +242,7 @@ type tracing struct {
 	resolver *resolve.Resolver
 	log      *slog.Logger
 	stdout   io.Writer
+	perLink  bool // uprobe.Options.PerLink
 }
 
 // plan inspects a process's executable and logs what cannot run.
@@ -253,6 +275,7 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 		p.Binary.Close()
 		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, errNothingToTrace)
 	}
+	p.Attach.PerLink = t.perLink
 	return p, name, nil
 }
 
@@ -265,7 +288,8 @@ func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name strin
 		return err
 	}
 	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer target.LogIfSlow(t.log, "flushing spans to the exporter", "pid", pid, "timeout", flushTimeout)()
+		sctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 		defer cancel()
 		if err := tp.Shutdown(sctx); err != nil {
 			t.log.Error("flush spans", "pid", pid, "err", err)
@@ -323,7 +347,20 @@ func (t *tracing) command(ctx context.Context, argv []string) (int, error) {
 	}
 	code := t.wait(ctx, child)
 	cancel()
-	return code, <-done
+	return code, t.finish(done, fmt.Sprintf("pid %d", child.PID))
+}
+
+// finish waits for a trace told to stop (its process exited, or a signal
+// came) to detach and flush, at most shutdownBudget.
+func (t *tracing) finish(done <-chan error, what string) error {
+	budget := time.NewTimer(shutdownBudget)
+	defer budget.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-budget.C:
+		return fmt.Errorf("%s: detach and flush still running after %v (see \"still waiting\" above): exiting without them", what, shutdownBudget)
+	}
 }
 
 // wait waits for the child and returns its exit code. On a signal to the
@@ -356,7 +393,26 @@ func (t *tracing) pid(ctx context.Context, pid int) error {
 	if err != nil {
 		return err
 	}
-	return t.trace(ctx, pid, p, name, nil)
+	done := make(chan error, 1)
+	go func() { done <- t.trace(ctx, pid, p, name, nil) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	case <-exited(ctx, pid):
+	}
+	return t.finish(done, fmt.Sprintf("pid %d", pid))
+}
+
+// exited is closed when process pid exits; never if ctx is done first.
+func exited(ctx context.Context, pid int) <-chan struct{} {
+	c := make(chan struct{})
+	go func() {
+		if process.WaitExit(ctx, pid) == nil {
+			close(c)
+		}
+	}()
+	return c
 }
 
 // watch traces every matching process until ctx is done; each is detached
@@ -391,6 +447,7 @@ func (t *tracing) watch(ctx context.Context, glob string) error {
 	for _, c := range cancels {
 		c()
 	}
-	wg.Wait()
-	return nil
+	all := make(chan error, 1)
+	go func() { wg.Wait(); all <- nil }()
+	return t.finish(all, "traced processes")
 }

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrGone reports a process that does not exist (any more).
@@ -48,6 +50,66 @@ func Alive(pid int) bool {
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// WaitExit returns nil once process pid has exited (or is a zombie, or
+// never existed), or ctx.Err() when ctx is done first.
+//
+// It waits on a pidfd (Linux 5.3+), so it returns within microseconds of
+// the exit without polling; where pidfd_open is unavailable it falls back to
+// checking Alive every pollInterval.
+func WaitExit(ctx context.Context, pid int) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	if err != nil {
+		return pollExit(ctx, pid)
+	}
+	defer unix.Close(fd)
+	// A pipe closed when ctx is done wakes the poll below.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return pollExit(ctx, pid)
+	}
+	defer r.Close()
+	stop := context.AfterFunc(ctx, func() { w.Close() })
+	defer func() {
+		if stop() {
+			w.Close()
+		}
+	}()
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(r.Fd()), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return pollExit(ctx, pid)
+		case fds[0].Revents != 0:
+			// POLLIN: the process has exited. A zombie counts, as in Alive.
+			return nil
+		case fds[1].Revents != 0:
+			return ctx.Err()
+		}
+	}
+}
+
+// pollInterval is how often WaitExit checks a process without a pidfd.
+const pollInterval = 100 * time.Millisecond
+
+func pollExit(ctx context.Context, pid int) error {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for Alive(pid) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // Child is a program the tracer started. It is held stopped right after

@@ -76,3 +76,25 @@ func TestWatchSeesStartAndExit(t *testing.T) {
 	assert.Equal(t, cmd.Process.Pid, ev.PID)
 	assert.True(t, ev.Exited)
 }
+
+func TestWaitExitReturnsWhenTheProcessExitsOrCtxIsDone(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.ErrorIs(t, WaitExit(ctx, cmd.Process.Pid), context.Canceled, "a running process")
+
+	exited := make(chan error, 1)
+	go func() { exited <- WaitExit(context.Background(), cmd.Process.Pid) }()
+	require.NoError(t, cmd.Process.Kill())
+	select {
+	case err := <-exited:
+		assert.NoError(t, err, "a zombie has exited")
+	case <-time.After(30 * time.Second):
+		t.Fatal("WaitExit still waiting after the process was killed")
+	}
+	cmd.Wait()
+	assert.NoError(t, WaitExit(context.Background(), cmd.Process.Pid), "a reaped process")
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/offsetdb/offsetdb/gobinary"
@@ -66,6 +67,9 @@ type Plan struct {
 	// Degraded lists, by instrumentation name, the unresolved fields an
 	// enabled instrumentation runs without (uprobe.Field.IfResolved).
 	Degraded map[string][]resolve.Field
+	// Attach tunes how Trace attaches the probes; the zero value is the
+	// default (uprobe_multi links where the kernel has them).
+	Attach uprobe.Options
 }
 
 // Values returns the resolved offsets of every field, for uprobe.Attach.
@@ -210,6 +214,11 @@ type Stats struct {
 // records a span for every event until ctx is done or the process exits.
 // attached, if not nil, is called once the probes are in place (a process
 // the tracer started is held until then). Trace detaches before returning.
+//
+// Trace learns of the exit from a pidfd, within microseconds, and then
+// reads the records already submitted and detaches: milliseconds with
+// uprobe_multi links, tens of milliseconds per uprobe without. A detach
+// that takes more than a second is logged, with what it waits for.
 func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog.Logger, attached func()) (Stats, error) {
 	var st Stats
 	if len(p.Enabled) == 0 {
@@ -218,11 +227,23 @@ func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog
 	if pid > 0 && !process.Alive(pid) {
 		return st, fmt.Errorf("pid %d: %w", pid, process.ErrGone)
 	}
-	sess, err := uprobe.Attach(ctx, p.Binary, pid, p.Enabled, p.Values())
+	sess, err := uprobe.Attach(ctx, p.Binary, pid, p.Enabled, p.Values(), &p.Attach)
 	if err != nil {
 		return st, err
 	}
-	defer sess.Close()
+	links, uprobes := sess.Links()
+	closed := false
+	detach := func() {
+		if closed {
+			return
+		}
+		closed = true
+		defer LogIfSlow(log, "detaching uprobes", "pid", pid, "links", links, "uprobes", uprobes)()
+		if err := sess.Close(); err != nil {
+			log.Warn("detach", "pid", pid, "err", err)
+		}
+	}
+	defer detach()
 	var names []string
 	for _, inst := range p.Enabled {
 		names = append(names, inst.Name)
@@ -230,25 +251,20 @@ func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog
 	if attached != nil {
 		attached()
 	}
-	log.Info("attached", "pid", pid, "binary", p.Binary.Path, "go", p.Binary.GoVersionRaw, "instrumentations", strings.Join(names, ", "))
+	linkKind := "per uprobe"
+	if sess.MultiLinks() {
+		linkKind = "uprobe_multi"
+	}
+	log.Info("attached", "pid", pid, "binary", p.Binary.Path, "go", p.Binary.GoVersionRaw, "instrumentations", strings.Join(names, ", "),
+		"uprobes", uprobes, "links", links, "link_kind", linkKind)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if pid > 0 {
 		go func() {
-			t := time.NewTicker(200 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					if !process.Alive(pid) {
-						log.Info("target exited", "pid", pid)
-						cancel()
-						return
-					}
-				}
+			if process.WaitExit(ctx, pid) == nil {
+				log.Info("target exited", "pid", pid)
+				cancel()
 			}
 		}()
 	}
@@ -269,6 +285,7 @@ func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog
 		}
 		st.Spans++
 	})
+	detach()
 	st.Dropped = sess.Drops()
 	if st.Dropped > 0 {
 		log.Warn("events dropped: the ring buffer was full", "pid", pid, "dropped", st.Dropped)
@@ -277,4 +294,31 @@ func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog
 		return st, err
 	}
 	return st, nil
+}
+
+// slowAfter is how long a step of stopping may take before LogIfSlow says
+// what the tracer is waiting for.
+const slowAfter = time.Second
+
+// LogIfSlow logs "still waiting" with what and args if the returned
+// function is not called within a second, and again every five seconds
+// until it is: a stop that takes long says what it waits for.
+func LogIfSlow(log *slog.Logger, what string, args ...any) (done func()) {
+	start := time.Now()
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTimer(slowAfter)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				log.Warn("still waiting", append([]any{"for", what, "waited", time.Since(start).Round(time.Millisecond)}, args...)...)
+				t.Reset(5 * time.Second)
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(stop) }) }
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -56,14 +58,37 @@ type Session struct {
 	byKind []*Instrumentation // by tag - 1
 	span   spans.Span         // reused by decode
 
-	shared map[string]*ebpf.Map
-	colls  []*ebpf.Collection
-	links  []link.Link
-	reader *ringbuf.Reader
+	shared  map[string]*ebpf.Map
+	colls   []*ebpf.Collection
+	links   []link.Link
+	multi   bool // links are uprobe_multi links, one per program
+	uprobes int  // uprobes placed, over all links
+	reader  *ringbuf.Reader
 
 	mu         sync.Mutex
 	closed     bool
 	finalDrops uint64
+}
+
+// Options tune Attach. A nil *Options is the zero value: the defaults.
+type Options struct {
+	// PerLink attaches every uprobe with a link of its own even when the
+	// kernel has uprobe_multi links (Linux 6.6+): the fallback path, for
+	// comparing the two and for kernels whose uprobe_multi misbehaves.
+	// Closing a per-uprobe link waits for the kernel to retire the probe
+	// (tens of milliseconds each on Linux 6.x); closing a uprobe_multi link
+	// waits once for all of its uprobes.
+	PerLink bool
+}
+
+// HaveMultiLinks reports whether Attach can place all uprobes of a BPF
+// program through one uprobe_multi link on this kernel, or why not. The
+// kernel is probed once per process.
+func HaveMultiLinks() error {
+	if err := features.HaveBPFLinkUprobeMulti(); err != nil {
+		return fmt.Errorf("uprobe_multi links: %w", err)
+	}
+	return nil
 }
 
 // target is an instrumentation ready to load: its tag, its constants and
@@ -78,6 +103,12 @@ type target struct {
 // Attach loads insts for the Go binary bin and attaches their probes, to
 // every process running bin when pid is 0 or only to process pid.
 //
+// Where the kernel has uprobe_multi links (Linux 6.6+, see HaveMultiLinks)
+// and opts does not ask for PerLink, each BPF program is attached at all of
+// its file offsets (function entries, RET instructions, over every function
+// it probes) through one link, which Close detaches at once; elsewhere each
+// uprobe gets a link of its own. Both place uprobes by file offset.
+//
 // values holds the resolved offset of every field the instrumentations
 // declare (see Fields); an optional field missing from it is passed to BPF
 // as Absent, a required one fails Attach with ErrMissingField. Probes are
@@ -90,7 +121,10 @@ type target struct {
 //
 // Everything Attach created is released when it fails. ctx only bounds
 // Attach itself; the Session lives until Close.
-func Attach(ctx context.Context, bin *gobinary.Binary, pid int, insts []Instrumentation, values map[offsets.FieldID]offsets.Value) (_ *Session, err error) {
+func Attach(ctx context.Context, bin *gobinary.Binary, pid int, insts []Instrumentation, values map[offsets.FieldID]offsets.Value, opts *Options) (_ *Session, err error) {
+	if opts == nil {
+		opts = &Options{}
+	}
 	if len(insts) == 0 {
 		return nil, fmt.Errorf("attach to %s: no instrumentation given", bin.Path)
 	}
@@ -109,6 +143,7 @@ func Attach(ctx context.Context, bin *gobinary.Binary, pid int, insts []Instrume
 	s := &Session{
 		path:   bin.Path,
 		shared: make(map[string]*ebpf.Map),
+		multi:  !opts.PerLink && HaveMultiLinks() == nil,
 	}
 	defer func() {
 		if err != nil {
@@ -199,6 +234,14 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 		}
 	}
 
+	if s.multi {
+		// The kernel attaches a program to uprobe_multi links only if it
+		// was loaded for them.
+		for _, pl := range placements(t.probes) {
+			spec.Programs[pl.program].AttachType = ebpf.AttachTraceUprobeMulti
+		}
+	}
+
 	replace := make(map[string]*ebpf.Map)
 	for _, name := range append(append(append([]string(nil), requiredMaps...), inst.SharedMaps...), optionalMaps...) {
 		ms, ok := spec.Maps[name]
@@ -223,25 +266,79 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 	}
 	s.colls = append(s.colls, coll)
 
-	for _, lp := range t.probes {
-		p, fn := lp.Probe, lp.Function
-		if p.Entry != "" {
-			if err := s.uprobe(ex, pid, p.Symbol, coll.Programs[p.Entry], fn.EntryOffset); err != nil {
-				return fmt.Errorf("attach %s to the entry of %s: %w", p.Entry, p.Symbol, err)
+	for _, pl := range placements(t.probes) {
+		prog := coll.Programs[pl.program]
+		if s.multi {
+			if err := s.uprobeMulti(ex, pid, prog, pl); err != nil {
+				return err
 			}
+			continue
 		}
-		if p.Return != "" {
-			for _, off := range fn.Returns {
-				if err := s.uprobe(ex, pid, p.Symbol, coll.Programs[p.Return], off); err != nil {
-					return fmt.Errorf("attach %s to the RET of %s at file offset %#x: %w", p.Return, p.Symbol, off, err)
-				}
+		for i, off := range pl.offsets {
+			if err := s.uprobe(ex, pid, pl.symbols[i], prog, off); err != nil {
+				return fmt.Errorf("attach %s to %s at file offset %#x: %w", pl.program, pl.symbols[i], off, err)
 			}
 		}
 	}
 	return nil
 }
 
-// uprobe attaches prog at file offset off of the executable.
+// placement is where one BPF program is attached: file offsets, each with
+// the symbol of its function, for messages and for naming per-link probes.
+type placement struct {
+	program string
+	offsets []uint64
+	symbols []string
+}
+
+// placements groups the uprobes of probes by program, in declaration
+// order: a program attached at several functions (one return program at
+// every RET of two functions) has one placement with all their offsets.
+func placements(probes []Located) []placement {
+	var out []placement
+	at := make(map[string]int)
+	add := func(program, symbol string, offs ...uint64) {
+		i, ok := at[program]
+		if !ok {
+			i = len(out)
+			at[program] = i
+			out = append(out, placement{program: program})
+		}
+		for _, off := range offs {
+			out[i].offsets = append(out[i].offsets, off)
+			out[i].symbols = append(out[i].symbols, symbol)
+		}
+	}
+	for _, lp := range probes {
+		p, fn := lp.Probe, lp.Function
+		if p.Entry != "" {
+			add(p.Entry, p.Symbol, fn.EntryOffset)
+		}
+		if p.Return != "" {
+			add(p.Return, p.Symbol, fn.Returns...)
+		}
+	}
+	return out
+}
+
+// uprobeMulti attaches prog at every offset of pl through one uprobe_multi
+// link.
+func (s *Session) uprobeMulti(ex *link.Executable, pid int, prog *ebpf.Program, pl placement) error {
+	// Addresses are file offsets, as UprobeOptions.Address is; with no
+	// symbols cilium/ebpf never reads the symbol table, which is what makes
+	// stripped binaries work.
+	l, err := ex.UprobeMulti(nil, prog, &link.UprobeMultiOptions{Addresses: pl.offsets, PID: uint32(pid)})
+	if err != nil {
+		return fmt.Errorf("attach %s to %d offsets in %s through one uprobe_multi link: %w",
+			pl.program, len(pl.offsets), strings.Join(slices.Compact(slices.Clone(pl.symbols)), ", "), err)
+	}
+	s.links = append(s.links, l)
+	s.uprobes += len(pl.offsets)
+	return nil
+}
+
+// uprobe attaches prog at file offset off of the executable, with a link
+// of its own.
 func (s *Session) uprobe(ex *link.Executable, pid int, symbol string, prog *ebpf.Program, off uint64) error {
 	// With Address set, cilium/ebpf uses symbol only to name the probe and
 	// never looks it up, which is what makes stripped binaries work.
@@ -250,6 +347,7 @@ func (s *Session) uprobe(ex *link.Executable, pid int, symbol string, prog *ebpf
 		return err
 	}
 	s.links = append(s.links, l)
+	s.uprobes++
 	return nil
 }
 
@@ -348,6 +446,36 @@ func (s *Session) readDrops() uint64 {
 	return n
 }
 
+// Links returns how many links hold the Session's uprobes and how many
+// uprobes they place: with uprobe_multi links, one link per BPF program.
+func (s *Session) Links() (links, uprobes int) {
+	return len(s.links), s.uprobes
+}
+
+// MultiLinks reports whether the Session's uprobes are attached through
+// uprobe_multi links rather than one link each.
+func (s *Session) MultiLinks() bool {
+	return s.multi
+}
+
+// detach closes every link, all at once. Closing a link returns once the
+// kernel has retired its uprobes, which waits for a grace period (tens of
+// milliseconds): concurrent closes share grace periods where sequential
+// ones would wait for one each.
+func (s *Session) detach() []error {
+	errs := make([]error, len(s.links))
+	var wg sync.WaitGroup
+	for i, l := range s.links {
+		wg.Go(func() {
+			if err := l.Close(); err != nil {
+				errs[i] = fmt.Errorf("detach uprobe: %w", err)
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
 // Close detaches every probe, then releases the collections, the maps and
 // the ring buffer reader, which ends a blocked Read with ErrClosed. It is
 // safe to call more than once.
@@ -358,12 +486,7 @@ func (s *Session) Close() error {
 		return nil
 	}
 	s.closed = true
-	var errs []error
-	for _, l := range s.links {
-		if err := l.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("detach uprobe: %w", err))
-		}
-	}
+	errs := s.detach()
 	s.finalDrops = s.readDrops()
 	if s.reader != nil {
 		if err := s.reader.Close(); err != nil {

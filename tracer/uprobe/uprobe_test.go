@@ -53,7 +53,7 @@ func TestAttachNamesInstrumentationSymbolAndBinaryOfMissingFunction(t *testing.T
 	bin := self(t)
 	inst := fake("fake http", uprobe.Probe{Symbol: "net/http.(*Transport).noSuchFunction", Entry: "entry"})
 
-	_, err := uprobe.Attach(context.Background(), bin, 0, []uprobe.Instrumentation{inst}, nil)
+	_, err := uprobe.Attach(context.Background(), bin, 0, []uprobe.Instrumentation{inst}, nil, nil)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, gobinary.ErrSymbolNotFound)
 	assert.ErrorIs(t, err, uprobe.ErrProbeSkipped)
@@ -103,7 +103,7 @@ func TestAttachNamesMissingRequiredField(t *testing.T) {
 		{ID: mustField(t, "net/http.Request.Method"), Const: "off_Request_Method"},
 	}
 
-	_, err := uprobe.Attach(context.Background(), bin, 0, []uprobe.Instrumentation{inst}, nil)
+	_, err := uprobe.Attach(context.Background(), bin, 0, []uprobe.Instrumentation{inst}, nil, nil)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, uprobe.ErrMissingField)
 	assert.ErrorContains(t, err, "instrumentation fake http")
@@ -125,7 +125,7 @@ func TestAttachRejectsInconsistentInstrumentations(t *testing.T) {
 		{"no spec", []uprobe.Instrumentation{fake("a"), noSpec}, "b has no Spec"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := uprobe.Attach(context.Background(), bin, 0, tt.insts, nil)
+			_, err := uprobe.Attach(context.Background(), bin, 0, tt.insts, nil, nil)
 			assert.ErrorIs(t, err, uprobe.ErrInvalidInstrumentation)
 			assert.ErrorContains(t, err, tt.want)
 		})
@@ -133,7 +133,7 @@ func TestAttachRejectsInconsistentInstrumentations(t *testing.T) {
 }
 
 func TestAttachRequiresAnInstrumentation(t *testing.T) {
-	_, err := uprobe.Attach(context.Background(), self(t), 0, nil, nil)
+	_, err := uprobe.Attach(context.Background(), self(t), 0, nil, nil, nil)
 	assert.ErrorContains(t, err, "no instrumentation given")
 }
 

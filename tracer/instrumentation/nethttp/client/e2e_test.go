@@ -193,7 +193,7 @@ func exercise(t *testing.T, path string, values map[offsets.FieldID]offsets.Valu
 	defer bin.Close()
 
 	ctx := context.Background()
-	s, err := uprobe.Attach(ctx, bin, pid, []uprobe.Instrumentation{server.Instrumentation(), client.Instrumentation()}, values)
+	s, err := uprobe.Attach(ctx, bin, pid, []uprobe.Instrumentation{server.Instrumentation(), client.Instrumentation()}, values, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, s.Close()) })
 	c := collect(t, s)
@@ -356,7 +356,7 @@ func TestAttachFailsForRequiredFieldMissing(t *testing.T) {
 	require.NoError(t, err)
 	delete(vs, id)
 
-	_, err = uprobe.Attach(context.Background(), bin, 0, []uprobe.Instrumentation{client.Instrumentation()}, vs)
+	_, err = uprobe.Attach(context.Background(), bin, 0, []uprobe.Instrumentation{client.Instrumentation()}, vs, nil)
 	require.Error(t, err)
 	assert.True(t, errors.Is(err, uprobe.ErrMissingField))
 	assert.ErrorContains(t, err, "net/http.Response.StatusCode")
@@ -370,7 +370,7 @@ func TestReadEndsWithContextThenWithClose(t *testing.T) {
 	bin, err := gobinary.Open(plain)
 	require.NoError(t, err)
 	defer bin.Close()
-	s, err := uprobe.Attach(context.Background(), bin, pid, []uprobe.Instrumentation{server.Instrumentation()}, values)
+	s, err := uprobe.Attach(context.Background(), bin, pid, []uprobe.Instrumentation{server.Instrumentation()}, values, nil)
 	require.NoError(t, err)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
