@@ -51,9 +51,6 @@ func str(at dwarf.Attr, s string) testAttr {
 	return testAttr{at: at, form: formString, val: append([]byte(s), 0)}
 }
 func data1(at dwarf.Attr, v byte) testAttr { return testAttr{at: at, form: formData1, val: []byte{v}} }
-func udata(at dwarf.Attr, v uint64) testAttr {
-	return testAttr{at: at, form: formUdata, val: binary.AppendUvarint(nil, v)}
-}
 func ref(at dwarf.Attr, label string) testAttr { return testAttr{at: at, form: formRef4, ref: label} }
 func typeRef(label string) testAttr            { return ref(dwarf.AttrType, label) }
 func name(s string) testAttr                   { return str(dwarf.AttrName, s) }
