@@ -27,6 +27,12 @@ import (
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
 
+// eventTimeout bounds every wait of these tests for something the tracer
+// or the service does (a log line, spans, an exit). The waits end on the
+// event itself; the bound is generous so that only a test that would never
+// pass reaches it, not one on a loaded CI machine.
+const eventTimeout = 2 * time.Minute
+
 // itemRequests is how many /items requests each traced run sends; each
 // yields a server span, a client child and the server span of /backend.
 const itemRequests = 5
@@ -43,7 +49,7 @@ type localBuild struct {
 	err  error
 }
 
-func (b *localBuild) get(t *testing.T) string {
+func (b *localBuild) get(t testing.TB) string {
 	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "tracer-test-")
 		if err != nil {
@@ -68,7 +74,7 @@ var (
 )
 
 // tracerBinary builds this command once per test run.
-func tracerBinary(t *testing.T) string { return tracerBuild.get(t) }
+func tracerBinary(t testing.TB) string { return tracerBuild.get(t) }
 
 // newestInDatabase is the newest Go release the embedded database covers.
 func newestInDatabase(t *testing.T) string {
@@ -188,7 +194,7 @@ func startTraced(t *testing.T, service string, flags ...string) *tracedRun {
 		addr, found := strings.CutPrefix(line, "listening on ")
 		require.True(t, found, "unexpected first line %q", line)
 		r.addr = addr
-	case <-time.After(60 * time.Second):
+	case <-time.After(eventTimeout):
 		t.Fatalf("service did not start; tracer stderr:\n%s", r.stderr)
 	}
 	go func() {
@@ -214,7 +220,7 @@ func (r *tracedRun) stop(t *testing.T) {
 	select {
 	case err := <-done:
 		require.NoError(t, err, "tracer exit; stderr:\n%s", r.stderr)
-	case <-time.After(30 * time.Second):
+	case <-time.After(eventTimeout):
 		t.Fatalf("tracer did not exit after SIGTERM; stderr:\n%s", r.stderr)
 	}
 }
@@ -345,7 +351,7 @@ func TestTraceHTTPAcrossGoReleases(t *testing.T) {
 					r := startTraced(t, va.bin, va.flags...)
 					r.exercise(t)
 					want := 3*itemRequests + 1
-					r.recv.WaitForSpans(t, want, 30*time.Second)
+					r.recv.WaitForSpans(t, want, eventTimeout)
 					r.stop(t)
 					got := r.recv.Spans()
 					require.Len(t, got, want, "exactly one span per request; tracer stderr:\n%s", r.stderr)
@@ -370,8 +376,7 @@ func TestStrippedUnknownBinaryRunsUntraced(t *testing.T) {
 	_, stripped := buildService(t, v)
 	r := startTraced(t, stripped, "--no-embedded-offsets")
 	assert.Equal(t, http.StatusOK, r.get(t, "/items/1"), "the program still serves")
-	time.Sleep(500 * time.Millisecond)
-	r.stop(t)
+	r.stop(t) // flushes: any span of the request would be in the receiver now
 	assert.Empty(t, r.recv.Spans())
 	stderr := r.stderr.String()
 	assert.Contains(t, stderr, "net/http server disabled")
@@ -417,7 +422,7 @@ func TestOneInstrumentationDisabledAlone(t *testing.T) {
 	for i := 1; i <= itemRequests; i++ {
 		require.Equal(t, http.StatusOK, r.get(t, fmt.Sprintf("/items/%d", i)))
 	}
-	r.recv.WaitForSpans(t, itemRequests, 30*time.Second)
+	r.recv.WaitForSpans(t, itemRequests, eventTimeout)
 	r.stop(t)
 	got := r.recv.Spans()
 	require.Len(t, got, itemRequests, "stderr:\n%s", r.stderr)

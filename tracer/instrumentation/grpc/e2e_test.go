@@ -81,10 +81,15 @@ func collect(t *testing.T, s *uprobe.Session) *collector {
 	return c
 }
 
-// wait returns the spans once there are n, or fails after a timeout.
+// eventTimeout bounds the waits for spans. They end on the spans; the bound
+// is generous so that only a test that would never pass reaches it, not one
+// on a loaded CI machine.
+const eventTimeout = 2 * time.Minute
+
+// wait returns the spans once there are n, or fails after eventTimeout.
 func (c *collector) wait(t *testing.T, n int) []span {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(eventTimeout)
 	for {
 		c.mu.Lock()
 		got, errs := append([]span(nil), c.spans...), c.errs

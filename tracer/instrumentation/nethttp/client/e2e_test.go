@@ -149,10 +149,15 @@ func decodeRecord(t *testing.T, ev uprobe.Event) httpconv.HTTPEvent {
 	return hev
 }
 
-// wait returns the events once there are n, or fails after a timeout.
+// eventTimeout bounds the waits for events. They end on the events; the
+// bound is generous so that only a test that would never pass reaches it,
+// not one on a loaded CI machine.
+const eventTimeout = 2 * time.Minute
+
+// wait returns the events once there are n, or fails after eventTimeout.
 func (c *collector) wait(t *testing.T, n int) []httpconv.HTTPEvent {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(eventTimeout)
 	for {
 		c.mu.Lock()
 		evs, errs := append([]httpconv.HTTPEvent(nil), c.events...), c.errs
@@ -384,7 +389,7 @@ func TestReadEndsWithContextThenWithClose(t *testing.T) {
 	select {
 	case err := <-done:
 		assert.ErrorIs(t, err, uprobe.ErrClosed)
-	case <-time.After(5 * time.Second):
+	case <-time.After(eventTimeout):
 		t.Fatal("Read still blocked after Close")
 	}
 	assert.NoError(t, s.Close(), "second Close")
