@@ -37,10 +37,15 @@ test-short:
 comma := ,
 empty :=
 space := $(empty) $(empty)
-MODULES ?= $(subst $(space),$(comma),$(subst _,/,$(basename $(notdir $(filter-out fieldset/std.fields,$(wildcard fieldset/*.fields))))))
+FIELDSET_MODULES := $(subst _,/,$(basename $(notdir $(filter-out fieldset/std.fields,$(wildcard fieldset/*.fields)))))
+# Modules the proxy serves only as pseudo-versions (no tagged release): generated with --pre,
+# which selects pseudo-versions (and, for the other modules, would add their pre-releases).
+PRE_MODULES ?= google.golang.org/genproto/googleapis/rpc
+MODULES ?= $(subst $(space),$(comma),$(filter-out $(PRE_MODULES),$(FIELDSET_MODULES)))
 offsets:
 	$(GO) run ./offsetgen generate --out data
 	$(GO) run ./offsetgen generate --out data --compare-go --workers 2 --modules $(MODULES)
+	$(GO) run ./offsetgen generate --out data --compare-go --workers 2 --pre --modules $(subst $(space),$(comma),$(strip $(PRE_MODULES)))
 	$(GO) run ./offsetgen verify --data data
 	$(GO) run ./offsetgen coverage --data data --readme README.md
 
