@@ -3,6 +3,7 @@ package gobinary
 import (
 	"debug/elf"
 	"fmt"
+	"strings"
 
 	"golang.org/x/arch/arm64/arm64asm"
 	"golang.org/x/arch/x86/x86asm"
@@ -134,4 +135,22 @@ func findReturns(arch string, code []byte) ([]uint64, error) {
 		return nil, fmt.Errorf("%w: %s", ErrUnsupportedArch, arch)
 	}
 	return rets, nil
+}
+
+// HasPackage reports whether b has at least one function of the package
+// with import path pkg: whether the linker kept any of its code. It reads
+// the Go function table (see Function), which also stripped binaries
+// have; an unreadable table is reported as false.
+func (b *Binary) HasPackage(pkg string) bool {
+	funcs, err := b.funcTable()
+	if err != nil {
+		return false
+	}
+	prefix := pkg + "."
+	for name := range funcs {
+		if strings.HasPrefix(name, prefix) && !strings.Contains(name[len(prefix):], "/") {
+			return true
+		}
+	}
+	return false
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/offsetdb/offsetdb/tracer/process"
 	"github.com/offsetdb/offsetdb/tracer/resolve"
 	"github.com/offsetdb/offsetdb/tracer/target"
+	"github.com/offsetdb/offsetdb/tracer/uprobe"
 )
 
 // inspection is what `tracer inspect --json` prints.
@@ -121,18 +122,27 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 			out.Instrumentations = append(out.Instrumentations, ii)
 			continue
 		}
+		located, skipped, _ := inst.Locate(p.Binary)
 		for _, pr := range inst.Probes {
 			ip := inspectedProbe{Symbol: pr.Symbol, Versions: pr.Versions, Status: "attached"}
-			if _, err := p.Binary.Function(pr.Symbol); err != nil {
-				ip.Status, ip.Reason = "missing", err.Error()
+			if !ii.Enabled {
+				ip.Status = "not attached"
 			}
-			for _, sk := range p.Skipped[inst.Name] {
-				if sk.Probe == pr {
-					ip.Status, ip.Reason = "skipped", sk.Err.Error()
+			for _, l := range located {
+				if l.Probe == pr && l.Assumed != "" {
+					ip.Reason = "assumed: " + l.Assumed
 				}
 			}
-			if ip.Status == "attached" && !ii.Enabled {
-				ip.Status = "not attached"
+			for _, sk := range skipped {
+				if sk.Probe == pr {
+					ip.Status, ip.Reason = "skipped", skipReason(sk)
+				}
+			}
+			if !slices.ContainsFunc(located, func(l uprobe.Located) bool { return l.Probe == pr }) && ip.Status != "skipped" {
+				ip.Status = "missing"
+				if _, err := p.Binary.Function(pr.Symbol); err != nil {
+					ip.Reason = err.Error()
+				}
 			}
 			ii.Probes = append(ii.Probes, ip)
 		}
@@ -165,6 +175,12 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	}
 	printInspection(stdout, out)
 	return nil
+}
+
+// skipReason says why a probe was skipped, without repeating the symbol.
+func skipReason(sk uprobe.Skipped) string {
+	msg := strings.TrimPrefix(sk.Err.Error(), uprobe.ErrProbeSkipped.Error()+": ")
+	return strings.TrimPrefix(msg, sk.Probe.Symbol+" ")
 }
 
 func printInspection(w io.Writer, in inspection) {

@@ -260,8 +260,12 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 	}
 	for inst, fields := range p.Degraded {
 		for _, f := range fields {
-			t.log.Warn("instrumentation runs without a field", "instrumentation", inst, "pid", pid, "exe", name, "field", f.ID.String(), "reason", f.Err)
+			t.log.Warn("instrumentation runs without a field", "instrumentation", inst, "pid", pid, "exe", name, "field", f.ID.String(),
+				"reason", f.Err, "fix", resolve.Hint(p.Binary, []resolve.Field{f}))
 		}
+	}
+	for _, a := range p.Assumptions {
+		t.log.Warn("assumption", "pid", pid, "exe", name, "what", a)
 	}
 	for inst, skipped := range p.Skipped {
 		for _, s := range skipped {

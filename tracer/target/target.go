@@ -67,6 +67,9 @@ type Plan struct {
 	// Degraded lists, by instrumentation name, the unresolved fields an
 	// enabled instrumentation runs without (uprobe.Field.IfResolved).
 	Degraded map[string][]resolve.Field
+	// Assumptions are what probes were chosen on without proof (see
+	// uprobe.Located.Assumed), each once.
+	Assumptions []string
 	// Attach tunes how Trace attaches the probes; the zero value is the
 	// default (uprobe_multi links where the kernel has them).
 	Attach uprobe.Options
@@ -113,11 +116,16 @@ func NewPlan(path string, r *resolve.Resolver, insts []uprobe.Instrumentation) (
 	p.Skipped = make(map[string][]uprobe.Skipped)
 	p.Degraded = make(map[string][]resolve.Field)
 	for _, inst := range used {
-		d, skipped, ok := check(bin, p.Fields, inst)
+		d, located, skipped, ok := check(bin, p.Fields, inst)
 		if !ok {
 			d.Name = inst.Name
 			p.Disabled = append(p.Disabled, d)
 			continue
+		}
+		for _, l := range located {
+			if l.Assumed != "" && !slices.Contains(p.Assumptions, l.Assumed) {
+				p.Assumptions = append(p.Assumptions, l.Assumed)
+			}
 		}
 		if len(skipped) > 0 {
 			p.Skipped[inst.Name] = skipped
@@ -133,14 +141,19 @@ func NewPlan(path string, r *resolve.Resolver, insts []uprobe.Instrumentation) (
 }
 
 // Links reports whether bin links the library inst instruments: whether
-// a module of bin provides the package of inst's first probe. Every binary
-// links the standard library, though not necessarily the function probed.
+// a module of bin provides the package of inst's first probe and the
+// linker kept code of that package (a program that imports only
+// grpc/codes, or no net/http at all, does not). A library that is linked
+// but lacks the probed function is a failure (Disabled), not this.
 func Links(bin *gobinary.Binary, inst uprobe.Instrumentation) bool {
 	if len(inst.Probes) == 0 {
 		return false
 	}
-	_, ok := bin.PackageModule(gobinary.SymbolPackage(inst.Probes[0].Symbol))
-	return ok
+	pkg := gobinary.SymbolPackage(inst.Probes[0].Symbol)
+	if _, ok := bin.PackageModule(pkg); !ok {
+		return false
+	}
+	return bin.HasPackage(pkg)
 }
 
 func unsupported(bin *gobinary.Binary) string {
@@ -155,10 +168,10 @@ func unsupported(bin *gobinary.Binary) string {
 	return ""
 }
 
-func check(bin *gobinary.Binary, fields map[offsets.FieldID]resolve.Field, inst uprobe.Instrumentation) (Disabled, []uprobe.Skipped, bool) {
-	_, skipped, err := inst.Locate(bin)
+func check(bin *gobinary.Binary, fields map[offsets.FieldID]resolve.Field, inst uprobe.Instrumentation) (Disabled, []uprobe.Located, []uprobe.Skipped, bool) {
+	located, skipped, err := inst.Locate(bin)
 	if err != nil {
-		return Disabled{Reason: strings.TrimPrefix(err.Error(), "instrumentation "+inst.Name+": ")}, nil, false
+		return Disabled{Reason: strings.TrimPrefix(err.Error(), "instrumentation "+inst.Name+": ")}, nil, nil, false
 	}
 	optional := map[offsets.FieldID]bool{}
 	var ids []offsets.FieldID
@@ -174,9 +187,9 @@ func check(bin *gobinary.Binary, fields map[offsets.FieldID]resolve.Field, inst 
 		return Disabled{
 			Reason:  fmt.Sprintf("%d field(s) unknown for %s; to fix: %s", len(missing), versionsOf(bin, missing), resolve.Hint(bin, missing)),
 			Missing: missing,
-		}, nil, false
+		}, nil, nil, false
 	}
-	return Disabled{}, skipped, true
+	return Disabled{}, located, skipped, true
 }
 
 // versionsOf names the versions of the modules the fields belong to:

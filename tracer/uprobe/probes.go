@@ -17,6 +17,11 @@ var ErrProbeSkipped = errors.New("probe skipped")
 type Located struct {
 	Probe    Probe
 	Function gobinary.Function
+	// Assumed, when set, says the probe's version bound was checked
+	// against a version the binary does not prove: the module is replaced
+	// by a local directory, whose code has no version, and the version it
+	// replaces was used.
+	Assumed string
 }
 
 // Skipped is a probe that will not be attached to a binary, and why.
@@ -37,9 +42,9 @@ type Skipped struct {
 // unreadable). Locate reads the binary's function table once and caches it.
 func (inst *Instrumentation) Locate(bin *gobinary.Binary) (located []Located, skipped []Skipped, err error) {
 	for _, p := range inst.Probes {
-		fn, err := locate(bin, p)
+		fn, assumed, err := locate(bin, p)
 		if err == nil {
-			located = append(located, Located{Probe: p, Function: fn})
+			located = append(located, Located{Probe: p, Function: fn, Assumed: assumed})
 			continue
 		}
 		if !errors.Is(err, ErrProbeSkipped) || !p.Optional {
@@ -54,42 +59,59 @@ func (inst *Instrumentation) Locate(bin *gobinary.Binary) (located []Located, sk
 }
 
 // locate finds the function of p in bin, if p's bound allows bin.
-func locate(bin *gobinary.Binary, p Probe) (gobinary.Function, error) {
+func locate(bin *gobinary.Binary, p Probe) (fn gobinary.Function, assumed string, err error) {
 	if p.Versions != "" {
-		pkg := gobinary.SymbolPackage(p.Symbol)
-		m, ok := bin.PackageModule(pkg)
-		if !ok {
-			return gobinary.Function{}, fmt.Errorf("%w: %s: no module of the binary provides package %s", ErrProbeSkipped, p.Symbol, pkg)
-		}
-		version := m.EffectiveVersion()
-		if m.Path == gobinary.StdModule {
-			if bin.GoVersionErr != nil {
-				return gobinary.Function{}, fmt.Errorf("%w: %s is for Go %s, and the binary's Go version is unknown", ErrProbeSkipped, p.Symbol, p.Versions)
-			}
-			version = bin.GoVersion.String()
-		}
-		c, err := offsets.ParseConstraint(m.Path, p.Versions)
-		if err != nil {
-			return gobinary.Function{}, fmt.Errorf("probe %s: %w", p.Symbol, err)
-		}
-		v, err := offsets.CanonicalVersion(m.Path, version)
-		if err != nil || v == offsets.DevelVersion {
-			return gobinary.Function{}, fmt.Errorf("%w: %s is for %s %s, and the binary's version of it (%q) is unknown", ErrProbeSkipped, p.Symbol, m.Path, p.Versions, version)
-		}
-		if !c.Allows(v) {
-			return gobinary.Function{}, fmt.Errorf("%w: %s is for %s %s, the binary has %s", ErrProbeSkipped, p.Symbol, m.Path, p.Versions, v)
+		if assumed, err = checkBound(bin, p); err != nil {
+			return fn, "", err
 		}
 	}
-	fn, err := bin.Function(p.Symbol)
+	fn, err = bin.Function(p.Symbol)
 	switch {
 	case errors.Is(err, gobinary.ErrSymbolNotFound):
-		return fn, fmt.Errorf("%w: function %s not in the binary (not linked in, or renamed): %w", ErrProbeSkipped, p.Symbol, err)
+		return fn, "", fmt.Errorf("%w: function %s not in the binary (not linked in, or renamed): %w", ErrProbeSkipped, p.Symbol, err)
 	case err != nil:
-		return fn, fmt.Errorf("locate function %s: %w", p.Symbol, err)
+		return fn, "", fmt.Errorf("locate function %s: %w", p.Symbol, err)
 	case fn.EntryOffset == 0:
-		return fn, fmt.Errorf("function %s: file offset 0", p.Symbol)
+		return fn, "", fmt.Errorf("function %s: file offset 0", p.Symbol)
 	case p.Return != "" && len(fn.Returns) == 0:
-		return fn, fmt.Errorf("function %s has no RET instruction for return program %s", p.Symbol, p.Return)
+		return fn, "", fmt.Errorf("function %s has no RET instruction for return program %s", p.Symbol, p.Return)
 	}
-	return fn, nil
+	return fn, assumed, nil
+}
+
+// checkBound checks the version of p's module in bin against p.Versions.
+// For a module replaced by a local directory, whose code has no version,
+// it checks the version the directory replaces and says so in assumed:
+// a local replacement is most often a fork or checkout of that version.
+func checkBound(bin *gobinary.Binary, p Probe) (assumed string, err error) {
+	pkg := gobinary.SymbolPackage(p.Symbol)
+	m, ok := bin.PackageModule(pkg)
+	if !ok {
+		return "", fmt.Errorf("%w: %s: no module of the binary provides package %s", ErrProbeSkipped, p.Symbol, pkg)
+	}
+	version := m.EffectiveVersion()
+	if m.Path == gobinary.StdModule {
+		if bin.GoVersionErr != nil {
+			return "", fmt.Errorf("%w: %s needs Go %s; the binary's Go version is unknown", ErrProbeSkipped, p.Symbol, p.Versions)
+		}
+		version = bin.GoVersion.String()
+	}
+	c, err := offsets.ParseConstraint(m.Path, p.Versions)
+	if err != nil {
+		return "", fmt.Errorf("probe %s: %w", p.Symbol, err)
+	}
+	v, err := offsets.CanonicalVersion(m.Path, version)
+	if (err != nil || v == offsets.DevelVersion) && m.Replace != nil {
+		if rv, rerr := offsets.CanonicalVersion(m.Path, m.Version); rerr == nil && rv != offsets.DevelVersion {
+			v, err = rv, nil
+			assumed = fmt.Sprintf("%s is replaced by %s, whose version is unknown: probes are chosen for the version it replaces, %s", m.Path, m.Replace.Path, rv)
+		}
+	}
+	if err != nil || v == offsets.DevelVersion {
+		return "", fmt.Errorf("%w: %s needs %s %s; the binary's version of it (%q) is unknown", ErrProbeSkipped, p.Symbol, m.Path, p.Versions, version)
+	}
+	if !c.Allows(v) {
+		return "", fmt.Errorf("%w: %s needs %s %s; the binary has %s", ErrProbeSkipped, p.Symbol, m.Path, p.Versions, v)
+	}
+	return assumed, nil
 }

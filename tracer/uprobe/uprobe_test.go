@@ -81,14 +81,14 @@ func TestLocateSkipsOptionalAndVersionBoundProbes(t *testing.T) {
 	if assert.Len(t, skipped, 2) {
 		assert.ErrorIs(t, skipped[0].Err, uprobe.ErrProbeSkipped)
 		assert.ErrorContains(t, skipped[0].Err, "noSuchFunction not in the binary")
-		assert.ErrorContains(t, skipped[1].Err, "runtime.newobject is for std >=go1.99, the binary has "+bin.GoVersion.String())
+		assert.ErrorContains(t, skipped[1].Err, "runtime.newobject needs std >=go1.99; the binary has "+bin.GoVersion.String())
 	}
 
 	tooNew.Optional = false
 	strict := fake("strict", present, tooNew)
 	_, _, err = strict.Locate(bin)
 	assert.ErrorIs(t, err, uprobe.ErrProbeSkipped)
-	assert.ErrorContains(t, err, "instrumentation strict: probe skipped: runtime.newobject is for std >=go1.99")
+	assert.ErrorContains(t, err, "instrumentation strict: probe skipped: runtime.newobject needs std >=go1.99")
 
 	noneFit := fake("none fit", missing)
 	_, _, err = noneFit.Locate(bin)
