@@ -287,7 +287,7 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 // executable's name) and flushes its spans when it ends.
 func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name string, attached func()) error {
 	defer p.Binary.Close()
-	tp, err := export.NewTracerProvider(ctx, export.Options{ServiceName: filepath.Base(name), Console: t.stdout})
+	tp, err := export.NewTracerProvider(ctx, export.Options{ServiceName: filepath.Base(name), PID: pid, Executable: name, Console: t.stdout})
 	if err != nil {
 		return err
 	}

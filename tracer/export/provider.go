@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -58,6 +60,13 @@ type Options struct {
 	// executable's base name. Empty means "unknown_service".
 	ServiceName string
 
+	// PID and Executable, when set, describe the traced process as
+	// process.pid, process.executable.path and process.executable.name,
+	// so that processes of one executable (one service.name) can be told
+	// apart. OTEL_RESOURCE_ATTRIBUTES may override them.
+	PID        int
+	Executable string
+
 	// Console receives the console exporter's JSON lines; os.Stdout when nil.
 	Console io.Writer
 }
@@ -77,7 +86,7 @@ type Options struct {
 // The caller must call Shutdown on the provider: it flushes the spans still
 // queued and shuts the exporters down.
 func NewTracerProvider(ctx context.Context, opts Options) (*sdktrace.TracerProvider, error) {
-	res, err := newResource(ctx, opts.ServiceName)
+	res, err := newResource(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -99,16 +108,24 @@ func NewTracerProvider(ctx context.Context, opts Options) (*sdktrace.TracerProvi
 }
 
 // newResource describes the traced service: telemetry SDK attributes, then
-// service.name from Options, then OTEL_RESOURCE_ATTRIBUTES and
-// OTEL_SERVICE_NAME, later ones winning.
-func newResource(ctx context.Context, serviceName string) (*resource.Resource, error) {
+// service.name and the process from Options, then OTEL_RESOURCE_ATTRIBUTES
+// and OTEL_SERVICE_NAME, later ones winning.
+func newResource(ctx context.Context, opts Options) (*resource.Resource, error) {
+	serviceName := opts.ServiceName
 	if serviceName == "" {
 		serviceName = unknownService
+	}
+	attrs := []attribute.KeyValue{semconv.ServiceName(serviceName)}
+	if opts.PID > 0 {
+		attrs = append(attrs, semconv.ProcessPID(opts.PID))
+	}
+	if opts.Executable != "" {
+		attrs = append(attrs, semconv.ProcessExecutablePath(opts.Executable), semconv.ProcessExecutableName(filepath.Base(opts.Executable)))
 	}
 	res, err := resource.New(ctx,
 		resource.WithSchemaURL(semconv.SchemaURL),
 		resource.WithTelemetrySDK(),
-		resource.WithAttributes(semconv.ServiceName(serviceName)),
+		resource.WithAttributes(attrs...),
 		resource.WithFromEnv(),
 	)
 	if err != nil {

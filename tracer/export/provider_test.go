@@ -197,6 +197,8 @@ func TestNewTracerProviderPutsServiceAndSDKOnTheResource(t *testing.T) {
 	tests := []struct {
 		name        string
 		serviceName string
+		pid         int
+		executable  string
 		env         map[string]string
 		want        map[string]any
 	}{
@@ -208,6 +210,14 @@ func TestNewTracerProviderPutsServiceAndSDKOnTheResource(t *testing.T) {
 		{
 			name: "no service name at all",
 			want: map[string]any{"service.name": "unknown_service"},
+		},
+		{
+			name:        "the traced process",
+			serviceName: "shop",
+			pid:         4242,
+			executable:  "/srv/bin/shop",
+			want: map[string]any{"service.name": "shop", "process.pid": int64(4242),
+				"process.executable.path": "/srv/bin/shop", "process.executable.name": "shop"},
 		},
 		{
 			name:        "resource attributes override options",
@@ -231,7 +241,7 @@ func TestNewTracerProviderPutsServiceAndSDKOnTheResource(t *testing.T) {
 				env[k] = v
 			}
 			setEnv(t, env)
-			tp, err := export.NewTracerProvider(context.Background(), export.Options{ServiceName: tt.serviceName})
+			tp, err := export.NewTracerProvider(context.Background(), export.Options{ServiceName: tt.serviceName, PID: tt.pid, Executable: tt.executable})
 			require.NoError(t, err)
 			recordAndShutdown(t, tp)
 
