@@ -15,6 +15,7 @@
 package uprobe
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
@@ -176,4 +177,14 @@ func Fields(insts ...Instrumentation) []offsets.FieldID {
 		}
 	}
 	return ids
+}
+
+// Unsupported returns the Spec and Decode of an instrumentation on a
+// platform its BPF objects are not built for (they are built for Linux on
+// amd64 and arm64): both report errors.ErrUnsupported, naming it. It is
+// the one platform stub every instrumentation package uses.
+func Unsupported(name string) (spec func() (*ebpf.CollectionSpec, error), decode func([]byte, *spans.Span) error) {
+	err := fmt.Errorf("%s instrumentation: %w (BPF objects are built for linux/amd64 and linux/arm64)", name, errors.ErrUnsupported)
+	return func() (*ebpf.CollectionSpec, error) { return nil, err },
+		func([]byte, *spans.Span) error { return err }
 }

@@ -5,7 +5,6 @@ package grpcconv
 
 import (
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -139,13 +138,5 @@ func targetHostPort(target string) (string, int) {
 	} else if scheme, rest, ok := strings.Cut(target, ":"); ok && (scheme == "unix" || scheme == "unix-abstract") {
 		return rest, 0
 	}
-	host, portText, err := net.SplitHostPort(target)
-	if err != nil {
-		return strings.TrimSuffix(strings.TrimPrefix(target, "["), "]"), 0
-	}
-	port, err := strconv.Atoi(portText)
-	if err != nil || port <= 0 || port > 65535 {
-		return host, 0
-	}
-	return host, port
+	return spans.SplitHostPort(target)
 }

@@ -5,7 +5,6 @@ package httpconv
 
 import (
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -177,13 +176,13 @@ func (s *httpSpan) describeServer(ev *HTTPEvent) {
 		scheme = "http"
 	}
 	s.attrs = append(s.attrs, semconv.URLScheme(scheme))
-	if host, port := splitHostPort(ev.Host); host != "" {
+	if host, port := spans.SplitHostPort(ev.Host); host != "" {
 		s.attrs = append(s.attrs, semconv.ServerAddress(host))
 		if port > 0 {
 			s.attrs = append(s.attrs, semconv.ServerPort(port))
 		}
 	}
-	if host, port := splitHostPort(ev.RemoteAddr); host != "" {
+	if host, port := spans.SplitHostPort(ev.RemoteAddr); host != "" {
 		s.attrs = append(s.attrs, semconv.ClientAddress(host))
 		if port > 0 {
 			s.attrs = append(s.attrs, semconv.ClientPort(port))
@@ -215,7 +214,7 @@ func (s *httpSpan) describeClient(ev *HTTPEvent) {
 		full += "?" + ev.Query
 	}
 	s.attrs = append(s.attrs, semconv.URLFull(full))
-	if host, port := splitHostPort(ev.Host); host != "" {
+	if host, port := spans.SplitHostPort(ev.Host); host != "" {
 		s.attrs = append(s.attrs, semconv.ServerAddress(host))
 		if port == 0 {
 			port = defaultPort(scheme)
@@ -247,23 +246,6 @@ func routePath(pattern string) string {
 		return pattern[i:]
 	}
 	return ""
-}
-
-// splitHostPort splits "host:port", "[v6]:port", "host" or "[v6]" into the
-// host without brackets and the port, 0 when absent or not a valid port.
-func splitHostPort(hostport string) (string, int) {
-	if hostport == "" {
-		return "", 0
-	}
-	host, portText, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]"), 0
-	}
-	port, err := strconv.Atoi(portText)
-	if err != nil || port <= 0 || port > 65535 {
-		return host, 0
-	}
-	return host, port
 }
 
 // defaultPort returns the well-known port of an HTTP URL scheme, or 0.

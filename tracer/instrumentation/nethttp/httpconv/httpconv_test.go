@@ -4,22 +4,12 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
 
-// attrMap returns attrs as key -> value and fails on duplicate keys.
-func attrMap(t *testing.T, attrs []attribute.KeyValue) map[string]any {
-	t.Helper()
-	m := make(map[string]any, len(attrs))
-	for _, kv := range attrs {
-		_, dup := m[string(kv.Key)]
-		assert.False(t, dup, "duplicate attribute %s", kv.Key)
-		m[string(kv.Key)] = kv.Value.AsInterface()
-	}
-	return m
-}
 
 func TestDescribeFollowsHTTPSemanticConventions(t *testing.T) {
 	tests := []struct {
@@ -137,7 +127,7 @@ func TestDescribeFollowsHTTPSemanticConventions(t *testing.T) {
 				s.describeClient(&tt.ev)
 			}
 			assert.Equal(t, tt.wantName, s.name)
-			assert.Equal(t, tt.wantAttrs, attrMap(t, s.attrs))
+			assert.Equal(t, tt.wantAttrs, uprobetest.AttrMap(t, s.attrs))
 			assert.Equal(t, tt.wantStatus, s.status)
 			assert.Equal(t, tt.wantDescrip, s.description)
 		})
@@ -160,25 +150,3 @@ func TestRoutePathStripsMethodAndHost(t *testing.T) {
 	}
 }
 
-func TestSplitHostPortAcceptsMissingAndInvalidPorts(t *testing.T) {
-	tests := []struct {
-		in       string
-		wantHost string
-		wantPort int
-	}{
-		{"", "", 0},
-		{"example.com", "example.com", 0},
-		{"example.com:8080", "example.com", 8080},
-		{"example.com:", "example.com", 0},
-		{"example.com:http", "example.com", 0},
-		{"example.com:70000", "example.com", 0},
-		{"[2001:db8::1]:443", "2001:db8::1", 443},
-		{"[2001:db8::1]", "2001:db8::1", 0},
-		{"2001:db8::1", "2001:db8::1", 0},
-	}
-	for _, tt := range tests {
-		host, port := splitHostPort(tt.in)
-		assert.Equal(t, tt.wantHost, host, "host of %q", tt.in)
-		assert.Equal(t, tt.wantPort, port, "port of %q", tt.in)
-	}
-}

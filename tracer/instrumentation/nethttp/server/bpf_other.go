@@ -2,21 +2,8 @@
 
 package server
 
-import (
-	"errors"
-	"fmt"
+import "github.com/offsetdb/offsetdb/tracer/uprobe"
 
-	"github.com/cilium/ebpf"
-
-	"github.com/offsetdb/offsetdb/tracer/spans"
-)
-
-// spec reports that the BPF objects are built for Linux on amd64 and arm64 only.
-func spec() (*ebpf.CollectionSpec, error) {
-	return nil, fmt.Errorf("net/http server instrumentation: %w", errors.ErrUnsupported)
-}
-
-// decode reports that the BPF objects are built for Linux on amd64 and arm64 only.
-func decode([]byte, *spans.Span) error {
-	return fmt.Errorf("net/http server instrumentation: %w", errors.ErrUnsupported)
-}
+// spec and decode report that the BPF objects are built for Linux on
+// amd64 and arm64 only.
+var spec, decode = uprobe.Unsupported("net/http server")
