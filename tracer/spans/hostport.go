@@ -23,4 +23,3 @@ func SplitHostPort(hostport string) (string, int) {
 	}
 	return host, port
 }
-

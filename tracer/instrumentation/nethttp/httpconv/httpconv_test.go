@@ -10,7 +10,6 @@ import (
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
 
-
 func TestDescribeFollowsHTTPSemanticConventions(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -149,4 +148,3 @@ func TestRoutePathStripsMethodAndHost(t *testing.T) {
 		assert.Equal(t, want, routePath(pattern), "pattern %q", pattern)
 	}
 }
-
