@@ -113,11 +113,20 @@ static __always_inline void set_error_status(struct grpc_event *ev, __u64 p)
 	}
 }
 
-/* set_ok marks ev as finished with status OK. */
-static __always_inline void set_ok(struct grpc_event *ev)
+/*
+ * end_call submits the span of a call that ended with the error whose data
+ * word is err (0: nil), or with io.EOF when eof: both are status OK.
+ */
+static __always_inline void end_call(struct grpc_event *ev, __u64 err, int eof)
 {
-	ev->status_state = GRPC_STATUS_SET;
-	ev->status = 0;
+	ev->end_ns = bpf_ktime_get_ns();
+	if (err == 0 || eof) {
+		ev->status_state = GRPC_STATUS_SET;
+		ev->status = 0;
+	} else {
+		set_error_status(ev, err);
+	}
+	submit(ev, sizeof(*ev));
 }
 
 SEC("uprobe/grpc_ClientConn_Invoke")
@@ -144,12 +153,7 @@ int client_invoke_return(void *ctx)
 	struct grpc_event *ev = bpf_map_lookup_elem(&client_spans, &g);
 	if (!ev)
 		return 0;
-	ev->end_ns = bpf_ktime_get_ns();
-	if (GO_RESULT2(regs) == 0) /* data word of the error */
-		set_ok(ev);
-	else
-		set_error_status(ev, GO_RESULT2(regs));
-	submit(ev, sizeof(*ev));
+	end_call(ev, GO_RESULT2(regs), 0); /* the error's data word */
 	bpf_map_delete_elem(&client_spans, &g);
 	return 0;
 }
@@ -180,9 +184,7 @@ int client_stream_return(void *ctx)
 		return 0;
 	__u64 stream = GO_RESULT2(regs); /* data word of the ClientStream */
 	if (GO_RESULT3(regs) != 0 || stream == 0) { /* not created: the span ends here */
-		ev->end_ns = bpf_ktime_get_ns();
-		set_error_status(ev, GO_REG4(regs));
-		submit(ev, sizeof(*ev));
+		end_call(ev, GO_REG4(regs) ? GO_REG4(regs) : 1, 0);
 		bpf_map_delete_elem(&client_spans, &g);
 		return 0;
 	}
@@ -221,13 +223,8 @@ int client_finish(void *ctx)
 	struct grpc_event *ev = bpf_map_lookup_elem(&stream_spans, &ref);
 	if (!ev)
 		return 0; /* a unary call's stream, or finished before */
-	ev->end_ns = bpf_ktime_get_ns();
 	__u64 err = GO_REG3(regs); /* data word of err */
-	if (err == 0 || is_eof(err))
-		set_ok(ev);
-	else
-		set_error_status(ev, err);
-	submit(ev, sizeof(*ev));
+	end_call(ev, err, err != 0 && is_eof(err));
 	bpf_map_delete_elem(&stream_spans, &ref);
 	return 0;
 }
