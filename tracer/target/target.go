@@ -230,7 +230,7 @@ type Stats struct {
 //
 // Trace learns of the exit from a pidfd, within microseconds, and then
 // reads the records already submitted and detaches: milliseconds with
-// uprobe_multi links, tens of milliseconds per uprobe without. A detach
+// uprobe_multi links, ~80 ms per uprobe without. A detach
 // that takes more than a second is logged, with what it waits for.
 func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog.Logger, attached func()) (Stats, error) {
 	var st Stats

@@ -11,7 +11,10 @@
 // stack, which breaks when the Go runtime moves a goroutine's stack.
 //
 // Functions are located with package gobinary and attached by file offset,
-// so stripped binaries work as well as binaries with a symbol table.
+// so stripped binaries work as well as binaries with a symbol table. Where
+// the kernel has uprobe_multi links (Linux 6.6+), all uprobes of one BPF
+// program share one link, which detaches ~25 times faster than a link per
+// uprobe (BenchmarkAttachDetach).
 package uprobe
 
 import (
