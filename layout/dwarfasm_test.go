@@ -50,7 +50,7 @@ type testDIE struct {
 func str(at dwarf.Attr, s string) testAttr {
 	return testAttr{at: at, form: formString, val: append([]byte(s), 0)}
 }
-func data1(at dwarf.Attr, v byte) testAttr { return testAttr{at: at, form: formData1, val: []byte{v}} }
+func data1(at dwarf.Attr, v byte) testAttr     { return testAttr{at: at, form: formData1, val: []byte{v}} }
 func ref(at dwarf.Attr, label string) testAttr { return testAttr{at: at, form: formRef4, ref: label} }
 func typeRef(label string) testAttr            { return ref(dwarf.AttrType, label) }
 func name(s string) testAttr                   { return str(dwarf.AttrName, s) }
