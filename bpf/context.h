@@ -28,6 +28,13 @@ struct span_context {
 	__u8 span_id[8];
 	__u8 flags; /* W3C trace-flags */
 	__u8 pad[7];
+	/*
+	 * Zero for a span the goroutine itself made active. For a context a
+	 * goroutine inherited when it was started (the goroutine
+	 * instrumentation), the goroutine whose active span it is: valid only
+	 * while that goroutine still has this span active.
+	 */
+	__u64 origin_goid;
 };
 
 /*
@@ -44,6 +51,24 @@ struct {
 } active_spans SEC(".maps");
 
 /*
+ * origin_active reports whether the goroutine an inherited context came
+ * from still has that span active: a goroutine that outlives the request
+ * that started it, or a pooled worker started during an earlier request,
+ * must not parent its calls to a span that has ended.
+ */
+static __always_inline int origin_active(__u32 tgid, struct span_context *sc)
+{
+	struct goroutine og = {.tgid = tgid, .goid = sc->origin_goid};
+	struct span_context *o = bpf_map_lookup_elem(&active_spans, &og);
+	if (!o)
+		return 0;
+	__u64 a, b;
+	__builtin_memcpy(&a, o->span_id, sizeof(a));
+	__builtin_memcpy(&b, sc->span_id, sizeof(b));
+	return a == b;
+}
+
+/*
  * span_start gives a new span its IDs: a child of the goroutine's active
  * span when there is one (parent_span_id its span ID, same trace), else
  * the root of a new trace (parent_span_id left zero). trace_id, span_id and
@@ -54,6 +79,10 @@ static __always_inline __u8 span_start(struct goroutine *g, __u8 *trace_id, __u8
 {
 	__u8 flags = TRACE_FLAG_SAMPLED;
 	struct span_context *parent = bpf_map_lookup_elem(&active_spans, g);
+	if (parent && parent->origin_goid != 0 && !origin_active(g->tgid, parent)) {
+		bpf_map_delete_elem(&active_spans, g); /* the request it came from has ended */
+		parent = 0;
+	}
 	if (parent) {
 		__builtin_memcpy(trace_id, parent->trace_id, 16);
 		__builtin_memcpy(parent_span_id, parent->span_id, 8);

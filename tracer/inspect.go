@@ -85,7 +85,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	insts := instrumentations()
+	insts := o.instrumentations()
 	p, err := target.NewPlan(path, r, insts)
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,6 +43,7 @@ import (
 	"github.com/offsetdb/offsetdb/offsets"
 	"github.com/offsetdb/offsetdb/tracer/export"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/goroutine"
 	"github.com/offsetdb/offsetdb/tracer/preflight"
 	"github.com/offsetdb/offsetdb/tracer/process"
 	"github.com/offsetdb/offsetdb/tracer/remotedb"
@@ -84,6 +86,8 @@ type options struct {
 	noDWARF    bool
 	interp     bool
 	logLevel   string
+	// goroutineContext enables the goroutine context instrumentation.
+	goroutineContext bool
 }
 
 func (o *options) register(fs *flag.FlagSet) {
@@ -95,6 +99,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.noDWARF, "no-dwarf", false, "do not read offsets from the target's DWARF")
 	fs.BoolVar(&o.interp, "interpolate-offsets", false, "for a Go release the database never built, use the offsets of the builds around it in its release line when they agree (provenance says interpolated)")
 	fs.StringVar(&o.logLevel, "log-level", envOr("OTEL_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env OTEL_LOG_LEVEL)")
+	fs.BoolVar(&o.goroutineContext, "goroutine-context", true, "let goroutines started while a request is handled inherit its span, so their calls are its children (two uprobe hits per go statement; false to turn off)")
 }
 
 func (o *options) resolver() (*resolve.Resolver, error) {
@@ -163,9 +168,14 @@ func envOr(key, def string) string {
 	return def
 }
 
-// instrumentations are every instrumentation this tracer ships.
-func instrumentations() []uprobe.Instrumentation {
-	return instrumentation.All()
+// instrumentations are every instrumentation this tracer ships, less the
+// goroutine context one when --goroutine-context=false.
+func (o *options) instrumentations() []uprobe.Instrumentation {
+	all := instrumentation.All()
+	if o.goroutineContext {
+		return all
+	}
+	return slices.DeleteFunc(all, func(inst uprobe.Instrumentation) bool { return inst.Name == goroutine.Name })
 }
 
 func main() {
@@ -226,7 +236,7 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	t := &tracing{resolver: r, log: log, stdout: stdout, perLink: *perLink}
+	t := &tracing{resolver: r, log: log, stdout: stdout, perLink: *perLink, insts: o.instrumentations()}
 	switch {
 	case len(argv) > 0:
 		return t.command(ctx, argv)
@@ -243,6 +253,7 @@ type tracing struct {
 	log      *slog.Logger
 	stdout   io.Writer
 	perLink  bool // uprobe.Options.PerLink
+	insts    []uprobe.Instrumentation
 }
 
 // plan inspects a process's executable and logs what cannot run.
@@ -251,7 +262,7 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := target.NewPlan(path, t.resolver, instrumentations())
+	p, err := target.NewPlan(path, t.resolver, t.insts)
 	if err != nil {
 		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, err)
 	}

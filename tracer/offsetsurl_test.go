@@ -22,6 +22,7 @@ import (
 	"github.com/offsetdb/offsetdb/goversion"
 	"github.com/offsetdb/offsetdb/layout"
 	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
 )
 
@@ -33,7 +34,7 @@ func TestInspectUsesPublishedDatabase(t *testing.T) {
 	stripped := strippedServiceBuild.get(t)
 
 	// A database for this toolchain's release, read from the unstripped twin.
-	ids := uprobe.Fields(instrumentations()...)
+	ids := uprobe.Fields(instrumentation.All()...)
 	f, err := layout.Open(svc)
 	require.NoError(t, err)
 	values, err := f.Fields(ids)

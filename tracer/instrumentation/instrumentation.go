@@ -6,6 +6,7 @@
 package instrumentation
 
 import (
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/goroutine"
 	grpcclient "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/client"
 	grpcserver "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/server"
 	httpclient "github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/client"
@@ -24,5 +25,6 @@ func All() []uprobe.Instrumentation {
 		httpclient.Instrumentation(),
 		grpcserver.Instrumentation(),
 		grpcclient.Instrumentation(),
+		goroutine.Instrumentation(),
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -572,4 +573,59 @@ func TestConcurrentRequestsKeepTheirParents(t *testing.T) {
 	assert.Equal(t, requests, hello)
 	assert.Equal(t, requests, grpcServers)
 	assert.Len(t, ids, requests)
+}
+
+// TestGoroutinesInheritTheRequestSpan: a handler that fans out to two
+// goroutines makes two GETs that are children of its span (the goroutine
+// context instrumentation), and a goroutine that makes its GET after the
+// handler returned starts a new trace rather than parenting to a span that
+// has ended. On Go 1.17 (newproc1's older signature) and a recent Go.
+func TestGoroutinesInheritTheRequestSpan(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: builds grpc-go services with toolchains from the module proxy")
+	}
+	for _, tg := range []grpctest.Target{grpctest.Matrix[0], grpctest.Matrix[len(grpctest.Matrix)-2]} {
+		t.Run(tg.String(), func(t *testing.T) {
+			bin := ownCopy(t, tg.Build(t))
+			plan, err := target.NewPlan(bin, resolver(t), instrumentation.All())
+			require.NoError(t, err)
+			defer plan.Binary.Close()
+			require.Empty(t, plan.Disabled)
+			require.True(t, slices.ContainsFunc(plan.Enabled, func(i uprobe.Instrumentation) bool { return i.Name == "goroutine context" }))
+			s, err := uprobe.Attach(context.Background(), plan.Binary, 0, plan.Enabled, plan.Values(), nil)
+			require.NoError(t, err)
+			t.Cleanup(func() { assert.NoError(t, s.Close()) })
+			c := collect(t, s)
+			grpcAddr, httpAddr := serve(t, bin)
+
+			fanout, late := "hello:fanout:http://"+httpAddr+"/ping", "hello:late:http://"+httpAddr+"/ping?late=1"
+			require.Equal(t, []string{fanout + " OK", late + " OK"}, call(t, bin, grpcAddr, fanout, late))
+			// Two SayHello server and client spans; 3 GETs, client and server.
+			got := c.wait(t, 4+6)
+			var handlers []span
+			var gets []span
+			for _, sp := range got {
+				switch sp.inst {
+				case "gRPC server":
+					handlers = append(handlers, sp)
+				case "net/http client":
+					gets = append(gets, sp)
+				}
+			}
+			require.Len(t, handlers, 2)
+			require.Len(t, gets, 3)
+			slices.SortFunc(handlers, func(a, b span) int { return a.start.Compare(b.start) })
+			fanoutSpan := handlers[0]
+			for _, g := range gets {
+				if strings.Contains(g.attrs["url.full"].(string), "late=1") {
+					assert.False(t, g.parentID.IsValid(), "a goroutine that outlives its request starts a new trace")
+					assert.NotEqual(t, handlers[1].traceID, g.traceID)
+					continue
+				}
+				assert.Equal(t, fanoutSpan.spanID, g.parentID, "a fanned-out GET is a child of the handler's span")
+				assert.Equal(t, fanoutSpan.traceID, g.traceID)
+			}
+		})
+	}
 }

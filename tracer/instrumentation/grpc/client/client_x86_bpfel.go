@@ -42,11 +42,12 @@ type clientGrpcEvent struct {
 }
 
 type clientSpanContext struct {
-	_       structs.HostLayout
-	TraceId [16]uint8
-	SpanId  [8]uint8
-	Flags   uint8
-	Pad     [7]uint8
+	_          structs.HostLayout
+	TraceId    [16]uint8
+	SpanId     [8]uint8
+	Flags      uint8
+	Pad        [7]uint8
+	OriginGoid uint64
 }
 
 type clientStreamRef struct {

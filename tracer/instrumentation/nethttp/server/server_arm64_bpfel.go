@@ -59,11 +59,12 @@ type serverServerSpan struct {
 }
 
 type serverSpanContext struct {
-	_       structs.HostLayout
-	TraceId [16]uint8
-	SpanId  [8]uint8
-	Flags   uint8
-	Pad     [7]uint8
+	_          structs.HostLayout
+	TraceId    [16]uint8
+	SpanId     [8]uint8
+	Flags      uint8
+	Pad        [7]uint8
+	OriginGoid uint64
 }
 
 // Names of all BPF objects in the ELF.

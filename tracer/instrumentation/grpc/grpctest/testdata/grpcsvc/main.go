@@ -17,7 +17,9 @@
 // serve prints "grpc ADDR" (and "http ADDR") once listening. call prints
 // "<rpc> <CodeName>" per RPC; RPCs are hello:<name>, get, list, record and
 // chat, where name is ok, notfound, panic, slow, grpc:HOST:PORT (a nested
-// SayHello("ok") to that server) or http:URL (a nested HTTP GET).
+// SayHello("ok") to that server), http:URL (a nested HTTP GET), fanout:URL
+// (two goroutines GET it while the handler waits) or late:URL (a goroutine
+// GETs it 300 ms after the handler returned).
 package main
 
 import (
@@ -106,6 +108,20 @@ func (s *server) conn(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
+// get GETs url with net/http's default client.
+func get(url string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
 func (s *server) sayHello(ctx context.Context, in *pb.HelloRequest) (*pb.HelloReply, error) {
 	name := in.Name
 	switch {
@@ -150,6 +166,34 @@ func (s *server) sayHello(ctx context.Context, in *pb.HelloRequest) (*pb.HelloRe
 			return nil, grpc.Errorf(codes.Internal, "GET answered %s", resp.Status)
 		}
 		return &pb.HelloReply{Message: "via http: " + string(body)}, nil
+	case strings.HasPrefix(name, "fanout:"):
+		// Two goroutines GET the URL while the handler waits for them.
+		url := strings.TrimPrefix(name, "fanout:")
+		var wg sync.WaitGroup
+		errs := make(chan error, 2)
+		for i := 0; i < 2; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- get(url)
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				return nil, grpc.Errorf(codes.Unavailable, "%v", err)
+			}
+		}
+		return &pb.HelloReply{Message: "fanned out"}, nil
+	case strings.HasPrefix(name, "late:"):
+		// A goroutine that GETs the URL after the handler has returned.
+		url := strings.TrimPrefix(name, "late:")
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			get(url)
+		}()
+		return &pb.HelloReply{Message: "later"}, nil
 	}
 	return nil, grpc.Errorf(codes.InvalidArgument, "unknown name %q", name)
 }
