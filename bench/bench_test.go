@@ -217,12 +217,14 @@ func TestDecodeLatenciesReadsLittleEndianNanoseconds(t *testing.T) {
 
 func TestGRPCArmsExpectOneSpanPerTracedProcess(t *testing.T) {
 	arms := grpcArms("/bin/grpcload")
-	require.Len(t, arms, 3)
+	require.Len(t, arms, 4)
 	assert.False(t, arms[0].traced())
 	assert.Nil(t, arms[1].Target, "the server arm traces --pid SERVICE")
 	assert.Equal(t, 1, grpcSpansPerCall(arms[1]))
-	assert.Equal(t, []string{"--exe", "/bin/grpcload"}, arms[2].Target)
-	assert.Equal(t, 2, grpcSpansPerCall(arms[2]))
+	assert.Equal(t, []string{"--goroutine-context=false"}, arms[2].Flags)
+	assert.Equal(t, 1, grpcSpansPerCall(arms[2]))
+	assert.Equal(t, []string{"--exe", "/bin/grpcload"}, arms[3].Target)
+	assert.Equal(t, 2, grpcSpansPerCall(arms[3]))
 }
 
 func TestKeepEarlierCarriesOverSectionsNotRun(t *testing.T) {

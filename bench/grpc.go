@@ -54,13 +54,16 @@ func grpcSpansPerCall(a arm) int {
 }
 
 // grpcArms are the arms of the grpc section: untraced, the server traced,
-// and both the server and the load generator traced (one tracer, --exe on
+// the server traced without the goroutine context instrumentation (the
+// server starts a goroutine per RPC: two more uprobe hits each), and both
+// the server and the load generator traced (one tracer, --exe on
 // grpcload's path, which both run).
 func grpcArms(bin string) []arm {
 	env := []string{"OTEL_TRACES_EXPORTER=none"}
 	return []arm{
 		untracedArm,
 		{Name: "server traced (exporter none)", Env: env},
+		{Name: "server traced, --goroutine-context=false (exporter none)", Env: env, Flags: []string{"--goroutine-context=false"}},
 		{Name: "server and client traced (exporter none)", Env: env, Target: []string{"--exe", bin}, Attach: 2},
 	}
 }

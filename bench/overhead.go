@@ -23,6 +23,8 @@ type arm struct {
 	// arguments, and Attach is how many processes it must attach to.
 	Target []string `json:"-"`
 	Attach int      `json:"-"`
+	// Flags are tracer flags put before the target arguments.
+	Flags []string `json:"flags,omitempty"`
 }
 
 func (a arm) traced() bool { return a.Env != nil }
@@ -131,7 +133,7 @@ func (h *harness) withTracer(ctx context.Context, svc *service, a arm, load func
 		if a.Target != nil {
 			target, want = a.Target, a.Attach
 		}
-		t, err = startTracer(h.tracerBin, target, a.Env, want)
+		t, err = startTracer(h.tracerBin, append(append([]string(nil), a.Flags...), target...), a.Env, want)
 		if err != nil {
 			return armRun{}, err
 		}
