@@ -37,14 +37,17 @@ struct grpc_event {
 	__u8 flags;         /* W3C trace-flags of the span */
 	__u8 remote_parent; /* the parent came in with the request's metadata */
 	__u8 streaming;     /* client: started by NewStream */
-	__u8 pad;
+	__u8 peer_ip_len;   /* server: 4 or 16 when peer_ip holds the client's IP, else 0 */
 	__u32 status;       /* gRPC status code when status_state is GRPC_STATUS_SET */
 	__u32 pid;
+	__u16 peer_port;    /* server: the client's TCP port, 0 if unknown */
+	__u8 pad[6];
 	__u64 start_ns;
 	__u64 end_ns;
 	__u8 trace_id[16];
 	__u8 span_id[8];
 	__u8 parent_span_id[8]; /* all zero for a root span */
+	__u8 peer_ip[16];
 	__u8 method[GRPC_METHOD_LEN]; /* "/package.Service/Method" */
 	__u8 target[GRPC_TARGET_LEN]; /* client: the ClientConn's dial target */
 };

@@ -228,18 +228,30 @@ func checkTarget(t *testing.T, tg grpctest.Target) {
 	// from the genproto module the binary links; say when it is unknown.
 	// Incoming trace context is read through x/net's HTTP/2 types, from
 	// the x/net version the binary links.
-	codesKnown, contextKnown := true, true
+	// The client's address needs those and the transport's peer fields.
+	codesKnown, contextKnown, peerKnown := true, true, true
 	for _, fs := range plan.Degraded {
 		for _, f := range fs {
 			if f.ID.Struct == "Status" && f.ID.Field == "Code" {
 				codesKnown = false
 			}
 			if strings.HasPrefix(f.ID.Package, "golang.org/x/net/") {
-				contextKnown = false
+				contextKnown, peerKnown = false, false
+			}
+			if f.ID.Package == "net" || f.ID.Struct == "Peer" || f.ID.Struct == "http2Server" {
+				peerKnown = false
 			}
 		}
 	}
-	t.Logf("status codes known: %v; incoming context known: %v", codesKnown, contextKnown)
+	// Some early releases keep no remote address in the transport.
+	hasAddr := false
+	for id, f := range plan.Fields {
+		if id.Struct == "http2Server" && (id.Field == "peer" || id.Field == "remoteAddr") && f.Status == resolve.Resolved {
+			hasAddr = true
+		}
+	}
+	peerKnown = peerKnown && hasAddr
+	t.Logf("status codes known: %v; incoming context known: %v; client address known: %v", codesKnown, contextKnown, peerKnown)
 
 	s, err := uprobe.Attach(context.Background(), plan.Binary, 0, plan.Enabled, plan.Values(), nil)
 	require.NoError(t, err)
@@ -354,6 +366,14 @@ func checkTarget(t *testing.T, tg grpctest.Target) {
 			}
 		}
 		assert.Equal(t, 4, errs, "failed client calls: notfound, panic, slow, unavailable")
+	}
+	for _, sp := range servers {
+		if peerKnown {
+			assert.Equal(t, "127.0.0.1", sp.attrs["network.peer.address"], "client address of %s", sp.name)
+			assert.Greater(t, sp.attrs["network.peer.port"], int64(0), "client port of %s", sp.name)
+		} else {
+			assert.NotContains(t, sp.attrs, "network.peer.address", sp.name)
+		}
 	}
 	for _, sp := range clients {
 		if sp.attrs["server.address"] != nil {

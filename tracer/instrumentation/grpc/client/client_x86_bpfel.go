@@ -29,14 +29,17 @@ type clientGrpcEvent struct {
 	Flags        uint8
 	RemoteParent uint8
 	Streaming    uint8
-	Pad          uint8
+	PeerIpLen    uint8
 	Status       uint32
 	Pid          uint32
+	PeerPort     uint16
+	Pad          [6]uint8
 	StartNs      uint64
 	EndNs        uint64
 	TraceId      [16]uint8
 	SpanId       [8]uint8
 	ParentSpanId [8]uint8
+	PeerIp       [16]uint8
 	Method       [128]uint8
 	Target       [128]uint8
 }

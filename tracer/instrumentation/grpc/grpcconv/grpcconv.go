@@ -29,6 +29,10 @@ type Event struct {
 	Method    string // full method, "/helloworld.Greeter/SayHello"
 	Target    string // client: the ClientConn's dial target, "dns:///greeter:50051"
 	Streaming bool   // client: a stream (NewStream), not a unary call
+	// PeerAddress and PeerPort are, on the server, the client's IP and TCP
+	// port; empty and 0 when unknown.
+	PeerAddress string
+	PeerPort    int
 	// HasStatus says Code is the RPC's status code. Without it the
 	// instrumentation could not read the status; Failed then says whether
 	// the call returned an error.
@@ -100,6 +104,12 @@ func Describe(ev *Event, out *spans.Span) error {
 			if port > 0 {
 				attrs = append(attrs, semconv.ServerPort(port))
 			}
+		}
+	}
+	if ev.Kind == trace.SpanKindServer && ev.PeerAddress != "" {
+		attrs = append(attrs, semconv.NetworkPeerAddress(ev.PeerAddress))
+		if ev.PeerPort > 0 {
+			attrs = append(attrs, semconv.NetworkPeerPort(ev.PeerPort))
 		}
 	}
 	out.Attributes = attrs

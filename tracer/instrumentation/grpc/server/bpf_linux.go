@@ -5,6 +5,7 @@ package server
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -55,6 +56,9 @@ var (
 	offSpanID       = unsafe.Offsetof(serverGrpcEvent{}.SpanId)
 	offParentID     = unsafe.Offsetof(serverGrpcEvent{}.ParentSpanId)
 	offMethod       = unsafe.Offsetof(serverGrpcEvent{}.Method)
+	offPeerIPLen    = unsafe.Offsetof(serverGrpcEvent{}.PeerIpLen)
+	offPeerPort     = unsafe.Offsetof(serverGrpcEvent{}.PeerPort)
+	offPeerIP       = unsafe.Offsetof(serverGrpcEvent{}.PeerIp)
 	offTarget       = unsafe.Offsetof(serverGrpcEvent{}.Target)
 	methodSize      = len(serverGrpcEvent{}.Method)
 	targetSize      = len(serverGrpcEvent{}.Target)
@@ -88,6 +92,10 @@ func DecodeRecord(record []byte, kind trace.SpanKind) (grpcconv.Event, error) {
 	}
 	if !ev.HasStatus {
 		ev.Code = 0
+	}
+	if n := int(record[offPeerIPLen]); n == net.IPv4len || n == net.IPv6len {
+		ev.PeerAddress = net.IP(record[offPeerIP : int(offPeerIP)+n]).String()
+		ev.PeerPort = int(ne.Uint16(record[offPeerPort:]))
 	}
 	copy(ev.TraceID[:], record[offTraceID:])
 	copy(ev.SpanID[:], record[offSpanID:])

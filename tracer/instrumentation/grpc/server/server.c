@@ -40,6 +40,12 @@ volatile const __u64 off_HeaderField_Value = OFFSET_ABSENT;             /* x/net
 volatile const __u64 off_iStatus_s = OFFSET_ABSENT;            /* grpc/internal/status.Status.s, >= v1.29.0 */
 volatile const __u64 off_Status_s = OFFSET_ABSENT;             /* grpc/status.Status.s, v1.3.0 to v1.28.x */
 volatile const __u64 off_spb_Code = OFFSET_ABSENT;             /* genproto/googleapis/rpc/status.Status.Code */
+volatile const __u64 off_http2Server_peer = OFFSET_ABSENT;      /* grpc/internal/transport.http2Server.peer, >= v1.60.0 */
+volatile const __u64 off_http2Server_remoteAddr = OFFSET_ABSENT; /* grpc/internal/transport.http2Server.remoteAddr, v1.14.0 to v1.59.x */
+volatile const __u64 off_thttp2Server_remoteAddr = OFFSET_ABSENT; /* grpc/transport.http2Server.remoteAddr, < v1.14.0 */
+volatile const __u64 off_Peer_Addr = OFFSET_ABSENT;             /* grpc/peer.Peer.Addr */
+volatile const __u64 off_TCPAddr_IP = OFFSET_ABSENT;            /* net.TCPAddr.IP */
+volatile const __u64 off_TCPAddr_Port = OFFSET_ABSENT;          /* net.TCPAddr.Port */
 
 /* How many header fields of a request are searched for traceparent. */
 #define MAX_HEADER_FIELDS 32
@@ -60,12 +66,21 @@ struct stream_ref {
 	__u64 stream;
 };
 
-/* Valid traceparents of requests whose handler has not started yet. */
+/*
+ * What operateHeaders saw of a request whose handler has not started yet:
+ * its valid traceparent, if any, and that its transport is an *http2Server
+ * (handleStream also serves ServeHTTP's transport, a different type).
+ */
+struct incoming_request {
+	struct span_context sc;
+	__u64 has_context;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
 	__type(key, struct stream_key);
-	__type(value, struct span_context);
+	__type(value, struct incoming_request);
 } incoming SEC(".maps");
 
 /* A server RPC in progress. */
@@ -143,19 +158,14 @@ static __always_inline int is_traceparent(const __u8 *n)
 }
 
 /*
- * headers keeps the traceparent of the request whose headers frame is at
- * frame, received on transport t. A request with more than one traceparent
+ * find_traceparent looks for the request's traceparent among the header
+ * fields of the frame at frame and parses it into sc; it returns whether
+ * there is exactly one, valid. A request with more than one traceparent
  * field, or an invalid one, is left without: its span starts a new trace.
  */
-static __always_inline int headers(__u64 t, __u64 frame)
+static __always_inline int find_traceparent(__u64 frame, struct span_context *sc)
 {
 	if (off_HeaderField_Name == OFFSET_ABSENT || off_HeaderField_Value == OFFSET_ABSENT)
-		return 0;
-	__u64 hf = 0;
-	if (!read_go_ptr(field_addr(frame, off_MetaHeadersFrame_HeadersFrame), &hf))
-		return 0;
-	struct stream_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .transport = t};
-	if (!read_go_u32(field_addr(hf, off_HeadersFrame_StreamID), &key.stream_id))
 		return 0;
 	struct go_slice fields = {};
 	__u64 a = field_addr(frame, off_MetaHeadersFrame_Fields);
@@ -194,12 +204,24 @@ static __always_inline int headers(__u64 t, __u64 frame)
 		    bpf_probe_read_user(value, TRACEPARENT_LEN, (const void *)v.ptr) != 0)
 			return 0;
 	}
-	if (!found)
+	return found && parse_traceparent(value, value_len, sc);
+}
+
+/*
+ * headers notes the request whose headers frame is at frame, received on
+ * the *http2Server t: its traceparent, and that the transport is one.
+ */
+static __always_inline int headers(__u64 t, __u64 frame)
+{
+	__u64 hf = 0;
+	if (!read_go_ptr(field_addr(frame, off_MetaHeadersFrame_HeadersFrame), &hf))
 		return 0;
-	struct span_context sc = {};
-	if (!parse_traceparent(value, value_len, &sc))
+	struct stream_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .transport = t};
+	if (!read_go_u32(field_addr(hf, off_HeadersFrame_StreamID), &key.stream_id))
 		return 0;
-	bpf_map_update_elem(&incoming, &key, &sc, BPF_ANY);
+	struct incoming_request in = {};
+	in.has_context = find_traceparent(frame, &in.sc);
+	bpf_map_update_elem(&incoming, &key, &in, BPF_ANY);
 	return 0;
 }
 
@@ -215,6 +237,39 @@ int server_headers_ctx(void *ctx)
 {
 	struct go_regs *regs = ctx;
 	return headers(GO_REG1(regs), GO_REG4(regs));
+}
+
+/*
+ * read_peer fills the client's address of ev from the *http2Server t: its
+ * peer.Addr (v1.60.0+) or remoteAddr, a net.Addr whose dynamic type is
+ * *net.TCPAddr for TCP. Another type (a Unix socket's *net.UnixAddr) fails
+ * the checks on the IP slice and leaves the address unknown.
+ */
+static __always_inline void read_peer(struct grpc_event *ev, __u64 t)
+{
+	__u64 iface;
+	if (off_http2Server_peer != OFFSET_ABSENT)
+		iface = field_addr(field_addr(t, off_http2Server_peer), off_Peer_Addr);
+	else if (off_http2Server_remoteAddr != OFFSET_ABSENT)
+		iface = field_addr(t, off_http2Server_remoteAddr);
+	else
+		iface = field_addr(t, off_thttp2Server_remoteAddr);
+	__u64 addr = 0;
+	if (!iface || !read_go_ptr(iface + 8, &addr)) /* the interface's data word */
+		return;
+	struct go_slice ip = {};
+	__u64 a = field_addr(addr, off_TCPAddr_IP);
+	if (!a || bpf_probe_read_user(&ip, sizeof(ip), (const void *)a) != 0 || ip.ptr == 0)
+		return;
+	if ((ip.len != 4 && ip.len != 16) || ip.cap < ip.len || ip.cap > 64)
+		return;
+	__u64 port = read_u64(field_addr(addr, off_TCPAddr_Port));
+	if (port == 0 || port > 65535)
+		return;
+	if (bpf_probe_read_user(ev->peer_ip, ip.len == 4 ? 4 : 16, (const void *)ip.ptr) != 0)
+		return;
+	ev->peer_ip_len = ip.len;
+	ev->peer_port = port;
 }
 
 SEC("uprobe/grpc_Server_handleStream")
@@ -242,20 +297,23 @@ int server_entry(void *ctx)
 		ev->method_len = read_go_string(ev->method, GRPC_METHOD_LEN, method_addr);
 
 	struct stream_key key = {.tgid = g.tgid, .transport = transport};
-	struct span_context *in = 0;
+	struct incoming_request *in = 0;
 	if (read_go_u32(id_addr, &key.stream_id))
 		in = bpf_map_lookup_elem(&incoming, &key);
-	if (in) {
-		__builtin_memcpy(ev->trace_id, in->trace_id, sizeof(ev->trace_id));
-		__builtin_memcpy(ev->parent_span_id, in->span_id, sizeof(ev->parent_span_id));
-		ev->flags = in->flags;
+	if (in)
+		read_peer(ev, transport); /* an *http2Server: operateHeaders saw it */
+	if (in && in->has_context) {
+		__builtin_memcpy(ev->trace_id, in->sc.trace_id, sizeof(ev->trace_id));
+		__builtin_memcpy(ev->parent_span_id, in->sc.span_id, sizeof(ev->parent_span_id));
+		ev->flags = in->sc.flags;
 		ev->remote_parent = 1;
 		random_id(ev->span_id, sizeof(ev->span_id));
-		bpf_map_delete_elem(&incoming, &key);
 	} else {
 		/* Served through ServeHTTP, or no traceparent: a child of the goroutine's span, if any. */
 		ev->flags = span_start(&g, ev->trace_id, ev->span_id, ev->parent_span_id);
 	}
+	if (in)
+		bpf_map_delete_elem(&incoming, &key);
 	s->had_saved = span_activate(&g, ev->trace_id, ev->span_id, ev->flags, &s->saved);
 
 	struct stream_ref ref = {.tgid = g.tgid, .stream = stream};

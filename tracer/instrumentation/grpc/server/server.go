@@ -17,7 +17,7 @@
 // google.golang.org/grpc/transport before v1.14.0. Reading the status code
 // needs the layout of google.rpc.Status in the genproto module the binary
 // links: without it spans carry no status code. Without the x/net/http2
-// fields, incoming trace context is not read. Requirements on the target:
+// fields, incoming trace context and the client's address are not read. Requirements on the target:
 // Go 1.17+ on amd64 or 1.18+ on arm64 (the register calling convention).
 package server
 
@@ -77,6 +77,13 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: f("google.golang.org/grpc/internal/status.Status.s"), Const: "off_iStatus_s", Optional: true},
 			{ID: f("google.golang.org/grpc/status.Status.s"), Const: "off_Status_s", Optional: true},
 			{ID: f("google.golang.org/genproto/googleapis/rpc/status.Status.Code"), Const: "off_spb_Code", IfResolved: true},
+			// The client's address: the transport's peer.Addr or remoteAddr, a *net.TCPAddr.
+			{ID: f("google.golang.org/grpc/internal/transport.http2Server.peer"), Const: "off_http2Server_peer", IfResolved: true},
+			{ID: f("google.golang.org/grpc/internal/transport.http2Server.remoteAddr"), Const: "off_http2Server_remoteAddr", IfResolved: true},
+			{ID: f("google.golang.org/grpc/transport.http2Server.remoteAddr"), Const: "off_thttp2Server_remoteAddr", IfResolved: true},
+			{ID: f("google.golang.org/grpc/peer.Peer.Addr"), Const: "off_Peer_Addr", IfResolved: true},
+			{ID: f("net.TCPAddr.IP"), Const: "off_TCPAddr_IP", IfResolved: true},
+			{ID: f("net.TCPAddr.Port"), Const: "off_TCPAddr_Port", IfResolved: true},
 		},
 		Spec:   spec,
 		Decode: decode,

@@ -94,6 +94,28 @@ func TestInstrumentationDecodesServerRecords(t *testing.T) {
 			WantAttrs: map[string]any{"rpc.system.name": "grpc", "rpc.method": "helloworld.Greeter/SayHello",
 				"rpc.response.status_code": "OK"},
 		},
+		{
+			Name: "the client's address",
+			Record: record(t, event("/helloworld.Greeter/SayHello", statusSet, 0, func(r *serverGrpcEvent) {
+				r.PeerIpLen = 4
+				copy(r.PeerIp[:], []byte{10, 1, 2, 3})
+				r.PeerPort = 51234
+			})),
+			Want: withName(ids, "helloworld.Greeter/SayHello"),
+			WantAttrs: map[string]any{"rpc.system.name": "grpc", "rpc.method": "helloworld.Greeter/SayHello",
+				"rpc.response.status_code": "OK", "network.peer.address": "10.1.2.3", "network.peer.port": int64(51234)},
+		},
+		{
+			Name: "an IPv6 client",
+			Record: record(t, event("/helloworld.Greeter/SayHello", statusSet, 0, func(r *serverGrpcEvent) {
+				r.PeerIpLen = 16
+				r.PeerIp = [16]uint8{15: 1}
+				r.PeerPort = 443
+			})),
+			Want: withName(ids, "helloworld.Greeter/SayHello"),
+			WantAttrs: map[string]any{"rpc.system.name": "grpc", "rpc.method": "helloworld.Greeter/SayHello",
+				"rpc.response.status_code": "OK", "network.peer.address": "::1", "network.peer.port": int64(443)},
+		},
 		{Name: "short record", Record: []byte{3, 1, 2}, WantErr: "record of 3 bytes"},
 	})
 }

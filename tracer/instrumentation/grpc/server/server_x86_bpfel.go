@@ -29,16 +29,25 @@ type serverGrpcEvent struct {
 	Flags        uint8
 	RemoteParent uint8
 	Streaming    uint8
-	Pad          uint8
+	PeerIpLen    uint8
 	Status       uint32
 	Pid          uint32
+	PeerPort     uint16
+	Pad          [6]uint8
 	StartNs      uint64
 	EndNs        uint64
 	TraceId      [16]uint8
 	SpanId       [8]uint8
 	ParentSpanId [8]uint8
+	PeerIp       [16]uint8
 	Method       [128]uint8
 	Target       [128]uint8
+}
+
+type serverIncomingRequest struct {
+	_          structs.HostLayout
+	Sc         serverSpanContext
+	HasContext uint64
 }
 
 type serverServerSpan struct {
@@ -95,17 +104,23 @@ const (
 	serverVarOffHeadersFrameStreamID         = "off_HeadersFrame_StreamID"
 	serverVarOffMetaHeadersFrameFields       = "off_MetaHeadersFrame_Fields"
 	serverVarOffMetaHeadersFrameHeadersFrame = "off_MetaHeadersFrame_HeadersFrame"
+	serverVarOffPeerAddr                     = "off_Peer_Addr"
 	serverVarOffServerStreamStream           = "off_ServerStream_Stream"
 	serverVarOffServerStreamId               = "off_ServerStream_id"
 	serverVarOffServerStreamMethod           = "off_ServerStream_method"
 	serverVarOffStatusS                      = "off_Status_s"
 	serverVarOffStreamId                     = "off_Stream_id"
 	serverVarOffStreamMethod                 = "off_Stream_method"
+	serverVarOffTCPAddrIP                    = "off_TCPAddr_IP"
+	serverVarOffTCPAddrPort                  = "off_TCPAddr_Port"
 	serverVarOffG_goid                       = "off_g_goid"
+	serverVarOffHttp2ServerPeer              = "off_http2Server_peer"
+	serverVarOffHttp2ServerRemoteAddr        = "off_http2Server_remoteAddr"
 	serverVarOffIStatusS                     = "off_iStatus_s"
 	serverVarOffSpbCode                      = "off_spb_Code"
 	serverVarOffTStreamId                    = "off_tStream_id"
 	serverVarOffTStreamMethod                = "off_tStream_method"
+	serverVarOffThttp2ServerRemoteAddr       = "off_thttp2Server_remoteAddr"
 )
 
 // loadServer returns the embedded CollectionSpec for server.
@@ -182,17 +197,23 @@ type serverVariableSpecs struct {
 	OffHeadersFrameStreamID         *ebpf.VariableSpec `ebpf:"off_HeadersFrame_StreamID"`
 	OffMetaHeadersFrameFields       *ebpf.VariableSpec `ebpf:"off_MetaHeadersFrame_Fields"`
 	OffMetaHeadersFrameHeadersFrame *ebpf.VariableSpec `ebpf:"off_MetaHeadersFrame_HeadersFrame"`
+	OffPeerAddr                     *ebpf.VariableSpec `ebpf:"off_Peer_Addr"`
 	OffServerStreamStream           *ebpf.VariableSpec `ebpf:"off_ServerStream_Stream"`
 	OffServerStreamId               *ebpf.VariableSpec `ebpf:"off_ServerStream_id"`
 	OffServerStreamMethod           *ebpf.VariableSpec `ebpf:"off_ServerStream_method"`
 	OffStatusS                      *ebpf.VariableSpec `ebpf:"off_Status_s"`
 	OffStreamId                     *ebpf.VariableSpec `ebpf:"off_Stream_id"`
 	OffStreamMethod                 *ebpf.VariableSpec `ebpf:"off_Stream_method"`
+	OffTCPAddrIP                    *ebpf.VariableSpec `ebpf:"off_TCPAddr_IP"`
+	OffTCPAddrPort                  *ebpf.VariableSpec `ebpf:"off_TCPAddr_Port"`
 	OffG_goid                       *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	OffHttp2ServerPeer              *ebpf.VariableSpec `ebpf:"off_http2Server_peer"`
+	OffHttp2ServerRemoteAddr        *ebpf.VariableSpec `ebpf:"off_http2Server_remoteAddr"`
 	OffIStatusS                     *ebpf.VariableSpec `ebpf:"off_iStatus_s"`
 	OffSpbCode                      *ebpf.VariableSpec `ebpf:"off_spb_Code"`
 	OffTStreamId                    *ebpf.VariableSpec `ebpf:"off_tStream_id"`
 	OffTStreamMethod                *ebpf.VariableSpec `ebpf:"off_tStream_method"`
+	OffThttp2ServerRemoteAddr       *ebpf.VariableSpec `ebpf:"off_thttp2Server_remoteAddr"`
 }
 
 // serverObjects contains all objects after they have been loaded into the kernel.
@@ -248,17 +269,23 @@ type serverVariables struct {
 	OffHeadersFrameStreamID         *ebpf.Variable `ebpf:"off_HeadersFrame_StreamID"`
 	OffMetaHeadersFrameFields       *ebpf.Variable `ebpf:"off_MetaHeadersFrame_Fields"`
 	OffMetaHeadersFrameHeadersFrame *ebpf.Variable `ebpf:"off_MetaHeadersFrame_HeadersFrame"`
+	OffPeerAddr                     *ebpf.Variable `ebpf:"off_Peer_Addr"`
 	OffServerStreamStream           *ebpf.Variable `ebpf:"off_ServerStream_Stream"`
 	OffServerStreamId               *ebpf.Variable `ebpf:"off_ServerStream_id"`
 	OffServerStreamMethod           *ebpf.Variable `ebpf:"off_ServerStream_method"`
 	OffStatusS                      *ebpf.Variable `ebpf:"off_Status_s"`
 	OffStreamId                     *ebpf.Variable `ebpf:"off_Stream_id"`
 	OffStreamMethod                 *ebpf.Variable `ebpf:"off_Stream_method"`
+	OffTCPAddrIP                    *ebpf.Variable `ebpf:"off_TCPAddr_IP"`
+	OffTCPAddrPort                  *ebpf.Variable `ebpf:"off_TCPAddr_Port"`
 	OffG_goid                       *ebpf.Variable `ebpf:"off_g_goid"`
+	OffHttp2ServerPeer              *ebpf.Variable `ebpf:"off_http2Server_peer"`
+	OffHttp2ServerRemoteAddr        *ebpf.Variable `ebpf:"off_http2Server_remoteAddr"`
 	OffIStatusS                     *ebpf.Variable `ebpf:"off_iStatus_s"`
 	OffSpbCode                      *ebpf.Variable `ebpf:"off_spb_Code"`
 	OffTStreamId                    *ebpf.Variable `ebpf:"off_tStream_id"`
 	OffTStreamMethod                *ebpf.Variable `ebpf:"off_tStream_method"`
+	OffThttp2ServerRemoteAddr       *ebpf.Variable `ebpf:"off_thttp2Server_remoteAddr"`
 }
 
 // serverPrograms contains all programs after they have been loaded into the kernel.
