@@ -20,7 +20,8 @@ type Function struct {
 	Entry, End uint64
 	// EntryOffset is the file offset of Entry: where an entry uprobe attaches.
 	EntryOffset uint64
-	// Returns are the file offsets of every RET instruction in the function,
+	// Returns are the file offsets of every RET instruction in the function
+	// (shared by every caller of Function for this name: read, never modify),
 	// in address order.
 	//
 	// Return probes are uprobes on these instructions rather than
@@ -45,10 +46,26 @@ type Function struct {
 // sees calls through either ABI. Names with the ".abi0" suffix are only
 // found through .symtab.
 // The first call reads the tables (a few megabytes for a large binary);
-// later calls only read and decode the function's own bytes. The error wraps
+// later calls only read and decode the function's own bytes, once per name:
+// results (errors too) are cached for the life of b. The error wraps
 // ErrSymbolNotFound when no function has that name and ErrUnsupportedArch
 // for architectures other than amd64 and arm64.
-func (b *Binary) Function(name string) (fn Function, err error) {
+func (b *Binary) Function(name string) (Function, error) {
+	b.locatedMu.Lock()
+	defer b.locatedMu.Unlock()
+	if r, ok := b.located[name]; ok {
+		return r.fn, r.err
+	}
+	fn, err := b.function(name)
+	if b.located == nil {
+		b.located = make(map[string]located)
+	}
+	b.located[name] = located{fn, err}
+	return fn, err
+}
+
+// function is Function without the cache.
+func (b *Binary) function(name string) (fn Function, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			fn, err = Function{}, fmt.Errorf("function %s: %w: parser panic: %v", name, ErrMalformed, r)

@@ -123,6 +123,18 @@ type Binary struct {
 
 	relocOnce sync.Once
 	relocs    map[uint64]uint64 // R_*_RELATIVE: address -> addend
+
+	// located caches Function by name: planning, attaching and inspecting
+	// all locate the same probed functions, and decoding a function's
+	// instructions for its RETs is the costly part.
+	locatedMu sync.Mutex
+	located   map[string]located
+}
+
+// located is a cached result of Function.
+type located struct {
+	fn  Function
+	err error
 }
 
 // Module is a Go module linked into a binary, as recorded in its build info.

@@ -234,10 +234,11 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 		}
 	}
 
+	pls := placements(t.probes)
 	if s.multi {
 		// The kernel attaches a program to uprobe_multi links only if it
 		// was loaded for them.
-		for _, pl := range placements(t.probes) {
+		for _, pl := range pls {
 			spec.Programs[pl.program].AttachType = ebpf.AttachTraceUprobeMulti
 		}
 	}
@@ -266,7 +267,7 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 	}
 	s.colls = append(s.colls, coll)
 
-	for _, pl := range placements(t.probes) {
+	for _, pl := range pls {
 		prog := coll.Programs[pl.program]
 		if s.multi {
 			if err := s.uprobeMulti(ex, pid, prog, pl); err != nil {
