@@ -52,22 +52,12 @@ struct grpc_event {
 	__u8 target[GRPC_TARGET_LEN]; /* client: the ClientConn's dial target */
 };
 
-/*
- * read_go_u32 reads the 4 bytes at addr into *v; false when unreadable.
- */
-static __always_inline int read_go_u32(__u64 addr, __u32 *v)
-{
-	return addr != 0 && bpf_probe_read_user(v, sizeof(*v), (const void *)addr) == 0;
-}
-
-/*
- * read_go_ptr reads the pointer at addr into *v; false when unreadable or nil.
- */
-static __always_inline int read_go_ptr(__u64 addr, __u64 *v)
-{
-	*v = 0;
-	return addr != 0 && bpf_probe_read_user(v, sizeof(*v), (const void *)addr) == 0 && *v != 0;
-}
+/* A stream of a process, by its transport stream or *clientStream pointer. */
+struct stream_ref {
+	__u32 tgid;
+	__u32 pad;
+	__u64 stream;
+};
 
 /*
  * spb_code reads the code of the *google.golang.org/genproto/googleapis/rpc/status.Status

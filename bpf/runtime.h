@@ -65,37 +65,27 @@ static __always_inline __u64 read_u64(__u64 addr)
 	return v;
 }
 
-/* read_u32 returns the 4 bytes at addr in the traced process, or 0. */
-static __always_inline __u32 read_u32(__u64 addr)
-{
-	__u32 v = 0;
-	bpf_probe_read_user(&v, sizeof(v), (const void *)addr);
-	return v;
-}
-
 /*
- * read_go_string copies at most size bytes of the Go string whose header is
- * at addr into dst and returns how many it copied. size must be a constant
- * of at most 255.
+ * read_go_u32 reads the 4 bytes at addr into *v; false when unreadable.
  */
-static __always_inline __u8 read_go_string(void *dst, __u32 size, __u64 addr)
+static __always_inline int read_go_u32(__u64 addr, __u32 *v)
 {
-	struct go_string s = {};
-	if (bpf_probe_read_user(&s, sizeof(s), (const void *)addr) != 0)
-		return 0;
-	if (s.ptr == 0 || s.len <= 0)
-		return 0;
-	__u32 n = s.len > size ? size : (__u32)s.len;
-	if (n > size) /* restated for the verifier */
-		return 0;
-	if (bpf_probe_read_user(dst, n, (const void *)s.ptr) != 0)
-		return 0;
-	return n;
+	return addr != 0 && bpf_probe_read_user(v, sizeof(*v), (const void *)addr) == 0;
 }
 
 /*
- * copy_go_string is read_go_string for a string header already in
- * registers: ptr and len.
+ * read_go_ptr reads the pointer at addr into *v; false when unreadable or nil.
+ */
+static __always_inline int read_go_ptr(__u64 addr, __u64 *v)
+{
+	*v = 0;
+	return addr != 0 && bpf_probe_read_user(v, sizeof(*v), (const void *)addr) == 0 && *v != 0;
+}
+
+/*
+ * copy_go_string copies at most size bytes of the Go string with data ptr
+ * and length len into dst and returns how many it copied. size must be a
+ * constant of at most 255.
  */
 static __always_inline __u8 copy_go_string(void *dst, __u32 size, __u64 ptr, __s64 len)
 {
@@ -107,6 +97,18 @@ static __always_inline __u8 copy_go_string(void *dst, __u32 size, __u64 ptr, __s
 	if (bpf_probe_read_user(dst, n, (const void *)ptr) != 0)
 		return 0;
 	return n;
+}
+
+/*
+ * read_go_string is copy_go_string for the Go string whose header is at
+ * addr in the traced process.
+ */
+static __always_inline __u8 read_go_string(void *dst, __u32 size, __u64 addr)
+{
+	struct go_string s = {};
+	if (bpf_probe_read_user(&s, sizeof(s), (const void *)addr) != 0)
+		return 0;
+	return copy_go_string(dst, size, s.ptr, s.len);
 }
 
 /*

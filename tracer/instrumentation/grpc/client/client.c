@@ -39,13 +39,6 @@ struct {
 	__type(value, struct grpc_event);
 } client_spans SEC(".maps");
 
-/* A client stream of a process, by its *clientStream. */
-struct stream_ref {
-	__u32 tgid;
-	__u32 pad;
-	__u64 stream;
-};
-
 /* Streams in progress; LRU, so that streams never finished are evicted. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

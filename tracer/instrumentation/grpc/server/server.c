@@ -59,13 +59,6 @@ struct stream_key {
 	__u64 transport; /* *http2Server */
 };
 
-/* A stream being handled, by its *Stream (or *ServerStream). */
-struct stream_ref {
-	__u32 tgid;
-	__u32 pad;
-	__u64 stream;
-};
-
 /*
  * What operateHeaders saw of a request whose handler has not started yet:
  * its valid traceparent, if any, and that its transport is an *http2Server
