@@ -50,22 +50,18 @@ type HTTPEvent struct {
 // the same process. Describe returns an error wrapping spans.ErrInvalidEvent
 // for a kind other than server or client.
 func Describe(ev *HTTPEvent, out *spans.Span) error {
-	var s httpSpan
 	switch ev.Kind {
 	case trace.SpanKindServer:
-		s.describeServer(ev)
+		describeServer(ev, out)
 	case trace.SpanKindClient:
-		s.describeClient(ev)
+		describeClient(ev, out)
 	default:
 		return fmt.Errorf("describe HTTP event %s/%s: %w: kind %s", ev.TraceID, ev.SpanID, spans.ErrInvalidEvent, ev.Kind)
 	}
-	out.Name = s.name
 	out.Kind = ev.Kind
 	out.Start, out.End = ev.Start, ev.End
 	out.TraceID, out.SpanID, out.ParentSpanID = ev.TraceID, ev.SpanID, ev.ParentSpanID
 	out.RemoteParent = ev.Kind == trace.SpanKindServer && ev.ParentSpanID.IsValid()
-	out.Attributes = append(out.Attributes[:0], s.attrs...)
-	out.Status, out.StatusDescription = s.status, s.description
 	return nil
 }
 
@@ -76,24 +72,11 @@ func (ev HTTPEvent) Span() (spans.Span, error) {
 	return s, err
 }
 
-// maxAttributes bounds the attributes one HTTP span carries, so that they fit
-// in a fixed array and cost one allocation when handed to the SDK.
-const maxAttributes = 14
-
-// httpSpan is what the HTTP semantic conventions derive from one HTTPEvent:
-// the span name, its attributes and its status.
-type httpSpan struct {
-	name        string
-	attrs       []attribute.KeyValue
-	status      codes.Code
-	description string
-	storage     [maxAttributes]attribute.KeyValue
-}
-
-// reset empties s for reuse.
-func (s *httpSpan) reset() {
-	s.name, s.status, s.description = "", codes.Unset, ""
-	s.attrs = s.storage[:0]
+// clearDescription empties what describeServer and describeClient fill,
+// keeping the storage of the attributes.
+func clearDescription(s *spans.Span) {
+	s.Name, s.Status, s.StatusDescription = "", codes.Unset, ""
+	s.Attributes = s.Attributes[:0]
 }
 
 // knownMethods are the HTTP methods the semantic conventions name; any other
@@ -115,18 +98,18 @@ var knownMethods = map[string]attribute.KeyValue{
 // addMethod appends http.request.method (and http.request.method_original
 // for an unknown method) and returns the method as used in span names: the
 // method itself when known, "HTTP" otherwise, as the conventions require.
-func (s *httpSpan) addMethod(method string) string {
+func addMethod(s *spans.Span, method string) string {
 	if kv, ok := knownMethods[method]; ok {
-		s.attrs = append(s.attrs, kv)
+		s.Attributes = append(s.Attributes, kv)
 		return method
 	}
-	s.attrs = append(s.attrs, semconv.HTTPRequestMethodOther, semconv.HTTPRequestMethodOriginal(method))
+	s.Attributes = append(s.Attributes, semconv.HTTPRequestMethodOther, semconv.HTTPRequestMethodOriginal(method))
 	return "HTTP"
 }
 
 // addProtocolVersion appends network.protocol.version ("1.0", "1.1", "2",
 // "3") unless the version is unknown.
-func (s *httpSpan) addProtocolVersion(major, minor int) {
+func addProtocolVersion(s *spans.Span, major, minor int) {
 	var v string
 	switch {
 	case major <= 0:
@@ -142,69 +125,64 @@ func (s *httpSpan) addProtocolVersion(major, minor int) {
 	default:
 		v = strconv.Itoa(major) + "." + strconv.Itoa(minor)
 	}
-	s.attrs = append(s.attrs, semconv.NetworkProtocolVersion(v))
+	s.Attributes = append(s.Attributes, semconv.NetworkProtocolVersion(v))
 }
 
-// setError marks the span as failed with error.type set to errorType.
-func (s *httpSpan) setError(errorType attribute.KeyValue, description string) {
-	s.status = codes.Error
-	s.description = description
-	s.attrs = append(s.attrs, errorType)
-}
-
-// describeServer fills s for a server-side event.
+// describeServer fills the name, attributes and status of s for a
+// server-side event.
 //
 // The name is "{method} {http.route}" when the ServeMux pattern is known and
 // "{method}" otherwise; status is Error for 5xx responses only, since a 4xx
 // is the client's error, not the server's.
-func (s *httpSpan) describeServer(ev *HTTPEvent) {
-	s.reset()
-	method := s.addMethod(ev.Method)
-	s.name = method
+func describeServer(ev *HTTPEvent, s *spans.Span) {
+	clearDescription(s)
+	method := addMethod(s, ev.Method)
+	s.Name = method
 	if route := routePath(ev.Route); route != "" {
-		s.name = method + " " + route
-		s.attrs = append(s.attrs, semconv.HTTPRoute(route))
+		s.Name = method + " " + route
+		s.Attributes = append(s.Attributes, semconv.HTTPRoute(route))
 	}
 	if ev.Path != "" {
-		s.attrs = append(s.attrs, semconv.URLPath(ev.Path))
+		s.Attributes = append(s.Attributes, semconv.URLPath(ev.Path))
 	}
 	if ev.Query != "" {
-		s.attrs = append(s.attrs, semconv.URLQuery(ev.Query))
+		s.Attributes = append(s.Attributes, semconv.URLQuery(ev.Query))
 	}
 	scheme := ev.Scheme
 	if scheme == "" {
 		scheme = "http"
 	}
-	s.attrs = append(s.attrs, semconv.URLScheme(scheme))
+	s.Attributes = append(s.Attributes, semconv.URLScheme(scheme))
 	if host, port := spans.SplitHostPort(ev.Host); host != "" {
-		s.attrs = append(s.attrs, semconv.ServerAddress(host))
+		s.Attributes = append(s.Attributes, semconv.ServerAddress(host))
 		if port > 0 {
-			s.attrs = append(s.attrs, semconv.ServerPort(port))
+			s.Attributes = append(s.Attributes, semconv.ServerPort(port))
 		}
 	}
 	if host, port := spans.SplitHostPort(ev.RemoteAddr); host != "" {
-		s.attrs = append(s.attrs, semconv.ClientAddress(host))
+		s.Attributes = append(s.Attributes, semconv.ClientAddress(host))
 		if port > 0 {
-			s.attrs = append(s.attrs, semconv.ClientPort(port))
+			s.Attributes = append(s.Attributes, semconv.ClientPort(port))
 		}
 	}
-	s.addProtocolVersion(ev.ProtoMajor, ev.ProtoMinor)
+	addProtocolVersion(s, ev.ProtoMajor, ev.ProtoMinor)
 	if ev.StatusCode != 0 {
-		s.attrs = append(s.attrs, semconv.HTTPResponseStatusCode(ev.StatusCode))
+		s.Attributes = append(s.Attributes, semconv.HTTPResponseStatusCode(ev.StatusCode))
 		if ev.StatusCode >= 500 && ev.StatusCode <= 599 {
-			s.setError(semconv.ErrorTypeKey.String(strconv.Itoa(ev.StatusCode)), "")
+			s.SetError(semconv.ErrorTypeKey.String(strconv.Itoa(ev.StatusCode)), "")
 		}
 	}
 }
 
-// describeClient fills s for a client-side event.
+// describeClient fills the name, attributes and status of s for a
+// client-side event.
 //
 // The name is "{method}": a client knows no route. Status is Error for 4xx
 // and 5xx responses, for codes outside 100-599, and, with the description
 // "no response", when no response arrived (StatusCode 0).
-func (s *httpSpan) describeClient(ev *HTTPEvent) {
-	s.reset()
-	s.name = s.addMethod(ev.Method)
+func describeClient(ev *HTTPEvent, s *spans.Span) {
+	clearDescription(s)
+	s.Name = addMethod(s, ev.Method)
 	scheme := ev.Scheme
 	if scheme == "" {
 		scheme = "http"
@@ -213,25 +191,25 @@ func (s *httpSpan) describeClient(ev *HTTPEvent) {
 	if ev.Query != "" {
 		full += "?" + ev.Query
 	}
-	s.attrs = append(s.attrs, semconv.URLFull(full))
+	s.Attributes = append(s.Attributes, semconv.URLFull(full))
 	if host, port := spans.SplitHostPort(ev.Host); host != "" {
-		s.attrs = append(s.attrs, semconv.ServerAddress(host))
+		s.Attributes = append(s.Attributes, semconv.ServerAddress(host))
 		if port == 0 {
 			port = defaultPort(scheme)
 		}
 		if port > 0 {
-			s.attrs = append(s.attrs, semconv.ServerPort(port))
+			s.Attributes = append(s.Attributes, semconv.ServerPort(port))
 		}
 	}
-	s.addProtocolVersion(ev.ProtoMajor, ev.ProtoMinor)
+	addProtocolVersion(s, ev.ProtoMajor, ev.ProtoMinor)
 	switch code := ev.StatusCode; {
 	case code == 0:
-		s.setError(semconv.ErrorTypeOther, "no response")
+		s.SetError(semconv.ErrorTypeOther, "no response")
 	case code < 100 || code >= 400:
-		s.attrs = append(s.attrs, semconv.HTTPResponseStatusCode(code))
-		s.setError(semconv.ErrorTypeKey.String(strconv.Itoa(code)), "")
+		s.Attributes = append(s.Attributes, semconv.HTTPResponseStatusCode(code))
+		s.SetError(semconv.ErrorTypeKey.String(strconv.Itoa(code)), "")
 	default:
-		s.attrs = append(s.attrs, semconv.HTTPResponseStatusCode(code))
+		s.Attributes = append(s.Attributes, semconv.HTTPResponseStatusCode(code))
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/offsetdb/offsetdb/tracer/spans"
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
 
@@ -119,16 +120,16 @@ func TestDescribeFollowsHTTPSemanticConventions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var s httpSpan
+			var s spans.Span
 			if tt.ev.Kind == trace.SpanKindServer {
-				s.describeServer(&tt.ev)
+				describeServer(&tt.ev, &s)
 			} else {
-				s.describeClient(&tt.ev)
+				describeClient(&tt.ev, &s)
 			}
-			assert.Equal(t, tt.wantName, s.name)
-			assert.Equal(t, tt.wantAttrs, uprobetest.AttrMap(t, s.attrs))
-			assert.Equal(t, tt.wantStatus, s.status)
-			assert.Equal(t, tt.wantDescrip, s.description)
+			assert.Equal(t, tt.wantName, s.Name)
+			assert.Equal(t, tt.wantAttrs, uprobetest.AttrMap(t, s.Attributes))
+			assert.Equal(t, tt.wantStatus, s.Status)
+			assert.Equal(t, tt.wantDescrip, s.StatusDescription)
 		})
 	}
 }
