@@ -17,7 +17,7 @@ if ! grep -q '^listening on ' "$out"; then
   echo "the traced service did not start:" >&2; cat "$err" >&2; exit 1
 fi
 addr=$(sed -n 's/^listening on //p' "$out" | head -1)
-echo "== service listening on $addr (traced, pid $tracer)"
+echo "== service listening on $addr (traced by tracer pid $tracer)"
 for path in /items/1 /items/2 /fail; do
   printf '== GET %s -> ' "$path"; curl -s -o /dev/null -w '%{http_code}\n' "http://$addr$path"
 done

@@ -55,6 +55,20 @@ import (
 
 var errUsage = errors.New("usage")
 
+// errReported wraps a flag parsing error that the flag package has already
+// printed with the usage: run exits 2 without printing it again.
+var errReported = errors.New("reported")
+
+// parseFlags parses args into fs, marking errors the flag package has
+// already printed.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return fmt.Errorf("%w: %w", errReported, err)
+	}
+	return err
+}
+
 // The stop budget, described in the package documentation.
 const (
 	// flushTimeout bounds the export of a process's last spans.
@@ -196,6 +210,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errReported):
+		return 2
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "tracer: %v\n%s\n", err, strings.SplitN(usage, "\n\nflags:", 2)[0])
 		return 2
@@ -213,7 +229,7 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	pid := fs.Int("pid", 0, "trace the running process with this PID")
 	exe := fs.String("exe", "", "trace every process whose executable matches this glob (base name, or full path if it has a '/')")
 	perLink := fs.Bool("per-uprobe-links", false, "attach every uprobe with a link of its own even where the kernel has uprobe_multi links (Linux 6.6+); slower to detach: ~80 ms per uprobe")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return 0, err
 	}
 	argv := fs.Args()
@@ -280,7 +296,11 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 	}
 	for inst, skipped := range p.Skipped {
 		for _, s := range skipped {
-			t.log.Info("optional probe skipped", "instrumentation", inst, "pid", pid, "exe", name, "reason", s.Err)
+			level := slog.LevelInfo
+			if s.OutsideVersions {
+				level = slog.LevelDebug // an alternative for other versions: expected
+			}
+			t.log.Log(context.Background(), level, "optional probe skipped", "instrumentation", inst, "pid", pid, "exe", name, "reason", s.Err)
 		}
 	}
 	if len(p.NotUsed) > 0 {

@@ -29,6 +29,10 @@ type Skipped struct {
 	Probe Probe
 	// Err wraps ErrProbeSkipped and says what was missing or out of bounds.
 	Err error
+	// OutsideVersions says the probe is for other versions of its module
+	// than the binary's: the expected case for the alternatives of a
+	// function whose signature changed, not a loss.
+	OutsideVersions bool
 }
 
 // Locate decides which of inst's probes can be attached to bin and finds
@@ -42,7 +46,7 @@ type Skipped struct {
 // unreadable). Locate reads the binary's function table once and caches it.
 func (inst *Instrumentation) Locate(bin *gobinary.Binary) (located []Located, skipped []Skipped, err error) {
 	for _, p := range inst.Probes {
-		fn, assumed, err := locate(bin, p)
+		fn, assumed, outside, err := locate(bin, p)
 		if err == nil {
 			located = append(located, Located{Probe: p, Function: fn, Assumed: assumed})
 			continue
@@ -50,7 +54,7 @@ func (inst *Instrumentation) Locate(bin *gobinary.Binary) (located []Located, sk
 		if !errors.Is(err, ErrProbeSkipped) || !p.Optional {
 			return nil, nil, fmt.Errorf("instrumentation %s: %w", inst.Name, err)
 		}
-		skipped = append(skipped, Skipped{Probe: p, Err: err})
+		skipped = append(skipped, Skipped{Probe: p, Err: err, OutsideVersions: outside})
 	}
 	if len(located) == 0 {
 		return nil, skipped, fmt.Errorf("instrumentation %s: %w: no probe fits %s", inst.Name, ErrProbeSkipped, bin.Path)
@@ -58,25 +62,26 @@ func (inst *Instrumentation) Locate(bin *gobinary.Binary) (located []Located, sk
 	return located, skipped, nil
 }
 
-// locate finds the function of p in bin, if p's bound allows bin.
-func locate(bin *gobinary.Binary, p Probe) (fn gobinary.Function, assumed string, err error) {
+// locate finds the function of p in bin, if p's bound allows bin; outside
+// says the bound excluded it.
+func locate(bin *gobinary.Binary, p Probe) (fn gobinary.Function, assumed string, outside bool, err error) {
 	if p.Versions != "" {
 		if assumed, err = checkBound(bin, p); err != nil {
-			return fn, "", err
+			return fn, "", true, err
 		}
 	}
 	fn, err = bin.Function(p.Symbol)
 	switch {
 	case errors.Is(err, gobinary.ErrSymbolNotFound):
-		return fn, "", fmt.Errorf("%w: function %s not in the binary (not linked in, or renamed): %w", ErrProbeSkipped, p.Symbol, err)
+		return fn, "", false, fmt.Errorf("%w: function %s not in the binary (not linked in, or renamed): %w", ErrProbeSkipped, p.Symbol, err)
 	case err != nil:
-		return fn, "", fmt.Errorf("locate function %s: %w", p.Symbol, err)
+		return fn, "", false, fmt.Errorf("locate function %s: %w", p.Symbol, err)
 	case fn.EntryOffset == 0:
-		return fn, "", fmt.Errorf("function %s: file offset 0", p.Symbol)
+		return fn, "", false, fmt.Errorf("function %s: file offset 0", p.Symbol)
 	case p.Return != "" && len(fn.Returns) == 0:
-		return fn, "", fmt.Errorf("function %s has no RET instruction for return program %s", p.Symbol, p.Return)
+		return fn, "", false, fmt.Errorf("function %s has no RET instruction for return program %s", p.Symbol, p.Return)
 	}
-	return fn, assumed, nil
+	return fn, assumed, false, nil
 }
 
 // checkBound checks the version of p's module in bin against p.Versions.

@@ -81,6 +81,8 @@ func TestLocateSkipsOptionalAndVersionBoundProbes(t *testing.T) {
 	if assert.Len(t, skipped, 2) {
 		assert.ErrorIs(t, skipped[0].Err, uprobe.ErrProbeSkipped)
 		assert.ErrorContains(t, skipped[0].Err, "noSuchFunction not in the binary")
+		assert.False(t, skipped[0].OutsideVersions, "a missing function is not a version bound")
+		assert.True(t, skipped[1].OutsideVersions, "a probe for other versions")
 		assert.ErrorContains(t, skipped[1].Err, "runtime.newobject needs std >=go1.99; the binary has "+bin.GoVersion.String())
 	}
 
