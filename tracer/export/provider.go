@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -69,6 +71,15 @@ type Options struct {
 
 	// Console receives the console exporter's JSON lines; os.Stdout when nil.
 	Console io.Writer
+
+	// Counts, when set, counts the provider's spans (see Processor); with
+	// several exporters, the first one's outcomes are counted.
+	Counts *Counts
+	// Buffer tunes the span processor of each exporter; zero fields come
+	// from OTEL_BSP_* or the defaults.
+	Buffer BufferOptions
+	// Log receives export failures and losses; slog.Default() when nil.
+	Log *slog.Logger
 }
 
 // NewTracerProvider returns an SDK TracerProvider configured from the
@@ -76,7 +87,11 @@ type Options struct {
 // spans.IDGenerator, so spans keep the IDs the eBPF side assigned.
 //
 // OTEL_TRACES_EXPORTER is a comma-separated list of "otlp" (the default),
-// "console" and "none"; each exporter gets its own batch span processor.
+// "console" and "none"; each exporter gets its own Processor: a bounded
+// buffer that survives collector outages and counts every span into
+// Options.Counts. The OTLP exporters retry retryable failures themselves
+// (exponential backoff with jitter, Retry-After honoured) within one
+// export; the Processor retries what they give up on.
 // The OTLP protocol comes from OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else
 // OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" (the default) or "grpc".
 // Values are case-insensitive; an unknown or unsupported one is an error
@@ -97,12 +112,24 @@ func NewTracerProvider(ctx context.Context, opts Options) (*sdktrace.TracerProvi
 	if strings.EqualFold(strings.TrimSpace(os.Getenv(EnvSDKDisabled)), "true") {
 		return sdktrace.NewTracerProvider(tpOpts...), nil
 	}
-	exporters, err := newExporters(ctx, opts)
+	buf, err := bufferFromEnv(opts.Buffer)
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range exporters {
-		tpOpts = append(tpOpts, sdktrace.WithBatcher(e))
+	exporters, err := newExporters(ctx, opts, buf)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	for i, e := range exporters {
+		counts := opts.Counts
+		if i > 0 || counts == nil {
+			counts = new(Counts) // counted once, by the first exporter's processor
+		}
+		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(NewProcessor(e, buf, counts, log)))
 	}
 	return sdktrace.NewTracerProvider(tpOpts...), nil
 }
@@ -135,7 +162,7 @@ func newResource(ctx context.Context, opts Options) (*resource.Resource, error) 
 }
 
 // newExporters creates the exporters OTEL_TRACES_EXPORTER names.
-func newExporters(ctx context.Context, opts Options) ([]sdktrace.SpanExporter, error) {
+func newExporters(ctx context.Context, opts Options, buf BufferOptions) ([]sdktrace.SpanExporter, error) {
 	names, err := exporterNames(os.Getenv(EnvTracesExporter))
 	if err != nil {
 		return nil, err
@@ -145,7 +172,7 @@ func newExporters(ctx context.Context, opts Options) ([]sdktrace.SpanExporter, e
 		var e sdktrace.SpanExporter
 		switch name {
 		case "otlp":
-			e, err = newOTLPExporter(ctx)
+			e, err = newOTLPExporter(ctx, buf)
 		case "console":
 			w := opts.Console
 			if w == nil {
@@ -200,29 +227,41 @@ func exporterNames(value string) ([]string, error) {
 
 // newOTLPExporter creates the official OTLP exporter for the configured
 // protocol; it reads the endpoint, headers, timeout, compression and TLS
-// settings from the environment itself.
-func newOTLPExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
-	protocol, source := DefaultProtocol, "default"
-	for _, env := range []string{EnvTracesProtocol, EnvProtocol} {
-		if v := strings.TrimSpace(os.Getenv(env)); v != "" {
-			protocol, source = strings.ToLower(v), env
-			break
-		}
-	}
+// settings from the environment itself. Its retries (exponential backoff
+// from buf.RetryInitial to buf.RetryMax with jitter, Retry-After and gRPC
+// RetryInfo honoured, for connection resets, 429, 502, 503, 504 and gRPC
+// Unavailable, ResourceExhausted with RetryInfo, ...) stop at half the
+// export timeout, so that the batch goes back to the Processor, which
+// retries the rest, including connection refused.
+func newOTLPExporter(ctx context.Context, buf BufferOptions) (sdktrace.SpanExporter, error) {
+	protocol, protocolSource := tracesProtocol()
 	var (
 		e   sdktrace.SpanExporter
 		err error
 	)
+	retry := struct {
+		Enabled                                         bool
+		InitialInterval, MaxInterval, MaxElapsedTime time.Duration
+	}{true, buf.RetryInitial, buf.RetryMax, buf.ExportTimeout / 2}
+	endpoint, source := tracesEndpoint(protocol)
 	switch protocol {
 	case "http/protobuf":
-		e, err = otlptracehttp.New(ctx)
+		opts := []otlptracehttp.Option{otlptracehttp.WithRetry(otlptracehttp.RetryConfig(retry))}
+		if source == "default" {
+			opts = append(opts, otlptracehttp.WithEndpointURL(endpoint))
+		}
+		e, err = otlptracehttp.New(ctx, opts...)
 	case "grpc":
-		e, err = otlptracegrpc.New(ctx)
+		opts := []otlptracegrpc.Option{otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig(retry))}
+		if source == "default" {
+			opts = append(opts, otlptracegrpc.WithEndpointURL(endpoint))
+		}
+		e, err = otlptracegrpc.New(ctx, opts...)
 	case "http/json":
 		return nil, fmt.Errorf("%s=%q: %w: the Go OTLP exporter does not speak http/json (use http/protobuf or grpc)",
-			source, protocol, ErrUnknownProtocol)
+			protocolSource, protocol, ErrUnknownProtocol)
 	default:
-		return nil, fmt.Errorf("%s=%q: %w (want http/protobuf or grpc)", source, protocol, ErrUnknownProtocol)
+		return nil, fmt.Errorf("%s=%q: %w (want http/protobuf or grpc)", protocolSource, protocol, ErrUnknownProtocol)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create OTLP %s exporter: %w", protocol, err)
