@@ -6,6 +6,7 @@
 package instrumentation
 
 import (
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/databasesql"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/goroutine"
 	grpcclient "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/client"
 	grpcserver "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/server"
@@ -25,6 +26,7 @@ func All() []uprobe.Instrumentation {
 		httpclient.Instrumentation(),
 		grpcserver.Instrumentation(),
 		grpcclient.Instrumentation(),
+		databasesql.Instrumentation(),
 		goroutine.Instrumentation(),
 	}
 }

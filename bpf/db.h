@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0-only) */
+/*
+ * db.h: what the database client instrumentations (database/sql, go-redis)
+ * share: the span record they submit and the reader of an error's result
+ * words. Each is its own BPF object; they share no state but the generic
+ * active-span context of context.h, which makes each call a child of the
+ * span the calling goroutine works for (an HTTP or gRPC request).
+ */
+#ifndef OFFSETDB_DB_H
+#define OFFSETDB_DB_H
+
+#include "runtime.h"
+#include "context.h"
+
+/* Sizes of the buffers of struct db_event; longer values are cut. */
+#define DB_QUERY_LEN 255
+#define DB_SYSTEM_LEN 16
+#define DB_ADDR_LEN 96
+#define DB_MAX_CMDS 8
+#define DB_CMD_LEN 16
+
+/* op of struct db_event. */
+#define DB_OP_QUERY 1      /* database/sql: DB, Conn or Tx Query */
+#define DB_OP_EXEC 2       /* database/sql: DB, Conn or Tx Exec */
+#define DB_OP_STMT_QUERY 3 /* database/sql: a prepared statement's Query */
+#define DB_OP_STMT_EXEC 4  /* database/sql: a prepared statement's Exec */
+#define DB_OP_COMMIT 5     /* database/sql: Tx.Commit */
+#define DB_OP_ROLLBACK 6   /* database/sql: Tx.Rollback */
+#define DB_OP_REDIS_CMD 7  /* go-redis: one command */
+#define DB_OP_REDIS_PIPELINE 8 /* go-redis: a pipeline (or MULTI/EXEC transaction) */
+
+/* failed of struct db_event. */
+#define DB_OK 0
+#define DB_FAILED 1
+#define DB_NOT_FOUND 2 /* go-redis: redis.Nil, a key that does not exist: not an error */
+
+/*
+ * One finished database call. Strings are not NUL-terminated: *_len says how
+ * many bytes of each buffer are valid. Times are bpf_ktime_get_ns().
+ */
+struct db_event {
+	__u8 kind;       /* event_kind of the submitting object */
+	__u8 op;         /* DB_OP_* */
+	__u8 failed;     /* DB_OK, DB_FAILED, DB_NOT_FOUND */
+	__u8 flags;      /* W3C trace-flags of the span */
+	__u8 query_len;
+	__u8 system_len;
+	__u8 addr_len;
+	__u8 ncmds;      /* go-redis: commands written, the first DB_MAX_CMDS named in cmds */
+	__u32 pid;
+	__s32 db_index;  /* go-redis: the Options.DB of the client, -1 if unknown */
+	__u64 start_ns;
+	__u64 end_ns;
+	__u8 trace_id[16];
+	__u8 span_id[8];
+	__u8 parent_span_id[8]; /* all zero for a root span */
+	__u8 cmd_len[DB_MAX_CMDS];
+	__u8 cmd_argc[DB_MAX_CMDS];           /* go-redis: each command's argument count, its name included (255: more) */
+	__u8 cmds[DB_MAX_CMDS][DB_CMD_LEN];   /* go-redis: command names, never arguments */
+	__u8 system[DB_SYSTEM_LEN];           /* database/sql: the driver's registered name */
+	__u8 addr[DB_ADDR_LEN];               /* the server: a DSN's part after its credentials, or go-redis' Options.Addr */
+	__u8 query[DB_QUERY_LEN + 1];         /* database/sql: the query text as the application passed it */
+};
+
+/*
+ * db_begin fills the identity of ev, a new span of the goroutine g started
+ * now: a child of g's active span, if any.
+ */
+static __always_inline void db_begin(struct db_event *ev, struct goroutine *g, __u8 op)
+{
+	ev->kind = event_kind;
+	ev->op = op;
+	ev->pid = g->tgid;
+	ev->db_index = -1;
+	ev->start_ns = bpf_ktime_get_ns();
+	ev->flags = span_start(g, ev->trace_id, ev->span_id, ev->parent_span_id);
+}
+
+#endif /* OFFSETDB_DB_H */

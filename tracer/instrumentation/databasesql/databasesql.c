@@ -1,0 +1,307 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (MIT OR GPL-2.0-only)
+/*
+ * databasesql.c: one event per query, statement execution, commit and
+ * rollback a database/sql client makes, whatever its driver.
+ *
+ * Probes (register ABI, Go 1.17+; the signatures have not changed since):
+ *
+ *   sql.Open(driverName, dataSourceName string) (*DB, error)
+ *       sql_open saves the driver's name and the server part of the DSN
+ *       (what follows its last '@', else all of it) by goroutine;
+ *       sql_open_return keeps them by the *DB returned, for every span of
+ *       that DB. A DB opened before the probes were attached, or with
+ *       sql.OpenDB, has neither.
+ *   (*DB).queryDC(ctx, txctx, dc, releaseConn, query string, args) (*Rows, error)
+ *   (*DB).execDC(ctx, dc, release, query string, args) (Result, error)
+ *       every Query and Exec of a DB, Conn or Tx: the span starts at entry
+ *       with the query text and ends at each RET with the error returned.
+ *   (*Stmt).QueryContext(ctx, args...) (*Rows, error)
+ *   (*Stmt).ExecContext(ctx, args...) (Result, error)
+ *       a prepared statement's executions, with Stmt.query as the text.
+ *   (*DB).beginDC(ctx, dc, release, opts) (*Tx, error)
+ *       sql_begin_return keeps every transaction begun, by its *Tx.
+ *   (*Tx).Commit() error and (*Tx).rollback(discardConn bool) error
+ *       a span for the commit or explicit rollback (discardConn false: what
+ *       Tx.Rollback calls) of a transaction sql_begin_return saw; a Tx
+ *       already ended (ErrTxDone, the usual deferred Rollback after Commit)
+ *       makes none.
+ *
+ * Arguments are never read: only the query text as the application wrote it.
+ */
+#include "db.h"
+
+/* Field offsets, rewritten at load time; OFFSET_ABSENT if absent. */
+volatile const __u64 off_g_goid = OFFSET_ABSENT;     /* runtime.g.goid */
+volatile const __u64 off_Stmt_query = OFFSET_ABSENT; /* database/sql.Stmt.query */
+volatile const __u64 off_Stmt_db = OFFSET_ABSENT;    /* database/sql.Stmt.db */
+volatile const __u64 off_Tx_db = OFFSET_ABSENT;      /* database/sql.Tx.db */
+
+/* How much of a DSN is searched for its last '@'. */
+#define DSN_SCAN 128
+
+/* What sql.Open was given, less the credentials: the driver and the server. */
+struct sql_db {
+	__u8 system_len;
+	__u8 addr_len;
+	__u8 pad[6];
+	__u8 system[DB_SYSTEM_LEN];
+	__u8 addr[DB_ADDR_LEN];
+};
+
+/* A *DB or *Tx of a process. */
+struct sql_ref {
+	__u32 tgid;
+	__u32 pad;
+	__u64 ptr;
+};
+
+/* sql.Open calls in progress, by goroutine. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct goroutine);
+	__type(value, struct sql_db);
+} sql_opening SEC(".maps");
+
+/* Every DB sql.Open returned since attach. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct sql_ref);
+	__type(value, struct sql_db);
+} sql_dbs SEC(".maps");
+
+/* Transactions in progress: *Tx -> its *DB. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct sql_ref);
+	__type(value, __u64);
+} sql_txs SEC(".maps");
+
+/* Calls in progress, by goroutine. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct goroutine);
+	__type(value, struct db_event);
+} sql_calls SEC(".maps");
+
+/* Where the entry programs build records too large for the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct db_event);
+} sql_scratch SEC(".maps");
+
+struct dsn_buf {
+	__u8 b[DSN_SCAN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dsn_buf);
+} sql_dsn_scratch SEC(".maps");
+
+SEC("uprobe/database_sql_Open")
+int sql_open(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct sql_db d = {};
+	d.system_len = copy_go_string(d.system, DB_SYSTEM_LEN, GO_REG1(regs), (__s64)GO_REG2(regs));
+
+	__u64 dsn = GO_REG3(regs);
+	__s64 len = (__s64)GO_REG4(regs);
+	__u32 zero = 0;
+	struct dsn_buf *buf = bpf_map_lookup_elem(&sql_dsn_scratch, &zero);
+	if (!buf)
+		return 0;
+	__u32 n = copy_go_string(buf->b, DSN_SCAN, dsn, len);
+	__u32 at = 0;
+	for (__u32 i = 0; i < DSN_SCAN; i++) {
+		if (i >= n)
+			break;
+		if (buf->b[i] == '@')
+			at = i + 1;
+	}
+	if (len > at)
+		d.addr_len = copy_go_string(d.addr, DB_ADDR_LEN, dsn + at, len - at);
+	bpf_map_update_elem(&sql_opening, &g, &d, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe/database_sql_Open_return")
+int sql_open_return(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct sql_db *d = bpf_map_lookup_elem(&sql_opening, &g);
+	if (!d)
+		return 0;
+	__u64 db = GO_RESULT1(regs);
+	if (db != 0) {
+		struct sql_ref ref = {.tgid = g.tgid, .ptr = db};
+		bpf_map_update_elem(&sql_dbs, &ref, d, BPF_ANY);
+	}
+	bpf_map_delete_elem(&sql_opening, &g);
+	return 0;
+}
+
+/*
+ * start keeps, by goroutine, the span of a call of kind op on the DB db
+ * with the query text at query_ptr (0: none).
+ */
+static __always_inline int start(struct go_regs *regs, __u8 op, __u64 db, __u64 query_ptr, __s64 query_len)
+{
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	__u32 zero = 0;
+	struct db_event *ev = bpf_map_lookup_elem(&sql_scratch, &zero);
+	if (!ev)
+		return 0;
+	__builtin_memset(ev, 0, sizeof(*ev));
+	db_begin(ev, &g, op);
+	if (query_ptr)
+		ev->query_len = copy_go_string(ev->query, DB_QUERY_LEN, query_ptr, query_len);
+	struct sql_ref ref = {.tgid = g.tgid, .ptr = db};
+	struct sql_db *d = db ? bpf_map_lookup_elem(&sql_dbs, &ref) : 0;
+	if (d) {
+		ev->system_len = d->system_len;
+		ev->addr_len = d->addr_len;
+		__builtin_memcpy(ev->system, d->system, DB_SYSTEM_LEN);
+		__builtin_memcpy(ev->addr, d->addr, DB_ADDR_LEN);
+	}
+	bpf_map_update_elem(&sql_calls, &g, ev, BPF_ANY);
+	return 0;
+}
+
+/* end submits the goroutine's call, failed if the error's itab word is not nil. */
+static __always_inline int end(struct go_regs *regs, __u64 err_itab)
+{
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct db_event *ev = bpf_map_lookup_elem(&sql_calls, &g);
+	if (!ev)
+		return 0;
+	ev->end_ns = bpf_ktime_get_ns();
+	ev->failed = err_itab != 0 ? DB_FAILED : DB_OK;
+	submit(ev, sizeof(*ev));
+	bpf_map_delete_elem(&sql_calls, &g);
+	return 0;
+}
+
+SEC("uprobe/database_sql_DB_queryDC")
+int sql_query(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	return start(regs, DB_OP_QUERY, GO_REG1(regs), GO_REG8(regs), (__s64)GO_REG9(regs));
+}
+
+/* (*Rows, error): the error's itab is the second word. */
+SEC("uprobe/database_sql_return2")
+int sql_return2(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	return end(regs, GO_RESULT2(regs));
+}
+
+SEC("uprobe/database_sql_DB_execDC")
+int sql_exec(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	return start(regs, DB_OP_EXEC, GO_REG1(regs), GO_REG6(regs), (__s64)GO_REG7(regs));
+}
+
+/* (Result, error): the error's itab is the third word. */
+SEC("uprobe/database_sql_return3")
+int sql_return3(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	return end(regs, GO_RESULT3(regs));
+}
+
+/* error: the error's itab is the first word. */
+SEC("uprobe/database_sql_return1")
+int sql_return1(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	return end(regs, GO_RESULT1(regs));
+}
+
+/* stmt_start starts the span of an execution of the prepared statement stmt. */
+static __always_inline int stmt_start(struct go_regs *regs, __u8 op)
+{
+	__u64 stmt = GO_REG1(regs);
+	__u64 db = 0;
+	struct go_string q = {};
+	__u64 a = field_addr(stmt, off_Stmt_query);
+	if (a == 0 || bpf_probe_read_user(&q, sizeof(q), (const void *)a) != 0)
+		return 0;
+	read_go_ptr(field_addr(stmt, off_Stmt_db), &db);
+	return start(regs, op, db, q.ptr, q.len);
+}
+
+SEC("uprobe/database_sql_Stmt_QueryContext")
+int sql_stmt_query(void *ctx)
+{
+	return stmt_start(ctx, DB_OP_STMT_QUERY);
+}
+
+SEC("uprobe/database_sql_Stmt_ExecContext")
+int sql_stmt_exec(void *ctx)
+{
+	return stmt_start(ctx, DB_OP_STMT_EXEC);
+}
+
+SEC("uprobe/database_sql_DB_beginDC_return")
+int sql_begin_return(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	__u64 tx = GO_RESULT1(regs), db = 0;
+	if (tx == 0 || GO_RESULT2(regs) != 0)
+		return 0;
+	read_go_ptr(field_addr(tx, off_Tx_db), &db);
+	struct sql_ref ref = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = tx};
+	bpf_map_update_elem(&sql_txs, &ref, &db, BPF_ANY);
+	return 0;
+}
+
+/* tx_end starts the span of the end of the transaction tx, if it was seen begun. */
+static __always_inline int tx_end(struct go_regs *regs, __u8 op, int span)
+{
+	struct sql_ref ref = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = GO_REG1(regs)};
+	__u64 *db = bpf_map_lookup_elem(&sql_txs, &ref);
+	if (!db)
+		return 0;
+	__u64 d = *db;
+	bpf_map_delete_elem(&sql_txs, &ref);
+	if (!span)
+		return 0;
+	return start(regs, op, d, 0, 0);
+}
+
+SEC("uprobe/database_sql_Tx_Commit")
+int sql_commit(void *ctx)
+{
+	return tx_end(ctx, DB_OP_COMMIT, 1);
+}
+
+SEC("uprobe/database_sql_Tx_rollback")
+int sql_rollback(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	/* discardConn is true when the transaction's context ended, not Rollback. */
+	return tx_end(regs, DB_OP_ROLLBACK, (GO_REG2(regs) & 0xff) == 0);
+}

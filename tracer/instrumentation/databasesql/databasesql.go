@@ -1,0 +1,74 @@
+// Package databasesql instruments database/sql clients, whatever their
+// driver: one client span per query, statement execution, commit and
+// rollback.
+//
+// It probes, with the BPF programs of databasesql.c, the standard
+// library's (*DB).queryDC and (*DB).execDC (every Query and Exec of a DB,
+// Conn or Tx), (*Stmt).QueryContext and (*Stmt).ExecContext (prepared
+// statements), (*Tx).Commit and (*Tx).rollback, and sql.Open and
+// (*DB).beginDC to know each DB's driver and server and each transaction.
+// Their signatures are the same in every Go release the tracer supports
+// (1.17+ on amd64, 1.18+ on arm64).
+//
+// A span is a child of the calling goroutine's active span (the HTTP or
+// gRPC request being handled), else the root of a new trace. It carries
+// the query text as the application passed it (cut at 255 bytes), never
+// the arguments. db.system.name comes from the name the driver registered
+// ("postgres", "pgx": postgresql; "mysql": mysql; ...) and server.address,
+// server.port and db.namespace from the part of the DSN after its
+// credentials, for a DB opened with sql.Open while the probes were
+// attached; for any other DB they are unknown (db.system.name other_sql).
+package databasesql
+
+import (
+	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/uprobe"
+)
+
+// The BPF objects, compiled for both targets and committed, come from
+// databasesql.c and the shared headers in bpf/; the build needs clang and
+// libbpf-dev.
+//go:generate go tool bpf2go -tags linux -target amd64,arm64 -type db_event databasesql databasesql.c -- -I../../../bpf -O2 -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu
+
+// Symbols the instrumentation probes.
+const (
+	QueryDC          = "database/sql.(*DB).queryDC"
+	ExecDC           = "database/sql.(*DB).execDC"
+	StmtQueryContext = "database/sql.(*Stmt).QueryContext"
+	StmtExecContext  = "database/sql.(*Stmt).ExecContext"
+	Open             = "database/sql.Open"
+	BeginDC          = "database/sql.(*DB).beginDC"
+	Commit           = "database/sql.(*Tx).Commit"
+	Rollback         = "database/sql.(*Tx).rollback"
+)
+
+// Instrumentation returns the declaration of the database/sql
+// instrumentation, for uprobe.Attach. Each call returns a new copy.
+//
+// Query and Exec are required; the others are optional, so that a program
+// that never prepares a statement or opens a transaction (the linker then
+// drops those functions) still gets its query spans.
+func Instrumentation() uprobe.Instrumentation {
+	f := offsets.MustParseFieldID
+	return uprobe.Instrumentation{
+		Name: "database/sql",
+		Probes: []uprobe.Probe{
+			{Symbol: QueryDC, Entry: "sql_query", Return: "sql_return2"},
+			{Symbol: ExecDC, Entry: "sql_exec", Return: "sql_return3"},
+			{Symbol: StmtQueryContext, Entry: "sql_stmt_query", Return: "sql_return2", Optional: true},
+			{Symbol: StmtExecContext, Entry: "sql_stmt_exec", Return: "sql_return3", Optional: true},
+			{Symbol: Open, Entry: "sql_open", Return: "sql_open_return", Optional: true},
+			{Symbol: BeginDC, Return: "sql_begin_return", Optional: true},
+			{Symbol: Commit, Entry: "sql_commit", Return: "sql_return1", Optional: true},
+			{Symbol: Rollback, Entry: "sql_rollback", Return: "sql_return1", Optional: true},
+		},
+		Fields: []uprobe.Field{
+			{ID: f("runtime.g.goid"), Const: "off_g_goid"},
+			{ID: f("database/sql.Stmt.query"), Const: "off_Stmt_query"},
+			{ID: f("database/sql.Stmt.db"), Const: "off_Stmt_db"},
+			{ID: f("database/sql.Tx.db"), Const: "off_Tx_db"},
+		},
+		Spec:   spec,
+		Decode: decode,
+	}
+}
