@@ -1,0 +1,330 @@
+package export_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/offsetdb/offsetdb/tracer/export"
+	"github.com/offsetdb/offsetdb/tracer/spans"
+)
+
+// fault is how the faulty collector answers an export request.
+type fault int
+
+const (
+	healthy     fault = iota
+	down              // nothing listens: connection refused
+	unavailable       // 503
+	throttled         // 429 with Retry-After: 1
+	slow              // answers after collector.slowBy
+	reset             // closes the connection without an answer
+	badRequest        // 400: the collector will never take these spans
+	partial           // 200 with a partial success rejecting collector.rejectPer spans of each request
+)
+
+func (f fault) String() string {
+	return [...]string{"healthy", "down", "503", "429+Retry-After", "slow", "connection reset", "400", "partial success"}[f]
+}
+
+// collector is a real OTLP/HTTP trace receiver whose answers a test
+// switches between healthy and a fault. It counts distinct span IDs: an
+// export the client gave up on after the collector took it is sent again,
+// and must not be counted twice.
+type collector struct {
+	t    *testing.T
+	addr string
+	srv  *http.Server
+
+	mu        sync.Mutex
+	fault     fault
+	ids       map[trace.SpanID]bool
+	answered  map[fault]int // requests answered with each fault
+	slowBy    time.Duration
+	rejectPer int
+}
+
+func newCollector(t *testing.T) *collector {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	c := &collector{t: t, addr: ln.Addr().String(), ids: map[trace.SpanID]bool{}, answered: map[fault]int{}, slowBy: 300 * time.Millisecond, rejectPer: 1}
+	c.listen(ln)
+	t.Cleanup(func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.srv != nil {
+			_ = c.srv.Close()
+		}
+	})
+	return c
+}
+
+// listen serves on ln with a new server. The caller holds c.mu, or is
+// newCollector.
+func (c *collector) listen(ln net.Listener) {
+	srv := &http.Server{Handler: http.HandlerFunc(c.serve)}
+	c.srv = srv
+	go func() { _ = srv.Serve(ln) }()
+}
+
+func (c *collector) endpoint() string { return "http://" + c.addr }
+
+// set switches the collector to f. Down closes the listener and every
+// connection; leaving it listens again on the same port.
+func (c *collector) set(f fault) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f == down && c.srv != nil {
+		require.NoError(c.t, c.srv.Close())
+		c.srv = nil
+	}
+	if f != down && c.srv == nil {
+		ln, err := net.Listen("tcp", c.addr)
+		require.NoError(c.t, err)
+		c.listen(ln)
+	}
+	c.fault = f
+}
+
+func (c *collector) received() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.ids)
+}
+
+func (c *collector) serve(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	f, slowBy, rejectPer := c.fault, c.slowBy, c.rejectPer
+	c.answered[f]++
+	c.mu.Unlock()
+	switch f {
+	case unavailable:
+		http.Error(w, "collector unavailable", http.StatusServiceUnavailable)
+		return
+	case throttled:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "slow down", http.StatusTooManyRequests)
+		return
+	case badRequest:
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	case reset:
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			_ = conn.(*net.TCPConn).SetLinger(0) // RST, not FIN
+			_ = conn.Close()
+		}
+		return
+	case slow:
+		time.Sleep(slowBy)
+	}
+	req := ptraceotlp.NewExportRequest()
+	if !assert.NoError(c.t, req.UnmarshalProto(body)) {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	resp := ptraceotlp.NewExportResponse()
+	td := req.Traces()
+	c.mu.Lock()
+	taken := 0
+	for i := 0; i < td.ResourceSpans().Len(); i++ {
+		ss := td.ResourceSpans().At(i).ScopeSpans()
+		for j := 0; j < ss.Len(); j++ {
+			for k := 0; k < ss.At(j).Spans().Len(); k++ {
+				if f == partial && taken >= ss.At(j).Spans().Len()-rejectPer {
+					continue // rejected: not stored
+				}
+				taken++
+				c.ids[trace.SpanID(ss.At(j).Spans().At(k).SpanID())] = true
+			}
+		}
+	}
+	c.mu.Unlock()
+	if f == partial {
+		resp.PartialSuccess().SetRejectedSpans(int64(rejectPer))
+		resp.PartialSuccess().SetErrorMessage("span too large")
+	}
+	out, err := resp.MarshalProto()
+	require.NoError(c.t, err)
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = w.Write(out)
+}
+
+// faultRun is one run of spans at a fixed rate through a real
+// TracerProvider and OTLP/HTTP exporter to a collector that fails for a
+// while in the middle.
+type faultRun struct {
+	rate           int           // spans per second
+	before, during time.Duration // healthy, then faulty
+	total          time.Duration // spans are sent until then; the fault ends before, or not
+	buffer         export.BufferOptions
+	flush          time.Duration // the shutdown budget
+	fault          fault
+	collectorSetup func(*collector)
+	sent           int
+	counts         *export.Counts
+	log            bytes.Buffer
+	coll           *collector
+	shutdownErr    error
+}
+
+func (r *faultRun) run(t *testing.T) {
+	t.Helper()
+	r.coll = newCollector(t)
+	if r.collectorSetup != nil {
+		r.collectorSetup(r.coll)
+	}
+	setEnv(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": r.coll.endpoint(), "OTEL_EXPORTER_OTLP_TIMEOUT": "2000"})
+	r.counts = new(export.Counts)
+	log := slog.New(slog.NewTextHandler(&r.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	tp, err := export.NewTracerProvider(context.Background(), export.Options{ServiceName: "fault", Counts: r.counts, Buffer: r.buffer, Log: log})
+	require.NoError(t, err)
+	rec, err := spans.NewRecorder(tp)
+	require.NoError(t, err)
+
+	tick := time.NewTicker(time.Second / time.Duration(r.rate))
+	defer tick.Stop()
+	start := time.Now()
+	faultOn, faultOff := false, false
+	for now := range tick.C {
+		el := now.Sub(start)
+		if !faultOn && el >= r.before {
+			r.coll.set(r.fault)
+			faultOn = true
+		}
+		if !faultOff && el >= r.before+r.during {
+			r.coll.set(healthy)
+			faultOff = true
+		}
+		if el >= r.total {
+			break
+		}
+		r.sent++
+		s := spans.Span{Name: "GET /x", Kind: trace.SpanKindServer, Start: now, End: now}
+		binary.BigEndian.PutUint64(s.TraceID[:8], uint64(r.sent))
+		binary.BigEndian.PutUint64(s.TraceID[8:], uint64(r.sent))
+		binary.BigEndian.PutUint64(s.SpanID[:], uint64(r.sent))
+		require.NoError(t, rec.Record(&s))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.flush)
+	defer cancel()
+	r.shutdownErr = tp.Shutdown(ctx)
+}
+
+// accountedFor checks the invariant every fault must keep: every span
+// sent was recorded, and is either received by the collector or counted as
+// dropped for a reason, exactly.
+func (r *faultRun) accountedFor(t *testing.T) export.Snapshot {
+	t.Helper()
+	s := r.counts.Snapshot()
+	assert.EqualValues(t, r.sent, s.Recorded, "every span sent is recorded")
+	assert.Zero(t, s.Pending(), "nothing pending after shutdown")
+	assert.EqualValues(t, r.coll.received(), s.By[export.Exported], "exported = received by the collector")
+	assert.EqualValues(t, r.sent, int64(r.coll.received())+s.By[export.QueueFull]+s.By[export.Rejected]+s.By[export.ExportFailed],
+		"sent = received + queue_full + rejected + export_failed; log:\n%s", r.log.String())
+	return s
+}
+
+// fastRetry scales the retry pauses down so that a test's outage lasts
+// seconds, not minutes.
+var fastRetry = export.BufferOptions{Delay: 50 * time.Millisecond, RetryInitial: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond, ExportTimeout: 3 * time.Second}
+
+func TestProcessorLosesNothingThroughCollectorFaults(t *testing.T) {
+	for _, f := range []fault{down, unavailable, throttled, slow, reset} {
+		t.Run(f.String(), func(t *testing.T) {
+			r := &faultRun{rate: 1000, before: 300 * time.Millisecond, during: 1200 * time.Millisecond, total: (300 * time.Millisecond) + (1200 * time.Millisecond) + (300 * time.Millisecond),
+				buffer: fastRetry, flush: 10 * time.Second, fault: f}
+			r.run(t)
+			require.NoError(t, r.shutdownErr)
+			s := r.accountedFor(t)
+			assert.Zero(t, s.Dropped(), "a fault shorter than the buffer loses nothing")
+			assert.EqualValues(t, r.sent, r.coll.received())
+			if f == down {
+				assert.Contains(t, r.log.String(), "export failed: keeping the spans", "the first failure is logged")
+				assert.Contains(t, r.log.String(), "export recovered", "the recovery is logged")
+			}
+		})
+	}
+}
+
+func TestProcessorHonoursRetryAfter(t *testing.T) {
+	r := &faultRun{rate: 200, before: 100 * time.Millisecond, during: 300 * time.Millisecond, total: (100 * time.Millisecond) + (300 * time.Millisecond) + (1500 * time.Millisecond),
+		buffer: fastRetry, flush: 10 * time.Second, fault: throttled}
+	r.run(t)
+	require.NoError(t, r.shutdownErr)
+	r.accountedFor(t)
+	r.coll.mu.Lock()
+	defer r.coll.mu.Unlock()
+	// Each worker that got 429 with Retry-After: 1 waits a second before
+	// its next request, so the 300 ms of throttling see at most one request
+	// per worker (4); with the backoff alone (50 to 200 ms) each would
+	// send several.
+	assert.Positive(t, r.coll.answered[throttled])
+	assert.LessOrEqual(t, r.coll.answered[throttled], export.DefaultConcurrency)
+}
+
+func TestProcessorDropsOldestBeyondTheBoundAndCountsThem(t *testing.T) {
+	buf := fastRetry
+	buf.MaxQueue = 200
+	r := &faultRun{rate: 1000, before: 100 * time.Millisecond, during: time.Second, total: (100 * time.Millisecond) + (time.Second) + (200 * time.Millisecond),
+		buffer: buf, flush: 10 * time.Second, fault: down}
+	r.run(t)
+	require.NoError(t, r.shutdownErr)
+	s := r.accountedFor(t)
+	assert.Greater(t, s.By[export.QueueFull], int64(300), "an outage of 1,000 spans overflows a 200-span buffer")
+	assert.Contains(t, r.log.String(), "export buffer full: dropping the oldest spans")
+	// The newest spans survive: the last one sent was received.
+	r.coll.mu.Lock()
+	defer r.coll.mu.Unlock()
+	var last trace.SpanID
+	binary.BigEndian.PutUint64(last[:], uint64(r.sent))
+	assert.True(t, r.coll.ids[last], "the newest span is kept")
+}
+
+func TestProcessorCountsRejectedSpans(t *testing.T) {
+	for _, tt := range []struct {
+		fault   fault
+		logText string
+	}{
+		{badRequest, "400 Bad Request"},
+		{partial, "span too large"},
+	} {
+		t.Run(tt.fault.String(), func(t *testing.T) {
+			r := &faultRun{rate: 500, before: 100 * time.Millisecond, during: 500 * time.Millisecond, total: (100 * time.Millisecond) + (500 * time.Millisecond) + (200 * time.Millisecond),
+				buffer: fastRetry, flush: 10 * time.Second, fault: tt.fault}
+			r.run(t)
+			require.NoError(t, r.shutdownErr)
+			s := r.accountedFor(t)
+			assert.Positive(t, s.By[export.Rejected])
+			assert.Zero(t, s.By[export.ExportFailed]+s.By[export.QueueFull])
+			assert.Contains(t, r.log.String(), "collector rejected spans")
+			assert.Contains(t, r.log.String(), tt.logText)
+		})
+	}
+}
+
+func TestProcessorCountsWhatTheFlushDeadlineCutsOff(t *testing.T) {
+	r := &faultRun{rate: 1000, before: 100 * time.Millisecond, during: time.Hour, total: 500 * time.Millisecond,
+		buffer: fastRetry, flush: 300 * time.Millisecond, fault: down}
+	r.run(t)
+	require.Error(t, r.shutdownErr)
+	assert.Contains(t, r.shutdownErr.Error(), "not exported (counted as dropped_export_failed)")
+	s := r.accountedFor(t)
+	assert.Positive(t, s.By[export.ExportFailed])
+}
