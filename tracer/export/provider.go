@@ -240,7 +240,7 @@ func newOTLPExporter(ctx context.Context, buf BufferOptions) (sdktrace.SpanExpor
 		err error
 	)
 	retry := struct {
-		Enabled                                         bool
+		Enabled                                      bool
 		InitialInterval, MaxInterval, MaxElapsedTime time.Duration
 	}{true, buf.RetryInitial, buf.RetryMax, buf.ExportTimeout / 2}
 	endpoint, source := tracesEndpoint(protocol)
