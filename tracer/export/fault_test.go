@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/offsetdb/offsetdb/tracer/export"
@@ -44,7 +48,7 @@ func (f fault) String() string {
 // export the client gave up on after the collector took it is sent again,
 // and must not be counted twice.
 type collector struct {
-	t    *testing.T
+	t    testing.TB
 	addr string
 	srv  *http.Server
 
@@ -56,7 +60,7 @@ type collector struct {
 	rejectPer int
 }
 
-func newCollector(t *testing.T) *collector {
+func newCollector(t testing.TB) *collector {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	c := &collector{t: t, addr: ln.Addr().String(), ids: map[trace.SpanID]bool{}, answered: map[fault]int{}, slowBy: 300 * time.Millisecond, rejectPer: 1}
@@ -182,19 +186,32 @@ type faultRun struct {
 	log            bytes.Buffer
 	coll           *collector
 	shutdownErr    error
+	// provider, when set, builds the TracerProvider instead of
+	// export.NewTracerProvider: the SDK's own batch processor, for the
+	// before/after benchmark.
+	provider func() *sdktrace.TracerProvider
+	// otlpTimeout is OTEL_EXPORTER_OTLP_TIMEOUT in ms; "2000" when empty.
+	otlpTimeout string
 }
 
-func (r *faultRun) run(t *testing.T) {
+func (r *faultRun) run(t testing.TB) {
 	t.Helper()
 	r.coll = newCollector(t)
 	if r.collectorSetup != nil {
 		r.collectorSetup(r.coll)
 	}
-	setEnv(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": r.coll.endpoint(), "OTEL_EXPORTER_OTLP_TIMEOUT": "2000"})
+	timeout := r.otlpTimeout
+	if timeout == "" {
+		timeout = "2000"
+	}
+	setEnv(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": r.coll.endpoint(), "OTEL_EXPORTER_OTLP_TIMEOUT": timeout})
 	r.counts = new(export.Counts)
 	log := slog.New(slog.NewTextHandler(&r.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	tp, err := export.NewTracerProvider(context.Background(), export.Options{ServiceName: "fault", Counts: r.counts, Buffer: r.buffer, Log: log})
 	require.NoError(t, err)
+	if r.provider != nil {
+		tp = r.provider()
+	}
 	rec, err := spans.NewRecorder(tp)
 	require.NoError(t, err)
 
@@ -327,4 +344,47 @@ func TestProcessorCountsWhatTheFlushDeadlineCutsOff(t *testing.T) {
 	assert.Contains(t, r.shutdownErr.Error(), "not exported (counted as dropped_export_failed)")
 	s := r.accountedFor(t)
 	assert.Positive(t, s.By[export.ExportFailed])
+}
+
+// BenchmarkLossUnderFaults measures, for each collector fault, the share of
+// spans lost at 1,000 spans/s through the SDK's BatchSpanProcessor with the
+// OTLP exporter's default retry (how the tracer exported before) and
+// through the Processor with its defaults (after). The fault lasts
+// OFFSETDB_FAULT_SECONDS (default 5; 60 for the figure) between 2 s
+// of healthy traffic on each side; the flush budget is the tracer's 5 s.
+// Run it with -benchtime=1x: one iteration is one full run per fault.
+func BenchmarkLossUnderFaults(b *testing.B) {
+	faultFor := 5 * time.Second
+	if v := os.Getenv("OFFSETDB_FAULT_SECONDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		require.NoError(b, err, "OFFSETDB_FAULT_SECONDS")
+		faultFor = time.Duration(n) * time.Second
+	}
+	for _, f := range []fault{down, unavailable, throttled, slow, reset} {
+		b.Run(f.String(), func(b *testing.B) {
+			for range b.N {
+				for _, before := range []bool{true, false} {
+					r := &faultRun{rate: 1000, before: 2 * time.Second, during: faultFor, total: faultFor + 4*time.Second,
+						flush: 5 * time.Second, fault: f, otlpTimeout: "10000", collectorSetup: func(c *collector) { c.slowBy = 2 * time.Second }}
+					if before {
+						r.provider = func() *sdktrace.TracerProvider {
+							e, err := otlptracehttp.New(context.Background())
+							require.NoError(b, err)
+							return sdktrace.NewTracerProvider(sdktrace.WithIDGenerator(spans.IDGenerator()), sdktrace.WithBatcher(e))
+						}
+					}
+					r.run(b)
+					lost := 100 * float64(r.sent-r.coll.received()) / float64(r.sent)
+					name := "lost_%_after"
+					if before {
+						name = "lost_%_before"
+					} else {
+						s := r.counts.Snapshot()
+						b.ReportMetric(float64(s.Dropped()), "counted_drops_after")
+					}
+					b.ReportMetric(lost, name)
+				}
+			}
+		})
+	}
 }

@@ -29,7 +29,7 @@ var otelEnv = []string{
 }
 
 // setEnv clears the OpenTelemetry environment, then sets env.
-func setEnv(t *testing.T, env map[string]string) {
+func setEnv(t testing.TB, env map[string]string) {
 	t.Helper()
 	for _, k := range otelEnv {
 		t.Setenv(k, "")
