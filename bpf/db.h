@@ -15,7 +15,7 @@
 /* Sizes of the buffers of struct db_event; longer values are cut. */
 #define DB_QUERY_LEN 255
 #define DB_SYSTEM_LEN 16
-#define DB_ADDR_LEN 96
+#define DB_ADDR_LEN 128 /* a power of two: read_masked copies up to DB_ADDR_LEN - 1 */
 #define DB_MAX_CMDS 8
 #define DB_CMD_LEN 16
 
@@ -61,6 +61,25 @@ struct db_event {
 	__u8 addr[DB_ADDR_LEN];               /* the server: a DSN's part after its credentials, or go-redis' Options.Addr */
 	__u8 query[DB_QUERY_LEN + 1];         /* database/sql: the query text as the application passed it */
 };
+
+/*
+ * read_masked copies min(len, mask) bytes of the traced process at ptr to
+ * dst (at least mask bytes) and returns how many it copied. mask is a power
+ * of two minus one: the verifier takes the bound from the AND, which the
+ * compiler cannot drop (a min alone it may keep in a register copy the
+ * verifier does not bound).
+ */
+static __always_inline __u32 read_masked(void *dst, __u32 mask, __u64 ptr, __s64 len)
+{
+	if (ptr == 0 || len <= 0)
+		return 0;
+	__u32 n = len > mask ? mask : (__u32)len;
+	asm volatile("" : "+r"(n));
+	n &= mask;
+	if (n == 0 || bpf_probe_read_user(dst, n, (const void *)ptr) != 0)
+		return 0;
+	return n;
+}
 
 /*
  * db_begin fills the identity of ev, a new span of the goroutine g started

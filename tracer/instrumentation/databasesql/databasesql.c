@@ -38,7 +38,7 @@ volatile const __u64 off_Stmt_query = OFFSET_ABSENT; /* database/sql.Stmt.query 
 volatile const __u64 off_Stmt_db = OFFSET_ABSENT;    /* database/sql.Stmt.db */
 volatile const __u64 off_Tx_db = OFFSET_ABSENT;      /* database/sql.Tx.db */
 
-/* How much of a DSN is searched for its last '@'. */
+/* How much of a DSN is searched for its last '@', plus one (a power of two). */
 #define DSN_SCAN 128
 
 /* What sql.Open was given, less the credentials: the driver and the server. */
@@ -124,16 +124,19 @@ int sql_open(void *ctx)
 	struct dsn_buf *buf = bpf_map_lookup_elem(&sql_dsn_scratch, &zero);
 	if (!buf)
 		return 0;
-	__u32 n = copy_go_string(buf->b, DSN_SCAN, dsn, len);
+	__u32 n = read_masked(buf->b, DSN_SCAN - 1, dsn, len);
+	/* The last '@', searched from the end so that the verifier sees one path. */
 	__u32 at = 0;
-	for (__u32 i = 0; i < DSN_SCAN; i++) {
-		if (i >= n)
+	for (__u32 i = 1; i <= DSN_SCAN; i++) {
+		if (i > n)
 			break;
-		if (buf->b[i] == '@')
-			at = i + 1;
+		__u32 j = (n - i) & (DSN_SCAN - 1);
+		if (buf->b[j] == '@') {
+			at = j + 1;
+			break;
+		}
 	}
-	if (len > at)
-		d.addr_len = copy_go_string(d.addr, DB_ADDR_LEN, dsn + at, len - at);
+	d.addr_len = read_masked(d.addr, DB_ADDR_LEN - 1, dsn + at, len - at);
 	bpf_map_update_elem(&sql_opening, &g, &d, BPF_ANY);
 	return 0;
 }

@@ -1,0 +1,228 @@
+//go:build linux && (amd64 || arm64)
+
+package databasesql_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/databasesql/dbtest"
+	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
+)
+
+// get requests url and fails unless it answers 200.
+func get(t *testing.T, url string) {
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", url, body)
+}
+
+// TestTraceDatabaseSQLAcrossVersions runs dbsvc, built for each target of
+// dbtest.Matrix, against real PostgreSQL and MariaDB servers, and checks
+// the spans of every call its /sql handler makes through lib/pq, pgx's
+// stdlib driver and go-sql-driver/mysql: names, query text, system,
+// server, namespace, the failed query, that commit and rollback have
+// spans and a deferred Rollback after Commit none, that no span carries
+// the DSN's password, and that each is a child of the request's span.
+func TestTraceDatabaseSQLAcrossVersions(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: builds services with toolchains from the module proxy and starts database servers")
+	}
+	srv := dbtest.StartServers(t)
+	for _, tg := range dbtest.Matrix {
+		t.Run(tg.String(), func(t *testing.T) {
+			bin := dbtest.OwnCopy(t, tg.Build(t))
+			dbtest.Setup(t, bin, srv)
+			c := dbtest.Attach(t, bin, "database/sql")
+			addr := dbtest.Serve(t, bin, srv)
+			drivers := []string{"pq", "pgx", "mysql"}
+			for i, d := range drivers {
+				get(t, fmt.Sprintf("http://%s/sql?db=%s&id=%d", addr, d, i))
+			}
+			got := c.Wait(t, len(drivers)*9)
+			assert.Zero(t, c.Session.Drops())
+			checkSQL(t, got, drivers)
+		})
+	}
+}
+
+func checkSQL(t *testing.T, got []dbtest.Span, drivers []string) {
+	servers := map[trace.SpanID]dbtest.Span{}
+	byDriver := map[string]trace.TraceID{}
+	for _, sp := range got {
+		if sp.Inst == "net/http server" {
+			servers[sp.SpanID] = sp
+			q, _ := sp.Attrs["url.query"].(string)
+			for _, d := range drivers {
+				if strings.Contains(q, "db="+d+"&") {
+					byDriver[d] = sp.TraceID
+				}
+			}
+		}
+	}
+	require.Len(t, servers, len(drivers), "server spans")
+	system := map[string]string{"pq": "postgresql", "pgx": "postgresql", "mysql": "mysql"}
+	port := map[string]bool{}
+	for _, d := range drivers {
+		type want struct {
+			name  string
+			error bool
+		}
+		names := map[want]int{}
+		for _, sp := range got {
+			if sp.Inst != "database/sql" || sp.TraceID != byDriver[d] {
+				continue
+			}
+			names[want{sp.Name, sp.Status == codes.Error}]++
+			t.Logf("%s: %s %q status=%v %v", d, sp.Kind, sp.Name, sp.Status, sp.Attrs)
+			assert.Equal(t, trace.SpanKindClient, sp.Kind)
+			parent, ok := servers[sp.ParentID]
+			if assert.True(t, ok, "%s %s: parent %s is no server span", d, sp.Name, sp.ParentID) {
+				assert.False(t, sp.Start.Before(parent.Start), "%s %s starts before its request", d, sp.Name)
+				assert.False(t, sp.End.After(parent.End), "%s %s ends after its request", d, sp.Name)
+			}
+			assert.Equal(t, system[d], sp.Attrs["db.system.name"], "%s %s", d, sp.Name)
+			assert.Equal(t, "127.0.0.1", sp.Attrs["server.address"], "%s %s", d, sp.Name)
+			assert.Equal(t, dbtest.Database, sp.Attrs["db.namespace"], "%s %s", d, sp.Name)
+			if p, ok := sp.Attrs["server.port"].(int64); assert.True(t, ok, "%s %s: server.port", d, sp.Name) {
+				port[fmt.Sprint(system[d], p)] = true
+			}
+			for k, v := range sp.Attrs {
+				assert.NotContains(t, fmt.Sprint(v), dbtest.Password, "%s %s: attribute %s", d, sp.Name, k)
+			}
+			if sp.Name != "COMMIT" && sp.Name != "ROLLBACK" {
+				assert.Contains(t, sp.Attrs["db.query.text"], strings.SplitN(sp.Name, " ", 2)[0], "%s %s", d, sp.Name)
+			}
+			if sp.Status == codes.Error {
+				assert.Equal(t, "_OTHER", sp.Attrs["error.type"])
+				assert.Equal(t, "SELECT * FROM no_such_table", sp.Attrs["db.query.text"])
+			}
+		}
+		assert.Equal(t, map[want]int{
+			{"SELECT items", false}:        2, // a query, a prepared statement's
+			{"INSERT hits", false}:         2, // an exec, a prepared statement's
+			{"UPDATE items", false}:        1, // in the transaction
+			{"COMMIT", false}:              1,
+			{"ROLLBACK", false}:            1, // the explicit one; the deferred one after Commit makes none
+			{"SELECT no_such_table", true}: 1,
+		}, names, "database/sql spans of the request through %s, by name and error", d)
+	}
+	assert.Len(t, port, 2, "one port per server: %v", port)
+}
+
+// TestTraceManyConcurrentRequests sends 500 concurrent requests, each
+// with its own id, to the /all handler, which queries PostgreSQL (lib/pq)
+// and MariaDB through database/sql, Redis and PostgreSQL through pgx: every
+// request must be one trace, its server span the parent of its calls, and
+// no call in another request's trace.
+func TestTraceManyConcurrentRequests(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: builds services with toolchains from the module proxy and starts database servers")
+	}
+	srv := dbtest.StartServers(t)
+	tg := dbtest.Matrix[len(dbtest.Matrix)-1]
+	if env := os.Getenv("OFFSETDB_DB_TARGET"); env != "" {
+		for _, m := range dbtest.Matrix {
+			if m.Go == env {
+				tg = m
+			}
+		}
+	}
+	bin := dbtest.OwnCopy(t, tg.Build(t))
+	dbtest.Setup(t, bin, srv)
+	c := dbtest.Attach(t, bin, "database/sql")
+	addr := dbtest.Serve(t, bin, srv)
+
+	const n = 500
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, n)
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			resp, err := http.Get(fmt.Sprintf("http://%s/all?id=%d", addr, i))
+			if err != nil {
+				errs <- err
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				errs <- fmt.Errorf("id %d: status %d", i, resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	perRequest := map[string]int{"database/sql": 2}
+	for _, inst := range []string{"go-redis", "pgx"} {
+		if dbtest.Registered(inst) {
+			perRequest[inst] = 1
+		}
+	}
+	total := n
+	for _, k := range perRequest {
+		total += n * k
+	}
+	got := c.Wait(t, total)
+	assert.Zero(t, c.Session.Drops())
+
+	type tree struct {
+		server dbtest.Span
+		calls  map[string]int
+	}
+	traces := map[trace.TraceID]*tree{}
+	ids := map[string]bool{}
+	for _, sp := range got {
+		if sp.Inst != "net/http server" {
+			continue
+		}
+		require.Nil(t, traces[sp.TraceID], "two requests in one trace")
+		traces[sp.TraceID] = &tree{server: sp, calls: map[string]int{}}
+		ids[fmt.Sprint(sp.Attrs["url.query"])] = true
+	}
+	assert.Len(t, ids, n, "one server span per request id")
+	for _, sp := range got {
+		if sp.Inst == "net/http server" {
+			continue
+		}
+		tr := traces[sp.TraceID]
+		if !assert.NotNil(t, tr, "%s %s in no request's trace", sp.Inst, sp.Name) {
+			continue
+		}
+		assert.Equal(t, tr.server.SpanID, sp.ParentID, "%s %s: parent", sp.Inst, sp.Name)
+		tr.calls[sp.Inst]++
+	}
+	bad := 0
+	for _, tr := range traces {
+		for inst, k := range perRequest {
+			if tr.calls[inst] != k {
+				bad++
+				if bad < 5 {
+					t.Errorf("request %v: %d %s spans, want %d", tr.server.Attrs["url.query"], tr.calls[inst], inst, k)
+				}
+			}
+		}
+	}
+	assert.Zero(t, bad, "requests with the wrong calls")
+}
