@@ -81,6 +81,9 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	default:
 		return fmt.Errorf("%w: give one PATH or --pid N", errUsage)
 	}
+	if err := o.check(); err != nil {
+		return err
+	}
 	r, err := o.resolver()
 	if err != nil {
 		return err

@@ -20,7 +20,19 @@
 // it the tracer logs what it was still waiting for and exits anyway. Any
 // step that takes more than a second is logged with what it waits for. A
 // process that exits while others are traced (--exe) is detached and
-// flushed at once; nothing of it is held while the others run.
+// flushed at once; nothing of it is held while the others run. A second
+// SIGINT or SIGTERM cuts the flush short: what was not exported is counted
+// as dropped_export_failed and the tracer exits at once.
+//
+// Exit status (docs/tracer.md#exit-status):
+//
+//	0  stopped as asked, or the traced process (--pid) exited
+//	1  tracing failed (attach, read, a flush cut short by the budget)
+//	2  bad flag, argument or setting (the message names it)
+//	3  nothing could be traced: no instrumentation can run on the binary
+//	   (with -- CMD: CMD ran untraced and exited 0)
+//	4  missing privileges or kernel features (the message names them)
+//	with -- CMD: CMD's own status otherwise
 package main
 
 import (
@@ -30,6 +42,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -38,6 +51,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/go-logr/logr"
+	"go.opentelemetry.io/otel"
 
 	"github.com/offsetdb/offsetdb"
 	"github.com/offsetdb/offsetdb/offsets"
@@ -54,6 +70,19 @@ import (
 )
 
 var errUsage = errors.New("usage")
+
+// errBadSetting wraps a flag or environment value that cannot be used; the
+// message names the setting. run exits exitUsage.
+var errBadSetting = errors.New("invalid setting")
+
+// Exit status, as the package documentation lists it.
+const (
+	exitOK            = 0
+	exitError         = 1
+	exitUsage         = 2
+	exitNothingTraced = 3
+	exitPrivileges    = 4
+)
 
 // errReported wraps a flag parsing error that the flag package has already
 // printed with the usage: run exits 2 without printing it again.
@@ -87,6 +116,16 @@ const usage = `usage:
   tracer [flags] --pid N          trace a running process
   tracer [flags] --exe GLOB       trace matching processes, running and later started
   tracer inspect [flags] PATH     what would be traced in a binary (or --pid N)
+  tracer help                     this text
+
+Spans go where OTEL_TRACES_EXPORTER says: otlp (default) to OTEL_EXPORTER_OTLP_ENDPOINT,
+by default http://localhost:4318 (OTLP/HTTP; grpc: http://localhost:4317, with
+OTEL_EXPORTER_OTLP_PROTOCOL=grpc); console prints one JSON line per span on stdout, for a
+first look; none discards them. The tracer's own metrics (spans exported and dropped, by
+reason) go to the same OTLP endpoint (OTEL_METRICS_EXPORTER=none to turn off).
+
+Exit status: 0 stopped as asked; 1 tracing failed; 2 bad flag or setting; 3 nothing could be
+traced; 4 missing privileges or kernel features; with -- CMD, CMD's status otherwise.
 
 flags:`
 
@@ -100,6 +139,7 @@ type options struct {
 	noDWARF    bool
 	interp     bool
 	logLevel   string
+	logFormat  string
 	// goroutineContext enables the goroutine context instrumentation.
 	goroutineContext bool
 }
@@ -113,15 +153,52 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.noDWARF, "no-dwarf", false, "do not read offsets from the target's DWARF")
 	fs.BoolVar(&o.interp, "interpolate-offsets", false, "for a Go release the database never built, use the offsets of the builds around it in its release line when they agree (provenance says interpolated)")
 	fs.StringVar(&o.logLevel, "log-level", envOr("OTEL_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env OTEL_LOG_LEVEL)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text (log/slog key=value) or json (one object per line)")
 	fs.BoolVar(&o.goroutineContext, "goroutine-context", true, "let goroutines started while a request is handled inherit its span, so their calls are its children (two uprobe hits per go statement; false to turn off)")
+}
+
+// check validates the settings shared by tracing and inspect, so that a
+// bad value stops the tracer at start with a message naming it
+// (errBadSetting) instead of failing later or being ignored.
+func (o *options) check() error {
+	if _, err := o.level(); err != nil {
+		return err
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return fmt.Errorf("%w: --log-format %q: want text or json", errBadSetting, o.logFormat)
+	}
+	if o.offsetsURL != "" {
+		u, err := url.Parse(o.offsetsURL)
+		if err == nil && (u.Scheme != "http" && u.Scheme != "https" || u.Host == "") {
+			err = errors.New("want an http:// or https:// URL of an offsets-DATE.tar.gz archive")
+		}
+		if err != nil {
+			return fmt.Errorf("%w: --offsets-url (or OFFSETDB_URL) %q: %w", errBadSetting, o.offsetsURL, err)
+		}
+	}
+	return nil
+}
+
+// level parses --log-level.
+func (o *options) level() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return l, fmt.Errorf("%w: --log-level (or OTEL_LOG_LEVEL) %q: want debug, info, warn or error", errBadSetting, o.logLevel)
+	}
+	return l, nil
 }
 
 func (o *options) resolver() (*resolve.Resolver, error) {
 	r := &resolve.Resolver{NoDWARF: o.noDWARF, Interpolate: o.interp}
 	if o.offsetsDir != "" {
+		// The same checks as offsetgen verify: a database that fails them
+		// would answer wrong offsets, or none, without a word.
 		db, err := offsets.OpenDir(o.offsetsDir)
+		if err == nil {
+			err = offsets.Verify(os.DirFS(o.offsetsDir))
+		}
 		if err != nil {
-			return nil, fmt.Errorf("--offsets-dir: %w", err)
+			return nil, fmt.Errorf("%w: --offsets-dir %s: %w (offsetgen verify --data %s says the same)", errBadSetting, o.offsetsDir, err, o.offsetsDir)
 		}
 		r.DBs = append(r.DBs, db)
 	}
@@ -167,12 +244,26 @@ func (o *options) publishedDB() *offsets.DB {
 	return db.DB
 }
 
+// logger returns the logger everything the tracer says goes through, in
+// --log-format at --log-level (info if it does not parse: check reports
+// that). It also receives the OpenTelemetry SDK's errors and logs, so that
+// exporter failures come out in the same format.
 func (o *options) logger(w io.Writer) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(o.logLevel)); err != nil {
+	l, err := o.level()
+	if err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if o.logFormat == "json" {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	log := slog.New(h)
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("OpenTelemetry SDK", "err", err)
+	}))
+	otel.SetLogger(logr.FromSlogHandler(h.WithAttrs([]slog.Attr{slog.String("component", "otel")})))
+	return log
 }
 
 func envOr(key, def string) string {
@@ -198,43 +289,138 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	var err error
-	if len(args) > 0 && args[0] == "inspect" {
-		err = runInspect(args[1:], stdout, stderr)
-	} else {
-		var code int
+	code := exitOK
+	switch cmd, rest := subcommand(args); cmd {
+	case "help":
+		fs, _ := traceFlags(stdout)
+		fs.Usage()
+		return exitOK
+	case "inspect":
+		err = runInspect(rest, stdout, stderr)
+	default:
 		code, err = runTrace(args, stdout, stderr)
-		if err == nil {
-			return code
-		}
 	}
 	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
+	case err == nil:
+		return code
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
 	case errors.Is(err, errReported):
-		return 2
+		return exitUsage
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "tracer: %v\n%s\n", err, strings.SplitN(usage, "\n\nflags:", 2)[0])
-		return 2
+		fmt.Fprintf(stderr, "tracer: %v\n%s\n", err, strings.SplitN(usage, "\n\n", 2)[0])
+		return exitUsage
 	}
 	fmt.Fprintf(stderr, "tracer: %v\n", err)
-	return 1
+	switch {
+	case errors.Is(err, errBadSetting), errors.Is(err, export.ErrBadSetting),
+		errors.Is(err, export.ErrUnknownExporter), errors.Is(err, export.ErrUnknownProtocol):
+		return exitUsage
+	case errors.Is(err, errNothingToTrace):
+		return exitNothingTraced
+	case errors.Is(err, preflight.ErrPrivileges), errors.Is(err, preflight.ErrKernel):
+		return exitPrivileges
+	}
+	return exitError
+}
+
+// subcommand finds "inspect" or "help" among args, before or after the
+// flags (tracer --log-level debug inspect X), and returns it with the other
+// arguments. Nothing after "--" (a command to run) and no flag's value is
+// taken for a subcommand.
+func subcommand(args []string) (string, []string) {
+	fs, _ := traceFlags(io.Discard)
+	inspectFlags := flag.NewFlagSet("inspect", flag.ContinueOnError)
+	inspectFlags.Bool("json", false, "")
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			name := strings.TrimLeft(a, "-")
+			if strings.Contains(name, "=") {
+				continue
+			}
+			f := fs.Lookup(name)
+			if f == nil {
+				f = inspectFlags.Lookup(name)
+			}
+			if f == nil {
+				continue // unknown: the flag package says so
+			}
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+				i++ // its value
+			}
+			continue
+		}
+		if a == "inspect" || a == "help" {
+			return a, append(slices.Clone(args[:i]), args[i+1:]...)
+		}
+		return "", args // the first argument that is not a flag is not a subcommand
+	}
+	return "", args
+}
+
+// traceSettings are the flags of tracing only.
+type traceSettings struct {
+	options
+	pid           int
+	exe           string
+	perLink       bool
+	buffer        export.BufferOptions
+	statsInterval time.Duration
+}
+
+// traceFlags returns the flag set of tracing, writing usage to w.
+func traceFlags(w io.Writer) (*flag.FlagSet, *traceSettings) {
+	fs := flag.NewFlagSet("tracer", flag.ContinueOnError)
+	fs.SetOutput(w)
+	fs.Usage = func() { fmt.Fprintln(w, usage); fs.PrintDefaults() }
+	var s traceSettings
+	s.register(fs)
+	fs.IntVar(&s.pid, "pid", 0, "trace the running process with this PID")
+	fs.StringVar(&s.exe, "exe", "", "trace every process whose executable matches this glob (base name, or full path if it has a '/')")
+	fs.BoolVar(&s.perLink, "per-uprobe-links", false, "attach every uprobe with a link of its own even where the kernel has uprobe_multi links (Linux 6.6+); slower to detach: ~80 ms per uprobe")
+	fs.IntVar(&s.buffer.MaxQueue, "export-buffer", 0, fmt.Sprintf("spans held per traced process while the collector is slow or away; beyond it the oldest are dropped and counted (default OTEL_BSP_MAX_QUEUE_SIZE, else %d: a minute at 1,000 spans/s)", export.DefaultMaxQueue))
+	fs.IntVar(&s.buffer.Concurrency, "export-concurrency", export.DefaultConcurrency, "exports in flight at once per traced process, so that a slow collector does not hold the rest back")
+	fs.DurationVar(&s.statsInterval, "stats-interval", time.Minute, "how often to log the span counts (spans, exported, dropped by reason) while tracing; 0: only at exit")
+	return fs, &s
+}
+
+// check validates the tracing settings (see options.check).
+func (s *traceSettings) check() error {
+	if err := s.options.check(); err != nil {
+		return err
+	}
+	if s.exe != "" {
+		if _, err := filepath.Match(s.exe, ""); err != nil {
+			return fmt.Errorf("%w: --exe %q: %w", errBadSetting, s.exe, err)
+		}
+	}
+	if s.pid < 0 {
+		return fmt.Errorf("%w: --pid %d: want a process ID", errBadSetting, s.pid)
+	}
+	if s.buffer.MaxQueue < 0 {
+		return fmt.Errorf("%w: --export-buffer %d: want a positive number of spans", errBadSetting, s.buffer.MaxQueue)
+	}
+	if s.buffer.Concurrency <= 0 {
+		return fmt.Errorf("%w: --export-concurrency %d: want at least 1", errBadSetting, s.buffer.Concurrency)
+	}
+	if s.statsInterval < 0 {
+		return fmt.Errorf("%w: --stats-interval %v: want 0 or more", errBadSetting, s.statsInterval)
+	}
+	return nil
 }
 
 func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
-	fs := flag.NewFlagSet("tracer", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, usage); fs.PrintDefaults() }
-	var o options
-	o.register(fs)
-	pid := fs.Int("pid", 0, "trace the running process with this PID")
-	exe := fs.String("exe", "", "trace every process whose executable matches this glob (base name, or full path if it has a '/')")
-	perLink := fs.Bool("per-uprobe-links", false, "attach every uprobe with a link of its own even where the kernel has uprobe_multi links (Linux 6.6+); slower to detach: ~80 ms per uprobe")
+	fs, s := traceFlags(stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return 0, err
 	}
 	argv := fs.Args()
 	modes := 0
-	for _, set := range []bool{len(argv) > 0, *pid != 0, *exe != ""} {
+	for _, set := range []bool{len(argv) > 0, s.pid != 0, s.exe != ""} {
 		if set {
 			modes++
 		}
@@ -242,25 +428,114 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	if modes != 1 {
 		return 0, fmt.Errorf("%w: give exactly one of -- CMD, --pid or --exe", errUsage)
 	}
-	log := o.logger(stderr)
-	if err := preflight.Check(); err != nil {
+	if err := s.check(); err != nil {
 		return 0, err
 	}
-	r, err := o.resolver()
+	dest, err := export.Destination()
 	if err != nil {
 		return 0, err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	t := &tracing{resolver: r, log: log, stdout: stdout, perLink: *perLink, insts: o.instrumentations()}
+	log := s.logger(stderr)
+	if err := preflight.Check(); err != nil {
+		return 0, err
+	}
+	r, err := s.resolver()
+	if err != nil {
+		return 0, err
+	}
+	log.Info("exporting spans", dest...)
+
+	counts := new(export.Counts)
+	mp, err := export.NewMeterProvider(context.Background(), counts, s.buffer.MaxQueue)
+	if err != nil {
+		return 0, err
+	}
+	ctx, abort, stopSignals := signals(log)
+	defer stopSignals()
+	t := &tracing{resolver: r, log: log, stdout: stdout, perLink: s.perLink, insts: s.instrumentations(),
+		counts: counts, buffer: s.buffer, abort: abort}
+	stopStats := t.logStats(s.statsInterval)
+	code, err := t.run(ctx, argv, s.pid, s.exe)
+	stopStats()
+	log.Info("totals", counts.Snapshot().Attrs()...)
+	if mp != nil {
+		mctx, cancel := context.WithTimeout(abort, 2*time.Second)
+		if err := mp.Shutdown(mctx); err != nil {
+			log.Warn("export the tracer's own metrics", "err", err)
+		}
+		cancel()
+	}
+	return code, err
+}
+
+// run traces in the mode the flags chose.
+func (t *tracing) run(ctx context.Context, argv []string, pid int, exe string) (int, error) {
 	switch {
 	case len(argv) > 0:
 		return t.command(ctx, argv)
-	case *pid != 0:
-		return 0, t.pid(ctx, *pid)
+	case pid != 0:
+		return 0, t.pid(ctx, pid)
 	default:
-		return 0, t.watch(ctx, *exe)
+		return 0, t.watch(ctx, exe)
 	}
+}
+
+// signals returns a context cancelled by the first SIGINT or SIGTERM (stop
+// tracing, detach, flush) and one cancelled by the second (stop waiting for
+// the flush).
+func signals(log *slog.Logger) (stop, abort context.Context, release func()) {
+	stop, cancelStop := context.WithCancel(context.Background())
+	abort, cancelAbort := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			log.Info("signal received: stopping; a second one exits without waiting for the flush", "signal", sig.String())
+			cancelStop()
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-sigs:
+			log.Warn("second signal: cutting the flush short (what is not exported is counted as dropped_export_failed)", "signal", sig.String())
+			cancelAbort()
+		case <-done:
+		}
+	}()
+	return stop, abort, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancelStop()
+		cancelAbort()
+	}
+}
+
+// logStats logs the tracer's span counts every interval while they change,
+// until the returned function is called.
+func (t *tracing) logStats(interval time.Duration) (stop func()) {
+	if interval <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		var last export.Snapshot
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if s := t.counts.Snapshot(); s != last {
+				last = s
+				t.log.Info("spans so far", s.Attrs()...)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // tracing holds what every traced process shares.
@@ -270,6 +545,12 @@ type tracing struct {
 	stdout   io.Writer
 	perLink  bool // uprobe.Options.PerLink
 	insts    []uprobe.Instrumentation
+	// counts are the tracer's span counts; each process counts into a
+	// child.
+	counts *export.Counts
+	buffer export.BufferOptions
+	// abort is cancelled by a second signal: flushes stop at once.
+	abort context.Context
 }
 
 // plan inspects a process's executable and logs what cannot run.
@@ -306,7 +587,9 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 	if len(p.NotUsed) > 0 {
 		t.log.Debug("instrumentations of libraries the binary does not link", "pid", pid, "exe", name, "instrumentations", strings.Join(p.NotUsed, ", "))
 	}
-	if len(p.Enabled) == 0 {
+	// The goroutine context makes no span of its own: alone, nothing
+	// would be traced.
+	if !slices.ContainsFunc(p.Enabled, func(inst uprobe.Instrumentation) bool { return inst.Name != goroutine.Name }) {
 		p.Binary.Close()
 		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, errNothingToTrace)
 	}
@@ -315,27 +598,36 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 }
 
 // trace traces one process with its own TracerProvider (service.name is its
-// executable's name) and flushes its spans when it ends.
+// executable's name) and flushes its spans when it ends. Its last line,
+// "detached", has the process's span counts after the flush:
+// spans = exported + dropped_queue_full + dropped_rejected +
+// dropped_export_failed.
 func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name string, attached func()) error {
 	defer p.Binary.Close()
-	tp, err := export.NewTracerProvider(ctx, export.Options{ServiceName: filepath.Base(name), PID: pid, Executable: name, Console: t.stdout})
+	counts := t.counts.Child()
+	tp, err := export.NewTracerProvider(ctx, export.Options{ServiceName: filepath.Base(name), PID: pid, Executable: name, Console: t.stdout,
+		Counts: counts, Buffer: t.buffer, Log: t.log.With("pid", pid)})
 	if err != nil {
 		return err
 	}
-	defer func() {
+	rec, err := spans.NewRecorder(tp)
+	if err != nil {
+		_ = tp.Shutdown(context.Background())
+		return err
+	}
+	st, err := target.Trace(ctx, p, pid, rec, t.log, attached)
+	counts.Add(export.RingBufferFull, int(st.Dropped))
+	counts.Add(export.Invalid, int(st.Errors))
+	counts.Add(export.Unsampled, int(st.Unsampled+rec.NotSampled()))
+	func() {
 		defer target.LogIfSlow(t.log, "flushing spans to the exporter", "pid", pid, "timeout", flushTimeout)()
-		sctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		sctx, cancel := context.WithTimeout(t.abort, flushTimeout)
 		defer cancel()
 		if err := tp.Shutdown(sctx); err != nil {
 			t.log.Error("flush spans", "pid", pid, "err", err)
 		}
 	}()
-	rec, err := spans.NewRecorder(tp)
-	if err != nil {
-		return err
-	}
-	st, err := target.Trace(ctx, p, pid, rec, t.log, attached)
-	t.log.Info("detached", "pid", pid, "spans", st.Spans, "dropped", st.Dropped, "errors", st.Errors, "unsampled", st.Unsampled)
+	t.log.Info("detached", append([]any{"pid", pid}, counts.Snapshot().Attrs()...)...)
 	return err
 }
 
@@ -348,12 +640,18 @@ func (t *tracing) command(ctx context.Context, argv []string) (int, error) {
 	}
 	p, name, err := t.plan(child.PID)
 	if errors.Is(err, errNothingToTrace) {
-		// The program is what matters: run it untraced rather than not at all.
+		// The program is what matters: run it untraced rather than not at
+		// all, and say so in the exit status when its own says nothing.
 		t.log.Error("running the program untraced", "pid", child.PID, "err", err)
 		if err := child.Resume(); err != nil {
 			return 0, err
 		}
-		return t.wait(ctx, child), nil
+		code := t.wait(ctx, child)
+		if code == exitOK {
+			t.log.Error("the program ran untraced: exiting with status 3", "pid", child.PID)
+			code = exitNothingTraced
+		}
+		return code, nil
 	}
 	if err != nil {
 		child.Cmd.Process.Kill()
@@ -395,6 +693,14 @@ func (t *tracing) finish(done <-chan error, what string) error {
 		return err
 	case <-budget.C:
 		return fmt.Errorf("%s: detach and flush still running after %v (see \"still waiting\" above): exiting without them", what, shutdownBudget)
+	case <-t.abort.Done():
+	}
+	// The flushes were cancelled: let them count what they dropped.
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(time.Second):
+		return fmt.Errorf("%s: stopped by a second signal before detach and flush ended", what)
 	}
 }
 
@@ -412,11 +718,14 @@ func (t *tracing) wait(ctx context.Context, child *process.Child) int {
 		return code
 	case <-ctx.Done():
 	}
-	t.log.Info("signal received: stopping the traced program", "pid", child.PID)
+	t.log.Info("stopping the traced program", "pid", child.PID)
 	child.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
 	case <-time.After(5 * time.Second):
+		child.Cmd.Process.Kill()
+		<-exited
+	case <-t.abort.Done():
 		child.Cmd.Process.Kill()
 		<-exited
 	}

@@ -7,8 +7,8 @@ import (
 
 // Reason is why a span was not exported, or, for Exported, that it was.
 // Every span the tracer sees ends in exactly one of these, so that
-// recorded = exported + queue_full + rejected + export_failed once a
-// Processor has shut down. Events lost before they became spans
+// recorded = exported + queue_full + rejected + export_failed (+ discarded
+// with OTEL_TRACES_EXPORTER=none) once a Processor has shut down. Events lost before they became spans
 // (RingBufferFull, Invalid) and spans never recorded (Unsampled) are
 // counted beside them.
 type Reason int
@@ -38,10 +38,13 @@ const (
 	// Unsampled spans were not recorded: the caller's trace context was not
 	// sampled, or the configured sampler (OTEL_TRACES_SAMPLER) said no.
 	Unsampled
+	// Discarded spans were recorded with OTEL_TRACES_EXPORTER=none: thrown
+	// away as asked, not lost.
+	Discarded
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"exported", "queue_full", "rejected", "export_failed", "ring_buffer_full", "invalid", "unsampled"}
+var reasonNames = [numReasons]string{"exported", "queue_full", "rejected", "export_failed", "ring_buffer_full", "invalid", "unsampled", "discarded"}
 
 // String returns the reason's name as log lines and metrics spell it.
 func (r Reason) String() string {
@@ -101,7 +104,7 @@ type Snapshot struct {
 func (s Snapshot) Dropped() int64 {
 	var n int64
 	for r := QueueFull; r < numReasons; r++ {
-		if r != Unsampled {
+		if r != Unsampled && r != Discarded {
 			n += s.By[r]
 		}
 	}
@@ -112,12 +115,12 @@ func (s Snapshot) Dropped() int64 {
 // the export buffer or being exported. It is zero once the Processor has
 // shut down: recorded = exported + queue_full + rejected + export_failed.
 func (s Snapshot) Pending() int64 {
-	return s.Recorded - s.By[Exported] - s.By[QueueFull] - s.By[Rejected] - s.By[ExportFailed]
+	return s.Recorded - s.By[Exported] - s.By[QueueFull] - s.By[Rejected] - s.By[ExportFailed] - s.By[Discarded]
 }
 
 // Attrs returns the counts as log attributes: spans (recorded), exported,
 // pending, dropped (every loss, for tools that read one number), then one
-// dropped_REASON per reason and unsampled.
+// dropped_REASON per reason, unsampled and discarded.
 func (s Snapshot) Attrs() []any {
 	attrs := []any{
 		slog.Int64("spans", s.Recorded),
@@ -126,10 +129,10 @@ func (s Snapshot) Attrs() []any {
 		slog.Int64("dropped", s.Dropped()),
 	}
 	for r := QueueFull; r < numReasons; r++ {
-		if r == Unsampled {
+		if r == Unsampled || r == Discarded {
 			continue
 		}
 		attrs = append(attrs, slog.Int64("dropped_"+r.String(), s.By[r]))
 	}
-	return append(attrs, slog.Int64("unsampled", s.By[Unsampled]))
+	return append(attrs, slog.Int64("unsampled", s.By[Unsampled]), slog.Int64("discarded", s.By[Discarded]))
 }

@@ -124,6 +124,9 @@ func NewTracerProvider(ctx context.Context, opts Options) (*sdktrace.TracerProvi
 	if log == nil {
 		log = slog.Default()
 	}
+	if len(exporters) == 0 && opts.Counts != nil {
+		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(discarder{opts.Counts}))
+	}
 	for i, e := range exporters {
 		counts := opts.Counts
 		if i > 0 || counts == nil {
@@ -268,3 +271,19 @@ func newOTLPExporter(ctx context.Context, buf BufferOptions) (sdktrace.SpanExpor
 	}
 	return e, nil
 }
+
+// discarder counts the spans of OTEL_TRACES_EXPORTER=none as recorded and
+// discarded, so that the counts add up there too.
+type discarder struct{ counts *Counts }
+
+func (discarder) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+
+func (d discarder) OnEnd(s sdktrace.ReadOnlySpan) {
+	if s.SpanContext().IsSampled() {
+		d.counts.AddRecorded(1)
+		d.counts.Add(Discarded, 1)
+	}
+}
+
+func (discarder) Shutdown(context.Context) error   { return nil }
+func (discarder) ForceFlush(context.Context) error { return nil }

@@ -28,16 +28,14 @@ var ErrPrivileges = errors.New("insufficient privileges")
 // ErrKernel reports a kernel without a feature the tracer needs.
 var ErrKernel = errors.New("kernel lacks a required feature")
 
-// Check runs every check and returns all failures joined.
+// Check runs every check and returns all failures joined. Missing
+// privileges are reported alone: without them the kernel probes fail too,
+// and would blame the kernel.
 func Check() error {
-	var errs []error
 	if err := checkCapabilities(); err != nil {
-		errs = append(errs, err)
+		return err
 	}
-	if err := checkKernel(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return checkKernel()
 }
 
 // checkCapabilities accepts root, or CAP_BPF plus CAP_PERFMON (Linux 5.8+),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -28,7 +29,8 @@ var (
 //
 // A Recorder is safe for concurrent use.
 type Recorder struct {
-	tracer trace.Tracer
+	tracer     trace.Tracer
+	notSampled atomic.Uint64
 }
 
 // probeIDs are the IDs NewRecorder starts its probe span with.
@@ -99,5 +101,13 @@ func (r *Recorder) Record(s *Span) error {
 		span.SetStatus(codes.Error, s.StatusDescription)
 	}
 	span.End(trace.WithTimestamp(s.End))
+	if !span.SpanContext().IsSampled() {
+		r.notSampled.Add(1) // the TracerProvider's sampler said no: not exported
+	}
 	return nil
 }
+
+// NotSampled returns how many spans Record was given that the
+// TracerProvider's sampler (OTEL_TRACES_SAMPLER) did not sample: they are
+// not exported, and the tracer counts them as unsampled.
+func (r *Recorder) NotSampled() uint64 { return r.notSampled.Load() }

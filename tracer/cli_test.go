@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
+)
+
+// corruptOffsetsDir returns a database directory whose shard does not match
+// the checksum its index records, as offsetgen verify would reject.
+func corruptOffsetsDir(t *testing.T) string {
+	dir := t.TempDir()
+	table := offsets.NewTable(offsets.StdModule, []offsets.FieldID{{Package: "net/http", Struct: "Request", Field: "Method"}})
+	require.NoError(t, offsets.WriteShard(dir, table.Shard()))
+	shard := filepath.Join(dir, offsets.ShardFile(offsets.StdModule))
+	f, err := os.OpenFile(shard, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString("tampered")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	return dir
+}
+
+// TestCLIRejectsBadSettingsNamingThem: every setting is checked at start,
+// before anything is loaded; a bad one exits 2 with a message that names
+// it, and nothing runs.
+func TestCLIRejectsBadSettingsNamingThem(t *testing.T) {
+	junkDir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(junkDir, "index.json"), []byte("junk"), 0o644))
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // in stderr
+	}{
+		{"no mode", nil, nil, "give exactly one of -- CMD, --pid or --exe"},
+		{"two modes", []string{"--pid", "1", "--exe", "x"}, nil, "give exactly one"},
+		{"bad glob", []string{"--exe", "["}, nil, `--exe "[": syntax error in pattern`},
+		{"bad log level", []string{"--log-level", "bogus", "--pid", "1"}, nil, `--log-level (or OTEL_LOG_LEVEL) "bogus"`},
+		{"bad log level from env", []string{"--pid", "1"}, map[string]string{"OTEL_LOG_LEVEL": "loud"}, `OTEL_LOG_LEVEL) "loud"`},
+		{"bad log format", []string{"--log-format", "xml", "--pid", "1"}, nil, `--log-format "xml"`},
+		{"endpoint not a URL", []string{"--pid", "1"}, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "not-a-url"}, `OTEL_EXPORTER_OTLP_ENDPOINT="not-a-url"`},
+		{"traces endpoint without host", []string{"--pid", "1"}, map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://"}, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"},
+		{"unknown exporter", []string{"--pid", "1"}, map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, `OTEL_TRACES_EXPORTER="zipkin"`},
+		{"unknown protocol", []string{"--pid", "1"}, map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "udp"}, `OTEL_EXPORTER_OTLP_PROTOCOL="udp"`},
+		{"bad queue size", []string{"--pid", "1"}, map[string]string{"OTEL_BSP_MAX_QUEUE_SIZE": "-5"}, "OTEL_BSP_MAX_QUEUE_SIZE"},
+		{"bad export timeout", []string{"--pid", "1"}, map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "soon"}, "OTEL_EXPORTER_OTLP_TIMEOUT"},
+		{"offsets URL not a URL", []string{"--offsets-url", "not-a-url", "--pid", "1"}, nil, `--offsets-url (or OFFSETDB_URL) "not-a-url"`},
+		{"offsets URL from env", []string{"--pid", "1"}, map[string]string{"OFFSETDB_URL": "file:///etc/passwd"}, "OFFSETDB_URL"},
+		{"export concurrency", []string{"--export-concurrency", "0", "--pid", "1"}, nil, "--export-concurrency 0"},
+		{"export buffer", []string{"--export-buffer", "-1", "--pid", "1"}, nil, "--export-buffer -1"},
+		{"offsets dir unreadable", []string{"--offsets-dir", junkDir, "--no-embedded-offsets", "inspect", "/bin/true"}, nil, "--offsets-dir " + junkDir},
+		{"offsets dir fails verify", []string{"inspect", "--offsets-dir", corruptOffsetsDir(t), "/bin/true"}, nil, "sha256"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, k := range []string{"OTEL_LOG_LEVEL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER",
+				"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_EXPORTER_OTLP_TIMEOUT", "OFFSETDB_URL"} {
+				t.Setenv(k, tt.env[k])
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, &stdout, &stderr)
+			assert.Equal(t, exitUsage, code, "stderr:\n%s", stderr.String())
+			assert.Contains(t, stderr.String(), tt.want)
+			assert.NotContains(t, stderr.String(), "msg=attached")
+		})
+	}
+}
+
+// TestCLISubcommandsTakeFlagsBeforeOrAfter: "tracer --log-level debug
+// inspect X" inspects X, as "tracer inspect --log-level debug X" does; a
+// flag's value or a command after -- is never taken for a subcommand.
+func TestCLISubcommandsTakeFlagsBeforeOrAfter(t *testing.T) {
+	tests := []struct {
+		args     []string
+		wantCmd  string
+		wantRest []string
+	}{
+		{[]string{"inspect", "X"}, "inspect", []string{"X"}},
+		{[]string{"--log-level", "debug", "inspect", "X"}, "inspect", []string{"--log-level", "debug", "X"}},
+		{[]string{"--log-level=debug", "--no-dwarf", "inspect", "--json", "X"}, "inspect", []string{"--log-level=debug", "--no-dwarf", "--json", "X"}},
+		{[]string{"--exe", "inspect"}, "", []string{"--exe", "inspect"}},
+		{[]string{"--", "inspect", "X"}, "", []string{"--", "inspect", "X"}},
+		{[]string{"--pid", "1", "help"}, "help", []string{"--pid", "1"}},
+		{[]string{"help"}, "help", []string{}},
+	}
+	for _, tt := range tests {
+		cmd, rest := subcommand(tt.args)
+		assert.Equal(t, tt.wantCmd, cmd, "%q", tt.args)
+		assert.Equal(t, tt.wantRest, rest, "%q", tt.args)
+	}
+
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"--log-level", "debug", "inspect", "--json", tracerBinary(t)}, &stdout, &stderr)
+	require.Equal(t, exitOK, code, "stderr:\n%s", stderr.String())
+	assert.Contains(t, stdout.String(), `"go_version"`)
+}
+
+// TestCLIHelpNamesTheDefaultEndpoint: "tracer help" and --help print the
+// usage on stdout and exit 0; it names where spans go by default and how to
+// see them without a collector, and the exit statuses.
+func TestCLIHelpNamesTheDefaultEndpoint(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	require.Equal(t, exitOK, run([]string{"help"}, &stdout, &stderr))
+	for _, want := range []string{"http://localhost:4318", "OTEL_TRACES_EXPORTER", "console", "-log-format", "-export-buffer", "Exit status", "3 nothing could be"} {
+		assert.Contains(t, stdout.String(), want)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	require.Equal(t, exitOK, run([]string{"--help"}, &stdout, &stderr))
+	assert.Contains(t, stderr.String(), "http://localhost:4318")
+}
+
+// buildNoHTTP builds a Go program that links no instrumented library.
+func buildNoHTTP(t *testing.T) string {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nimport \"time\"\n\nfunc main() { time.Sleep(300 * time.Millisecond) }\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module nohttp\n\ngo 1.22\n"), 0o644))
+	cmd := exec.Command("go", "build", "-o", "nohttp", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return filepath.Join(dir, "nohttp")
+}
+
+// TestCLINothingToTraceExits3: a Go program the tracer starts but cannot
+// trace still runs, and the tracer exits 3 rather than 0, which would look
+// like success; --pid on such a process exits 3 at once.
+func TestCLINothingToTraceExits3(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	bin := buildNoHTTP(t)
+	cmd := exec.Command(tracerBinary(t), "--", bin)
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "%s", out)
+	assert.Equal(t, exitNothingTraced, exit.ExitCode(), "%s", out)
+	assert.Contains(t, string(out), "the program ran untraced")
+
+	prog := exec.Command(bin)
+	require.NoError(t, prog.Start())
+	defer prog.Wait()
+	cmd = exec.Command(tracerBinary(t), "--pid", strconv.Itoa(prog.Process.Pid))
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	out, err = cmd.CombinedOutput()
+	require.ErrorAs(t, err, &exit, "%s", out)
+	assert.Equal(t, exitNothingTraced, exit.ExitCode(), "%s", out)
+	assert.Contains(t, string(out), "no instrumentation can run")
+}
+
+var detachedLine = regexp.MustCompile(`msg=detached pid=\d+ spans=(\d+) exported=(\d+) pending=0 dropped=(\d+) dropped_queue_full=0 dropped_rejected=0 dropped_export_failed=(\d+)`)
+
+// TestCLISecondSignalCutsTheFlushShort: with the collector unreachable the
+// flush at exit would wait its full budget; a second SIGTERM ends it at
+// once, and the spans it gave up on are counted as dropped_export_failed,
+// so that spans = exported + dropped still holds.
+func TestCLISecondSignalCutsTheFlushShort(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := "http://" + ln.Addr().String() // nothing listens once closed
+	require.NoError(t, ln.Close())
+
+	cmd := exec.Command(tracerBinary(t), "--", buildLocalService(t))
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT="+closed, "OTEL_METRICS_EXPORTER=none")
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	line := make([]byte, 128)
+	n, err := stdout.Read(line)
+	require.NoError(t, err, "service did not start:\n%s", stderr)
+	addr := strings.TrimSpace(strings.TrimPrefix(string(line[:n]), "listening on "))
+	for i := 1; i <= 5; i++ {
+		get(t, addr, fmt.Sprintf("/items/%d", i))
+	}
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	waitFor(t, stderr, "flushing spans")
+	start := time.Now()
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(eventTimeout):
+		t.Fatalf("tracer still running after the second signal:\n%s", stderr)
+	}
+	assert.Less(t, time.Since(start), 3*time.Second, "the flush budget is 5 s; the second signal cuts it short")
+	m := detachedLine.FindStringSubmatch(stderr.String())
+	require.NotNil(t, m, "no detached line with the counts:\n%s", stderr)
+	assert.Equal(t, "15", m[1], "3 spans per request")
+	assert.Equal(t, "0", m[2], "nothing reached the collector")
+	assert.Equal(t, m[1], m[4], "every span counted as dropped_export_failed")
+}
+
+// stopExpecting stops the tracer as stop does and checks its exit status.
+func (r *tracedRun) stopExpecting(t *testing.T, code int) {
+	require.NoError(t, r.cmd.Process.Signal(syscall.SIGTERM))
+	done := make(chan error, 1)
+	go func() { done <- r.cmd.Wait() }()
+	select {
+	case err := <-done:
+		var exit *exec.ExitError
+		require.ErrorAs(t, err, &exit, "tracer exit; stderr:\n%s", r.stderr)
+		assert.Equal(t, code, exit.ExitCode(), "tracer exit status; stderr:\n%s", r.stderr)
+	case <-time.After(eventTimeout):
+		t.Fatalf("tracer did not exit after SIGTERM; stderr:\n%s", r.stderr)
+	}
+}
