@@ -7,6 +7,7 @@ package instrumentation
 
 import (
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/databasesql"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/goredis"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/goroutine"
 	grpcclient "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/client"
 	grpcserver "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/server"
@@ -27,6 +28,7 @@ func All() []uprobe.Instrumentation {
 		grpcserver.Instrumentation(),
 		grpcclient.Instrumentation(),
 		databasesql.Instrumentation(),
+		goredis.Instrumentation(),
 		goroutine.Instrumentation(),
 	}
 }
