@@ -14,7 +14,9 @@ import (
 
 // Defaults of BufferOptions. MaxQueue holds a minute of 1,000 spans/s, the
 // outage the tracer is specified to survive without loss (~1 KiB per span
-// while the collector is away, nothing when it is up).
+// while the collector is away, nothing when it is up). RetryMax is short
+// so that a collector that comes back is used within seconds: the buffer,
+// not the pause, is what bounds the cost of an outage.
 const (
 	DefaultMaxQueue      = 65536
 	DefaultBatchSize     = 512
@@ -22,7 +24,7 @@ const (
 	DefaultExportTimeout = 30 * time.Second
 	DefaultConcurrency   = 4
 	DefaultRetryInitial  = time.Second
-	DefaultRetryMax      = 30 * time.Second
+	DefaultRetryMax      = 5 * time.Second
 )
 
 // BufferOptions tune a Processor. A zero field takes its default; Fill
