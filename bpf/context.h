@@ -22,6 +22,72 @@
 /* W3C trace-flags: the sampled bit. */
 #define TRACE_FLAG_SAMPLED 0x01
 
+/*
+ * The sampler (OTEL_TRACES_SAMPLER), set at load time by tracer/uprobe. The
+ * decision is made here, when a span starts, so that the trace-flags it
+ * propagates to its children and to the next service carry it; user space
+ * exports only sampled spans.
+ */
+#define SAMPLER_PARENTBASED_ALWAYS_ON 0
+#define SAMPLER_PARENTBASED_ALWAYS_OFF 1
+#define SAMPLER_PARENTBASED_TRACEIDRATIO 2
+#define SAMPLER_ALWAYS_ON 3
+#define SAMPLER_ALWAYS_OFF 4
+#define SAMPLER_TRACEIDRATIO 5
+volatile const __u8 sampler = SAMPLER_PARENTBASED_ALWAYS_ON;
+/*
+ * traceidratio: a trace is sampled when the last 8 bytes of its ID, read
+ * big-endian and shifted right by one, are below this bound (ratio * 2^63),
+ * which is the rule of the OpenTelemetry SDKs' TraceIDRatioBased sampler,
+ * so that they and this tracer agree on every trace.
+ */
+volatile const __u64 sampler_bound = 0;
+
+/*
+ * Whether the W3C tracecontext propagator is on (OTEL_PROPAGATORS): a
+ * server span continues an incoming traceparent, a client request is
+ * handed its own. Set at load time.
+ */
+volatile const __u8 propagate_tracecontext = 1;
+
+/* ratio_sampled applies the traceidratio rule to trace_id (16 bytes). */
+static __always_inline int ratio_sampled(const __u8 *trace_id)
+{
+	__u64 x = 0;
+#pragma unroll
+	for (int i = 8; i < 16; i++)
+		x = x << 8 | trace_id[i];
+	return (x >> 1) < sampler_bound;
+}
+
+/*
+ * sample returns the W3C trace-flags of a new span of trace trace_id: with
+ * a parent (local, or remote from a traceparent), parent_flags are the
+ * parent's. The parent-based samplers follow the parent's sampled bit; the
+ * others decide alone. Flags other than sampled pass through.
+ */
+static __always_inline __u8 sample(const __u8 *trace_id, int has_parent, __u8 parent_flags)
+{
+	__u8 rest = has_parent ? parent_flags & (__u8)~TRACE_FLAG_SAMPLED : 0;
+	int on;
+	switch (sampler) {
+	case SAMPLER_ALWAYS_ON:
+		on = 1;
+		break;
+	case SAMPLER_ALWAYS_OFF:
+		on = 0;
+		break;
+	case SAMPLER_TRACEIDRATIO:
+		on = ratio_sampled(trace_id);
+		break;
+	default:
+		if (has_parent)
+			return parent_flags;
+		on = sampler == SAMPLER_PARENTBASED_ALWAYS_ON ? 1 : sampler == SAMPLER_PARENTBASED_ALWAYS_OFF ? 0 : ratio_sampled(trace_id);
+	}
+	return rest | (on ? TRACE_FLAG_SAMPLED : 0);
+}
+
 /* The identity of a span: what a child or the next service needs of it. */
 struct span_context {
 	__u8 trace_id[16];
@@ -72,12 +138,12 @@ static __always_inline int origin_active(__u32 tgid, struct span_context *sc)
  * span_start gives a new span its IDs: a child of the goroutine's active
  * span when there is one (parent_span_id its span ID, same trace), else
  * the root of a new trace (parent_span_id left zero). trace_id, span_id and
- * parent_span_id point into the caller's record. It returns the W3C
- * trace-flags the span inherits: the parent's, or sampled for a root.
+ * parent_span_id point into the caller's record. It returns the span's W3C
+ * trace-flags, as the sampler decides them (see sample).
  */
 static __always_inline __u8 span_start(struct goroutine *g, __u8 *trace_id, __u8 *span_id, __u8 *parent_span_id)
 {
-	__u8 flags = TRACE_FLAG_SAMPLED;
+	__u8 flags;
 	struct span_context *parent = bpf_map_lookup_elem(&active_spans, g);
 	if (parent && parent->origin_goid != 0 && !origin_active(g->tgid, parent)) {
 		bpf_map_delete_elem(&active_spans, g); /* the request it came from has ended */
@@ -86,9 +152,10 @@ static __always_inline __u8 span_start(struct goroutine *g, __u8 *trace_id, __u8
 	if (parent) {
 		__builtin_memcpy(trace_id, parent->trace_id, 16);
 		__builtin_memcpy(parent_span_id, parent->span_id, 8);
-		flags = parent->flags;
+		flags = sample(trace_id, 1, parent->flags);
 	} else {
 		random_id(trace_id, 16);
+		flags = sample(trace_id, 0, 0);
 	}
 	random_id(span_id, 8);
 	return flags;

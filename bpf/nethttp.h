@@ -14,6 +14,7 @@
 
 #include "runtime.h"
 #include "context.h"
+#include "gomap.h"
 
 /* Sizes of the string buffers in struct http_event; longer values are cut. */
 #define METHOD_LEN 16
@@ -23,6 +24,13 @@
 #define QUERY_LEN 128
 #define ROUTE_LEN 128
 #define REMOTE_ADDR_LEN 64
+#define TRACESTATE_LEN 255
+
+/* What became of the trace context of a client request (http_event.context_out). */
+#define CONTEXT_OUT_NONE 0    /* not written: propagation is off */
+#define CONTEXT_OUT_QUEUED 1  /* handed to the socket-layer writer (tracer/propagation) */
+#define CONTEXT_OUT_APP 2     /* the request carried the application's own traceparent: left alone */
+#define CONTEXT_OUT_TLS 3     /* https: the bytes leave the process encrypted, nothing can be added */
 
 /*
  * One finished HTTP request. Strings are not NUL-terminated: *_len says how
@@ -41,6 +49,10 @@ struct http_event {
 	__u8 route_len;
 	__u8 remote_addr_len;
 	__u16 status;
+	__u8 flags;         /* W3C trace-flags of the span */
+	__u8 remote_parent; /* server: the parent came in a traceparent header */
+	__u8 context_out;   /* client: CONTEXT_OUT_* */
+	__u8 tracestate_len;
 	__u32 pid; /* thread group id of the traced process */
 	__u64 goid;
 	__u64 start_ns;
@@ -55,6 +67,7 @@ struct http_event {
 	__u8 query[QUERY_LEN];
 	__u8 route[ROUTE_LEN];
 	__u8 remote_addr[REMOTE_ADDR_LEN];
+	__u8 tracestate[TRACESTATE_LEN + 1]; /* server: the tracestate header that came with the traceparent */
 };
 
 /*
@@ -95,6 +108,10 @@ static __always_inline void reset_event(struct http_event *ev)
 	ev->route_len = 0;
 	ev->remote_addr_len = 0;
 	ev->status = 0;
+	ev->flags = 0;
+	ev->remote_parent = 0;
+	ev->context_out = CONTEXT_OUT_NONE;
+	ev->tracestate_len = 0;
 	ev->pid = 0;
 	ev->goid = 0;
 	ev->start_ns = 0;
@@ -108,6 +125,64 @@ static __always_inline void reset_event(struct http_event *ev)
 static __always_inline __u16 http_status(__u64 v)
 {
 	return v >= 100 && v <= 999 ? (__u16)v : 0;
+}
+
+/*
+ * Offsets of the net/http.Header map's runtime fields (gomap.h), rewritten
+ * at load time like the off_ constants of each object.
+ */
+volatile const __u64 off_hmap_B = OFFSET_ABSENT;                      /* runtime.hmap.B */
+volatile const __u64 off_hmap_buckets = OFFSET_ABSENT;                /* runtime.hmap.buckets */
+volatile const __u64 off_hmap_oldbuckets = OFFSET_ABSENT;             /* runtime.hmap.oldbuckets */
+volatile const __u64 off_Map_dirPtr = OFFSET_ABSENT;                  /* internal/runtime/maps.Map.dirPtr */
+volatile const __u64 off_Map_dirLen = OFFSET_ABSENT;                  /* internal/runtime/maps.Map.dirLen */
+volatile const __u64 off_table_groups = OFFSET_ABSENT;                /* internal/runtime/maps.table.groups */
+volatile const __u64 off_groupsReference_data = OFFSET_ABSENT;        /* internal/runtime/maps.groupsReference.data */
+volatile const __u64 off_groupsReference_lengthMask = OFFSET_ABSENT;  /* internal/runtime/maps.groupsReference.lengthMask */
+
+static __always_inline void header_map_offsets(struct gomap_offsets *o)
+{
+	o->hmap_B = off_hmap_B;
+	o->hmap_buckets = off_hmap_buckets;
+	o->hmap_oldbuckets = off_hmap_oldbuckets;
+	o->map_dirPtr = off_Map_dirPtr;
+	o->map_dirLen = off_Map_dirLen;
+	o->table_groups = off_table_groups;
+	o->groups_data = off_groupsReference_data;
+	o->groups_lengthMask = off_groupsReference_lengthMask;
+}
+
+/*
+ * header_traceparent reads the W3C traceparent of the net/http.Header map
+ * hdr into *sc. It returns 1 for exactly one valid value; 0 when there is
+ * none, more than one (the W3C spec makes a repeated traceparent invalid),
+ * or it is invalid (parse_traceparent).
+ */
+static __always_inline int header_traceparent(__u64 hdr, const struct gomap_offsets *o, struct span_context *sc)
+{
+	struct go_strings v = {};
+	if (!gomap_find_header(hdr, o, GOMAP_KEY_TRACEPARENT, &v) || v.len != 1)
+		return 0;
+	struct go_string s = {};
+	if (bpf_probe_read_user(&s, sizeof(s), (const void *)v.ptr) != 0 || s.len < TRACEPARENT_LEN || s.len > 255)
+		return 0;
+	__u8 buf[TRACEPARENT_LEN + 1] = {};
+	__u32 n = s.len > TRACEPARENT_LEN ? TRACEPARENT_LEN + 1 : TRACEPARENT_LEN;
+	if (bpf_probe_read_user(buf, n, (const void *)s.ptr) != 0)
+		return 0;
+	return parse_traceparent(buf, (__u32)s.len, sc);
+}
+
+/*
+ * header_tracestate copies the first tracestate value of the
+ * net/http.Header map hdr into ev (cut at TRACESTATE_LEN bytes).
+ */
+static __always_inline void header_tracestate(__u64 hdr, const struct gomap_offsets *o, struct http_event *ev)
+{
+	struct go_strings v = {};
+	if (!gomap_find_header(hdr, o, GOMAP_KEY_TRACESTATE, &v) || v.len < 1)
+		return;
+	ev->tracestate_len = read_go_string(ev->tracestate, TRACESTATE_LEN, v.ptr);
 }
 
 #endif /* OFFSETDB_NETHTTP_H */

@@ -18,7 +18,7 @@ import (
 	"github.com/offsetdb/offsetdb/offsets"
 )
 
-//go:embed *.fields
+//go:embed *.fields *.pending
 var files embed.FS
 
 // Set is the declaration for one module.
@@ -106,6 +106,34 @@ func Load(module string) (*Set, error) {
 		return nil, fmt.Errorf("field set %s: %w", name, err)
 	}
 	return s, nil
+}
+
+// Pending returns the fields of module declared in its ".pending" file:
+// fields instrumentations read that the committed database does not cover
+// yet, because adding them to the field set means regenerating every
+// version of the module. The generator ignores them; the tracer resolves
+// them from a target's DWARF only. A module without the file has none.
+func Pending(module string) ([]offsets.FieldID, error) {
+	name := strings.TrimSuffix(offsets.ShardFile(module), ".json") + ".pending"
+	f, err := files.Open(name)
+	if err != nil {
+		return nil, nil
+	}
+	defer f.Close()
+	s, err := ParseModule(module, f)
+	if err != nil {
+		return nil, fmt.Errorf("pending fields %s: %w", name, err)
+	}
+	if len(s.Keep) > 0 || len(s.Imports) > 0 {
+		return nil, fmt.Errorf("pending fields %s: only fields belong there", name)
+	}
+	return s.Fields, nil
+}
+
+// IsPending reports whether id is a pending field of module (see Pending).
+func IsPending(module string, id offsets.FieldID) bool {
+	fs, _ := Pending(module)
+	return slices.Contains(fs, id)
 }
 
 // Modules lists the modules with a built-in field set.

@@ -370,6 +370,8 @@ type traceSettings struct {
 	perLink       bool
 	buffer        export.BufferOptions
 	statsInterval time.Duration
+	// writeContext: write W3C traceparent into outgoing requests (contextprop.go).
+	writeContext bool
 }
 
 // traceFlags returns the flag set of tracing, writing usage to w.
@@ -384,6 +386,7 @@ func traceFlags(w io.Writer) (*flag.FlagSet, *traceSettings) {
 	fs.BoolVar(&s.perLink, "per-uprobe-links", false, "attach every uprobe with a link of its own even where the kernel has uprobe_multi links (Linux 6.6+); slower to detach: ~80 ms per uprobe")
 	fs.IntVar(&s.buffer.MaxQueue, "export-buffer", 0, fmt.Sprintf("spans held per traced process while the collector is slow or away; beyond it the oldest are dropped and counted (default OTEL_BSP_MAX_QUEUE_SIZE, else %d: a minute at 1,000 spans/s)", export.DefaultMaxQueue))
 	fs.IntVar(&s.buffer.Concurrency, "export-concurrency", export.DefaultConcurrency, "exports in flight at once per traced process, so that a slow collector does not hold the rest back")
+	fs.BoolVar(&s.writeContext, "context-propagation", true, "write the W3C traceparent of the active span into outgoing HTTP/1 requests (socket-layer writer; false: continue incoming trace context only)")
 	fs.DurationVar(&s.statsInterval, "stats-interval", time.Minute, "how often to log the span counts (spans, exported, dropped by reason) while tracing; 0: only at exit")
 	return fs, &s
 }
@@ -444,6 +447,11 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, err
 	}
 	log.Info("exporting spans", dest...)
+	cp, err := newContextProp(s.writeContext, log)
+	if err != nil {
+		return 0, err
+	}
+	defer cp.close(log)
 
 	counts := new(export.Counts)
 	mp, err := export.NewMeterProvider(context.Background(), counts, s.buffer.MaxQueue)
@@ -453,7 +461,7 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	ctx, abort, stopSignals := signals(log)
 	defer stopSignals()
 	t := &tracing{resolver: r, log: log, stdout: stdout, perLink: s.perLink, insts: s.instrumentations(),
-		counts: counts, buffer: s.buffer, abort: abort}
+		context: cp, counts: counts, buffer: s.buffer, abort: abort}
 	stopStats := t.logStats(s.statsInterval)
 	code, err := t.run(ctx, argv, s.pid, s.exe)
 	stopStats()
@@ -545,6 +553,7 @@ type tracing struct {
 	stdout   io.Writer
 	perLink  bool // uprobe.Options.PerLink
 	insts    []uprobe.Instrumentation
+	context  *contextProp
 	// counts are the tracer's span counts; each process counts into a
 	// child.
 	counts *export.Counts
@@ -594,6 +603,7 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, errNothingToTrace)
 	}
 	p.Attach.PerLink = t.perLink
+	t.context.apply(&p.Attach)
 	return p, name, nil
 }
 

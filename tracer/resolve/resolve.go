@@ -6,6 +6,7 @@ package resolve
 import (
 	"errors"
 	"fmt"
+	"github.com/offsetdb/offsetdb/fieldset"
 	"slices"
 	"strings"
 
@@ -207,8 +208,13 @@ func Missing(fs map[offsets.FieldID]Field, ids []offsets.FieldID, optional func(
 func Hint(bin *gobinary.Binary, missing []Field) string {
 	var hints []string
 	seen := map[string]bool{}
+	pending := false
 	for _, f := range missing {
 		module, ok := Module(bin, f.ID)
+		if ok && fieldset.IsPending(module, f.ID) {
+			pending = true
+			continue
+		}
 		if !ok || seen[module] {
 			continue
 		}
@@ -216,6 +222,9 @@ func Hint(bin *gobinary.Binary, missing []Field) string {
 		if h := moduleHint(bin, module); h != "" {
 			hints = append(hints, h)
 		}
+	}
+	if pending && len(hints) == 0 {
+		return "the offset database does not cover this field yet (fieldset/*.pending: it waits for the next full regeneration); trace an unstripped build, whose DWARF has it"
 	}
 	if len(hints) == 0 {
 		return "build the target with released versions of its modules, or keep its DWARF (do not strip with -s/-w)"

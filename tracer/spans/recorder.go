@@ -84,10 +84,15 @@ func (r *Recorder) Record(s *Span) error {
 	}
 	var parent context.Context = context.Background()
 	if s.ParentSpanID.IsValid() {
+		var ts trace.TraceState
+		if s.TraceState != "" {
+			ts, _ = trace.ParseTraceState(s.TraceState) // an invalid tracestate is dropped, as W3C says
+		}
 		parent = trace.ContextWithSpanContext(parent, trace.NewSpanContext(trace.SpanContextConfig{
 			TraceID:    s.TraceID,
 			SpanID:     s.ParentSpanID,
 			TraceFlags: trace.FlagsSampled,
+			TraceState: ts,
 			Remote:     s.RemoteParent,
 		}))
 	}

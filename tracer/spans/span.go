@@ -31,6 +31,9 @@ type Span struct {
 	// caller, have the sampled bit clear: the span is not exported, though
 	// its context still propagates to its children.
 	Unsampled bool
+	// TraceState is the W3C tracestate that came with a remote parent
+	// (empty if none); the span keeps it in its span context.
+	TraceState string
 	// Attributes follow the semantic conventions of the span's protocol.
 	// Decoders append to Attributes[:0] so that its storage is reused.
 	Attributes []attribute.KeyValue

@@ -61,6 +61,13 @@ var (
 // with it, and Read dispatches records on it. No package picks numbers.
 const KindConst = "event_kind"
 
+// OptionConsts are the BPF constants an object may declare that no Field
+// sets: they come from Options.Constants, the same for every object of a
+// tracer. bpf/context.h declares the sampler (sampler, sampler_bound) and
+// the tracecontext switch (propagate_tracecontext); the net/http client the
+// switch for the trace-context writer (context_writer, bpf/propagation.h).
+var OptionConsts = []string{"sampler", "sampler_bound", "propagate_tracecontext", "context_writer"}
+
 // Absent is the value Attach writes into the constant of an optional field
 // that the target does not have (a field added or removed by some
 // release). BPF code compares the constant with it before using the field.

@@ -54,6 +54,7 @@ type Event struct {
 // owns one BPF collection per instrumentation, the maps they share, and
 // every uprobe; Close releases them all.
 type Session struct {
+	opts   *Options
 	path   string
 	byKind []*Instrumentation // by tag - 1
 	span   spans.Span         // reused by decode
@@ -79,6 +80,16 @@ type Options struct {
 	// (~80 ms each on Linux 6.18); closing a uprobe_multi link waits once
 	// for all of its uprobes.
 	PerLink bool
+	// Shared are maps owned by the caller that every BPF object declaring
+	// a map of the same name uses instead of its own, across Sessions: how
+	// the client instrumentation hands requests to a writer of trace
+	// context (package propagation). Close leaves them open.
+	Shared map[string]*ebpf.Map
+	// Constants are values for `volatile const` globals, by name, set in
+	// every BPF object that declares them (objects that do not are left
+	// alone): the sampler, the propagators. Each value's size must match
+	// its global's (uint8 for a __u8, uint64 for a __u64).
+	Constants map[string]any
 }
 
 // HaveMultiLinks reports whether Attach can place all uprobes of a BPF
@@ -141,6 +152,7 @@ func Attach(ctx context.Context, bin *gobinary.Binary, pid int, insts []Instrume
 	}
 
 	s := &Session{
+		opts:   opts,
 		path:   bin.Path,
 		shared: make(map[string]*ebpf.Map),
 		multi:  !opts.PerLink && HaveMultiLinks() == nil,
@@ -216,6 +228,13 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 	if err := kind.Set(t.tag); err != nil {
 		return fmt.Errorf("set constant %s: %w", KindConst, err)
 	}
+	for name, val := range s.opts.Constants {
+		if v, ok := spec.Variables[name]; ok && v.Constant() {
+			if err := v.Set(val); err != nil {
+				return fmt.Errorf("set constant %s: %w", name, err)
+			}
+		}
+	}
 	for _, f := range inst.Fields {
 		v, ok := spec.Variables[f.Const]
 		if !ok || !v.Constant() {
@@ -244,6 +263,11 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 	}
 
 	replace := make(map[string]*ebpf.Map)
+	for name, m := range s.opts.Shared {
+		if _, ok := spec.Maps[name]; ok {
+			replace[name] = m
+		}
+	}
 	for _, name := range append(append(append([]string(nil), requiredMaps...), inst.SharedMaps...), optionalMaps...) {
 		ms, ok := spec.Maps[name]
 		if !ok && slices.Contains(optionalMaps, name) {

@@ -33,15 +33,18 @@ type goroutineSpanContext struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	goroutineMapActiveSpans      = "active_spans"
-	goroutineMapDrops            = "drops"
-	goroutineMapEvents           = "events"
-	goroutineMapStarting         = "starting"
-	goroutineProgNewprocEntry    = "newproc_entry"
-	goroutineProgNewprocEntry117 = "newproc_entry_117"
-	goroutineProgNewprocReturn   = "newproc_return"
-	goroutineVarEventKind        = "event_kind"
-	goroutineVarOffG_goid        = "off_g_goid"
+	goroutineMapActiveSpans           = "active_spans"
+	goroutineMapDrops                 = "drops"
+	goroutineMapEvents                = "events"
+	goroutineMapStarting              = "starting"
+	goroutineProgNewprocEntry         = "newproc_entry"
+	goroutineProgNewprocEntry117      = "newproc_entry_117"
+	goroutineProgNewprocReturn        = "newproc_return"
+	goroutineVarEventKind             = "event_kind"
+	goroutineVarOffG_goid             = "off_g_goid"
+	goroutineVarPropagateTracecontext = "propagate_tracecontext"
+	goroutineVarSampler               = "sampler"
+	goroutineVarSamplerBound          = "sampler_bound"
 )
 
 // loadGoroutine returns the embedded CollectionSpec for goroutine.
@@ -105,8 +108,11 @@ type goroutineMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type goroutineVariableSpecs struct {
-	EventKind *ebpf.VariableSpec `ebpf:"event_kind"`
-	OffG_goid *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	EventKind             *ebpf.VariableSpec `ebpf:"event_kind"`
+	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	PropagateTracecontext *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
+	Sampler               *ebpf.VariableSpec `ebpf:"sampler"`
+	SamplerBound          *ebpf.VariableSpec `ebpf:"sampler_bound"`
 }
 
 // goroutineObjects contains all objects after they have been loaded into the kernel.
@@ -148,8 +154,11 @@ func (m *goroutineMaps) Close() error {
 //
 // It can be passed to loadGoroutineObjects or ebpf.CollectionSpec.LoadAndAssign.
 type goroutineVariables struct {
-	EventKind *ebpf.Variable `ebpf:"event_kind"`
-	OffG_goid *ebpf.Variable `ebpf:"off_g_goid"`
+	EventKind             *ebpf.Variable `ebpf:"event_kind"`
+	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
+	PropagateTracecontext *ebpf.Variable `ebpf:"propagate_tracecontext"`
+	Sampler               *ebpf.Variable `ebpf:"sampler"`
+	SamplerBound          *ebpf.Variable `ebpf:"sampler_bound"`
 }
 
 // goroutinePrograms contains all programs after they have been loaded into the kernel.

@@ -60,6 +60,11 @@ func CheckDeclaration(t *testing.T, inst uprobe.Instrumentation) {
 			for _, id := range set.Fields {
 				listed[module][id] = true
 			}
+			pending, err := fieldset.Pending(module)
+			require.NoError(t, err, "pending fields of module %s", module)
+			for _, id := range pending {
+				listed[module][id] = true
+			}
 		}
 		return listed[module][id]
 	}
@@ -68,6 +73,9 @@ func CheckDeclaration(t *testing.T, inst uprobe.Instrumentation) {
 	require.NoError(t, err, "load the BPF object of %s", inst.Name)
 
 	consts := map[string]bool{uprobe.KindConst: true}
+	for _, name := range uprobe.OptionConsts {
+		consts[name] = true
+	}
 	seen := make(map[offsets.FieldID]bool)
 	for _, f := range inst.Fields {
 		parsed, err := offsets.ParseFieldID(f.ID.String())
@@ -77,7 +85,7 @@ func CheckDeclaration(t *testing.T, inst uprobe.Instrumentation) {
 		assert.False(t, seen[f.ID], "field %s declared twice", f.ID)
 		seen[f.ID] = true
 		if module, ok := FieldSetModule(f.ID.Package); assert.True(t, ok, "field %s of %s: no field set covers package %s (have %v)", f.ID, inst.Name, f.ID.Package, fieldset.Modules()) {
-			assert.True(t, inSet(module, f.ID), "field %s of %s is not listed in the field set of %s", f.ID, inst.Name, module)
+			assert.True(t, inSet(module, f.ID), "field %s of %s is not listed in the field set of %s (nor in its .pending file)", f.ID, inst.Name, module)
 		}
 		assert.False(t, consts[f.Const], "constant %s used twice", f.Const)
 		consts[f.Const] = true

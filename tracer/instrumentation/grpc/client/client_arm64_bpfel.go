@@ -86,6 +86,9 @@ const (
 	clientVarOffIStatusS            = "off_iStatus_s"
 	clientVarOffSpbCode             = "off_spb_Code"
 	clientVarOffWrapperClientStream = "off_wrapper_ClientStream"
+	clientVarPropagateTracecontext  = "propagate_tracecontext"
+	clientVarSampler                = "sampler"
+	clientVarSamplerBound           = "sampler_bound"
 )
 
 // loadClient returns the embedded CollectionSpec for client.
@@ -164,6 +167,9 @@ type clientVariableSpecs struct {
 	OffIStatusS            *ebpf.VariableSpec `ebpf:"off_iStatus_s"`
 	OffSpbCode             *ebpf.VariableSpec `ebpf:"off_spb_Code"`
 	OffWrapperClientStream *ebpf.VariableSpec `ebpf:"off_wrapper_ClientStream"`
+	PropagateTracecontext  *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
+	Sampler                *ebpf.VariableSpec `ebpf:"sampler"`
+	SamplerBound           *ebpf.VariableSpec `ebpf:"sampler_bound"`
 }
 
 // clientObjects contains all objects after they have been loaded into the kernel.
@@ -218,6 +224,9 @@ type clientVariables struct {
 	OffIStatusS            *ebpf.Variable `ebpf:"off_iStatus_s"`
 	OffSpbCode             *ebpf.Variable `ebpf:"off_spb_Code"`
 	OffWrapperClientStream *ebpf.Variable `ebpf:"off_wrapper_ClientStream"`
+	PropagateTracecontext  *ebpf.Variable `ebpf:"propagate_tracecontext"`
+	Sampler                *ebpf.Variable `ebpf:"sampler"`
+	SamplerBound           *ebpf.Variable `ebpf:"sampler_bound"`
 }
 
 // clientPrograms contains all programs after they have been loaded into the kernel.

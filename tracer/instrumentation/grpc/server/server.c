@@ -298,7 +298,7 @@ int server_entry(void *ctx)
 	if (in && in->has_context) {
 		__builtin_memcpy(ev->trace_id, in->sc.trace_id, sizeof(ev->trace_id));
 		__builtin_memcpy(ev->parent_span_id, in->sc.span_id, sizeof(ev->parent_span_id));
-		ev->flags = in->sc.flags;
+		ev->flags = sample(ev->trace_id, 1, in->sc.flags);
 		ev->remote_parent = 1;
 		random_id(ev->span_id, sizeof(ev->span_id));
 	} else {

@@ -121,6 +121,9 @@ const (
 	serverVarOffTStreamId                    = "off_tStream_id"
 	serverVarOffTStreamMethod                = "off_tStream_method"
 	serverVarOffThttp2ServerRemoteAddr       = "off_thttp2Server_remoteAddr"
+	serverVarPropagateTracecontext           = "propagate_tracecontext"
+	serverVarSampler                         = "sampler"
+	serverVarSamplerBound                    = "sampler_bound"
 )
 
 // loadServer returns the embedded CollectionSpec for server.
@@ -214,6 +217,9 @@ type serverVariableSpecs struct {
 	OffTStreamId                    *ebpf.VariableSpec `ebpf:"off_tStream_id"`
 	OffTStreamMethod                *ebpf.VariableSpec `ebpf:"off_tStream_method"`
 	OffThttp2ServerRemoteAddr       *ebpf.VariableSpec `ebpf:"off_thttp2Server_remoteAddr"`
+	PropagateTracecontext           *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
+	Sampler                         *ebpf.VariableSpec `ebpf:"sampler"`
+	SamplerBound                    *ebpf.VariableSpec `ebpf:"sampler_bound"`
 }
 
 // serverObjects contains all objects after they have been loaded into the kernel.
@@ -286,6 +292,9 @@ type serverVariables struct {
 	OffTStreamId                    *ebpf.Variable `ebpf:"off_tStream_id"`
 	OffTStreamMethod                *ebpf.Variable `ebpf:"off_tStream_method"`
 	OffThttp2ServerRemoteAddr       *ebpf.Variable `ebpf:"off_thttp2Server_remoteAddr"`
+	PropagateTracecontext           *ebpf.Variable `ebpf:"propagate_tracecontext"`
+	Sampler                         *ebpf.Variable `ebpf:"sampler"`
+	SamplerBound                    *ebpf.Variable `ebpf:"sampler_bound"`
 }
 
 // serverPrograms contains all programs after they have been loaded into the kernel.

@@ -9,8 +9,15 @@
 // traced by the net/http or gRPC server instrumentation in the same
 // uprobe.Session), the client span joins that trace as its child;
 // otherwise it starts a trace.
-// Requests sent from other goroutines than the handler's start their own
-// traces: the eBPF side does not follow context.Context.
+// Requests sent from goroutines the handler started are its children too
+// (the goroutine instrumentation carries the context across the go
+// statement).
+//
+// Trace context goes out with the request: a request that already carries
+// a traceparent (the application's own instrumentation) is left alone and
+// the client span becomes a child of the span it names; otherwise, when a
+// writer runs (package propagation), the request's bytes get a traceparent
+// naming the client span as they leave the process.
 //
 // Requirements on the target: Go 1.17+ on amd64 or 1.18+ on arm64 (the
 // register calling convention).
@@ -18,6 +25,7 @@ package client
 
 import (
 	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/gomap"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
 )
 
@@ -26,8 +34,13 @@ import (
 // libbpf-dev.
 //go:generate go tool bpf2go -tags linux -target amd64,arm64 -type http_event client client.c -- -I../../../../bpf -O2 -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu
 
-// Symbol is the function the instrumentation probes.
+// Symbol is the function the instrumentation probes for its spans.
 const Symbol = "net/http.(*Transport).roundTrip"
+
+// WriteSymbol is the function that writes a request to its connection, on
+// the thread whose write(2) sends it: where a request is handed to the
+// writer of trace context (package propagation).
+const WriteSymbol = "net/http.(*Request).write"
 
 // Instrumentation returns the declaration of the net/http client
 // instrumentation, for uprobe.Attach. Each call returns a new copy.
@@ -36,17 +49,21 @@ func Instrumentation() uprobe.Instrumentation {
 		Name: "net/http client",
 		Probes: []uprobe.Probe{
 			{Symbol: Symbol, Entry: "client_entry", Return: "client_return"},
+			// Where the request's bytes are written, for the writer of
+			// trace context; the spans do not need it.
+			{Symbol: WriteSymbol, Entry: "request_write", Optional: true},
 		},
-		Fields: []uprobe.Field{
+		Fields: append([]uprobe.Field{
 			{ID: offsets.MustParseFieldID("runtime.g.goid"), Const: "off_g_goid"},
 			{ID: offsets.MustParseFieldID("net/http.Request.Method"), Const: "off_Request_Method"},
 			{ID: offsets.MustParseFieldID("net/http.Request.URL"), Const: "off_Request_URL"},
+			{ID: offsets.MustParseFieldID("net/http.Request.Header"), Const: "off_Request_Header", IfResolved: true}, // the application's own traceparent
 			{ID: offsets.MustParseFieldID("net/url.URL.Scheme"), Const: "off_URL_Scheme"},
 			{ID: offsets.MustParseFieldID("net/url.URL.Host"), Const: "off_URL_Host"},
 			{ID: offsets.MustParseFieldID("net/url.URL.Path"), Const: "off_URL_Path"},
 			{ID: offsets.MustParseFieldID("net/url.URL.RawQuery"), Const: "off_URL_RawQuery"},
 			{ID: offsets.MustParseFieldID("net/http.Response.StatusCode"), Const: "off_Response_StatusCode"},
-		},
+		}, gomap.Fields()...),
 		Spec:   spec,
 		Decode: decode,
 	}

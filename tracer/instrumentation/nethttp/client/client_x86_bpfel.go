@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type clientClientSpan struct {
+	_   structs.HostLayout
+	Ev  clientHttpEvent
+	Req uint64
+}
+
 type clientGoroutine struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -33,7 +39,12 @@ type clientHttpEvent struct {
 	RouteLen      uint8
 	RemoteAddrLen uint8
 	Status        uint16
+	Flags         uint8
+	RemoteParent  uint8
+	ContextOut    uint8
+	TracestateLen uint8
 	Pid           uint32
+	_             [4]byte
 	Goid          uint64
 	StartNs       uint64
 	EndNs         uint64
@@ -47,6 +58,27 @@ type clientHttpEvent struct {
 	Query         [128]uint8
 	Route         [128]uint8
 	RemoteAddr    [64]uint8
+	Tracestate    [256]uint8
+}
+
+type clientOutgoingRequest struct {
+	_         structs.HostLayout
+	TraceId   [16]uint8
+	SpanId    [8]uint8
+	Flags     uint8
+	MethodLen uint8
+	PathLen   uint8
+	Pad       [5]uint8
+	QueuedNs  uint64
+	Method    [16]uint8
+	Path      [32]uint8
+}
+
+type clientRequestRef struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Req  uint64
 }
 
 type clientSpanContext struct {
@@ -62,22 +94,40 @@ type clientSpanContext struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	clientMapActiveSpans           = "active_spans"
-	clientMapClientScratch         = "client_scratch"
-	clientMapClientSpans           = "client_spans"
-	clientMapDrops                 = "drops"
-	clientMapEvents                = "events"
-	clientProgClientEntry          = "client_entry"
-	clientProgClientReturn         = "client_return"
-	clientVarEventKind             = "event_kind"
-	clientVarOffRequestMethod      = "off_Request_Method"
-	clientVarOffRequestURL         = "off_Request_URL"
-	clientVarOffResponseStatusCode = "off_Response_StatusCode"
-	clientVarOffURL_Host           = "off_URL_Host"
-	clientVarOffURL_Path           = "off_URL_Path"
-	clientVarOffURL_RawQuery       = "off_URL_RawQuery"
-	clientVarOffURL_Scheme         = "off_URL_Scheme"
-	clientVarOffG_goid             = "off_g_goid"
+	clientMapActiveSpans                  = "active_spans"
+	clientMapClientScratch                = "client_scratch"
+	clientMapClientSpans                  = "client_spans"
+	clientMapContextStats                 = "context_stats"
+	clientMapDrops                        = "drops"
+	clientMapEvents                       = "events"
+	clientMapOutgoingRequests             = "outgoing_requests"
+	clientMapRequestsToWrite              = "requests_to_write"
+	clientMapTracedProcesses              = "traced_processes"
+	clientProgClientEntry                 = "client_entry"
+	clientProgClientReturn                = "client_return"
+	clientProgRequestWrite                = "request_write"
+	clientVarContextWriter                = "context_writer"
+	clientVarEventKind                    = "event_kind"
+	clientVarOffMapDirLen                 = "off_Map_dirLen"
+	clientVarOffMapDirPtr                 = "off_Map_dirPtr"
+	clientVarOffRequestHeader             = "off_Request_Header"
+	clientVarOffRequestMethod             = "off_Request_Method"
+	clientVarOffRequestURL                = "off_Request_URL"
+	clientVarOffResponseStatusCode        = "off_Response_StatusCode"
+	clientVarOffURL_Host                  = "off_URL_Host"
+	clientVarOffURL_Path                  = "off_URL_Path"
+	clientVarOffURL_RawQuery              = "off_URL_RawQuery"
+	clientVarOffURL_Scheme                = "off_URL_Scheme"
+	clientVarOffG_goid                    = "off_g_goid"
+	clientVarOffGroupsReferenceData       = "off_groupsReference_data"
+	clientVarOffGroupsReferenceLengthMask = "off_groupsReference_lengthMask"
+	clientVarOffHmapB                     = "off_hmap_B"
+	clientVarOffHmapBuckets               = "off_hmap_buckets"
+	clientVarOffHmapOldbuckets            = "off_hmap_oldbuckets"
+	clientVarOffTableGroups               = "off_table_groups"
+	clientVarPropagateTracecontext        = "propagate_tracecontext"
+	clientVarSampler                      = "sampler"
+	clientVarSamplerBound                 = "sampler_bound"
 )
 
 // loadClient returns the embedded CollectionSpec for client.
@@ -124,32 +174,50 @@ type clientSpecs struct {
 type clientProgramSpecs struct {
 	ClientEntry  *ebpf.ProgramSpec `ebpf:"client_entry"`
 	ClientReturn *ebpf.ProgramSpec `ebpf:"client_return"`
+	RequestWrite *ebpf.ProgramSpec `ebpf:"request_write"`
 }
 
 // clientMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientMapSpecs struct {
-	ActiveSpans   *ebpf.MapSpec `ebpf:"active_spans"`
-	ClientScratch *ebpf.MapSpec `ebpf:"client_scratch"`
-	ClientSpans   *ebpf.MapSpec `ebpf:"client_spans"`
-	Drops         *ebpf.MapSpec `ebpf:"drops"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
+	ActiveSpans      *ebpf.MapSpec `ebpf:"active_spans"`
+	ClientScratch    *ebpf.MapSpec `ebpf:"client_scratch"`
+	ClientSpans      *ebpf.MapSpec `ebpf:"client_spans"`
+	ContextStats     *ebpf.MapSpec `ebpf:"context_stats"`
+	Drops            *ebpf.MapSpec `ebpf:"drops"`
+	Events           *ebpf.MapSpec `ebpf:"events"`
+	OutgoingRequests *ebpf.MapSpec `ebpf:"outgoing_requests"`
+	RequestsToWrite  *ebpf.MapSpec `ebpf:"requests_to_write"`
+	TracedProcesses  *ebpf.MapSpec `ebpf:"traced_processes"`
 }
 
 // clientVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientVariableSpecs struct {
-	EventKind             *ebpf.VariableSpec `ebpf:"event_kind"`
-	OffRequestMethod      *ebpf.VariableSpec `ebpf:"off_Request_Method"`
-	OffRequestURL         *ebpf.VariableSpec `ebpf:"off_Request_URL"`
-	OffResponseStatusCode *ebpf.VariableSpec `ebpf:"off_Response_StatusCode"`
-	OffURL_Host           *ebpf.VariableSpec `ebpf:"off_URL_Host"`
-	OffURL_Path           *ebpf.VariableSpec `ebpf:"off_URL_Path"`
-	OffURL_RawQuery       *ebpf.VariableSpec `ebpf:"off_URL_RawQuery"`
-	OffURL_Scheme         *ebpf.VariableSpec `ebpf:"off_URL_Scheme"`
-	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	ContextWriter                *ebpf.VariableSpec `ebpf:"context_writer"`
+	EventKind                    *ebpf.VariableSpec `ebpf:"event_kind"`
+	OffMapDirLen                 *ebpf.VariableSpec `ebpf:"off_Map_dirLen"`
+	OffMapDirPtr                 *ebpf.VariableSpec `ebpf:"off_Map_dirPtr"`
+	OffRequestHeader             *ebpf.VariableSpec `ebpf:"off_Request_Header"`
+	OffRequestMethod             *ebpf.VariableSpec `ebpf:"off_Request_Method"`
+	OffRequestURL                *ebpf.VariableSpec `ebpf:"off_Request_URL"`
+	OffResponseStatusCode        *ebpf.VariableSpec `ebpf:"off_Response_StatusCode"`
+	OffURL_Host                  *ebpf.VariableSpec `ebpf:"off_URL_Host"`
+	OffURL_Path                  *ebpf.VariableSpec `ebpf:"off_URL_Path"`
+	OffURL_RawQuery              *ebpf.VariableSpec `ebpf:"off_URL_RawQuery"`
+	OffURL_Scheme                *ebpf.VariableSpec `ebpf:"off_URL_Scheme"`
+	OffG_goid                    *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	OffGroupsReferenceData       *ebpf.VariableSpec `ebpf:"off_groupsReference_data"`
+	OffGroupsReferenceLengthMask *ebpf.VariableSpec `ebpf:"off_groupsReference_lengthMask"`
+	OffHmapB                     *ebpf.VariableSpec `ebpf:"off_hmap_B"`
+	OffHmapBuckets               *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
+	OffHmapOldbuckets            *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
+	OffTableGroups               *ebpf.VariableSpec `ebpf:"off_table_groups"`
+	PropagateTracecontext        *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
+	Sampler                      *ebpf.VariableSpec `ebpf:"sampler"`
+	SamplerBound                 *ebpf.VariableSpec `ebpf:"sampler_bound"`
 }
 
 // clientObjects contains all objects after they have been loaded into the kernel.
@@ -172,11 +240,15 @@ func (o *clientObjects) Close() error {
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientMaps struct {
-	ActiveSpans   *ebpf.Map `ebpf:"active_spans"`
-	ClientScratch *ebpf.Map `ebpf:"client_scratch"`
-	ClientSpans   *ebpf.Map `ebpf:"client_spans"`
-	Drops         *ebpf.Map `ebpf:"drops"`
-	Events        *ebpf.Map `ebpf:"events"`
+	ActiveSpans      *ebpf.Map `ebpf:"active_spans"`
+	ClientScratch    *ebpf.Map `ebpf:"client_scratch"`
+	ClientSpans      *ebpf.Map `ebpf:"client_spans"`
+	ContextStats     *ebpf.Map `ebpf:"context_stats"`
+	Drops            *ebpf.Map `ebpf:"drops"`
+	Events           *ebpf.Map `ebpf:"events"`
+	OutgoingRequests *ebpf.Map `ebpf:"outgoing_requests"`
+	RequestsToWrite  *ebpf.Map `ebpf:"requests_to_write"`
+	TracedProcesses  *ebpf.Map `ebpf:"traced_processes"`
 }
 
 func (m *clientMaps) Close() error {
@@ -184,8 +256,12 @@ func (m *clientMaps) Close() error {
 		m.ActiveSpans,
 		m.ClientScratch,
 		m.ClientSpans,
+		m.ContextStats,
 		m.Drops,
 		m.Events,
+		m.OutgoingRequests,
+		m.RequestsToWrite,
+		m.TracedProcesses,
 	)
 }
 
@@ -193,15 +269,28 @@ func (m *clientMaps) Close() error {
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientVariables struct {
-	EventKind             *ebpf.Variable `ebpf:"event_kind"`
-	OffRequestMethod      *ebpf.Variable `ebpf:"off_Request_Method"`
-	OffRequestURL         *ebpf.Variable `ebpf:"off_Request_URL"`
-	OffResponseStatusCode *ebpf.Variable `ebpf:"off_Response_StatusCode"`
-	OffURL_Host           *ebpf.Variable `ebpf:"off_URL_Host"`
-	OffURL_Path           *ebpf.Variable `ebpf:"off_URL_Path"`
-	OffURL_RawQuery       *ebpf.Variable `ebpf:"off_URL_RawQuery"`
-	OffURL_Scheme         *ebpf.Variable `ebpf:"off_URL_Scheme"`
-	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
+	ContextWriter                *ebpf.Variable `ebpf:"context_writer"`
+	EventKind                    *ebpf.Variable `ebpf:"event_kind"`
+	OffMapDirLen                 *ebpf.Variable `ebpf:"off_Map_dirLen"`
+	OffMapDirPtr                 *ebpf.Variable `ebpf:"off_Map_dirPtr"`
+	OffRequestHeader             *ebpf.Variable `ebpf:"off_Request_Header"`
+	OffRequestMethod             *ebpf.Variable `ebpf:"off_Request_Method"`
+	OffRequestURL                *ebpf.Variable `ebpf:"off_Request_URL"`
+	OffResponseStatusCode        *ebpf.Variable `ebpf:"off_Response_StatusCode"`
+	OffURL_Host                  *ebpf.Variable `ebpf:"off_URL_Host"`
+	OffURL_Path                  *ebpf.Variable `ebpf:"off_URL_Path"`
+	OffURL_RawQuery              *ebpf.Variable `ebpf:"off_URL_RawQuery"`
+	OffURL_Scheme                *ebpf.Variable `ebpf:"off_URL_Scheme"`
+	OffG_goid                    *ebpf.Variable `ebpf:"off_g_goid"`
+	OffGroupsReferenceData       *ebpf.Variable `ebpf:"off_groupsReference_data"`
+	OffGroupsReferenceLengthMask *ebpf.Variable `ebpf:"off_groupsReference_lengthMask"`
+	OffHmapB                     *ebpf.Variable `ebpf:"off_hmap_B"`
+	OffHmapBuckets               *ebpf.Variable `ebpf:"off_hmap_buckets"`
+	OffHmapOldbuckets            *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
+	OffTableGroups               *ebpf.Variable `ebpf:"off_table_groups"`
+	PropagateTracecontext        *ebpf.Variable `ebpf:"propagate_tracecontext"`
+	Sampler                      *ebpf.Variable `ebpf:"sampler"`
+	SamplerBound                 *ebpf.Variable `ebpf:"sampler_bound"`
 }
 
 // clientPrograms contains all programs after they have been loaded into the kernel.
@@ -210,12 +299,14 @@ type clientVariables struct {
 type clientPrograms struct {
 	ClientEntry  *ebpf.Program `ebpf:"client_entry"`
 	ClientReturn *ebpf.Program `ebpf:"client_return"`
+	RequestWrite *ebpf.Program `ebpf:"request_write"`
 }
 
 func (p *clientPrograms) Close() error {
 	return _ClientClose(
 		p.ClientEntry,
 		p.ClientReturn,
+		p.RequestWrite,
 	)
 }
 

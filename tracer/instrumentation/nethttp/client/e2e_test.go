@@ -79,6 +79,17 @@ func buildTargets(t *testing.T) (plain, stripped string, values map[offsets.Fiel
 			defer f.Close()
 			ids := uprobe.Fields(server.Instrumentation(), client.Instrumentation())
 			targets.values, err = f.Fields(ids)
+			// The fields of the other Go map implementation are not in this
+			// release's runtime; the instrumentations declare them IfResolved.
+			var missing *layout.MissingError
+			if errors.As(err, &missing) {
+				for id := range missing.Missing {
+					if id.Package != "runtime" && id.Package != "internal/runtime/maps" {
+						return err
+					}
+				}
+				err = nil
+			}
 			return err
 		}()
 	})

@@ -29,6 +29,12 @@ type HTTPEvent struct {
 	TraceID      trace.TraceID
 	SpanID       trace.SpanID
 	ParentSpanID trace.SpanID // zero for a root span
+	// Unsampled: the span's W3C trace-flags have the sampled bit clear
+	// (the caller's decision, or the sampler's); it is not exported.
+	Unsampled bool
+	// TraceState is the server request's W3C tracestate header, kept with
+	// the trace context it came with.
+	TraceState string
 
 	Method     string // "GET"
 	Scheme     string // client: URL scheme ("http"); server: empty
@@ -62,6 +68,8 @@ func Describe(ev *HTTPEvent, out *spans.Span) error {
 	out.Start, out.End = ev.Start, ev.End
 	out.TraceID, out.SpanID, out.ParentSpanID = ev.TraceID, ev.SpanID, ev.ParentSpanID
 	out.RemoteParent = ev.Kind == trace.SpanKindServer && ev.ParentSpanID.IsValid()
+	out.Unsampled = ev.Unsampled
+	out.TraceState = ev.TraceState
 	return nil
 }
 

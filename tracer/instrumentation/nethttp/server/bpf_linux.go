@@ -46,6 +46,7 @@ var (
 	offTraceID    = unsafe.Offsetof(serverHttpEvent{}.TraceId)
 	offSpanID     = unsafe.Offsetof(serverHttpEvent{}.SpanId)
 	offParentID   = unsafe.Offsetof(serverHttpEvent{}.ParentSpanId)
+	offFlags      = unsafe.Offsetof(serverHttpEvent{}.Flags)
 	// Each string: where its length byte is, where its buffer starts, and
 	// the buffer's size.
 	strMethod     = recordString(unsafe.Offsetof(serverHttpEvent{}.MethodLen), unsafe.Offsetof(serverHttpEvent{}.Method), len(serverHttpEvent{}.Method))
@@ -55,6 +56,7 @@ var (
 	strQuery      = recordString(unsafe.Offsetof(serverHttpEvent{}.QueryLen), unsafe.Offsetof(serverHttpEvent{}.Query), len(serverHttpEvent{}.Query))
 	strRoute      = recordString(unsafe.Offsetof(serverHttpEvent{}.RouteLen), unsafe.Offsetof(serverHttpEvent{}.Route), len(serverHttpEvent{}.Route))
 	strRemoteAddr = recordString(unsafe.Offsetof(serverHttpEvent{}.RemoteAddrLen), unsafe.Offsetof(serverHttpEvent{}.RemoteAddr), len(serverHttpEvent{}.RemoteAddr))
+	strTraceState = recordString(unsafe.Offsetof(serverHttpEvent{}.TracestateLen), unsafe.Offsetof(serverHttpEvent{}.Tracestate), len(serverHttpEvent{}.Tracestate))
 )
 
 // stringField locates one length-prefixed string buffer of a record.
@@ -94,6 +96,8 @@ func DecodeRecord(record []byte, kind trace.SpanKind) (httpconv.HTTPEvent, error
 		ProtoMajor: int(record[offProtoMajor]),
 		ProtoMinor: int(record[offProtoMinor]),
 		StatusCode: int(ne.Uint16(record[offStatus:])),
+		Unsampled:  record[offFlags]&1 == 0,
+		TraceState: strTraceState.read(record),
 	}
 	copy(ev.TraceID[:], record[offTraceID:])
 	copy(ev.SpanID[:], record[offSpanID:])

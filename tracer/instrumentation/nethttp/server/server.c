@@ -10,10 +10,11 @@
  *     func (sh serverHandler) ServeHTTP(rw ResponseWriter, req *Request)
  *
  * Arguments (register ABI): sh (1 word), rw (itab, data), req.
- * server_entry runs at the function's entry: it starts the span, reads the
- * request, stores it in server_spans by goroutine and makes it the
- * goroutine's active span (bpf/context.h), where client instrumentations
- * find their parent. server_return runs at every RET instruction of the
+ * server_entry runs at the function's entry: it starts the span (continuing
+ * the caller's trace when the request carries a valid W3C traceparent
+ * header), reads the request, stores it in server_spans by goroutine and
+ * makes it the goroutine's active span (bpf/context.h), where client
+ * instrumentations find their parent. server_return runs at every RET instruction of the
  * function (not as a uretprobe, which breaks when Go moves a goroutine's
  * stack): it reads what the handler decided (route, status) and submits
  * the event.
@@ -29,6 +30,7 @@ volatile const __u64 off_g_goid = OFFSET_ABSENT;              /* runtime.g.goid 
 volatile const __u64 off_Request_Method = OFFSET_ABSENT;      /* net/http.Request.Method */
 volatile const __u64 off_Request_URL = OFFSET_ABSENT;         /* net/http.Request.URL */
 volatile const __u64 off_Request_Host = OFFSET_ABSENT;        /* net/http.Request.Host */
+volatile const __u64 off_Request_Header = OFFSET_ABSENT;       /* net/http.Request.Header */
 volatile const __u64 off_Request_RemoteAddr = OFFSET_ABSENT;  /* net/http.Request.RemoteAddr */
 volatile const __u64 off_Request_ProtoMajor = OFFSET_ABSENT;  /* net/http.Request.ProtoMajor */
 volatile const __u64 off_Request_ProtoMinor = OFFSET_ABSENT;  /* net/http.Request.ProtoMinor */
@@ -86,14 +88,33 @@ int server_entry(void *ctx)
 	ev->pid = g.tgid;
 	ev->goid = g.goid;
 	ev->start_ns = bpf_ktime_get_ns();
-	random_id(ev->trace_id, sizeof(ev->trace_id));
-	random_id(ev->span_id, sizeof(ev->span_id));
 
 	__u64 req = GO_REG4(regs);
 	s->rw = GO_REG3(regs);
 	s->req = req;
 
+	/* The caller's trace context, from a valid traceparent header; else a new trace. */
 	__u64 a;
+	struct span_context remote = {};
+	if (propagate_tracecontext && (a = field_addr(req, off_Request_Header))) {
+		struct gomap_offsets mo;
+		header_map_offsets(&mo);
+		__u64 hdr = read_u64(a);
+		if (header_traceparent(hdr, &mo, &remote)) {
+			ev->remote_parent = 1;
+			header_tracestate(hdr, &mo, ev);
+		}
+	}
+	if (ev->remote_parent) {
+		__builtin_memcpy(ev->trace_id, remote.trace_id, sizeof(ev->trace_id));
+		__builtin_memcpy(ev->parent_span_id, remote.span_id, sizeof(ev->parent_span_id));
+		ev->flags = sample(ev->trace_id, 1, remote.flags);
+	} else {
+		random_id(ev->trace_id, sizeof(ev->trace_id));
+		ev->flags = sample(ev->trace_id, 0, 0);
+	}
+	random_id(ev->span_id, sizeof(ev->span_id));
+
 	if ((a = field_addr(req, off_Request_Method)))
 		ev->method_len = read_go_string(ev->method, METHOD_LEN, a);
 	if ((a = field_addr(req, off_Request_Host)))
@@ -107,7 +128,7 @@ int server_entry(void *ctx)
 	if ((a = field_addr(req, off_Request_URL)))
 		read_url(ev, read_u64(a), 0, OFFSET_ABSENT, OFFSET_ABSENT, off_URL_Path, off_URL_RawQuery);
 
-	s->had_saved = span_activate(&g, ev->trace_id, ev->span_id, TRACE_FLAG_SAMPLED, &s->saved);
+	s->had_saved = span_activate(&g, ev->trace_id, ev->span_id, ev->flags, &s->saved);
 	bpf_map_update_elem(&server_spans, &g, s, BPF_ANY);
 	return 0;
 }

@@ -17,6 +17,7 @@ package server
 
 import (
 	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/gomap"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
 )
 
@@ -36,11 +37,12 @@ func Instrumentation() uprobe.Instrumentation {
 		Probes: []uprobe.Probe{
 			{Symbol: Symbol, Entry: "server_entry", Return: "server_return"},
 		},
-		Fields: []uprobe.Field{
+		Fields: append([]uprobe.Field{
 			{ID: offsets.MustParseFieldID("runtime.g.goid"), Const: "off_g_goid"},
 			{ID: offsets.MustParseFieldID("net/http.Request.Method"), Const: "off_Request_Method"},
 			{ID: offsets.MustParseFieldID("net/http.Request.URL"), Const: "off_Request_URL"},
 			{ID: offsets.MustParseFieldID("net/http.Request.Host"), Const: "off_Request_Host"},
+			{ID: offsets.MustParseFieldID("net/http.Request.Header"), Const: "off_Request_Header", IfResolved: true}, // incoming trace context
 			{ID: offsets.MustParseFieldID("net/http.Request.RemoteAddr"), Const: "off_Request_RemoteAddr"},
 			{ID: offsets.MustParseFieldID("net/http.Request.ProtoMajor"), Const: "off_Request_ProtoMajor"},
 			{ID: offsets.MustParseFieldID("net/http.Request.ProtoMinor"), Const: "off_Request_ProtoMinor"},
@@ -50,7 +52,7 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: offsets.MustParseFieldID("net/url.URL.Path"), Const: "off_URL_Path"},
 			{ID: offsets.MustParseFieldID("net/url.URL.RawQuery"), Const: "off_URL_RawQuery"},
 			{ID: offsets.MustParseFieldID("net/http.response.status"), Const: "off_response_status"},
-		},
+		}, gomap.Fields()...),
 		Spec:   spec,
 		Decode: decode,
 	}

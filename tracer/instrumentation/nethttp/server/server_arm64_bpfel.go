@@ -33,7 +33,12 @@ type serverHttpEvent struct {
 	RouteLen      uint8
 	RemoteAddrLen uint8
 	Status        uint16
+	Flags         uint8
+	RemoteParent  uint8
+	ContextOut    uint8
+	TracestateLen uint8
 	Pid           uint32
+	_             [4]byte
 	Goid          uint64
 	StartNs       uint64
 	EndNs         uint64
@@ -47,6 +52,7 @@ type serverHttpEvent struct {
 	Query         [128]uint8
 	Route         [128]uint8
 	RemoteAddr    [64]uint8
+	Tracestate    [256]uint8
 }
 
 type serverServerSpan struct {
@@ -71,27 +77,39 @@ type serverSpanContext struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	serverMapActiveSpans          = "active_spans"
-	serverMapDrops                = "drops"
-	serverMapEvents               = "events"
-	serverMapServerScratch        = "server_scratch"
-	serverMapServerSpans          = "server_spans"
-	serverProgServerEntry         = "server_entry"
-	serverProgServerReturn        = "server_return"
-	serverVarEventKind            = "event_kind"
-	serverVarOffRequestHost       = "off_Request_Host"
-	serverVarOffRequestMethod     = "off_Request_Method"
-	serverVarOffRequestPattern    = "off_Request_Pattern"
-	serverVarOffRequestProtoMajor = "off_Request_ProtoMajor"
-	serverVarOffRequestProtoMinor = "off_Request_ProtoMinor"
-	serverVarOffRequestRemoteAddr = "off_Request_RemoteAddr"
-	serverVarOffRequestURL        = "off_Request_URL"
-	serverVarOffRequestPat        = "off_Request_pat"
-	serverVarOffURL_Path          = "off_URL_Path"
-	serverVarOffURL_RawQuery      = "off_URL_RawQuery"
-	serverVarOffG_goid            = "off_g_goid"
-	serverVarOffPatternStr        = "off_pattern_str"
-	serverVarOffResponseStatus    = "off_response_status"
+	serverMapActiveSpans                  = "active_spans"
+	serverMapDrops                        = "drops"
+	serverMapEvents                       = "events"
+	serverMapServerScratch                = "server_scratch"
+	serverMapServerSpans                  = "server_spans"
+	serverProgServerEntry                 = "server_entry"
+	serverProgServerReturn                = "server_return"
+	serverVarEventKind                    = "event_kind"
+	serverVarOffMapDirLen                 = "off_Map_dirLen"
+	serverVarOffMapDirPtr                 = "off_Map_dirPtr"
+	serverVarOffRequestHeader             = "off_Request_Header"
+	serverVarOffRequestHost               = "off_Request_Host"
+	serverVarOffRequestMethod             = "off_Request_Method"
+	serverVarOffRequestPattern            = "off_Request_Pattern"
+	serverVarOffRequestProtoMajor         = "off_Request_ProtoMajor"
+	serverVarOffRequestProtoMinor         = "off_Request_ProtoMinor"
+	serverVarOffRequestRemoteAddr         = "off_Request_RemoteAddr"
+	serverVarOffRequestURL                = "off_Request_URL"
+	serverVarOffRequestPat                = "off_Request_pat"
+	serverVarOffURL_Path                  = "off_URL_Path"
+	serverVarOffURL_RawQuery              = "off_URL_RawQuery"
+	serverVarOffG_goid                    = "off_g_goid"
+	serverVarOffGroupsReferenceData       = "off_groupsReference_data"
+	serverVarOffGroupsReferenceLengthMask = "off_groupsReference_lengthMask"
+	serverVarOffHmapB                     = "off_hmap_B"
+	serverVarOffHmapBuckets               = "off_hmap_buckets"
+	serverVarOffHmapOldbuckets            = "off_hmap_oldbuckets"
+	serverVarOffPatternStr                = "off_pattern_str"
+	serverVarOffResponseStatus            = "off_response_status"
+	serverVarOffTableGroups               = "off_table_groups"
+	serverVarPropagateTracecontext        = "propagate_tracecontext"
+	serverVarSampler                      = "sampler"
+	serverVarSamplerBound                 = "sampler_bound"
 )
 
 // loadServer returns the embedded CollectionSpec for server.
@@ -155,20 +173,32 @@ type serverMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverVariableSpecs struct {
-	EventKind            *ebpf.VariableSpec `ebpf:"event_kind"`
-	OffRequestHost       *ebpf.VariableSpec `ebpf:"off_Request_Host"`
-	OffRequestMethod     *ebpf.VariableSpec `ebpf:"off_Request_Method"`
-	OffRequestPattern    *ebpf.VariableSpec `ebpf:"off_Request_Pattern"`
-	OffRequestProtoMajor *ebpf.VariableSpec `ebpf:"off_Request_ProtoMajor"`
-	OffRequestProtoMinor *ebpf.VariableSpec `ebpf:"off_Request_ProtoMinor"`
-	OffRequestRemoteAddr *ebpf.VariableSpec `ebpf:"off_Request_RemoteAddr"`
-	OffRequestURL        *ebpf.VariableSpec `ebpf:"off_Request_URL"`
-	OffRequestPat        *ebpf.VariableSpec `ebpf:"off_Request_pat"`
-	OffURL_Path          *ebpf.VariableSpec `ebpf:"off_URL_Path"`
-	OffURL_RawQuery      *ebpf.VariableSpec `ebpf:"off_URL_RawQuery"`
-	OffG_goid            *ebpf.VariableSpec `ebpf:"off_g_goid"`
-	OffPatternStr        *ebpf.VariableSpec `ebpf:"off_pattern_str"`
-	OffResponseStatus    *ebpf.VariableSpec `ebpf:"off_response_status"`
+	EventKind                    *ebpf.VariableSpec `ebpf:"event_kind"`
+	OffMapDirLen                 *ebpf.VariableSpec `ebpf:"off_Map_dirLen"`
+	OffMapDirPtr                 *ebpf.VariableSpec `ebpf:"off_Map_dirPtr"`
+	OffRequestHeader             *ebpf.VariableSpec `ebpf:"off_Request_Header"`
+	OffRequestHost               *ebpf.VariableSpec `ebpf:"off_Request_Host"`
+	OffRequestMethod             *ebpf.VariableSpec `ebpf:"off_Request_Method"`
+	OffRequestPattern            *ebpf.VariableSpec `ebpf:"off_Request_Pattern"`
+	OffRequestProtoMajor         *ebpf.VariableSpec `ebpf:"off_Request_ProtoMajor"`
+	OffRequestProtoMinor         *ebpf.VariableSpec `ebpf:"off_Request_ProtoMinor"`
+	OffRequestRemoteAddr         *ebpf.VariableSpec `ebpf:"off_Request_RemoteAddr"`
+	OffRequestURL                *ebpf.VariableSpec `ebpf:"off_Request_URL"`
+	OffRequestPat                *ebpf.VariableSpec `ebpf:"off_Request_pat"`
+	OffURL_Path                  *ebpf.VariableSpec `ebpf:"off_URL_Path"`
+	OffURL_RawQuery              *ebpf.VariableSpec `ebpf:"off_URL_RawQuery"`
+	OffG_goid                    *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	OffGroupsReferenceData       *ebpf.VariableSpec `ebpf:"off_groupsReference_data"`
+	OffGroupsReferenceLengthMask *ebpf.VariableSpec `ebpf:"off_groupsReference_lengthMask"`
+	OffHmapB                     *ebpf.VariableSpec `ebpf:"off_hmap_B"`
+	OffHmapBuckets               *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
+	OffHmapOldbuckets            *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
+	OffPatternStr                *ebpf.VariableSpec `ebpf:"off_pattern_str"`
+	OffResponseStatus            *ebpf.VariableSpec `ebpf:"off_response_status"`
+	OffTableGroups               *ebpf.VariableSpec `ebpf:"off_table_groups"`
+	PropagateTracecontext        *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
+	Sampler                      *ebpf.VariableSpec `ebpf:"sampler"`
+	SamplerBound                 *ebpf.VariableSpec `ebpf:"sampler_bound"`
 }
 
 // serverObjects contains all objects after they have been loaded into the kernel.
@@ -212,20 +242,32 @@ func (m *serverMaps) Close() error {
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverVariables struct {
-	EventKind            *ebpf.Variable `ebpf:"event_kind"`
-	OffRequestHost       *ebpf.Variable `ebpf:"off_Request_Host"`
-	OffRequestMethod     *ebpf.Variable `ebpf:"off_Request_Method"`
-	OffRequestPattern    *ebpf.Variable `ebpf:"off_Request_Pattern"`
-	OffRequestProtoMajor *ebpf.Variable `ebpf:"off_Request_ProtoMajor"`
-	OffRequestProtoMinor *ebpf.Variable `ebpf:"off_Request_ProtoMinor"`
-	OffRequestRemoteAddr *ebpf.Variable `ebpf:"off_Request_RemoteAddr"`
-	OffRequestURL        *ebpf.Variable `ebpf:"off_Request_URL"`
-	OffRequestPat        *ebpf.Variable `ebpf:"off_Request_pat"`
-	OffURL_Path          *ebpf.Variable `ebpf:"off_URL_Path"`
-	OffURL_RawQuery      *ebpf.Variable `ebpf:"off_URL_RawQuery"`
-	OffG_goid            *ebpf.Variable `ebpf:"off_g_goid"`
-	OffPatternStr        *ebpf.Variable `ebpf:"off_pattern_str"`
-	OffResponseStatus    *ebpf.Variable `ebpf:"off_response_status"`
+	EventKind                    *ebpf.Variable `ebpf:"event_kind"`
+	OffMapDirLen                 *ebpf.Variable `ebpf:"off_Map_dirLen"`
+	OffMapDirPtr                 *ebpf.Variable `ebpf:"off_Map_dirPtr"`
+	OffRequestHeader             *ebpf.Variable `ebpf:"off_Request_Header"`
+	OffRequestHost               *ebpf.Variable `ebpf:"off_Request_Host"`
+	OffRequestMethod             *ebpf.Variable `ebpf:"off_Request_Method"`
+	OffRequestPattern            *ebpf.Variable `ebpf:"off_Request_Pattern"`
+	OffRequestProtoMajor         *ebpf.Variable `ebpf:"off_Request_ProtoMajor"`
+	OffRequestProtoMinor         *ebpf.Variable `ebpf:"off_Request_ProtoMinor"`
+	OffRequestRemoteAddr         *ebpf.Variable `ebpf:"off_Request_RemoteAddr"`
+	OffRequestURL                *ebpf.Variable `ebpf:"off_Request_URL"`
+	OffRequestPat                *ebpf.Variable `ebpf:"off_Request_pat"`
+	OffURL_Path                  *ebpf.Variable `ebpf:"off_URL_Path"`
+	OffURL_RawQuery              *ebpf.Variable `ebpf:"off_URL_RawQuery"`
+	OffG_goid                    *ebpf.Variable `ebpf:"off_g_goid"`
+	OffGroupsReferenceData       *ebpf.Variable `ebpf:"off_groupsReference_data"`
+	OffGroupsReferenceLengthMask *ebpf.Variable `ebpf:"off_groupsReference_lengthMask"`
+	OffHmapB                     *ebpf.Variable `ebpf:"off_hmap_B"`
+	OffHmapBuckets               *ebpf.Variable `ebpf:"off_hmap_buckets"`
+	OffHmapOldbuckets            *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
+	OffPatternStr                *ebpf.Variable `ebpf:"off_pattern_str"`
+	OffResponseStatus            *ebpf.Variable `ebpf:"off_response_status"`
+	OffTableGroups               *ebpf.Variable `ebpf:"off_table_groups"`
+	PropagateTracecontext        *ebpf.Variable `ebpf:"propagate_tracecontext"`
+	Sampler                      *ebpf.Variable `ebpf:"sampler"`
+	SamplerBound                 *ebpf.Variable `ebpf:"sampler_bound"`
 }
 
 // serverPrograms contains all programs after they have been loaded into the kernel.

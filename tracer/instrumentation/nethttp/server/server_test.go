@@ -28,7 +28,7 @@ func put(dst []uint8, s string) uint8 {
 
 func TestDecodeRecordReadsEveryField(t *testing.T) {
 	r := serverHttpEvent{
-		Kind: 1, ProtoMajor: 1, ProtoMinor: 1, Status: 404,
+		Kind: 1, ProtoMajor: 1, ProtoMinor: 1, Status: 404, Flags: 1,
 		StartNs: 1_000_000_000, EndNs: 1_000_250_000,
 		TraceId:      [16]uint8{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
 		SpanId:       [8]uint8{1, 1, 1, 1, 1, 1, 1, 1},
@@ -40,6 +40,7 @@ func TestDecodeRecordReadsEveryField(t *testing.T) {
 	r.QueryLen = put(r.Query[:], "a=b")
 	r.RouteLen = put(r.Route[:], "POST /items/{id}")
 	r.RemoteAddrLen = put(r.RemoteAddr[:], "10.0.0.1:5555")
+	r.TracestateLen = put(r.Tracestate[:], "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
 	copy(r.Path[r.PathLen:], "left over from an earlier record")
 
 	ev, err := DecodeRecord(record(t, r), trace.SpanKindServer)
@@ -57,10 +58,21 @@ func TestDecodeRecordReadsEveryField(t *testing.T) {
 		Query:        "a=b",
 		Route:        "POST /items/{id}",
 		RemoteAddr:   "10.0.0.1:5555",
+		TraceState:   "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
 		ProtoMajor:   1,
 		ProtoMinor:   1,
 		StatusCode:   404,
 	}, ev)
+}
+
+// A request whose caller did not sample its trace (trace-flags 00, or the
+// sampler's decision) decodes as unsampled: its span is not exported.
+func TestDecodeRecordReadsTheSampledFlag(t *testing.T) {
+	for flags, unsampled := range map[uint8]bool{0: true, 1: false, 2: true, 3: false} {
+		ev, err := DecodeRecord(record(t, serverHttpEvent{Kind: 1, Flags: flags}), trace.SpanKindServer)
+		require.NoError(t, err)
+		assert.Equal(t, unsampled, ev.Unsampled, "flags %02x", flags)
+	}
 }
 
 func TestDecodeRecordToleratesLengthsBeyondBuffers(t *testing.T) {

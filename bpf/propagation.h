@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0-only) */
+/*
+ * propagation.h: what the net/http client instrumentation hands to the
+ * socket-layer writer of trace context (tracer/propagation/writer.c), and
+ * the counters both keep.
+ *
+ * The kernel in lockdown=integrity refuses bpf_probe_write_user, and
+ * allocating memory in a target is unsafe, so the traceparent header is
+ * not written into the Go request. It is added to the request's bytes as
+ * they leave the process: an sk_msg program sees each write on the
+ * sockets the traced processes connect, and inserts the header after the
+ * request line. The client's uprobes know the span, the sk_msg program
+ * the bytes; what they share is the thread, because a Go goroutine stays on
+ * its thread from net/http.(*Request).write to the write(2) that sends the
+ * request (nothing in between blocks), and the record is checked against
+ * the bytes (method, path) before anything is written.
+ *
+ * The maps are declared identically in both objects; tracer/uprobe hands
+ * the writer's maps to every client object (uprobe.Options.Shared), so a
+ * client object loaded without a writer fills maps nobody reads.
+ */
+#ifndef OFFSETDB_PROPAGATION_H
+#define OFFSETDB_PROPAGATION_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#define OUTGOING_METHOD_LEN 16
+#define OUTGOING_PATH_LEN 32
+
+/* A request about to be written by a thread of a traced process. */
+struct outgoing_request {
+	__u8 trace_id[16];
+	__u8 span_id[8]; /* the client span: the parent of the next service's span */
+	__u8 flags;      /* W3C trace-flags */
+	__u8 method_len;
+	__u8 path_len; /* 0: do not check the path (it has bytes the request line escapes) */
+	__u8 pad[5];
+	__u64 queued_ns; /* bpf_ktime_get_ns() when the write began */
+	__u8 method[OUTGOING_METHOD_LEN];
+	__u8 path[OUTGOING_PATH_LEN];
+};
+
+/* Requests being written, by the pid_tgid of the writing thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct outgoing_request);
+} outgoing_requests SEC(".maps");
+
+/*
+ * Processes whose client requests are traced (tgid → 1): the sockets they
+ * connect are the ones the writer watches.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} traced_processes SEC(".maps");
+
+/* What became of each client request's trace context; indexes of context_stats. */
+enum context_stat {
+	CONTEXT_WRITTEN = 0,      /* traceparent added to the request's bytes */
+	CONTEXT_APP_SET,          /* the application set its own traceparent: left alone */
+	CONTEXT_TLS,              /* https: encrypted before it leaves the process */
+	CONTEXT_STALE,            /* the request was not written within STALE_NS of its queueing (another thread wrote it) */
+	CONTEXT_LINE_TOO_LONG,    /* no end of the request line within the bytes the writer looks at */
+	CONTEXT_NOT_HTTP1,        /* the bytes after the method are not an HTTP/1.x request line */
+	CONTEXT_WRITE_FAILED,     /* the kernel refused to grow or expose the message */
+	CONTEXT_STAT_COUNT,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CONTEXT_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} context_stats SEC(".maps");
+
+static __always_inline void context_count(__u32 stat)
+{
+	__u64 *n = bpf_map_lookup_elem(&context_stats, &stat);
+	if (n)
+		*n += 1;
+}
+
+#endif /* OFFSETDB_PROPAGATION_H */

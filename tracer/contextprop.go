@@ -1,0 +1,87 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/offsetdb/offsetdb/tracer/propagation"
+	"github.com/offsetdb/offsetdb/tracer/uprobe"
+)
+
+// contextProp is the trace-context setup every traced process shares: the
+// sampler, the propagators, and the socket-layer writer of outgoing
+// traceparent headers (nil when off or refused by the kernel).
+type contextProp struct {
+	constants map[string]any
+	writer    *propagation.Writer
+}
+
+// newContextProp reads OTEL_PROPAGATORS and OTEL_TRACES_SAMPLER(_ARG) and,
+// when write is set and tracecontext propagates, starts the writer. A
+// kernel that refuses the writer leaves tracing read-only, with a warning
+// that says why; a bad setting is an error naming it.
+func newContextProp(write bool, log *slog.Logger) (*contextProp, error) {
+	sampler, err := propagation.ParseSampler(os.Getenv("OTEL_TRACES_SAMPLER"), os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
+	if err != nil {
+		return nil, err
+	}
+	props, err := propagation.ParsePropagators(os.Getenv("OTEL_PROPAGATORS"))
+	if err != nil {
+		return nil, err
+	}
+	if len(props.Ignored) > 0 {
+		log.Warn("propagators not implemented by this tracer are ignored", "OTEL_PROPAGATORS", os.Getenv("OTEL_PROPAGATORS"), "ignored", strings.Join(props.Ignored, ","))
+	}
+	c := &contextProp{constants: propagation.Constants(sampler, props)}
+	switch {
+	case !props.TraceContext:
+		log.Info("trace context off: OTEL_PROPAGATORS has no tracecontext; every server span starts a trace and requests leave unchanged")
+	case !write:
+		log.Info("writing trace context off (--context-propagation=false): incoming traceparent headers are continued, outgoing requests leave unchanged")
+	default:
+		root, err := propagation.CgroupRoot()
+		if err == nil {
+			c.writer, err = propagation.Start(root)
+		}
+		if err != nil {
+			log.Warn("outgoing requests will carry no traceparent: the kernel refused the socket-layer writer; tracing stays read-only",
+				"err", err, "fix", "run as root with a cgroup v2 hierarchy mounted, or --context-propagation=false to silence this")
+			break
+		}
+		c.constants[propagation.ContextWriterConst] = uint8(1)
+		log.Debug("trace-context writer attached", "cgroup", root)
+	}
+	if sampler.Name != "parentbased_always_on" {
+		log.Info("sampler", "OTEL_TRACES_SAMPLER", sampler.Name, "ratio", sampler.Ratio)
+	}
+	return c, nil
+}
+
+// apply sets what every traced process's BPF objects need.
+func (c *contextProp) apply(o *uprobe.Options) {
+	if c == nil {
+		return
+	}
+	o.Constants = c.constants
+	if c.writer != nil {
+		o.Shared = c.writer.Maps()
+	}
+}
+
+// close detaches the writer and logs what became of outgoing requests'
+// trace context.
+func (c *contextProp) close(log *slog.Logger) {
+	if c == nil || c.writer == nil {
+		return
+	}
+	if st, err := c.writer.Stats(); err != nil {
+		log.Warn("trace-context counters", "err", err)
+	} else {
+		log.Info("outgoing trace context", "written", st.Written, "application_set", st.AppSet, "not_written", st.NotWritten(),
+			"tls", st.TLS, "stale", st.Stale, "line_too_long", st.LineTooLong, "not_http1", st.NotHTTP1, "write_failed", st.WriteFailed)
+	}
+	if err := c.writer.Close(); err != nil {
+		log.Warn("detach the trace-context writer", "err", err)
+	}
+}
