@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (MIT OR GPL-2.0-only) */
 /*
- * db.h: what the database client instrumentations (database/sql, go-redis)
- * share: the span record they submit and the reader of an error's result
+ * db.h: what the database client instrumentations (database/sql, go-redis,
+ * pgx) share: the span record they submit and the reader of an error's result
  * words. Each is its own BPF object; they share no state but the generic
  * active-span context of context.h, which makes each call a child of the
  * span the calling goroutine works for (an HTTP or gRPC request).
@@ -18,6 +18,7 @@
 #define DB_ADDR_LEN 128 /* a power of two: read_masked copies up to DB_ADDR_LEN - 1 */
 #define DB_MAX_CMDS 8
 #define DB_CMD_LEN 16
+#define DB_NAMESPACE_LEN 64
 
 /* op of struct db_event. */
 #define DB_OP_QUERY 1      /* database/sql: DB, Conn or Tx Query */
@@ -28,6 +29,8 @@
 #define DB_OP_ROLLBACK 6   /* database/sql: Tx.Rollback */
 #define DB_OP_REDIS_CMD 7  /* go-redis: one command */
 #define DB_OP_REDIS_PIPELINE 8 /* go-redis: a pipeline (or MULTI/EXEC transaction) */
+#define DB_OP_PGX_QUERY 9  /* pgx: Conn.Query (and QueryRow, and a pool's) */
+#define DB_OP_PGX_EXEC 10  /* pgx: Conn.Exec */
 
 /* failed of struct db_event. */
 #define DB_OK 0
@@ -49,6 +52,9 @@ struct db_event {
 	__u8 ncmds;      /* go-redis: commands written, the first DB_MAX_CMDS named in cmds */
 	__u32 pid;
 	__s32 db_index;  /* go-redis: the Options.DB of the client, -1 if unknown */
+	__u16 port;      /* pgx: the server's port, 0 if unknown */
+	__u8 namespace_len;
+	__u8 pad[5];
 	__u64 start_ns;
 	__u64 end_ns;
 	__u8 trace_id[16];
@@ -58,8 +64,9 @@ struct db_event {
 	__u8 cmd_argc[DB_MAX_CMDS];           /* go-redis: each command's argument count, its name included (255: more) */
 	__u8 cmds[DB_MAX_CMDS][DB_CMD_LEN];   /* go-redis: command names, never arguments */
 	__u8 system[DB_SYSTEM_LEN];           /* database/sql: the driver's registered name */
-	__u8 addr[DB_ADDR_LEN];               /* the server: a DSN's part after its credentials, or go-redis' Options.Addr */
-	__u8 query[DB_QUERY_LEN + 1];         /* database/sql: the query text as the application passed it */
+	__u8 addr[DB_ADDR_LEN];               /* the server: a DSN's part after its credentials, go-redis' Options.Addr, pgx's Config.Host */
+	__u8 query[DB_QUERY_LEN + 1];         /* the query text as the application passed it */
+	__u8 namespace[DB_NAMESPACE_LEN];     /* pgx: the database */
 };
 
 /*

@@ -9,6 +9,7 @@ import (
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/databasesql"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/goredis"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/goroutine"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/pgx"
 	grpcclient "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/client"
 	grpcserver "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/server"
 	httpclient "github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/client"
@@ -29,6 +30,7 @@ func All() []uprobe.Instrumentation {
 		grpcclient.Instrumentation(),
 		databasesql.Instrumentation(),
 		goredis.Instrumentation(),
+		pgx.Instrumentation(),
 		goroutine.Instrumentation(),
 	}
 }

@@ -61,6 +61,10 @@ var (
 	offSystem    = unsafe.Offsetof(databasesqlDbEvent{}.System)
 	offAddr      = unsafe.Offsetof(databasesqlDbEvent{}.Addr)
 	offQuery     = unsafe.Offsetof(databasesqlDbEvent{}.Query)
+	offPort      = unsafe.Offsetof(databasesqlDbEvent{}.Port)
+	offNsLen     = unsafe.Offsetof(databasesqlDbEvent{}.NamespaceLen)
+	offNamespace = unsafe.Offsetof(databasesqlDbEvent{}.Namespace)
+	nsSize       = len(databasesqlDbEvent{}.Namespace)
 	maxCmds      = len(databasesqlDbEvent{}.Cmds)
 	cmdSize      = len(databasesqlDbEvent{}.Cmds[0])
 	systemSize   = len(databasesqlDbEvent{}.System)
@@ -69,7 +73,7 @@ var (
 )
 
 // DecodeRecord decodes a struct db_event record (bpf/db.h), the format the
-// database/sql and go-redis BPF objects share. Strings cut by the
+// database/sql, go-redis and pgx BPF objects share. Strings cut by the
 // fixed-size buffers of the record stay cut.
 func DecodeRecord(record []byte) (dbconv.Event, error) {
 	if len(record) < recordSize {
@@ -92,6 +96,8 @@ func DecodeRecord(record []byte) (dbconv.Event, error) {
 		Query:       str(int(record[offQueryLen]), offQuery, querySize),
 		NumCommands: int(record[offNcmds]),
 		DBIndex:     int(int32(ne.Uint32(record[offDBIndex:]))),
+		Port:        int(ne.Uint16(record[offPort:])),
+		Namespace:   str(int(record[offNsLen]), offNamespace, nsSize),
 	}
 	for i := range min(ev.NumCommands, maxCmds) {
 		c := dbconv.Command{

@@ -17,6 +17,8 @@
  *   (*DB).execDC(ctx, dc, release, query string, args) (Result, error)
  *       every Query and Exec of a DB, Conn or Tx: the span starts at entry
  *       with the query text and ends at each RET with the error returned.
+ *       While the driver runs it is the goroutine's active span, so that
+ *       the spans of an instrumented driver (pgx's stdlib) are its children.
  *   (*Stmt).QueryContext(ctx, args...) (*Rows, error)
  *   (*Stmt).ExecContext(ctx, args...) (Result, error)
  *       a prepared statement's executions, with Stmt.query as the text.
@@ -81,12 +83,24 @@ struct {
 	__type(value, __u64);
 } sql_txs SEC(".maps");
 
+/*
+ * A call in progress: its span, which is the goroutine's active span while
+ * the driver runs (a driver that is itself instrumented, such as pgx's
+ * stdlib, makes its spans children of it), and the span it replaced.
+ */
+struct sql_call {
+	struct db_event ev;
+	struct span_context saved;
+	__u32 had_saved;
+	__u32 pad;
+};
+
 /* Calls in progress, by goroutine. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
 	__type(key, struct goroutine);
-	__type(value, struct db_event);
+	__type(value, struct sql_call);
 } sql_calls SEC(".maps");
 
 /* Where the entry programs build records too large for the BPF stack. */
@@ -94,7 +108,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct db_event);
+	__type(value, struct sql_call);
 } sql_scratch SEC(".maps");
 
 struct dsn_buf {
@@ -170,11 +184,13 @@ static __always_inline int start(struct go_regs *regs, __u8 op, __u64 db, __u64 
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
 	__u32 zero = 0;
-	struct db_event *ev = bpf_map_lookup_elem(&sql_scratch, &zero);
-	if (!ev)
+	struct sql_call *c = bpf_map_lookup_elem(&sql_scratch, &zero);
+	if (!c)
 		return 0;
-	__builtin_memset(ev, 0, sizeof(*ev));
+	__builtin_memset(c, 0, sizeof(*c));
+	struct db_event *ev = &c->ev;
 	db_begin(ev, &g, op);
+	c->had_saved = span_activate(&g, ev->trace_id, ev->span_id, ev->flags, &c->saved);
 	if (query_ptr)
 		ev->query_len = copy_go_string(ev->query, DB_QUERY_LEN, query_ptr, query_len);
 	struct sql_ref ref = {.tgid = g.tgid, .ptr = db};
@@ -185,7 +201,7 @@ static __always_inline int start(struct go_regs *regs, __u8 op, __u64 db, __u64 
 		__builtin_memcpy(ev->system, d->system, DB_SYSTEM_LEN);
 		__builtin_memcpy(ev->addr, d->addr, DB_ADDR_LEN);
 	}
-	bpf_map_update_elem(&sql_calls, &g, ev, BPF_ANY);
+	bpf_map_update_elem(&sql_calls, &g, c, BPF_ANY);
 	return 0;
 }
 
@@ -195,12 +211,13 @@ static __always_inline int end(struct go_regs *regs, __u64 err_itab)
 	struct goroutine g;
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
-	struct db_event *ev = bpf_map_lookup_elem(&sql_calls, &g);
-	if (!ev)
+	struct sql_call *c = bpf_map_lookup_elem(&sql_calls, &g);
+	if (!c)
 		return 0;
-	ev->end_ns = bpf_ktime_get_ns();
-	ev->failed = err_itab != 0 ? DB_FAILED : DB_OK;
-	submit(ev, sizeof(*ev));
+	c->ev.end_ns = bpf_ktime_get_ns();
+	c->ev.failed = err_itab != 0 ? DB_FAILED : DB_OK;
+	span_deactivate(&g, c->had_saved, &c->saved);
+	submit(&c->ev, sizeof(c->ev));
 	bpf_map_delete_elem(&sql_calls, &g);
 	return 0;
 }

@@ -25,6 +25,9 @@ type databasesqlDbEvent struct {
 	Ncmds        uint8
 	Pid          uint32
 	DbIndex      int32
+	Port         uint16
+	NamespaceLen uint8
+	Pad          [5]uint8
 	StartNs      uint64
 	EndNs        uint64
 	TraceId      [16]uint8
@@ -36,6 +39,7 @@ type databasesqlDbEvent struct {
 	System       [16]uint8
 	Addr         [128]uint8
 	Query        [256]uint8
+	Namespace    [64]uint8
 }
 
 type databasesqlDsnBuf struct {
@@ -59,6 +63,14 @@ type databasesqlSpanContext struct {
 	OriginGoid uint64
 }
 
+type databasesqlSqlCall struct {
+	_        structs.HostLayout
+	Ev       databasesqlDbEvent
+	Saved    databasesqlSpanContext
+	HadSaved uint32
+	Pad      uint32
+}
+
 type databasesqlSqlDb struct {
 	_         structs.HostLayout
 	SystemLen uint8
@@ -79,32 +91,35 @@ type databasesqlSqlRef struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	databasesqlMapActiveSpans     = "active_spans"
-	databasesqlMapDrops           = "drops"
-	databasesqlMapEvents          = "events"
-	databasesqlMapSqlCalls        = "sql_calls"
-	databasesqlMapSqlDbs          = "sql_dbs"
-	databasesqlMapSqlDsnScratch   = "sql_dsn_scratch"
-	databasesqlMapSqlOpening      = "sql_opening"
-	databasesqlMapSqlScratch      = "sql_scratch"
-	databasesqlMapSqlTxs          = "sql_txs"
-	databasesqlProgSqlBeginReturn = "sql_begin_return"
-	databasesqlProgSqlCommit      = "sql_commit"
-	databasesqlProgSqlExec        = "sql_exec"
-	databasesqlProgSqlOpen        = "sql_open"
-	databasesqlProgSqlOpenReturn  = "sql_open_return"
-	databasesqlProgSqlQuery       = "sql_query"
-	databasesqlProgSqlReturn1     = "sql_return1"
-	databasesqlProgSqlReturn2     = "sql_return2"
-	databasesqlProgSqlReturn3     = "sql_return3"
-	databasesqlProgSqlRollback    = "sql_rollback"
-	databasesqlProgSqlStmtExec    = "sql_stmt_exec"
-	databasesqlProgSqlStmtQuery   = "sql_stmt_query"
-	databasesqlVarEventKind       = "event_kind"
-	databasesqlVarOffStmtDb       = "off_Stmt_db"
-	databasesqlVarOffStmtQuery    = "off_Stmt_query"
-	databasesqlVarOffTxDb         = "off_Tx_db"
-	databasesqlVarOffG_goid       = "off_g_goid"
+	databasesqlMapActiveSpans           = "active_spans"
+	databasesqlMapDrops                 = "drops"
+	databasesqlMapEvents                = "events"
+	databasesqlMapSqlCalls              = "sql_calls"
+	databasesqlMapSqlDbs                = "sql_dbs"
+	databasesqlMapSqlDsnScratch         = "sql_dsn_scratch"
+	databasesqlMapSqlOpening            = "sql_opening"
+	databasesqlMapSqlScratch            = "sql_scratch"
+	databasesqlMapSqlTxs                = "sql_txs"
+	databasesqlProgSqlBeginReturn       = "sql_begin_return"
+	databasesqlProgSqlCommit            = "sql_commit"
+	databasesqlProgSqlExec              = "sql_exec"
+	databasesqlProgSqlOpen              = "sql_open"
+	databasesqlProgSqlOpenReturn        = "sql_open_return"
+	databasesqlProgSqlQuery             = "sql_query"
+	databasesqlProgSqlReturn1           = "sql_return1"
+	databasesqlProgSqlReturn2           = "sql_return2"
+	databasesqlProgSqlReturn3           = "sql_return3"
+	databasesqlProgSqlRollback          = "sql_rollback"
+	databasesqlProgSqlStmtExec          = "sql_stmt_exec"
+	databasesqlProgSqlStmtQuery         = "sql_stmt_query"
+	databasesqlVarEventKind             = "event_kind"
+	databasesqlVarOffStmtDb             = "off_Stmt_db"
+	databasesqlVarOffStmtQuery          = "off_Stmt_query"
+	databasesqlVarOffTxDb               = "off_Tx_db"
+	databasesqlVarOffG_goid             = "off_g_goid"
+	databasesqlVarPropagateTracecontext = "propagate_tracecontext"
+	databasesqlVarSampler               = "sampler"
+	databasesqlVarSamplerBound          = "sampler_bound"
 )
 
 // loadDatabasesql returns the embedded CollectionSpec for databasesql.
@@ -182,11 +197,14 @@ type databasesqlMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type databasesqlVariableSpecs struct {
-	EventKind    *ebpf.VariableSpec `ebpf:"event_kind"`
-	OffStmtDb    *ebpf.VariableSpec `ebpf:"off_Stmt_db"`
-	OffStmtQuery *ebpf.VariableSpec `ebpf:"off_Stmt_query"`
-	OffTxDb      *ebpf.VariableSpec `ebpf:"off_Tx_db"`
-	OffG_goid    *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	EventKind             *ebpf.VariableSpec `ebpf:"event_kind"`
+	OffStmtDb             *ebpf.VariableSpec `ebpf:"off_Stmt_db"`
+	OffStmtQuery          *ebpf.VariableSpec `ebpf:"off_Stmt_query"`
+	OffTxDb               *ebpf.VariableSpec `ebpf:"off_Tx_db"`
+	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	PropagateTracecontext *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
+	Sampler               *ebpf.VariableSpec `ebpf:"sampler"`
+	SamplerBound          *ebpf.VariableSpec `ebpf:"sampler_bound"`
 }
 
 // databasesqlObjects contains all objects after they have been loaded into the kernel.
@@ -238,11 +256,14 @@ func (m *databasesqlMaps) Close() error {
 //
 // It can be passed to loadDatabasesqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type databasesqlVariables struct {
-	EventKind    *ebpf.Variable `ebpf:"event_kind"`
-	OffStmtDb    *ebpf.Variable `ebpf:"off_Stmt_db"`
-	OffStmtQuery *ebpf.Variable `ebpf:"off_Stmt_query"`
-	OffTxDb      *ebpf.Variable `ebpf:"off_Tx_db"`
-	OffG_goid    *ebpf.Variable `ebpf:"off_g_goid"`
+	EventKind             *ebpf.Variable `ebpf:"event_kind"`
+	OffStmtDb             *ebpf.Variable `ebpf:"off_Stmt_db"`
+	OffStmtQuery          *ebpf.Variable `ebpf:"off_Stmt_query"`
+	OffTxDb               *ebpf.Variable `ebpf:"off_Tx_db"`
+	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
+	PropagateTracecontext *ebpf.Variable `ebpf:"propagate_tracecontext"`
+	Sampler               *ebpf.Variable `ebpf:"sampler"`
+	SamplerBound          *ebpf.Variable `ebpf:"sampler_bound"`
 }
 
 // databasesqlPrograms contains all programs after they have been loaded into the kernel.

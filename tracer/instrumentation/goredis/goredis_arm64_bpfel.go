@@ -25,6 +25,9 @@ type goredisDbEvent struct {
 	Ncmds        uint8
 	Pid          uint32
 	DbIndex      int32
+	Port         uint16
+	NamespaceLen uint8
+	Pad          [5]uint8
 	StartNs      uint64
 	EndNs        uint64
 	TraceId      [16]uint8
@@ -36,6 +39,7 @@ type goredisDbEvent struct {
 	System       [16]uint8
 	Addr         [128]uint8
 	Query        [256]uint8
+	Namespace    [64]uint8
 }
 
 type goredisGoroutine struct {
@@ -65,20 +69,23 @@ type goredisSpanContext struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	goredisMapActiveSpans      = "active_spans"
-	goredisMapDrops            = "drops"
-	goredisMapEvents           = "events"
-	goredisMapRedisCalls       = "redis_calls"
-	goredisMapRedisScratch     = "redis_scratch"
-	goredisProgRedisCommand    = "redis_command"
-	goredisProgRedisPipeline   = "redis_pipeline"
-	goredisProgRedisReturn     = "redis_return"
-	goredisProgRedisWriteArgs  = "redis_write_args"
-	goredisVarEventKind        = "event_kind"
-	goredisVarOffOptionsAddr   = "off_Options_Addr"
-	goredisVarOffOptionsDB     = "off_Options_DB"
-	goredisVarOffBaseClientOpt = "off_baseClient_opt"
-	goredisVarOffG_goid        = "off_g_goid"
+	goredisMapActiveSpans           = "active_spans"
+	goredisMapDrops                 = "drops"
+	goredisMapEvents                = "events"
+	goredisMapRedisCalls            = "redis_calls"
+	goredisMapRedisScratch          = "redis_scratch"
+	goredisProgRedisCommand         = "redis_command"
+	goredisProgRedisPipeline        = "redis_pipeline"
+	goredisProgRedisReturn          = "redis_return"
+	goredisProgRedisWriteArgs       = "redis_write_args"
+	goredisVarEventKind             = "event_kind"
+	goredisVarOffOptionsAddr        = "off_Options_Addr"
+	goredisVarOffOptionsDB          = "off_Options_DB"
+	goredisVarOffBaseClientOpt      = "off_baseClient_opt"
+	goredisVarOffG_goid             = "off_g_goid"
+	goredisVarPropagateTracecontext = "propagate_tracecontext"
+	goredisVarSampler               = "sampler"
+	goredisVarSamplerBound          = "sampler_bound"
 )
 
 // loadGoredis returns the embedded CollectionSpec for goredis.
@@ -144,11 +151,14 @@ type goredisMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type goredisVariableSpecs struct {
-	EventKind        *ebpf.VariableSpec `ebpf:"event_kind"`
-	OffOptionsAddr   *ebpf.VariableSpec `ebpf:"off_Options_Addr"`
-	OffOptionsDB     *ebpf.VariableSpec `ebpf:"off_Options_DB"`
-	OffBaseClientOpt *ebpf.VariableSpec `ebpf:"off_baseClient_opt"`
-	OffG_goid        *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	EventKind             *ebpf.VariableSpec `ebpf:"event_kind"`
+	OffOptionsAddr        *ebpf.VariableSpec `ebpf:"off_Options_Addr"`
+	OffOptionsDB          *ebpf.VariableSpec `ebpf:"off_Options_DB"`
+	OffBaseClientOpt      *ebpf.VariableSpec `ebpf:"off_baseClient_opt"`
+	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	PropagateTracecontext *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
+	Sampler               *ebpf.VariableSpec `ebpf:"sampler"`
+	SamplerBound          *ebpf.VariableSpec `ebpf:"sampler_bound"`
 }
 
 // goredisObjects contains all objects after they have been loaded into the kernel.
@@ -192,11 +202,14 @@ func (m *goredisMaps) Close() error {
 //
 // It can be passed to loadGoredisObjects or ebpf.CollectionSpec.LoadAndAssign.
 type goredisVariables struct {
-	EventKind        *ebpf.Variable `ebpf:"event_kind"`
-	OffOptionsAddr   *ebpf.Variable `ebpf:"off_Options_Addr"`
-	OffOptionsDB     *ebpf.Variable `ebpf:"off_Options_DB"`
-	OffBaseClientOpt *ebpf.Variable `ebpf:"off_baseClient_opt"`
-	OffG_goid        *ebpf.Variable `ebpf:"off_g_goid"`
+	EventKind             *ebpf.Variable `ebpf:"event_kind"`
+	OffOptionsAddr        *ebpf.Variable `ebpf:"off_Options_Addr"`
+	OffOptionsDB          *ebpf.Variable `ebpf:"off_Options_DB"`
+	OffBaseClientOpt      *ebpf.Variable `ebpf:"off_baseClient_opt"`
+	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
+	PropagateTracecontext *ebpf.Variable `ebpf:"propagate_tracecontext"`
+	Sampler               *ebpf.Variable `ebpf:"sampler"`
+	SamplerBound          *ebpf.Variable `ebpf:"sampler_bound"`
 }
 
 // goredisPrograms contains all programs after they have been loaded into the kernel.

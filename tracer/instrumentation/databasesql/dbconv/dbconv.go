@@ -31,6 +31,8 @@ const (
 	OpRollback      Op = 6 // database/sql: Tx.Rollback
 	OpRedisCommand  Op = 7 // go-redis: one command
 	OpRedisPipeline Op = 8 // go-redis: a pipeline or MULTI/EXEC transaction
+	OpPgxQuery      Op = 9 // pgx: Conn.Query (QueryRow, a pool's Query)
+	OpPgxExec       Op = 10
 )
 
 // Command is a Redis command as a span may show it: its name and how many
@@ -56,8 +58,13 @@ type Event struct {
 	// "pgx", "mysql"); empty when unknown.
 	Driver string
 	// Addr is what the instrumentation knows of the server: the part of a
-	// DSN after its credentials, or go-redis' Options.Addr; empty if unknown.
+	// DSN after its credentials, go-redis' Options.Addr or pgx's
+	// Config.Host; empty if unknown.
 	Addr string
+	// Port and Namespace are pgx's Config.Port and Config.Database; 0
+	// and empty for the others.
+	Port      int
+	Namespace string
 	// Query is the query text as the application passed it.
 	Query string
 	// Commands are the Redis commands written, the first few of
@@ -121,6 +128,9 @@ func Describe(ev *Event, out *spans.Span) {
 
 func describeSQL(ev *Event, out *spans.Span, attrs []attribute.KeyValue) []attribute.KeyValue {
 	system := System(ev.Driver)
+	if ev.Op == OpPgxQuery || ev.Op == OpPgxExec {
+		system = semconv.DBSystemNamePostgreSQL
+	}
 	attrs = append(attrs, system)
 	out.Name = system.Value.AsString()
 	switch ev.Op {
@@ -139,10 +149,12 @@ func describeSQL(ev *Event, out *spans.Span, attrs []attribute.KeyValue) []attri
 		}
 	}
 	host, port, ns := "", 0, ""
-	switch system {
-	case semconv.DBSystemNamePostgreSQL:
+	switch {
+	case ev.Op == OpPgxQuery || ev.Op == OpPgxExec:
+		host, port, ns = ev.Addr, ev.Port, ev.Namespace
+	case system == semconv.DBSystemNamePostgreSQL:
 		host, port, ns = postgresServer(ev.Addr)
-	case semconv.DBSystemNameMySQL:
+	case system == semconv.DBSystemNameMySQL:
 		host, port, ns = mysqlServer(ev.Addr)
 	}
 	if ns != "" {

@@ -1,0 +1,123 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (MIT OR GPL-2.0-only)
+/*
+ * pgx.c: one event per query and exec a pgx v5 connection makes, through
+ * pgx.Conn or a pgxpool.Pool (whose calls go through pgx.Conn), and
+ * through pgx's database/sql driver (stdlib), where the database/sql span
+ * is the parent.
+ *
+ * Probes (register ABI; the signatures have not changed in v5):
+ *
+ *   (*Conn).Query(ctx, sql string, args ...any) (Rows, error)
+ *   (*Conn).Exec(ctx, sql string, arguments ...any) (pgconn.CommandTag, error)
+ *       pgx_query / pgx_exec start the span at entry, a child of the
+ *       goroutine's active span, with the SQL text and the server from the
+ *       connection's config; pgx_return submits it at each RET with the
+ *       error returned (the third result word: Rows and CommandTag are two
+ *       words each). A call made while another is in progress on the
+ *       goroutine (from a QueryTracer or a hook that queries) counts a
+ *       level and has no span of its own. Rows are read after Query
+ *       returns: the span does not cover them.
+ */
+#include "db.h"
+
+/* Field offsets, rewritten at load time; OFFSET_ABSENT if absent. */
+volatile const __u64 off_g_goid = OFFSET_ABSENT;          /* runtime.g.goid */
+volatile const __u64 off_Conn_pgConn = OFFSET_ABSENT;     /* pgx/v5.Conn.pgConn */
+volatile const __u64 off_PgConn_config = OFFSET_ABSENT;   /* pgx/v5/pgconn.PgConn.config */
+volatile const __u64 off_Config_Host = OFFSET_ABSENT;     /* pgx/v5/pgconn.Config.Host */
+volatile const __u64 off_Config_Port = OFFSET_ABSENT;     /* pgx/v5/pgconn.Config.Port */
+volatile const __u64 off_Config_Database = OFFSET_ABSENT; /* pgx/v5/pgconn.Config.Database */
+
+struct pgx_call {
+	__u32 depth;
+	__u32 pad;
+	struct db_event ev;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct goroutine);
+	__type(value, struct pgx_call);
+} pgx_calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pgx_call);
+} pgx_scratch SEC(".maps");
+
+/* read_string copies the Go string whose header is at addr (0: none) into dst (mask+1 bytes). */
+static __always_inline __u8 read_string(void *dst, __u32 mask, __u64 addr)
+{
+	struct go_string s = {};
+	if (addr == 0 || bpf_probe_read_user(&s, sizeof(s), (const void *)addr) != 0)
+		return 0;
+	return read_masked(dst, mask, s.ptr, s.len);
+}
+
+static __always_inline int start(struct go_regs *regs, __u8 op)
+{
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct pgx_call *outer = bpf_map_lookup_elem(&pgx_calls, &g);
+	if (outer) {
+		__sync_fetch_and_add(&outer->depth, 1);
+		return 0;
+	}
+	__u32 zero = 0;
+	struct pgx_call *c = bpf_map_lookup_elem(&pgx_scratch, &zero);
+	if (!c)
+		return 0;
+	__builtin_memset(c, 0, sizeof(*c));
+	c->depth = 1;
+	db_begin(&c->ev, &g, op);
+	c->ev.query_len = read_masked(c->ev.query, DB_QUERY_LEN, GO_REG4(regs), (__s64)GO_REG5(regs));
+	__u64 pg = 0, cfg = 0;
+	if (read_go_ptr(field_addr(GO_REG1(regs), off_Conn_pgConn), &pg) && read_go_ptr(field_addr(pg, off_PgConn_config), &cfg)) {
+		c->ev.addr_len = read_string(c->ev.addr, DB_ADDR_LEN - 1, field_addr(cfg, off_Config_Host));
+		c->ev.namespace_len = read_string(c->ev.namespace, DB_NAMESPACE_LEN - 1, field_addr(cfg, off_Config_Database));
+		__u64 p = field_addr(cfg, off_Config_Port);
+		if (p)
+			bpf_probe_read_user(&c->ev.port, sizeof(c->ev.port), (const void *)p);
+	}
+	bpf_map_update_elem(&pgx_calls, &g, c, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe/pgx_Conn_Query")
+int pgx_query(void *ctx)
+{
+	return start(ctx, DB_OP_PGX_QUERY);
+}
+
+SEC("uprobe/pgx_Conn_Exec")
+int pgx_exec(void *ctx)
+{
+	return start(ctx, DB_OP_PGX_EXEC);
+}
+
+SEC("uprobe/pgx_return")
+int pgx_return(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct pgx_call *c = bpf_map_lookup_elem(&pgx_calls, &g);
+	if (!c)
+		return 0;
+	if (c->depth > 1) {
+		__sync_fetch_and_add(&c->depth, -1);
+		return 0;
+	}
+	c->ev.end_ns = bpf_ktime_get_ns();
+	c->ev.failed = GO_RESULT3(regs) != 0 ? DB_FAILED : DB_OK; /* the error's itab */
+	submit(&c->ev, sizeof(c->ev));
+	bpf_map_delete_elem(&pgx_calls, &g);
+	return 0;
+}

@@ -1,0 +1,54 @@
+// Package pgx instruments pgx v5 (github.com/jackc/pgx/v5), PostgreSQL's
+// native Go driver: one client span per query and exec of a pgx.Conn, of
+// a pgxpool.Pool (whose calls go through a pgx.Conn) and of pgx's
+// database/sql driver (whose database/sql span is then the parent).
+//
+// It probes, with the BPF programs of pgx.c, (*Conn).Query (which QueryRow
+// calls) and (*Conn).Exec, whose signatures have not changed in v5. The
+// span has the SQL text as the application passed it (cut at 255 bytes),
+// never the arguments, db.query.summary ("SELECT items") as its name, and
+// server.address, server.port and db.namespace from the connection's
+// pgconn.Config. A query's span ends when Query returns: the rows read
+// afterwards are not in it. Transactions are the "begin", "commit" and
+// "rollback" Execs pgx sends; batches (SendBatch) and CopyFrom have no
+// spans yet.
+package pgx
+
+import (
+	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/uprobe"
+)
+
+// The BPF objects, compiled for both targets and committed, come from
+// pgx.c and the shared headers in bpf/; the build needs clang and
+// libbpf-dev.
+//go:generate go tool bpf2go -tags linux -target amd64,arm64 -type db_event pgx pgx.c -- -I../../../bpf -O2 -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu
+
+// Symbols the instrumentation probes.
+const (
+	Query = "github.com/jackc/pgx/v5.(*Conn).Query"
+	Exec  = "github.com/jackc/pgx/v5.(*Conn).Exec"
+)
+
+// Instrumentation returns the declaration of the pgx instrumentation, for
+// uprobe.Attach. Each call returns a new copy.
+func Instrumentation() uprobe.Instrumentation {
+	f := offsets.MustParseFieldID
+	return uprobe.Instrumentation{
+		Name: "pgx",
+		Probes: []uprobe.Probe{
+			{Symbol: Query, Entry: "pgx_query", Return: "pgx_return"},
+			{Symbol: Exec, Entry: "pgx_exec", Return: "pgx_return", Optional: true},
+		},
+		Fields: []uprobe.Field{
+			{ID: f("runtime.g.goid"), Const: "off_g_goid"},
+			{ID: f("github.com/jackc/pgx/v5.Conn.pgConn"), Const: "off_Conn_pgConn", IfResolved: true},
+			{ID: f("github.com/jackc/pgx/v5/pgconn.PgConn.config"), Const: "off_PgConn_config", IfResolved: true},
+			{ID: f("github.com/jackc/pgx/v5/pgconn.Config.Host"), Const: "off_Config_Host", IfResolved: true},
+			{ID: f("github.com/jackc/pgx/v5/pgconn.Config.Port"), Const: "off_Config_Port", IfResolved: true},
+			{ID: f("github.com/jackc/pgx/v5/pgconn.Config.Database"), Const: "off_Config_Database", IfResolved: true},
+		},
+		Spec:   spec,
+		Decode: decode,
+	}
+}

@@ -1,0 +1,58 @@
+//go:build linux && (amd64 || arm64)
+
+package pgx
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/offsetdb/offsetdb/tracer/spans"
+	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
+)
+
+// The record is pgx's generated type, decoded through package
+// databasesql: the test also checks that both objects share one layout.
+func record(t *testing.T, op, failed uint8, host string, port uint16, db, query string) []byte {
+	r := pgxDbEvent{Kind: 8, Op: op, Failed: failed, Flags: 1, DbIndex: -1, Port: port,
+		TraceId: [16]uint8{1}, SpanId: [8]uint8{2}, ParentSpanId: [8]uint8{3}}
+	r.AddrLen = uint8(copy(r.Addr[:], host))
+	r.NamespaceLen = uint8(copy(r.Namespace[:], db))
+	r.QueryLen = uint8(copy(r.Query[:], query))
+	b, err := binary.Append(nil, binary.NativeEndian, &r)
+	require.NoError(t, err)
+	return b
+}
+
+func TestInstrumentationDecodesPgxRecords(t *testing.T) {
+	want := func(name string) spans.Span {
+		return spans.Span{Name: name, Kind: trace.SpanKindClient, TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, ParentSpanID: trace.SpanID{3}}
+	}
+	uprobetest.CheckInstrumentation(t, Instrumentation(), []uprobetest.DecodeCase{
+		{
+			Name:   "a query",
+			Record: record(t, 9, 0, "127.0.0.1", 5432, "shop", "SELECT name FROM items WHERE id = $1"),
+			Want:   want("SELECT items"),
+			WantAttrs: map[string]any{"db.system.name": "postgresql", "db.query.text": "SELECT name FROM items WHERE id = $1",
+				"db.query.summary": "SELECT items", "db.namespace": "shop", "server.address": "127.0.0.1", "server.port": int64(5432)},
+		},
+		{
+			Name:   "a failed exec",
+			Record: record(t, 10, 1, "/var/run/postgresql", 5432, "shop", "SELECT * FROM no_such_table"),
+			Want:   want("SELECT no_such_table"),
+			WantAttrs: map[string]any{"db.system.name": "postgresql", "db.query.text": "SELECT * FROM no_such_table",
+				"db.query.summary": "SELECT no_such_table", "db.namespace": "shop", "server.address": "/var/run/postgresql",
+				"server.port": int64(5432), "error.type": "_OTHER"},
+			WantStatus: codes.Error,
+		},
+		{
+			Name:      "the commit of a transaction, config unknown",
+			Record:    record(t, 10, 0, "", 0, "", "commit"),
+			Want:      want("COMMIT"),
+			WantAttrs: map[string]any{"db.system.name": "postgresql", "db.query.text": "commit", "db.query.summary": "COMMIT"},
+		},
+	})
+}
