@@ -15,6 +15,14 @@ if [ -x "$out" ]; then
   echo "$out"
   exit 0
 fi
+# One build at a time (test packages run in parallel): the others wait, then reuse it.
+mkdir -p "$cache"
+exec 9>"$cache/kube-apiserver.lock"
+flock 9
+if [ -x "$out" ]; then
+  echo "$out"
+  exit 0
+fi
 
 staging="v0.${version#v1.}"
 goproxy="${GOPROXY:-$(go env GOPROXY)}"
