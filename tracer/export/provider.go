@@ -69,6 +69,11 @@ type Options struct {
 	PID        int
 	Executable string
 
+	// Attributes describe the traced process further: container.id, its
+	// pod's k8s.* attributes and its own OTEL_RESOURCE_ATTRIBUTES (package
+	// kube). The tracer's OTEL_RESOURCE_ATTRIBUTES may override them.
+	Attributes []attribute.KeyValue
+
 	// Console receives the console exporter's JSON lines; os.Stdout when nil.
 	Console io.Writer
 
@@ -152,6 +157,7 @@ func newResource(ctx context.Context, opts Options) (*resource.Resource, error) 
 	if opts.Executable != "" {
 		attrs = append(attrs, semconv.ProcessExecutablePath(opts.Executable), semconv.ProcessExecutableName(filepath.Base(opts.Executable)))
 	}
+	attrs = append(attrs, opts.Attributes...)
 	res, err := resource.New(ctx,
 		resource.WithSchemaURL(semconv.SchemaURL),
 		resource.WithTelemetrySDK(),
