@@ -95,6 +95,14 @@ func newestInDatabase(t *testing.T) string {
 // buildService builds testdata/service with the Go release v (fetched from
 // the module proxy by offsetgen's toolchain package), normal and stripped.
 func buildService(t *testing.T, v goversion.Version) (normal, stripped string) {
+	return buildProgram(t, "service", v)
+}
+
+// buildProgram builds testdata/NAME with the Go release v (fetched from the
+// module proxy by offsetgen's toolchain package, cached between runs),
+// normal and stripped, into a temporary directory as NAME and
+// NAME-stripped.
+func buildProgram(t *testing.T, name string, v goversion.Version) (normal, stripped string) {
 	cacheDir, err := os.UserCacheDir()
 	require.NoError(t, err)
 	cacheDir = filepath.Join(cacheDir, "offsetdb-test")
@@ -107,7 +115,7 @@ func buildService(t *testing.T, v goversion.Version) (normal, stripped string) {
 	require.NoError(t, err)
 
 	src := t.TempDir()
-	files, err := filepath.Glob("testdata/service/*.go")
+	files, err := filepath.Glob(filepath.Join("testdata", name, "*.go"))
 	require.NoError(t, err)
 	for _, f := range files {
 		data, err := os.ReadFile(f)
@@ -115,21 +123,21 @@ func buildService(t *testing.T, v goversion.Version) (normal, stripped string) {
 		require.NoError(t, os.WriteFile(filepath.Join(src, filepath.Base(f)), data, 0o644))
 	}
 	// The go directive selects ServeMux behaviour (patterns from 1.22 on).
-	gomod := fmt.Sprintf("module example.com/service\n\ngo %d.%d\n", v.Major, v.Minor)
+	gomod := fmt.Sprintf("module example.com/%s\n\ngo %d.%d\n", name, v.Major, v.Minor)
 	require.NoError(t, os.WriteFile(filepath.Join(src, "go.mod"), []byte(gomod), 0o644))
 	out := t.TempDir()
-	build := func(name string, ldflags string) string {
-		bin := filepath.Join(out, name)
+	build := func(bin string, ldflags string) string {
+		bin = filepath.Join(out, bin)
 		cmd := exec.Command(filepath.Join(goroot, "bin", "go"), "build", "-ldflags="+ldflags, "-o", bin, ".")
 		cmd.Dir = src
 		cmd.Env = []string{"PATH=" + filepath.Join(goroot, "bin") + ":/usr/bin:/bin", "HOME=" + out, "GOROOT=" + goroot,
 			"GOPATH=" + filepath.Join(out, "gopath"), "GOCACHE=" + filepath.Join(cacheDir, "gocache-"+v.String()),
 			"GOFLAGS=", "GOTOOLCHAIN=local", "GO111MODULE=on", "GOPROXY=off", "CGO_ENABLED=0", "GOENV=off"}
 		msg, err := cmd.CombinedOutput()
-		require.NoError(t, err, "build service with %s: %s", v, msg)
+		require.NoError(t, err, "build %s with %s: %s", name, v, msg)
 		return bin
 	}
-	return build("service", ""), build("service-stripped", "-s -w")
+	return build(name, ""), build(name+"-stripped", "-s -w")
 }
 
 // tracedRun is one traced run of the service.

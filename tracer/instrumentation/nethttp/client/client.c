@@ -185,24 +185,63 @@ int client_entry(void *ctx)
 }
 
 /*
- * Runs at the entry of net/http.(*Request).write, on the goroutine (and
- * thread) that writes the request to its connection:
+ * Requests whose bytes a goroutine (a persistConn's writeLoop) has begun
+ * to write, by goroutine: request_write hands them on to conn_write.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct goroutine);
+	__type(value, struct outgoing_request);
+} requests_writing SEC(".maps");
+
+/*
+ * Runs at the entry of net/http.(*Request).write, on the goroutine that
+ * writes the request to its connection:
  *
  *     func (r *Request) write(w io.Writer, usingProxy bool, extraHeaders Header, waitForContinue func() bool) (err error)
  *
- * It hands the request's trace context to the writer, keyed by the thread.
+ * It passes the request's trace context to that goroutine's next
+ * connection write (conn_write).
  */
 SEC("uprobe/net_http_Request_write")
 int request_write(void *ctx)
 {
 	struct go_regs *regs = ctx;
-	__u64 id = bpf_get_current_pid_tgid();
-	struct request_ref ref = {.tgid = id >> 32, .req = GO_REG1(regs)};
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct request_ref ref = {.tgid = g.tgid, .req = GO_REG1(regs)};
 	struct outgoing_request *o = bpf_map_lookup_elem(&requests_to_write, &ref);
+	if (o)
+		bpf_map_update_elem(&requests_writing, &g, o, BPF_ANY);
+	return 0;
+}
+
+/*
+ * Runs at the entry of net/http.persistConnWriter.Write, through which the
+ * buffered request reaches the connection, on the writing goroutine:
+ *
+ *     func (w persistConnWriter) Write(p []byte) (n int, err error)
+ *
+ * From here to the write(2) the goroutine does not block, so it stays on
+ * its thread unless preempted: the request is handed to the writer
+ * (bpf/propagation.h) keyed by that thread.
+ */
+SEC("uprobe/net_http_persistConnWriter_Write")
+int conn_write(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct outgoing_request *o = bpf_map_lookup_elem(&requests_writing, &g);
 	if (!o)
 		return 0;
 	o->queued_ns = bpf_ktime_get_ns();
+	__u64 id = bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&outgoing_requests, &id, o, BPF_ANY);
+	bpf_map_delete_elem(&requests_writing, &g);
 	return 0;
 }
 

@@ -37,10 +37,14 @@ import (
 // Symbol is the function the instrumentation probes for its spans.
 const Symbol = "net/http.(*Transport).roundTrip"
 
-// WriteSymbol is the function that writes a request to its connection, on
-// the thread whose write(2) sends it: where a request is handed to the
-// writer of trace context (package propagation).
-const WriteSymbol = "net/http.(*Request).write"
+// WriteSymbol is the function that writes a request to its connection,
+// and ConnWriteSymbol the one its bytes leave through, on the goroutine
+// whose write(2) sends them: where a request is handed to the writer of
+// trace context (package propagation).
+const (
+	WriteSymbol     = "net/http.(*Request).write"
+	ConnWriteSymbol = "net/http.persistConnWriter.Write"
+)
 
 // Instrumentation returns the declaration of the net/http client
 // instrumentation, for uprobe.Attach. Each call returns a new copy.
@@ -50,8 +54,9 @@ func Instrumentation() uprobe.Instrumentation {
 		Probes: []uprobe.Probe{
 			{Symbol: Symbol, Entry: "client_entry", Return: "client_return"},
 			// Where the request's bytes are written, for the writer of
-			// trace context; the spans do not need it.
+			// trace context; the spans do not need them.
 			{Symbol: WriteSymbol, Entry: "request_write", Optional: true},
+			{Symbol: ConnWriteSymbol, Entry: "conn_write", Optional: true},
 		},
 		Fields: append([]uprobe.Field{
 			{ID: offsets.MustParseFieldID("runtime.g.goid"), Const: "off_g_goid"},

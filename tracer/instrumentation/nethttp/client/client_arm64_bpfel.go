@@ -102,9 +102,11 @@ const (
 	clientMapEvents                       = "events"
 	clientMapOutgoingRequests             = "outgoing_requests"
 	clientMapRequestsToWrite              = "requests_to_write"
+	clientMapRequestsWriting              = "requests_writing"
 	clientMapTracedProcesses              = "traced_processes"
 	clientProgClientEntry                 = "client_entry"
 	clientProgClientReturn                = "client_return"
+	clientProgConnWrite                   = "conn_write"
 	clientProgRequestWrite                = "request_write"
 	clientVarContextWriter                = "context_writer"
 	clientVarEventKind                    = "event_kind"
@@ -174,6 +176,7 @@ type clientSpecs struct {
 type clientProgramSpecs struct {
 	ClientEntry  *ebpf.ProgramSpec `ebpf:"client_entry"`
 	ClientReturn *ebpf.ProgramSpec `ebpf:"client_return"`
+	ConnWrite    *ebpf.ProgramSpec `ebpf:"conn_write"`
 	RequestWrite *ebpf.ProgramSpec `ebpf:"request_write"`
 }
 
@@ -189,6 +192,7 @@ type clientMapSpecs struct {
 	Events           *ebpf.MapSpec `ebpf:"events"`
 	OutgoingRequests *ebpf.MapSpec `ebpf:"outgoing_requests"`
 	RequestsToWrite  *ebpf.MapSpec `ebpf:"requests_to_write"`
+	RequestsWriting  *ebpf.MapSpec `ebpf:"requests_writing"`
 	TracedProcesses  *ebpf.MapSpec `ebpf:"traced_processes"`
 }
 
@@ -248,6 +252,7 @@ type clientMaps struct {
 	Events           *ebpf.Map `ebpf:"events"`
 	OutgoingRequests *ebpf.Map `ebpf:"outgoing_requests"`
 	RequestsToWrite  *ebpf.Map `ebpf:"requests_to_write"`
+	RequestsWriting  *ebpf.Map `ebpf:"requests_writing"`
 	TracedProcesses  *ebpf.Map `ebpf:"traced_processes"`
 }
 
@@ -261,6 +266,7 @@ func (m *clientMaps) Close() error {
 		m.Events,
 		m.OutgoingRequests,
 		m.RequestsToWrite,
+		m.RequestsWriting,
 		m.TracedProcesses,
 	)
 }
@@ -299,6 +305,7 @@ type clientVariables struct {
 type clientPrograms struct {
 	ClientEntry  *ebpf.Program `ebpf:"client_entry"`
 	ClientReturn *ebpf.Program `ebpf:"client_return"`
+	ConnWrite    *ebpf.Program `ebpf:"conn_write"`
 	RequestWrite *ebpf.Program `ebpf:"request_write"`
 }
 
@@ -306,6 +313,7 @@ func (p *clientPrograms) Close() error {
 	return _ClientClose(
 		p.ClientEntry,
 		p.ClientReturn,
+		p.ConnWrite,
 		p.RequestWrite,
 	)
 }

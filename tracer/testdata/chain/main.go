@@ -1,0 +1,160 @@
+// Command chain is a service of the trace-context tests: copies of it, built
+// with different Go releases, call each other, so one request crosses
+// several processes. It must build with every Go release from 1.17 on.
+//
+// Routes (ID is any path segment, carried to every hop):
+//
+//	/hop/ID?next=A,B  calls http://A/hop/ID?next=B on the handler's goroutine, then answers
+//	/fan/ID?next=A&n=N  calls http://A/hop/ID-i from N goroutines started with go
+//	/pool/ID?next=A  hands the call to a worker goroutine started before any request
+//	/relay/ID?to=URL  GETs URL and answers with its response body
+//	/echo  answers the request it received as JSON: method, URI, proto, host, headers
+//
+// It prints "listening on ADDR" once it accepts connections.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/ioutil"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// job is a call a pool worker makes for a /pool request.
+type job struct {
+	url  string
+	done chan error
+}
+
+var jobs = make(chan job)
+
+func main() {
+	for i := 0; i < 4; i++ {
+		go worker()
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hop/", hop)
+	mux.HandleFunc("/fan/", fan)
+	mux.HandleFunc("/pool/", pool)
+	mux.HandleFunc("/relay/", relay)
+	mux.HandleFunc("/echo", echo)
+	fmt.Printf("listening on %s\n", ln.Addr())
+	if err := http.Serve(ln, mux); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// client has no idle timeout, so every hop reuses its connections.
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+
+func get(url string) error {
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	io.Copy(ioutil.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+// nextHop splits ?next=A,B into the first address and the rest.
+func nextHop(r *http.Request) (first, rest string) {
+	next := r.URL.Query().Get("next")
+	if i := strings.IndexByte(next, ','); i >= 0 {
+		return next[:i], next[i+1:]
+	}
+	return next, ""
+}
+
+func id(r *http.Request, prefix string) string {
+	return strings.TrimPrefix(r.URL.Path, prefix)
+}
+
+func hop(w http.ResponseWriter, r *http.Request) {
+	first, rest := nextHop(r)
+	if first != "" {
+		url := "http://" + first + "/hop/" + id(r, "/hop/")
+		if rest != "" {
+			url += "?next=" + rest
+		}
+		if err := get(url); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+	}
+	io.WriteString(w, "ok\n")
+}
+
+func fan(w http.ResponseWriter, r *http.Request) {
+	first, _ := nextHop(r)
+	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs <- get(fmt.Sprintf("http://%s/hop/%s-%d", first, id(r, "/fan/"), i))
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+	}
+	io.WriteString(w, "ok\n")
+}
+
+func worker() {
+	for j := range jobs {
+		j.done <- get(j.url)
+	}
+}
+
+func pool(w http.ResponseWriter, r *http.Request) {
+	first, _ := nextHop(r)
+	j := job{url: "http://" + first + "/hop/" + id(r, "/pool/"), done: make(chan error, 1)}
+	jobs <- j
+	if err := <-j.done; err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	io.WriteString(w, "ok\n")
+}
+
+func relay(w http.ResponseWriter, r *http.Request) {
+	resp, err := client.Get(r.URL.Query().Get("to"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+}
+
+func echo(w http.ResponseWriter, r *http.Request) {
+	body, _ := ioutil.ReadAll(r.Body)
+	json.NewEncoder(w).Encode(map[string]interface{}{
+		"method": r.Method, "uri": r.RequestURI, "proto": r.Proto, "host": r.Host,
+		"headers": r.Header, "body": string(body),
+	})
+}
