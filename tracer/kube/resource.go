@@ -41,11 +41,16 @@ func (m *Metadata) Resource(pid int, exe string) Resource {
 	var pod Pod
 	var err error = ErrNoPod
 	if m != nil && (info.ID != "" || info.PodUID != "") {
-		deadline := time.Now().Add(podWait)
+		// Wait only for a pod the kubelet's cgroup names: a container of no
+		// pod (a runtime's own, docker run) never appears.
+		deadline := time.Now()
+		if info.PodUID != "" {
+			deadline = deadline.Add(podWait)
+		}
 		for pod, err = m.Lookup(info); err != nil && time.Now().Before(deadline); pod, err = m.Lookup(info) {
 			time.Sleep(100 * time.Millisecond)
 		}
-		if err != nil {
+		if err != nil && info.PodUID != "" {
 			m.log.Warn("process in a container of no known pod: spans carry no pod metadata", "pid", pid, "container.id", info.ID, "pod.uid", info.PodUID)
 		}
 	}
