@@ -60,6 +60,7 @@ import (
 	"github.com/offsetdb/offsetdb/tracer/export"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/goroutine"
+	"github.com/offsetdb/offsetdb/tracer/kube"
 	"github.com/offsetdb/offsetdb/tracer/preflight"
 	"github.com/offsetdb/offsetdb/tracer/process"
 	"github.com/offsetdb/offsetdb/tracer/remotedb"
@@ -372,6 +373,8 @@ type traceSettings struct {
 	statsInterval time.Duration
 	// writeContext: write W3C traceparent into outgoing requests (contextprop.go).
 	writeContext bool
+	// kube: Kubernetes pod metadata on the spans (package kube).
+	kube *kube.Flags
 }
 
 // traceFlags returns the flag set of tracing, writing usage to w.
@@ -387,6 +390,7 @@ func traceFlags(w io.Writer) (*flag.FlagSet, *traceSettings) {
 	fs.IntVar(&s.buffer.MaxQueue, "export-buffer", 0, fmt.Sprintf("spans held per traced process while the collector is slow or away; beyond it the oldest are dropped and counted (default OTEL_BSP_MAX_QUEUE_SIZE, else %d: a minute at 1,000 spans/s)", export.DefaultMaxQueue))
 	fs.IntVar(&s.buffer.Concurrency, "export-concurrency", export.DefaultConcurrency, "exports in flight at once per traced process, so that a slow collector does not hold the rest back")
 	fs.BoolVar(&s.writeContext, "context-propagation", true, "write the W3C traceparent of the active span into outgoing HTTP/1 requests (socket-layer writer; false: continue incoming trace context only)")
+	s.kube = kube.RegisterFlags(fs)
 	fs.DurationVar(&s.statsInterval, "stats-interval", time.Minute, "how often to log the span counts (spans, exported, dropped by reason) while tracing; 0: only at exit")
 	return fs, &s
 }
@@ -462,6 +466,9 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	defer stopSignals()
 	t := &tracing{resolver: r, log: log, stdout: stdout, perLink: s.perLink, insts: s.instrumentations(),
 		context: cp, counts: counts, buffer: s.buffer, abort: abort}
+	if t.kube, err = s.kube.Start(ctx, log); err != nil {
+		return 0, err
+	}
 	stopStats := t.logStats(s.statsInterval)
 	code, err := t.run(ctx, argv, s.pid, s.exe)
 	stopStats()
@@ -560,6 +567,8 @@ type tracing struct {
 	buffer export.BufferOptions
 	// abort is cancelled by a second signal: flushes stop at once.
 	abort context.Context
+	// kube describes each process's pod; nil outside Kubernetes.
+	kube *kube.Metadata
 }
 
 // plan inspects a process's executable and logs what cannot run.
@@ -615,7 +624,8 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name string, attached func()) error {
 	defer p.Binary.Close()
 	counts := t.counts.Child()
-	tp, err := export.NewTracerProvider(ctx, export.Options{ServiceName: filepath.Base(name), PID: pid, Executable: name, Console: t.stdout,
+	res := t.kube.Resource(pid, name)
+	tp, err := export.NewTracerProvider(ctx, export.Options{ServiceName: res.ServiceName, Attributes: res.Attributes, PID: pid, Executable: name, Console: t.stdout,
 		Counts: counts, Buffer: t.buffer, Log: t.log.With("pid", pid)})
 	if err != nil {
 		return err
