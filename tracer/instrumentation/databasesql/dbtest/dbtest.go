@@ -64,6 +64,13 @@ var Matrix = []Target{
 	{Go: "go1.27.4", PQ: "v1.12.3", MySQL: "v1.10.1", PGX: "v5.12.0", Redis: "v9.23.0"},
 }
 
+// Source returns the source of dbsvc, testdata/dbsvc/main.go; with
+// Target.GoMod it builds dbsvc outside a test (the bench harness does).
+func Source() []byte { return dbsvcSource }
+
+// GoMod returns the go.mod of dbsvc for t.
+func (t Target) GoMod() string { return t.goMod(goversion.MustParse(t.Go)) }
+
 // modules are the module paths of a Target's libraries.
 func (t Target) modules() map[string]string {
 	return map[string]string{
@@ -86,36 +93,46 @@ func (t Target) goMod(v goversion.Version) string {
 
 var buildLocks sync.Map // cache key → *sync.Mutex
 
-// Build returns the path of dbsvc built for t.
-//
-// Builds are cached in <user cache dir>/offsetdb-test/dbsvc, keyed by the
-// target and a hash of the source and go.mod, so a later run costs
-// nothing; toolchains and module caches are those of package grpctest,
-// beside it. A first build downloads the modules from GOPROXY (default
-// https://proxy.golang.org) and takes about a minute. Build skips the test
-// only when the module proxy is unreachable; any other failure fails it
-// with the compiler's output, and so does a build whose module graph
-// selected another version of a library than t names.
+// Build returns the path of dbsvc built for t (see BuildProgram); it
+// fails when the module graph selected another version of a library than
+// t names.
 func (t Target) Build(tb testing.TB) string {
 	tb.Helper()
 	v := goversion.MustParse(t.Go)
+	return BuildProgram(tb, "dbsvc", dbsvcSource, t.goMod(v), t.Go, t.Stripped, t.checkVersions)
+}
+
+// BuildProgram returns the path of the program name, whose main.go is
+// source and go.mod gomod, built with Go release goVersion ("go1.24.13"),
+// stripped with -ldflags=-s -w if stripped; check, if not nil, vets the
+// built binary (the module versions the build selected).
+//
+// Builds are cached in <user cache dir>/offsetdb-test/<name>, keyed by the
+// Go release and a hash of the source, go.mod and flags, so a later run
+// costs nothing; toolchains and module caches are those of package
+// grpctest, beside it. A first build downloads the toolchain and modules
+// from GOPROXY (default https://proxy.golang.org) and takes about a
+// minute. BuildProgram skips the test only when the module proxy is
+// unreachable; any other failure fails it with the compiler's output.
+func BuildProgram(tb testing.TB, name string, source []byte, gomod, goVersion string, stripped bool, check func(bin string) error) string {
+	tb.Helper()
+	v := goversion.MustParse(goVersion)
 	base, err := os.UserCacheDir()
 	if err != nil {
 		tb.Fatalf("dbtest: %v", err)
 	}
 	base = filepath.Join(base, "offsetdb-test")
-	gomod := t.goMod(v)
 	ldflags := ""
-	if t.Stripped {
+	if stripped {
 		ldflags = "-s -w"
 	}
 	h := sha256.New()
-	for _, part := range [][]byte{dbsvcSource, []byte(gomod), []byte(ldflags)} {
+	for _, part := range [][]byte{source, []byte(gomod), []byte(ldflags)} {
 		fmt.Fprintf(h, "%d\n", len(part))
 		h.Write(part)
 	}
-	entry := filepath.Join(base, "dbsvc", t.Go+"-"+hex.EncodeToString(h.Sum(nil))[:12])
-	bin := filepath.Join(entry, "dbsvc")
+	entry := filepath.Join(base, name, goVersion+"-"+hex.EncodeToString(h.Sum(nil))[:12])
+	bin := filepath.Join(entry, name)
 
 	mu, _ := buildLocks.LoadOrStore(entry, new(sync.Mutex))
 	mu.(*sync.Mutex).Lock()
@@ -136,15 +153,15 @@ func (t Target) Build(tb testing.TB) string {
 		tb.Fatalf("dbtest: %v", err)
 	}
 	src := tb.TempDir()
-	for name, data := range map[string][]byte{"main.go": dbsvcSource, "go.mod": []byte(gomod)} {
-		if err := os.WriteFile(filepath.Join(src, name), data, 0o644); err != nil {
+	for file, data := range map[string][]byte{"main.go": source, "go.mod": []byte(gomod)} {
+		if err := os.WriteFile(filepath.Join(src, file), data, 0o644); err != nil {
 			tb.Fatal(err)
 		}
 	}
 	if err := os.MkdirAll(entry, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	tmp, err := os.CreateTemp(entry, ".tmp-dbsvc-*")
+	tmp, err := os.CreateTemp(entry, ".tmp-"+name+"-*")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -155,12 +172,14 @@ func (t Target) Build(tb testing.TB) string {
 	cmd.Env = buildEnv(goroot, base, src, v)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		if unreachable(string(out)) {
-			tb.Skipf("SKIPPED: module proxy unreachable while building dbsvc for %s: %s", t, out)
+			tb.Skipf("SKIPPED: module proxy unreachable while building %s with %s: %s", name, goVersion, out)
 		}
-		tb.Fatalf("dbtest: build dbsvc for %s: %v\ngo.mod:\n%s\n%s", t, err, gomod, out)
+		tb.Fatalf("dbtest: build %s with %s: %v\ngo.mod:\n%s\n%s", name, goVersion, err, gomod, out)
 	}
-	if err := t.checkVersions(tmp.Name()); err != nil {
-		tb.Fatalf("dbtest: %v\ngo.mod:\n%s", err, gomod)
+	if check != nil {
+		if err := check(tmp.Name()); err != nil {
+			tb.Fatalf("dbtest: %v\ngo.mod:\n%s", err, gomod)
+		}
 	}
 	if err := os.Rename(tmp.Name(), bin); err != nil {
 		tb.Fatal(err)

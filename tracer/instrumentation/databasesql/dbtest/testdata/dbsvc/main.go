@@ -7,12 +7,18 @@
 //
 //	dbsvc setup -pg DSN -mysql DSN       create the tables (before tracing)
 //	dbsvc serve -http ADDR -pg DSN -mysql DSN -redis ADDR
+//	dbsvc load -workers N -pg DSN -mysql DSN -redis ADDR
 //
 // serve prints "http ADDR" once it listens. Every handler answers "ok" or
-// a 500 with the error.
+// a 500 with the error. load is the bench harness's load generator: it
+// prints "listening on -" once connected, then for each stdin line
+// "run DURATION KIND" (KIND pq, mysql, pgx or redis) has N workers make
+// one-row queries (a GET for redis) back to back for DURATION and prints
+// "calls=N errors=E seconds=S".
 package main
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"errors"
@@ -23,6 +29,9 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
@@ -42,6 +51,7 @@ func main() {
 	myDSN := fs.String("mysql", "", "go-sql-driver/mysql DSN")
 	redisAddr := fs.String("redis", "", "Redis address")
 	httpAddr := fs.String("http", "127.0.0.1:0", "HTTP listen address")
+	workers := fs.Int("workers", 8, "load: concurrent callers")
 	fs.Parse(os.Args[2:])
 	switch os.Args[1] {
 	case "setup":
@@ -50,6 +60,10 @@ func main() {
 		}
 	case "serve":
 		serve(*httpAddr, *pgDSN, *myDSN, *redisAddr)
+	case "load":
+		if err := load(*workers, *pgDSN, *myDSN, *redisAddr); err != nil {
+			log.Fatal(err)
+		}
 	default:
 		log.Fatalf("unknown command %q", os.Args[1])
 	}
@@ -250,4 +264,76 @@ func pgxCalls(ctx context.Context, pool *pgxpool.Pool, id int) error {
 		return errors.New("query of a missing table did not fail")
 	}
 	return nil
+}
+
+func load(workers int, pgDSN, myDSN, redisAddr string) error {
+	ctx := context.Background()
+	pq, err := sql.Open("postgres", pgDSN)
+	if err != nil {
+		return err
+	}
+	my, err := sql.Open("mysql", myDSN)
+	if err != nil {
+		return err
+	}
+	for _, db := range []*sql.DB{pq, my} {
+		db.SetMaxIdleConns(workers)
+		db.SetMaxOpenConns(workers)
+	}
+	pool, err := pgxpool.New(ctx, pgDSN)
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, PoolSize: workers})
+	if err := rdb.Set(ctx, "bench", "v", 0).Err(); err != nil {
+		return err
+	}
+	var name string
+	calls := map[string]func() error{
+		"pq":    func() error { return pq.QueryRowContext(ctx, "SELECT name FROM items WHERE id = $1", 1).Scan(&name) },
+		"mysql": func() error { return my.QueryRowContext(ctx, "SELECT name FROM items WHERE id = ?", 1).Scan(&name) },
+		"pgx":   func() error { return pool.QueryRow(ctx, "SELECT name FROM items WHERE id = $1", 1).Scan(&name) },
+		"redis": func() error { return rdb.Get(ctx, "bench").Err() },
+	}
+	for kind, call := range calls { // connect, and check every kind works
+		if err := call(); err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+	}
+	fmt.Println("listening on -")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		f := strings.Fields(in.Text())
+		if len(f) != 3 || f[0] != "run" {
+			return fmt.Errorf("load: want \"run DURATION KIND\", got %q", in.Text())
+		}
+		d, err := time.ParseDuration(f[1])
+		if err != nil {
+			return err
+		}
+		call, ok := calls[f[2]]
+		if !ok {
+			return fmt.Errorf("load: unknown kind %q", f[2])
+		}
+		var n, errs atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		end := start.Add(d)
+		for i := 0; i < workers; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(end) {
+					if err := call(); err != nil {
+						errs.Add(1)
+					} else {
+						n.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		fmt.Printf("calls=%d errors=%d seconds=%.3f\n", n.Load(), errs.Load(), time.Since(start).Seconds())
+	}
+	return in.Err()
 }
