@@ -12,7 +12,7 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./offsetgen ./tracer
 
-## demo: trace the example service with the console exporter and show its spans (needs root)
+## demo: three chain services (three Go releases, one stripped) under one tracer, requests through them, printed as trace trees (needs root)
 demo:
 	./scripts/demo.sh
 
