@@ -104,6 +104,8 @@ func Start(t testing.TB) *Cluster {
 		// reconciles the kubernetes Service's endpoints.
 		"--disable-admission-plugins", "ServiceAccount",
 		"--endpoint-reconciler-type", "none",
+		// As kubeadm and every distribution set it: DaemonSets of node agents run privileged.
+		"--allow-privileged=true",
 		"--enable-priority-and-fairness=false",
 		"--v", "0",
 	)
