@@ -9,11 +9,11 @@ import (
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/databasesql"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/goredis"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/goroutine"
-	"github.com/offsetdb/offsetdb/tracer/instrumentation/pgx"
 	grpcclient "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/client"
 	grpcserver "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/server"
 	httpclient "github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/client"
 	httpserver "github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/server"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/pgx"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
 )
 
