@@ -8,6 +8,9 @@
 //
 // Sections: overhead (per-request cost, traced vs untraced, alternating),
 // grpc (unary gRPC calls/s and latency, traced vs untraced, alternating),
+// context (a two-hop chain untraced vs traced read-only vs with trace
+// context propagation; a fan-out from goroutines with and without
+// --goroutine-context),
 // pipeline (spans/s through the ring buffer, where drops begin), footprint
 // (tracer RSS with 1 and 10 traced processes), resolution (offsets for a
 // 100 MB+ binary: database vs DWARF fallback vs a full debug/dwarf walk),
@@ -56,6 +59,7 @@ type harness struct {
 	genNoOpRuns    int
 	microRounds    int
 	microBenchTime string
+	contextCfg     contextSettings
 
 	start time.Time
 }
@@ -77,6 +81,7 @@ type Results struct {
 	Kept       map[string]string `json:"kept,omitempty"`
 	Overhead   *Overhead         `json:"overhead,omitempty"`
 	GRPC       *GRPC             `json:"grpc,omitempty"`
+	Context    *Context          `json:"context,omitempty"`
 	Pipeline   *Pipeline         `json:"pipeline,omitempty"`
 	Footprint  *Footprint        `json:"footprint,omitempty"`
 	Resolution *Resolution       `json:"resolution,omitempty"`
@@ -84,10 +89,10 @@ type Results struct {
 	Micro      *Micro            `json:"micro,omitempty"`
 }
 
-var allSections = []string{"overhead", "grpc", "pipeline", "footprint", "resolution", "generator", "micro"}
+var allSections = []string{"overhead", "grpc", "context", "pipeline", "footprint", "resolution", "generator", "micro"}
 
 // rootSections need root (BPF and uprobes).
-var rootSections = []string{"overhead", "grpc", "pipeline", "footprint"}
+var rootSections = []string{"overhead", "grpc", "context", "pipeline", "footprint"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "fullwalk" {
@@ -131,6 +136,7 @@ func run(args []string) error {
 	fs.IntVar(&h.genNoOpRuns, "gen-noop-runs", 2, "timed no-op generator runs (after one untimed)")
 	fs.IntVar(&h.microRounds, "count", 5, "rounds of the Go benchmarks")
 	fs.StringVar(&h.microBenchTime, "benchtime", "300ms", "-test.benchtime of the Go benchmarks")
+	h.contextCfg.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -244,6 +250,8 @@ func (h *harness) section(ctx context.Context, name string, res *Results) (err e
 		res.Overhead, err = h.overhead(ctx)
 	case "grpc":
 		res.GRPC, err = h.grpc(ctx)
+	case "context":
+		res.Context, err = h.traceContext(ctx)
 	case "pipeline":
 		res.Pipeline, err = h.pipeline(ctx)
 	case "footprint":

@@ -87,6 +87,9 @@ func summaryRows(r *Results) [][3]string {
 			fmt.Sprintf("untraced %s calls/s, p50 %s, p99 %s", g.CallsPerSecond[u].format("%.0f", ""), g.P50[u].format("%.3f", " ms"), g.P99[u].format("%.3f", " ms")),
 			strings.Join(res, "; "))
 	}
+	if c := r.Context; c != nil {
+		rows = append(rows, contextSummaryRows(c)...)
+	}
 	if p := r.Pipeline; p != nil {
 		drops := "no drops at any step (the service saturated first)"
 		if p.FirstDrop != nil {
@@ -313,6 +316,9 @@ func resultsMarkdown(r *Results) string {
 				orDash(g.ServerUserPer1k, a.Name, "%.0f", " ms"), orDash(g.ServerSysPer1k, a.Name, "%.0f", " ms"), orDash(g.TracerCPUPer1k, a.Name, "%.1f", " ms"),
 				orDash(g.SpanCompleteness, a.Name, "%.4f", ""), dropped(g.Dropped, a))
 		}
+	}
+	if c := r.Context; c != nil {
+		b.WriteString(contextMarkdown(c))
 	}
 	if p := r.Pipeline; p != nil {
 		fmt.Fprintf(&b, "\n## 3. Event pipeline\n\nOne tracer session (exporter %s) per step, so that its exit log's `dropped=N` belongs to that step; "+
