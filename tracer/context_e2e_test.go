@@ -479,3 +479,50 @@ func TestIncomingTraceContextValidation(t *testing.T) {
 	assert.Empty(t, byRequest["v-unsampled"], "an unsampled request exports no span, here or downstream")
 	assert.Regexp(t, `unsampled=[1-9]`, c.w.stderr.String(), "unsampled spans are counted")
 }
+
+// TestTraceContextOnConnectionsOpenedBeforeTheTracer: a service traced with
+// --pid whose kept-alive connection to the next service was opened before
+// the tracer started still sends trace context on it.
+func TestTraceContextOnConnectionsOpenedBeforeTheTracer(t *testing.T) {
+	requireBPF(t)
+	bin := (&localBuild{name: "chain-warm", pkg: "./testdata/chain"}).get(t)
+	b, bpid := runService(t, bin, nil)
+	cc, _ := runService(t, bin, nil)
+	relay := fmt.Sprintf("http://%s/relay/w?to=http://%s/echo", b, cc)
+	echo := func() map[string][]string {
+		code, body, err := httpGet(t, relay)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code, "%s", body)
+		var e struct{ Headers map[string][]string }
+		require.NoError(t, json.Unmarshal(body, &e), "%s", body)
+		return e.Headers
+	}
+	require.Empty(t, echo()["Traceparent"], "untraced: no traceparent")
+
+	recv := otlptest.NewHTTP(t)
+	cmd := exec.Command(tracerBinary(t), "--pid", fmt.Sprint(bpid))
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=otlp", "OTEL_METRICS_EXPORTER=none",
+		"OTEL_EXPORTER_OTLP_ENDPOINT="+recv.Endpoint(), "OTEL_BSP_SCHEDULE_DELAY=100")
+	w := &watchRun{cmd: cmd, stderr: &syncBuffer{}, recv: recv}
+	cmd.Stderr = w.stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	w.waitLog(t, fmt.Sprintf("msg=attached pid=%d", bpid))
+	got := echo()
+	require.Len(t, got["Traceparent"], 1, "the kept-alive connection carries trace context: %v", got)
+	w.stop(t)
+	spans := recv.WaitForSpans(t, 2, eventTimeout)
+	var client *otlptest.Span
+	for i, s := range spans {
+		if s.Kind == "client" {
+			client = &spans[i]
+		}
+	}
+	require.NotNil(t, client)
+	assert.Equal(t, "00-"+client.TraceID+"-"+client.SpanID+"-01", got["Traceparent"][0])
+}

@@ -69,6 +69,23 @@ func (c *contextProp) apply(o *uprobe.Options) {
 	}
 }
 
+// adopt hands the writer the connections process pid opened before the
+// tracer started (see propagation.Writer.Adopt); a failure costs only
+// those connections' trace context, and is logged.
+func (c *contextProp) adopt(pid int, log *slog.Logger) {
+	if c == nil || c.writer == nil {
+		return
+	}
+	n, err := c.writer.Adopt(pid)
+	if err != nil {
+		log.Warn("connections opened before the tracer started will carry no trace context", "pid", pid, "err", err)
+		return
+	}
+	if n > 0 {
+		log.Debug("adopted existing connections for trace context", "pid", pid, "sockets", n)
+	}
+}
+
 // close detaches the writer and logs what became of outgoing requests'
 // trace context.
 func (c *contextProp) close(log *slog.Logger) {

@@ -5,6 +5,12 @@ package propagation
 import (
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -15,6 +21,10 @@ type Writer struct {
 	objs    writerObjects
 	sockops link.Link
 	skmsg   bool // inject_traceparent attached to the sockhash
+
+	adoptMu   sync.Mutex
+	adoptObjs *adoptObjects // nil until the first Adopt
+	adoptIter *link.Iter
 }
 
 // Start loads the writer and attaches it: the sock_ops program to the
@@ -90,6 +100,92 @@ func (w *Writer) Close() error {
 			Attach:  ebpf.AttachSkMsgVerdict,
 		}))
 	}
+	if w.adoptIter != nil {
+		errs = append(errs, w.adoptIter.Close())
+	}
+	if w.adoptObjs != nil {
+		errs = append(errs, w.adoptObjs.Close())
+	}
 	errs = append(errs, w.objs.Close())
 	return errors.Join(errs...)
+}
+
+// Adopt puts the established TCP sockets process pid holds into the
+// writer's sockhash, so that connections it opened before Start (kept-alive
+// connections of a service traced with --pid) carry trace context too. It
+// returns how many sockets it added. The sockets are found through
+// /proc/PID/fd and matched in the kernel by a BPF iterator over TCP
+// sockets (adopt.c).
+func (w *Writer) Adopt(pid int) (int, error) {
+	inodes, err := socketInodes(pid)
+	if err != nil || len(inodes) == 0 {
+		return 0, err
+	}
+	w.adoptMu.Lock()
+	defer w.adoptMu.Unlock()
+	if w.adoptObjs == nil {
+		objs := &adoptObjects{}
+		if err := loadAdoptObjects(objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"sockets": w.objs.Sockets}}); err != nil {
+			return 0, fmt.Errorf("load the socket iterator: %w", err)
+		}
+		it, err := link.AttachIter(link.IterOptions{Program: objs.AdoptSockets})
+		if err != nil {
+			objs.Close()
+			return 0, fmt.Errorf("attach the socket iterator: %w", err)
+		}
+		w.adoptObjs, w.adoptIter = objs, it
+	}
+	one := uint8(1)
+	for _, ino := range inodes {
+		if err := w.adoptObjs.Adopt.Put(ino, one); err != nil {
+			return 0, fmt.Errorf("adopt sockets of pid %d: %w", pid, err)
+		}
+	}
+	defer func() {
+		for _, ino := range inodes {
+			w.adoptObjs.Adopt.Delete(ino)
+		}
+	}()
+	zero := uint32(0)
+	var before uint64
+	if err := w.adoptObjs.Adopted.Lookup(zero, &before); err != nil {
+		return 0, fmt.Errorf("adopt sockets of pid %d: %w", pid, err)
+	}
+	rd, err := w.adoptIter.Open()
+	if err != nil {
+		return 0, fmt.Errorf("adopt sockets of pid %d: run the iterator: %w", pid, err)
+	}
+	_, err = io.Copy(io.Discard, rd)
+	rd.Close()
+	if err != nil {
+		return 0, fmt.Errorf("adopt sockets of pid %d: run the iterator: %w", pid, err)
+	}
+	var after uint64
+	if err := w.adoptObjs.Adopted.Lookup(zero, &after); err != nil {
+		return 0, fmt.Errorf("adopt sockets of pid %d: %w", pid, err)
+	}
+	return int(after - before), nil
+}
+
+// socketInodes lists the inode numbers of the sockets process pid has
+// open ("socket:[N]" links in /proc/PID/fd).
+func socketInodes(pid int) ([]uint64, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list sockets of pid %d: %w", pid, err)
+	}
+	var out []uint64
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if n, ok := strings.CutPrefix(target, "socket:["); ok {
+			if ino, err := strconv.ParseUint(strings.TrimSuffix(n, "]"), 10, 64); err == nil {
+				out = append(out, ino)
+			}
+		}
+	}
+	return out, nil
 }

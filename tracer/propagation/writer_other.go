@@ -22,5 +22,8 @@ func (w *Writer) Maps() map[string]*ebpf.Map { return nil }
 // Stats returns zero counters.
 func (w *Writer) Stats() (Stats, error) { return Stats{}, nil }
 
+// Adopt does nothing.
+func (w *Writer) Adopt(pid int) (int, error) { return 0, nil }
+
 // Close does nothing.
 func (w *Writer) Close() error { return nil }

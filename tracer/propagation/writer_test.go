@@ -1,0 +1,77 @@
+//go:build linux && (amd64 || arm64)
+
+package propagation
+
+import (
+	"io"
+	"net"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/offsetdb/offsetdb/tracer/preflight"
+)
+
+func startWriter(t *testing.T) *Writer {
+	t.Helper()
+	if err := preflight.Check(); err != nil {
+		if os.Getenv("OFFSETDB_REQUIRE_BPF") != "" {
+			t.Fatalf("BPF required (OFFSETDB_REQUIRE_BPF) but unavailable: %v", err)
+		}
+		t.Skipf("SKIPPED: needs root for BPF: %v", err)
+	}
+	root, err := CgroupRoot()
+	require.NoError(t, err)
+	w, err := Start(root)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, w.Close()) })
+	return w
+}
+
+// A connection opened before the writer started is adopted into its
+// sockhash, and bytes written on it arrive unchanged: the writer adds
+// nothing to a write no traced request was queued for.
+func TestAdoptedSocketsPassBytesUnchanged(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer client.Close()
+	server := <-accepted
+	defer server.Close()
+
+	w := startWriter(t)
+	n, err := w.Adopt(os.Getpid())
+	require.NoError(t, err)
+	assert.Equal(t, 2, n, "both ends of the connection adopted")
+	n, err = w.Adopt(os.Getpid())
+	require.NoError(t, err)
+	assert.Equal(t, 0, n, "a socket is adopted once")
+
+	msg := []byte("GET /items/1 HTTP/1.1\r\nHost: example.com\r\n\r\n")
+	_, err = client.Write(msg)
+	require.NoError(t, err)
+	got := make([]byte, len(msg))
+	_, err = io.ReadFull(server, got)
+	require.NoError(t, err)
+	assert.Equal(t, string(msg), string(got))
+
+	st, err := w.Stats()
+	require.NoError(t, err)
+	assert.Zero(t, st.Written)
+}
+
+func TestSocketInodesOfAMissingProcess(t *testing.T) {
+	_, err := socketInodes(1 << 30)
+	assert.ErrorContains(t, err, "list sockets of pid")
+}
