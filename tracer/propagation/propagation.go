@@ -17,10 +17,9 @@
 //
 // Limits: plaintext HTTP/1.x only (https is encrypted before the socket
 // sees it; HTTP/2 frames are HPACK-compressed); sockets connected before
-// Start are not watched, so a keep-alive connection opened before the
-// tracer started carries no context until it is replaced; the request line
-// must end within the first 1,024 bytes of the write (net/http writes it
-// first, in one write). Start needs CAP_BPF, CAP_NET_ADMIN and
+// Start are watched only once Writer.Adopt is given their process; the
+// request line must end within the first 1,024 bytes of the write
+// (net/http writes it first, in one write). Start needs CAP_BPF, CAP_NET_ADMIN and
 // CAP_SYS_ADMIN (or root) and a cgroup v2 hierarchy; it does not need
 // CAP_SYS_RESOURCE nor bpf_probe_write_user.
 package propagation
