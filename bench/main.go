@@ -11,6 +11,8 @@
 // context (a two-hop chain untraced vs traced read-only vs with trace
 // context propagation; a fan-out from goroutines with and without
 // --goroutine-context),
+// db (database/sql, pgx and go-redis calls/s against real PostgreSQL,
+// MariaDB and Redis, traced vs untraced, alternating),
 // pipeline (spans/s through the ring buffer, where drops begin), footprint
 // (tracer RSS with 1 and 10 traced processes), resolution (offsets for a
 // 100 MB+ binary: database vs DWARF fallback vs a full debug/dwarf walk),
@@ -49,6 +51,9 @@ type harness struct {
 	grpcPairs      int
 	grpcDuration   time.Duration
 	grpcWorkers    int
+	dbPairs        int
+	dbDuration     time.Duration
+	dbWorkers      int
 	rampConns      []int
 	rampRounds     int
 	rampDuration   time.Duration
@@ -82,6 +87,7 @@ type Results struct {
 	Overhead   *Overhead         `json:"overhead,omitempty"`
 	GRPC       *GRPC             `json:"grpc,omitempty"`
 	Context    *Context          `json:"context,omitempty"`
+	DB         *DB               `json:"db,omitempty"`
 	Pipeline   *Pipeline         `json:"pipeline,omitempty"`
 	Footprint  *Footprint        `json:"footprint,omitempty"`
 	Resolution *Resolution       `json:"resolution,omitempty"`
@@ -89,10 +95,10 @@ type Results struct {
 	Micro      *Micro            `json:"micro,omitempty"`
 }
 
-var allSections = []string{"overhead", "grpc", "context", "pipeline", "footprint", "resolution", "generator", "micro"}
+var allSections = []string{"overhead", "grpc", "db", "context", "pipeline", "footprint", "resolution", "generator", "micro"}
 
 // rootSections need root (BPF and uprobes).
-var rootSections = []string{"overhead", "grpc", "context", "pipeline", "footprint"}
+var rootSections = []string{"overhead", "grpc", "db", "context", "pipeline", "footprint"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "fullwalk" {
@@ -124,6 +130,9 @@ func run(args []string) error {
 	fs.IntVar(&h.grpcPairs, "grpc-pairs", 3, "rounds of the grpc section (each runs every arm once)")
 	fs.DurationVar(&h.grpcDuration, "grpc-duration", 8*time.Second, "length of each grpc run")
 	fs.IntVar(&h.grpcWorkers, "grpc-workers", 16, "concurrent callers of the grpc load generator")
+	fs.IntVar(&h.dbPairs, "db-pairs", 3, "rounds of the db section per client (each runs untraced and traced once)")
+	fs.DurationVar(&h.dbDuration, "db-duration", 5*time.Second, "length of each db run")
+	fs.IntVar(&h.dbWorkers, "db-workers", 8, "concurrent callers of the db load generator")
 	fs.IntVar(&h.wrkThreads, "wrk-threads", 2, "wrk threads")
 	fs.IntVar(&h.wrkConns, "wrk-conns", 64, "wrk connections at saturation")
 	ramp := fs.String("ramp", "8,64,512", "wrk connections of the pipeline ramp's steps")
@@ -252,6 +261,8 @@ func (h *harness) section(ctx context.Context, name string, res *Results) (err e
 		res.GRPC, err = h.grpc(ctx)
 	case "context":
 		res.Context, err = h.traceContext(ctx)
+	case "db":
+		res.DB, err = h.db(ctx)
 	case "pipeline":
 		res.Pipeline, err = h.pipeline(ctx)
 	case "footprint":

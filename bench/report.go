@@ -87,6 +87,15 @@ func summaryRows(r *Results) [][3]string {
 			fmt.Sprintf("untraced %s calls/s, p50 %s, p99 %s", g.CallsPerSecond[u].format("%.0f", ""), g.P50[u].format("%.3f", " ms"), g.P99[u].format("%.3f", " ms")),
 			strings.Join(res, "; "))
 	}
+	if d := r.DB; d != nil {
+		var base, res []string
+		for _, c := range d.Clients {
+			base = append(base, fmt.Sprintf("%s %s", c, d.CallsPerSecond[c+"/"+untracedArm.Name].format("%.0f", "")))
+			res = append(res, fmt.Sprintf("%s ×%s", c, d.Ratio[c].format("%.3f", "")))
+		}
+		add(fmt.Sprintf("Database and Redis calls at saturation (one-row queries, GET; %d callers closed loop, %.0fs per run; %s)", d.Workers, d.Duration, d.Binary),
+			"untraced calls/s: "+strings.Join(base, ", "), "calls/s traced (exporter none): "+strings.Join(res, ", "))
+	}
 	if c := r.Context; c != nil {
 		rows = append(rows, contextSummaryRows(c)...)
 	}
@@ -315,6 +324,22 @@ func resultsMarkdown(r *Results) string {
 				g.P99[a.Name].format("%.3f", " ms"), orDash(g.P99Ratio, a.Name, "%.2f", ""),
 				orDash(g.ServerUserPer1k, a.Name, "%.0f", " ms"), orDash(g.ServerSysPer1k, a.Name, "%.0f", " ms"), orDash(g.TracerCPUPer1k, a.Name, "%.1f", " ms"),
 				orDash(g.SpanCompleteness, a.Name, "%.4f", ""), dropped(g.Dropped, a))
+		}
+	}
+	if d := r.DB; d != nil {
+		fmt.Fprintf(&b, "\n## 2b. Database and Redis clients\n\n`dbsvc load` (package `tracer/instrumentation/databasesql/dbtest`, %s) against PostgreSQL, MariaDB and Redis "+
+			"started on loopback for the section: %d callers in one process, each making its next call when the previous one returns (closed loop), no request around them (every span a root). "+
+			"Per client, each pair runs untraced and traced (`tracer --pid`, `OTEL_TRACES_EXPORTER=none`, attached before and detached after each run) once, the order reversed every other pair; %d pairs × %.0f s. "+
+			"Ratios are traced over the untraced run of the same pair; CPU is the calling process's and the tracer's utime+stime over the load only.\n\n",
+			d.Binary, d.Workers, d.Pairs, d.Duration)
+		b.WriteString("| Client | untraced calls/s | traced calls/s | ratio | client user / 1k calls (untraced → traced) | client sys / 1k calls (untraced → traced) | tracer CPU / 1k calls | spans / call | dropped |\n|---|---|---|---|---|---|---|---|---|\n")
+		u, t := untracedArm.Name, noneArm().Name
+		for _, c := range d.Clients {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s → %s | %s → %s | %s | %s | %d |\n", dbClientNames[c],
+				d.CallsPerSecond[c+"/"+u].format("%.0f", ""), d.CallsPerSecond[c+"/"+t].format("%.0f", ""), d.Ratio[c].format("%.3f", ""),
+				d.ClientUserPer1k[c+"/"+u].format("%.0f", " ms"), d.ClientUserPer1k[c+"/"+t].format("%.0f", " ms"),
+				d.ClientSysPer1k[c+"/"+u].format("%.0f", " ms"), d.ClientSysPer1k[c+"/"+t].format("%.0f", " ms"),
+				d.TracerCPUPer1k[c].format("%.1f", " ms"), d.SpanCompleteness[c].format("%.4f", ""), d.Dropped[c])
 		}
 	}
 	if c := r.Context; c != nil {
