@@ -31,7 +31,7 @@ func TestTraceGoRedisAcrossVersions(t *testing.T) {
 		t.Skip("SKIPPED in -short mode: builds services with toolchains from the module proxy and starts database servers")
 	}
 	srv := dbtest.StartServers(t)
-	for _, tg := range dbtest.Matrix {
+	for _, tg := range dbtest.Targets(t) {
 		t.Run(tg.String(), func(t *testing.T) {
 			bin := dbtest.OwnCopy(t, tg.Build(t))
 			dbtest.Setup(t, bin, srv)

@@ -71,6 +71,28 @@ func Source() []byte { return dbsvcSource }
 // GoMod returns the go.mod of dbsvc for t.
 func (t Target) GoMod() string { return t.goMod(goversion.MustParse(t.Go)) }
 
+// TargetsEnv overrides Matrix for a wider sweep: a comma-separated list
+// of GO/PQ/MYSQL/PGX/REDIS[/stripped], such as
+// OFFSETDB_DB_TARGETS=go1.20.14/v1.8.0/v1.6.0/v5.3.1/v9.3.0/stripped.
+const TargetsEnv = "OFFSETDB_DB_TARGETS"
+
+// Targets returns Matrix, or the targets TargetsEnv names.
+func Targets(tb testing.TB) []Target {
+	env := os.Getenv(TargetsEnv)
+	if env == "" {
+		return Matrix
+	}
+	var ts []Target
+	for _, item := range strings.Split(env, ",") {
+		p := strings.Split(strings.TrimSpace(item), "/")
+		if len(p) != 5 && (len(p) != 6 || p[5] != "stripped") {
+			tb.Fatalf("%s: want GO/PQ/MYSQL/PGX/REDIS[/stripped], got %q", TargetsEnv, item)
+		}
+		ts = append(ts, Target{Go: p[0], PQ: p[1], MySQL: p[2], PGX: p[3], Redis: p[4], Stripped: len(p) == 6})
+	}
+	return ts
+}
+
 // modules are the module paths of a Target's libraries.
 func (t Target) modules() map[string]string {
 	return map[string]string{
