@@ -371,6 +371,7 @@ type traceSettings struct {
 	perLink       bool
 	buffer        export.BufferOptions
 	statsInterval time.Duration
+	holdNew       bool
 	// writeContext: write W3C traceparent into outgoing requests (contextprop.go).
 	writeContext bool
 	// kube: Kubernetes pod metadata on the spans (package kube).
@@ -390,6 +391,7 @@ func traceFlags(w io.Writer) (*flag.FlagSet, *traceSettings) {
 	fs.IntVar(&s.buffer.MaxQueue, "export-buffer", 0, fmt.Sprintf("spans held per traced process while the collector is slow or away; beyond it the oldest are dropped and counted (default OTEL_BSP_MAX_QUEUE_SIZE, else %d: a minute at 1,000 spans/s)", export.DefaultMaxQueue))
 	fs.IntVar(&s.buffer.Concurrency, "export-concurrency", export.DefaultConcurrency, "exports in flight at once per traced process, so that a slow collector does not hold the rest back")
 	fs.BoolVar(&s.writeContext, "context-propagation", true, "write the W3C traceparent of the active span into outgoing HTTP/1 requests (socket-layer writer; false: continue incoming trace context only)")
+	fs.BoolVar(&s.holdNew, "exe-hold", true, "with --exe, stop each new matching process at its exec (SIGSTOP) until its probes are attached (SIGCONT), so that its first request is traced; false: it runs at once and its first requests may go untraced")
 	s.kube = kube.RegisterFlags(fs)
 	fs.DurationVar(&s.statsInterval, "stats-interval", time.Minute, "how often to log the span counts (spans, exported, dropped by reason) while tracing; 0: only at exit")
 	return fs, &s
@@ -465,7 +467,7 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	ctx, abort, stopSignals := signals(log)
 	defer stopSignals()
 	t := &tracing{resolver: r, log: log, stdout: stdout, perLink: s.perLink, insts: s.instrumentations(),
-		context: cp, counts: counts, buffer: s.buffer, abort: abort}
+		context: cp, counts: counts, buffer: s.buffer, abort: abort, holdNew: s.holdNew}
 	if t.kube, err = s.kube.Start(ctx, log); err != nil {
 		return 0, err
 	}
@@ -569,6 +571,8 @@ type tracing struct {
 	abort context.Context
 	// kube describes each process's pod; nil outside Kubernetes.
 	kube *kube.Metadata
+	// holdNew stops each new --exe process at its exec until attached.
+	holdNew bool
 }
 
 // plan inspects a process's executable and logs what cannot run.
@@ -613,7 +617,6 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 	}
 	p.Attach.PerLink = t.perLink
 	t.context.apply(&p.Attach)
-	t.context.adopt(pid, t.log)
 	return p, name, nil
 }
 
@@ -704,6 +707,14 @@ func (t *tracing) command(ctx context.Context, argv []string) (int, error) {
 	return code, t.finish(done, fmt.Sprintf("pid %d", child.PID))
 }
 
+// resume continues a process the watch held at its exec; once is enough,
+// more is harmless.
+func (t *tracing) resume(ev process.Event) {
+	if err := ev.Resume(); err != nil {
+		t.log.Error("resume a process held at its exec", "pid", ev.PID, "err", err)
+	}
+}
+
 // finish waits for a trace told to stop (its process exited, or a signal
 // came) to detach and flush, at most shutdownBudget.
 func (t *tracing) finish(done <-chan error, what string) error {
@@ -783,10 +794,11 @@ func exited(ctx context.Context, pid int) <-chan struct{} {
 // watch traces every matching process until ctx is done; each is detached
 // when it exits.
 func (t *tracing) watch(ctx context.Context, glob string) error {
-	t.log.Info("watching for processes", "exe", glob)
+	events := process.Watch(ctx, glob, process.WatchOptions{Interval: 500 * time.Millisecond, Hold: t.holdNew, Log: t.log})
+	t.log.Info("watching for processes", "exe", glob, "hold_new", t.holdNew) // subscribed: every later exec is seen
 	var wg sync.WaitGroup
 	cancels := map[int]context.CancelFunc{}
-	for ev := range process.Watch(ctx, glob, 500*time.Millisecond) {
+	for ev := range events {
 		if ev.Exited {
 			if c, ok := cancels[ev.PID]; ok {
 				c()
@@ -796,18 +808,26 @@ func (t *tracing) watch(ctx context.Context, glob string) error {
 		}
 		p, name, err := t.plan(ev.PID)
 		if err != nil {
+			t.resume(ev)
 			t.log.Warn("not tracing", "pid", ev.PID, "err", err)
 			continue
 		}
 		pctx, cancel := context.WithCancel(ctx)
 		cancels[ev.PID] = cancel
 		wg.Add(1)
-		go func(pid int) {
+		go func(ev process.Event) {
 			defer wg.Done()
-			if err := t.trace(pctx, pid, p, name, nil); err != nil {
-				t.log.Warn("tracing ended", "pid", pid, "err", err)
+			defer t.resume(ev) // if it was not attached
+			attached := func() {
+				t.resume(ev)
+				if !ev.Exec.IsZero() {
+					t.log.Info("new process traced from its start", "pid", ev.PID, "exec_to_attached", time.Since(ev.Exec).Round(time.Microsecond), "held", ev.Held)
+				}
 			}
-		}(ev.PID)
+			if err := t.trace(pctx, ev.PID, p, name, attached); err != nil {
+				t.log.Warn("tracing ended", "pid", ev.PID, "err", err)
+			}
+		}(ev)
 	}
 	for _, c := range cancels {
 		c()

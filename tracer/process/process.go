@@ -192,13 +192,6 @@ func (c *Child) Wait() (int, error) {
 	}
 }
 
-// Event is a matching process appearing or exiting.
-type Event struct {
-	PID    int
-	Exe    string // the executable's path (link target)
-	Exited bool
-}
-
 // Match reports whether an executable path matches glob: the whole path if
 // glob contains a '/', else the base name.
 func Match(glob, exe string) bool {
@@ -208,62 +201,6 @@ func Match(glob, exe string) bool {
 	}
 	ok, _ := filepath.Match(glob, filepath.Base(exe))
 	return ok
-}
-
-// Watch reports processes whose executable matches glob: those running
-// now, those started later, and their exits. It polls /proc every interval
-// and closes the channel when ctx is done. Processes of the caller itself
-// are never reported.
-func Watch(ctx context.Context, glob string, interval time.Duration) <-chan Event {
-	ch := make(chan Event)
-	go func() {
-		defer close(ch)
-		known := map[int]string{}
-		self := os.Getpid()
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			seen := map[int]bool{}
-			for _, pid := range pids() {
-				if pid == self {
-					continue
-				}
-				if _, ok := known[pid]; ok {
-					seen[pid] = true
-					continue
-				}
-				_, exe, err := ExePath(pid)
-				if err != nil || !Match(glob, exe) || !Alive(pid) {
-					continue
-				}
-				known[pid] = exe
-				seen[pid] = true
-				select {
-				case ch <- Event{PID: pid, Exe: exe}:
-				case <-ctx.Done():
-					return
-				}
-			}
-			for _, pid := range sortedKeys(known) {
-				if seen[pid] && Alive(pid) {
-					continue
-				}
-				exe := known[pid]
-				delete(known, pid)
-				select {
-				case ch <- Event{PID: pid, Exe: exe, Exited: true}:
-				case <-ctx.Done():
-					return
-				}
-			}
-			select {
-			case <-tick.C:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return ch
 }
 
 func pids() []int {

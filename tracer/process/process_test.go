@@ -2,14 +2,18 @@ package process
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
 
 func TestMatch(t *testing.T) {
@@ -64,7 +68,7 @@ func TestWatchSeesStartAndExit(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	events := Watch(ctx, "offsetdb-watch-*", 50*time.Millisecond)
+	events := Watch(ctx, "offsetdb-watch-*", WatchOptions{Interval: 50 * time.Millisecond})
 	cmd := exec.Command(exe, "1")
 	require.NoError(t, cmd.Start())
 	ev := <-events
@@ -97,4 +101,48 @@ func TestWaitExitReturnsWhenTheProcessExitsOrCtxIsDone(t *testing.T) {
 	}
 	cmd.Wait()
 	assert.NoError(t, WaitExit(context.Background(), cmd.Process.Pid), "a reaped process")
+}
+
+// copyOf copies the executable found as name to dir/newName, so that a
+// glob can match it and no other process.
+func copyOf(t *testing.T, name, newName string) string {
+	path, err := exec.LookPath(name)
+	require.NoError(t, err)
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	exe := filepath.Join(t.TempDir(), newName)
+	require.NoError(t, os.WriteFile(exe, data, 0o755))
+	return exe
+}
+
+// state returns the state letter of /proc/PID/stat ('T' for stopped).
+func state(t *testing.T, pid int) byte {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(t, err)
+	s := string(data)
+	return s[strings.LastIndexByte(s, ')')+2]
+}
+
+func TestWatchHoldsANewProcessAtItsExecUntilResumed(t *testing.T) {
+	uprobetest.RequireBPF(t) // root, as the connector needs
+	exe := copyOf(t, "sleep", "offsetdb-hold-test")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	events := Watch(ctx, "offsetdb-hold-*", WatchOptions{Interval: time.Hour, Hold: true})
+	time.Sleep(100 * time.Millisecond) // the watch is subscribed
+	cmd := exec.Command(exe, "0.2")
+	start := time.Now()
+	require.NoError(t, cmd.Start())
+	ev := <-events
+	require.Equal(t, cmd.Process.Pid, ev.PID)
+	require.True(t, ev.Held, "the connector is used (a poll every hour would not see it)")
+	assert.False(t, ev.Exec.IsZero())
+	t.Logf("exec seen %v after Start", ev.Exec.Sub(start))
+	time.Sleep(500 * time.Millisecond) // longer than the program runs
+	assert.Equal(t, byte('T'), state(t, ev.PID), "held: stopped")
+	require.NoError(t, ev.Resume())
+	require.NoError(t, cmd.Wait(), "runs to its end once resumed")
+	ev = <-events
+	assert.True(t, ev.Exited)
+	assert.Equal(t, cmd.Process.Pid, ev.PID)
 }
