@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,11 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/offsetdb/offsetdb/tracer/export"
 	"github.com/offsetdb/offsetdb/tracer/spans"
@@ -78,7 +84,20 @@ func newCollector(t testing.TB) *collector {
 // listen serves on ln with a new server. The caller holds c.mu, or is
 // newCollector.
 func (c *collector) listen(ln net.Listener) {
-	srv := &http.Server{Handler: http.HandlerFunc(c.serve)}
+	// OTLP/gRPC is served over the same port by grpc-go's ServeHTTP, with
+	// HTTP/2 without TLS, so that down and slow work alike for both.
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	gs := grpc.NewServer()
+	ptraceotlp.RegisterGRPCServer(gs, &grpcCollector{c: c})
+	srv := &http.Server{Protocols: protocols, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			gs.ServeHTTP(w, r)
+			return
+		}
+		c.serve(w, r)
+	})}
 	c.srv = srv
 	go func() { _ = srv.Serve(ln) }()
 }
@@ -106,6 +125,60 @@ func (c *collector) received() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.ids)
+}
+
+// grpcCollector is the OTLP/gRPC face of a collector.
+type grpcCollector struct {
+	ptraceotlp.UnimplementedGRPCServer
+	c *collector
+}
+
+// Export answers one OTLP/gRPC export as the collector's fault says.
+func (g *grpcCollector) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+	c := g.c
+	c.mu.Lock()
+	f, slowBy, rejectPer := c.fault, c.slowBy, c.rejectPer
+	c.answered[f]++
+	c.mu.Unlock()
+	resp := ptraceotlp.NewExportResponse()
+	switch f {
+	case unavailable:
+		return resp, status.Error(codes.Unavailable, "collector unavailable")
+	case throttled:
+		st, err := status.New(codes.ResourceExhausted, "slow down").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+		require.NoError(c.t, err)
+		return resp, st.Err()
+	case badRequest:
+		return resp, status.Error(codes.InvalidArgument, "bad request")
+	case slow:
+		time.Sleep(slowBy)
+	}
+	c.take(req, f, rejectPer)
+	if f == partial {
+		resp.PartialSuccess().SetRejectedSpans(int64(rejectPer))
+		resp.PartialSuccess().SetErrorMessage("span too large")
+	}
+	return resp, nil
+}
+
+// take stores the span IDs of req, less the rejected ones of a partial
+// success.
+func (c *collector) take(req ptraceotlp.ExportRequest, f fault, rejectPer int) {
+	td := req.Traces()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := 0; i < td.ResourceSpans().Len(); i++ {
+		ss := td.ResourceSpans().At(i).ScopeSpans()
+		for j := 0; j < ss.Len(); j++ {
+			spans := ss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				if f == partial && k >= spans.Len()-rejectPer {
+					continue // rejected: not stored
+				}
+				c.ids[trace.SpanID(spans.At(k).SpanID())] = true
+			}
+		}
+	}
 }
 
 func (c *collector) serve(w http.ResponseWriter, r *http.Request) {
@@ -144,22 +217,7 @@ func (c *collector) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := ptraceotlp.NewExportResponse()
-	td := req.Traces()
-	c.mu.Lock()
-	taken := 0
-	for i := 0; i < td.ResourceSpans().Len(); i++ {
-		ss := td.ResourceSpans().At(i).ScopeSpans()
-		for j := 0; j < ss.Len(); j++ {
-			for k := 0; k < ss.At(j).Spans().Len(); k++ {
-				if f == partial && taken >= ss.At(j).Spans().Len()-rejectPer {
-					continue // rejected: not stored
-				}
-				taken++
-				c.ids[trace.SpanID(ss.At(j).Spans().At(k).SpanID())] = true
-			}
-		}
-	}
-	c.mu.Unlock()
+	c.take(req, f, rejectPer)
 	if f == partial {
 		resp.PartialSuccess().SetRejectedSpans(int64(rejectPer))
 		resp.PartialSuccess().SetErrorMessage("span too large")
@@ -190,6 +248,8 @@ type faultRun struct {
 	// export.NewTracerProvider: the SDK's own batch processor, for the
 	// before/after benchmark.
 	provider func() *sdktrace.TracerProvider
+	// grpc exports over OTLP/gRPC instead of OTLP/HTTP.
+	grpc bool
 	// otlpTimeout is OTEL_EXPORTER_OTLP_TIMEOUT in ms; "2000" when empty.
 	otlpTimeout string
 }
@@ -204,7 +264,11 @@ func (r *faultRun) run(t testing.TB) {
 	if timeout == "" {
 		timeout = "2000"
 	}
-	setEnv(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": r.coll.endpoint(), "OTEL_EXPORTER_OTLP_TIMEOUT": timeout})
+	protocol := "http/protobuf"
+	if r.grpc {
+		protocol = "grpc"
+	}
+	setEnv(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": r.coll.endpoint(), "OTEL_EXPORTER_OTLP_TIMEOUT": timeout, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
 	r.counts = new(export.Counts)
 	log := slog.New(slog.NewTextHandler(&r.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	tp, err := export.NewTracerProvider(context.Background(), export.Options{ServiceName: "fault", Counts: r.counts, Buffer: r.buffer, Log: log})
@@ -392,6 +456,38 @@ func BenchmarkLossUnderFaults(b *testing.B) {
 					}
 					b.ReportMetric(lost, name)
 				}
+			}
+		})
+	}
+}
+
+// TestProcessorThroughGRPCFaults: the same accounting over OTLP/gRPC:
+// Unavailable and ResourceExhausted with RetryInfo are retried until the
+// collector takes the spans; InvalidArgument and a partial success are
+// counted as rejected; a collector that is down loses nothing.
+func TestProcessorThroughGRPCFaults(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		fault    fault
+		rejected bool
+	}{
+		{"down", down, false}, {"Unavailable", unavailable, false}, {"ResourceExhausted with RetryInfo", throttled, false},
+		{"InvalidArgument", badRequest, true}, {"partial success", partial, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &faultRun{rate: 1000, before: 200 * time.Millisecond, during: 800 * time.Millisecond, total: 1300 * time.Millisecond,
+				buffer: fastRetry, flush: 10 * time.Second, fault: tt.fault, grpc: true}
+			r.run(t)
+			require.NoError(t, r.shutdownErr)
+			s := r.accountedFor(t)
+			if tt.fault != down {
+				assert.Positive(t, r.coll.answered[tt.fault], "the fault was met")
+			}
+			if tt.rejected {
+				assert.Positive(t, s.By[export.Rejected])
+				assert.Contains(t, r.log.String(), "collector rejected spans")
+			} else {
+				assert.Zero(t, s.Dropped(), "log:\n%s", r.log.String())
 			}
 		})
 	}
