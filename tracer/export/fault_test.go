@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -250,6 +251,10 @@ type faultRun struct {
 	provider func() *sdktrace.TracerProvider
 	// grpc exports over OTLP/gRPC instead of OTLP/HTTP.
 	grpc bool
+	// measureHeap records, in heapAtFaultEnd, the Go heap in use when the
+	// fault ends: what the buffer holds through the outage.
+	measureHeap    bool
+	heapAtFaultEnd uint64
 	// otlpTimeout is OTEL_EXPORTER_OTLP_TIMEOUT in ms; "2000" when empty.
 	otlpTimeout string
 }
@@ -292,6 +297,12 @@ func (r *faultRun) run(t testing.TB) {
 			faultOn = true
 		}
 		if !faultOff && el >= r.before+r.during {
+			if r.measureHeap {
+				runtime.GC()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				r.heapAtFaultEnd = ms.HeapInuse
+			}
 			r.coll.set(healthy)
 			faultOff = true
 		}
@@ -422,7 +433,8 @@ func TestProcessorCountsWhatTheFlushDeadlineCutsOff(t *testing.T) {
 // of healthy traffic and is followed by 30 s more; then the flush gets the
 // tracer's 5 s budget. "slow" answers each export after 2 s. It reports
 // lost_%_before, lost_%_after and, after, the spans counted as dropped
-// (equal to those lost: nothing is lost silently). Run it with
+// (equal to those lost: nothing is lost silently), and the Go heap in use
+// when the fault ends (the spans held through it). Run it with
 // -benchtime=1x -timeout 0: one iteration is one run per fault and side.
 func BenchmarkLossUnderFaults(b *testing.B) {
 	faultFor := 5 * time.Second
@@ -444,6 +456,7 @@ func BenchmarkLossUnderFaults(b *testing.B) {
 							return sdktrace.NewTracerProvider(sdktrace.WithIDGenerator(spans.IDGenerator()), sdktrace.WithBatcher(e))
 						}
 					}
+					r.measureHeap = true
 					r.run(b)
 					lost := 100 * float64(r.sent-r.coll.received()) / float64(r.sent)
 					name := "lost_%_after"
@@ -455,6 +468,7 @@ func BenchmarkLossUnderFaults(b *testing.B) {
 						b.ReportMetric(float64(r.sent-r.coll.received())-float64(s.Dropped()), "uncounted_losses_after")
 					}
 					b.ReportMetric(lost, name)
+					b.ReportMetric(float64(r.heapAtFaultEnd)/(1<<20), strings.Replace(name, "lost_%", "heap_MiB_at_fault_end", 1))
 				}
 			}
 		})
