@@ -129,7 +129,7 @@ func TestCLIHelpNamesTheDefaultEndpoint(t *testing.T) {
 // buildNoHTTP builds a Go program that links no instrumented library.
 func buildNoHTTP(t *testing.T) string {
 	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nimport \"time\"\n\nfunc main() { time.Sleep(300 * time.Millisecond) }\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nimport \"time\"\n\nfunc main() { time.Sleep(2 * time.Second) }\n"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module nohttp\n\ngo 1.22\n"), 0o644))
 	cmd := exec.Command("go", "build", "-o", "nohttp", ".")
 	cmd.Dir = dir
@@ -155,7 +155,10 @@ func TestCLINothingToTraceExits3(t *testing.T) {
 
 	prog := exec.Command(bin)
 	require.NoError(t, prog.Start())
-	defer prog.Wait()
+	defer func() {
+		_ = prog.Process.Kill()
+		_ = prog.Wait()
+	}()
 	cmd = exec.Command(tracerBinary(t), "--pid", strconv.Itoa(prog.Process.Pid))
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
 	out, err = cmd.CombinedOutput()
