@@ -5,6 +5,8 @@ import (
 	"debug/buildinfo"
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +17,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 )
 
 // Context is the context section: what trace context costs requests that
@@ -61,6 +67,30 @@ type ContextPart struct {
 	// "outgoing trace context written=N ..." over the rounds, against the
 	// calls A made to B while traced (warm-up included).
 	Outgoing map[string]*OutgoingContext `json:"outgoing,omitempty"`
+	// Check is what B received in one more run of a propagating arm,
+	// exporting every span to the harness.
+	Check *ContextCheck `json:"check,omitempty"`
+}
+
+// ContextCheck compares, for one run exporting over OTLP to a sink in the
+// harness, the writer's counter with what arrived: B's server spans whose
+// parent is one of A's client spans continued A's trace, so their request
+// carried A's traceparent.
+type ContextCheck struct {
+	Arm      string  `json:"arm"`
+	Seconds  float64 `json:"run_seconds"`
+	Calls    uint64  `json:"calls_a_to_b"` // A's calls to B while traced, warm-up included
+	Written  uint64  `json:"written"`      // the tracer's counter
+	AClients uint64  `json:"a_client_spans"`
+	BServers uint64  `json:"b_server_spans"`
+	// ChildOfAClient counts B's server spans whose parent is an A client
+	// span; Root those with no parent (a request without traceparent).
+	ChildOfAClient uint64 `json:"b_server_spans_child_of_a_client"`
+	Root           uint64 `json:"b_server_spans_without_parent"`
+	// RootAtMs says when each of those started, in ms after B's first
+	// server span (the warm-up's first request).
+	RootAtMs []float64 `json:"b_server_spans_without_parent_at_ms,omitempty"`
+	Dropped  uint64    `json:"dropped"`
 }
 
 // OutgoingContext is what became of the trace context of A's outgoing
@@ -139,11 +169,17 @@ func (h *harness) traceContext(ctx context.Context) (*Context, error) {
 		workers          int
 		arms             []arm
 		spans, outPerReq int
+		check            int // the arm whose spans are checked
 	}{
-		{"two-hop chain", "/hop/ID?next=B", h.contextCfg.workers, contextChainArms(), 3, 1},
+		{"two-hop chain", "/hop/ID?next=B", h.contextCfg.workers, contextChainArms(), 3, 1, 2},
 		{fmt.Sprintf("fan-out from %d goroutines", contextFanN), fmt.Sprintf("/fan/ID?next=B&n=%d", contextFanN),
-			max(1, h.contextCfg.workers/4), contextFanArms(), 1 + 2*contextFanN, contextFanN},
+			max(1, h.contextCfg.workers/4), contextFanArms(), 1 + 2*contextFanN, contextFanN, 1},
 	}
+	sink, err := startParentSink()
+	if err != nil {
+		return nil, err
+	}
+	defer sink.close()
 	for _, p := range parts {
 		h.logf("context: %s (%s), %d callers, %d rounds × %s", p.name, p.route, p.workers, h.contextCfg.rounds, h.contextCfg.duration)
 		part := ContextPart{Name: p.name, Route: p.route, Workers: p.workers, Arms: p.arms,
@@ -155,7 +191,7 @@ func (h *harness) traceContext(ctx context.Context) (*Context, error) {
 		outgoing := map[string]*OutgoingContext{}
 		completeness := map[string][]float64{}
 		runs, err := alternate(h.contextCfg.rounds, p.arms, func(ar arm) (armRun, error) {
-			r, x, err := h.contextRun(ctx, a, b, p.route, p.workers, ar)
+			r, x, err := h.contextRun(ctx, a, b, p.route, p.workers, ar, h.contextCfg.duration)
 			if err != nil || !ar.traced() {
 				return r, err
 			}
@@ -197,6 +233,9 @@ func (h *harness) traceContext(ctx context.Context) (*Context, error) {
 			part.Dropped[ar.Name] = uint64(d)
 		}
 		part.Outgoing = outgoing
+		if part.Check, err = h.contextCheck(ctx, a, b, p.route, p.workers, p.arms[p.check], p.outPerReq, sink); err != nil {
+			return nil, fmt.Errorf("%s: check: %w", p.name, err)
+		}
 		c.Parts = append(c.Parts, part)
 	}
 	return c, nil
@@ -225,7 +264,7 @@ type contextExtra struct {
 // contextRun is one run of one arm: the tracer (unless untraced) with
 // --exe over the chain, then B and A started afresh, a warm-up, the
 // measured closed loop, and everything stopped.
-func (h *harness) contextRun(ctx context.Context, binA, binB, route string, workers int, a arm) (r armRun, x contextExtra, err error) {
+func (h *harness) contextRun(ctx context.Context, binA, binB, route string, workers int, a arm, d time.Duration) (r armRun, x contextExtra, err error) {
 	var t *tracerSession
 	if a.traced() {
 		if t, err = startTracer(h.tracerBin, append(append([]string(nil), a.Flags...), "--exe", contextChainGlob), a.Env, 0); err != nil {
@@ -275,7 +314,7 @@ func (h *harness) contextRun(ctx context.Context, binA, binB, route string, work
 	if err != nil {
 		return r, x, err
 	}
-	res := closedLoop(ctx, url, workers, h.contextCfg.duration)
+	res := closedLoop(ctx, url, workers, d)
 	svc1, tr1, err := cpu()
 	if err != nil {
 		return r, x, err
@@ -457,6 +496,9 @@ func contextSummaryRows(c *Context) [][3]string {
 			}
 			res = append(res, r)
 		}
+		if k := p.Check; k != nil {
+			res = append(res, "check: "+k.summary())
+		}
 		rows = append(rows, [3]string{
 			fmt.Sprintf("Trace context, %s (`%s`: %d spans, %d call(s) A → B per request; %d callers closed loop, %.0fs per run; %s)",
 				p.Name, p.Route, p.SpansPerRequest, p.OutgoingPerRequest, p.Workers, c.Duration, c.Binary),
@@ -488,6 +530,140 @@ func contextMarkdown(c *Context) string {
 				orDash(p.ServiceCPUPer1k, a.Name, "%.0f", " ms"), orDash(p.TracerCPUPer1k, a.Name, "%.0f", " ms"),
 				orDash(p.SpanCompleteness, a.Name, "%.4f", ""), dropped(p.Dropped, a), p.Outgoing[a.Name].written())
 		}
+		if k := p.Check; k != nil {
+			fmt.Fprintf(&b, "\nCheck: one more %.0f s run of *%s*, every span exported over OTLP/HTTP to a receiver in the harness: %s; %d client spans of A, %d spans dropped.\n",
+				k.Seconds, k.Arm, k.summary(), k.AClients, k.Dropped)
+		}
 	}
 	return b.String()
+}
+
+// contextCheckDuration is the length of the check run.
+const contextCheckDuration = 2 * time.Second
+
+// contextCheck runs arm a once more, exporting every span over OTLP to
+// sink, and compares what B's server spans say arrived with the writer's
+// counter.
+func (h *harness) contextCheck(ctx context.Context, binA, binB, route string, workers int, a arm, outPerReq int, sink *parentSink) (*ContextCheck, error) {
+	h.logf("context: checking the spans of %q (OTLP to an in-run sink, %s)", a.Name, contextCheckDuration)
+	chk := a
+	chk.Env = []string{"OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT=" + sink.endpoint}
+	sink.reset()
+	r, x, err := h.contextRun(ctx, binA, binB, route, workers, chk, contextCheckDuration)
+	if err != nil {
+		return nil, err
+	}
+	c := &ContextCheck{Arm: a.Name, Seconds: contextCheckDuration.Seconds(),
+		Calls: (uint64(r.Requests) + uint64(x.warmUp)) * uint64(outPerReq), Dropped: uint64(r.Dropped)}
+	if x.out != nil {
+		c.Written = x.out.Written
+	}
+	c.AClients, c.BServers, c.ChildOfAClient, c.Root, c.RootAtMs = sink.counts()
+	return c, nil
+}
+
+// parentSink is an OTLP/HTTP receiver that keeps the span IDs of A's client
+// spans and the parents of B's server spans.
+type parentSink struct {
+	endpoint string
+	srv      *http.Server
+
+	mu       sync.Mutex
+	aClients map[pcommon.SpanID]bool
+	bParents []pcommon.SpanID
+	bStarts  []pcommon.Timestamp
+}
+
+func startParentSink() (*parentSink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &parentSink{endpoint: "http://" + ln.Addr().String()}
+	s.reset()
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/traces", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		req := ptraceotlp.NewExportRequest()
+		if err := req.UnmarshalProto(body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.add(req.Traces())
+		out, _ := ptraceotlp.NewExportResponse().MarshalProto()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.Write(out)
+	})
+	s.srv = &http.Server{Handler: mux}
+	go s.srv.Serve(ln)
+	return s, nil
+}
+
+func (s *parentSink) add(td ptrace.Traces) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rs := range td.ResourceSpans().All() {
+		name, _ := rs.Resource().Attributes().Get("service.name")
+		for _, ss := range rs.ScopeSpans().All() {
+			for _, sp := range ss.Spans().All() {
+				switch {
+				case name.Str() == "offsetdb-bench-chain-a" && sp.Kind() == ptrace.SpanKindClient:
+					s.aClients[sp.SpanID()] = true
+				case name.Str() == "offsetdb-bench-chain-b" && sp.Kind() == ptrace.SpanKindServer:
+					s.bParents = append(s.bParents, sp.ParentSpanID())
+					s.bStarts = append(s.bStarts, sp.StartTimestamp())
+				}
+			}
+		}
+	}
+}
+
+func (s *parentSink) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.aClients, s.bParents, s.bStarts = map[pcommon.SpanID]bool{}, nil, nil
+}
+
+// counts returns A's client spans, B's server spans, how many of those
+// are children of one of A's client spans or have no parent, and when each
+// of the latter started (ms after B's first server span).
+func (s *parentSink) counts() (aClients, bServers, childOfA, root uint64, rootAt []float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first := pcommon.Timestamp(0)
+	for _, t := range s.bStarts {
+		if first == 0 || t < first {
+			first = t
+		}
+	}
+	for i, p := range s.bParents {
+		switch {
+		case p.IsEmpty():
+			root++
+			rootAt = append(rootAt, float64(s.bStarts[i]-first)/1e6)
+		case s.aClients[p]:
+			childOfA++
+		}
+	}
+	return uint64(len(s.aClients)), uint64(len(s.bParents)), childOfA, root, rootAt
+}
+
+func (s *parentSink) close() { s.srv.Close() }
+
+// summary says what B received against what the writer counted.
+func (k *ContextCheck) summary() string {
+	s := fmt.Sprintf("of %d calls A → B, %d had a traceparent written (the tracer's counter); B's %d server spans: %d children of A's client spans, %d without a parent",
+		k.Calls, k.Written, k.BServers, k.ChildOfAClient, k.Root)
+	if len(k.RootAtMs) > 0 {
+		var at []string
+		for _, ms := range k.RootAtMs[:min(len(k.RootAtMs), 5)] {
+			at = append(at, fmt.Sprintf("%.0f", ms))
+		}
+		s += fmt.Sprintf(" (started %s ms after B's first)", strings.Join(at, ", "))
+	}
+	return s
 }
