@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -233,4 +234,33 @@ func (r *tracedRun) stopExpecting(t *testing.T, code int) {
 	case <-time.After(eventTimeout):
 		t.Fatalf("tracer did not exit after SIGTERM; stderr:\n%s", r.stderr)
 	}
+}
+
+// TestCLILogFormatJSON: with --log-format json every line the tracer logs
+// is one JSON object, the counts included.
+func TestCLILogFormatJSON(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	cmd := exec.Command(tracerBinary(t), "--log-format", "json", "--", buildLocalService(t))
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	line := make([]byte, 128)
+	_, err = stdout.Read(line) // "listening on": attached
+	require.NoError(t, err)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait(), "stderr:\n%s", stderr.String())
+	var msgs []string
+	for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &rec), "not JSON: %s", l)
+		msgs = append(msgs, fmt.Sprint(rec["msg"]))
+		if rec["msg"] == "totals" {
+			assert.Contains(t, rec, "dropped_ring_buffer_full")
+		}
+	}
+	assert.Contains(t, msgs, "attached")
+	assert.Contains(t, msgs, "totals")
 }
