@@ -506,3 +506,21 @@ func TestProcessorThroughGRPCFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestCountsAddUpWithoutExport: with OTEL_TRACES_EXPORTER=none or
+// OTEL_SDK_DISABLED=true the spans are recorded and counted as discarded,
+// not lost.
+func TestCountsAddUpWithoutExport(t *testing.T) {
+	for _, env := range []map[string]string{{"OTEL_TRACES_EXPORTER": "none"}, {"OTEL_SDK_DISABLED": "true"}} {
+		setEnv(t, env)
+		counts := new(export.Counts)
+		tp, err := export.NewTracerProvider(context.Background(), export.Options{ServiceName: "none", Counts: counts})
+		require.NoError(t, err)
+		recordAndShutdown(t, tp)
+		s := counts.Snapshot()
+		assert.EqualValues(t, 2, s.Recorded, "%v", env)
+		assert.EqualValues(t, 2, s.By[export.Discarded], "%v", env)
+		assert.Zero(t, s.Pending(), "%v", env)
+		assert.Zero(t, s.Dropped(), "%v", env)
+	}
+}

@@ -115,6 +115,9 @@ func NewTracerProvider(ctx context.Context, opts Options) (*sdktrace.TracerProvi
 		sdktrace.WithIDGenerator(spans.IDGenerator()),
 	}
 	if strings.EqualFold(strings.TrimSpace(os.Getenv(EnvSDKDisabled)), "true") {
+		if opts.Counts != nil {
+			tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(discarder{opts.Counts}))
+		}
 		return sdktrace.NewTracerProvider(tpOpts...), nil
 	}
 	buf, err := bufferFromEnv(opts.Buffer)
@@ -278,8 +281,9 @@ func newOTLPExporter(ctx context.Context, buf BufferOptions) (sdktrace.SpanExpor
 	return e, nil
 }
 
-// discarder counts the spans of OTEL_TRACES_EXPORTER=none as recorded and
-// discarded, so that the counts add up there too.
+// discarder counts the spans of OTEL_TRACES_EXPORTER=none (or
+// OTEL_SDK_DISABLED=true) as recorded and discarded, so that the counts add
+// up there too.
 type discarder struct{ counts *Counts }
 
 func (discarder) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
