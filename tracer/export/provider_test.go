@@ -257,3 +257,27 @@ func TestNewTracerProviderPutsServiceAndSDKOnTheResource(t *testing.T) {
 		})
 	}
 }
+
+// TestDestinationNamesTheDefaultEndpoint: with nothing configured the first
+// log line names the OTLP specification's default endpoint and how to
+// change it; a configured one is named with its variable.
+func TestDestinationNamesTheDefaultEndpoint(t *testing.T) {
+	for _, tt := range []struct {
+		env  map[string]string
+		want []any
+	}{
+		{nil, []any{"exporters", "otlp", "protocol", "http/protobuf", "endpoint", "http://localhost:4318/v1/traces", "endpoint_from", "default",
+			"hint", "no endpoint configured: set OTEL_EXPORTER_OTLP_ENDPOINT, or OTEL_TRACES_EXPORTER=console to print the spans"}},
+		{map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, []any{"exporters", "otlp", "protocol", "grpc", "endpoint", "http://localhost:4317", "endpoint_from", "default",
+			"hint", "no endpoint configured: set OTEL_EXPORTER_OTLP_ENDPOINT, or OTEL_TRACES_EXPORTER=console to print the spans"}},
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318/"}, []any{"exporters", "otlp", "protocol", "http/protobuf",
+			"endpoint", "https://collector:4318/v1/traces", "endpoint_from", "OTEL_EXPORTER_OTLP_ENDPOINT"}},
+		{map[string]string{"OTEL_TRACES_EXPORTER": "console"}, []any{"exporters", "console"}},
+		{map[string]string{"OTEL_TRACES_EXPORTER": "none"}, []any{"exporters", "none"}},
+	} {
+		setEnv(t, tt.env)
+		got, err := export.Destination()
+		require.NoError(t, err)
+		assert.Equal(t, tt.want, got, "%v", tt.env)
+	}
+}

@@ -60,6 +60,9 @@ func Destination() ([]any, error) {
 		protocol, _ := tracesProtocol()
 		endpoint, source := tracesEndpoint(protocol)
 		attrs = append(attrs, "protocol", protocol, "endpoint", endpoint, "endpoint_from", source)
+		if source == "default" {
+			attrs = append(attrs, "hint", "no endpoint configured: set "+EnvEndpoint+", or "+EnvTracesExporter+"=console to print the spans")
+		}
 	}
 	return attrs, nil
 }
