@@ -22,11 +22,14 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -107,36 +110,85 @@ func Start(ctx context.Context, cfg Config) (*Metadata, error) {
 		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
 	}
 	rc.UserAgent = "offsetdb-tracer"
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	return startInformers(ctx, cs, cfg.NodeName, log)
+	return startInformers(ctx, rc, cfg.NodeName, log)
 }
 
-func startInformers(ctx context.Context, cs kubernetes.Interface, node string, log *slog.Logger) (*Metadata, error) {
-	all := informers.NewSharedInformerFactory(cs, 0)
-	podFactory := all
-	if node != "" {
-		podFactory = informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
-		}))
-	}
-	pods := podFactory.Core().V1().Pods().Informer()
-	rss := all.Apps().V1().ReplicaSets().Informer()
-	jobs := all.Batch().V1().Jobs().Informer()
-	for _, inf := range []cache.SharedIndexInformer{pods, rss, jobs} {
-		// Only names, labels, owners and container statuses are read: the
-		// rest of each object is dropped before it enters the cache.
-		if err := inf.SetTransform(slim); err != nil {
-			return nil, err
+// scheme holds the three API groups read, and only those. The generated
+// clientset and informer factory link every group of the API (56 packages):
+// measured, they grew the stripped amd64 tracer from 20.2 to 65.9 MB; with
+// these three groups, client-go's rest client and its SharedIndexInformer
+// (what the generated informers are made of) it is 30.6 MB.
+var scheme = runtime.NewScheme()
+
+func init() {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			panic(err)
 		}
+	}
+	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
+}
+
+// restClient is a client for one API group version.
+func restClient(rc *rest.Config, gv schema.GroupVersion) (*rest.RESTClient, error) {
+	c := rest.CopyConfig(rc)
+	c.GroupVersion = &gv
+	c.APIPath = "/apis"
+	if gv.Group == "" {
+		c.APIPath = "/api"
+	}
+	c.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	if c.UserAgent == "" {
+		c.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	return rest.RESTClientFor(c)
+}
+
+// informer is a client-go shared informer on one resource of every
+// namespace, with its objects slimmed before they are cached.
+func informer(rc *rest.Config, gv schema.GroupVersion, resource string, obj runtime.Object, tweak func(*metav1.ListOptions)) (cache.SharedIndexInformer, error) {
+	c, err := restClient(rc, gv)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client for %s: %w", gv, err)
+	}
+	if tweak == nil {
+		tweak = func(*metav1.ListOptions) {}
+	}
+	lw := cache.NewFilteredListWatchFromClient(c, resource, metav1.NamespaceAll, tweak)
+	inf := cache.NewSharedIndexInformer(lw, obj, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	// Only names, labels, owners and container statuses are read: the
+	// rest of each object is dropped before it enters the cache.
+	if err := inf.SetTransform(slim); err != nil {
+		return nil, err
+	}
+	return inf, nil
+}
+
+func startInformers(ctx context.Context, rc *rest.Config, node string, log *slog.Logger) (*Metadata, error) {
+	var onNode func(*metav1.ListOptions)
+	if node != "" {
+		onNode = func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
+		}
+	}
+	pods, err := informer(rc, corev1.SchemeGroupVersion, "pods", &corev1.Pod{}, onNode)
+	if err != nil {
+		return nil, err
+	}
+	rss, err := informer(rc, appsv1.SchemeGroupVersion, "replicasets", &appsv1.ReplicaSet{}, nil)
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := informer(rc, batchv1.SchemeGroupVersion, "jobs", &batchv1.Job{}, nil)
+	if err != nil {
+		return nil, err
 	}
 	if err := pods.AddIndexers(cache.Indexers{byContainerID: containerIDs, byUID: podUID}); err != nil {
 		return nil, err
 	}
-	podFactory.Start(ctx.Done())
-	all.Start(ctx.Done())
+	for _, inf := range []cache.SharedIndexInformer{pods, rss, jobs} {
+		go inf.Run(ctx.Done())
+	}
 	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	started := time.Now()
