@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -263,4 +264,52 @@ func TestCLILogFormatJSON(t *testing.T) {
 	}
 	assert.Contains(t, msgs, "attached")
 	assert.Contains(t, msgs, "totals")
+}
+
+// TestCLIPeriodicLineCountsAsItGoes: the "spans so far" line has the
+// counts while the process is traced, those of events that become no
+// span (here a request whose caller did not sample its trace) included.
+func TestCLIPeriodicLineCountsAsItGoes(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	cmd := exec.Command(tracerBinary(t), "--stats-interval", "200ms", "--", buildLocalService(t))
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	line := make([]byte, 128)
+	n, err := stdout.Read(line)
+	require.NoError(t, err, "service did not start:\n%s", stderr)
+	addr := strings.TrimSpace(strings.TrimPrefix(string(line[:n]), "listening on "))
+	get(t, addr, "/items/1")
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/backend", nil)
+	require.NoError(t, err)
+	req.Header.Set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00") // not sampled
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+
+	so := regexp.MustCompile(`msg="spans so far" spans=(\d+) .* unsampled=(\d+) discarded=(\d+)`)
+	deadline := time.Now().Add(eventTimeout)
+	for {
+		if m := so.FindAllStringSubmatch(stderr.String(), -1); len(m) > 0 {
+			last := m[len(m)-1]
+			if last[1] == "3" && last[2] == "1" && last[3] == "3" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no \"spans so far\" line with spans=3 unsampled=1 discarded=3 while traced:\n%s", stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Wait())
 }

@@ -639,10 +639,15 @@ func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name strin
 		_ = tp.Shutdown(context.Background())
 		return err
 	}
-	st, err := target.Trace(ctx, p, pid, rec, t.log, attached)
-	counts.Add(export.RingBufferFull, int(st.Dropped))
-	counts.Add(export.Invalid, int(st.Errors))
-	counts.Add(export.Unsampled, int(st.Unsampled+rec.NotSampled()))
+	// Events that become no span are counted as they come, so that the
+	// periodic line has them too.
+	p.Count = func(d target.Stats) {
+		counts.Add(export.RingBufferFull, int(d.Dropped))
+		counts.Add(export.Invalid, int(d.Errors))
+		counts.Add(export.Unsampled, int(d.Unsampled))
+	}
+	_, err = target.Trace(ctx, p, pid, rec, t.log, attached)
+	counts.Add(export.Unsampled, int(rec.NotSampled()))
 	func() {
 		defer target.LogIfSlow(t.log, "flushing spans to the exporter", "pid", pid, "timeout", flushTimeout)()
 		sctx, cancel := context.WithTimeout(t.abort, flushTimeout)

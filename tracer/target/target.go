@@ -73,6 +73,11 @@ type Plan struct {
 	// Attach tunes how Trace attaches the probes; the zero value is the
 	// default (uprobe_multi links where the kernel has them).
 	Attach uprobe.Options
+	// Count, when set, is told of the events Trace does not turn into
+	// spans as they happen (Errors and Unsampled per event, Dropped about
+	// every second), so that the caller's counts are current while the
+	// process is traced. The Stats Trace returns still hold the totals.
+	Count func(delta Stats)
 }
 
 // Values returns the resolved offsets of every field, for uprobe.Attach.
@@ -281,24 +286,56 @@ func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog
 			}
 		}()
 	}
+	count := p.Count
+	if count == nil {
+		count = func(Stats) {}
+	}
+	var dropsMu sync.Mutex
+	var reportedDrops uint64
+	reportDrops := func() {
+		dropsMu.Lock()
+		defer dropsMu.Unlock()
+		if d := sess.Drops(); d > reportedDrops {
+			count(Stats{Dropped: d - reportedDrops})
+			reportedDrops = d
+		}
+	}
+	dropsDone := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-dropsDone:
+				return
+			case <-tick.C:
+				reportDrops()
+			}
+		}
+	}()
 	err = sess.Read(ctx, func(ev uprobe.Event) {
 		if ev.Err != nil {
 			st.Errors++
+			count(Stats{Errors: 1})
 			log.Warn("bad event", "instrumentation", ev.Instrumentation, "err", ev.Err)
 			return
 		}
 		if ev.Span.Unsampled {
 			st.Unsampled++
+			count(Stats{Unsampled: 1})
 			return
 		}
 		if err := rec.Record(ev.Span); err != nil {
 			st.Errors++
+			count(Stats{Errors: 1})
 			log.Warn("span not recorded", "err", err)
 			return
 		}
 		st.Spans++
 	})
 	detach()
+	close(dropsDone)
+	reportDrops()
 	st.Dropped = sess.Drops()
 	if st.Dropped > 0 {
 		log.Warn("events dropped: the ring buffer was full", "pid", pid, "dropped", st.Dropped)
