@@ -617,6 +617,7 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 	}
 	p.Attach.PerLink = t.perLink
 	t.context.apply(&p.Attach)
+	t.context.adopt(pid, t.log)
 	return p, name, nil
 }
 
