@@ -27,8 +27,8 @@ import (
 // cross services. Two copies of the chain service (tracer/testdata/chain,
 // built with the installed go) form client → A → B; every arm runs both
 // under one `tracer --exe` (or untraced), started afresh for each run so that
-// every connection A opens to B is opened while traced (connections opened
-// before the tracer carry no context).
+// every arm starts from the same state and every connection A opens to B is
+// opened while traced.
 type Context struct {
 	Rounds   int     `json:"rounds"`
 	Duration float64 `json:"run_seconds"`
@@ -514,8 +514,8 @@ func contextMarkdown(c *Context) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## 2c. Trace context across services\n\nTwo copies of `tracer/testdata/chain` (%s) on loopback, client → A → B; the harness is the client "+
 		"(closed loop: each caller sends its next request when the previous one is answered, so latency includes queueing at saturation). "+
-		"Every run starts afresh: the tracer (`tracer --exe %s`, `OTEL_TRACES_EXPORTER=none`) unless untraced, then B and A, so that every connection A opens to B "+
-		"is opened while traced (the socket-layer writer skips connections older than the tracer); a 1 s warm-up, then %.0f s measured. "+
+		"Every run starts afresh: the tracer (`tracer --exe %s`, `OTEL_TRACES_EXPORTER=none`) unless untraced, then B and A, so that every arm starts "+
+		"from the same state: every connection A opens to B is opened while traced; a 1 s warm-up, then %.0f s measured. "+
 		"Each round runs every arm of a part once, the order reversed every other round; %d rounds. Ratios are traced over the untraced run of the same round. "+
 		"CPU is A's and B's (and the tracer's) utime+stime over the measured load. `traceparent written` is the tracer's exit line "+
 		"`outgoing trace context written=N application_set=N not_written=N ...` summed over the rounds, against A's calls to B while traced (warm-up included).\n",
