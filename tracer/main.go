@@ -60,6 +60,7 @@ import (
 	"github.com/offsetdb/offsetdb/tracer/export"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/goroutine"
+	"github.com/offsetdb/offsetdb/tracer/discovery"
 	"github.com/offsetdb/offsetdb/tracer/kube"
 	"github.com/offsetdb/offsetdb/tracer/preflight"
 	"github.com/offsetdb/offsetdb/tracer/process"
@@ -376,6 +377,8 @@ type traceSettings struct {
 	writeContext bool
 	// kube: Kubernetes pod metadata on the spans (package kube).
 	kube *kube.Flags
+	// discovery: rules selecting the processes to trace (package discovery).
+	discovery *discovery.Flags
 }
 
 // traceFlags returns the flag set of tracing, writing usage to w.
@@ -393,6 +396,7 @@ func traceFlags(w io.Writer) (*flag.FlagSet, *traceSettings) {
 	fs.BoolVar(&s.writeContext, "context-propagation", true, "write the W3C traceparent of the active span into outgoing HTTP/1 requests (socket-layer writer; false: continue incoming trace context only)")
 	fs.BoolVar(&s.holdNew, "exe-hold", true, "with --exe, stop each new matching process at its exec (SIGSTOP) until its probes are attached (SIGCONT), so that its first request is traced; false: it runs at once and its first requests may go untraced")
 	s.kube = kube.RegisterFlags(fs)
+	s.discovery = discovery.RegisterFlags(fs)
 	fs.DurationVar(&s.statsInterval, "stats-interval", time.Minute, "how often to log the span counts (spans, exported, dropped by reason) while tracing; 0: only at exit")
 	return fs, &s
 }
@@ -428,6 +432,9 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, err
 	}
 	argv := fs.Args()
+	if s.discovery.Enabled() && s.exe == "" && s.pid == 0 && len(argv) == 0 {
+		s.exe = "*" // the discovery rules select
+	}
 	modes := 0
 	for _, set := range []bool{len(argv) > 0, s.pid != 0, s.exe != ""} {
 		if set {
@@ -469,6 +476,9 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	t := &tracing{resolver: r, log: log, stdout: stdout, perLink: s.perLink, insts: s.instrumentations(),
 		context: cp, counts: counts, buffer: s.buffer, abort: abort, holdNew: s.holdNew}
 	if t.kube, err = s.kube.Start(ctx, log); err != nil {
+		return 0, err
+	}
+	if t.selector, err = s.discovery.Selector(t.kube, log); err != nil {
 		return 0, err
 	}
 	stopStats := t.logStats(s.statsInterval)
@@ -571,6 +581,8 @@ type tracing struct {
 	abort context.Context
 	// kube describes each process's pod; nil outside Kubernetes.
 	kube *kube.Metadata
+	// selector filters the --exe watch by the discovery rules; nil: no rules.
+	selector *discovery.Selector
 	// holdNew stops each new --exe process at its exec until attached.
 	holdNew bool
 }
@@ -801,6 +813,7 @@ func exited(ctx context.Context, pid int) <-chan struct{} {
 // when it exits.
 func (t *tracing) watch(ctx context.Context, glob string) error {
 	events := process.Watch(ctx, glob, process.WatchOptions{Interval: 500 * time.Millisecond, Hold: t.holdNew, Log: t.log})
+	events = discovery.Filter(ctx, events, t.selector, time.Second)
 	t.log.Info("watching for processes", "exe", glob, "hold_new", t.holdNew) // subscribed: every later exec is seen
 	var wg sync.WaitGroup
 	cancels := map[int]context.CancelFunc{}
