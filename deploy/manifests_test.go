@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/offsetdb/offsetdb/tracer/discovery"
 	"github.com/offsetdb/offsetdb/tracer/kube/kubetest"
 )
 
@@ -202,4 +203,16 @@ func schemaDir(t *testing.T) string {
 	}
 	t.Logf("generated %d schemas from k8s.io/kubernetes@%s swagger.json into %s", n, kubernetesVersion, dir)
 	return dir
+}
+
+// TestDiscoveryConfig checks that the DaemonSet's discovery rules are what
+// the tracer accepts (it exits at start on a bad file).
+func TestDiscoveryConfig(t *testing.T) {
+	c, err := discovery.Load(filepath.Join("kubernetes", "base", "discovery.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Discovery.Services) == 0 {
+		t.Fatal("no include rule")
+	}
 }
