@@ -11,6 +11,7 @@ import (
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/goroutine"
 	grpcclient "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/client"
 	grpcserver "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/server"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/kafkago"
 	httpclient "github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/client"
 	httpserver "github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/server"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/pgx"
@@ -31,6 +32,7 @@ func All() []uprobe.Instrumentation {
 		databasesql.Instrumentation(),
 		goredis.Instrumentation(),
 		pgx.Instrumentation(),
+		kafkago.Instrumentation(),
 		goroutine.Instrumentation(),
 	}
 }

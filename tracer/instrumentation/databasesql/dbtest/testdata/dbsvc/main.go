@@ -315,7 +315,7 @@ func load(workers int, pgDSN, myDSN, redisAddr string) error {
 		if !ok {
 			return fmt.Errorf("load: unknown kind %q", f[2])
 		}
-		var n, errs atomic.Int64
+		var n, errs int64 // atomic.Int64 is Go 1.19+
 		var wg sync.WaitGroup
 		start := time.Now()
 		end := start.Add(d)
@@ -325,15 +325,15 @@ func load(workers int, pgDSN, myDSN, redisAddr string) error {
 				defer wg.Done()
 				for time.Now().Before(end) {
 					if err := call(); err != nil {
-						errs.Add(1)
+						atomic.AddInt64(&errs, 1)
 					} else {
-						n.Add(1)
+						atomic.AddInt64(&n, 1)
 					}
 				}
 			}()
 		}
 		wg.Wait()
-		fmt.Printf("calls=%d errors=%d seconds=%.3f\n", n.Load(), errs.Load(), time.Since(start).Seconds())
+		fmt.Printf("calls=%d errors=%d seconds=%.3f\n", atomic.LoadInt64(&n), atomic.LoadInt64(&errs), time.Since(start).Seconds())
 	}
 	return in.Err()
 }
