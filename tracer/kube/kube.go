@@ -366,7 +366,9 @@ type Flags struct {
 func RegisterFlags(fs *flag.FlagSet) *Flags {
 	f := &Flags{}
 	fs.StringVar(&f.enabled, "kube-metadata", "auto", "Kubernetes pod metadata on spans: auto (when running in a pod or --kubeconfig is given), true, false")
-	fs.StringVar(&f.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file for Kubernetes metadata (default: the pod's service account) (env KUBECONFIG)")
+	// Not defaulted from $KUBECONFIG: a tracer run on a workstation would
+	// otherwise start reading the cluster a developer's kubectl points at.
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file for Kubernetes metadata (default: the pod's service account, when running in a pod)")
 	fs.StringVar(&f.node, "node-name", os.Getenv("NODE_NAME"), "watch only the pods of this node (env NODE_NAME; a DaemonSet sets it from spec.nodeName)")
 	return f
 }
