@@ -394,11 +394,18 @@ func traceFlags(w io.Writer) (*flag.FlagSet, *traceSettings) {
 	fs.IntVar(&s.buffer.MaxQueue, "export-buffer", 0, fmt.Sprintf("spans held per traced process while the collector is slow or away; beyond it the oldest are dropped and counted (default OTEL_BSP_MAX_QUEUE_SIZE, else %d: a minute at 1,000 spans/s)", export.DefaultMaxQueue))
 	fs.IntVar(&s.buffer.Concurrency, "export-concurrency", export.DefaultConcurrency, "exports in flight at once per traced process, so that a slow collector does not hold the rest back")
 	fs.BoolVar(&s.writeContext, "context-propagation", true, "write the W3C traceparent of the active span into outgoing HTTP/1 requests (socket-layer writer; false: continue incoming trace context only)")
-	fs.BoolVar(&s.holdNew, "exe-hold", true, "with --exe, stop each new matching process at its exec (SIGSTOP) until its probes are attached (SIGCONT), so that its first request is traced; false: it runs at once and its first requests may go untraced")
+	fs.BoolVar(&s.holdNew, "exe-hold", true, "with --exe, stop each new matching process at its exec (SIGSTOP) until its probes are attached (SIGCONT), so that its first request is traced; false: it runs at once and its first requests may go untraced (default true, but false for --exe '*' unless given)")
 	s.kube = kube.RegisterFlags(fs)
 	s.discovery = discovery.RegisterFlags(fs)
 	fs.DurationVar(&s.statsInterval, "stats-interval", time.Minute, "how often to log the span counts (spans, exported, dropped by reason) while tracing; 0: only at exit")
 	return fs, &s
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // check validates the tracing settings (see options.check).
@@ -434,6 +441,11 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	argv := fs.Args()
 	if s.discovery.Enabled() && s.exe == "" && s.pid == 0 && len(argv) == 0 {
 		s.exe = "*" // the discovery rules select
+	}
+	if s.exe == "*" && !flagSet(fs, "exe-hold") {
+		// Holding would stop every exec on the host for a moment, and a
+		// shell sees its foreground job stopped: only when asked.
+		s.holdNew = false
 	}
 	modes := 0
 	for _, set := range []bool{len(argv) > 0, s.pid != 0, s.exe != ""} {
@@ -840,7 +852,8 @@ func (t *tracing) watch(ctx context.Context, glob string) error {
 			attached := func() {
 				t.resume(ev)
 				if !ev.Exec.IsZero() {
-					t.log.Info("new process traced from its start", "pid", ev.PID, "exec_to_attached", time.Since(ev.Exec).Round(time.Microsecond), "held", ev.Held)
+					t.log.Info("new process traced from its start", "pid", ev.PID, "exec_to_attached", time.Since(ev.Exec).Round(time.Microsecond),
+						"exec_seen_after", ev.Seen.Sub(ev.Exec).Round(time.Microsecond), "held", ev.Held)
 				}
 			}
 			if err := t.trace(pctx, ev.PID, p, name, attached); err != nil {

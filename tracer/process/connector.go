@@ -28,7 +28,8 @@ type procEvent struct {
 	what uint32
 	tgid int       // the process (thread group) it concerns
 	pid  int       // the thread; exits of threads other than the leader are not process exits
-	at   time.Time // when the tracer read it
+	at   time.Time // when it happened, by the kernel's timestamp
+	read time.Time // when the tracer read it
 }
 
 // connector is a netlink socket subscribed to the process events
@@ -116,7 +117,9 @@ func (c *connector) read() ([]procEvent, error) {
 	if err != nil {
 		return nil, err
 	}
-	at := time.Now()
+	read := time.Now()
+	var mono unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono) // the clock of proc_event.timestamp_ns (ktime_get_ns)
 	ne := binary.NativeEndian
 	var evs []procEvent
 	for b := c.buf[:n]; len(b) >= nlmsgHdrLen; {
@@ -130,7 +133,10 @@ func (c *connector) read() ([]procEvent, error) {
 			continue
 		}
 		data := m[cnMsgLen:]
-		ev := procEvent{what: ne.Uint32(data), at: at}
+		ev := procEvent{what: ne.Uint32(data), read: read, at: read}
+		if ts := int64(ne.Uint64(data[8:])); ts > 0 && ts <= mono.Nano() {
+			ev.at = read.Add(-time.Duration(mono.Nano() - ts))
+		}
 		body := data[procHdrLen:]
 		switch ev.what {
 		case procEventExec, procEventExit:

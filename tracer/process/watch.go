@@ -14,9 +14,10 @@ type Event struct {
 	PID    int
 	Exe    string // the executable's path (link target)
 	Exited bool
-	// Exec is when the tracer learnt of the process's exec; zero for a
-	// process found running, or found by polling.
-	Exec time.Time
+	// Exec is when the process called exec, by the kernel's clock; zero
+	// for a process found running, or found by polling. Seen is when the
+	// tracer read that exec: the process ran for Seen-Exec before a hold.
+	Exec, Seen time.Time
 	// Held says the process was stopped (SIGSTOP) at its exec, before it
 	// could run its first instruction past the runtime's start, and stays
 	// stopped until Resume. Only with WatchOptions.Hold and the connector.
@@ -245,7 +246,7 @@ func (w *watcher) handle(ev procEvent) bool {
 		}
 		held := w.hold && syscall.Kill(ev.tgid, syscall.SIGSTOP) == nil
 		w.known[ev.tgid] = exe
-		return w.send(Event{PID: ev.tgid, Exe: exe, Exec: ev.at, Held: held})
+		return w.send(Event{PID: ev.tgid, Exe: exe, Exec: ev.at, Seen: ev.read, Held: held})
 	}
 	return true
 }
