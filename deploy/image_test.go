@@ -130,6 +130,10 @@ func TestImage(t *testing.T) {
 		}
 	})
 
+	t.Run("sidecar in a pod sharing its PID namespace", func(t *testing.T) {
+		runSidecar(t, testImage+":"+testVersion+"-nonroot-amd64")
+	})
+
 	svc := buildService(t)
 	t.Run("root privileged", func(t *testing.T) {
 		runImage(t, testImage+":"+testVersion+"-amd64", svc, "--privileged")
