@@ -38,6 +38,7 @@ struct outgoing_request {
 	__u8 path_len; /* 0: do not check the path (it has bytes the request line escapes) */
 	__u8 pad[5];
 	__u64 queued_ns; /* bpf_ktime_get_ns() when the write began */
+	__u64 conn;      /* the connection's writer (net/http: its *persistConn) */
 	__u8 method[OUTGOING_METHOD_LEN];
 	__u8 path[OUTGOING_PATH_LEN];
 };
@@ -51,6 +52,26 @@ struct {
 } outgoing_requests SEC(".maps");
 
 /*
+ * The same requests by connection writer, for a write on another thread
+ * than the one that queued it (the goroutine moved): an HTTP/1.x
+ * connection carries one request at a time. The writer learns which
+ * connection writer a socket belongs to from the first request it matches
+ * by thread.
+ */
+struct conn_ref {
+	__u32 tgid;
+	__u32 pad;
+	__u64 conn;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct conn_ref);
+	__type(value, struct outgoing_request);
+} outgoing_by_conn SEC(".maps");
+
+/*
  * Processes whose client requests are traced (tgid → 1): the sockets they
  * connect are the ones the writer watches.
  */
@@ -61,6 +82,56 @@ struct {
 	__type(value, __u8);
 } traced_processes SEC(".maps");
 
+/*
+ * HTTP/2 (gRPC): the HEADERS frames a thread is about to write, by stream
+ * ID. A gRPC client's loopy writer encodes the headers of several streams
+ * before it flushes them in one write, so a thread holds up to
+ * H2_PENDING of them; the writer appends a traceparent header field to
+ * each HEADERS frame of a listed stream.
+ */
+#define H2_PENDING 8
+
+struct h2_stream {
+	__u32 stream_id; /* 0: free slot */
+	__u8 flags;      /* W3C trace-flags */
+	__u8 pad[3];
+	__u64 queued_ns;
+	__u64 conn; /* the connection's writer (gRPC: its *loopyWriter) */
+	__u8 trace_id[16];
+	__u8 span_id[8];
+};
+
+/*
+ * The same HEADERS frames by connection writer and stream ID, for a write
+ * on another thread than the one that encoded them (the writer goroutine
+ * moved): the sk_msg program learns which connection writer a socket
+ * belongs to from the first frame it matches by thread (h2_conns).
+ */
+struct h2_stream_ref {
+	__u32 tgid;
+	__u32 stream_id;
+	__u64 conn;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct h2_stream_ref);
+	__type(value, struct h2_stream);
+} outgoing_h2_streams SEC(".maps");
+
+struct h2_pending {
+	struct h2_stream streams[H2_PENDING];
+};
+
+/* HEADERS frames being written, by the pid_tgid of the writing thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct h2_pending);
+} outgoing_h2 SEC(".maps");
+
 /* What became of each client request's trace context; indexes of context_stats. */
 enum context_stat {
 	CONTEXT_WRITTEN = 0,      /* traceparent added to the request's bytes */
@@ -70,6 +141,9 @@ enum context_stat {
 	CONTEXT_LINE_TOO_LONG,    /* no end of the request line within the bytes the writer looks at */
 	CONTEXT_NOT_HTTP1,        /* the bytes after the method are not an HTTP/1.x request line */
 	CONTEXT_WRITE_FAILED,     /* the kernel refused to grow or expose the message */
+	CONTEXT_H2_WRITTEN,       /* HTTP/2: traceparent header field appended to a HEADERS frame */
+	CONTEXT_H2_NOT_WRITTEN,   /* HTTP/2: the HEADERS frame was not found, split, padded or full */
+	CONTEXT_MISSED,           /* HTTP/1.x: the connection's next request came before this one was seen leaving (written on another thread before the connection was known) */
 	CONTEXT_STAT_COUNT,
 };
 

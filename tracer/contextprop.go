@@ -95,8 +95,8 @@ func (c *contextProp) close(log *slog.Logger) {
 	if st, err := c.writer.Stats(); err != nil {
 		log.Warn("trace-context counters", "err", err)
 	} else {
-		log.Info("outgoing trace context", "written", st.Written, "application_set", st.AppSet, "not_written", st.NotWritten(),
-			"tls", st.TLS, "stale", st.Stale, "line_too_long", st.LineTooLong, "not_http1", st.NotHTTP1, "write_failed", st.WriteFailed)
+		log.Info("outgoing trace context", "written", st.Written, "written_http2", st.H2Written, "application_set", st.AppSet, "not_written", st.NotWritten(),
+			"tls", st.TLS, "stale", st.Stale, "line_too_long", st.LineTooLong, "not_http1", st.NotHTTP1, "write_failed", st.WriteFailed, "http2_not_written", st.H2NotWritten, "missed", st.Missed)
 	}
 	if err := c.writer.Close(); err != nil {
 		log.Warn("detach the trace-context writer", "err", err)

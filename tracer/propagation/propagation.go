@@ -40,6 +40,9 @@ var ErrNoCgroup2 = errors.New("no cgroup v2 hierarchy mounted")
 // (bpf/propagation.h), by name, for uprobe.Options.Shared.
 const (
 	OutgoingRequestsMap = "outgoing_requests"
+	OutgoingByConnMap   = "outgoing_by_conn"
+	OutgoingH2Map       = "outgoing_h2"
+	OutgoingH2Streams   = "outgoing_h2_streams"
 	TracedProcessesMap  = "traced_processes"
 	ContextStatsMap     = "context_stats"
 )
@@ -112,17 +115,24 @@ func unescapeMount(s string) string {
 // Stats counts what became of client requests' trace context since Start,
 // over every traced process (bpf/propagation.h, enum context_stat).
 type Stats struct {
-	Written     uint64 // traceparent added to the request
-	AppSet      uint64 // the application had set its own traceparent: left alone
-	TLS         uint64 // https: nothing can be added to encrypted bytes
-	Stale       uint64 // not written within 200 ms of queueing, or by another thread
-	LineTooLong uint64 // request line not complete within the first 1,024 bytes of the write
-	NotHTTP1    uint64 // the bytes were not an HTTP/1.x request line
-	WriteFailed uint64 // the kernel refused to grow the message; sent unchanged
+	Written      uint64 // traceparent added to the request
+	AppSet       uint64 // the application had set its own traceparent: left alone
+	TLS          uint64 // https: nothing can be added to encrypted bytes
+	Stale        uint64 // not written within 200 ms of queueing, or by another thread
+	LineTooLong  uint64 // request line not complete within the first 1,024 bytes of the write
+	NotHTTP1     uint64 // the bytes were not an HTTP/1.x request line
+	WriteFailed  uint64 // the kernel refused to grow the message; sent unchanged
+	H2Written    uint64 // HTTP/2 (gRPC): traceparent field appended to the call's HEADERS frame
+	H2NotWritten uint64 // HTTP/2: the HEADERS frame was split (CONTINUATION), padded or too large
+	// Missed counts HTTP/1.x requests that left without the header: the
+	// first request of a connection written on another thread than the
+	// one that queued it (the goroutine moved), before the writer knew the
+	// connection. Counted when the connection's next request is queued.
+	Missed uint64
 }
 
 // NotWritten is the number of requests that left without our traceparent
 // for a reason other than the application's own.
 func (s Stats) NotWritten() uint64 {
-	return s.TLS + s.Stale + s.LineTooLong + s.NotHTTP1 + s.WriteFailed
+	return s.TLS + s.Stale + s.LineTooLong + s.NotHTTP1 + s.WriteFailed + s.H2NotWritten + s.Missed
 }

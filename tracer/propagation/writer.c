@@ -129,13 +129,56 @@ static __always_inline int byte_at(struct sk_msg_md *msg, __u32 i, __u8 *c)
 	return 1;
 }
 
-SEC("sk_msg")
-int inject_traceparent(struct sk_msg_md *msg)
+/* A TCP connection, as an sk_msg program sees it. */
+struct conn_key {
+	__u32 tgid;
+	__u32 local_port;
+	__u32 remote_port;
+	__u32 remote_ip[4]; /* IPv4 in [0] */
+};
+
+/*
+ * The connection writer of each socket (a *persistConn for HTTP/1.x, a
+ * *loopyWriter for gRPC), learnt from the first request or frame matched
+ * by thread: outgoing_by_conn and outgoing_h2_streams are keyed by it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct conn_key);
+	__type(value, __u64);
+} conns SEC(".maps");
+
+/* conn_of fills ck with the connection msg is written on, by the process of id. */
+static __always_inline void conn_of(struct sk_msg_md *msg, __u64 id, struct conn_key *ck)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct outgoing_request *q = bpf_map_lookup_elem(&outgoing_requests, &id);
-	if (!q)
-		return SK_PASS;
+	__builtin_memset(ck, 0, sizeof(*ck));
+	ck->tgid = id >> 32;
+	ck->local_port = msg->local_port;
+	ck->remote_port = msg->remote_port;
+	if (msg->family == 2 /* AF_INET */) {
+		ck->remote_ip[0] = msg->remote_ip4;
+	} else {
+		ck->remote_ip[0] = msg->remote_ip6[0];
+		ck->remote_ip[1] = msg->remote_ip6[1];
+		ck->remote_ip[2] = msg->remote_ip6[2];
+		ck->remote_ip[3] = msg->remote_ip6[3];
+	}
+}
+
+/* forget removes the queued request o, by thread (if still its) and by connection. */
+static __always_inline void forget(__u64 id, struct outgoing_request *o)
+{
+	struct outgoing_request *by_thread = bpf_map_lookup_elem(&outgoing_requests, &id);
+	if (by_thread && by_thread->queued_ns == o->queued_ns)
+		bpf_map_delete_elem(&outgoing_requests, &id);
+	struct conn_ref cref = {.tgid = id >> 32, .conn = o->conn};
+	bpf_map_delete_elem(&outgoing_by_conn, &cref);
+}
+
+/* inject_http1 adds the traceparent of the request q queued for thread id. */
+static __always_inline int inject_http1(struct sk_msg_md *msg, __u64 id, struct outgoing_request *q)
+{
 	__u32 zero = 0;
 	struct outgoing_request *op = bpf_map_lookup_elem(&scratch, &zero);
 	if (!op)
@@ -143,7 +186,7 @@ int inject_traceparent(struct sk_msg_md *msg)
 	__builtin_memcpy(op, q, sizeof(*op));
 #define o (*op)
 	if (bpf_ktime_get_ns() - o.queued_ns > STALE_NS) {
-		bpf_map_delete_elem(&outgoing_requests, &id);
+		forget(id, op);
 		context_count(CONTEXT_STALE);
 		return SK_PASS;
 	}
@@ -173,7 +216,13 @@ int inject_traceparent(struct sk_msg_md *msg)
 				return SK_PASS;
 		}
 	}
-	bpf_map_delete_elem(&outgoing_requests, &id);
+	/* Taken: forget it, and learn the socket's connection. */
+	forget(id, op);
+	if (o.conn) {
+		struct conn_key ck;
+		conn_of(msg, id, &ck);
+		bpf_map_update_elem(&conns, &ck, &o.conn, BPF_ANY);
+	}
 
 	/* The end of the request line, which must be an HTTP/1.x one. */
 	__u32 eol = 0;
@@ -218,6 +267,207 @@ undo:
 	context_count(CONTEXT_WRITE_FAILED);
 	return SK_PASS;
 #undef o
+}
+
+/* An HPACK literal header field without indexing, new name: 0x00, name, value. */
+#define H2_FIELD_LEN (1 + 1 + 11 + 1 + 55)
+/* The default SETTINGS_MAX_FRAME_SIZE: a frame never grows past it. */
+#define H2_MAX_FRAME 16384
+/* Frames looked at per write. */
+#define H2_MAX_FRAMES 16
+
+/* Where inject_h2 keeps its copy of the thread's list. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct h2_pending);
+} h2_scratch SEC(".maps");
+
+/* format_h2_field writes the traceparent header field for st into h (H2_FIELD_LEN bytes). */
+static __always_inline void format_h2_field(__u8 *h, const struct h2_stream *st)
+{
+	const char name[] = "traceparent";
+	h[0] = 0x00; /* literal header field without indexing, new name */
+	h[1] = 11;   /* name length, not Huffman-coded */
+#pragma unroll
+	for (int i = 0; i < 11; i++)
+		h[2 + i] = name[i];
+	h[13] = 55; /* value length */
+	int p = 14;
+	h[p++] = '0';
+	h[p++] = '0';
+	h[p++] = '-';
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		h[p++] = hex_digit(st->trace_id[i] >> 4);
+		h[p++] = hex_digit(st->trace_id[i] & 15);
+	}
+	h[p++] = '-';
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		h[p++] = hex_digit(st->span_id[i] >> 4);
+		h[p++] = hex_digit(st->span_id[i] & 15);
+	}
+	h[p++] = '-';
+	h[p++] = hex_digit(st->flags >> 4);
+	h[p++] = hex_digit(st->flags & 15);
+}
+
+/*
+ * h2_frame looks at the HTTP/2 frame at offset off of msg: a HEADERS frame
+ * of a stream with trace context gets a traceparent header field appended
+ * and its length grown by as much. It returns the bytes the frame now
+ * takes (header included), or 0 when there is no whole frame header at
+ * off. A global function: the verifier checks it once, not per frame.
+ */
+__noinline __u32 h2_frame(struct sk_msg_md *msg, __u32 off)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 zero = 0;
+	struct h2_pending *pp = bpf_map_lookup_elem(&h2_scratch, &zero);
+	if (!pp || off > 0xffffff || off + 9 > msg->size)
+		return 0;
+	if (bpf_msg_pull_data(msg, off, off + 9, 0) != 0)
+		return 0;
+	__u8 *d = msg->data, *e = msg->data_end;
+	if (d + 9 > e)
+		return 0;
+	__u32 len = (__u32)d[0] << 16 | (__u32)d[1] << 8 | d[2];
+	__u8 type = d[3], fl = d[4];
+	__u32 sid = ((__u32)d[5] & 0x7f) << 24 | (__u32)d[6] << 16 | (__u32)d[7] << 8 | d[8];
+	if (type != 0x1 || sid == 0)
+		return 9 + len;
+
+	__u64 now = bpf_ktime_get_ns();
+	struct conn_key ck;
+	conn_of(msg, id, &ck);
+	__u64 *known = bpf_map_lookup_elem(&conns, &ck);
+	__u64 conn = known ? *known : 0;
+	struct h2_stream *st = 0;
+	int slot = -1;
+	for (int i = 0; i < H2_PENDING; i++) {
+		if (pp->streams[i].stream_id == sid && now - pp->streams[i].queued_ns < STALE_NS) {
+			slot = i;
+			break;
+		}
+	}
+	if (slot >= 0 && slot < H2_PENDING) {
+		st = &pp->streams[slot];
+		pp->streams[slot].stream_id = 0;
+		struct h2_pending *live = bpf_map_lookup_elem(&outgoing_h2, &id);
+		if (live)
+			live->streams[slot].stream_id = 0; /* seen: forget it */
+		if (!conn) {
+			conn = st->conn;
+			bpf_map_update_elem(&conns, &ck, &conn, BPF_ANY);
+		}
+	} else if (conn) {
+		/* Encoded on another thread: found by connection and stream. */
+		struct h2_stream_ref ref = {.tgid = id >> 32, .stream_id = sid, .conn = conn};
+		st = bpf_map_lookup_elem(&outgoing_h2_streams, &ref);
+		if (st && now - st->queued_ns >= STALE_NS)
+			st = 0;
+	}
+	if (!st)
+		return 9 + len;
+
+	struct h2_stream_ref ref = {.tgid = id >> 32, .stream_id = sid, .conn = st->conn};
+	__u32 at = off + 9 + len;
+	if (!(fl & 0x4) || (fl & 0x8) || len + H2_FIELD_LEN > H2_MAX_FRAME || at > msg->size) {
+		context_count(CONTEXT_H2_NOT_WRITTEN);
+	} else if (bpf_msg_push_data(msg, at, H2_FIELD_LEN, 0) != 0) {
+		context_count(CONTEXT_WRITE_FAILED);
+	} else {
+		int ok = 0;
+		if (bpf_msg_pull_data(msg, at, at + H2_FIELD_LEN, 0) == 0) {
+			__u8 *h = msg->data;
+			if (h + H2_FIELD_LEN <= (__u8 *)msg->data_end) {
+				format_h2_field(h, st);
+				ok = 1;
+			}
+		}
+		if (ok && bpf_msg_pull_data(msg, off, off + 9, 0) == 0) {
+			__u8 *hd = msg->data;
+			if (hd + 9 <= (__u8 *)msg->data_end) {
+				__u32 nl = len + H2_FIELD_LEN;
+				hd[0] = nl >> 16;
+				hd[1] = nl >> 8;
+				hd[2] = nl;
+				len = nl;
+				ok = 2;
+			}
+		}
+		if (ok == 2) {
+			context_count(CONTEXT_H2_WRITTEN);
+		} else {
+			/* Close the gap: the frame goes out as written. */
+			bpf_msg_pop_data(msg, at, H2_FIELD_LEN, 0);
+			context_count(CONTEXT_WRITE_FAILED);
+		}
+	}
+	bpf_map_delete_elem(&outgoing_h2_streams, &ref);
+	return 9 + len;
+}
+
+/*
+ * inject_h2 walks the HTTP/2 frames of a write (h2_frame does each), when
+ * the writing thread has HEADERS frames pending or the socket is a known
+ * HTTP/2 connection of a traced process. Only a complete header block
+ * (END_HEADERS, no CONTINUATION) without padding that stays within the
+ * default maximum frame size is changed. HPACK's state is untouched: the
+ * field is a literal that is not indexed.
+ */
+__noinline int inject_h2(struct sk_msg_md *msg)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 zero = 0;
+	struct h2_pending *live = bpf_map_lookup_elem(&outgoing_h2, &id);
+	struct h2_pending *pp = bpf_map_lookup_elem(&h2_scratch, &zero);
+	if (!pp)
+		return 0;
+	if (live) {
+		__builtin_memcpy(pp, live, sizeof(*pp));
+	} else {
+		struct conn_key ck;
+		conn_of(msg, id, &ck);
+		if (!bpf_map_lookup_elem(&conns, &ck))
+			return 0; /* nothing pending on this thread, and not a known HTTP/2 connection */
+		__builtin_memset(pp, 0, sizeof(*pp));
+	}
+	__u32 off = 0;
+	__u8 c;
+	/* The client connection preface comes first on a new connection. */
+	if (msg->size >= 24 && bpf_msg_pull_data(msg, 0, 24, 0) == 0 && byte_at(msg, 0, &c) && c == 'P')
+		off = 24;
+	for (int f = 0; f < H2_MAX_FRAMES; f++) {
+		__u32 n = h2_frame(msg, off);
+		if (n == 0)
+			break;
+		off += n;
+	}
+	return 0;
+}
+
+SEC("sk_msg")
+int inject_traceparent(struct sk_msg_md *msg)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct outgoing_request *q = bpf_map_lookup_elem(&outgoing_requests, &id);
+	if (!q) {
+		/* Queued on another thread? By the socket's connection, once known. */
+		struct conn_key ck;
+		conn_of(msg, id, &ck);
+		__u64 *conn = bpf_map_lookup_elem(&conns, &ck);
+		if (conn) {
+			struct conn_ref cref = {.tgid = id >> 32, .conn = *conn};
+			q = bpf_map_lookup_elem(&outgoing_by_conn, &cref);
+		}
+	}
+	if (q)
+		return inject_http1(msg, id, q);
+	inject_h2(msg);
+	return SK_PASS;
 }
 
 char __license[] SEC("license") = "Dual MIT/GPL";

@@ -65,6 +65,9 @@ func Start(cgroupRoot string) (_ *Writer, err error) {
 func (w *Writer) Maps() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		OutgoingRequestsMap: w.objs.OutgoingRequests,
+		OutgoingByConnMap:   w.objs.OutgoingByConn,
+		OutgoingH2Map:       w.objs.OutgoingH2,
+		OutgoingH2Streams:   w.objs.OutgoingH2Streams,
 		TracedProcessesMap:  w.objs.TracedProcesses,
 		ContextStatsMap:     w.objs.ContextStats,
 	}
@@ -73,7 +76,7 @@ func (w *Writer) Maps() map[string]*ebpf.Map {
 // Stats reads the counters.
 func (w *Writer) Stats() (Stats, error) {
 	var st Stats
-	fields := []*uint64{&st.Written, &st.AppSet, &st.TLS, &st.Stale, &st.LineTooLong, &st.NotHTTP1, &st.WriteFailed}
+	fields := []*uint64{&st.Written, &st.AppSet, &st.TLS, &st.Stale, &st.LineTooLong, &st.NotHTTP1, &st.WriteFailed, &st.H2Written, &st.H2NotWritten, &st.Missed}
 	for i, f := range fields {
 		var perCPU []uint64
 		if err := w.objs.ContextStats.Lookup(uint32(i), &perCPU); err != nil {
@@ -110,13 +113,18 @@ func (w *Writer) Close() error {
 	return errors.Join(errs...)
 }
 
-// Adopt puts the established TCP sockets process pid holds into the
+// Adopt makes the writer watch the connections process pid opens from now
+// on, and puts the established TCP sockets it holds into the
 // writer's sockhash, so that connections it opened before Start (kept-alive
 // connections of a service traced with --pid) carry trace context too. It
 // returns how many sockets it added. The sockets are found through
 // /proc/PID/fd and matched in the kernel by a BPF iterator over TCP
 // sockets (adopt.c).
 func (w *Writer) Adopt(pid int) (int, error) {
+	// Its connections from now on are watched too (track_sockets).
+	if err := w.objs.TracedProcesses.Put(uint32(pid), uint8(1)); err != nil {
+		return 0, fmt.Errorf("watch connections of pid %d: %w", pid, err)
+	}
 	inodes, err := socketInodes(pid)
 	if err != nil || len(inodes) == 0 {
 		return 0, err

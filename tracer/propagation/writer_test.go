@@ -6,12 +6,16 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	grpcclient "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/client"
+	httpclient "github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/client"
 	"github.com/offsetdb/offsetdb/tracer/preflight"
+	"github.com/offsetdb/offsetdb/tracer/uprobe"
 )
 
 func startWriter(t *testing.T) *Writer {
@@ -74,4 +78,22 @@ func TestAdoptedSocketsPassBytesUnchanged(t *testing.T) {
 func TestSocketInodesOfAMissingProcess(t *testing.T) {
 	_, err := socketInodes(1 << 30)
 	assert.ErrorContains(t, err, "list sockets of pid")
+}
+
+// Every map the client instrumentations declare from bpf/propagation.h is
+// one the writer hands them (Maps); a map left out would be a private copy
+// in each client object that the writer never reads.
+func TestWriterSharesEveryPropagationMap(t *testing.T) {
+	writer, err := loadWriter()
+	require.NoError(t, err)
+	shared := startWriter(t).Maps()
+	for _, inst := range []uprobe.Instrumentation{httpclient.Instrumentation(), grpcclient.Instrumentation()} {
+		spec, err := inst.Spec()
+		require.NoError(t, err)
+		for name := range spec.Maps {
+			if _, inWriter := writer.Maps[name]; inWriter && !strings.HasPrefix(name, ".") {
+				assert.Contains(t, shared, name, "map %s of %s is also the writer's but not shared", name, inst.Name)
+			}
+		}
+	}
 }

@@ -13,6 +13,44 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type writerConnKey struct {
+	_          structs.HostLayout
+	Tgid       uint32
+	LocalPort  uint32
+	RemotePort uint32
+	RemoteIp   [4]uint32
+}
+
+type writerConnRef struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Conn uint64
+}
+
+type writerH2Pending struct {
+	_       structs.HostLayout
+	Streams [8]writerH2Stream
+}
+
+type writerH2Stream struct {
+	_        structs.HostLayout
+	StreamId uint32
+	Flags    uint8
+	Pad      [3]uint8
+	QueuedNs uint64
+	Conn     uint64
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+}
+
+type writerH2StreamRef struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	StreamId uint32
+	Conn     uint64
+}
+
 type writerOutgoingRequest struct {
 	_         structs.HostLayout
 	TraceId   [16]uint8
@@ -22,6 +60,7 @@ type writerOutgoingRequest struct {
 	PathLen   uint8
 	Pad       [5]uint8
 	QueuedNs  uint64
+	Conn      uint64
 	Method    [16]uint8
 	Path      [32]uint8
 }
@@ -31,7 +70,12 @@ type writerOutgoingRequest struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	writerMapConnecting         = "connecting"
+	writerMapConns              = "conns"
 	writerMapContextStats       = "context_stats"
+	writerMapH2Scratch          = "h2_scratch"
+	writerMapOutgoingByConn     = "outgoing_by_conn"
+	writerMapOutgoingH2         = "outgoing_h2"
+	writerMapOutgoingH2Streams  = "outgoing_h2_streams"
 	writerMapOutgoingRequests   = "outgoing_requests"
 	writerMapScratch            = "scratch"
 	writerMapSockets            = "sockets"
@@ -90,12 +134,17 @@ type writerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type writerMapSpecs struct {
-	Connecting       *ebpf.MapSpec `ebpf:"connecting"`
-	ContextStats     *ebpf.MapSpec `ebpf:"context_stats"`
-	OutgoingRequests *ebpf.MapSpec `ebpf:"outgoing_requests"`
-	Scratch          *ebpf.MapSpec `ebpf:"scratch"`
-	Sockets          *ebpf.MapSpec `ebpf:"sockets"`
-	TracedProcesses  *ebpf.MapSpec `ebpf:"traced_processes"`
+	Connecting        *ebpf.MapSpec `ebpf:"connecting"`
+	Conns             *ebpf.MapSpec `ebpf:"conns"`
+	ContextStats      *ebpf.MapSpec `ebpf:"context_stats"`
+	H2Scratch         *ebpf.MapSpec `ebpf:"h2_scratch"`
+	OutgoingByConn    *ebpf.MapSpec `ebpf:"outgoing_by_conn"`
+	OutgoingH2        *ebpf.MapSpec `ebpf:"outgoing_h2"`
+	OutgoingH2Streams *ebpf.MapSpec `ebpf:"outgoing_h2_streams"`
+	OutgoingRequests  *ebpf.MapSpec `ebpf:"outgoing_requests"`
+	Scratch           *ebpf.MapSpec `ebpf:"scratch"`
+	Sockets           *ebpf.MapSpec `ebpf:"sockets"`
+	TracedProcesses   *ebpf.MapSpec `ebpf:"traced_processes"`
 }
 
 // writerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -124,18 +173,28 @@ func (o *writerObjects) Close() error {
 //
 // It can be passed to loadWriterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type writerMaps struct {
-	Connecting       *ebpf.Map `ebpf:"connecting"`
-	ContextStats     *ebpf.Map `ebpf:"context_stats"`
-	OutgoingRequests *ebpf.Map `ebpf:"outgoing_requests"`
-	Scratch          *ebpf.Map `ebpf:"scratch"`
-	Sockets          *ebpf.Map `ebpf:"sockets"`
-	TracedProcesses  *ebpf.Map `ebpf:"traced_processes"`
+	Connecting        *ebpf.Map `ebpf:"connecting"`
+	Conns             *ebpf.Map `ebpf:"conns"`
+	ContextStats      *ebpf.Map `ebpf:"context_stats"`
+	H2Scratch         *ebpf.Map `ebpf:"h2_scratch"`
+	OutgoingByConn    *ebpf.Map `ebpf:"outgoing_by_conn"`
+	OutgoingH2        *ebpf.Map `ebpf:"outgoing_h2"`
+	OutgoingH2Streams *ebpf.Map `ebpf:"outgoing_h2_streams"`
+	OutgoingRequests  *ebpf.Map `ebpf:"outgoing_requests"`
+	Scratch           *ebpf.Map `ebpf:"scratch"`
+	Sockets           *ebpf.Map `ebpf:"sockets"`
+	TracedProcesses   *ebpf.Map `ebpf:"traced_processes"`
 }
 
 func (m *writerMaps) Close() error {
 	return _WriterClose(
 		m.Connecting,
+		m.Conns,
 		m.ContextStats,
+		m.H2Scratch,
+		m.OutgoingByConn,
+		m.OutgoingH2,
+		m.OutgoingH2Streams,
 		m.OutgoingRequests,
 		m.Scratch,
 		m.Sockets,

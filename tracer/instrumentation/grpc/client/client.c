@@ -20,6 +20,7 @@
  *       (nil or io.EOF: OK).
  */
 #include "grpc.h"
+#include "propagation.h"
 
 /* Field offsets, rewritten at load time; OFFSET_ABSENT if absent. */
 volatile const __u64 off_g_goid = OFFSET_ABSENT;          /* runtime.g.goid */
@@ -219,5 +220,149 @@ int client_finish(void *ctx)
 	__u64 err = GO_REG3(regs); /* data word of err */
 	end_call(ev, err, err != 0 && is_eof(err));
 	bpf_map_delete_elem(&stream_spans, &ref);
+	return 0;
+}
+
+/*
+ * Outgoing trace context (HTTP/2). The writer (tracer/propagation) appends
+ * a traceparent header field to a call's HEADERS frame as it leaves the
+ * process; these programs tell it which frame is whose:
+ *
+ *   (*http2Client).createHeaderFields(ctx, callHdr) ([]hpack.HeaderField, error)
+ *       runs on the calling goroutine, inside Invoke or NewStream:
+ *       client_header_fields keys the call's context by the slice it returns;
+ *   (*loopyWriter).writeHeader(streamID uint32, endStream bool, hf []hpack.HeaderField, onWrite func()) error
+ *       runs on the connection's writer goroutine: client_write_header
+ *       finds the context by the same slice and lists it for the thread,
+ *       by stream ID (bpf/propagation.h, outgoing_h2).
+ */
+
+/* Set at load time when the writer runs (see the net/http client). */
+volatile const __u8 context_writer = 0;
+
+/* An hpack.HeaderField: Name, Value string; Sensitive bool (40 bytes on 64-bit). */
+#define HEADER_FIELD_SIZE 40
+
+struct header_fields_ref {
+	__u32 tgid;
+	__u32 pad;
+	__u64 ptr; /* data pointer of the []hpack.HeaderField */
+};
+
+/* Calls whose header fields are built but not yet written. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct header_fields_ref);
+	__type(value, struct h2_stream);
+} header_fields SEC(".maps");
+
+/* Where client_write_header builds a thread's first list. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct h2_pending);
+} pending_scratch SEC(".maps");
+
+/* is_traceparent reports whether the Go string (ptr, len) is "traceparent". */
+static __always_inline int is_traceparent(__u64 ptr, __s64 len)
+{
+	const char want[] = "traceparent";
+	char buf[12] = {};
+	if (len != 11 || bpf_probe_read_user(buf, 11, (const void *)ptr) != 0)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < 11; i++)
+		if (buf[i] != want[i])
+			return 0;
+	return 1;
+}
+
+SEC("uprobe/grpc_http2Client_createHeaderFields_return")
+int client_header_fields(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	if (!propagate_tracecontext || !context_writer)
+		return 0;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct grpc_event *ev = bpf_map_lookup_elem(&client_spans, &g);
+	if (!ev)
+		return 0;
+	__u64 ptr = GO_RESULT1(regs);
+	__s64 n = (__s64)GO_RESULT2(regs);
+	if (ptr == 0 || n <= 0)
+		return 0;
+	/* Metadata with the application's own traceparent (otelgrpc) is left alone. */
+	for (int i = 0; i < 32; i++) {
+		if (i >= n)
+			break;
+		struct go_string name = {};
+		if (bpf_probe_read_user(&name, sizeof(name), (const void *)(ptr + (__u64)i * HEADER_FIELD_SIZE)) != 0)
+			break;
+		if (is_traceparent(name.ptr, name.len)) {
+			context_count(CONTEXT_APP_SET);
+			return 0;
+		}
+	}
+	struct h2_stream st = {};
+	__builtin_memcpy(st.trace_id, ev->trace_id, sizeof(st.trace_id));
+	__builtin_memcpy(st.span_id, ev->span_id, sizeof(st.span_id));
+	st.flags = ev->flags;
+	struct header_fields_ref ref = {.tgid = g.tgid, .ptr = ptr};
+	bpf_map_update_elem(&header_fields, &ref, &st, BPF_ANY);
+	__u8 one = 1;
+	bpf_map_update_elem(&traced_processes, &g.tgid, &one, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe/grpc_loopyWriter_writeHeader")
+int client_write_header(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct header_fields_ref ref = {.tgid = id >> 32, .ptr = GO_REG4(regs)};
+	struct h2_stream *st = bpf_map_lookup_elem(&header_fields, &ref);
+	if (!st)
+		return 0; /* a server's response headers, or a call without context */
+	struct h2_pending *p = bpf_map_lookup_elem(&outgoing_h2, &id);
+	if (!p) {
+		__u32 zero = 0;
+		struct h2_pending *z = bpf_map_lookup_elem(&pending_scratch, &zero);
+		if (!z)
+			return 0;
+		__builtin_memset(z, 0, sizeof(*z));
+		bpf_map_update_elem(&outgoing_h2, &id, z, BPF_NOEXIST);
+		p = bpf_map_lookup_elem(&outgoing_h2, &id);
+		if (!p)
+			return 0;
+	}
+	/* A free slot, else the oldest. */
+	int slot = 0;
+	__u64 oldest = ~0ULL;
+	for (int i = 0; i < H2_PENDING; i++) {
+		if (p->streams[i].stream_id == 0) {
+			slot = i;
+			break;
+		}
+		if (p->streams[i].queued_ns < oldest) {
+			oldest = p->streams[i].queued_ns;
+			slot = i;
+		}
+	}
+	if (slot < 0 || slot >= H2_PENDING)
+		return 0;
+	struct h2_stream *dst = &p->streams[slot];
+	__builtin_memcpy(dst->trace_id, st->trace_id, sizeof(dst->trace_id));
+	__builtin_memcpy(dst->span_id, st->span_id, sizeof(dst->span_id));
+	dst->flags = st->flags;
+	dst->queued_ns = bpf_ktime_get_ns();
+	dst->stream_id = (__u32)GO_REG2(regs);
+	dst->conn = GO_REG1(regs);
+	struct h2_stream_ref sref = {.tgid = id >> 32, .stream_id = dst->stream_id, .conn = dst->conn};
+	bpf_map_update_elem(&outgoing_h2_streams, &sref, dst, BPF_ANY);
+	bpf_map_delete_elem(&header_fields, &ref);
 	return 0;
 }

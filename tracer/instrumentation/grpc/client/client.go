@@ -41,6 +41,16 @@ const (
 
 // Instrumentation returns the declaration of the grpc-go client
 // instrumentation, for uprobe.Attach. Each call returns a new copy.
+// The functions between which a call's header fields pass to the
+// connection's writer goroutine (internal/transport from v1.14.0, the
+// public transport package before).
+const (
+	createHeaderFields    = "google.golang.org/grpc/internal/transport.(*http2Client).createHeaderFields"
+	createHeaderFieldsPub = "google.golang.org/grpc/transport.(*http2Client).createHeaderFields"
+	writeHeader           = "google.golang.org/grpc/internal/transport.(*loopyWriter).writeHeader"
+	writeHeaderPub        = "google.golang.org/grpc/transport.(*loopyWriter).writeHeader"
+)
+
 func Instrumentation() uprobe.Instrumentation {
 	f := offsets.MustParseFieldID
 	return uprobe.Instrumentation{
@@ -51,6 +61,12 @@ func Instrumentation() uprobe.Instrumentation {
 			{Symbol: NewStream, Entry: "client_stream", Return: "client_stream_return", Versions: ">=v1.8.0", Optional: true},
 			{Symbol: newClientStream, Entry: "client_stream_pkg", Return: "client_stream_return", Versions: "<v1.8.0", Optional: true},
 			{Symbol: finish, Entry: "client_finish", Optional: true},
+			// Outgoing trace context, for the writer (package propagation):
+			// the header fields of a call, and the frame that carries them.
+			{Symbol: createHeaderFields, Return: "client_header_fields", Versions: ">=v1.14.0", Optional: true},
+			{Symbol: createHeaderFieldsPub, Return: "client_header_fields", Versions: ">=v1.12.0,<v1.14.0", Optional: true},
+			{Symbol: writeHeader, Entry: "client_write_header", Versions: ">=v1.14.0", Optional: true},
+			{Symbol: writeHeaderPub, Entry: "client_write_header", Versions: ">=v1.12.0,<v1.14.0", Optional: true},
 		},
 		Fields: []uprobe.Field{
 			{ID: f("runtime.g.goid"), Const: "off_g_goid"},

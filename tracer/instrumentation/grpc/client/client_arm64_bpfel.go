@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type clientConnRef struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Conn uint64
+}
+
 type clientGoroutine struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -44,6 +51,50 @@ type clientGrpcEvent struct {
 	Target       [128]uint8
 }
 
+type clientH2Pending struct {
+	_       structs.HostLayout
+	Streams [8]clientH2Stream
+}
+
+type clientH2Stream struct {
+	_        structs.HostLayout
+	StreamId uint32
+	Flags    uint8
+	Pad      [3]uint8
+	QueuedNs uint64
+	Conn     uint64
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+}
+
+type clientH2StreamRef struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	StreamId uint32
+	Conn     uint64
+}
+
+type clientHeaderFieldsRef struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Ptr  uint64
+}
+
+type clientOutgoingRequest struct {
+	_         structs.HostLayout
+	TraceId   [16]uint8
+	SpanId    [8]uint8
+	Flags     uint8
+	MethodLen uint8
+	PathLen   uint8
+	Pad       [5]uint8
+	QueuedNs  uint64
+	Conn      uint64
+	Method    [16]uint8
+	Path      [32]uint8
+}
+
 type clientSpanContext struct {
 	_          structs.HostLayout
 	TraceId    [16]uint8
@@ -67,16 +118,27 @@ const (
 	clientMapActiveSpans            = "active_spans"
 	clientMapClientScratch          = "client_scratch"
 	clientMapClientSpans            = "client_spans"
+	clientMapContextStats           = "context_stats"
 	clientMapDrops                  = "drops"
 	clientMapEvents                 = "events"
+	clientMapHeaderFields           = "header_fields"
+	clientMapOutgoingByConn         = "outgoing_by_conn"
+	clientMapOutgoingH2             = "outgoing_h2"
+	clientMapOutgoingH2Streams      = "outgoing_h2_streams"
+	clientMapOutgoingRequests       = "outgoing_requests"
+	clientMapPendingScratch         = "pending_scratch"
 	clientMapStreamSpans            = "stream_spans"
+	clientMapTracedProcesses        = "traced_processes"
 	clientProgClientFinish          = "client_finish"
+	clientProgClientHeaderFields    = "client_header_fields"
 	clientProgClientInvoke          = "client_invoke"
 	clientProgClientInvokePkg       = "client_invoke_pkg"
 	clientProgClientInvokeReturn    = "client_invoke_return"
 	clientProgClientStream          = "client_stream"
 	clientProgClientStreamPkg       = "client_stream_pkg"
 	clientProgClientStreamReturn    = "client_stream_return"
+	clientProgClientWriteHeader     = "client_write_header"
+	clientVarContextWriter          = "context_writer"
 	clientVarEventKind              = "event_kind"
 	clientVarOffClientConnTarget    = "off_ClientConn_target"
 	clientVarOffErrorE              = "off_Error_e"
@@ -134,30 +196,41 @@ type clientSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientProgramSpecs struct {
 	ClientFinish       *ebpf.ProgramSpec `ebpf:"client_finish"`
+	ClientHeaderFields *ebpf.ProgramSpec `ebpf:"client_header_fields"`
 	ClientInvoke       *ebpf.ProgramSpec `ebpf:"client_invoke"`
 	ClientInvokePkg    *ebpf.ProgramSpec `ebpf:"client_invoke_pkg"`
 	ClientInvokeReturn *ebpf.ProgramSpec `ebpf:"client_invoke_return"`
 	ClientStream       *ebpf.ProgramSpec `ebpf:"client_stream"`
 	ClientStreamPkg    *ebpf.ProgramSpec `ebpf:"client_stream_pkg"`
 	ClientStreamReturn *ebpf.ProgramSpec `ebpf:"client_stream_return"`
+	ClientWriteHeader  *ebpf.ProgramSpec `ebpf:"client_write_header"`
 }
 
 // clientMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientMapSpecs struct {
-	ActiveSpans   *ebpf.MapSpec `ebpf:"active_spans"`
-	ClientScratch *ebpf.MapSpec `ebpf:"client_scratch"`
-	ClientSpans   *ebpf.MapSpec `ebpf:"client_spans"`
-	Drops         *ebpf.MapSpec `ebpf:"drops"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	StreamSpans   *ebpf.MapSpec `ebpf:"stream_spans"`
+	ActiveSpans       *ebpf.MapSpec `ebpf:"active_spans"`
+	ClientScratch     *ebpf.MapSpec `ebpf:"client_scratch"`
+	ClientSpans       *ebpf.MapSpec `ebpf:"client_spans"`
+	ContextStats      *ebpf.MapSpec `ebpf:"context_stats"`
+	Drops             *ebpf.MapSpec `ebpf:"drops"`
+	Events            *ebpf.MapSpec `ebpf:"events"`
+	HeaderFields      *ebpf.MapSpec `ebpf:"header_fields"`
+	OutgoingByConn    *ebpf.MapSpec `ebpf:"outgoing_by_conn"`
+	OutgoingH2        *ebpf.MapSpec `ebpf:"outgoing_h2"`
+	OutgoingH2Streams *ebpf.MapSpec `ebpf:"outgoing_h2_streams"`
+	OutgoingRequests  *ebpf.MapSpec `ebpf:"outgoing_requests"`
+	PendingScratch    *ebpf.MapSpec `ebpf:"pending_scratch"`
+	StreamSpans       *ebpf.MapSpec `ebpf:"stream_spans"`
+	TracedProcesses   *ebpf.MapSpec `ebpf:"traced_processes"`
 }
 
 // clientVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientVariableSpecs struct {
+	ContextWriter          *ebpf.VariableSpec `ebpf:"context_writer"`
 	EventKind              *ebpf.VariableSpec `ebpf:"event_kind"`
 	OffClientConnTarget    *ebpf.VariableSpec `ebpf:"off_ClientConn_target"`
 	OffErrorE              *ebpf.VariableSpec `ebpf:"off_Error_e"`
@@ -192,12 +265,20 @@ func (o *clientObjects) Close() error {
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientMaps struct {
-	ActiveSpans   *ebpf.Map `ebpf:"active_spans"`
-	ClientScratch *ebpf.Map `ebpf:"client_scratch"`
-	ClientSpans   *ebpf.Map `ebpf:"client_spans"`
-	Drops         *ebpf.Map `ebpf:"drops"`
-	Events        *ebpf.Map `ebpf:"events"`
-	StreamSpans   *ebpf.Map `ebpf:"stream_spans"`
+	ActiveSpans       *ebpf.Map `ebpf:"active_spans"`
+	ClientScratch     *ebpf.Map `ebpf:"client_scratch"`
+	ClientSpans       *ebpf.Map `ebpf:"client_spans"`
+	ContextStats      *ebpf.Map `ebpf:"context_stats"`
+	Drops             *ebpf.Map `ebpf:"drops"`
+	Events            *ebpf.Map `ebpf:"events"`
+	HeaderFields      *ebpf.Map `ebpf:"header_fields"`
+	OutgoingByConn    *ebpf.Map `ebpf:"outgoing_by_conn"`
+	OutgoingH2        *ebpf.Map `ebpf:"outgoing_h2"`
+	OutgoingH2Streams *ebpf.Map `ebpf:"outgoing_h2_streams"`
+	OutgoingRequests  *ebpf.Map `ebpf:"outgoing_requests"`
+	PendingScratch    *ebpf.Map `ebpf:"pending_scratch"`
+	StreamSpans       *ebpf.Map `ebpf:"stream_spans"`
+	TracedProcesses   *ebpf.Map `ebpf:"traced_processes"`
 }
 
 func (m *clientMaps) Close() error {
@@ -205,9 +286,17 @@ func (m *clientMaps) Close() error {
 		m.ActiveSpans,
 		m.ClientScratch,
 		m.ClientSpans,
+		m.ContextStats,
 		m.Drops,
 		m.Events,
+		m.HeaderFields,
+		m.OutgoingByConn,
+		m.OutgoingH2,
+		m.OutgoingH2Streams,
+		m.OutgoingRequests,
+		m.PendingScratch,
 		m.StreamSpans,
+		m.TracedProcesses,
 	)
 }
 
@@ -215,6 +304,7 @@ func (m *clientMaps) Close() error {
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientVariables struct {
+	ContextWriter          *ebpf.Variable `ebpf:"context_writer"`
 	EventKind              *ebpf.Variable `ebpf:"event_kind"`
 	OffClientConnTarget    *ebpf.Variable `ebpf:"off_ClientConn_target"`
 	OffErrorE              *ebpf.Variable `ebpf:"off_Error_e"`
@@ -234,23 +324,27 @@ type clientVariables struct {
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientPrograms struct {
 	ClientFinish       *ebpf.Program `ebpf:"client_finish"`
+	ClientHeaderFields *ebpf.Program `ebpf:"client_header_fields"`
 	ClientInvoke       *ebpf.Program `ebpf:"client_invoke"`
 	ClientInvokePkg    *ebpf.Program `ebpf:"client_invoke_pkg"`
 	ClientInvokeReturn *ebpf.Program `ebpf:"client_invoke_return"`
 	ClientStream       *ebpf.Program `ebpf:"client_stream"`
 	ClientStreamPkg    *ebpf.Program `ebpf:"client_stream_pkg"`
 	ClientStreamReturn *ebpf.Program `ebpf:"client_stream_return"`
+	ClientWriteHeader  *ebpf.Program `ebpf:"client_write_header"`
 }
 
 func (p *clientPrograms) Close() error {
 	return _ClientClose(
 		p.ClientFinish,
+		p.ClientHeaderFields,
 		p.ClientInvoke,
 		p.ClientInvokePkg,
 		p.ClientInvokeReturn,
 		p.ClientStream,
 		p.ClientStreamPkg,
 		p.ClientStreamReturn,
+		p.ClientWriteHeader,
 	)
 }
 

@@ -226,7 +226,8 @@ int request_write(void *ctx)
  *
  * From here to the write(2) the goroutine does not block, so it stays on
  * its thread unless preempted: the request is handed to the writer
- * (bpf/propagation.h) keyed by that thread.
+ * (bpf/propagation.h) keyed by that thread, and by the connection
+ * (w.pc) for a write on another thread.
  */
 SEC("uprobe/net_http_persistConnWriter_Write")
 int conn_write(void *ctx)
@@ -239,8 +240,13 @@ int conn_write(void *ctx)
 	if (!o)
 		return 0;
 	o->queued_ns = bpf_ktime_get_ns();
+	o->conn = GO_REG1(regs); /* w.pc: the receiver is a one-pointer struct */
 	__u64 id = bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&outgoing_requests, &id, o, BPF_ANY);
+	struct conn_ref cref = {.tgid = g.tgid, .conn = o->conn};
+	if (bpf_map_lookup_elem(&outgoing_by_conn, &cref))
+		context_count(CONTEXT_MISSED); /* the connection's previous request left without it */
+	bpf_map_update_elem(&outgoing_by_conn, &cref, o, BPF_ANY);
 	bpf_map_delete_elem(&requests_writing, &g);
 	return 0;
 }

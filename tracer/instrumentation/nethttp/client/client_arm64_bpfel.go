@@ -19,11 +19,41 @@ type clientClientSpan struct {
 	Req uint64
 }
 
+type clientConnRef struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Conn uint64
+}
+
 type clientGoroutine struct {
 	_    structs.HostLayout
 	Tgid uint32
 	Pad  uint32
 	Goid uint64
+}
+
+type clientH2Pending struct {
+	_       structs.HostLayout
+	Streams [8]clientH2Stream
+}
+
+type clientH2Stream struct {
+	_        structs.HostLayout
+	StreamId uint32
+	Flags    uint8
+	Pad      [3]uint8
+	QueuedNs uint64
+	Conn     uint64
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+}
+
+type clientH2StreamRef struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	StreamId uint32
+	Conn     uint64
 }
 
 type clientHttpEvent struct {
@@ -70,6 +100,7 @@ type clientOutgoingRequest struct {
 	PathLen   uint8
 	Pad       [5]uint8
 	QueuedNs  uint64
+	Conn      uint64
 	Method    [16]uint8
 	Path      [32]uint8
 }
@@ -100,6 +131,9 @@ const (
 	clientMapContextStats                 = "context_stats"
 	clientMapDrops                        = "drops"
 	clientMapEvents                       = "events"
+	clientMapOutgoingByConn               = "outgoing_by_conn"
+	clientMapOutgoingH2                   = "outgoing_h2"
+	clientMapOutgoingH2Streams            = "outgoing_h2_streams"
 	clientMapOutgoingRequests             = "outgoing_requests"
 	clientMapRequestsToWrite              = "requests_to_write"
 	clientMapRequestsWriting              = "requests_writing"
@@ -184,16 +218,19 @@ type clientProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientMapSpecs struct {
-	ActiveSpans      *ebpf.MapSpec `ebpf:"active_spans"`
-	ClientScratch    *ebpf.MapSpec `ebpf:"client_scratch"`
-	ClientSpans      *ebpf.MapSpec `ebpf:"client_spans"`
-	ContextStats     *ebpf.MapSpec `ebpf:"context_stats"`
-	Drops            *ebpf.MapSpec `ebpf:"drops"`
-	Events           *ebpf.MapSpec `ebpf:"events"`
-	OutgoingRequests *ebpf.MapSpec `ebpf:"outgoing_requests"`
-	RequestsToWrite  *ebpf.MapSpec `ebpf:"requests_to_write"`
-	RequestsWriting  *ebpf.MapSpec `ebpf:"requests_writing"`
-	TracedProcesses  *ebpf.MapSpec `ebpf:"traced_processes"`
+	ActiveSpans       *ebpf.MapSpec `ebpf:"active_spans"`
+	ClientScratch     *ebpf.MapSpec `ebpf:"client_scratch"`
+	ClientSpans       *ebpf.MapSpec `ebpf:"client_spans"`
+	ContextStats      *ebpf.MapSpec `ebpf:"context_stats"`
+	Drops             *ebpf.MapSpec `ebpf:"drops"`
+	Events            *ebpf.MapSpec `ebpf:"events"`
+	OutgoingByConn    *ebpf.MapSpec `ebpf:"outgoing_by_conn"`
+	OutgoingH2        *ebpf.MapSpec `ebpf:"outgoing_h2"`
+	OutgoingH2Streams *ebpf.MapSpec `ebpf:"outgoing_h2_streams"`
+	OutgoingRequests  *ebpf.MapSpec `ebpf:"outgoing_requests"`
+	RequestsToWrite   *ebpf.MapSpec `ebpf:"requests_to_write"`
+	RequestsWriting   *ebpf.MapSpec `ebpf:"requests_writing"`
+	TracedProcesses   *ebpf.MapSpec `ebpf:"traced_processes"`
 }
 
 // clientVariableSpecs contains global variables before they are loaded into the kernel.
@@ -244,16 +281,19 @@ func (o *clientObjects) Close() error {
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientMaps struct {
-	ActiveSpans      *ebpf.Map `ebpf:"active_spans"`
-	ClientScratch    *ebpf.Map `ebpf:"client_scratch"`
-	ClientSpans      *ebpf.Map `ebpf:"client_spans"`
-	ContextStats     *ebpf.Map `ebpf:"context_stats"`
-	Drops            *ebpf.Map `ebpf:"drops"`
-	Events           *ebpf.Map `ebpf:"events"`
-	OutgoingRequests *ebpf.Map `ebpf:"outgoing_requests"`
-	RequestsToWrite  *ebpf.Map `ebpf:"requests_to_write"`
-	RequestsWriting  *ebpf.Map `ebpf:"requests_writing"`
-	TracedProcesses  *ebpf.Map `ebpf:"traced_processes"`
+	ActiveSpans       *ebpf.Map `ebpf:"active_spans"`
+	ClientScratch     *ebpf.Map `ebpf:"client_scratch"`
+	ClientSpans       *ebpf.Map `ebpf:"client_spans"`
+	ContextStats      *ebpf.Map `ebpf:"context_stats"`
+	Drops             *ebpf.Map `ebpf:"drops"`
+	Events            *ebpf.Map `ebpf:"events"`
+	OutgoingByConn    *ebpf.Map `ebpf:"outgoing_by_conn"`
+	OutgoingH2        *ebpf.Map `ebpf:"outgoing_h2"`
+	OutgoingH2Streams *ebpf.Map `ebpf:"outgoing_h2_streams"`
+	OutgoingRequests  *ebpf.Map `ebpf:"outgoing_requests"`
+	RequestsToWrite   *ebpf.Map `ebpf:"requests_to_write"`
+	RequestsWriting   *ebpf.Map `ebpf:"requests_writing"`
+	TracedProcesses   *ebpf.Map `ebpf:"traced_processes"`
 }
 
 func (m *clientMaps) Close() error {
@@ -264,6 +304,9 @@ func (m *clientMaps) Close() error {
 		m.ContextStats,
 		m.Drops,
 		m.Events,
+		m.OutgoingByConn,
+		m.OutgoingH2,
+		m.OutgoingH2Streams,
 		m.OutgoingRequests,
 		m.RequestsToWrite,
 		m.RequestsWriting,
