@@ -68,6 +68,7 @@ func TestCLIRejectsBadSettingsNamingThem(t *testing.T) {
 		{"export buffer", []string{"--export-buffer", "-1", "--pid", "1"}, nil, "--export-buffer -1"},
 		{"offsets dir unreadable", []string{"--offsets-dir", junkDir, "--no-embedded-offsets", "inspect", "/bin/true"}, nil, "--offsets-dir " + junkDir},
 		{"offsets dir fails verify", []string{"inspect", "--offsets-dir", corruptOffsetsDir(t), "/bin/true"}, nil, "sha256"},
+		{"error as JSON", []string{"--log-format", "json", "--log-level", "bogus", "--pid", "1"}, nil, `{"time":`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

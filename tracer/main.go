@@ -313,17 +313,38 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tracer: %v\n%s\n", err, strings.SplitN(usage, "\n\n", 2)[0])
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "tracer: %v\n", err)
+	code = exitError
 	switch {
 	case errors.Is(err, errBadSetting), errors.Is(err, export.ErrBadSetting),
 		errors.Is(err, export.ErrUnknownExporter), errors.Is(err, export.ErrUnknownProtocol):
-		return exitUsage
+		code = exitUsage
 	case errors.Is(err, errNothingToTrace):
-		return exitNothingTraced
+		code = exitNothingTraced
 	case errors.Is(err, preflight.ErrPrivileges), errors.Is(err, preflight.ErrKernel):
-		return exitPrivileges
+		code = exitPrivileges
 	}
-	return exitError
+	if jsonLogs(args) {
+		// The last word in the format of the others.
+		slog.New(slog.NewJSONHandler(stderr, nil)).Error("tracer: "+err.Error(), "exit_status", code)
+	} else {
+		fmt.Fprintf(stderr, "tracer: %v\n", err)
+	}
+	return code
+}
+
+// jsonLogs reports whether args ask for --log-format json (before "--").
+func jsonLogs(args []string) bool {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return false
+		case a == "--log-format=json" || a == "-log-format=json":
+			return true
+		case (a == "--log-format" || a == "-log-format") && i+1 < len(args):
+			return args[i+1] == "json"
+		}
+	}
+	return false
 }
 
 // subcommand finds "inspect" or "help" among args, before or after the
