@@ -125,9 +125,9 @@ func registerMetrics(m metric.Meter, counts *Counts, capacity int) error {
 	return err
 }
 
-// newMetricExporter creates the exporter OTEL_METRICS_EXPORTER selects, or
-// nil for none.
-func newMetricExporter(ctx context.Context) (sdkmetric.Exporter, error) {
+// metricsExporter returns "otlp" or "none": OTEL_METRICS_EXPORTER, or by
+// default otlp when the spans go over OTLP.
+func metricsExporter() (string, error) {
 	name := strings.ToLower(strings.TrimSpace(os.Getenv(EnvMetricsExporter)))
 	if name == "" {
 		traces, _ := exporterNames(os.Getenv(EnvTracesExporter))
@@ -138,12 +138,18 @@ func newMetricExporter(ctx context.Context) (sdkmetric.Exporter, error) {
 			}
 		}
 	}
-	switch name {
-	case "none":
-		return nil, nil
-	case "otlp":
-	default:
-		return nil, fmt.Errorf("%s=%q: %w: want otlp or none", EnvMetricsExporter, name, ErrBadSetting)
+	if name != "otlp" && name != "none" {
+		return "", fmt.Errorf("%s=%q: %w: want otlp or none", EnvMetricsExporter, name, ErrBadSetting)
+	}
+	return name, nil
+}
+
+// newMetricExporter creates the exporter OTEL_METRICS_EXPORTER selects, or
+// nil for none.
+func newMetricExporter(ctx context.Context) (sdkmetric.Exporter, error) {
+	name, err := metricsExporter()
+	if err != nil || name == "none" {
+		return nil, err
 	}
 	protocol, source := DefaultProtocol, "default"
 	for _, env := range []string{"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", EnvProtocol} {
@@ -153,10 +159,7 @@ func newMetricExporter(ctx context.Context) (sdkmetric.Exporter, error) {
 		}
 	}
 	endpointSet := os.Getenv(EnvEndpoint) != "" || os.Getenv(EnvMetricsEndpoint) != ""
-	var (
-		e   sdkmetric.Exporter
-		err error
-	)
+	var e sdkmetric.Exporter
 	switch protocol {
 	case "http/protobuf":
 		var opts []otlpmetrichttp.Option

@@ -88,8 +88,8 @@ func tracesEndpoint(protocol string) (endpoint, source string) {
 // Check validates the environment the exporters will read, so that a bad
 // value is reported at start, naming the variable, rather than failing
 // every export later or being ignored: OTEL_TRACES_EXPORTER, the OTLP
-// protocol, the endpoint URLs (http or https, with a host), OTEL_BSP_* and
-// OTEL_EXPORTER_OTLP_TIMEOUT.
+// protocol, the endpoint URLs (http or https, with a host), OTEL_BSP_*,
+// the OTLP timeouts and OTEL_METRIC_EXPORT_INTERVAL and _TIMEOUT.
 func Check() error {
 	names, err := exporterNames(os.Getenv(EnvTracesExporter))
 	if err != nil {
@@ -98,7 +98,11 @@ func Check() error {
 	if _, err := bufferFromEnv(BufferOptions{}); err != nil {
 		return err
 	}
-	for _, env := range []string{"OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"} {
+	if _, err := metricsExporter(); err != nil {
+		return err
+	}
+	for _, env := range []string{"OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+		"OTEL_METRIC_EXPORT_INTERVAL", "OTEL_METRIC_EXPORT_TIMEOUT"} {
 		if _, err := envInt(env); err != nil {
 			return err
 		}
