@@ -89,6 +89,47 @@ static __always_inline __u32 read_masked(void *dst, __u32 mask, __u64 ptr, __s64
 }
 
 /*
+ * go_caller returns the return address of a Go function at its entry: on
+ * amd64 the word at the stack pointer, on arm64 the link register.
+ */
+static __always_inline __u64 go_caller(struct go_regs *regs)
+{
+#if defined(__TARGET_ARCH_x86)
+	return read_u64(regs->sp);
+#else
+	return regs->regs[30];
+#endif
+}
+
+/*
+ * How soon after a call's entry an entry of the same call site, receiver
+ * and argument is taken for the same call restarting: a function whose
+ * stack must grow runs its prologue, calls runtime.morestack, and starts
+ * again from its first instruction, on the same goroutine, with the same
+ * argument registers, within microseconds; an entry probe sees that call
+ * twice. A nested call (go-redis' HELLO on a new connection, made through
+ * the same hook code as the command that needed the connection) has the
+ * same caller but another receiver and argument.
+ */
+#define DB_REENTRY_NS 1000000
+
+/* Who made a call, to tell its restart from a nested call. */
+struct db_entry {
+	__u64 caller; /* return address */
+	__u64 recv;   /* first argument register: the receiver */
+	__u64 key;    /* an argument that differs between calls: the query, the command */
+};
+
+/*
+ * db_reentered reports whether entry e at now is the restart (after stack
+ * growth) of the call in progress that entered as prev at start_ns.
+ */
+static __always_inline int db_reentered(struct db_entry *prev, __u64 start_ns, struct db_entry *e, __u64 now)
+{
+	return prev->caller == e->caller && prev->recv == e->recv && prev->key == e->key && now - start_ns < DB_REENTRY_NS;
+}
+
+/*
  * db_begin fills the identity of ev, a new span of the goroutine g started
  * now: a child of g's active span, if any.
  */

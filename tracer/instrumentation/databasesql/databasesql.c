@@ -91,6 +91,7 @@ struct {
 struct sql_call {
 	struct db_event ev;
 	struct span_context saved;
+	struct db_entry entry; /* see db_reentered */
 	__u32 had_saved;
 	__u32 pad;
 };
@@ -178,16 +179,21 @@ int sql_open_return(void *ctx)
  * start keeps, by goroutine, the span of a call of kind op on the DB db
  * with the query text at query_ptr (0: none).
  */
-static __always_inline int start(struct go_regs *regs, __u8 op, __u64 db, __u64 query_ptr, __s64 query_len)
+static __always_inline int start(struct go_regs *regs, __u8 op, __u64 db, __u64 query_ptr, __s64 query_len, __u64 key)
 {
 	struct goroutine g;
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
+	struct db_entry e = {.caller = go_caller(regs), .recv = GO_REG1(regs), .key = key};
+	struct sql_call *cur = bpf_map_lookup_elem(&sql_calls, &g);
+	if (cur && db_reentered(&cur->entry, cur->ev.start_ns, &e, bpf_ktime_get_ns()))
+		return 0; /* the same call, started again after its stack grew */
 	__u32 zero = 0;
 	struct sql_call *c = bpf_map_lookup_elem(&sql_scratch, &zero);
 	if (!c)
 		return 0;
 	__builtin_memset(c, 0, sizeof(*c));
+	c->entry = e;
 	struct db_event *ev = &c->ev;
 	db_begin(ev, &g, op);
 	c->had_saved = span_activate(&g, ev->trace_id, ev->span_id, ev->flags, &c->saved);
@@ -226,7 +232,7 @@ SEC("uprobe/database_sql_DB_queryDC")
 int sql_query(void *ctx)
 {
 	struct go_regs *regs = ctx;
-	return start(regs, DB_OP_QUERY, GO_REG1(regs), GO_REG8(regs), (__s64)GO_REG9(regs));
+	return start(regs, DB_OP_QUERY, GO_REG1(regs), GO_REG8(regs), (__s64)GO_REG9(regs), GO_REG8(regs));
 }
 
 /* (*Rows, error): the error's itab is the second word. */
@@ -241,7 +247,7 @@ SEC("uprobe/database_sql_DB_execDC")
 int sql_exec(void *ctx)
 {
 	struct go_regs *regs = ctx;
-	return start(regs, DB_OP_EXEC, GO_REG1(regs), GO_REG6(regs), (__s64)GO_REG7(regs));
+	return start(regs, DB_OP_EXEC, GO_REG1(regs), GO_REG6(regs), (__s64)GO_REG7(regs), GO_REG6(regs));
 }
 
 /* (Result, error): the error's itab is the third word. */
@@ -270,7 +276,7 @@ static __always_inline int stmt_start(struct go_regs *regs, __u8 op)
 	if (a == 0 || bpf_probe_read_user(&q, sizeof(q), (const void *)a) != 0)
 		return 0;
 	read_go_ptr(field_addr(stmt, off_Stmt_db), &db);
-	return start(regs, op, db, q.ptr, q.len);
+	return start(regs, op, db, q.ptr, q.len, 0);
 }
 
 SEC("uprobe/database_sql_Stmt_QueryContext")
@@ -309,7 +315,7 @@ static __always_inline int tx_end(struct go_regs *regs, __u8 op, int span)
 	bpf_map_delete_elem(&sql_txs, &ref);
 	if (!span)
 		return 0;
-	return start(regs, op, d, 0, 0);
+	return start(regs, op, d, 0, 0, 0);
 }
 
 SEC("uprobe/database_sql_Tx_Commit")

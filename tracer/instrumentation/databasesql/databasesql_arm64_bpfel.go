@@ -64,9 +64,15 @@ type databasesqlSpanContext struct {
 }
 
 type databasesqlSqlCall struct {
-	_        structs.HostLayout
-	Ev       databasesqlDbEvent
-	Saved    databasesqlSpanContext
+	_     structs.HostLayout
+	Ev    databasesqlDbEvent
+	Saved databasesqlSpanContext
+	Entry struct {
+		_      structs.HostLayout
+		Caller uint64
+		Recv   uint64
+		Key    uint64
+	}
 	HadSaved uint32
 	Pad      uint32
 }

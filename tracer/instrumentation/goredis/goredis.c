@@ -34,6 +34,7 @@ volatile const __u64 off_Options_DB = OFFSET_ABSENT;      /* go-redis/v9.Options
 struct redis_call {
 	__u32 depth;
 	__u32 pad;
+	struct db_entry entry; /* see db_reentered */
 	struct db_event ev;
 };
 
@@ -51,14 +52,17 @@ struct {
 	__type(value, struct redis_call);
 } redis_scratch SEC(".maps");
 
-static __always_inline int start(struct go_regs *regs, __u8 op)
+static __always_inline int start(struct go_regs *regs, __u8 op, __u64 key)
 {
 	struct goroutine g;
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
+	struct db_entry e = {.caller = go_caller(regs), .recv = GO_REG1(regs), .key = key};
 	struct redis_call *outer = bpf_map_lookup_elem(&redis_calls, &g);
 	if (outer) {
-		__sync_fetch_and_add(&outer->depth, 1);
+		/* The same call started again after its stack grew, or a nested one. */
+		if (!db_reentered(&outer->entry, outer->ev.start_ns, &e, bpf_ktime_get_ns()))
+			__sync_fetch_and_add(&outer->depth, 1);
 		return 0;
 	}
 	__u32 zero = 0;
@@ -67,6 +71,7 @@ static __always_inline int start(struct go_regs *regs, __u8 op)
 		return 0;
 	__builtin_memset(c, 0, sizeof(*c));
 	c->depth = 1;
+	c->entry = e;
 	db_begin(&c->ev, &g, op);
 	__u64 opt = 0;
 	if (read_go_ptr(field_addr(GO_REG1(regs), off_baseClient_opt), &opt)) {
@@ -88,13 +93,13 @@ static __always_inline int start(struct go_regs *regs, __u8 op)
 SEC("uprobe/goredis_baseClient_process")
 int redis_command(void *ctx)
 {
-	return start(ctx, DB_OP_REDIS_CMD);
+	return start(ctx, DB_OP_REDIS_CMD, GO_REG5((struct go_regs *)ctx)); /* the Cmder's data word */
 }
 
 SEC("uprobe/goredis_baseClient_processPipeline")
 int redis_pipeline(void *ctx)
 {
-	return start(ctx, DB_OP_REDIS_PIPELINE);
+	return start(ctx, DB_OP_REDIS_PIPELINE, GO_REG4((struct go_regs *)ctx)); /* the []Cmder's array */
 }
 
 /* is_nil reports whether the error whose data word is p is redis.Nil: the RedisError string "redis: nil". */

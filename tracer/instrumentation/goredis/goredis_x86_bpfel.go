@@ -53,7 +53,13 @@ type goredisRedisCall struct {
 	_     structs.HostLayout
 	Depth uint32
 	Pad   uint32
-	Ev    goredisDbEvent
+	Entry struct {
+		_      structs.HostLayout
+		Caller uint64
+		Recv   uint64
+		Key    uint64
+	}
+	Ev goredisDbEvent
 }
 
 type goredisSpanContext struct {

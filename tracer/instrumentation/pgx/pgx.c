@@ -33,6 +33,7 @@ volatile const __u64 off_Config_Database = OFFSET_ABSENT; /* pgx/v5/pgconn.Confi
 struct pgx_call {
 	__u32 depth;
 	__u32 pad;
+	struct db_entry entry; /* see db_reentered */
 	struct db_event ev;
 };
 
@@ -59,14 +60,17 @@ static __always_inline __u8 read_string(void *dst, __u32 mask, __u64 addr)
 	return read_masked(dst, mask, s.ptr, s.len);
 }
 
-static __always_inline int start(struct go_regs *regs, __u8 op)
+static __always_inline int start(struct go_regs *regs, __u8 op, __u64 key)
 {
 	struct goroutine g;
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
+	struct db_entry e = {.caller = go_caller(regs), .recv = GO_REG1(regs), .key = key};
 	struct pgx_call *outer = bpf_map_lookup_elem(&pgx_calls, &g);
 	if (outer) {
-		__sync_fetch_and_add(&outer->depth, 1);
+		/* The same call started again after its stack grew, or a nested one. */
+		if (!db_reentered(&outer->entry, outer->ev.start_ns, &e, bpf_ktime_get_ns()))
+			__sync_fetch_and_add(&outer->depth, 1);
 		return 0;
 	}
 	__u32 zero = 0;
@@ -75,6 +79,7 @@ static __always_inline int start(struct go_regs *regs, __u8 op)
 		return 0;
 	__builtin_memset(c, 0, sizeof(*c));
 	c->depth = 1;
+	c->entry = e;
 	db_begin(&c->ev, &g, op);
 	c->ev.query_len = read_masked(c->ev.query, DB_QUERY_LEN, GO_REG4(regs), (__s64)GO_REG5(regs));
 	__u64 pg = 0, cfg = 0;
@@ -92,13 +97,13 @@ static __always_inline int start(struct go_regs *regs, __u8 op)
 SEC("uprobe/pgx_Conn_Query")
 int pgx_query(void *ctx)
 {
-	return start(ctx, DB_OP_PGX_QUERY);
+	return start(ctx, DB_OP_PGX_QUERY, GO_REG4((struct go_regs *)ctx)); /* the SQL text */
 }
 
 SEC("uprobe/pgx_Conn_Exec")
 int pgx_exec(void *ctx)
 {
-	return start(ctx, DB_OP_PGX_EXEC);
+	return start(ctx, DB_OP_PGX_EXEC, GO_REG4((struct go_regs *)ctx));
 }
 
 SEC("uprobe/pgx_return")

@@ -53,7 +53,13 @@ type pgxPgxCall struct {
 	_     structs.HostLayout
 	Depth uint32
 	Pad   uint32
-	Ev    pgxDbEvent
+	Entry struct {
+		_      structs.HostLayout
+		Caller uint64
+		Recv   uint64
+		Key    uint64
+	}
+	Ev pgxDbEvent
 }
 
 type pgxSpanContext struct {
