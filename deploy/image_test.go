@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -127,6 +128,7 @@ func TestImage(t *testing.T) {
 			if img.Config.User != wantUser {
 				t.Errorf("%s: user %q, want %q", ref, img.Config.User, wantUser)
 			}
+			checkBinary(t, ref, strings.TrimPrefix(suffix[strings.LastIndex(suffix, "-"):], "-"), wantUser != "")
 		}
 	})
 
@@ -159,6 +161,37 @@ func TestImage(t *testing.T) {
 			// through only with CAP_SYS_ADMIN; see docs/deployment.md.
 			"--security-opt", "seccomp=unconfined")
 	})
+}
+
+// checkBinary mounts the image and checks its tracer: an ELF for arch, and
+// for the non-root image the file capabilities scripts/image.sh sets.
+func checkBinary(t *testing.T, ref, arch string, nonroot bool) {
+	t.Helper()
+	out, err := exec.Command("podman", "image", "mount", ref).Output()
+	if err != nil {
+		t.Fatalf("podman image mount %s: %v", ref, err)
+	}
+	defer exec.Command("podman", "image", "unmount", ref).Run()
+	bin := filepath.Join(strings.TrimSpace(string(out)), "usr", "local", "bin", "tracer")
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatalf("%s: %v", ref, err)
+	}
+	defer f.Close()
+	want := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[arch]
+	if f.Machine != want {
+		t.Errorf("%s: tracer is %v, want %v", ref, f.Machine, want)
+	}
+	caps, err := exec.Command("getcap", bin).Output()
+	if err != nil {
+		t.Fatalf("getcap: %v", err)
+	}
+	const wantCaps = "cap_dac_read_search,cap_sys_ptrace,cap_perfmon,cap_bpf=ep"
+	if got := strings.TrimSpace(strings.TrimPrefix(string(caps), bin)); nonroot && got != wantCaps {
+		t.Errorf("%s: tracer's file capabilities %q, want %q", ref, got, wantCaps)
+	} else if !nonroot && got != "" {
+		t.Errorf("%s: root image's tracer has file capabilities %q", ref, got)
+	}
 }
 
 // buildService builds the tracer's test service (an HTTP server whose
