@@ -25,7 +25,7 @@ import (
 // and every connection closed, so exporters get connection refused, as
 // from a collector that is not running.
 type tcpProxy struct {
-	t      *testing.T
+	t      testing.TB
 	addr   string
 	target string
 
@@ -34,7 +34,7 @@ type tcpProxy struct {
 	conns map[net.Conn]bool
 }
 
-func newTCPProxy(t *testing.T, target string) *tcpProxy {
+func newTCPProxy(t testing.TB, target string) *tcpProxy {
 	p := &tcpProxy{t: t, target: target, conns: map[net.Conn]bool{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -91,16 +91,16 @@ func (p *tcpProxy) up() {
 
 var detachedCounts = regexp.MustCompile(`msg=detached pid=\d+ spans=(\d+) exported=(\d+) pending=0 dropped=(\d+) `)
 
-// TestTracerLosesNothingWhileTheCollectorIsDown: through the whole tracer
-// (uprobes, ring buffer, spans, export), a collector that is down for two
-// seconds of steady traffic costs no span: every request has its span at
-// the collector once it is back, and the tracer's counts say so.
-func TestTracerLosesNothingWhileTheCollectorIsDown(t *testing.T) {
-	uprobetest.RequireBPF(t)
+// outageRun runs the test service under the tracer binary bin, sends
+// GET /backend (one span each) at rate per second for before+down+after,
+// with the collector unreachable during down, then waits up to wait for
+// the spans and stops the tracer. It returns the requests sent, the spans
+// the collector received and the tracer's stderr.
+func outageRun(t testing.TB, bin string, rate int, before, down, after, wait time.Duration) (sent, received int, log string) {
 	recv := otlptest.NewHTTP(t)
 	proxy := newTCPProxy(t, strings.TrimPrefix(recv.Endpoint(), "http://"))
 
-	cmd := exec.Command(tracerBinary(t), "--", buildLocalService(t))
+	cmd := exec.Command(bin, "--", buildLocalService(t))
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+proxy.addr,
 		"OTEL_BSP_SCHEDULE_DELAY=100", "OTEL_METRICS_EXPORTER=none")
 	stderr := &syncBuffer{}
@@ -108,52 +108,112 @@ func TestTracerLosesNothingWhileTheCollectorIsDown(t *testing.T) {
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
+	defer func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
 			cmd.Wait()
 		}
-	})
+	}()
 	line := make([]byte, 128)
 	n, err := stdout.Read(line)
 	require.NoError(t, err, "service did not start:\n%s", stderr)
 	addr := strings.TrimSpace(strings.TrimPrefix(string(line[:n]), "listening on "))
 
-	// 100 requests/s (one span each): 1 s up, 2 s down, 1 s up.
-	sent := 0
+	// Every 10 ms the requests due by then, from 8 clients.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				resp, err := client.Get(fmt.Sprintf("http://%s/backend?n=%d", addr, i))
+				if !assert.NoError(t, err) {
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
 	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
 	start := time.Now()
 	isDown := false
 	for now := range tick.C {
 		el := now.Sub(start)
-		if el >= 4*time.Second {
+		if el >= before+down+after {
 			break
 		}
-		if !isDown && el >= time.Second && el < 3*time.Second {
+		if !isDown && el >= before && el < before+down {
 			proxy.down()
 			isDown = true
 		}
-		if isDown && el >= 3*time.Second {
+		if isDown && el >= before+down {
 			proxy.up()
 			isDown = false
 		}
-		resp, err := http.Get(fmt.Sprintf("http://%s/backend?n=%d", addr, sent))
-		require.NoError(t, err)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		sent++
+		for due := int(el.Seconds() * float64(rate)); sent < due; sent++ {
+			work <- sent
+		}
 	}
-	got := recv.WaitForSpans(t, sent, 30*time.Second)
+	tick.Stop()
+	close(work)
+	wg.Wait()
+	deadline := time.Now().Add(wait)
+	for len(recv.Spans()) < sent && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, cmd.Wait(), "stderr:\n%s", stderr)
+	_ = cmd.Wait()
+	return sent, len(recv.Spans()), stderr.String()
+}
 
-	assert.Len(t, got, sent, "every request's span reached the collector once it was back")
-	m := detachedCounts.FindStringSubmatch(stderr.String())
-	require.NotNil(t, m, "no detached line:\n%s", stderr)
+// TestTracerLosesNothingWhileTheCollectorIsDown: through the whole tracer
+// (uprobes, ring buffer, spans, export), a collector that is down for two
+// seconds of steady traffic costs no span: every request has its span at
+// the collector once it is back, and the tracer's counts say so.
+func TestTracerLosesNothingWhileTheCollectorIsDown(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	sent, received, log := outageRun(t, tracerBinary(t), 100, time.Second, 2*time.Second, time.Second, 30*time.Second)
+	assert.Equal(t, sent, received, "every request's span reached the collector once it was back")
+	m := detachedCounts.FindStringSubmatch(log)
+	require.NotNil(t, m, "no detached line:\n%s", log)
 	assert.Equal(t, fmt.Sprint(sent), m[1], "spans")
 	assert.Equal(t, fmt.Sprint(sent), m[2], "exported")
 	assert.Equal(t, "0", m[3], "dropped")
-	assert.Contains(t, stderr.String(), "export failed: keeping the spans", "the outage is logged")
-	assert.Contains(t, stderr.String(), "export recovered", "and the recovery")
+	assert.Contains(t, log, "export failed: keeping the spans", "the outage is logged")
+	assert.Contains(t, log, "export recovered", "and the recovery")
+}
+
+// BenchmarkTracerCollectorOutage measures the share of spans lost through
+// the whole tracer when the collector is down for OFFSETDB_OUTAGE_SECONDS
+// (default 5) in the middle of 1,000 requests/s lasting four times as
+// long, and reports it with the spans the tracer counted as dropped.
+// OFFSETDB_TRACER_BIN runs another tracer build (an older one, for a
+// before/after figure). One iteration is one run:
+//
+//	OFFSETDB_OUTAGE_SECONDS=30 go test ./tracer -run '^$' -bench TracerCollectorOutage -benchtime 1x -timeout 0
+func BenchmarkTracerCollectorOutage(b *testing.B) {
+	uprobetest.RequireBPF(b)
+	down := 5 * time.Second
+	if v := os.Getenv("OFFSETDB_OUTAGE_SECONDS"); v != "" {
+		d, err := time.ParseDuration(v + "s")
+		require.NoError(b, err, "OFFSETDB_OUTAGE_SECONDS")
+		down = d
+	}
+	bin := os.Getenv("OFFSETDB_TRACER_BIN")
+	if bin == "" {
+		bin = tracerBinary(b)
+	}
+	for b.Loop() {
+		sent, received, log := outageRun(b, bin, 1000, 3*down/2, down, 3*down/2, 30*time.Second)
+		b.ReportMetric(100*float64(sent-received)/float64(sent), "lost_%")
+		b.ReportMetric(float64(sent), "sent")
+		if m := detachedCounts.FindStringSubmatch(log); m != nil {
+			var dropped float64
+			fmt.Sscan(m[3], &dropped)
+			b.ReportMetric(dropped, "counted_dropped")
+		}
+	}
 }
