@@ -132,6 +132,30 @@ struct {
 	__type(value, struct h2_pending);
 } outgoing_h2 SEC(".maps");
 
+/*
+ * Which connection writer last listed a stream ID in a process, for a
+ * socket whose connection the writer does not know yet: a new connection's
+ * first frames, flushed on another thread. Used only when unambiguous (no
+ * other connection of the process listed that stream ID within a second).
+ */
+struct h2_sid_ref {
+	__u32 tgid;
+	__u32 stream_id;
+};
+
+struct h2_sid_owner {
+	__u64 conn;
+	__u64 queued_ns;
+	__u64 ambiguous; /* another connection listed the same stream ID */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct h2_sid_ref);
+	__type(value, struct h2_sid_owner);
+} outgoing_h2_sids SEC(".maps");
+
 /* What became of each client request's trace context; indexes of context_stats. */
 enum context_stat {
 	CONTEXT_WRITTEN = 0,      /* traceparent added to the request's bytes */
@@ -143,7 +167,7 @@ enum context_stat {
 	CONTEXT_WRITE_FAILED,     /* the kernel refused to grow or expose the message */
 	CONTEXT_H2_WRITTEN,       /* HTTP/2: traceparent header field appended to a HEADERS frame */
 	CONTEXT_H2_NOT_WRITTEN,   /* HTTP/2: the HEADERS frame was not found, split, padded or full */
-	CONTEXT_MISSED,           /* HTTP/1.x: the connection's next request came before this one was seen leaving (written on another thread before the connection was known) */
+	CONTEXT_MISSED,           /* written on another thread than the one that queued it, before the connection was known (HTTP/1.x: counted when the connection's next request comes; HTTP/2: a HEADERS frame without context) */
 	CONTEXT_STAT_COUNT,
 };
 

@@ -39,6 +39,8 @@ func TestInspectShowsEachProbeAndWhyItIsSkipped(t *testing.T) {
 			"google.golang.org/grpc.(*ClientConn).Invoke (>=v1.8.0)",
 			"google.golang.org/grpc.(*ClientConn).NewStream (>=v1.8.0)",
 			"google.golang.org/grpc.(*clientStream).finish",
+			"google.golang.org/grpc/internal/transport.(*http2Client).createHeaderFields (>=v1.14.0)",
+			"google.golang.org/grpc/internal/transport.(*loopyWriter).writeHeader (>=v1.14.0)",
 		}},
 	} {
 		t.Run(tt.target.String(), func(t *testing.T) {

@@ -43,6 +43,7 @@ const (
 	OutgoingByConnMap   = "outgoing_by_conn"
 	OutgoingH2Map       = "outgoing_h2"
 	OutgoingH2Streams   = "outgoing_h2_streams"
+	OutgoingH2Sids      = "outgoing_h2_sids"
 	TracedProcessesMap  = "traced_processes"
 	ContextStatsMap     = "context_stats"
 )
@@ -124,10 +125,11 @@ type Stats struct {
 	WriteFailed  uint64 // the kernel refused to grow the message; sent unchanged
 	H2Written    uint64 // HTTP/2 (gRPC): traceparent field appended to the call's HEADERS frame
 	H2NotWritten uint64 // HTTP/2: the HEADERS frame was split (CONTINUATION), padded or too large
-	// Missed counts HTTP/1.x requests that left without the header: the
-	// first request of a connection written on another thread than the
-	// one that queued it (the goroutine moved), before the writer knew the
-	// connection. Counted when the connection's next request is queued.
+	// Missed counts requests that left without the header: the first
+	// requests of a connection written on another thread than the one
+	// that queued them (the goroutine moved), before the writer knew the
+	// connection. HTTP/1.x: counted when the connection's next request is
+	// queued; HTTP/2: a client stream's HEADERS frame without context.
 	Missed uint64
 }
 

@@ -29,6 +29,11 @@
 
 /* A request written later than this after net/http began writing it is another's. */
 #define STALE_NS (200ULL * 1000 * 1000)
+/*
+ * A HEADERS frame the connection writer encoded this long ago: gRPC's
+ * writer batches frames and may yield before it flushes them.
+ */
+#define H2_STALE_NS (1000ULL * 1000 * 1000)
 /* The request line must end within this many bytes of the write's start. */
 #define LINE_MAX 1024
 /* "traceparent: " + 55 + "\r\n" */
@@ -274,7 +279,32 @@ undo:
 /* The default SETTINGS_MAX_FRAME_SIZE: a frame never grows past it. */
 #define H2_MAX_FRAME 16384
 /* Frames looked at per write. */
-#define H2_MAX_FRAMES 16
+#define H2_MAX_FRAMES 128
+
+/*
+ * For each HTTP/2 socket, how many bytes of its last write's final frame
+ * were not in that write: the next write starts inside that frame.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct conn_key);
+	__type(value, __u32);
+} h2_carry SEC(".maps");
+
+/*
+ * HTTP/2 sockets: the connection writer (a gRPC *loopyWriter) of each, or
+ * H2_WRITER_UNKNOWN for one whose client preface was seen but whose writer
+ * is not known yet. Frames are looked for only on these sockets, or on
+ * a thread with HEADERS frames pending.
+ */
+#define H2_WRITER_UNKNOWN 1
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct conn_key);
+	__type(value, __u64);
+} h2_conns SEC(".maps");
 
 /* Where inject_h2 keeps its copy of the thread's list. */
 struct {
@@ -342,12 +372,12 @@ __noinline __u32 h2_frame(struct sk_msg_md *msg, __u32 off)
 	__u64 now = bpf_ktime_get_ns();
 	struct conn_key ck;
 	conn_of(msg, id, &ck);
-	__u64 *known = bpf_map_lookup_elem(&conns, &ck);
-	__u64 conn = known ? *known : 0;
+	__u64 *known = bpf_map_lookup_elem(&h2_conns, &ck);
+	__u64 conn = known && *known != H2_WRITER_UNKNOWN ? *known : 0;
 	struct h2_stream *st = 0;
 	int slot = -1;
 	for (int i = 0; i < H2_PENDING; i++) {
-		if (pp->streams[i].stream_id == sid && now - pp->streams[i].queued_ns < STALE_NS) {
+		if (pp->streams[i].stream_id == sid && now - pp->streams[i].queued_ns < H2_STALE_NS) {
 			slot = i;
 			break;
 		}
@@ -360,17 +390,37 @@ __noinline __u32 h2_frame(struct sk_msg_md *msg, __u32 off)
 			live->streams[slot].stream_id = 0; /* seen: forget it */
 		if (!conn) {
 			conn = st->conn;
-			bpf_map_update_elem(&conns, &ck, &conn, BPF_ANY);
+			bpf_map_update_elem(&h2_conns, &ck, &conn, BPF_ANY);
 		}
-	} else if (conn) {
+	} else {
+		if (!conn && known) {
+			/* A new connection's first frames: its writer, if only one listed this stream ID. */
+			struct h2_sid_ref sref = {.tgid = id >> 32, .stream_id = sid};
+			struct h2_sid_owner *owner = bpf_map_lookup_elem(&outgoing_h2_sids, &sref);
+			if (owner && !owner->ambiguous && now - owner->queued_ns < H2_STALE_NS) {
+				conn = owner->conn;
+				bpf_map_update_elem(&h2_conns, &ck, &conn, BPF_ANY);
+			}
+		}
 		/* Encoded on another thread: found by connection and stream. */
 		struct h2_stream_ref ref = {.tgid = id >> 32, .stream_id = sid, .conn = conn};
-		st = bpf_map_lookup_elem(&outgoing_h2_streams, &ref);
-		if (st && now - st->queued_ns >= STALE_NS)
+		st = conn ? bpf_map_lookup_elem(&outgoing_h2_streams, &ref) : 0;
+		if (st && now - st->queued_ns >= H2_STALE_NS) {
+			context_count(CONTEXT_STALE);
 			st = 0;
+		}
 	}
-	if (!st)
+	if (!st) {
+		/*
+		 * A client stream's HEADERS frame we hold no context for: in a
+		 * traced process every call has one, so it was missed (the first
+		 * frames of a connection, flushed on another thread than the one
+		 * that encoded them, before the connection was known).
+		 */
+		if (sid & 1)
+			context_count(CONTEXT_MISSED);
 		return 9 + len;
+	}
 
 	struct h2_stream_ref ref = {.tgid = id >> 32, .stream_id = sid, .conn = st->conn};
 	__u32 at = off + 9 + len;
@@ -426,25 +476,43 @@ __noinline int inject_h2(struct sk_msg_md *msg)
 	struct h2_pending *pp = bpf_map_lookup_elem(&h2_scratch, &zero);
 	if (!pp)
 		return 0;
+	struct conn_key ck;
+	conn_of(msg, id, &ck);
+	__u8 c;
+	int preface = msg->size >= 24 && bpf_msg_pull_data(msg, 0, 24, 0) == 0 && byte_at(msg, 0, &c) && c == 'P' &&
+		      byte_at(msg, 1, &c) && c == 'R' && byte_at(msg, 2, &c) && c == 'I' && byte_at(msg, 3, &c) && c == ' ';
+	int h2 = bpf_map_lookup_elem(&h2_conns, &ck) != 0;
+	if (preface && !h2) {
+		__u64 unknown = H2_WRITER_UNKNOWN;
+		bpf_map_update_elem(&h2_conns, &ck, &unknown, BPF_ANY);
+		h2 = 1;
+	}
 	if (live) {
 		__builtin_memcpy(pp, live, sizeof(*pp));
 	} else {
-		struct conn_key ck;
-		conn_of(msg, id, &ck);
-		if (!bpf_map_lookup_elem(&conns, &ck))
+		if (!h2)
 			return 0; /* nothing pending on this thread, and not a known HTTP/2 connection */
 		__builtin_memset(pp, 0, sizeof(*pp));
 	}
 	__u32 off = 0;
-	__u8 c;
-	/* The client connection preface comes first on a new connection. */
-	if (msg->size >= 24 && bpf_msg_pull_data(msg, 0, 24, 0) == 0 && byte_at(msg, 0, &c) && c == 'P')
-		off = 24;
+	__u32 *carry = bpf_map_lookup_elem(&h2_carry, &ck);
+	if (carry) {
+		off = *carry; /* the rest of a frame the last write began */
+		bpf_map_delete_elem(&h2_carry, &ck);
+	} else if (preface) {
+		off = 24; /* the client connection preface comes first on a new connection */
+	}
 	for (int f = 0; f < H2_MAX_FRAMES; f++) {
+		if (off >= msg->size)
+			break;
 		__u32 n = h2_frame(msg, off);
 		if (n == 0)
 			break;
 		off += n;
+	}
+	if (off > msg->size && off - msg->size < 0x1000000) {
+		__u32 rest = off - msg->size;
+		bpf_map_update_elem(&h2_carry, &ck, &rest, BPF_ANY);
 	}
 	return 0;
 }

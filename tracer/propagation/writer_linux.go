@@ -68,6 +68,7 @@ func (w *Writer) Maps() map[string]*ebpf.Map {
 		OutgoingByConnMap:   w.objs.OutgoingByConn,
 		OutgoingH2Map:       w.objs.OutgoingH2,
 		OutgoingH2Streams:   w.objs.OutgoingH2Streams,
+		OutgoingH2Sids:      w.objs.OutgoingH2Sids,
 		TracedProcessesMap:  w.objs.TracedProcesses,
 		ContextStatsMap:     w.objs.ContextStats,
 	}

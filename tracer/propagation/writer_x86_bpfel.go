@@ -33,6 +33,19 @@ type writerH2Pending struct {
 	Streams [8]writerH2Stream
 }
 
+type writerH2SidOwner struct {
+	_         structs.HostLayout
+	Conn      uint64
+	QueuedNs  uint64
+	Ambiguous uint64
+}
+
+type writerH2SidRef struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	StreamId uint32
+}
+
 type writerH2Stream struct {
 	_        structs.HostLayout
 	StreamId uint32
@@ -72,9 +85,12 @@ const (
 	writerMapConnecting         = "connecting"
 	writerMapConns              = "conns"
 	writerMapContextStats       = "context_stats"
+	writerMapH2Carry            = "h2_carry"
+	writerMapH2Conns            = "h2_conns"
 	writerMapH2Scratch          = "h2_scratch"
 	writerMapOutgoingByConn     = "outgoing_by_conn"
 	writerMapOutgoingH2         = "outgoing_h2"
+	writerMapOutgoingH2Sids     = "outgoing_h2_sids"
 	writerMapOutgoingH2Streams  = "outgoing_h2_streams"
 	writerMapOutgoingRequests   = "outgoing_requests"
 	writerMapScratch            = "scratch"
@@ -137,9 +153,12 @@ type writerMapSpecs struct {
 	Connecting        *ebpf.MapSpec `ebpf:"connecting"`
 	Conns             *ebpf.MapSpec `ebpf:"conns"`
 	ContextStats      *ebpf.MapSpec `ebpf:"context_stats"`
+	H2Carry           *ebpf.MapSpec `ebpf:"h2_carry"`
+	H2Conns           *ebpf.MapSpec `ebpf:"h2_conns"`
 	H2Scratch         *ebpf.MapSpec `ebpf:"h2_scratch"`
 	OutgoingByConn    *ebpf.MapSpec `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.MapSpec `ebpf:"outgoing_h2"`
+	OutgoingH2Sids    *ebpf.MapSpec `ebpf:"outgoing_h2_sids"`
 	OutgoingH2Streams *ebpf.MapSpec `ebpf:"outgoing_h2_streams"`
 	OutgoingRequests  *ebpf.MapSpec `ebpf:"outgoing_requests"`
 	Scratch           *ebpf.MapSpec `ebpf:"scratch"`
@@ -176,9 +195,12 @@ type writerMaps struct {
 	Connecting        *ebpf.Map `ebpf:"connecting"`
 	Conns             *ebpf.Map `ebpf:"conns"`
 	ContextStats      *ebpf.Map `ebpf:"context_stats"`
+	H2Carry           *ebpf.Map `ebpf:"h2_carry"`
+	H2Conns           *ebpf.Map `ebpf:"h2_conns"`
 	H2Scratch         *ebpf.Map `ebpf:"h2_scratch"`
 	OutgoingByConn    *ebpf.Map `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.Map `ebpf:"outgoing_h2"`
+	OutgoingH2Sids    *ebpf.Map `ebpf:"outgoing_h2_sids"`
 	OutgoingH2Streams *ebpf.Map `ebpf:"outgoing_h2_streams"`
 	OutgoingRequests  *ebpf.Map `ebpf:"outgoing_requests"`
 	Scratch           *ebpf.Map `ebpf:"scratch"`
@@ -191,9 +213,12 @@ func (m *writerMaps) Close() error {
 		m.Connecting,
 		m.Conns,
 		m.ContextStats,
+		m.H2Carry,
+		m.H2Conns,
 		m.H2Scratch,
 		m.OutgoingByConn,
 		m.OutgoingH2,
+		m.OutgoingH2Sids,
 		m.OutgoingH2Streams,
 		m.OutgoingRequests,
 		m.Scratch,

@@ -363,6 +363,12 @@ int client_write_header(void *ctx)
 	dst->conn = GO_REG1(regs);
 	struct h2_stream_ref sref = {.tgid = id >> 32, .stream_id = dst->stream_id, .conn = dst->conn};
 	bpf_map_update_elem(&outgoing_h2_streams, &sref, dst, BPF_ANY);
+	struct h2_sid_ref sid = {.tgid = id >> 32, .stream_id = dst->stream_id};
+	struct h2_sid_owner owner = {.conn = dst->conn, .queued_ns = dst->queued_ns};
+	struct h2_sid_owner *prev = bpf_map_lookup_elem(&outgoing_h2_sids, &sid);
+	if (prev && prev->conn != owner.conn && owner.queued_ns - prev->queued_ns < 1000000000ULL)
+		owner.ambiguous = 1;
+	bpf_map_update_elem(&outgoing_h2_sids, &sid, &owner, BPF_ANY);
 	bpf_map_delete_elem(&header_fields, &ref);
 	return 0;
 }

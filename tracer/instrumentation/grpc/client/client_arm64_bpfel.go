@@ -56,6 +56,19 @@ type clientH2Pending struct {
 	Streams [8]clientH2Stream
 }
 
+type clientH2SidOwner struct {
+	_         structs.HostLayout
+	Conn      uint64
+	QueuedNs  uint64
+	Ambiguous uint64
+}
+
+type clientH2SidRef struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	StreamId uint32
+}
+
 type clientH2Stream struct {
 	_        structs.HostLayout
 	StreamId uint32
@@ -124,6 +137,7 @@ const (
 	clientMapHeaderFields           = "header_fields"
 	clientMapOutgoingByConn         = "outgoing_by_conn"
 	clientMapOutgoingH2             = "outgoing_h2"
+	clientMapOutgoingH2Sids         = "outgoing_h2_sids"
 	clientMapOutgoingH2Streams      = "outgoing_h2_streams"
 	clientMapOutgoingRequests       = "outgoing_requests"
 	clientMapPendingScratch         = "pending_scratch"
@@ -219,6 +233,7 @@ type clientMapSpecs struct {
 	HeaderFields      *ebpf.MapSpec `ebpf:"header_fields"`
 	OutgoingByConn    *ebpf.MapSpec `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.MapSpec `ebpf:"outgoing_h2"`
+	OutgoingH2Sids    *ebpf.MapSpec `ebpf:"outgoing_h2_sids"`
 	OutgoingH2Streams *ebpf.MapSpec `ebpf:"outgoing_h2_streams"`
 	OutgoingRequests  *ebpf.MapSpec `ebpf:"outgoing_requests"`
 	PendingScratch    *ebpf.MapSpec `ebpf:"pending_scratch"`
@@ -274,6 +289,7 @@ type clientMaps struct {
 	HeaderFields      *ebpf.Map `ebpf:"header_fields"`
 	OutgoingByConn    *ebpf.Map `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.Map `ebpf:"outgoing_h2"`
+	OutgoingH2Sids    *ebpf.Map `ebpf:"outgoing_h2_sids"`
 	OutgoingH2Streams *ebpf.Map `ebpf:"outgoing_h2_streams"`
 	OutgoingRequests  *ebpf.Map `ebpf:"outgoing_requests"`
 	PendingScratch    *ebpf.Map `ebpf:"pending_scratch"`
@@ -292,6 +308,7 @@ func (m *clientMaps) Close() error {
 		m.HeaderFields,
 		m.OutgoingByConn,
 		m.OutgoingH2,
+		m.OutgoingH2Sids,
 		m.OutgoingH2Streams,
 		m.OutgoingRequests,
 		m.PendingScratch,

@@ -38,6 +38,19 @@ type clientH2Pending struct {
 	Streams [8]clientH2Stream
 }
 
+type clientH2SidOwner struct {
+	_         structs.HostLayout
+	Conn      uint64
+	QueuedNs  uint64
+	Ambiguous uint64
+}
+
+type clientH2SidRef struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	StreamId uint32
+}
+
 type clientH2Stream struct {
 	_        structs.HostLayout
 	StreamId uint32
@@ -133,6 +146,7 @@ const (
 	clientMapEvents                       = "events"
 	clientMapOutgoingByConn               = "outgoing_by_conn"
 	clientMapOutgoingH2                   = "outgoing_h2"
+	clientMapOutgoingH2Sids               = "outgoing_h2_sids"
 	clientMapOutgoingH2Streams            = "outgoing_h2_streams"
 	clientMapOutgoingRequests             = "outgoing_requests"
 	clientMapRequestsToWrite              = "requests_to_write"
@@ -226,6 +240,7 @@ type clientMapSpecs struct {
 	Events            *ebpf.MapSpec `ebpf:"events"`
 	OutgoingByConn    *ebpf.MapSpec `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.MapSpec `ebpf:"outgoing_h2"`
+	OutgoingH2Sids    *ebpf.MapSpec `ebpf:"outgoing_h2_sids"`
 	OutgoingH2Streams *ebpf.MapSpec `ebpf:"outgoing_h2_streams"`
 	OutgoingRequests  *ebpf.MapSpec `ebpf:"outgoing_requests"`
 	RequestsToWrite   *ebpf.MapSpec `ebpf:"requests_to_write"`
@@ -289,6 +304,7 @@ type clientMaps struct {
 	Events            *ebpf.Map `ebpf:"events"`
 	OutgoingByConn    *ebpf.Map `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.Map `ebpf:"outgoing_h2"`
+	OutgoingH2Sids    *ebpf.Map `ebpf:"outgoing_h2_sids"`
 	OutgoingH2Streams *ebpf.Map `ebpf:"outgoing_h2_streams"`
 	OutgoingRequests  *ebpf.Map `ebpf:"outgoing_requests"`
 	RequestsToWrite   *ebpf.Map `ebpf:"requests_to_write"`
@@ -306,6 +322,7 @@ func (m *clientMaps) Close() error {
 		m.Events,
 		m.OutgoingByConn,
 		m.OutgoingH2,
+		m.OutgoingH2Sids,
 		m.OutgoingH2Streams,
 		m.OutgoingRequests,
 		m.RequestsToWrite,
