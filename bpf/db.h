@@ -102,17 +102,14 @@ static __always_inline __u64 go_caller(struct go_regs *regs)
 }
 
 /*
- * How soon after a call's entry an entry of the same call site, receiver
- * and argument is taken for the same call restarting: a function whose
- * stack must grow runs its prologue, calls runtime.morestack, and starts
- * again from its first instruction, on the same goroutine, with the same
- * argument registers, within microseconds; an entry probe sees that call
- * twice. A nested call (go-redis' HELLO on a new connection, made through
- * the same hook code as the command that needed the connection) has the
- * same caller but another receiver and argument.
+ * A function whose stack must grow, or whose goroutine the scheduler wants
+ * to preempt, runs its prologue, calls runtime.morestack and, once the
+ * stack is copied or the goroutine runs again (any time later), starts
+ * again from its first instruction with the same argument registers: an
+ * entry probe sees that call twice. A nested call (go-redis' HELLO on a new
+ * connection, made through the same hook code as the command that needed
+ * the connection) has the same caller but another receiver and argument.
  */
-#define DB_REENTRY_NS 1000000
-
 /* Who made a call, to tell its restart from a nested call. */
 struct db_entry {
 	__u64 caller; /* return address */
@@ -121,12 +118,12 @@ struct db_entry {
 };
 
 /*
- * db_reentered reports whether entry e at now is the restart (after stack
- * growth) of the call in progress that entered as prev at start_ns.
+ * db_reentered reports whether entry e is the restart (after stack growth
+ * or preemption) of the call in progress that entered as prev.
  */
-static __always_inline int db_reentered(struct db_entry *prev, __u64 start_ns, struct db_entry *e, __u64 now)
+static __always_inline int db_reentered(struct db_entry *prev, struct db_entry *e)
 {
-	return prev->caller == e->caller && prev->recv == e->recv && prev->key == e->key && now - start_ns < DB_REENTRY_NS;
+	return prev->caller == e->caller && prev->recv == e->recv && prev->key == e->key;
 }
 
 /*

@@ -186,8 +186,8 @@ static __always_inline int start(struct go_regs *regs, __u8 op, __u64 db, __u64 
 		return 0;
 	struct db_entry e = {.caller = go_caller(regs), .recv = GO_REG1(regs), .key = key};
 	struct sql_call *cur = bpf_map_lookup_elem(&sql_calls, &g);
-	if (cur && db_reentered(&cur->entry, cur->ev.start_ns, &e, bpf_ktime_get_ns()))
-		return 0; /* the same call, started again after its stack grew */
+	if (cur && db_reentered(&cur->entry, &e))
+		return 0; /* the same call, started again after its stack grew or it was preempted */
 	__u32 zero = 0;
 	struct sql_call *c = bpf_map_lookup_elem(&sql_scratch, &zero);
 	if (!c)

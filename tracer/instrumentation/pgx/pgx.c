@@ -68,8 +68,8 @@ static __always_inline int start(struct go_regs *regs, __u8 op, __u64 key)
 	struct db_entry e = {.caller = go_caller(regs), .recv = GO_REG1(regs), .key = key};
 	struct pgx_call *outer = bpf_map_lookup_elem(&pgx_calls, &g);
 	if (outer) {
-		/* The same call started again after its stack grew, or a nested one. */
-		if (!db_reentered(&outer->entry, outer->ev.start_ns, &e, bpf_ktime_get_ns()))
+		/* The same call started again (stack growth, preemption), or a nested one. */
+		if (!db_reentered(&outer->entry, &e))
 			__sync_fetch_and_add(&outer->depth, 1);
 		return 0;
 	}

@@ -177,10 +177,14 @@ func (c *Collector) Wait(t *testing.T, n int) []Span {
 			return c.Take()
 		}
 		if time.Now().After(deadline) {
+			byInst := map[string]int{}
 			for _, s := range got {
-				t.Logf("%s %s %s status=%v %v", s.Inst, s.Kind, s.Name, s.Status, s.Attrs)
+				byInst[s.Inst]++
+				if len(got) < 100 {
+					t.Logf("%s %s %s status=%v %v", s.Inst, s.Kind, s.Name, s.Status, s.Attrs)
+				}
 			}
-			require.Failf(t, "timeout", "got %d of %d spans", len(got), n)
+			require.Failf(t, "timeout", "got %d of %d spans: %v; dropped %d", len(got), n, byInst, c.Session.Drops())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
