@@ -707,3 +707,45 @@ func TestTraceContextAcrossHTTPAndGRPC(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, viaGRPC+viaHTTP, n-(calls-written1-written2), "requests in one trace")
 }
+
+// TestTraceContextOnEveryKindOfRequest: a request with a body (net/http
+// writes a copy of it), the shortest request line ("GET / HTTP/1.1"), and a
+// request the application already gave a traceparent (from a stripped
+// binary, where the tracer cannot read the header map): the first two get
+// exactly one traceparent, the third keeps the application's alone.
+func TestTraceContextOnEveryKindOfRequest(t *testing.T) {
+	c := startChain(t)
+	a, cc := c.addrs[0], c.addrs[2] // A is stripped
+	type echoed struct {
+		Method, URI string
+		Headers     map[string][]string
+		Body        string
+	}
+	get := func(path string) echoed {
+		code, body, err := httpGet(t, "http://"+a+path)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code, "%s", body)
+		var e echoed
+		require.NoError(t, json.Unmarshal(body, &e), "%s", body)
+		return e
+	}
+	tp := regexp.MustCompile(`^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$`)
+
+	e := get(fmt.Sprintf("/post/b1?n=100000&to=http://%s/echo", cc))
+	assert.Equal(t, "POST", e.Method)
+	assert.Len(t, e.Body, 100000, "the body arrives whole")
+	require.Len(t, e.Headers["Traceparent"], 1, "a request with a body gets one traceparent: %v", e.Headers)
+	assert.Regexp(t, tp, e.Headers["Traceparent"][0])
+
+	e = get(fmt.Sprintf("/relay/s1?to=http://%s/", cc))
+	assert.Equal(t, "/", e.URI)
+	require.Len(t, e.Headers["Traceparent"], 1, "the shortest request line gets one traceparent: %v", e.Headers)
+	assert.Regexp(t, tp, e.Headers["Traceparent"][0])
+
+	e = get(fmt.Sprintf("/own/o1?to=http://%s/echo", cc))
+	assert.Equal(t, []string{"00-11111111111111111111111111111111-2222222222222222-01"}, e.Headers["Traceparent"],
+		"the application's own traceparent is left alone, and no second one is added")
+
+	c.w.stop(t)
+	assert.Regexp(t, `written=2 .*application_set=1`, c.w.stderr.String())
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -17,18 +18,24 @@ type contextProp struct {
 	writer    *propagation.Writer
 }
 
+// contextSettings reads OTEL_TRACES_SAMPLER(_ARG) and OTEL_PROPAGATORS.
+func contextSettings() (propagation.Sampler, propagation.Propagators, error) {
+	sampler, err := propagation.ParseSampler(os.Getenv("OTEL_TRACES_SAMPLER"), os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
+	if err != nil {
+		return sampler, propagation.Propagators{}, err
+	}
+	props, err := propagation.ParsePropagators(os.Getenv("OTEL_PROPAGATORS"))
+	return sampler, props, err
+}
+
 // newContextProp reads OTEL_PROPAGATORS and OTEL_TRACES_SAMPLER(_ARG) and,
 // when write is set and tracecontext propagates, starts the writer. A
 // kernel that refuses the writer leaves tracing read-only, with a warning
 // that says why; a bad setting is an error naming it.
-func newContextProp(write bool, log *slog.Logger) (*contextProp, error) {
-	sampler, err := propagation.ParseSampler(os.Getenv("OTEL_TRACES_SAMPLER"), os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
+func newContextProp(write bool, cgroupRoot string, log *slog.Logger) (*contextProp, error) {
+	sampler, props, err := contextSettings()
 	if err != nil {
-		return nil, err
-	}
-	props, err := propagation.ParsePropagators(os.Getenv("OTEL_PROPAGATORS"))
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errBadSetting, err)
 	}
 	if len(props.Ignored) > 0 {
 		log.Warn("propagators not implemented by this tracer are ignored", "OTEL_PROPAGATORS", os.Getenv("OTEL_PROPAGATORS"), "ignored", strings.Join(props.Ignored, ","))
@@ -40,20 +47,27 @@ func newContextProp(write bool, log *slog.Logger) (*contextProp, error) {
 	case !write:
 		log.Info("writing trace context off (--context-propagation=false): incoming traceparent headers are continued, outgoing requests leave unchanged")
 	default:
-		root, err := propagation.CgroupRoot()
+		root, err := cgroupRoot, error(nil)
+		if root == "" {
+			root, err = propagation.CgroupRoot()
+		}
 		if err == nil {
 			c.writer, err = propagation.Start(root)
 		}
 		if err != nil {
-			log.Warn("outgoing requests will carry no traceparent: the kernel refused the socket-layer writer; tracing stays read-only",
-				"err", err, "fix", "run as root with a cgroup v2 hierarchy mounted, or --context-propagation=false to silence this")
+			log.Warn("outgoing requests will carry no traceparent: the socket-layer writer could not start; tracing stays read-only",
+				"err", err, "fix", "run as root (or with CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) with a cgroup v2 hierarchy mounted (--cgroup-root), or --context-propagation=false to silence this")
 			break
 		}
 		c.constants[propagation.ContextWriterConst] = uint8(1)
 		log.Debug("trace-context writer attached", "cgroup", root)
 	}
-	if sampler.Name != "parentbased_always_on" {
-		log.Info("sampler", "OTEL_TRACES_SAMPLER", sampler.Name, "ratio", sampler.Ratio)
+	switch sampler.Name {
+	case "parentbased_always_on":
+	case "traceidratio", "parentbased_traceidratio":
+		log.Info("sampler", "OTEL_TRACES_SAMPLER", sampler.Name, "OTEL_TRACES_SAMPLER_ARG", sampler.Ratio)
+	default:
+		log.Info("sampler", "OTEL_TRACES_SAMPLER", sampler.Name)
 	}
 	return c, nil
 }

@@ -56,6 +56,7 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/offsetdb/offsetdb"
+	"github.com/offsetdb/offsetdb/fieldset"
 	"github.com/offsetdb/offsetdb/offsets"
 	"github.com/offsetdb/offsetdb/tracer/discovery"
 	"github.com/offsetdb/offsetdb/tracer/export"
@@ -396,6 +397,8 @@ type traceSettings struct {
 	holdNew       bool
 	// writeContext: write W3C traceparent into outgoing requests (contextprop.go).
 	writeContext bool
+	// cgroupRoot: where the trace-context writer attaches ("" finds it).
+	cgroupRoot string
 	// kube: Kubernetes pod metadata on the spans (package kube).
 	kube *kube.Flags
 	// discovery: rules selecting the processes to trace (package discovery).
@@ -414,7 +417,8 @@ func traceFlags(w io.Writer) (*flag.FlagSet, *traceSettings) {
 	fs.BoolVar(&s.perLink, "per-uprobe-links", false, "attach every uprobe with a link of its own even where the kernel has uprobe_multi links (Linux 6.6+); slower to detach: ~80 ms per uprobe")
 	fs.IntVar(&s.buffer.MaxQueue, "export-buffer", 0, fmt.Sprintf("spans held per traced process while the collector is slow or away; beyond it the oldest are dropped and counted (default OTEL_BSP_MAX_QUEUE_SIZE, else %d: a minute at 1,000 spans/s)", export.DefaultMaxQueue))
 	fs.IntVar(&s.buffer.Concurrency, "export-concurrency", export.DefaultConcurrency, "exports in flight at once per traced process, so that a slow collector does not hold the rest back")
-	fs.BoolVar(&s.writeContext, "context-propagation", true, "write the W3C traceparent of the active span into outgoing HTTP/1 requests (socket-layer writer; false: continue incoming trace context only)")
+	fs.BoolVar(&s.writeContext, "context-propagation", true, "add the W3C traceparent of each client span to outgoing plaintext HTTP/1.x requests and gRPC calls, at the socket layer (nothing is written into the processes; false: continue incoming trace context only)")
+	fs.StringVar(&s.cgroupRoot, "cgroup-root", "", "cgroup v2 hierarchy the trace-context writer attaches to (default: the first cgroup2 mount in /proc/self/mountinfo; in a container, mount the host's /sys/fs/cgroup and name it here)")
 	fs.BoolVar(&s.holdNew, "exe-hold", true, "with --exe, stop each new matching process at its exec (SIGSTOP) until its probes are attached (SIGCONT), so that its first request is traced; false: it runs at once and its first requests may go untraced (default true, but false for --exe '*' unless given)")
 	s.kube = kube.RegisterFlags(fs)
 	s.discovery = discovery.RegisterFlags(fs)
@@ -441,6 +445,9 @@ func (s *traceSettings) check() error {
 	}
 	if s.pid < 0 {
 		return fmt.Errorf("%w: --pid %d: want a process ID", errBadSetting, s.pid)
+	}
+	if _, _, err := contextSettings(); err != nil {
+		return fmt.Errorf("%w: %w", errBadSetting, err)
 	}
 	if s.buffer.MaxQueue < 0 {
 		return fmt.Errorf("%w: --export-buffer %d: want a positive number of spans", errBadSetting, s.buffer.MaxQueue)
@@ -493,7 +500,7 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, err
 	}
 	log.Info("exporting spans", dest...)
-	cp, err := newContextProp(s.writeContext, log)
+	cp, err := newContextProp(s.writeContext, s.cgroupRoot, log)
 	if err != nil {
 		return 0, err
 	}
@@ -634,9 +641,18 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 		t.log.Warn(d.String(), "pid", pid, "exe", name)
 	}
 	for inst, fields := range p.Degraded {
+		var pending []resolve.Field
 		for _, f := range fields {
+			if module, ok := resolve.Module(p.Binary, f.ID); ok && fieldset.IsPending(module, f.ID) {
+				pending = append(pending, f) // said once below
+				continue
+			}
 			t.log.Warn("instrumentation runs without a field", "instrumentation", inst, "pid", pid, "exe", name, "field", f.ID.String(),
 				"reason", f.Err, "fix", resolve.Hint(p.Binary, []resolve.Field{f}))
+		}
+		if len(pending) > 0 {
+			t.log.Warn("instrumentation runs without incoming W3C trace context: the header map fields it needs are not in the offset database yet and the binary has no DWARF",
+				"instrumentation", inst, "pid", pid, "exe", name, "fields", len(pending), "fix", resolve.Hint(p.Binary, pending))
 		}
 	}
 	for _, a := range p.Assumptions {

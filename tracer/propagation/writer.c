@@ -35,7 +35,7 @@
  */
 #define H2_STALE_NS (1000ULL * 1000 * 1000)
 /* The request line must end within this many bytes of the write's start. */
-#define LINE_MAX 1024
+#define LINE_MAX 2048
 /* "traceparent: " + 55 + "\r\n" */
 #define HEADER_LEN 70
 
@@ -121,16 +121,26 @@ static __always_inline void format_header(__u8 *h, const struct outgoing_request
 }
 
 /*
- * byte_at reads the byte at offset i (< LINE_MAX) of the pulled part of
- * msg into *c; false past its end.
+ * msg_byte returns the byte at offset i (< LINE_MAX) of the pulled part of
+ * msg, or -1 past its end. A global function, so that the verifier checks
+ * the packet access once whatever the caller computed i from.
  */
-static __always_inline int byte_at(struct sk_msg_md *msg, __u32 i, __u8 *c)
+__noinline int msg_byte(struct sk_msg_md *msg, __u32 i)
 {
 	__u8 *data = msg->data, *end = msg->data_end;
 	__u8 *p = data + (i & (LINE_MAX - 1));
 	if (p + 1 > end)
+		return -1;
+	return *p;
+}
+
+/* byte_at reads the byte at offset i of the pulled part of msg into *c; false past its end. */
+static __always_inline int byte_at(struct sk_msg_md *msg, __u32 i, __u8 *c)
+{
+	int v = msg_byte(msg, i);
+	if (v < 0)
 		return 0;
-	*c = *p;
+	*c = (__u8)v;
 	return 1;
 }
 
@@ -169,6 +179,86 @@ static __always_inline void conn_of(struct sk_msg_md *msg, __u64 id, struct conn
 		ck->remote_ip[2] = msg->remote_ip6[2];
 		ck->remote_ip[3] = msg->remote_ip6[3];
 	}
+}
+
+/* lower returns c in lower case, for ASCII letters. */
+static __always_inline __u8 lower(__u8 c)
+{
+	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+/* name_at reports whether "traceparent:" (any case) is at offset at of msg. */
+__noinline int name_at(struct sk_msg_md *msg, __u32 at)
+{
+	const char name[] = "traceparent:";
+	for (__u32 k = 0; k < 12; k++) {
+		int c = msg_byte(msg, at + k);
+		if (c < 0 || lower((__u8)c) != name[k])
+			return 0;
+	}
+	return 1;
+}
+
+/* The state of a scan of msg's bytes with bpf_loop. */
+struct scan {
+	struct sk_msg_md *msg;
+	__u32 from;       /* first offset */
+	__u32 found;      /* the answer: an offset, or 1 for yes */
+	__u8 line_start;  /* has_traceparent: at the start of a header line */
+	__u8 done;
+};
+
+static long traceparent_step(__u64 i, void *ctx)
+{
+	struct scan *sc = ctx;
+	__u32 at = sc->from + (__u32)i;
+	int c = msg_byte(sc->msg, at);
+	if (c < 0 || at >= LINE_MAX - 12)
+		return 1;
+	if (sc->line_start) {
+		if (c == '\r')
+			return 1; /* the blank line that ends the headers */
+		if ((c == 't' || c == 'T') && name_at(sc->msg, at)) {
+			sc->found = 1;
+			return 1;
+		}
+	}
+	sc->line_start = c == '\n';
+	return 0;
+}
+
+/*
+ * has_traceparent reports whether a header line "traceparent:" (any case)
+ * starts at or after offset from (the start of a line), before the end of
+ * the headers, within the pulled part of msg (LINE_MAX bytes).
+ */
+static __always_inline int has_traceparent(struct sk_msg_md *msg, __u32 from)
+{
+	struct scan sc = {.msg = msg, .from = from, .line_start = 1};
+	bpf_loop(LINE_MAX, traceparent_step, &sc, 0);
+	return sc.found;
+}
+
+static long eol_step(__u64 i, void *ctx)
+{
+	struct scan *sc = ctx;
+	__u32 at = sc->from + (__u32)i;
+	int c = msg_byte(sc->msg, at);
+	if (c < 0 || at >= LINE_MAX - 1)
+		return 1;
+	if (c == '\r' && msg_byte(sc->msg, at + 1) == '\n') {
+		sc->found = at;
+		return 1;
+	}
+	return 0;
+}
+
+/* find_eol returns the offset of the first CRLF at or after from, or 0. */
+static __always_inline __u32 find_eol(struct sk_msg_md *msg, __u32 from)
+{
+	struct scan sc = {.msg = msg, .from = from};
+	bpf_loop(LINE_MAX, eol_step, &sc, 0);
+	return sc.found;
 }
 
 /* forget removes the queued request o, by thread (if still its) and by connection. */
@@ -230,16 +320,8 @@ static __always_inline int inject_http1(struct sk_msg_md *msg, __u64 id, struct 
 	}
 
 	/* The end of the request line, which must be an HTTP/1.x one. */
-	__u32 eol = 0;
-	__u8 c2;
-	for (__u32 i = 16; i < LINE_MAX - 1; i++) {
-		if (!byte_at(msg, i, &c) || !byte_at(msg, i + 1, &c2))
-			break;
-		if (c == '\r' && c2 == '\n') {
-			eol = i;
-			break;
-		}
-	}
+	/* "GET / HTTP/1.1": the shortest line ends 11 bytes after the method's space. */
+	__u32 eol = find_eol(msg, t + 11);
 	if (eol == 0) {
 		context_count(CONTEXT_LINE_TOO_LONG);
 		return SK_PASS;
@@ -250,6 +332,16 @@ static __always_inline int inject_http1(struct sk_msg_md *msg, __u64 id, struct 
 			context_count(CONTEXT_NOT_HTTP1);
 			return SK_PASS;
 		}
+	}
+
+	/*
+	 * A traceparent already among the headers (the application's own,
+	 * which the client uprobe could not see: a stripped binary, whose
+	 * header map fields are not known) is left alone: one header only.
+	 */
+	if (has_traceparent(msg, eol + 2)) {
+		context_count(CONTEXT_APP_SET);
+		return SK_PASS;
 	}
 
 	__u32 at = eol + 2;

@@ -8,7 +8,9 @@
 //	/fan/ID?next=A&n=N  calls http://A/hop/ID-i from N goroutines started with go
 //	/pool/ID?next=A  hands the call to a worker goroutine started before any request
 //	/relay/ID?to=URL  GETs URL and answers with its response body
-//	/echo  answers the request it received as JSON: method, URI, proto, host, headers
+//	/post/ID?to=URL&n=N  POSTs N bytes to URL and answers with its response body
+//	/own/ID?to=URL  GETs URL with its own traceparent header (as an SDK would) and answers with its response body
+//	/echo (and any other path)  answers the request it received as JSON: method, URI, proto, host, headers, body
 //
 // It prints "listening on ADDR" once it accepts connections.
 package main
@@ -48,7 +50,9 @@ func main() {
 	mux.HandleFunc("/fan/", fan)
 	mux.HandleFunc("/pool/", pool)
 	mux.HandleFunc("/relay/", relay)
-	mux.HandleFunc("/echo", echo)
+	mux.HandleFunc("/post/", post)
+	mux.HandleFunc("/own/", own)
+	mux.HandleFunc("/", echo)
 	fmt.Printf("listening on %s\n", ln.Addr())
 	if err := http.Serve(ln, mux); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -142,6 +146,38 @@ func pool(w http.ResponseWriter, r *http.Request) {
 
 func relay(w http.ResponseWriter, r *http.Request) {
 	resp, err := client.Get(r.URL.Query().Get("to"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+}
+
+func post(w http.ResponseWriter, r *http.Request) {
+	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	resp, err := client.Post(r.URL.Query().Get("to"), "text/plain", strings.NewReader(strings.Repeat("y", n)))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+}
+
+// ownTraceparent is what /own sends, as an application instrumented with an SDK would.
+const ownTraceparent = "00-11111111111111111111111111111111-2222222222222222-01"
+
+func own(w http.ResponseWriter, r *http.Request) {
+	req, err := http.NewRequest("GET", r.URL.Query().Get("to"), nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	req.Header.Set("Traceparent", ownTraceparent)
+	resp, err := client.Do(req)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return

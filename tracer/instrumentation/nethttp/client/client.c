@@ -185,6 +185,41 @@ int client_entry(void *ctx)
 }
 
 /*
+ * Runs at the entry of net/http.(*persistConn).roundTrip, on the calling
+ * goroutine, for HTTP/1.x requests:
+ *
+ *     func (pc *persistConn) roundTrip(req *transportRequest) (resp *Response, err error)
+ *
+ * (*Transport).roundTrip may have replaced the request with a copy by then
+ * (a request with a body is rewound through a copy), and the copy is what
+ * the connection writes: the queued context moves to it. The copy is the
+ * first field of transportRequest (an embedded *Request), at offset 0.
+ */
+SEC("uprobe/net_http_persistConn_roundTrip")
+int conn_round_trip(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct client_span *c = bpf_map_lookup_elem(&client_spans, &g);
+	if (!c || c->ev.context_out != CONTEXT_OUT_QUEUED)
+		return 0;
+	__u64 sent = read_u64(GO_REG2(regs)); /* req.Request */
+	if (sent == 0 || sent == c->req)
+		return 0;
+	struct request_ref from = {.tgid = g.tgid, .req = c->req};
+	struct outgoing_request *o = bpf_map_lookup_elem(&requests_to_write, &from);
+	if (!o)
+		return 0;
+	struct request_ref to = {.tgid = g.tgid, .req = sent};
+	bpf_map_update_elem(&requests_to_write, &to, o, BPF_ANY);
+	bpf_map_delete_elem(&requests_to_write, &from);
+	c->req = sent; /* client_return forgets it by this key */
+	return 0;
+}
+
+/*
  * Requests whose bytes a goroutine (a persistConn's writeLoop) has begun
  * to write, by goroutine: request_write hands them on to conn_write.
  */

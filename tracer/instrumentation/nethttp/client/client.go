@@ -37,13 +37,15 @@ import (
 // Symbol is the function the instrumentation probes for its spans.
 const Symbol = "net/http.(*Transport).roundTrip"
 
-// WriteSymbol is the function that writes a request to its connection,
-// and ConnWriteSymbol the one its bytes leave through, on the goroutine
-// whose write(2) sends them: where a request is handed to the writer of
-// trace context (package propagation).
+// Where a request is handed to the writer of trace context (package
+// propagation): RoundTripConnSymbol receives the request an HTTP/1.x
+// connection writes (a copy, for a request with a body), WriteSymbol
+// writes it, and ConnWriteSymbol is where its bytes leave, on the
+// goroutine whose write(2) sends them.
 const (
-	WriteSymbol     = "net/http.(*Request).write"
-	ConnWriteSymbol = "net/http.persistConnWriter.Write"
+	RoundTripConnSymbol = "net/http.(*persistConn).roundTrip"
+	WriteSymbol         = "net/http.(*Request).write"
+	ConnWriteSymbol     = "net/http.persistConnWriter.Write"
 )
 
 // Instrumentation returns the declaration of the net/http client
@@ -55,6 +57,7 @@ func Instrumentation() uprobe.Instrumentation {
 			{Symbol: Symbol, Entry: "client_entry", Return: "client_return"},
 			// Where the request's bytes are written, for the writer of
 			// trace context; the spans do not need them.
+			{Symbol: RoundTripConnSymbol, Entry: "conn_round_trip", Optional: true},
 			{Symbol: WriteSymbol, Entry: "request_write", Optional: true},
 			{Symbol: ConnWriteSymbol, Entry: "conn_write", Optional: true},
 		},

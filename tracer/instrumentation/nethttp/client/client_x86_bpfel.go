@@ -154,6 +154,7 @@ const (
 	clientMapTracedProcesses              = "traced_processes"
 	clientProgClientEntry                 = "client_entry"
 	clientProgClientReturn                = "client_return"
+	clientProgConnRoundTrip               = "conn_round_trip"
 	clientProgConnWrite                   = "conn_write"
 	clientProgRequestWrite                = "request_write"
 	clientVarContextWriter                = "context_writer"
@@ -222,10 +223,11 @@ type clientSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientProgramSpecs struct {
-	ClientEntry  *ebpf.ProgramSpec `ebpf:"client_entry"`
-	ClientReturn *ebpf.ProgramSpec `ebpf:"client_return"`
-	ConnWrite    *ebpf.ProgramSpec `ebpf:"conn_write"`
-	RequestWrite *ebpf.ProgramSpec `ebpf:"request_write"`
+	ClientEntry   *ebpf.ProgramSpec `ebpf:"client_entry"`
+	ClientReturn  *ebpf.ProgramSpec `ebpf:"client_return"`
+	ConnRoundTrip *ebpf.ProgramSpec `ebpf:"conn_round_trip"`
+	ConnWrite     *ebpf.ProgramSpec `ebpf:"conn_write"`
+	RequestWrite  *ebpf.ProgramSpec `ebpf:"request_write"`
 }
 
 // clientMapSpecs contains maps before they are loaded into the kernel.
@@ -363,16 +365,18 @@ type clientVariables struct {
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientPrograms struct {
-	ClientEntry  *ebpf.Program `ebpf:"client_entry"`
-	ClientReturn *ebpf.Program `ebpf:"client_return"`
-	ConnWrite    *ebpf.Program `ebpf:"conn_write"`
-	RequestWrite *ebpf.Program `ebpf:"request_write"`
+	ClientEntry   *ebpf.Program `ebpf:"client_entry"`
+	ClientReturn  *ebpf.Program `ebpf:"client_return"`
+	ConnRoundTrip *ebpf.Program `ebpf:"conn_round_trip"`
+	ConnWrite     *ebpf.Program `ebpf:"conn_write"`
+	RequestWrite  *ebpf.Program `ebpf:"request_write"`
 }
 
 func (p *clientPrograms) Close() error {
 	return _ClientClose(
 		p.ClientEntry,
 		p.ClientReturn,
+		p.ConnRoundTrip,
 		p.ConnWrite,
 		p.RequestWrite,
 	)
