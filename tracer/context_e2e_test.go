@@ -104,17 +104,7 @@ func (w *watchRun) waitLog(t *testing.T, s string) {
 }
 
 // stop ends the tracer with SIGTERM; it must flush and exit 0.
-func (w *watchRun) stop(t *testing.T) {
-	require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
-	done := make(chan error, 1)
-	go func() { done <- w.cmd.Wait() }()
-	select {
-	case err := <-done:
-		require.NoError(t, err, "tracer exit; stderr:\n%s", w.stderr)
-	case <-time.After(eventTimeout):
-		t.Fatalf("tracer did not exit after SIGTERM; stderr:\n%s", w.stderr)
-	}
-}
+func (w *watchRun) stop(t *testing.T) { stopTracer(t, w.cmd, w.stderr) }
 
 // runService runs bin and returns its address once it listens.
 func runService(t *testing.T, bin string, env []string, args ...string) (addr string, pid int) {
@@ -254,7 +244,7 @@ func TestTraceContextAcrossServices(t *testing.T) {
 	}
 	require.Len(t, byRequest, chainRequests, "requests with spans")
 	// Each request: A server → A client → B server → B client → C server.
-	want := []struct{ service, kind string }{
+	want := []hop{
 		{c.names[0], "server"}, {c.names[0], "client"}, {c.names[1], "server"}, {c.names[1], "client"}, {c.names[2], "server"},
 	}
 	traces := map[string]string{}
@@ -297,14 +287,7 @@ func TestTraceContextAcrossServices(t *testing.T) {
 		prev, ok := traces[ss[0].TraceID]
 		require.False(t, ok, "requests %s and %s share trace %s", id, prev, ss[0].TraceID)
 		traces[ss[0].TraceID] = id
-		parent := ""
-		for i, w := range want {
-			s, ok := byParent[parent]
-			require.True(t, ok, "request %s: no span #%d (%s %s) with parent %q", id, i, w.service, w.kind, parent)
-			assert.Equal(t, w.service, service(s), "request %s span #%d", id, i)
-			assert.Equal(t, w.kind, s.Kind, "request %s span #%d", id, i)
-			parent = s.SpanID
-		}
+		checkChain(t, "request "+id, byParent, want)
 	}
 	// No orphans: every parent named is a span of the same request.
 	for id, ss := range byRequest {
@@ -315,6 +298,23 @@ func TestTraceContextAcrossServices(t *testing.T) {
 		for _, s := range ss {
 			assert.True(t, s.ParentSpanID == "" || ids[s.ParentSpanID], "request %s: span %s has a parent %s that is not one of its request's spans", id, s.SpanID, s.ParentSpanID)
 		}
+	}
+}
+
+// hop is one span of a chain: its service.name and kind.
+type hop struct{ service, kind string }
+
+// checkChain asserts that byParent (spans by parent span ID) holds the
+// chain want from the root down, each span the parent of the next.
+func checkChain(t *testing.T, what string, byParent map[string]otlptest.Span, want []hop) {
+	t.Helper()
+	parent := ""
+	for i, w := range want {
+		s, ok := byParent[parent]
+		require.True(t, ok, "%s: no span #%d (%s %s) with parent %q", what, i, w.service, w.kind, parent)
+		assert.Equal(t, w.service, service(s), "%s span #%d", what, i)
+		assert.Equal(t, w.kind, s.Kind, "%s span #%d", what, i)
+		parent = s.SpanID
 	}
 }
 
@@ -687,7 +687,7 @@ func TestTraceContextAcrossHTTPAndGRPC(t *testing.T) {
 			byParent[s.ParentSpanID] = s
 		}
 		last := byParent[byParent[byParent[byParent[""].SpanID].SpanID].SpanID] // back's client call
-		want := []struct{ service, kind string }{
+		want := []hop{
 			{"mixed-front", "server"}, {"mixed-front", "client"}, {"mixed-back", "server"}, {"mixed-back", "client"}, {"mixed-back2", "server"},
 		}
 		if service(byParent[last.SpanID]) == "mixed-leaf" {
@@ -696,14 +696,7 @@ func TestTraceContextAcrossHTTPAndGRPC(t *testing.T) {
 		} else {
 			viaGRPC++
 		}
-		parent := ""
-		for i, w := range want {
-			s, ok := byParent[parent]
-			require.True(t, ok, "trace %s: no span #%d (%s %s) under %q", trace, i, w.service, w.kind, parent)
-			assert.Equal(t, w.service, service(s), "trace %s span #%d", trace, i)
-			assert.Equal(t, w.kind, s.Kind, "trace %s span #%d", trace, i)
-			parent = s.SpanID
-		}
+		checkChain(t, "trace "+trace, byParent, want)
 	}
 	assert.GreaterOrEqual(t, viaGRPC+viaHTTP, n-(calls-written1-written2), "requests in one trace")
 }

@@ -222,15 +222,19 @@ func (r *tracedRun) get(t *testing.T, path string) int {
 }
 
 // stop sends SIGTERM: the tracer must flush, detach and exit 0.
-func (r *tracedRun) stop(t *testing.T) {
-	require.NoError(t, r.cmd.Process.Signal(syscall.SIGTERM))
+func (r *tracedRun) stop(t *testing.T) { stopTracer(t, r.cmd, r.stderr) }
+
+// stopTracer sends the tracer run by cmd SIGTERM: it must flush, detach
+// and exit 0 within eventTimeout.
+func stopTracer(t *testing.T, cmd *exec.Cmd, stderr *syncBuffer) {
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	done := make(chan error, 1)
-	go func() { done <- r.cmd.Wait() }()
+	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		require.NoError(t, err, "tracer exit; stderr:\n%s", r.stderr)
+		require.NoError(t, err, "tracer exit; stderr:\n%s", stderr)
 	case <-time.After(eventTimeout):
-		t.Fatalf("tracer did not exit after SIGTERM; stderr:\n%s", r.stderr)
+		t.Fatalf("tracer did not exit after SIGTERM; stderr:\n%s", stderr)
 	}
 }
 

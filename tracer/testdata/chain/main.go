@@ -144,8 +144,8 @@ func pool(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "ok\n")
 }
 
-func relay(w http.ResponseWriter, r *http.Request) {
-	resp, err := client.Get(r.URL.Query().Get("to"))
+// answer answers with the response (or error) of a call made for the request.
+func answer(w http.ResponseWriter, resp *http.Response, err error) {
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
@@ -155,16 +155,15 @@ func relay(w http.ResponseWriter, r *http.Request) {
 	io.Copy(w, resp.Body)
 }
 
+func relay(w http.ResponseWriter, r *http.Request) {
+	resp, err := client.Get(r.URL.Query().Get("to"))
+	answer(w, resp, err)
+}
+
 func post(w http.ResponseWriter, r *http.Request) {
 	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 	resp, err := client.Post(r.URL.Query().Get("to"), "text/plain", strings.NewReader(strings.Repeat("y", n)))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	defer resp.Body.Close()
-	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, resp.Body)
+	answer(w, resp, err)
 }
 
 // ownTraceparent is what /own sends, as an application instrumented with an SDK would.
@@ -178,13 +177,7 @@ func own(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Header.Set("Traceparent", ownTraceparent)
 	resp, err := client.Do(req)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	defer resp.Body.Close()
-	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, resp.Body)
+	answer(w, resp, err)
 }
 
 func echo(w http.ResponseWriter, r *http.Request) {
