@@ -39,6 +39,7 @@ struct outgoing_request {
 	__u8 pad[5];
 	__u64 queued_ns; /* bpf_ktime_get_ns() when the write began */
 	__u64 conn;      /* the connection's writer (net/http: its *persistConn) */
+	__u64 req;       /* the *net/http.Request written */
 	__u8 method[OUTGOING_METHOD_LEN];
 	__u8 path[OUTGOING_PATH_LEN];
 };
@@ -70,6 +71,25 @@ struct {
 	__type(key, struct conn_ref);
 	__type(value, struct outgoing_request);
 } outgoing_by_conn SEC(".maps");
+
+/*
+ * Requests the writer has seen leave (with the header, or counted why
+ * not), by process and *net/http.Request: the client instrumentation
+ * counts a request it queued, got a response for, and finds missing here
+ * as missed.
+ */
+struct request_seen_ref {
+	__u32 tgid;
+	__u32 pad;
+	__u64 req;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct request_seen_ref);
+	__type(value, __u8);
+} outgoing_seen SEC(".maps");
 
 /*
  * Processes whose client requests are traced (tgid → 1): the sockets they
@@ -167,7 +187,7 @@ enum context_stat {
 	CONTEXT_WRITE_FAILED,     /* the kernel refused to grow or expose the message */
 	CONTEXT_H2_WRITTEN,       /* HTTP/2: traceparent header field appended to a HEADERS frame */
 	CONTEXT_H2_NOT_WRITTEN,   /* HTTP/2: the HEADERS frame was not found, split, padded or full */
-	CONTEXT_MISSED,           /* written on another thread than the one that queued it, before the connection was known (HTTP/1.x: counted when the connection's next request comes; HTTP/2: a HEADERS frame without context) */
+	CONTEXT_MISSED,           /* written on another thread than the one that queued it, before the connection was known (HTTP/1.x: a request answered but never seen leaving; HTTP/2: a HEADERS frame without context) */
 	CONTEXT_STAT_COUNT,
 };
 

@@ -41,6 +41,7 @@ var ErrNoCgroup2 = errors.New("no cgroup v2 hierarchy mounted")
 const (
 	OutgoingRequestsMap = "outgoing_requests"
 	OutgoingByConnMap   = "outgoing_by_conn"
+	OutgoingSeenMap     = "outgoing_seen"
 	OutgoingH2Map       = "outgoing_h2"
 	OutgoingH2Streams   = "outgoing_h2_streams"
 	OutgoingH2Sids      = "outgoing_h2_sids"
@@ -128,8 +129,9 @@ type Stats struct {
 	// Missed counts requests that left without the header: the first
 	// requests of a connection written on another thread than the one
 	// that queued them (the goroutine moved), before the writer knew the
-	// connection. HTTP/1.x: counted when the connection's next request is
-	// queued; HTTP/2: a client stream's HEADERS frame without context.
+	// connection. HTTP/1.x: a request that got a response but that the
+	// writer never saw leave; HTTP/2: a client stream's HEADERS frame
+	// without context.
 	Missed uint64
 }
 

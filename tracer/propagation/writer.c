@@ -261,9 +261,16 @@ static __always_inline __u32 find_eol(struct sk_msg_md *msg, __u32 from)
 	return sc.found;
 }
 
-/* forget removes the queued request o, by thread (if still its) and by connection. */
+/*
+ * forget removes the queued request o, by thread (if still its) and by
+ * connection, and notes that it was seen leaving (bpf/propagation.h,
+ * outgoing_seen).
+ */
 static __always_inline void forget(__u64 id, struct outgoing_request *o)
 {
+	struct request_seen_ref seen = {.tgid = id >> 32, .req = o->req};
+	__u8 one = 1;
+	bpf_map_update_elem(&outgoing_seen, &seen, &one, BPF_ANY);
 	struct outgoing_request *by_thread = bpf_map_lookup_elem(&outgoing_requests, &id);
 	if (by_thread && by_thread->queued_ns == o->queued_ns)
 		bpf_map_delete_elem(&outgoing_requests, &id);

@@ -74,8 +74,16 @@ type writerOutgoingRequest struct {
 	Pad       [5]uint8
 	QueuedNs  uint64
 	Conn      uint64
+	Req       uint64
 	Method    [16]uint8
 	Path      [32]uint8
+}
+
+type writerRequestSeenRef struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Req  uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -93,6 +101,7 @@ const (
 	writerMapOutgoingH2Sids     = "outgoing_h2_sids"
 	writerMapOutgoingH2Streams  = "outgoing_h2_streams"
 	writerMapOutgoingRequests   = "outgoing_requests"
+	writerMapOutgoingSeen       = "outgoing_seen"
 	writerMapScratch            = "scratch"
 	writerMapSockets            = "sockets"
 	writerMapTracedProcesses    = "traced_processes"
@@ -161,6 +170,7 @@ type writerMapSpecs struct {
 	OutgoingH2Sids    *ebpf.MapSpec `ebpf:"outgoing_h2_sids"`
 	OutgoingH2Streams *ebpf.MapSpec `ebpf:"outgoing_h2_streams"`
 	OutgoingRequests  *ebpf.MapSpec `ebpf:"outgoing_requests"`
+	OutgoingSeen      *ebpf.MapSpec `ebpf:"outgoing_seen"`
 	Scratch           *ebpf.MapSpec `ebpf:"scratch"`
 	Sockets           *ebpf.MapSpec `ebpf:"sockets"`
 	TracedProcesses   *ebpf.MapSpec `ebpf:"traced_processes"`
@@ -203,6 +213,7 @@ type writerMaps struct {
 	OutgoingH2Sids    *ebpf.Map `ebpf:"outgoing_h2_sids"`
 	OutgoingH2Streams *ebpf.Map `ebpf:"outgoing_h2_streams"`
 	OutgoingRequests  *ebpf.Map `ebpf:"outgoing_requests"`
+	OutgoingSeen      *ebpf.Map `ebpf:"outgoing_seen"`
 	Scratch           *ebpf.Map `ebpf:"scratch"`
 	Sockets           *ebpf.Map `ebpf:"sockets"`
 	TracedProcesses   *ebpf.Map `ebpf:"traced_processes"`
@@ -221,6 +232,7 @@ func (m *writerMaps) Close() error {
 		m.OutgoingH2Sids,
 		m.OutgoingH2Streams,
 		m.OutgoingRequests,
+		m.OutgoingSeen,
 		m.Scratch,
 		m.Sockets,
 		m.TracedProcesses,

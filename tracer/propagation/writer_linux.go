@@ -66,6 +66,7 @@ func (w *Writer) Maps() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		OutgoingRequestsMap: w.objs.OutgoingRequests,
 		OutgoingByConnMap:   w.objs.OutgoingByConn,
+		OutgoingSeenMap:     w.objs.OutgoingSeen,
 		OutgoingH2Map:       w.objs.OutgoingH2,
 		OutgoingH2Streams:   w.objs.OutgoingH2Streams,
 		OutgoingH2Sids:      w.objs.OutgoingH2Sids,

@@ -104,8 +104,16 @@ type clientOutgoingRequest struct {
 	Pad       [5]uint8
 	QueuedNs  uint64
 	Conn      uint64
+	Req       uint64
 	Method    [16]uint8
 	Path      [32]uint8
+}
+
+type clientRequestSeenRef struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Req  uint64
 }
 
 type clientSpanContext struct {
@@ -140,6 +148,7 @@ const (
 	clientMapOutgoingH2Sids         = "outgoing_h2_sids"
 	clientMapOutgoingH2Streams      = "outgoing_h2_streams"
 	clientMapOutgoingRequests       = "outgoing_requests"
+	clientMapOutgoingSeen           = "outgoing_seen"
 	clientMapPendingScratch         = "pending_scratch"
 	clientMapStreamSpans            = "stream_spans"
 	clientMapTracedProcesses        = "traced_processes"
@@ -236,6 +245,7 @@ type clientMapSpecs struct {
 	OutgoingH2Sids    *ebpf.MapSpec `ebpf:"outgoing_h2_sids"`
 	OutgoingH2Streams *ebpf.MapSpec `ebpf:"outgoing_h2_streams"`
 	OutgoingRequests  *ebpf.MapSpec `ebpf:"outgoing_requests"`
+	OutgoingSeen      *ebpf.MapSpec `ebpf:"outgoing_seen"`
 	PendingScratch    *ebpf.MapSpec `ebpf:"pending_scratch"`
 	StreamSpans       *ebpf.MapSpec `ebpf:"stream_spans"`
 	TracedProcesses   *ebpf.MapSpec `ebpf:"traced_processes"`
@@ -292,6 +302,7 @@ type clientMaps struct {
 	OutgoingH2Sids    *ebpf.Map `ebpf:"outgoing_h2_sids"`
 	OutgoingH2Streams *ebpf.Map `ebpf:"outgoing_h2_streams"`
 	OutgoingRequests  *ebpf.Map `ebpf:"outgoing_requests"`
+	OutgoingSeen      *ebpf.Map `ebpf:"outgoing_seen"`
 	PendingScratch    *ebpf.Map `ebpf:"pending_scratch"`
 	StreamSpans       *ebpf.Map `ebpf:"stream_spans"`
 	TracedProcesses   *ebpf.Map `ebpf:"traced_processes"`
@@ -311,6 +322,7 @@ func (m *clientMaps) Close() error {
 		m.OutgoingH2Sids,
 		m.OutgoingH2Streams,
 		m.OutgoingRequests,
+		m.OutgoingSeen,
 		m.PendingScratch,
 		m.StreamSpans,
 		m.TracedProcesses,

@@ -121,6 +121,7 @@ static __always_inline void queue_context(struct http_event *ev, __u32 tgid, __u
 		if (i < n && !is_path_byte(o.path[i]))
 			o.path_len = 0;
 	}
+	o.req = req;
 	struct request_ref ref = {.tgid = tgid, .req = req};
 	bpf_map_update_elem(&requests_to_write, &ref, &o, BPF_ANY);
 	__u8 one = 1;
@@ -213,6 +214,7 @@ int conn_round_trip(void *ctx)
 	if (!o)
 		return 0;
 	struct request_ref to = {.tgid = g.tgid, .req = sent};
+	o->req = sent;
 	bpf_map_update_elem(&requests_to_write, &to, o, BPF_ANY);
 	bpf_map_delete_elem(&requests_to_write, &from);
 	c->req = sent; /* client_return forgets it by this key */
@@ -279,8 +281,6 @@ int conn_write(void *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&outgoing_requests, &id, o, BPF_ANY);
 	struct conn_ref cref = {.tgid = g.tgid, .conn = o->conn};
-	if (bpf_map_lookup_elem(&outgoing_by_conn, &cref))
-		context_count(CONTEXT_MISSED); /* the connection's previous request left without it */
 	bpf_map_update_elem(&outgoing_by_conn, &cref, o, BPF_ANY);
 	bpf_map_delete_elem(&requests_writing, &g);
 	return 0;
@@ -307,6 +307,12 @@ int client_return(void *ctx)
 	if (ev->context_out == CONTEXT_OUT_QUEUED) {
 		struct request_ref ref = {.tgid = g.tgid, .req = c->req};
 		bpf_map_delete_elem(&requests_to_write, &ref);
+		/* Answered, so written: did the writer see it leave? */
+		struct request_seen_ref seen = {.tgid = g.tgid, .req = c->req};
+		if (bpf_map_lookup_elem(&outgoing_seen, &seen))
+			bpf_map_delete_elem(&outgoing_seen, &seen);
+		else if (ev->status != 0)
+			context_count(CONTEXT_MISSED);
 	}
 	bpf_map_delete_elem(&client_spans, &g);
 	return 0;

@@ -86,8 +86,9 @@ type clientHttpEvent struct {
 	RemoteParent  uint8
 	ContextOut    uint8
 	TracestateLen uint8
+	Outcome       uint8
+	_             [3]byte
 	Pid           uint32
-	_             [4]byte
 	Goid          uint64
 	StartNs       uint64
 	EndNs         uint64
@@ -114,11 +115,19 @@ type clientOutgoingRequest struct {
 	Pad       [5]uint8
 	QueuedNs  uint64
 	Conn      uint64
+	Req       uint64
 	Method    [16]uint8
 	Path      [32]uint8
 }
 
 type clientRequestRef struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Req  uint64
+}
+
+type clientRequestSeenRef struct {
 	_    structs.HostLayout
 	Tgid uint32
 	Pad  uint32
@@ -149,6 +158,7 @@ const (
 	clientMapOutgoingH2Sids               = "outgoing_h2_sids"
 	clientMapOutgoingH2Streams            = "outgoing_h2_streams"
 	clientMapOutgoingRequests             = "outgoing_requests"
+	clientMapOutgoingSeen                 = "outgoing_seen"
 	clientMapRequestsToWrite              = "requests_to_write"
 	clientMapRequestsWriting              = "requests_writing"
 	clientMapTracedProcesses              = "traced_processes"
@@ -245,6 +255,7 @@ type clientMapSpecs struct {
 	OutgoingH2Sids    *ebpf.MapSpec `ebpf:"outgoing_h2_sids"`
 	OutgoingH2Streams *ebpf.MapSpec `ebpf:"outgoing_h2_streams"`
 	OutgoingRequests  *ebpf.MapSpec `ebpf:"outgoing_requests"`
+	OutgoingSeen      *ebpf.MapSpec `ebpf:"outgoing_seen"`
 	RequestsToWrite   *ebpf.MapSpec `ebpf:"requests_to_write"`
 	RequestsWriting   *ebpf.MapSpec `ebpf:"requests_writing"`
 	TracedProcesses   *ebpf.MapSpec `ebpf:"traced_processes"`
@@ -309,6 +320,7 @@ type clientMaps struct {
 	OutgoingH2Sids    *ebpf.Map `ebpf:"outgoing_h2_sids"`
 	OutgoingH2Streams *ebpf.Map `ebpf:"outgoing_h2_streams"`
 	OutgoingRequests  *ebpf.Map `ebpf:"outgoing_requests"`
+	OutgoingSeen      *ebpf.Map `ebpf:"outgoing_seen"`
 	RequestsToWrite   *ebpf.Map `ebpf:"requests_to_write"`
 	RequestsWriting   *ebpf.Map `ebpf:"requests_writing"`
 	TracedProcesses   *ebpf.Map `ebpf:"traced_processes"`
@@ -327,6 +339,7 @@ func (m *clientMaps) Close() error {
 		m.OutgoingH2Sids,
 		m.OutgoingH2Streams,
 		m.OutgoingRequests,
+		m.OutgoingSeen,
 		m.RequestsToWrite,
 		m.RequestsWriting,
 		m.TracedProcesses,
