@@ -26,6 +26,10 @@
 #define REMOTE_ADDR_LEN 64
 #define TRACESTATE_LEN 255
 
+/* How a server request ended (http_event.outcome). */
+#define OUTCOME_RETURNED 0 /* the handler returned */
+#define OUTCOME_PANIC 1    /* the handler panicked; net/http recovered it and logged "panic serving" */
+
 /* What became of the trace context of a client request (http_event.context_out). */
 #define CONTEXT_OUT_NONE 0    /* not written: propagation is off */
 #define CONTEXT_OUT_QUEUED 1  /* handed to the socket-layer writer (tracer/propagation) */
@@ -53,6 +57,7 @@ struct http_event {
 	__u8 remote_parent; /* server: the parent came in a traceparent header */
 	__u8 context_out;   /* client: CONTEXT_OUT_* */
 	__u8 tracestate_len;
+	__u8 outcome;       /* server: OUTCOME_* */
 	__u32 pid; /* thread group id of the traced process */
 	__u64 goid;
 	__u64 start_ns;
@@ -112,6 +117,7 @@ static __always_inline void reset_event(struct http_event *ev)
 	ev->remote_parent = 0;
 	ev->context_out = CONTEXT_OUT_NONE;
 	ev->tracestate_len = 0;
+	ev->outcome = OUTCOME_RETURNED;
 	ev->pid = 0;
 	ev->goid = 0;
 	ev->start_ns = 0;

@@ -7,7 +7,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"io/ioutil"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +27,35 @@ func main() {
 	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "failing on purpose", http.StatusInternalServerError)
 	})
+	// /panic calls the backend, then panics: net/http recovers the panic
+	// and closes the connection. /abort panics with http.ErrAbortHandler,
+	// which net/http recovers without logging.
+	mux.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) {
+		if resp, err := http.Get("http://" + r.Host + "/backend?item=panic"); err == nil {
+			resp.Body.Close()
+		}
+		panic("panicking on purpose")
+	})
+	mux.HandleFunc("/abort", func(w http.ResponseWriter, r *http.Request) {
+		panic(http.ErrAbortHandler)
+	})
+	// /empty writes nothing: net/http answers 200 with an empty body.
+	mux.HandleFunc("/empty", func(w http.ResponseWriter, r *http.Request) {})
+	// /hijack takes the connection over and answers 204 itself.
+	mux.HandleFunc("/hijack", func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+		buf.Flush()
+	})
+	// /long/... answers the length of its path and query, for paths and
+	// queries longer than the tracer's buffers.
+	mux.HandleFunc("/long/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%d %d\n", len(r.URL.Path), len(r.URL.RawQuery))
+	})
 	fmt.Printf("listening on %s\n", ln.Addr())
 	if err := http.Serve(ln, mux); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -42,7 +70,7 @@ func items(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
-	body, _ := ioutil.ReadAll(resp.Body)
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	fmt.Fprintf(w, "item %s: %s\n", r.URL.Path, body)
 }

@@ -46,6 +46,9 @@ type HTTPEvent struct {
 	ProtoMajor int
 	ProtoMinor int
 	StatusCode int // 0 if unknown (client request failed before a response)
+	// Panicked: server: the handler panicked and net/http recovered the
+	// panic (the connection or stream is closed; StatusCode is 0).
+	Panicked bool
 }
 
 // Describe fills out with the span of ev: its IDs and times, and the name,
@@ -141,7 +144,9 @@ func addProtocolVersion(s *spans.Span, major, minor int) {
 //
 // The name is "{method} {http.route}" when the ServeMux pattern is known and
 // "{method}" otherwise; status is Error for 5xx responses only, since a 4xx
-// is the client's error, not the server's.
+// is the client's error, not the server's, and for a handler that panicked
+// (error.type "panic": the panic value's type and message are not read, so
+// there is no exception event).
 func describeServer(ev *HTTPEvent, s *spans.Span) {
 	clearDescription(s)
 	method := addMethod(s, ev.Method)
@@ -179,6 +184,9 @@ func describeServer(ev *HTTPEvent, s *spans.Span) {
 		if ev.StatusCode >= 500 && ev.StatusCode <= 599 {
 			s.SetError(semconv.ErrorTypeKey.String(strconv.Itoa(ev.StatusCode)), "")
 		}
+	}
+	if ev.Panicked && s.Status != codes.Error {
+		s.SetError(semconv.ErrorTypeKey.String("panic"), "handler panicked")
 	}
 }
 

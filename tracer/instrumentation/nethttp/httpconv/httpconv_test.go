@@ -66,6 +66,18 @@ func TestDescribeFollowsHTTPSemanticConventions(t *testing.T) {
 			wantStatus: codes.Error,
 		},
 		{
+			name: "server whose handler panicked: error, no status",
+			ev: HTTPEvent{Kind: trace.SpanKindServer, Method: "GET", Path: "/panic", Route: "/panic",
+				ProtoMajor: 1, ProtoMinor: 1, Panicked: true},
+			wantName: "GET /panic",
+			wantAttrs: map[string]any{
+				"http.request.method": "GET", "http.route": "/panic", "url.path": "/panic", "url.scheme": "http",
+				"network.protocol.version": "1.1", "error.type": "panic",
+			},
+			wantStatus:  codes.Error,
+			wantDescrip: "handler panicked",
+		},
+		{
 			name:     "methods are case-sensitive",
 			ev:       HTTPEvent{Kind: trace.SpanKindServer, Method: "get", Path: "/", Route: "/", StatusCode: 200},
 			wantName: "HTTP /",

@@ -47,6 +47,7 @@ var (
 	offSpanID     = unsafe.Offsetof(serverHttpEvent{}.SpanId)
 	offParentID   = unsafe.Offsetof(serverHttpEvent{}.ParentSpanId)
 	offFlags      = unsafe.Offsetof(serverHttpEvent{}.Flags)
+	offOutcome    = unsafe.Offsetof(serverHttpEvent{}.Outcome)
 	// Each string: where its length byte is, where its buffer starts, and
 	// the buffer's size.
 	strMethod     = recordString(unsafe.Offsetof(serverHttpEvent{}.MethodLen), unsafe.Offsetof(serverHttpEvent{}.Method), len(serverHttpEvent{}.Method))
@@ -58,6 +59,9 @@ var (
 	strRemoteAddr = recordString(unsafe.Offsetof(serverHttpEvent{}.RemoteAddrLen), unsafe.Offsetof(serverHttpEvent{}.RemoteAddr), len(serverHttpEvent{}.RemoteAddr))
 	strTraceState = recordString(unsafe.Offsetof(serverHttpEvent{}.TracestateLen), unsafe.Offsetof(serverHttpEvent{}.Tracestate), len(serverHttpEvent{}.Tracestate))
 )
+
+// outcomePanic is OUTCOME_PANIC of bpf/nethttp.h: the handler panicked.
+const outcomePanic = 1
 
 // stringField locates one length-prefixed string buffer of a record.
 type stringField struct{ lenAt, at, size int }
@@ -98,6 +102,7 @@ func DecodeRecord(record []byte, kind trace.SpanKind) (httpconv.HTTPEvent, error
 		StatusCode: int(ne.Uint16(record[offStatus:])),
 		Unsampled:  record[offFlags]&1 == 0,
 		TraceState: strTraceState.read(record),
+		Panicked:   record[offOutcome] == outcomePanic,
 	}
 	copy(ev.TraceID[:], record[offTraceID:])
 	copy(ev.SpanID[:], record[offSpanID:])

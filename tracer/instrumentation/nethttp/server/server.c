@@ -19,6 +19,9 @@
  * stack): it reads what the handler decided (route, status) and submits
  * the event.
  *
+ * A handler that panics never returns: server_panic ends its span where
+ * net/http logs the recovered panic.
+ *
  * The status is read from *net/http.response, which rw is for HTTP/1.x
  * only; for HTTP/2 (ProtoMajor 2) rw is another type and the status is
  * left 0 (unknown).
@@ -133,16 +136,12 @@ int server_entry(void *ctx)
 	return 0;
 }
 
-SEC("uprobe/net_http_serverHandler_ServeHTTP_return")
-int server_return(void *ctx)
+/*
+ * server_finish reads what the handler decided (route, status), submits the
+ * event and restores the goroutine's active span.
+ */
+static __always_inline void server_finish(struct goroutine *g, struct server_span *s)
 {
-	struct go_regs *regs = ctx;
-	struct goroutine g;
-	if (!current_goroutine(regs, off_g_goid, &g))
-		return 0;
-	struct server_span *s = bpf_map_lookup_elem(&server_spans, &g);
-	if (!s)
-		return 0;
 	struct http_event *ev = &s->ev;
 	ev->end_ns = bpf_ktime_get_ns();
 
@@ -155,12 +154,79 @@ int server_return(void *ctx)
 			ev->route_len = read_go_string(ev->route, ROUTE_LEN, a);
 	}
 
-	/* rw is a *response only for HTTP/1.x. */
-	if (ev->proto_major == 1 && (a = field_addr(s->rw, off_response_status)))
+	/*
+	 * rw is a *response only for HTTP/1.x. After a panic the status is left
+	 * unknown: net/http closes the connection, and the client received a
+	 * status only if the handler had flushed one.
+	 */
+	if (ev->outcome == OUTCOME_RETURNED && ev->proto_major == 1 && (a = field_addr(s->rw, off_response_status)))
 		ev->status = http_status(read_u64(a));
 
 	submit(ev, sizeof(*ev));
-	span_deactivate(&g, s->had_saved, &s->saved);
-	bpf_map_delete_elem(&server_spans, &g);
+	span_deactivate(g, s->had_saved, &s->saved);
+	bpf_map_delete_elem(&server_spans, g);
+}
+
+SEC("uprobe/net_http_serverHandler_ServeHTTP_return")
+int server_return(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct server_span *s = bpf_map_lookup_elem(&server_spans, &g);
+	if (!s)
+		return 0;
+	server_finish(&g, s);
+	return 0;
+}
+
+/* The first bytes of the formats net/http logs a recovered handler panic with. */
+#define PANIC_PREFIX_LEN 20
+static const char panic_prefix_http1[PANIC_PREFIX_LEN] = "http: panic serving ";
+static const char panic_prefix_http2[PANIC_PREFIX_LEN] = "http2: panic serving";
+
+/*
+ * server_panic runs at the entry of the logf methods net/http's recovery
+ * paths call when a handler panicked:
+ *
+ *     func (s *Server) logf(format string, args ...any)         // HTTP/1.x, in (*conn).serve
+ *     func (sc *http2serverConn) logf(format string, args ...any) // bundled HTTP/2, in runHandler
+ *
+ * The deferred recovery runs on the handler's goroutine before the stack
+ * unwinds, so the goroutine's unfinished span in server_spans is the
+ * request that panicked: it is submitted as OUTCOME_PANIC. Every other
+ * message these functions log (a superfluous WriteHeader, a TLS handshake
+ * error, ...) is told apart by its format. A panic with
+ * http.ErrAbortHandler is not logged: its span is lost, as before.
+ */
+SEC("uprobe/net_http_Server_logf")
+int server_panic(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	__u64 fmt = GO_REG2(regs);
+	if (GO_REG3(regs) < PANIC_PREFIX_LEN)
+		return 0;
+	char buf[PANIC_PREFIX_LEN] = {};
+	if (bpf_probe_read_user(buf, sizeof(buf), (const void *)fmt) != 0)
+		return 0;
+	int http1 = 1, http2 = 1;
+	for (int i = 0; i < PANIC_PREFIX_LEN; i++) {
+		if (buf[i] != panic_prefix_http1[i])
+			http1 = 0;
+		if (buf[i] != panic_prefix_http2[i])
+			http2 = 0;
+	}
+	if (!http1 && !http2)
+		return 0;
+
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct server_span *s = bpf_map_lookup_elem(&server_spans, &g);
+	if (!s)
+		return 0;
+	s->ev.outcome = OUTCOME_PANIC;
+	server_finish(&g, s);
 	return 0;
 }

@@ -4,7 +4,9 @@
 // It probes net/http.serverHandler.ServeHTTP, through which every request of
 // every net/http.Server passes, with the BPF programs of server.c: the
 // request is read at the function's entry, the matched route and the
-// response status at each of its RET instructions. While the handler runs
+// response status at each of its RET instructions. A handler that panics
+// never reaches a RET: its span ends where net/http logs the recovered
+// panic ((*Server).logf, or the HTTP/2 server's logf), with error status. While the handler runs
 // the span is the goroutine's active span (bpf/context.h), so that client
 // instrumentations (net/http, gRPC) make the handler's outgoing calls its
 // children.
@@ -36,6 +38,12 @@ func Instrumentation() uprobe.Instrumentation {
 		Name: "net/http server",
 		Probes: []uprobe.Probe{
 			{Symbol: Symbol, Entry: "server_entry", Return: "server_return"},
+			// A handler that panicked never returns: net/http recovers the
+			// panic on the handler's goroutine and logs it with one of
+			// these, where server_panic submits the span with its outcome.
+			{Symbol: "net/http.(*Server).logf", Entry: "server_panic", Optional: true},
+			{Symbol: "net/http.(*http2serverConn).logf", Entry: "server_panic", Optional: true},           // bundled HTTP/2, Go ≤ 1.26
+			{Symbol: "net/http/internal/http2.(*serverConn).logf", Entry: "server_panic", Optional: true}, // Go 1.27+
 		},
 		Fields: append([]uprobe.Field{
 			{ID: offsets.MustParseFieldID("runtime.g.goid"), Const: "off_g_goid"},

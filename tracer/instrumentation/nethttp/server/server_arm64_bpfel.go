@@ -37,8 +37,9 @@ type serverHttpEvent struct {
 	RemoteParent  uint8
 	ContextOut    uint8
 	TracestateLen uint8
+	Outcome       uint8
+	_             [3]byte
 	Pid           uint32
-	_             [4]byte
 	Goid          uint64
 	StartNs       uint64
 	EndNs         uint64
@@ -83,6 +84,7 @@ const (
 	serverMapServerScratch                = "server_scratch"
 	serverMapServerSpans                  = "server_spans"
 	serverProgServerEntry                 = "server_entry"
+	serverProgServerPanic                 = "server_panic"
 	serverProgServerReturn                = "server_return"
 	serverVarEventKind                    = "event_kind"
 	serverVarOffMapDirLen                 = "off_Map_dirLen"
@@ -155,6 +157,7 @@ type serverSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverProgramSpecs struct {
 	ServerEntry  *ebpf.ProgramSpec `ebpf:"server_entry"`
+	ServerPanic  *ebpf.ProgramSpec `ebpf:"server_panic"`
 	ServerReturn *ebpf.ProgramSpec `ebpf:"server_return"`
 }
 
@@ -275,12 +278,14 @@ type serverVariables struct {
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverPrograms struct {
 	ServerEntry  *ebpf.Program `ebpf:"server_entry"`
+	ServerPanic  *ebpf.Program `ebpf:"server_panic"`
 	ServerReturn *ebpf.Program `ebpf:"server_return"`
 }
 
 func (p *serverPrograms) Close() error {
 	return _ServerClose(
 		p.ServerEntry,
+		p.ServerPanic,
 		p.ServerReturn,
 	)
 }

@@ -75,6 +75,15 @@ func TestDecodeRecordReadsTheSampledFlag(t *testing.T) {
 	}
 }
 
+// A record of a handler that panicked (OUTCOME_PANIC) decodes as Panicked.
+func TestDecodeRecordReadsThePanicOutcome(t *testing.T) {
+	for outcome, panicked := range map[uint8]bool{0: false, 1: true} {
+		ev, err := DecodeRecord(record(t, serverHttpEvent{Kind: 1, Outcome: outcome}), trace.SpanKindServer)
+		require.NoError(t, err)
+		assert.Equal(t, panicked, ev.Panicked, "outcome %d", outcome)
+	}
+}
+
 func TestDecodeRecordToleratesLengthsBeyondBuffers(t *testing.T) {
 	r := serverHttpEvent{Kind: 1, MethodLen: 255}
 	copy(r.Method[:], "GETGETGETGETGETG")

@@ -1,0 +1,235 @@
+//go:build linux && (amd64 || arm64)
+
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/offsetdb/offsetdb/gobinary"
+	"github.com/offsetdb/offsetdb/layout"
+	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/client"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/httpconv"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/server"
+	"github.com/offsetdb/offsetdb/tracer/uprobe"
+	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
+)
+
+// The traced program (tracer/testdata/service), built once per test binary
+// with and without symbols and DWARF, and the fields resolved from the
+// plain build's DWARF.
+var target struct {
+	once            sync.Once
+	dir             string
+	plain, stripped string
+	values          map[offsets.FieldID]offsets.Value
+	err             error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if target.dir != "" {
+		os.RemoveAll(target.dir)
+	}
+	os.Exit(code)
+}
+
+func buildTarget(t *testing.T) {
+	t.Helper()
+	target.once.Do(func() {
+		target.err = func() error {
+			dir, err := os.MkdirTemp("", "offsetdb-httpserver-")
+			if err != nil {
+				return err
+			}
+			target.dir = dir
+			target.plain = filepath.Join(dir, "target")
+			target.stripped = filepath.Join(dir, "target-stripped")
+			for out, ldflags := range map[string]string{target.plain: "", target.stripped: "-s -w"} {
+				cmd := exec.Command("go", "build", "-trimpath", "-ldflags="+ldflags, "-o", out, "../../../testdata/service")
+				cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GOWORK=off")
+				if b, err := cmd.CombinedOutput(); err != nil {
+					return fmt.Errorf("go build %s: %v\n%s", out, err, b)
+				}
+			}
+			f, err := layout.Open(target.plain)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			target.values, err = f.Fields(uprobe.Fields(server.Instrumentation(), client.Instrumentation()))
+			// The other Go map implementation's fields are not in this release.
+			var missing *layout.MissingError
+			if errors.As(err, &missing) {
+				for id := range missing.Missing {
+					if id.Package != "runtime" && id.Package != "internal/runtime/maps" {
+						return err
+					}
+				}
+				err = nil
+			}
+			return err
+		}()
+	})
+	require.NoError(t, target.err)
+}
+
+// traced runs the program at path under the server and client
+// instrumentations, with the field values vs, and returns its address and
+// a function that waits for n events.
+func traced(t *testing.T, path string, vs map[offsets.FieldID]offsets.Value) (addr string, wait func(n int) []httpconv.HTTPEvent) {
+	t.Helper()
+	cmd := exec.Command(path)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err, "read the target's address")
+	addr = strings.TrimPrefix(strings.TrimSpace(line), "listening on ")
+
+	bin, err := gobinary.Open(path)
+	require.NoError(t, err)
+	defer bin.Close()
+	s, err := uprobe.Attach(context.Background(), bin, cmd.Process.Pid, []uprobe.Instrumentation{server.Instrumentation(), client.Instrumentation()}, vs, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, s.Close()) })
+
+	var mu sync.Mutex
+	var evs []httpconv.HTTPEvent
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Read(ctx, func(ev uprobe.Event) {
+			kind := trace.SpanKindServer
+			if ev.Instrumentation == client.Instrumentation().Name {
+				kind = trace.SpanKindClient
+			}
+			hev, err := server.DecodeRecord(ev.Record, kind)
+			if assert.NoError(t, err) && assert.NoError(t, ev.Err) {
+				mu.Lock()
+				evs = append(evs, hev)
+				mu.Unlock()
+			}
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	wait = func(n int) []httpconv.HTTPEvent {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			mu.Lock()
+			got := len(evs)
+			mu.Unlock()
+			if got >= n {
+				time.Sleep(200 * time.Millisecond) // let any unexpected extra event arrive
+				assert.Zero(t, s.Drops(), "dropped records")
+				mu.Lock()
+				defer mu.Unlock()
+				return append([]httpconv.HTTPEvent(nil), evs...)
+			}
+			if time.Now().After(deadline) {
+				require.Failf(t, "timeout", "got %d of %d events", got, n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return addr, wait
+}
+
+// send sends a GET and returns the status, or 0 when no response came.
+func send(t *testing.T, url string) int {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// byPath returns the events of the given kind and path.
+func byPath(evs []httpconv.HTTPEvent, kind trace.SpanKind, path string) []httpconv.HTTPEvent {
+	var out []httpconv.HTTPEvent
+	for _, ev := range evs {
+		if ev.Kind == kind && ev.Path == path {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// A handler that panics (after a client call) yields its server span, with
+// the panic and no status, and the client call it made keeps it as parent;
+// a panic with http.ErrAbortHandler yields no span. The requests after them
+// on the same goroutines are traced as usual.
+func TestAttachEndsSpanOfPanickingHandler(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	buildTarget(t)
+	for name, path := range map[string]string{"plain": target.plain, "stripped": target.stripped} {
+		t.Run(name, func(t *testing.T) {
+			addr, wait := traced(t, path, target.values)
+			const n = 3
+			for range n {
+				assert.Zero(t, send(t, "http://"+addr+"/panic"), "/panic answered")
+				assert.Zero(t, send(t, "http://"+addr+"/abort"), "/abort answered")
+				assert.Equal(t, http.StatusOK, send(t, "http://"+addr+"/backend"))
+			}
+			// Per /panic: its span, its client call and the backend's span;
+			// per /backend: its span.
+			evs := wait(4 * n)
+			assert.Empty(t, byPath(evs, trace.SpanKindServer, "/abort"), "span of a handler aborted with http.ErrAbortHandler")
+			panics := byPath(evs, trace.SpanKindServer, "/panic")
+			require.Len(t, panics, n)
+			bySpan := make(map[trace.SpanID]httpconv.HTTPEvent)
+			for _, ev := range panics {
+				assert.True(t, ev.Panicked)
+				assert.Zero(t, ev.StatusCode)
+				assert.Equal(t, "GET", ev.Method)
+				assert.Equal(t, "/panic", ev.Route)
+				assert.True(t, ev.End.After(ev.Start))
+				bySpan[ev.SpanID] = ev
+			}
+			calls := byPath(evs, trace.SpanKindClient, "/backend")
+			require.Len(t, calls, n)
+			for _, ev := range calls {
+				parent, ok := bySpan[ev.ParentSpanID]
+				if assert.True(t, ok, "client span %v has no /panic span as parent", ev.ParentSpanID) {
+					assert.Equal(t, parent.TraceID, ev.TraceID)
+					assert.False(t, ev.End.After(parent.End), "client span ends after its parent")
+				}
+			}
+			backends := byPath(evs, trace.SpanKindServer, "/backend")
+			require.Len(t, backends, 2*n)
+			for _, ev := range backends {
+				assert.False(t, ev.Panicked)
+				assert.Equal(t, http.StatusOK, ev.StatusCode)
+				assert.False(t, ev.ParentSpanID.IsValid(), "no context is propagated: %+v", ev)
+			}
+		})
+	}
+}
