@@ -190,6 +190,13 @@ func (c *Collector) Wait(t *testing.T, n int) []Span {
 	}
 }
 
+// Errs returns the errors of records that could not be decoded.
+func (c *Collector) Errs() []error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]error(nil), c.errs...)
+}
+
 // Take returns the spans collected so far and forgets them.
 func (c *Collector) Take() []Span {
 	c.mu.Lock()
