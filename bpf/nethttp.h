@@ -29,6 +29,7 @@
 /* How a server request ended (http_event.outcome). */
 #define OUTCOME_RETURNED 0 /* the handler returned */
 #define OUTCOME_PANIC 1    /* the handler panicked; net/http recovered it and logged "panic serving" */
+#define OUTCOME_HIJACKED 2 /* the handler returned having hijacked the connection: no status */
 
 /* What became of the trace context of a client request (http_event.context_out). */
 #define CONTEXT_OUT_NONE 0    /* not written: propagation is off */

@@ -49,6 +49,9 @@ type HTTPEvent struct {
 	// Panicked: server: the handler panicked and net/http recovered the
 	// panic (the connection or stream is closed; StatusCode is 0).
 	Panicked bool
+	// Hijacked: server: the handler took the connection over
+	// (http.Hijacker); what it answered is unknown, StatusCode is 0.
+	Hijacked bool
 }
 
 // Describe fills out with the span of ev: its IDs and times, and the name,
@@ -185,6 +188,9 @@ func describeServer(ev *HTTPEvent, s *spans.Span) {
 			s.SetError(semconv.ErrorTypeKey.String(strconv.Itoa(ev.StatusCode)), "")
 		}
 	}
+	if ev.Hijacked {
+		s.Attributes = append(s.Attributes, attrHijacked)
+	}
 	if ev.Panicked && s.Status != codes.Error {
 		s.SetError(semconv.ErrorTypeKey.String("panic"), "handler panicked")
 	}
@@ -228,6 +234,11 @@ func describeClient(ev *HTTPEvent, s *spans.Span) {
 		s.Attributes = append(s.Attributes, semconv.HTTPResponseStatusCode(code))
 	}
 }
+
+// attrHijacked marks the span of a request whose handler hijacked the
+// connection, which is why it has no http.response.status_code. The
+// semantic conventions have no attribute for it.
+var attrHijacked = attribute.Bool("offsetdb.http.hijacked", true)
 
 // routePath returns the path part of a ServeMux pattern
 // "[METHOD ][HOST]/[PATH]", which is what http.route holds, or "" when the

@@ -78,6 +78,15 @@ func TestDescribeFollowsHTTPSemanticConventions(t *testing.T) {
 			wantDescrip: "handler panicked",
 		},
 		{
+			name:     "server whose handler hijacked the connection: no status, marked",
+			ev:       HTTPEvent{Kind: trace.SpanKindServer, Method: "GET", Path: "/ws", ProtoMajor: 1, ProtoMinor: 1, Hijacked: true},
+			wantName: "GET",
+			wantAttrs: map[string]any{
+				"http.request.method": "GET", "url.path": "/ws", "url.scheme": "http",
+				"network.protocol.version": "1.1", "offsetdb.http.hijacked": true,
+			},
+		},
+		{
 			name:     "methods are case-sensitive",
 			ev:       HTTPEvent{Kind: trace.SpanKindServer, Method: "get", Path: "/", Route: "/", StatusCode: 200},
 			wantName: "HTTP /",

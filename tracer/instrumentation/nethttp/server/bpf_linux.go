@@ -60,8 +60,11 @@ var (
 	strTraceState = recordString(unsafe.Offsetof(serverHttpEvent{}.TracestateLen), unsafe.Offsetof(serverHttpEvent{}.Tracestate), len(serverHttpEvent{}.Tracestate))
 )
 
-// outcomePanic is OUTCOME_PANIC of bpf/nethttp.h: the handler panicked.
-const outcomePanic = 1
+// The OUTCOME_ values of bpf/nethttp.h that decode into an HTTPEvent.
+const (
+	outcomePanic    = 1 // the handler panicked
+	outcomeHijacked = 2 // the handler hijacked the connection
+)
 
 // stringField locates one length-prefixed string buffer of a record.
 type stringField struct{ lenAt, at, size int }
@@ -103,6 +106,7 @@ func DecodeRecord(record []byte, kind trace.SpanKind) (httpconv.HTTPEvent, error
 		Unsampled:  record[offFlags]&1 == 0,
 		TraceState: strTraceState.read(record),
 		Panicked:   record[offOutcome] == outcomePanic,
+		Hijacked:   record[offOutcome] == outcomeHijacked,
 	}
 	copy(ev.TraceID[:], record[offTraceID:])
 	copy(ev.SpanID[:], record[offSpanID:])

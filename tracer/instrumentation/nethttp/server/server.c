@@ -23,7 +23,8 @@
  * net/http logs the recovered panic.
  *
  * The status is read from *net/http.response, which rw is for HTTP/1.x
- * only; for HTTP/2 (ProtoMajor 2) rw is another type and the status is
+ * only (200 when the handler wrote nothing, none when it hijacked the
+ * connection); for HTTP/2 (ProtoMajor 2) rw is another type and the status is
  * left 0 (unknown).
  */
 #include "nethttp.h"
@@ -43,6 +44,8 @@ volatile const __u64 off_pattern_str = OFFSET_ABSENT;         /* net/http.patter
 volatile const __u64 off_URL_Path = OFFSET_ABSENT;            /* net/url.URL.Path */
 volatile const __u64 off_URL_RawQuery = OFFSET_ABSENT;        /* net/url.URL.RawQuery */
 volatile const __u64 off_response_status = OFFSET_ABSENT;     /* net/http.response.status */
+volatile const __u64 off_response_conn = OFFSET_ABSENT;       /* net/http.response.conn */
+volatile const __u64 off_conn_hijackedv = OFFSET_ABSENT;      /* net/http.conn.hijackedv (std.pending: DWARF only) */
 
 /* A server request being handled: its event so far, and what the return probe needs. */
 struct server_span {
@@ -157,10 +160,27 @@ static __always_inline void server_finish(struct goroutine *g, struct server_spa
 	/*
 	 * rw is a *response only for HTTP/1.x. After a panic the status is left
 	 * unknown: net/http closes the connection, and the client received a
-	 * status only if the handler had flushed one.
+	 * status only if the handler had flushed one. A handler that hijacked
+	 * the connection answered (or not) on its own: no status. A handler
+	 * that wrote nothing gets the 200 net/http writes after ServeHTTP
+	 * returns, when the connection is known not to be hijacked (without
+	 * conn.hijackedv, as in a stripped binary, the status stays unknown).
 	 */
-	if (ev->outcome == OUTCOME_RETURNED && ev->proto_major == 1 && (a = field_addr(s->rw, off_response_status)))
-		ev->status = http_status(read_u64(a));
+	if (ev->outcome == OUTCOME_RETURNED && ev->proto_major == 1) {
+		__u8 hijacked = 2; /* unknown */
+		__u64 c;
+		if ((c = field_addr(s->rw, off_response_conn)) && (c = field_addr(read_u64(c), off_conn_hijackedv))) {
+			hijacked = 0;
+			if (bpf_probe_read_user(&hijacked, 1, (const void *)c) != 0)
+				hijacked = 2;
+		}
+		if (hijacked == 1)
+			ev->outcome = OUTCOME_HIJACKED;
+		else if ((a = field_addr(s->rw, off_response_status)))
+			ev->status = http_status(read_u64(a));
+		if (hijacked == 0 && ev->status == 0)
+			ev->status = 200;
+	}
 
 	submit(ev, sizeof(*ev));
 	span_deactivate(g, s->had_saved, &s->saved);

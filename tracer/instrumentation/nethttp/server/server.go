@@ -14,7 +14,10 @@
 // Requirements on the target: Go 1.17+ on amd64 or 1.18+ on arm64 (the
 // register calling convention). The route is recorded from Go 1.22 on
 // (Request.pat, then Request.Pattern from 1.23); the status only for
-// HTTP/1.x, where the ResponseWriter is a *net/http.response.
+// HTTP/1.x, where the ResponseWriter is a *net/http.response: 200 for a
+// handler that wrote nothing (net/http's answer), none for one that
+// hijacked the connection — both known only when net/http.conn.hijackedv
+// resolves, from the target's DWARF until it is in the database.
 package server
 
 import (
@@ -60,6 +63,11 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: offsets.MustParseFieldID("net/url.URL.Path"), Const: "off_URL_Path"},
 			{ID: offsets.MustParseFieldID("net/url.URL.RawQuery"), Const: "off_URL_RawQuery"},
 			{ID: offsets.MustParseFieldID("net/http.response.status"), Const: "off_response_status"},
+			// Whether a handler that wrote nothing got net/http's 200 or
+			// hijacked the connection; without them (conn.hijackedv is in
+			// fieldset/std.pending: DWARF only) such a request has no status.
+			{ID: offsets.MustParseFieldID("net/http.response.conn"), Const: "off_response_conn", IfResolved: true},
+			{ID: offsets.MustParseFieldID("net/http.conn.hijackedv"), Const: "off_conn_hijackedv", IfResolved: true},
 		}, gomap.Fields()...),
 		Spec:   spec,
 		Decode: decode,

@@ -75,12 +75,13 @@ func TestDecodeRecordReadsTheSampledFlag(t *testing.T) {
 	}
 }
 
-// A record of a handler that panicked (OUTCOME_PANIC) decodes as Panicked.
-func TestDecodeRecordReadsThePanicOutcome(t *testing.T) {
-	for outcome, panicked := range map[uint8]bool{0: false, 1: true} {
+// A record's outcome (OUTCOME_* of bpf/nethttp.h) decodes as Panicked or
+// Hijacked.
+func TestDecodeRecordReadsTheOutcome(t *testing.T) {
+	for outcome, want := range map[uint8][2]bool{0: {false, false}, 1: {true, false}, 2: {false, true}} {
 		ev, err := DecodeRecord(record(t, serverHttpEvent{Kind: 1, Outcome: outcome}), trace.SpanKindServer)
 		require.NoError(t, err)
-		assert.Equal(t, panicked, ev.Panicked, "outcome %d", outcome)
+		assert.Equal(t, want, [2]bool{ev.Panicked, ev.Hijacked}, "outcome %d", outcome)
 	}
 }
 

@@ -100,6 +100,7 @@ const (
 	serverVarOffRequestPat                = "off_Request_pat"
 	serverVarOffURL_Path                  = "off_URL_Path"
 	serverVarOffURL_RawQuery              = "off_URL_RawQuery"
+	serverVarOffConnHijackedv             = "off_conn_hijackedv"
 	serverVarOffG_goid                    = "off_g_goid"
 	serverVarOffGroupsReferenceData       = "off_groupsReference_data"
 	serverVarOffGroupsReferenceLengthMask = "off_groupsReference_lengthMask"
@@ -107,6 +108,7 @@ const (
 	serverVarOffHmapBuckets               = "off_hmap_buckets"
 	serverVarOffHmapOldbuckets            = "off_hmap_oldbuckets"
 	serverVarOffPatternStr                = "off_pattern_str"
+	serverVarOffResponseConn              = "off_response_conn"
 	serverVarOffResponseStatus            = "off_response_status"
 	serverVarOffTableGroups               = "off_table_groups"
 	serverVarPropagateTracecontext        = "propagate_tracecontext"
@@ -190,6 +192,7 @@ type serverVariableSpecs struct {
 	OffRequestPat                *ebpf.VariableSpec `ebpf:"off_Request_pat"`
 	OffURL_Path                  *ebpf.VariableSpec `ebpf:"off_URL_Path"`
 	OffURL_RawQuery              *ebpf.VariableSpec `ebpf:"off_URL_RawQuery"`
+	OffConnHijackedv             *ebpf.VariableSpec `ebpf:"off_conn_hijackedv"`
 	OffG_goid                    *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	OffGroupsReferenceData       *ebpf.VariableSpec `ebpf:"off_groupsReference_data"`
 	OffGroupsReferenceLengthMask *ebpf.VariableSpec `ebpf:"off_groupsReference_lengthMask"`
@@ -197,6 +200,7 @@ type serverVariableSpecs struct {
 	OffHmapBuckets               *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets            *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
 	OffPatternStr                *ebpf.VariableSpec `ebpf:"off_pattern_str"`
+	OffResponseConn              *ebpf.VariableSpec `ebpf:"off_response_conn"`
 	OffResponseStatus            *ebpf.VariableSpec `ebpf:"off_response_status"`
 	OffTableGroups               *ebpf.VariableSpec `ebpf:"off_table_groups"`
 	PropagateTracecontext        *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
@@ -259,6 +263,7 @@ type serverVariables struct {
 	OffRequestPat                *ebpf.Variable `ebpf:"off_Request_pat"`
 	OffURL_Path                  *ebpf.Variable `ebpf:"off_URL_Path"`
 	OffURL_RawQuery              *ebpf.Variable `ebpf:"off_URL_RawQuery"`
+	OffConnHijackedv             *ebpf.Variable `ebpf:"off_conn_hijackedv"`
 	OffG_goid                    *ebpf.Variable `ebpf:"off_g_goid"`
 	OffGroupsReferenceData       *ebpf.Variable `ebpf:"off_groupsReference_data"`
 	OffGroupsReferenceLengthMask *ebpf.Variable `ebpf:"off_groupsReference_lengthMask"`
@@ -266,6 +271,7 @@ type serverVariables struct {
 	OffHmapBuckets               *ebpf.Variable `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets            *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
 	OffPatternStr                *ebpf.Variable `ebpf:"off_pattern_str"`
+	OffResponseConn              *ebpf.Variable `ebpf:"off_response_conn"`
 	OffResponseStatus            *ebpf.Variable `ebpf:"off_response_status"`
 	OffTableGroups               *ebpf.Variable `ebpf:"off_table_groups"`
 	PropagateTracecontext        *ebpf.Variable `ebpf:"propagate_tracecontext"`
