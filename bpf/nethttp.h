@@ -16,12 +16,17 @@
 #include "context.h"
 #include "gomap.h"
 
-/* Sizes of the string buffers in struct http_event; longer values are cut. */
+/*
+ * Sizes of the string buffers in struct http_event; longer values are cut
+ * (the path and query say so in http_event.cut). Path and query are what
+ * users filter on, so they get most of the record: 512 bytes each, with
+ * 16-bit lengths.
+ */
 #define METHOD_LEN 16
 #define SCHEME_LEN 8
 #define HOST_LEN 128
-#define PATH_LEN 128
-#define QUERY_LEN 128
+#define PATH_LEN 512
+#define QUERY_LEN 512
 #define ROUTE_LEN 128
 #define REMOTE_ADDR_LEN 64
 #define TRACESTATE_LEN 255
@@ -30,6 +35,10 @@
 #define OUTCOME_RETURNED 0 /* the handler returned */
 #define OUTCOME_PANIC 1    /* the handler panicked; net/http recovered it and logged "panic serving" */
 #define OUTCOME_HIJACKED 2 /* the handler returned having hijacked the connection: no status */
+
+/* Which values were longer than their buffer (http_event.cut). */
+#define CUT_PATH 1
+#define CUT_QUERY 2
 
 /* What became of the trace context of a client request (http_event.context_out). */
 #define CONTEXT_OUT_NONE 0    /* not written: propagation is off */
@@ -49,8 +58,6 @@ struct http_event {
 	__u8 method_len;
 	__u8 scheme_len;
 	__u8 host_len;
-	__u8 path_len;
-	__u8 query_len;
 	__u8 route_len;
 	__u8 remote_addr_len;
 	__u16 status;
@@ -59,6 +66,9 @@ struct http_event {
 	__u8 context_out;   /* client: CONTEXT_OUT_* */
 	__u8 tracestate_len;
 	__u8 outcome;       /* server: OUTCOME_* */
+	__u8 cut;           /* CUT_*: path or query longer than its buffer */
+	__u16 path_len;
+	__u16 query_len;
 	__u32 pid; /* thread group id of the traced process */
 	__u64 goid;
 	__u64 start_ns;
@@ -77,6 +87,26 @@ struct http_event {
 };
 
 /*
+ * read_long_go_string copies at most size bytes (a constant, at most 65535)
+ * of the Go string whose header is at addr into dst and returns how many it
+ * copied; it sets the bit cut in *cut_bits when the string was longer.
+ */
+static __always_inline __u16 read_long_go_string(void *dst, __u32 size, __u64 addr, __u8 *cut_bits, __u8 cut)
+{
+	struct go_string s = {};
+	if (bpf_probe_read_user(&s, sizeof(s), (const void *)addr) != 0 || s.ptr == 0 || s.len <= 0)
+		return 0;
+	__u32 n = s.len > size ? size : (__u32)s.len;
+	if (n > size) /* restated for the verifier */
+		return 0;
+	if (bpf_probe_read_user(dst, n, (const void *)s.ptr) != 0)
+		return 0;
+	if (s.len > size)
+		*cut_bits |= cut;
+	return n;
+}
+
+/*
  * read_url fills the path and query of ev (and scheme and host when
  * with_origin) from the *net/url.URL at url.
  */
@@ -86,10 +116,11 @@ static __always_inline void read_url(struct http_event *ev, __u64 url, int with_
 	__u64 a;
 	ev->path_len = 0;
 	ev->query_len = 0;
+	ev->cut = 0;
 	if ((a = field_addr(url, off_path)))
-		ev->path_len = read_go_string(ev->path, PATH_LEN, a);
+		ev->path_len = read_long_go_string(ev->path, PATH_LEN, a, &ev->cut, CUT_PATH);
 	if ((a = field_addr(url, off_query)))
-		ev->query_len = read_go_string(ev->query, QUERY_LEN, a);
+		ev->query_len = read_long_go_string(ev->query, QUERY_LEN, a, &ev->cut, CUT_QUERY);
 	if (!with_origin)
 		return;
 	ev->scheme_len = 0;
@@ -119,6 +150,7 @@ static __always_inline void reset_event(struct http_event *ev)
 	ev->context_out = CONTEXT_OUT_NONE;
 	ev->tracestate_len = 0;
 	ev->outcome = OUTCOME_RETURNED;
+	ev->cut = 0;
 	ev->pid = 0;
 	ev->goid = 0;
 	ev->start_ns = 0;

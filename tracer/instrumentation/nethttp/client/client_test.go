@@ -17,7 +17,7 @@ func TestDecodeMakesClientSpanAndDefaultsMethodToGET(t *testing.T) {
 	r := clientHttpEvent{Kind: 2, Status: 200}
 	r.SchemeLen = uint8(copy(r.Scheme[:], "https"))
 	r.HostLen = uint8(copy(r.Host[:], "api.example.com"))
-	r.PathLen = uint8(copy(r.Path[:], "/v1/things"))
+	r.PathLen = uint16(copy(r.Path[:], "/v1/things"))
 	b, err := binary.Append(nil, binary.NativeEndian, &r)
 	require.NoError(t, err)
 

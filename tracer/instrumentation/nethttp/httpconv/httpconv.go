@@ -39,8 +39,8 @@ type HTTPEvent struct {
 	Method     string // "GET"
 	Scheme     string // client: URL scheme ("http"); server: empty
 	Host       string // server: Request.Host; client: URL.Host (host[:port])
-	Path       string // URL.Path
-	Query      string // URL.RawQuery
+	Path       string // URL.Path, cut at 512 bytes
+	Query      string // URL.RawQuery, cut at 512 bytes
 	Route      string // server: the ServeMux pattern that matched ("GET /items/{id}"), if the Go release records one
 	RemoteAddr string // server: Request.RemoteAddr ("ip:port")
 	ProtoMajor int
@@ -52,6 +52,8 @@ type HTTPEvent struct {
 	// Hijacked: server: the handler took the connection over
 	// (http.Hijacker); what it answered is unknown, StatusCode is 0.
 	Hijacked bool
+	// PathCut and QueryCut: Path or Query is the start of a longer value.
+	PathCut, QueryCut bool
 }
 
 // Describe fills out with the span of ev: its IDs and times, and the name,
@@ -164,6 +166,14 @@ func describeServer(ev *HTTPEvent, s *spans.Span) {
 	if ev.Query != "" {
 		s.Attributes = append(s.Attributes, semconv.URLQuery(ev.Query))
 	}
+	switch {
+	case ev.PathCut && ev.QueryCut:
+		s.Attributes = append(s.Attributes, attrTruncatedPathQuery)
+	case ev.PathCut:
+		s.Attributes = append(s.Attributes, attrTruncatedPath)
+	case ev.QueryCut:
+		s.Attributes = append(s.Attributes, attrTruncatedQuery)
+	}
 	scheme := ev.Scheme
 	if scheme == "" {
 		scheme = "http"
@@ -214,6 +224,9 @@ func describeClient(ev *HTTPEvent, s *spans.Span) {
 		full += "?" + ev.Query
 	}
 	s.Attributes = append(s.Attributes, semconv.URLFull(full))
+	if ev.PathCut || ev.QueryCut {
+		s.Attributes = append(s.Attributes, attrTruncatedFull)
+	}
 	if host, port := spans.SplitHostPort(ev.Host); host != "" {
 		s.Attributes = append(s.Attributes, semconv.ServerAddress(host))
 		if port == 0 {
@@ -239,6 +252,16 @@ func describeClient(ev *HTTPEvent, s *spans.Span) {
 // connection, which is why it has no http.response.status_code. The
 // semantic conventions have no attribute for it.
 var attrHijacked = attribute.Bool("offsetdb.http.hijacked", true)
+
+// offsetdb.truncated lists the attributes whose value is the start of a
+// longer one (the record's buffers hold 512 bytes of path and of query).
+// The semantic conventions have no attribute for it.
+var (
+	attrTruncatedPath      = attribute.StringSlice("offsetdb.truncated", []string{"url.path"})
+	attrTruncatedQuery     = attribute.StringSlice("offsetdb.truncated", []string{"url.query"})
+	attrTruncatedPathQuery = attribute.StringSlice("offsetdb.truncated", []string{"url.path", "url.query"})
+	attrTruncatedFull      = attribute.StringSlice("offsetdb.truncated", []string{"url.full"})
+)
 
 // routePath returns the path part of a ServeMux pattern
 // "[METHOD ][HOST]/[PATH]", which is what http.route holds, or "" when the

@@ -87,6 +87,28 @@ func TestDescribeFollowsHTTPSemanticConventions(t *testing.T) {
 			},
 		},
 		{
+			name: "server with a cut path and query says so",
+			ev: HTTPEvent{Kind: trace.SpanKindServer, Method: "GET", Path: "/long/aaaa", Query: "q=bbbb",
+				ProtoMajor: 1, ProtoMinor: 1, StatusCode: 200, PathCut: true, QueryCut: true},
+			wantName: "GET",
+			wantAttrs: map[string]any{
+				"http.request.method": "GET", "url.path": "/long/aaaa", "url.query": "q=bbbb", "url.scheme": "http",
+				"offsetdb.truncated": []string{"url.path", "url.query"}, "network.protocol.version": "1.1",
+				"http.response.status_code": int64(200),
+			},
+		},
+		{
+			name: "client with a cut query says url.full is cut",
+			ev: HTTPEvent{Kind: trace.SpanKindClient, Method: "GET", Scheme: "http", Host: "a", Path: "/x", Query: "q=cccc",
+				ProtoMajor: 1, ProtoMinor: 1, StatusCode: 200, QueryCut: true},
+			wantName: "GET",
+			wantAttrs: map[string]any{
+				"http.request.method": "GET", "url.full": "http://a/x?q=cccc", "offsetdb.truncated": []string{"url.full"},
+				"server.address": "a", "server.port": int64(80), "network.protocol.version": "1.1",
+				"http.response.status_code": int64(200),
+			},
+		},
+		{
 			name:     "methods are case-sensitive",
 			ev:       HTTPEvent{Kind: trace.SpanKindServer, Method: "get", Path: "/", Route: "/", StatusCode: 200},
 			wantName: "HTTP /",

@@ -48,13 +48,14 @@ var (
 	offParentID   = unsafe.Offsetof(serverHttpEvent{}.ParentSpanId)
 	offFlags      = unsafe.Offsetof(serverHttpEvent{}.Flags)
 	offOutcome    = unsafe.Offsetof(serverHttpEvent{}.Outcome)
-	// Each string: where its length byte is, where its buffer starts, and
-	// the buffer's size.
+	offCut        = unsafe.Offsetof(serverHttpEvent{}.Cut)
+	// Each string: where its length is (one byte; two for path and
+	// query), where its buffer starts, and the buffer's size.
 	strMethod     = recordString(unsafe.Offsetof(serverHttpEvent{}.MethodLen), unsafe.Offsetof(serverHttpEvent{}.Method), len(serverHttpEvent{}.Method))
 	strScheme     = recordString(unsafe.Offsetof(serverHttpEvent{}.SchemeLen), unsafe.Offsetof(serverHttpEvent{}.Scheme), len(serverHttpEvent{}.Scheme))
 	strHost       = recordString(unsafe.Offsetof(serverHttpEvent{}.HostLen), unsafe.Offsetof(serverHttpEvent{}.Host), len(serverHttpEvent{}.Host))
-	strPath       = recordString(unsafe.Offsetof(serverHttpEvent{}.PathLen), unsafe.Offsetof(serverHttpEvent{}.Path), len(serverHttpEvent{}.Path))
-	strQuery      = recordString(unsafe.Offsetof(serverHttpEvent{}.QueryLen), unsafe.Offsetof(serverHttpEvent{}.Query), len(serverHttpEvent{}.Query))
+	strPath       = recordLongString(unsafe.Offsetof(serverHttpEvent{}.PathLen), unsafe.Offsetof(serverHttpEvent{}.Path), len(serverHttpEvent{}.Path))
+	strQuery      = recordLongString(unsafe.Offsetof(serverHttpEvent{}.QueryLen), unsafe.Offsetof(serverHttpEvent{}.Query), len(serverHttpEvent{}.Query))
 	strRoute      = recordString(unsafe.Offsetof(serverHttpEvent{}.RouteLen), unsafe.Offsetof(serverHttpEvent{}.Route), len(serverHttpEvent{}.Route))
 	strRemoteAddr = recordString(unsafe.Offsetof(serverHttpEvent{}.RemoteAddrLen), unsafe.Offsetof(serverHttpEvent{}.RemoteAddr), len(serverHttpEvent{}.RemoteAddr))
 	strTraceState = recordString(unsafe.Offsetof(serverHttpEvent{}.TracestateLen), unsafe.Offsetof(serverHttpEvent{}.Tracestate), len(serverHttpEvent{}.Tracestate))
@@ -66,24 +67,41 @@ const (
 	outcomeHijacked = 2 // the handler hijacked the connection
 )
 
+// The CUT_ bits of bpf/nethttp.h: which values were longer than their buffer.
+const (
+	cutPath  = 1
+	cutQuery = 2
+)
+
 // stringField locates one length-prefixed string buffer of a record.
-type stringField struct{ lenAt, at, size int }
+type stringField struct {
+	lenAt, at, size int
+	wide            bool // a __u16 length, else a __u8
+}
 
 func recordString(lenAt, at uintptr, size int) stringField {
-	return stringField{int(lenAt), int(at), size}
+	return stringField{int(lenAt), int(at), size, false}
+}
+
+func recordLongString(lenAt, at uintptr, size int) stringField {
+	return stringField{int(lenAt), int(at), size, true}
 }
 
 // read returns the valid bytes of the buffer as a string; the rest of a
 // buffer is left over from earlier records.
 func (f stringField) read(record []byte) string {
-	n := min(int(record[f.lenAt]), f.size)
+	n := int(record[f.lenAt])
+	if f.wide {
+		n = int(binary.NativeEndian.Uint16(record[f.lenAt:]))
+	}
+	n = min(n, f.size)
 	return string(record[f.at : f.at+n])
 }
 
 // DecodeRecord decodes a struct http_event record (bpf/nethttp.h), the
 // format the net/http server and client BPF objects share, as a request of
 // the given kind. Strings cut by the fixed-size buffers of the record stay
-// cut.
+// cut; for the path and query, PathCut and QueryCut say so.
 func DecodeRecord(record []byte, kind trace.SpanKind) (httpconv.HTTPEvent, error) {
 	if len(record) < recordSize {
 		return httpconv.HTTPEvent{}, fmt.Errorf("record of %d bytes, want %d", len(record), recordSize)
@@ -107,6 +125,8 @@ func DecodeRecord(record []byte, kind trace.SpanKind) (httpconv.HTTPEvent, error
 		TraceState: strTraceState.read(record),
 		Panicked:   record[offOutcome] == outcomePanic,
 		Hijacked:   record[offOutcome] == outcomeHijacked,
+		PathCut:    record[offCut]&cutPath != 0,
+		QueryCut:   record[offCut]&cutQuery != 0,
 	}
 	copy(ev.TraceID[:], record[offTraceID:])
 	copy(ev.SpanID[:], record[offSpanID:])

@@ -21,7 +21,7 @@ func BenchmarkDecodeRecord(b *testing.B) {
 	}
 	r.MethodLen = put(r.Method[:], "GET")
 	r.HostLen = put(r.Host[:], "127.0.0.1:35051")
-	r.PathLen = put(r.Path[:], "/items/1")
+	r.PathLen = putLong(r.Path[:], "/items/1")
 	r.RouteLen = put(r.Route[:], "GET /items/{id}")
 	r.RemoteAddrLen = put(r.RemoteAddr[:], "127.0.0.1:50412")
 	rec, err := binary.Append(nil, binary.NativeEndian, &r)

@@ -50,7 +50,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func buildTarget(t *testing.T) {
+func buildTarget(t testing.TB) {
 	t.Helper()
 	target.once.Do(func() {
 		target.err = func() error {
@@ -93,7 +93,7 @@ func buildTarget(t *testing.T) {
 // traced runs the program at path under the server and client
 // instrumentations, with the field values vs, and returns its address and
 // a function that waits for n events.
-func traced(t *testing.T, path string, vs map[offsets.FieldID]offsets.Value) (addr string, wait func(n int) []httpconv.HTTPEvent) {
+func traced(t testing.TB, path string, vs map[offsets.FieldID]offsets.Value) (addr string, wait func(n int) []httpconv.HTTPEvent) {
 	t.Helper()
 	cmd := exec.Command(path)
 	stdout, err := cmd.StdoutPipe()
@@ -283,5 +283,36 @@ func TestAttachReportsStatusOfEmptyAndHijackingHandlers(t *testing.T) {
 				assert.False(t, ev.Hijacked)
 			}
 		})
+	}
+}
+
+// Paths and queries are read up to 512 bytes each; a longer one is cut at
+// 512 and marked cut.
+func TestAttachReadsLongPathsAndMarksCutOnes(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	buildTarget(t)
+	addr, wait := traced(t, target.plain, target.values)
+	fits := "/long/" + strings.Repeat("f", 500)  // 506 bytes
+	cut := "/long/" + strings.Repeat("c", 600)   // 606 bytes
+	fitsQuery := "q=" + strings.Repeat("1", 510) // 512 bytes
+	cutQuery := "q=" + strings.Repeat("2", 1000) // 1002 bytes
+	require.Equal(t, http.StatusOK, send(t, "http://"+addr+fits+"?"+fitsQuery))
+	require.Equal(t, http.StatusOK, send(t, "http://"+addr+cut+"?"+cutQuery))
+	require.Equal(t, http.StatusOK, send(t, "http://"+addr+cut))
+	evs := wait(3)
+	require.Len(t, evs, 3)
+	assert.Equal(t, fits, evs[0].Path)
+	assert.Equal(t, fitsQuery, evs[0].Query)
+	assert.False(t, evs[0].PathCut || evs[0].QueryCut)
+	assert.Equal(t, cut[:512], evs[1].Path)
+	assert.Equal(t, cutQuery[:512], evs[1].Query)
+	assert.True(t, evs[1].PathCut && evs[1].QueryCut)
+	assert.Equal(t, cut[:512], evs[2].Path)
+	assert.Empty(t, evs[2].Query)
+	assert.True(t, evs[2].PathCut)
+	assert.False(t, evs[2].QueryCut)
+	for _, ev := range evs {
+		assert.Equal(t, http.StatusOK, ev.StatusCode)
+		assert.Equal(t, "/long/", ev.Route)
 	}
 }

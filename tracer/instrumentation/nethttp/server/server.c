@@ -58,9 +58,10 @@ struct server_span {
 
 /*
  * Server requests in progress, by goroutine. LRU, so that entries whose
- * return probe never ran (a handler that panicked) are evicted rather than
- * filling the map; the cost is that beyond 8192 requests in progress at
- * once the oldest lose their span. LRU maps are preallocated: about 6 MiB.
+ * return probe never ran (a handler that panicked with http.ErrAbortHandler)
+ * are evicted rather than filling the map; the cost is that beyond 8192
+ * requests in progress at once the oldest lose their span. LRU maps are preallocated: about 15 MiB
+ * (1.7 KiB an entry, most of it the 512-byte path and query buffers).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

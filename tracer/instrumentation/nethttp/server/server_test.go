@@ -4,6 +4,7 @@ package server
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -26,6 +27,10 @@ func put(dst []uint8, s string) uint8 {
 	return uint8(copy(dst, s))
 }
 
+func putLong(dst []uint8, s string) uint16 {
+	return uint16(copy(dst, s))
+}
+
 func TestDecodeRecordReadsEveryField(t *testing.T) {
 	r := serverHttpEvent{
 		Kind: 1, ProtoMajor: 1, ProtoMinor: 1, Status: 404, Flags: 1,
@@ -36,8 +41,8 @@ func TestDecodeRecordReadsEveryField(t *testing.T) {
 	}
 	r.MethodLen = put(r.Method[:], "POST")
 	r.HostLen = put(r.Host[:], "example.com:8080")
-	r.PathLen = put(r.Path[:], "/items/7")
-	r.QueryLen = put(r.Query[:], "a=b")
+	r.PathLen = putLong(r.Path[:], "/items/7")
+	r.QueryLen = putLong(r.Query[:], "a=b")
 	r.RouteLen = put(r.Route[:], "POST /items/{id}")
 	r.RemoteAddrLen = put(r.RemoteAddr[:], "10.0.0.1:5555")
 	r.TracestateLen = put(r.Tracestate[:], "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
@@ -83,6 +88,27 @@ func TestDecodeRecordReadsTheOutcome(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, [2]bool{ev.Panicked, ev.Hijacked}, "outcome %d", outcome)
 	}
+}
+
+// Path and query are 512 bytes with 16-bit lengths; a value cut by the BPF
+// programs decodes cut and marked so.
+func TestDecodeRecordReadsLongPathAndQuery(t *testing.T) {
+	long := strings.Repeat("/segment", 64) // 512 bytes
+	r := serverHttpEvent{Kind: 1, Cut: 2}
+	r.PathLen = putLong(r.Path[:], long)
+	r.QueryLen = putLong(r.Query[:], "q="+strings.Repeat("x", 600))
+	ev, err := DecodeRecord(record(t, r), trace.SpanKindServer)
+	require.NoError(t, err)
+	assert.Equal(t, long, ev.Path)
+	assert.Len(t, ev.Query, 512)
+	assert.False(t, ev.PathCut)
+	assert.True(t, ev.QueryCut)
+
+	r.PathLen, r.QueryLen, r.Cut = 65535, 0, 3
+	ev, err = DecodeRecord(record(t, r), trace.SpanKindServer)
+	require.NoError(t, err)
+	assert.Equal(t, long, ev.Path, "a length beyond the buffer")
+	assert.True(t, ev.PathCut && ev.QueryCut)
 }
 
 func TestDecodeRecordToleratesLengthsBeyondBuffers(t *testing.T) {

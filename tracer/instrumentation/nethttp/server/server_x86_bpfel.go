@@ -28,8 +28,6 @@ type serverHttpEvent struct {
 	MethodLen     uint8
 	SchemeLen     uint8
 	HostLen       uint8
-	PathLen       uint8
-	QueryLen      uint8
 	RouteLen      uint8
 	RemoteAddrLen uint8
 	Status        uint16
@@ -38,7 +36,9 @@ type serverHttpEvent struct {
 	ContextOut    uint8
 	TracestateLen uint8
 	Outcome       uint8
-	_             [3]byte
+	Cut           uint8
+	PathLen       uint16
+	QueryLen      uint16
 	Pid           uint32
 	Goid          uint64
 	StartNs       uint64
@@ -49,8 +49,8 @@ type serverHttpEvent struct {
 	Method        [16]uint8
 	Scheme        [8]uint8
 	Host          [128]uint8
-	Path          [128]uint8
-	Query         [128]uint8
+	Path          [512]uint8
+	Query         [512]uint8
 	Route         [128]uint8
 	RemoteAddr    [64]uint8
 	Tracestate    [256]uint8
