@@ -190,6 +190,24 @@ func (c *Collector) Wait(t *testing.T, n int) []Span {
 	}
 }
 
+// WaitAtMost returns the spans once there are n, or what has come after
+// timeout: for a test that checks what is missing itself.
+func (c *Collector) WaitAtMost(t *testing.T, n int, timeout time.Duration) []Span {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c.mu.Lock()
+		have, errs := len(c.spans), c.errs
+		c.mu.Unlock()
+		require.Empty(t, errs, "decode errors")
+		if have >= n || time.Now().After(deadline) {
+			time.Sleep(300 * time.Millisecond)
+			return c.Take()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Errs returns the errors of records that could not be decoded.
 func (c *Collector) Errs() []error {
 	c.mu.Lock()
