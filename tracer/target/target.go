@@ -226,6 +226,10 @@ type Stats struct {
 	// Unsampled counts spans not exported because their caller's trace
 	// context was not sampled.
 	Unsampled uint64
+	// SkippedRuns counts probe hits at which the kernel did not run the
+	// program, another BPF program being active on that CPU
+	// (uprobe.Session.SkippedRuns): each may have lost a span.
+	SkippedRuns uint64
 }
 
 // Trace attaches the plan's enabled instrumentations to process pid and
@@ -337,6 +341,11 @@ func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog
 	close(dropsDone)
 	reportDrops()
 	st.Dropped = sess.Drops()
+	st.SkippedRuns = sess.SkippedRuns()
+	if st.SkippedRuns > 0 {
+		log.Warn("the kernel skipped probe runs: another BPF program was running on the CPU (preempted there); the spans of those calls are lost",
+			"pid", pid, "skipped_runs", st.SkippedRuns)
+	}
 	if st.Dropped > 0 {
 		log.Warn("events dropped: the ring buffer was full", "pid", pid, "dropped", st.Dropped)
 	}

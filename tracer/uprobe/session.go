@@ -66,9 +66,10 @@ type Session struct {
 	uprobes int  // uprobes placed, over all links
 	reader  *ringbuf.Reader
 
-	mu         sync.Mutex
-	closed     bool
-	finalDrops uint64
+	mu           sync.Mutex
+	closed       bool
+	finalDrops   uint64
+	finalSkipped uint64
 }
 
 // Options tune Attach. A nil *Options is the zero value: the defaults.
@@ -471,6 +472,34 @@ func (s *Session) readDrops() uint64 {
 	return n
 }
 
+// SkippedRuns returns how many times the kernel skipped one of the
+// Session's programs at a probe hit since Attach, because another BPF
+// program was running on that CPU (it was preempted there: the kernel runs
+// one tracing program per CPU at a time), summed over programs
+// (bpf_prog_info.recursion_misses, Linux 5.12+). A skipped entry program
+// loses its operation's span, a skipped return program the span's end.
+// After Close it returns the count at Close.
+func (s *Session) SkippedRuns() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return s.finalSkipped
+	}
+	return s.readSkipped()
+}
+
+func (s *Session) readSkipped() uint64 {
+	var n uint64
+	for _, c := range s.colls {
+		for _, p := range c.Programs {
+			if st, err := p.Stats(); err == nil {
+				n += st.RecursionMisses
+			}
+		}
+	}
+	return n
+}
+
 // Links returns how many links hold the Session's uprobes and how many
 // uprobes they place: with uprobe_multi links, one link per BPF program.
 func (s *Session) Links() (links, uprobes int) {
@@ -510,6 +539,7 @@ func (s *Session) Close() error {
 	s.closed = true
 	errs := s.detach()
 	s.finalDrops = s.readDrops()
+	s.finalSkipped = s.readSkipped()
 	if s.reader != nil {
 		if err := s.reader.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close ring buffer reader: %w", err))
