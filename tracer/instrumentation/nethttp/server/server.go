@@ -45,8 +45,8 @@ func Instrumentation() uprobe.Instrumentation {
 			// panic on the handler's goroutine and logs it with one of
 			// these, where server_panic submits the span with its outcome.
 			{Symbol: "net/http.(*Server).logf", Entry: "server_panic", Optional: true},
-			{Symbol: "net/http.(*http2serverConn).logf", Entry: "server_panic", Optional: true},           // bundled HTTP/2, Go ≤ 1.26
-			{Symbol: "net/http/internal/http2.(*serverConn).logf", Entry: "server_panic", Optional: true}, // Go 1.27+
+			{Symbol: "net/http.(*http2serverConn).logf", Entry: "server_panic", Versions: "<go1.27", Optional: true}, // bundled HTTP/2
+			{Symbol: "net/http/internal/http2.(*serverConn).logf", Entry: "server_panic", Versions: ">=go1.27", Optional: true},
 		},
 		Fields: append([]uprobe.Field{
 			{ID: offsets.MustParseFieldID("runtime.g.goid"), Const: "off_g_goid"},
