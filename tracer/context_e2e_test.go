@@ -26,7 +26,7 @@ import (
 	"github.com/offsetdb/offsetdb/tracer/collectortest"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/grpctest"
 	"github.com/offsetdb/offsetdb/tracer/otlptest"
-	"github.com/offsetdb/offsetdb/tracer/preflight"
+	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
 
 // The chain's three services, each built with another Go release: A with
@@ -51,18 +51,6 @@ type watchRun struct {
 	stderr *syncBuffer
 	recv   *otlptest.Receiver
 	col    *collectortest.Collector
-}
-
-// requireBPF skips (loudly) without the privileges the tracer needs, and
-// fails instead where CI demands the BPF tests.
-func requireBPF(t *testing.T) {
-	t.Helper()
-	if err := preflight.Check(); err != nil {
-		if os.Getenv("OFFSETDB_REQUIRE_BPF") != "" {
-			t.Fatalf("BPF required (OFFSETDB_REQUIRE_BPF) but unavailable: %v", err)
-		}
-		t.Skipf("SKIPPED: needs root for BPF: %v", err)
-	}
 }
 
 // startWatch starts the tracer on every process named like glob, exporting
@@ -160,7 +148,7 @@ type chain struct {
 // startChain builds the chain's services, starts the tracer on them and
 // then the services, and waits until each is attached.
 func startChain(t *testing.T, env ...string) *chain {
-	requireBPF(t)
+	uprobetest.RequireBPF(t)
 	if testing.Short() {
 		t.Skip("SKIPPED in -short mode: downloads Go toolchains and builds a collector")
 	}
@@ -517,7 +505,7 @@ func TestIncomingTraceContextValidation(t *testing.T) {
 // --pid whose kept-alive connection to the next service was opened before
 // the tracer started still sends trace context on it.
 func TestTraceContextOnConnectionsOpenedBeforeTheTracer(t *testing.T) {
-	requireBPF(t)
+	uprobetest.RequireBPF(t)
 	bin := (&localBuild{name: "chain-warm", pkg: "./testdata/chain"}).get(t)
 	b, bpid := runService(t, bin, nil)
 	cc, _ := runService(t, bin, nil)
@@ -593,7 +581,7 @@ func runGRPCService(t *testing.T, bin string, flags ...string) (grpcAddr, httpAd
 // cross-talk). The gRPC calls' HEADERS frames carry a traceparent header
 // field added at the socket layer.
 func TestTraceContextAcrossHTTPAndGRPC(t *testing.T) {
-	requireBPF(t)
+	uprobetest.RequireBPF(t)
 	if testing.Short() {
 		t.Skip("SKIPPED in -short mode: builds grpc-go services with toolchains from the module proxy")
 	}

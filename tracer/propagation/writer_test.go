@@ -14,18 +14,13 @@ import (
 
 	grpcclient "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/client"
 	httpclient "github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/client"
-	"github.com/offsetdb/offsetdb/tracer/preflight"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
+	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
 
 func startWriter(t *testing.T) *Writer {
 	t.Helper()
-	if err := preflight.Check(); err != nil {
-		if os.Getenv("OFFSETDB_REQUIRE_BPF") != "" {
-			t.Fatalf("BPF required (OFFSETDB_REQUIRE_BPF) but unavailable: %v", err)
-		}
-		t.Skipf("SKIPPED: needs root for BPF: %v", err)
-	}
+	uprobetest.RequireBPF(t)
 	root, err := CgroupRoot()
 	require.NoError(t, err)
 	w, err := Start(root)
