@@ -286,8 +286,7 @@ static __always_inline int inject_http1(struct sk_msg_md *msg, __u64 id, struct 
 	if (!op)
 		return SK_PASS;
 	__builtin_memcpy(op, q, sizeof(*op));
-#define o (*op)
-	if (bpf_ktime_get_ns() - o.queued_ns > STALE_NS) {
+	if (bpf_ktime_get_ns() - op->queued_ns > STALE_NS) {
 		forget(id, op);
 		context_count(CONTEXT_STALE);
 		return SK_PASS;
@@ -298,32 +297,32 @@ static __always_inline int inject_http1(struct sk_msg_md *msg, __u64 id, struct 
 		return SK_PASS;
 
 	/* Is this the queued request? Its method, a space, and its path. */
-	if (o.method_len == 0 || o.method_len > OUTGOING_METHOD_LEN)
+	if (op->method_len == 0 || op->method_len > OUTGOING_METHOD_LEN)
 		return SK_PASS;
 	__u8 c;
 	for (__u32 i = 0; i < OUTGOING_METHOD_LEN; i++) {
-		if (i >= o.method_len)
+		if (i >= op->method_len)
 			break;
-		if (!byte_at(msg, i, &c) || c != o.method[i])
+		if (!byte_at(msg, i, &c) || c != op->method[i])
 			return SK_PASS; /* another write (a response, another protocol): keep waiting */
 	}
-	__u32 t = o.method_len; /* the space before the request target */
+	__u32 t = op->method_len; /* the space before the request target */
 	if (!byte_at(msg, t, &c) || c != ' ')
 		return SK_PASS;
 	if (byte_at(msg, t + 1, &c) && c == '/') {
 		for (__u32 i = 0; i < OUTGOING_PATH_LEN; i++) {
-			if (i >= o.path_len)
+			if (i >= op->path_len)
 				break;
-			if (!byte_at(msg, t + 1 + i, &c) || c != o.path[i])
+			if (!byte_at(msg, t + 1 + i, &c) || c != op->path[i])
 				return SK_PASS;
 		}
 	}
 	/* Taken: forget it, and learn the socket's connection. */
 	forget(id, op);
-	if (o.conn) {
+	if (op->conn) {
 		struct conn_key ck;
 		conn_of(msg, id, &ck);
-		bpf_map_update_elem(&conns, &ck, &o.conn, BPF_ANY);
+		bpf_map_update_elem(&conns, &ck, &op->conn, BPF_ANY);
 	}
 
 	/* The end of the request line, which must be an HTTP/1.x one. */
@@ -370,7 +369,6 @@ undo:
 	bpf_msg_pop_data(msg, at, HEADER_LEN, 0);
 	context_count(CONTEXT_WRITE_FAILED);
 	return SK_PASS;
-#undef o
 }
 
 /* An HPACK literal header field without indexing, new name: 0x00, name, value. */
