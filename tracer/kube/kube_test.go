@@ -94,7 +94,11 @@ func inPod(t *testing.T, podUID types.UID, containerID string, env ...string) in
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); cleanup() })
 	for range 200 {
 		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", cmd.Process.Pid)); strings.Contains(string(b), containerID) {
-			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)); filepath.Base(exe) == "sleep" {
+			// The kernel names the new executable before it lays out the
+			// new environment: wait for both.
+			exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid))
+			environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", cmd.Process.Pid))
+			if filepath.Base(exe) == "sleep" && len(environ) > 0 {
 				return cmd.Process.Pid
 			}
 		}
