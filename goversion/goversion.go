@@ -7,6 +7,12 @@
 // on what "the same release" means, so the rules live here once. Notably,
 // releases before Go 1.21 name their first release "go1.N" while later ones
 // use "go1.N.0"; both spellings parse to the same Version.
+//
+// Binaries built by the old BoringCrypto fork of Go (dev.boringcrypto, Go
+// 1.8 to 1.18, before boringcrypto became a GOEXPERIMENT in Go 1.19) report
+// versions such as "go1.16.4b7": the release the fork is based on plus its
+// BoringCrypto revision. They parse to that release (go1.16.4), because the
+// fork changed only crypto internals, not the layouts the database records.
 package goversion
 
 import (
@@ -32,8 +38,9 @@ type Version struct {
 //
 // Accepted: "go1.22.5", "1.22.5", "go1.22", "go1.22rc1", "go1.9beta2",
 // "go1.21.0 X:boringcrypto" (build settings after a space are ignored; see
-// Experiments), "go1.22.5-custom" (a vendor suffix after '-' is ignored).
-// "devel ..." yields ErrDevel.
+// Experiments), "go1.22.5-custom" (a vendor suffix after '-' is ignored),
+// "go1.16.4b7" and "go1.16b7" (the BoringCrypto fork's revision suffix is
+// ignored: see the package documentation). "devel ..." yields ErrDevel.
 func Parse(s string) (Version, error) {
 	orig := s
 	s = strings.TrimSpace(s)
@@ -61,6 +68,9 @@ func Parse(s string) (Version, error) {
 		}
 	}
 	parts := strings.Split(s, ".")
+	if v.Pre == "" {
+		parts[len(parts)-1] = trimBoringRevision(parts[len(parts)-1])
+	}
 	if len(parts) < 2 || len(parts) > 3 || (v.Pre != "" && len(parts) != 2) {
 		return Version{}, fmt.Errorf("invalid Go version %q: want go1.N, go1.N.P or go1.NrcK", orig)
 	}
@@ -77,6 +87,22 @@ func Parse(s string) (Version, error) {
 		return Version{}, fmt.Errorf("invalid Go version %q: only Go 1.x is known", orig)
 	}
 	return v, nil
+}
+
+// trimBoringRevision removes the BoringCrypto fork's revision suffix from
+// the last number of a version: "4b7" becomes "4". Anything else, "4b" or
+// "4bx" say, is returned unchanged and refused by the caller.
+func trimBoringRevision(p string) string {
+	num, rev, ok := strings.Cut(p, "b")
+	if !ok || num == "" || rev == "" || (len(rev) > 1 && rev[0] == '0') {
+		return p
+	}
+	for _, s := range []string{num, rev} {
+		if strings.Trim(s, "0123456789") != "" {
+			return p
+		}
+	}
+	return num
 }
 
 // MustParse is Parse for constants in code and tests; it panics on error.

@@ -25,6 +25,13 @@ func TestParseAcceptsEverySpelling(t *testing.T) {
 		{"go1.22.5-custom", Version{1, 22, 5, ""}, "go1.22.5"},
 		{"go1.26.8-X:boringcrypto", Version{1, 26, 8, ""}, "go1.26.8"},
 		{"  go1.17.13\n", Version{1, 17, 13, ""}, "go1.17.13"},
+		// The BoringCrypto fork (before Go 1.19): the release it is based on.
+		{"go1.16.4b7", Version{1, 16, 4, ""}, "go1.16.4"},
+		{"go1.16b7", Version{1, 16, 0, ""}, "go1.16"},
+		{"go1.9.2b4", Version{1, 9, 2, ""}, "go1.9.2"},
+		{"go1.18.10b7", Version{1, 18, 10, ""}, "go1.18.10"},
+		{"go1.16.15b7 X:none", Version{1, 16, 15, ""}, "go1.16.15"},
+		{"1.17.13b7", Version{1, 17, 13, ""}, "go1.17.13"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -37,7 +44,9 @@ func TestParseAcceptsEverySpelling(t *testing.T) {
 }
 
 func TestParseRejectsGarbage(t *testing.T) {
-	for _, in := range []string{"", "go", "go1", "go2.0.0", "go1.x", "go1.22.5.1", "go1.22rc", "go1.22rcx", "go1.022", "go1.22.5rc1", "go-1.2"} {
+	for _, in := range []string{"", "go", "go1", "go2.0.0", "go1.x", "go1.22.5.1", "go1.22rc", "go1.22rcx", "go1.022", "go1.22.5rc1", "go-1.2",
+		// Not the BoringCrypto fork's spelling.
+		"go1.16.4b", "go1.16.4b07", "go1.16.4bx", "go1.16.b7", "go1.16.4b7b7", "go1.16.4beta"} {
 		_, err := Parse(in)
 		assert.Error(t, err, in)
 	}
