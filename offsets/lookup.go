@@ -168,6 +168,12 @@ func WithGoVersion(v string) LookupOption {
 // below and above it are in the same release line and agree on the value.
 // The Provenance is marked Interpolated. Off by default: it is an inference,
 // and patch releases have changed layouts before.
+//
+// Only versions the database records (the module proxy listed or served
+// them, but they were not built: unavailable or failed) are interpolated. A
+// version with no record at all is refused with an error that says so: it
+// may never have been published (or was retracted, like kafka-go v0.4.36),
+// and a layout read off its neighbours would be made up.
 func WithInterpolation() LookupOption {
 	return func(c *lookupConfig) { c.interpolate = true }
 }
@@ -190,6 +196,22 @@ func (e *VersionError) Error() string {
 }
 
 func (e *VersionError) Unwrap() error { return ErrUnknownVersion }
+
+// notRecordedError refuses to interpolate a version the database has no
+// coverage entry for.
+type notRecordedError struct{ *VersionError }
+
+func (e *notRecordedError) Error() string {
+	cmd := "offsetgen generate --versions " + strings.TrimPrefix(e.Version, "go")
+	if e.Module != StdModule {
+		cmd = "offsetgen generate --modules " + e.Module + " --versions " + e.Version
+	}
+	return fmt.Sprintf("%s@%s (%s) is not interpolated: the database has no record of this version, which the generator "+
+		"never saw listed or served by the module proxy (never published, retracted, or published after the database); "+
+		"only recorded versions that did not build are interpolated. If the proxy serves it, run: %s", e.Module, e.Version, e.Arch, cmd)
+}
+
+func (e *notRecordedError) Unwrap() error { return e.VersionError }
 
 // Lookup returns the value of field in module at version for GOARCH arch.
 //
@@ -239,6 +261,14 @@ func (s *Shard) Lookup(version, arch string, field FieldID, opts ...LookupOption
 	}
 	if !cfg.interpolate {
 		return Result{}, verr
+	}
+	if !found {
+		// Only a version the generator saw can be interpolated: one the
+		// proxy listed or served but that did not build (unavailable,
+		// failed). A version it never saw may not exist at all (kafka-go
+		// v0.4.36 is retracted, go1.22.13 was never released), and its
+		// neighbours say nothing about a layout that may not exist.
+		return Result{}, &notRecordedError{verr}
 	}
 	// Nearest ok builds below and above v.
 	lo, hi := -1, -1

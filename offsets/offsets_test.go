@@ -92,6 +92,7 @@ func TestLookup(t *testing.T) {
 		{name: "failed version", version: "go1.22.5", arch: "amd64", field: fMethod, wantErr: ErrUnknownVersion},
 		{name: "unavailable version interpolated", version: "go1.22.2", arch: "amd64", field: fMethod, opts: []LookupOption{WithInterpolation()}, want: Value{0, 16, "string"}, from: "go1.22.0"},
 		{name: "interpolation refused where neighbours disagree", version: "go1.22.2", arch: "amd64", field: fPattern, opts: []LookupOption{WithInterpolation()}, wantErr: ErrUnknownVersion},
+		{name: "interpolation refused for a version never recorded", version: "go1.22.13", arch: "amd64", field: fMethod, opts: []LookupOption{WithInterpolation()}, wantErr: ErrUnknownVersion},
 		{name: "unknown arch", version: "go1.22.1", arch: "riscv64", field: fMethod, wantErr: ErrUnknownArch},
 		{name: "untracked field", version: "go1.22.1", arch: "amd64", field: FieldID{"net/http", "Request", "Nope"}, wantErr: ErrUnknownField},
 		{name: "devel version", version: "devel +abc", arch: "amd64", field: fMethod, wantErr: nil},
@@ -251,6 +252,9 @@ func TestInterpolationStaysWithinReleaseLine(t *testing.T) {
 	method := map[FieldID]Value{fMethod: {Offset: 0, Size: 16, Type: "string"}}
 	require.NoError(t, tb.Set("amd64", ok("go1.21.13", method)))
 	require.NoError(t, tb.Set("amd64", ok("go1.22.1", method)))
+	for _, v := range []string{"go1.21.14", "go1.22.0"} {
+		require.NoError(t, tb.Set("amd64", Build{Coverage: Coverage{Version: v, Status: StatusUnavailable, Reason: "proxy answered 403"}}))
+	}
 	s := tb.Shard()
 	_, err := s.Lookup("go1.22.0", "amd64", fMethod, WithInterpolation())
 	assert.ErrorIs(t, err, ErrUnknownVersion, "go1.22.0 lies between builds of two lines")
@@ -279,4 +283,44 @@ func TestCanonicalVersionAcceptsDevelForModulesOnly(t *testing.T) {
 		assert.Equal(t, tt.want, got)
 	}
 	assert.Negative(t, CompareVersions("example.com/lib", DevelVersion, "v0.0.0-20240305060708-0123456789ab"), "(devel) orders first")
+}
+
+// TestInterpolationOnlyForRecordedVersions: a module version between two
+// agreeing builds is interpolated when the database records it (the proxy
+// listed it but did not serve it), and refused with a message saying why
+// when it has no record (kafka-go v0.4.36: retracted, left off the list).
+func TestInterpolationOnlyForRecordedVersions(t *testing.T) {
+	const mod = "github.com/segmentio/kafka-go"
+	field := FieldID{"github.com/segmentio/kafka-go", "Message", "Topic"}
+	topic := map[FieldID]Value{field: {Offset: 0, Size: 16, Type: "string"}}
+	tb := NewTable(mod, []FieldID{field})
+	require.NoError(t, tb.Set("amd64", ok("v0.4.35", topic)))
+	require.NoError(t, tb.Set("amd64", Build{Coverage: Coverage{Version: "v0.4.37", Status: StatusUnavailable, Reason: "proxy answered 403"}}))
+	require.NoError(t, tb.Set("amd64", ok("v0.4.38", topic)))
+	s := tb.Shard()
+
+	r, err := s.Lookup("v0.4.37", "amd64", field, WithInterpolation())
+	require.NoError(t, err, "a recorded, unavailable version between agreeing builds")
+	assert.True(t, r.Provenance.Interpolated)
+	assert.Equal(t, topic[field], r.Value)
+
+	_, err = s.Lookup("v0.4.36", "amd64", field, WithInterpolation())
+	require.ErrorIs(t, err, ErrUnknownVersion)
+	var verr *VersionError
+	require.ErrorAs(t, err, &verr)
+	assert.Equal(t, "v0.4.36", verr.Version)
+	assert.Contains(t, err.Error(), "is not interpolated: the database has no record of this version")
+	assert.Contains(t, err.Error(), "offsetgen generate --modules github.com/segmentio/kafka-go --versions v0.4.36")
+
+	_, err = s.Lookup("v0.4.36", "amd64", field)
+	require.ErrorIs(t, err, ErrUnknownVersion)
+	assert.NotContains(t, err.Error(), "interpolated", "without interpolation the plain answer")
+
+	std := NewTable(StdModule, []FieldID{fMethod})
+	method := map[FieldID]Value{fMethod: {Offset: 0, Size: 16, Type: "string"}}
+	require.NoError(t, std.Set("amd64", ok("go1.22.1", method)))
+	require.NoError(t, std.Set("amd64", ok("go1.22.3", method)))
+	_, err = std.Shard().Lookup("go1.22.2", "amd64", fMethod, WithInterpolation())
+	require.ErrorIs(t, err, ErrUnknownVersion)
+	assert.Contains(t, err.Error(), "run: offsetgen generate --versions 1.22.2")
 }

@@ -186,16 +186,27 @@ func TestResolveInterpolatesOnlyWhenAsked(t *testing.T) {
 		require.NoError(t, tb.Set(runtime.GOARCH, offsets.Build{Coverage: offsets.Coverage{Version: w.String(), Status: offsets.StatusOK, Toolchain: w.String()},
 			Values: map[offsets.FieldID]offsets.Value{reqCtx: val}}))
 	}
-	dir := t.TempDir()
-	require.NoError(t, offsets.WriteShard(dir, tb.Shard()))
-	db, err := offsets.OpenDir(dir)
-	require.NoError(t, err)
+	db := func(t *testing.T, tb *offsets.Table) *offsets.DB {
+		dir := t.TempDir()
+		require.NoError(t, offsets.WriteShard(dir, tb.Shard()))
+		db, err := offsets.OpenDir(dir)
+		require.NoError(t, err)
+		return db
+	}
 	bin := open(t, targets(t)["stripped"])
 
-	r := Resolver{DBs: []*offsets.DB{db}}
+	// This release has no record: nothing says it exists, so no answer.
+	r := Resolver{DBs: []*offsets.DB{db(t, tb)}, Interpolate: true}
+	f := r.Resolve(bin, []offsets.FieldID{reqCtx})[reqCtx]
+	require.Equal(t, Unresolved, f.Status)
+	assert.Contains(t, f.Err.Error(), "no record of this version")
+
+	// Recorded as withheld by the proxy: interpolated when asked.
+	require.NoError(t, tb.Set(runtime.GOARCH, offsets.Build{Coverage: offsets.Coverage{Version: v.String(), Status: offsets.StatusUnavailable, Reason: "proxy answered 403"}}))
+	r = Resolver{DBs: []*offsets.DB{db(t, tb)}}
 	assert.Equal(t, Unresolved, r.Resolve(bin, []offsets.FieldID{reqCtx})[reqCtx].Status)
 	r.Interpolate = true
-	f := r.Resolve(bin, []offsets.FieldID{reqCtx})[reqCtx]
+	f = r.Resolve(bin, []offsets.FieldID{reqCtx})[reqCtx]
 	require.Equal(t, Resolved, f.Status, f.Err)
 	assert.Equal(t, val, f.Value)
 	assert.Contains(t, f.Provenance, "interpolated")
