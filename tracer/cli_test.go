@@ -64,6 +64,8 @@ func TestCLIRejectsBadSettingsNamingThem(t *testing.T) {
 		{"bad export timeout", []string{"--pid", "1"}, map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "soon"}, "OTEL_EXPORTER_OTLP_TIMEOUT"},
 		{"bad metric interval", []string{"--pid", "1"}, map[string]string{"OTEL_METRIC_EXPORT_INTERVAL": "1m"}, "OTEL_METRIC_EXPORT_INTERVAL"},
 		{"bad metrics exporter", []string{"--pid", "1"}, map[string]string{"OTEL_METRICS_EXPORTER": "statsd"}, `OTEL_METRICS_EXPORTER="statsd"`},
+		{"bad Prometheus address", []string{"--pid", "1", "--prometheus-address", "9464"}, nil, `--prometheus-address "9464": want HOST:PORT`},
+		{"bad Prometheus port", []string{"--pid", "1"}, map[string]string{"OTEL_METRICS_EXPORTER": "otlp,prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": "x"}, `OTEL_EXPORTER_PROMETHEUS_PORT="x"`},
 		{"offsets URL not a URL", []string{"--offsets-url", "not-a-url", "--pid", "1"}, nil, `--offsets-url (or OFFSETDB_URL) "not-a-url"`},
 		{"offsets URL from env", []string{"--pid", "1"}, map[string]string{"OFFSETDB_URL": "file:///etc/passwd"}, "OFFSETDB_URL"},
 		{"export concurrency", []string{"--export-concurrency", "0", "--pid", "1"}, nil, "--export-concurrency 0"},
@@ -76,7 +78,7 @@ func TestCLIRejectsBadSettingsNamingThem(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, k := range []string{"OTEL_LOG_LEVEL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER",
 				"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_EXPORTER_OTLP_TIMEOUT", "OFFSETDB_URL", "OTEL_METRIC_EXPORT_INTERVAL",
-				"OTEL_METRICS_EXPORTER"} {
+				"OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_PROMETHEUS_PORT"} {
 				t.Setenv(k, tt.env[k])
 			}
 			var stdout, stderr bytes.Buffer

@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -125,7 +126,8 @@ Spans go where OTEL_TRACES_EXPORTER says: otlp (default) to OTEL_EXPORTER_OTLP_E
 by default http://localhost:4318 (OTLP/HTTP; grpc: http://localhost:4317, with
 OTEL_EXPORTER_OTLP_PROTOCOL=grpc); console prints one JSON line per span on stdout, for a
 first look; none discards them. The tracer's own metrics (spans exported and dropped, by
-reason) go to the same OTLP endpoint (OTEL_METRICS_EXPORTER=none to turn off).
+reason) go to the same OTLP endpoint (OTEL_METRICS_EXPORTER=none to turn off; prometheus, or
+--prometheus-address, serves them at http://localhost:9464/metrics).
 
 Exit status: 0 stopped as asked; 1 tracing failed; 2 bad flag or setting; 3 nothing could be
 traced; 4 missing privileges or kernel features; with -- CMD, CMD's status otherwise.
@@ -394,6 +396,7 @@ type traceSettings struct {
 	perLink       bool
 	buffer        export.BufferOptions
 	statsInterval time.Duration
+	promAddr      string
 	holdNew       bool
 	// writeContext: write W3C traceparent into outgoing requests (contextprop.go).
 	writeContext bool
@@ -423,6 +426,7 @@ func traceFlags(w io.Writer) (*flag.FlagSet, *traceSettings) {
 	s.kube = kube.RegisterFlags(fs)
 	s.discovery = discovery.RegisterFlags(fs)
 	fs.DurationVar(&s.statsInterval, "stats-interval", time.Minute, "how often to log the span counts (spans, exported, dropped by reason) while tracing; 0: only at exit")
+	fs.StringVar(&s.promAddr, "prometheus-address", "", "also serve the tracer's own metrics (span counts by reason) for Prometheus at http://HOST:PORT/metrics; like OTEL_METRICS_EXPORTER=prometheus with OTEL_EXPORTER_PROMETHEUS_HOST/_PORT (default localhost:9464)")
 	return fs, &s
 }
 
@@ -457,6 +461,11 @@ func (s *traceSettings) check() error {
 	}
 	if s.statsInterval < 0 {
 		return fmt.Errorf("%w: --stats-interval %v: want 0 or more", errBadSetting, s.statsInterval)
+	}
+	if s.promAddr != "" {
+		if _, _, err := net.SplitHostPort(s.promAddr); err != nil {
+			return fmt.Errorf("%w: --prometheus-address %q: want HOST:PORT (%v)", errBadSetting, s.promAddr, err)
+		}
 	}
 	return nil
 }
@@ -507,9 +516,12 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	defer cp.close(log)
 
 	counts := new(export.Counts)
-	mp, err := export.NewMeterProvider(context.Background(), counts, s.buffer.MaxQueue)
+	mp, err := export.NewMeterProvider(context.Background(), counts, s.buffer.MaxQueue, s.promAddr)
 	if err != nil {
 		return 0, err
+	}
+	if mp != nil && mp.PrometheusAddr() != nil {
+		log.Info("serving the tracer's metrics for Prometheus", "url", "http://"+mp.PrometheusAddr().String()+"/metrics")
 	}
 	ctx, abort, stopSignals := signals(log)
 	defer stopSignals()

@@ -1,14 +1,25 @@
 package export
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
+
+	promclient "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -30,9 +41,30 @@ const TracerServiceName = "offsetdb-tracer"
 // others are the OpenTelemetry SDK's self-observability metrics.
 const eventsLostName = "offsetdb.tracer.event.lost"
 
-// NewMeterProvider returns a MeterProvider exporting the tracer's own
-// metrics, read from counts at each collection, with the OpenTelemetry
-// SDK self-observability names:
+// Metrics is the MeterProvider of the tracer's own metrics and, when asked
+// for, the HTTP server that offers them to Prometheus.
+type Metrics struct {
+	provider *sdkmetric.MeterProvider
+	server   *http.Server
+	addr     net.Addr
+}
+
+// PrometheusAddr is the address the Prometheus endpoint listens on (the
+// port chosen when it was asked for as port 0), or nil without one.
+func (m *Metrics) PrometheusAddr() net.Addr { return m.addr }
+
+// Shutdown exports the last values over OTLP and closes the Prometheus
+// endpoint. It returns the first error.
+func (m *Metrics) Shutdown(ctx context.Context) error {
+	err := m.provider.Shutdown(ctx)
+	if m.server != nil {
+		err = errors.Join(err, m.server.Shutdown(ctx))
+	}
+	return err
+}
+
+// NewMeterProvider returns the tracer's own metrics, read from counts at
+// each collection, with the OpenTelemetry SDK self-observability names:
 //
 //   - otel.sdk.span.started, by otel.span.sampling_result: RECORD_AND_SAMPLE
 //     for recorded spans, DROP for unsampled ones;
@@ -45,28 +77,114 @@ const eventsLostName = "offsetdb.tracer.event.lost"
 //   - offsetdb.tracer.event.lost, by error.type ring_buffer_full or invalid:
 //     events lost before they became spans.
 //
-// The exporter follows the same settings as the spans: OTEL_METRICS_EXPORTER
-// ("otlp" or "none"; by default otlp when OTEL_TRACES_EXPORTER includes
-// otlp, else none), the OTLP protocol and endpoint variables (the default
-// endpoint as for traces), OTEL_METRIC_EXPORT_INTERVAL. It returns nil
-// when nothing is to be exported. The caller shuts the provider down,
-// which exports the last values.
-func NewMeterProvider(ctx context.Context, counts *Counts, capacity int) (*sdkmetric.MeterProvider, error) {
-	exporter, err := newMetricExporter(ctx)
-	if err != nil || exporter == nil {
+// OTEL_METRICS_EXPORTER is a comma-separated list of otlp, prometheus and
+// none; by default otlp when OTEL_TRACES_EXPORTER includes otlp, else none.
+// otlp follows the same settings as the spans: the OTLP protocol and
+// endpoint variables (the default endpoint as for traces),
+// OTEL_METRIC_EXPORT_INTERVAL. prometheus serves the Prometheus text format
+// at http://HOST:PORT/metrics, HOST:PORT from promAddr when it is not
+// empty (which also turns prometheus on), else from
+// OTEL_EXPORTER_PROMETHEUS_HOST (localhost) and
+// OTEL_EXPORTER_PROMETHEUS_PORT (9464); names follow the Prometheus
+// translation of the OpenTelemetry ones (otel_sdk_span_started_total). It
+// returns nil when nothing is to be exported, and an error wrapping
+// ErrBadSetting for a bad value or an address it cannot listen on. The
+// caller shuts the metrics down, which exports the last values.
+func NewMeterProvider(ctx context.Context, counts *Counts, capacity int, promAddr string) (*Metrics, error) {
+	names, err := metricsExporters(promAddr != "")
+	if err != nil {
 		return nil, err
+	}
+	var readers []sdkmetric.Option
+	m := &Metrics{}
+	for _, name := range names {
+		switch name {
+		case "otlp":
+			exporter, err := newMetricExporter(ctx)
+			if err != nil {
+				return nil, err
+			}
+			readers = append(readers, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exporter)))
+		case "prometheus":
+			reader, err := m.servePrometheus(promAddr)
+			if err != nil {
+				return nil, err
+			}
+			readers = append(readers, sdkmetric.WithReader(reader))
+		}
+	}
+	if len(readers) == 0 {
+		return nil, nil
 	}
 	res, err := resource.New(ctx, resource.WithSchemaURL(semconv.SchemaURL), resource.WithTelemetrySDK(),
 		resource.WithAttributes(semconv.ServiceName(TracerServiceName), semconv.ProcessPID(os.Getpid())))
 	if err != nil {
+		m.closeServer()
 		return nil, fmt.Errorf("tracer metrics resource: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exporter)))
-	if err := registerMetrics(mp.Meter(MeterName), counts, capacity); err != nil {
-		_ = mp.Shutdown(ctx)
+	m.provider = sdkmetric.NewMeterProvider(append(readers, sdkmetric.WithResource(res))...)
+	if err := registerMetrics(m.provider.Meter(MeterName), counts, capacity); err != nil {
+		_ = m.Shutdown(ctx)
 		return nil, err
 	}
-	return mp, nil
+	return m, nil
+}
+
+// The Prometheus exporter's settings (OpenTelemetry SDK environment
+// variables) and their defaults.
+const (
+	EnvPrometheusHost     = "OTEL_EXPORTER_PROMETHEUS_HOST"
+	EnvPrometheusPort     = "OTEL_EXPORTER_PROMETHEUS_PORT"
+	DefaultPrometheusHost = "localhost"
+	DefaultPrometheusPort = "9464"
+)
+
+// prometheusAddress returns HOST:PORT for the Prometheus endpoint: addr if
+// set, else from the environment.
+func prometheusAddress(addr string) (string, error) {
+	if addr != "" {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return "", fmt.Errorf("--prometheus-address %q: %w: want HOST:PORT (%v)", addr, ErrBadSetting, err)
+		}
+		return addr, nil
+	}
+	host := cmp.Or(strings.TrimSpace(os.Getenv(EnvPrometheusHost)), DefaultPrometheusHost)
+	port := cmp.Or(strings.TrimSpace(os.Getenv(EnvPrometheusPort)), DefaultPrometheusPort)
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", fmt.Errorf("%s=%q: %w: want a port number", EnvPrometheusPort, port, ErrBadSetting)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// servePrometheus listens on the Prometheus address and serves /metrics
+// from a registry of its own (only the tracer's metrics, none of the Go
+// runtime's), returning the reader that feeds it.
+func (m *Metrics) servePrometheus(addr string) (sdkmetric.Reader, error) {
+	addr, err := prometheusAddress(addr)
+	if err != nil {
+		return nil, err
+	}
+	reg := promclient.NewRegistry()
+	reader, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, fmt.Errorf("create the Prometheus exporter: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("serve metrics for Prometheus on %s: %w: %v (choose another with --prometheus-address or %s)", addr, ErrBadSetting, err, EnvPrometheusPort)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	m.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.addr = ln.Addr()
+	go func() { _ = m.server.Serve(ln) }()
+	return reader, nil
+}
+
+func (m *Metrics) closeServer() {
+	if m.server != nil {
+		_ = m.server.Close()
+	}
 }
 
 // registerMetrics creates the observable instruments reading counts.
@@ -125,32 +243,39 @@ func registerMetrics(m metric.Meter, counts *Counts, capacity int) error {
 	return err
 }
 
-// metricsExporter returns "otlp" or "none": OTEL_METRICS_EXPORTER, or by
-// default otlp when the spans go over OTLP.
-func metricsExporter() (string, error) {
-	name := strings.ToLower(strings.TrimSpace(os.Getenv(EnvMetricsExporter)))
-	if name == "" {
+// metricsExporters returns the metric exporters to run, each "otlp" or
+// "prometheus": OTEL_METRICS_EXPORTER, or by default otlp when the spans
+// go over OTLP; prometheus too when withPrometheus (the flag asked for it).
+func metricsExporters(withPrometheus bool) ([]string, error) {
+	value := strings.TrimSpace(os.Getenv(EnvMetricsExporter))
+	var names []string
+	if value == "" {
 		traces, _ := exporterNames(os.Getenv(EnvTracesExporter))
-		name = "none"
-		for _, t := range traces {
-			if t == "otlp" {
-				name = "otlp"
+		if slices.Contains(traces, "otlp") {
+			names = append(names, "otlp")
+		}
+	} else {
+		for _, n := range strings.Split(value, ",") {
+			n = strings.ToLower(strings.TrimSpace(n))
+			switch n {
+			case "otlp", "prometheus":
+				if !slices.Contains(names, n) {
+					names = append(names, n)
+				}
+			case "none":
+			default:
+				return nil, fmt.Errorf("%s=%q: %w: want a list of otlp, prometheus or none", EnvMetricsExporter, value, ErrBadSetting)
 			}
 		}
 	}
-	if name != "otlp" && name != "none" {
-		return "", fmt.Errorf("%s=%q: %w: want otlp or none", EnvMetricsExporter, name, ErrBadSetting)
+	if withPrometheus && !slices.Contains(names, "prometheus") {
+		names = append(names, "prometheus")
 	}
-	return name, nil
+	return names, nil
 }
 
-// newMetricExporter creates the exporter OTEL_METRICS_EXPORTER selects, or
-// nil for none.
+// newMetricExporter creates the OTLP metric exporter.
 func newMetricExporter(ctx context.Context) (sdkmetric.Exporter, error) {
-	name, err := metricsExporter()
-	if err != nil || name == "none" {
-		return nil, err
-	}
 	protocol, source := DefaultProtocol, "default"
 	for _, env := range []string{"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", EnvProtocol} {
 		if v := strings.TrimSpace(os.Getenv(env)); v != "" {
@@ -159,7 +284,10 @@ func newMetricExporter(ctx context.Context) (sdkmetric.Exporter, error) {
 		}
 	}
 	endpointSet := os.Getenv(EnvEndpoint) != "" || os.Getenv(EnvMetricsEndpoint) != ""
-	var e sdkmetric.Exporter
+	var (
+		e   sdkmetric.Exporter
+		err error
+	)
 	switch protocol {
 	case "http/protobuf":
 		var opts []otlpmetrichttp.Option

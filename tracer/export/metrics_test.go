@@ -2,6 +2,10 @@ package export
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -81,12 +85,16 @@ func TestMeterProviderFollowsTheTracesExporter(t *testing.T) {
 		{"none", "", false, ""},
 		{"console", "otlp", true, ""},
 		{"otlp", "none", false, ""},
-		{"otlp", "prometheus", false, `OTEL_METRICS_EXPORTER="prometheus"`},
+		{"otlp", "prometheus", true, ""},
+		{"none", "none,prometheus", true, ""},
+		{"otlp", "otlp,statsd", false, `OTEL_METRICS_EXPORTER="otlp,statsd"`},
 	} {
 		t.Setenv(EnvTracesExporter, tt.traces)
 		t.Setenv(EnvMetricsExporter, tt.metrics)
 		t.Setenv(EnvEndpoint, "http://127.0.0.1:1")
-		mp, err := NewMeterProvider(context.Background(), new(Counts), 10)
+		t.Setenv(EnvPrometheusHost, "127.0.0.1")
+		t.Setenv(EnvPrometheusPort, "0")
+		mp, err := NewMeterProvider(context.Background(), new(Counts), 10, "")
 		if tt.err != "" {
 			assert.ErrorContains(t, err, tt.err)
 			continue
@@ -99,4 +107,67 @@ func TestMeterProviderFollowsTheTracesExporter(t *testing.T) {
 			cancel()
 		}
 	}
+}
+
+// TestPrometheusEndpointServesTheCounts: with --prometheus-address (or
+// OTEL_METRICS_EXPORTER=prometheus) the counts are served in the Prometheus
+// text format under the translated SDK names, beside OTLP, and a bad
+// address or port is refused before anything listens.
+func TestPrometheusEndpointServesTheCounts(t *testing.T) {
+	t.Setenv(EnvTracesExporter, "none")
+	t.Setenv(EnvMetricsExporter, "")
+	var counts Counts
+	counts.AddRecorded(12)
+	counts.Add(Exported, 9)
+	counts.Add(QueueFull, 2)
+	counts.Add(RingBufferFull, 5)
+
+	m, err := NewMeterProvider(context.Background(), &counts, 77, "127.0.0.1:0")
+	require.NoError(t, err)
+	require.NotNil(t, m)
+	require.NotNil(t, m.PrometheusAddr())
+	resp, err := http.Get("http://" + m.PrometheusAddr().String() + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var samples []string // name{labels} value, without scope labels
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "otel_sdk_") || strings.HasPrefix(line, "offsetdb_") {
+			samples = append(samples, line)
+		}
+	}
+	text := strings.Join(samples, "\n")
+	for _, want := range []string{
+		`otel_sdk_span_started_total{`, `otel_span_sampling_result="RECORD_AND_SAMPLE"} 12`,
+		`otel_sdk_exporter_span_exported_total{`,
+		`error_type="ring_buffer_full"`,
+	} {
+		assert.Contains(t, text, want)
+	}
+	assert.Regexp(t, `otel_sdk_processor_span_processed_total\{[^}]*error_type="queue_full"[^}]*\} 2\n`, text+"\n")
+	assert.Regexp(t, `otel_sdk_processor_span_queue_capacity\{[^}]*\} 77\n`, text+"\n")
+	assert.Regexp(t, `otel_sdk_processor_span_queue_size\{[^}]*\} 1\n`, text+"\n", "12 recorded, 9 exported, 2 dropped")
+	assert.Regexp(t, `otel_sdk_exporter_span_exported_total\{[^}]*\} 9\n`, text+"\n")
+	assert.Regexp(t, `offsetdb_tracer_event_lost_(event_)?total\{[^}]*error_type="ring_buffer_full"[^}]*\} 5\n`, text+"\n")
+	require.NoError(t, m.Shutdown(context.Background()))
+	_, err = http.Get("http://" + m.PrometheusAddr().String() + "/metrics")
+	assert.Error(t, err, "the endpoint closes at shutdown")
+
+	_, err = NewMeterProvider(context.Background(), &counts, 77, "no-port")
+	assert.ErrorIs(t, err, ErrBadSetting)
+	assert.ErrorContains(t, err, `--prometheus-address "no-port"`)
+	t.Setenv(EnvMetricsExporter, "prometheus")
+	t.Setenv(EnvPrometheusPort, "http")
+	_, err = NewMeterProvider(context.Background(), &counts, 77, "")
+	assert.ErrorContains(t, err, `OTEL_EXPORTER_PROMETHEUS_PORT="http"`)
+	assert.ErrorContains(t, Check(), `OTEL_EXPORTER_PROMETHEUS_PORT="http"`)
+
+	// The port is taken: the error says which address and how to choose another.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	_, err = NewMeterProvider(context.Background(), &counts, 77, ln.Addr().String())
+	assert.ErrorContains(t, err, "serve metrics for Prometheus on "+ln.Addr().String())
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,8 +99,14 @@ func Check() error {
 	if _, err := bufferFromEnv(BufferOptions{}); err != nil {
 		return err
 	}
-	if _, err := metricsExporter(); err != nil {
+	metricNames, err := metricsExporters(false)
+	if err != nil {
 		return err
+	}
+	if slices.Contains(metricNames, "prometheus") {
+		if _, err := prometheusAddress(""); err != nil {
+			return err
+		}
 	}
 	for _, env := range []string{"OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
 		"OTEL_METRIC_EXPORT_INTERVAL", "OTEL_METRIC_EXPORT_TIMEOUT"} {
