@@ -64,7 +64,8 @@ func (m *Metrics) Shutdown(ctx context.Context) error {
 }
 
 // NewMeterProvider returns the tracer's own metrics, read from counts at
-// each collection, with the OpenTelemetry SDK self-observability names:
+// each collection, with the OpenTelemetry SDK self-observability names
+// (capacity is each process's export buffer, 0 for the default):
 //
 //   - otel.sdk.span.started, by otel.span.sampling_result: RECORD_AND_SAMPLE
 //     for recorded spans, DROP for unsampled ones;
@@ -121,6 +122,11 @@ func NewMeterProvider(ctx context.Context, counts *Counts, capacity int, promAdd
 	if err != nil {
 		m.closeServer()
 		return nil, fmt.Errorf("tracer metrics resource: %w", err)
+	}
+	if capacity <= 0 { // the default buffer: OTEL_BSP_MAX_QUEUE_SIZE, else DefaultMaxQueue
+		if b, err := bufferFromEnv(BufferOptions{}); err == nil {
+			capacity = b.withDefaults().MaxQueue
+		}
 	}
 	m.provider = sdkmetric.NewMeterProvider(append(readers, sdkmetric.WithResource(res))...)
 	if err := registerMetrics(m.provider.Meter(MeterName), counts, capacity); err != nil {

@@ -2,6 +2,7 @@ package export
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -154,6 +155,16 @@ func TestPrometheusEndpointServesTheCounts(t *testing.T) {
 	require.NoError(t, m.Shutdown(context.Background()))
 	_, err = http.Get("http://" + m.PrometheusAddr().String() + "/metrics")
 	assert.Error(t, err, "the endpoint closes at shutdown")
+
+	t.Setenv("OTEL_BSP_MAX_QUEUE_SIZE", "")
+	m, err = NewMeterProvider(context.Background(), &counts, 0, "127.0.0.1:0")
+	require.NoError(t, err)
+	resp, err = http.Get("http://" + m.PrometheusAddr().String() + "/metrics")
+	require.NoError(t, err)
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Regexp(t, fmt.Sprintf(`\notel_sdk_processor_span_queue_capacity\{[^}]*\} %d\n`, DefaultMaxQueue), string(body), "the default buffer's size")
+	require.NoError(t, m.Shutdown(context.Background()))
 
 	_, err = NewMeterProvider(context.Background(), &counts, 77, "no-port")
 	assert.ErrorIs(t, err, ErrBadSetting)
