@@ -38,7 +38,8 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 	proxy := fs.String("proxy", toolchain.ProxyURLFromEnv(), "Go module proxy URL (default from GOPROXY)")
 	keep := fs.Bool("keep-toolchains", false, "keep unpacked toolchains in the cache (about 230 MB each)")
 	retry := fs.Bool("retry-failed", false, "rebuild versions recorded as failed")
-	recheck := fs.Bool("recheck", false, "ask the proxy again about releases the database already records (e.g. ones once unavailable)")
+	recheck := fs.Bool("recheck", false, "ask the proxy again about every release the database already records (a full listing)")
+	recheckUnavailable := fs.Bool("recheck-unavailable", false, "ask the proxy again about the releases recorded unavailable (one request each), and build those it serves now (std)")
 	report := fs.String("report", "", "write a per-version cost report (markdown) to this file: a table for std, one per other module")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -93,9 +94,10 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 		cfg := generate.Config{
 			Set: set, Arches: archList, Since: sinceV, Until: untilV, Versions: only, Workers: *workers,
 			CacheDir: *cache, OutDir: *out, KeepToolchains: *keep, RetryFailed: *retry, Recheck: *recheck,
-			Proxy:    &toolchain.Proxy{URL: *proxy, ConfigDir: filepath.Join(*cache, "sumdb"), IncludePre: *pre},
-			Log:      slog.Default(),
-			Progress: os.Stderr,
+			RecheckUnavailable: *recheckUnavailable,
+			Proxy:              &toolchain.Proxy{URL: *proxy, ConfigDir: filepath.Join(*cache, "sumdb"), IncludePre: *pre},
+			Log:                slog.Default(),
+			Progress:           os.Stderr,
 		}
 		rep, err := generate.Run(ctx, cfg)
 		if rep != nil {

@@ -47,6 +47,13 @@ type Config struct {
 	// it, recorded releases are taken as settled, which makes a no-op run
 	// fast.
 	Recheck bool
+	// RecheckUnavailable asks the proxy again about the releases recorded
+	// unavailable only (one request each, about 170 since go1.12), keeping
+	// the other recorded answers: the proxy starts serving releases it
+	// once withheld (go1.20.2), and those are then built. It costs far
+	// less than Recheck, which probes every line in full; the scheduled
+	// regeneration sets it once a week.
+	RecheckUnavailable bool
 	// Versions, if set, restricts the run to these releases.
 	Versions []goversion.Version
 	Log      *slog.Logger
@@ -111,7 +118,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	} else {
 		if !cfg.Recheck {
-			cfg.Proxy.Settled = settled(table, cfg.Arches)
+			cfg.Proxy.Settled = settled(table, cfg.Arches, cfg.RecheckUnavailable)
 		}
 		log.Info("listing Go releases", "proxy", cfg.Proxy.URL, "since", cfg.Since.String())
 		releases, err = cfg.Proxy.Releases(ctx, cfg.Since)
@@ -125,32 +132,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	rep := &Report{Releases: len(releases)}
-
-	var jobs []job
-	for _, r := range releases {
-		var need []string
-		for _, arch := range cfg.Arches {
-			b, ok := table.Builds[arch][r.Version.String()]
-			switch {
-			case ok && b.Status == offsets.StatusOK:
-				rep.UpToDate++
-			case ok && b.Status == offsets.StatusFailed && !cfg.RetryFailed:
-				rep.UpToDate++
-			case !r.Available:
-				if err := table.Set(arch, offsets.Build{Coverage: offsets.Coverage{
-					Version: r.Version.String(), Status: offsets.StatusUnavailable, Reason: r.Reason}}); err != nil {
-					return nil, err
-				}
-			default:
-				need = append(need, arch)
-			}
-		}
-		if !r.Available {
-			rep.Unavailable++
-		}
-		if len(need) > 0 {
-			jobs = append(jobs, job{v: r.Version, arches: need})
-		}
+	jobs, err := plan(table, releases, cfg, rep)
+	if err != nil {
+		return nil, err
 	}
 	log.Info("plan", "releases", len(releases), "to_build", len(jobs), "up_to_date_probes", rep.UpToDate, "unavailable", rep.Unavailable)
 
@@ -185,9 +169,44 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
+// plan returns the builds releases still need: every GOARCH of cfg not yet
+// ok (nor failed, unless cfg.RetryFailed) for a release the proxy serves.
+// A release it does not serve is recorded unavailable in table instead;
+// one recorded unavailable that the proxy serves now is built.
+func plan(table *offsets.Table, releases []toolchain.Release, cfg Config, rep *Report) ([]job, error) {
+	var jobs []job
+	for _, r := range releases {
+		var need []string
+		for _, arch := range cfg.Arches {
+			b, ok := table.Builds[arch][r.Version.String()]
+			switch {
+			case ok && b.Status == offsets.StatusOK:
+				rep.UpToDate++
+			case ok && b.Status == offsets.StatusFailed && !cfg.RetryFailed:
+				rep.UpToDate++
+			case !r.Available:
+				if err := table.Set(arch, offsets.Build{Coverage: offsets.Coverage{
+					Version: r.Version.String(), Status: offsets.StatusUnavailable, Reason: r.Reason}}); err != nil {
+					return nil, err
+				}
+			default:
+				need = append(need, arch)
+			}
+		}
+		if !r.Available {
+			rep.Unavailable++
+		}
+		if len(need) > 0 {
+			jobs = append(jobs, job{v: r.Version, arches: need})
+		}
+	}
+	return jobs, nil
+}
+
 // settled answers, from the database, for releases already recorded for
-// every GOARCH of the run.
-func settled(t *offsets.Table, arches []string) func(goversion.Version) (bool, string, bool) {
+// every GOARCH of the run; with recheckUnavailable, not for those recorded
+// unavailable for some GOARCH, so that the proxy is asked about them again.
+func settled(t *offsets.Table, arches []string, recheckUnavailable bool) func(goversion.Version) (bool, string, bool) {
 	return func(v goversion.Version) (bool, string, bool) {
 		available, reason := true, ""
 		for _, arch := range arches {
@@ -196,6 +215,9 @@ func settled(t *offsets.Table, arches []string) func(goversion.Version) (bool, s
 				return false, "", false
 			}
 			if b.Status == offsets.StatusUnavailable {
+				if recheckUnavailable {
+					return false, "", false
+				}
 				available, reason = false, b.Reason
 			}
 		}

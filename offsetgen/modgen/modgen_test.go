@@ -136,6 +136,44 @@ func TestRunRecordsAVersionWhoseZipIsRefusedAsUnavailable(t *testing.T) {
 	assert.Contains(t, verr.Reason, "403")
 }
 
+// TestRunBuildsAVersionRecordedUnavailableOnceServed: module versions
+// recorded unavailable are asked about again on every run (unlike ok and
+// failed ones), so one the proxy serves later is built by the next run.
+func TestRunBuildsAVersionRecordedUnavailableOnceServed(t *testing.T) {
+	gomod := "module example.com/lib\n\ngo 1.21\n"
+	src := "package lib\n\ntype Conn struct{ id uint32 }\n"
+	versions := func(zip bool) []servedVersion {
+		return []servedVersion{
+			{path: "example.com/lib", version: "v1.0.0", files: map[string]string{"go.mod": gomod, "lib.go": src}},
+			{path: "example.com/lib", version: "v1.1.0", files: map[string]string{"go.mod": gomod, "lib.go": src}, noZip: !zip},
+		}
+	}
+	local, err := toolchain.Local(context.Background())
+	require.NoError(t, err)
+	set, err := fieldset.ParseModule("example.com/lib", strings.NewReader("example.com/lib.Conn.id\n"))
+	require.NoError(t, err)
+	out := t.TempDir()
+	run := func(proxy *toolchain.Proxy) *Report {
+		rep, err := Run(context.Background(), Config{Set: set, Arches: []string{"amd64"}, CacheDir: t.TempDir(), OutDir: out, Proxy: proxy, Local: local, NoFallback: true,
+			ModuleEnv: []string{"GOSUMDB=off", "GOFLAGS=-mod=mod -modcacherw", "GOMODCACHE=" + t.TempDir()}})
+		require.NoError(t, err)
+		return rep
+	}
+	rep := run(modulesProxy(t, versions(false)))
+	require.Equal(t, 1, rep.Unavailable)
+
+	rep = run(modulesProxy(t, versions(true)))
+	assert.Equal(t, 1, rep.UpToDate, "v1.0.0 is not built again")
+	assert.Equal(t, 1, rep.Built, "v1.1.0 is asked about again and built")
+	assert.Equal(t, 0, rep.Unavailable)
+	db, err := offsets.OpenDir(out)
+	require.NoError(t, err)
+	r, err := db.Lookup("example.com/lib", "v1.1.0", "amd64", set.Fields[0])
+	require.NoError(t, err)
+	assert.Equal(t, uint64(0), r.Offset)
+	assert.Equal(t, "uint32", r.Type)
+}
+
 func TestRunBuildsEachModuleVersion(t *testing.T) {
 	gomod := "module example.com/lib\n\ngo 1.21\n"
 	proxy := moduleProxy(t, map[string]map[string]string{
