@@ -21,12 +21,62 @@
  * goroutine's g is kept in R14 (amd64) or X28 (arm64) for the whole body of
  * an ABIInternal function, including at its RET instructions.
  *
- * See https://go.dev/s/regabi and src/cmd/compile/abi-internal.md.
+ * Go functions compiled for the stack-based calling convention (ABI0: every
+ * function before Go 1.17 on amd64 and 1.18 on arm64) receive the same
+ * words in the caller's frame instead: at the function's first instruction
+ * the stack pointer points at the return address (amd64) or at the word
+ * the caller reserved for it (arm64, where the return address is in LR),
+ * and argument word n is at SP + 8*n. The results follow the arguments, the
+ * first one aligned to a word; at a RET instruction the frame is popped
+ * (amd64: ADDQ $framesize, SP; arm64: ADD $framesize, RSP, RSP after
+ * reloading LR), so SP is what it was at entry and result word n is at
+ * SP + 8 + (size of arguments) + 8*(n-1). Checked on `go tool objdump` of
+ * net/http.(*Transport).roundTrip built by go1.12.17 and go1.15.15
+ * (amd64, arm64). The current goroutine's g is in X28 on arm64 in both
+ * conventions; on amd64 before Go 1.17 it is in thread-local storage, at a
+ * fixed offset from the FS base (-8 in the binaries checked, internal and
+ * external linking, PIE too; the exact offset is read from each binary's
+ * code by gobinary.GoTLSOffset).
+ *
+ * GO_REGn, GO_RESULTn and GO_G read either convention: tracer/uprobe sets
+ * go_stack_abi (and, on amd64, go_tls_g) at load time for the traced
+ * binary, and gives each RET uprobe of a stack-ABI target the offset from
+ * SP of the function's first result as its BPF cookie, from the function's
+ * argument size in the Go function table (_func.args) and the size of the
+ * results the probe declares (uprobe.Probe.StackResults). The verifier
+ * drops the branch a target does not take, so the helpers only ABI0 needs
+ * (bpf_get_attach_cookie, Linux 5.15) are never checked for others.
+ * Argument word n is the same value in both conventions as long as the
+ * arguments before it are word-sized (pointers, ints, strings, slices,
+ * interfaces); a probe is marked as checked for the stack convention
+ * (uprobe.Probe.StackABI) only if its programs read nothing else.
+ *
+ * See https://go.dev/s/regabi, src/cmd/compile/abi-internal.md and, for
+ * ABI0, https://go.dev/doc/asm.
  */
 #ifndef OFFSETDB_GO_ABI_H
 #define OFFSETDB_GO_ABI_H
 
 #include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+/*
+ * Set at load time by tracer/uprobe for the traced binary: 1 when it was
+ * compiled for the stack-based calling convention, and then, on amd64,
+ * the offset of g from the FS base (two's complement).
+ */
+volatile const __u8 go_stack_abi = 0;
+volatile const __u64 go_tls_g = 0;
+
+/* go_stack_word returns the 8 bytes at addr in the traced process, or 0. */
+static __always_inline __u64 go_stack_word(__u64 addr)
+{
+	__u64 v = 0;
+	bpf_probe_read_user(&v, sizeof(v), (const void *)addr);
+	return v;
+}
 
 #if defined(__TARGET_ARCH_x86)
 
@@ -36,16 +86,42 @@ struct go_regs {
 	__u64 ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
 };
 
-#define GO_REG1(r) ((r)->ax)
-#define GO_REG2(r) ((r)->bx)
-#define GO_REG3(r) ((r)->cx)
-#define GO_REG4(r) ((r)->di)
-#define GO_REG5(r) ((r)->si)
-#define GO_REG6(r) ((r)->r8)
-#define GO_REG7(r) ((r)->r9)
-#define GO_REG8(r) ((r)->r10)
-#define GO_REG9(r) ((r)->r11)
-#define GO_G(r) ((r)->r14)
+#define GO_IREG1(r) ((r)->ax)
+#define GO_IREG2(r) ((r)->bx)
+#define GO_IREG3(r) ((r)->cx)
+#define GO_IREG4(r) ((r)->di)
+#define GO_IREG5(r) ((r)->si)
+#define GO_IREG6(r) ((r)->r8)
+#define GO_IREG7(r) ((r)->r9)
+#define GO_IREG8(r) ((r)->r10)
+#define GO_IREG9(r) ((r)->r11)
+#define GO_SP(r) ((r)->sp)
+
+/* The kernel's task_struct, as far as the FS base (CO-RE, kernel BTF). */
+struct thread_struct___go {
+	unsigned long fsbase;
+} __attribute__((preserve_access_index));
+struct task_struct___go {
+	struct thread_struct___go thread;
+} __attribute__((preserve_access_index));
+
+/*
+ * go_tls_goroutine returns g of a stack-ABI amd64 target: the word at
+ * go_tls_g from the thread's FS base. The base is the one the kernel keeps
+ * for the task (thread.fsbase), which is current: Go sets it with
+ * arch_prctl(ARCH_SET_FS) and glibc through clone(CLONE_SETTLS), both of
+ * which store it there; neither uses WRFSBASE.
+ */
+static __always_inline __u64 go_tls_goroutine(void)
+{
+	struct task_struct___go *t = (void *)bpf_get_current_task();
+	__u64 fsbase = BPF_CORE_READ(t, thread.fsbase);
+	if (fsbase == 0)
+		return 0;
+	return go_stack_word(fsbase + go_tls_g);
+}
+
+#define GO_G(r) (go_stack_abi ? go_tls_goroutine() : (r)->r14)
 
 #elif defined(__TARGET_ARCH_arm64)
 
@@ -55,15 +131,16 @@ struct go_regs {
 	__u64 sp, pc, pstate;
 };
 
-#define GO_REG1(r) ((r)->regs[0])
-#define GO_REG2(r) ((r)->regs[1])
-#define GO_REG3(r) ((r)->regs[2])
-#define GO_REG4(r) ((r)->regs[3])
-#define GO_REG5(r) ((r)->regs[4])
-#define GO_REG6(r) ((r)->regs[5])
-#define GO_REG7(r) ((r)->regs[6])
-#define GO_REG8(r) ((r)->regs[7])
-#define GO_REG9(r) ((r)->regs[8])
+#define GO_IREG1(r) ((r)->regs[0])
+#define GO_IREG2(r) ((r)->regs[1])
+#define GO_IREG3(r) ((r)->regs[2])
+#define GO_IREG4(r) ((r)->regs[3])
+#define GO_IREG5(r) ((r)->regs[4])
+#define GO_IREG6(r) ((r)->regs[5])
+#define GO_IREG7(r) ((r)->regs[6])
+#define GO_IREG8(r) ((r)->regs[7])
+#define GO_IREG9(r) ((r)->regs[8])
+#define GO_SP(r) ((r)->sp)
 #define GO_G(r) ((r)->regs[28])
 
 #else
@@ -71,12 +148,40 @@ struct go_regs {
 #endif
 
 /*
- * Results come back in the argument registers: GO_RESULTn is GO_REGn, read
- * at a RET instruction.
+ * GO_REGn is argument word n at a function's entry, in either convention.
  */
-#define GO_RESULT1(r) GO_REG1(r)
-#define GO_RESULT2(r) GO_REG2(r)
-#define GO_RESULT3(r) GO_REG3(r)
+#define GO_ARG(r, n, ireg) (go_stack_abi ? go_stack_word(GO_SP(r) + 8 * (n)) : (ireg))
+#define GO_REG1(r) GO_ARG(r, 1, GO_IREG1(r))
+#define GO_REG2(r) GO_ARG(r, 2, GO_IREG2(r))
+#define GO_REG3(r) GO_ARG(r, 3, GO_IREG3(r))
+#define GO_REG4(r) GO_ARG(r, 4, GO_IREG4(r))
+#define GO_REG5(r) GO_ARG(r, 5, GO_IREG5(r))
+#define GO_REG6(r) GO_ARG(r, 6, GO_IREG6(r))
+#define GO_REG7(r) GO_ARG(r, 7, GO_IREG7(r))
+#define GO_REG8(r) GO_ARG(r, 8, GO_IREG8(r))
+#define GO_REG9(r) GO_ARG(r, 9, GO_IREG9(r))
+
+/*
+ * go_stack_result returns result word n at a RET of a stack-ABI function:
+ * the cookie of the uprobe is the offset of the first result from SP, or 0
+ * when the probe declared no results (then every result reads as 0).
+ */
+static __always_inline __u64 go_stack_result(void *ctx, __u64 sp, int n)
+{
+	__u64 off = bpf_get_attach_cookie(ctx);
+	if (off == 0)
+		return 0;
+	return go_stack_word(sp + off + 8 * (n - 1));
+}
+
+/*
+ * Results come back in the argument registers (ABIInternal) or after the
+ * arguments (ABI0): GO_RESULTn is result word n, read at a RET instruction.
+ */
+#define GO_RESULT(r, n, ireg) (go_stack_abi ? go_stack_result(r, GO_SP(r), n) : (ireg))
+#define GO_RESULT1(r) GO_RESULT(r, 1, GO_IREG1(r))
+#define GO_RESULT2(r) GO_RESULT(r, 2, GO_IREG2(r))
+#define GO_RESULT3(r) GO_RESULT(r, 3, GO_IREG3(r))
 
 /* A Go string header: pointer to the bytes, length in bytes. */
 struct go_string {

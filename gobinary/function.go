@@ -30,6 +30,15 @@ type Function struct {
 	// Tail calls (JMP to another function, as in some wrappers) are not
 	// returns and are not listed.
 	Returns []uint64
+	// Args is the size in bytes of the function's arguments, as the
+	// function table records it (the runtime's _func.args). For a
+	// function compiled for the stack-based calling convention (ABI0:
+	// before Go 1.17 on amd64, 1.18 on arm64) it counts the results too,
+	// which follow the arguments in the caller's frame: what locates
+	// them. Register-ABI releases record the arguments alone. -1 when the
+	// table does not say (an assembly function without a declared size)
+	// or cannot be read.
+	Args int64
 }
 
 // Function finds a function by its full symbol name, such as
@@ -94,6 +103,12 @@ func (b *Binary) function(name string) (fn Function, err error) {
 	}
 	for _, off := range rets {
 		fn.Returns = append(fn.Returns, fn.EntryOffset+off)
+	}
+	fn.Args = -1
+	if args, err := b.funcArgs(); err == nil {
+		if a, ok := args[r.entry]; ok {
+			fn.Args = a
+		}
 	}
 	return fn, nil
 }

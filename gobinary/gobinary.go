@@ -121,6 +121,14 @@ type Binary struct {
 	funcs    map[string]funcRange
 	funcErr  error
 
+	argsOnce sync.Once
+	args     map[uint64]int64 // function entry -> _func.args
+	argsErr  error
+
+	tlsOnce sync.Once
+	tlsG    int64
+	tlsErr  error
+
 	relocOnce sync.Once
 	relocs    map[uint64]uint64 // R_*_RELATIVE: address -> addend
 

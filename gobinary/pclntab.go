@@ -229,3 +229,91 @@ func (b *Binary) executable(addr uint64) bool {
 	p, ok := b.segment(addr, 1)
 	return ok && p.Flags&elf.PF_X != 0
 }
+
+// argsSizeUnknown is the _func.args of a function whose argument size
+// the toolchain does not know (runtime.ArgsSizeUnknown).
+const argsSizeUnknown = -0x80000000
+
+// funcArgs returns _func.args, the size of the arguments and results
+// area in the stack-based calling convention, of every function in the
+// Go function table, by entry address. It reads the table once.
+func (b *Binary) funcArgs() (map[uint64]int64, error) {
+	b.argsOnce.Do(func() { b.args, b.argsErr = b.readFuncArgs() })
+	return b.args, b.argsErr
+}
+
+// readFuncArgs walks the function table's index (functab) and reads the
+// args field of each _func record. The layouts (runtime/symtab.go and
+// cmd/link/internal/ld/pcln.go of each release):
+//
+//	Go 1.2-1.15:  header of 8 bytes + nfunctab (uintptr); functab of
+//	              (entry uintptr, funcoff uintptr) right after it, funcoff
+//	              from the table's start; _func {entry uintptr, nameoff
+//	              int32, args int32, ...}
+//	Go 1.16-1.17: header of 8 bytes + 7 uintptrs, the last pclnOffset;
+//	              functab at pclnOffset, pairs of uintptrs as above with
+//	              funcoff from pclnOffset; _func as above
+//	Go 1.18+:     header of 8 bytes + 8 uintptrs, the last pclnOffset;
+//	              functab at pclnOffset of (entryoff uint32, funcoff
+//	              uint32), entries relative to runtime.text; _func
+//	              {entryoff uint32, nameoff int32, args int32, ...}
+func (b *Binary) readFuncArgs() (args map[uint64]int64, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			args, err = nil, fmt.Errorf("%w: Go function table: parser panic: %v", ErrMalformed, r)
+		}
+	}()
+	pt, err := b.pclntab()
+	if err != nil {
+		return nil, err
+	}
+	d, ps, bo := pt.data, b.ptrSize(), b.elf.ByteOrder
+	if len(d) < 16 {
+		return nil, fmt.Errorf("%w: Go function table is %d bytes", ErrMalformed, len(d))
+	}
+	n := b.word(d[8:])
+	if n > uint64(len(d)) {
+		return nil, fmt.Errorf("%w: Go function table claims %d functions", ErrMalformed, n)
+	}
+	args = make(map[uint64]int64, n)
+	put := func(entry uint64, a int32) {
+		if a == argsSizeUnknown || a < 0 {
+			args[entry] = -1
+		} else {
+			args[entry] = int64(a)
+		}
+	}
+	switch magic := bo.Uint32(d); magic {
+	case go12Magic, go116Magic:
+		tab, base := d[8+ps:], d
+		if magic == go116Magic {
+			base = d[b.word(d[8+6*ps:]):]
+			tab = base
+		}
+		for i := uint64(0); i < n; i++ {
+			entry, off := b.word(tab[2*ps*i:]), b.word(tab[2*ps*i+ps:])
+			f := base[off:]
+			if b.word(f) != entry {
+				return nil, fmt.Errorf("%w: Go function table: _func of %#x starts with %#x", ErrMalformed, entry, b.word(f))
+			}
+			put(entry, int32(bo.Uint32(f[ps+4:])))
+		}
+	case go118Magic, go120Magic:
+		text, _, err := b.runtimeText(pt)
+		if err != nil {
+			return nil, err
+		}
+		base := d[b.word(d[8+7*ps:]):]
+		for i := uint64(0); i < n; i++ {
+			entryOff, off := bo.Uint32(base[8*i:]), bo.Uint32(base[8*i+4:])
+			f := base[off:]
+			if bo.Uint32(f) != entryOff {
+				return nil, fmt.Errorf("%w: Go function table: _func of %#x starts with %#x", ErrMalformed, entryOff, bo.Uint32(f))
+			}
+			put(text+uint64(entryOff), int32(bo.Uint32(f[8:])))
+		}
+	default:
+		return nil, fmt.Errorf("unsupported Go function table format (magic %#x)", magic)
+	}
+	return args, nil
+}

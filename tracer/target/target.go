@@ -22,12 +22,14 @@ import (
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
 )
 
-// minGo is the oldest release whose calling convention the BPF programs
-// understand: Go 1.17 introduced the register ABI on amd64 (1.18 on arm64).
-var minGo = map[string]goversion.Version{
-	"amd64": goversion.MustParse("go1.17"),
-	"arm64": goversion.MustParse("go1.18"),
-}
+// minGo is the oldest release traced, on every architecture: the offsets
+// database starts there. Releases before Go 1.17 on amd64 (1.18 on arm64)
+// use the stack-based calling convention, which the BPF programs read too
+// (bpf/go_abi.h); probes not made for it are skipped (uprobe.Probe.StackABI).
+var minGo = goversion.MustParse("go1.12")
+
+// archs are the architectures the BPF objects are built for.
+var archs = []string{"amd64", "arm64"}
 
 // Disabled is an instrumentation that will not run on a binary, and why.
 type Disabled struct {
@@ -162,13 +164,18 @@ func Links(bin *gobinary.Binary, inst uprobe.Instrumentation) bool {
 }
 
 func unsupported(bin *gobinary.Binary) string {
-	min, ok := minGo[bin.Arch]
-	if !ok {
-		return fmt.Sprintf("GOARCH %s is not supported (amd64, arm64 are)", bin.Arch)
+	if !slices.Contains(archs, bin.Arch) {
+		return fmt.Sprintf("GOARCH %s is not supported (%s are)", bin.Arch, strings.Join(archs, ", "))
 	}
-	if bin.GoVersionErr == nil && bin.GoVersion.Less(min) {
-		return fmt.Sprintf("built with %s; the probes need the register calling convention of %s or later on %s",
-			bin.GoVersion, min, bin.Arch)
+	if bin.GoVersionErr == nil && bin.GoVersion.Less(minGo) {
+		return fmt.Sprintf("built with %s; releases before %s are not traced (the offsets database starts at %s)",
+			bin.GoVersion, minGo, minGo)
+	}
+	if uprobe.StackABI(bin) && bin.Arch == "amd64" {
+		if _, err := bin.GoTLSOffset(); err != nil {
+			return fmt.Sprintf("built with %s (stack-based calling convention), whose current goroutine is read from thread-local storage, but its offset could not be read from the code: %v",
+				bin.GoVersionRaw, err)
+		}
 	}
 	return ""
 }

@@ -21,8 +21,8 @@ func TestUnsupportedNamesTheReason(t *testing.T) {
 		bin  *gobinary.Binary
 		want string
 	}{
-		{"stack ABI on amd64", &gobinary.Binary{Arch: "amd64", GoVersion: goversion.MustParse("go1.16.15")}, "register calling convention of go1.17"},
-		{"stack ABI on arm64", &gobinary.Binary{Arch: "arm64", GoVersion: goversion.MustParse("go1.17.13")}, "go1.18"},
+		{"before the database", &gobinary.Binary{Arch: "amd64", GoVersion: goversion.MustParse("go1.11.13")}, "releases before go1.12 are not traced"},
+		{"stack ABI on arm64", &gobinary.Binary{Arch: "arm64", GoVersion: goversion.MustParse("go1.17.13")}, ""},
 		{"other GOARCH", &gobinary.Binary{Arch: "riscv64", GoVersion: goversion.MustParse("go1.22.0")}, "riscv64 is not supported"},
 		{"supported", &gobinary.Binary{Arch: "amd64", GoVersion: goversion.MustParse("go1.17")}, ""},
 		{"devel build", &gobinary.Binary{Arch: "amd64", GoVersionErr: goversion.ErrDevel}, ""},

@@ -119,6 +119,21 @@ type Probe struct {
 	// then do without what it records. A required probe that cannot be
 	// attached disables the instrumentation.
 	Optional bool
+	// StackABI says the probe's programs were checked against the
+	// stack-based calling convention of Go before 1.17 on amd64 (1.18 on
+	// arm64), whose targets are skipped otherwise: the argument words they
+	// read (GO_REGn) are preceded only by word-sized arguments, so that
+	// word n of the registers is word n of the stack (bpf/go_abi.h), and
+	// the signature under Versions holds for those releases too.
+	StackABI bool
+	// StackResults is, for a Return program that reads results
+	// (GO_RESULTn) on a stack-ABI target, the size in bytes of the
+	// function's results as its signature lays them out on the stack:
+	// each aligned to its type, the whole rounded up to a word (24 for
+	// (*Response, error)). With the function's argument size from the
+	// binary's function table it locates the first result; a function
+	// whose table entry is smaller is skipped. Zero: results read as 0.
+	StackResults int
 }
 
 // Instrumentation is an eBPF instrumentation of one library, declared as

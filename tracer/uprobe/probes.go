@@ -70,6 +70,10 @@ func locate(bin *gobinary.Binary, p Probe) (fn gobinary.Function, assumed string
 			return fn, "", true, err
 		}
 	}
+	if !p.StackABI && StackABI(bin) {
+		return fn, "", false, fmt.Errorf("%w: %s: its programs are not made for the stack-based calling convention of %s (%s passes arguments in registers from %s on)",
+			ErrProbeSkipped, p.Symbol, bin.GoVersionRaw, bin.Arch, registerABI[bin.Arch])
+	}
 	fn, err = bin.Function(p.Symbol)
 	switch {
 	case errors.Is(err, gobinary.ErrSymbolNotFound):
@@ -80,6 +84,9 @@ func locate(bin *gobinary.Binary, p Probe) (fn gobinary.Function, assumed string
 		return fn, "", false, fmt.Errorf("function %s: file offset 0", p.Symbol)
 	case p.Return != "" && len(fn.Returns) == 0:
 		return fn, "", false, fmt.Errorf("function %s has no RET instruction for return program %s", p.Symbol, p.Return)
+	case p.Return != "" && p.StackResults > 0 && StackABI(bin) && fn.Args < int64(p.StackResults):
+		return fn, "", false, fmt.Errorf("%w: %s: its results are %d bytes, but the function table gives %d bytes for its arguments and results: another signature",
+			ErrProbeSkipped, p.Symbol, p.StackResults, fn.Args)
 	}
 	return fn, assumed, false, nil
 }

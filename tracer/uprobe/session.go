@@ -63,6 +63,7 @@ type Session struct {
 	colls   []*ebpf.Collection
 	links   []link.Link
 	multi   bool // links are uprobe_multi links, one per program
+	abi     abi  // the target's calling convention
 	uprobes int  // uprobes placed, over all links
 	reader  *ringbuf.Reader
 
@@ -144,6 +145,10 @@ func Attach(ctx context.Context, bin *gobinary.Binary, pid int, insts []Instrume
 	if err != nil {
 		return nil, fmt.Errorf("attach to %s: %w", bin.Path, err)
 	}
+	conv, err := binaryABI(bin)
+	if err != nil {
+		return nil, fmt.Errorf("attach to %s: %w", bin.Path, err)
+	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("attach to %s: remove memlock rlimit: %w", bin.Path, err)
 	}
@@ -157,6 +162,7 @@ func Attach(ctx context.Context, bin *gobinary.Binary, pid int, insts []Instrume
 		path:   bin.Path,
 		shared: make(map[string]*ebpf.Map),
 		multi:  !opts.PerLink && HaveMultiLinks() == nil,
+		abi:    conv,
 	}
 	defer func() {
 		if err != nil {
@@ -236,6 +242,16 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 			}
 		}
 	}
+	if v, ok := spec.Variables[stackABIConst]; ok && v.Constant() && s.abi.stack {
+		if err := v.Set(uint8(1)); err != nil {
+			return fmt.Errorf("set constant %s: %w", stackABIConst, err)
+		}
+	}
+	if v, ok := spec.Variables[tlsGConst]; ok && v.Constant() {
+		if err := v.Set(uint64(s.abi.tlsG)); err != nil {
+			return fmt.Errorf("set constant %s: %w", tlsGConst, err)
+		}
+	}
 	for _, f := range inst.Fields {
 		v, ok := spec.Variables[f.Const]
 		if !ok || !v.Constant() {
@@ -254,7 +270,7 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 		}
 	}
 
-	pls := placements(t.probes)
+	pls := placements(t.probes, s.abi.stack)
 	if s.multi {
 		// The kernel attaches a program to uprobe_multi links only if it
 		// was loaded for them.
@@ -301,7 +317,7 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 			continue
 		}
 		for i, off := range pl.offsets {
-			if err := s.uprobe(ex, pid, pl.symbols[i], prog, off); err != nil {
+			if err := s.uprobe(ex, pid, pl.symbols[i], prog, off, pl.cookies[i]); err != nil {
 				return fmt.Errorf("attach %s to %s at file offset %#x: %w", pl.program, pl.symbols[i], off, err)
 			}
 		}
@@ -310,20 +326,24 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 }
 
 // placement is where one BPF program is attached: file offsets, each with
-// the symbol of its function, for messages and for naming per-link probes.
+// the symbol of its function, for messages and for naming per-link probes,
+// and the BPF cookie of the uprobe there (bpf_get_attach_cookie).
 type placement struct {
 	program string
 	offsets []uint64
 	symbols []string
+	cookies []uint64
 }
 
 // placements groups the uprobes of probes by program, in declaration
 // order: a program attached at several functions (one return program at
 // every RET of two functions) has one placement with all their offsets.
-func placements(probes []Located) []placement {
+// On a stack-ABI target (stack), each RET uprobe's cookie locates the
+// function's results (resultsCookie); every other cookie is 0.
+func placements(probes []Located, stack bool) []placement {
 	var out []placement
 	at := make(map[string]int)
-	add := func(program, symbol string, offs ...uint64) {
+	add := func(program, symbol string, cookie uint64, offs ...uint64) {
 		i, ok := at[program]
 		if !ok {
 			i = len(out)
@@ -333,15 +353,20 @@ func placements(probes []Located) []placement {
 		for _, off := range offs {
 			out[i].offsets = append(out[i].offsets, off)
 			out[i].symbols = append(out[i].symbols, symbol)
+			out[i].cookies = append(out[i].cookies, cookie)
 		}
 	}
 	for _, lp := range probes {
 		p, fn := lp.Probe, lp.Function
 		if p.Entry != "" {
-			add(p.Entry, p.Symbol, fn.EntryOffset)
+			add(p.Entry, p.Symbol, 0, fn.EntryOffset)
 		}
 		if p.Return != "" {
-			add(p.Return, p.Symbol, fn.Returns...)
+			var cookie uint64
+			if stack {
+				cookie = resultsCookie(p, fn)
+			}
+			add(p.Return, p.Symbol, cookie, fn.Returns...)
 		}
 	}
 	return out
@@ -353,7 +378,11 @@ func (s *Session) uprobeMulti(ex *link.Executable, pid int, prog *ebpf.Program, 
 	// Addresses are file offsets, as UprobeOptions.Address is; with no
 	// symbols cilium/ebpf never reads the symbol table, which is what makes
 	// stripped binaries work.
-	l, err := ex.UprobeMulti(nil, prog, &link.UprobeMultiOptions{Addresses: pl.offsets, PID: uint32(pid)})
+	opts := &link.UprobeMultiOptions{Addresses: pl.offsets, PID: uint32(pid)}
+	if slices.ContainsFunc(pl.cookies, func(c uint64) bool { return c != 0 }) {
+		opts.Cookies = pl.cookies
+	}
+	l, err := ex.UprobeMulti(nil, prog, opts)
 	if err != nil {
 		return fmt.Errorf("attach %s to %d offsets in %s through one uprobe_multi link: %w",
 			pl.program, len(pl.offsets), strings.Join(slices.Compact(slices.Clone(pl.symbols)), ", "), err)
@@ -365,10 +394,10 @@ func (s *Session) uprobeMulti(ex *link.Executable, pid int, prog *ebpf.Program, 
 
 // uprobe attaches prog at file offset off of the executable, with a link
 // of its own.
-func (s *Session) uprobe(ex *link.Executable, pid int, symbol string, prog *ebpf.Program, off uint64) error {
+func (s *Session) uprobe(ex *link.Executable, pid int, symbol string, prog *ebpf.Program, off, cookie uint64) error {
 	// With Address set, cilium/ebpf uses symbol only to name the probe and
 	// never looks it up, which is what makes stripped binaries work.
-	l, err := ex.Uprobe(symbol, prog, &link.UprobeOptions{Address: off, PID: pid})
+	l, err := ex.Uprobe(symbol, prog, &link.UprobeOptions{Address: off, PID: pid, Cookie: cookie})
 	if err != nil {
 		return err
 	}

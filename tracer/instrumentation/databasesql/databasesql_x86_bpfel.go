@@ -119,6 +119,8 @@ const (
 	databasesqlProgSqlStmtExec          = "sql_stmt_exec"
 	databasesqlProgSqlStmtQuery         = "sql_stmt_query"
 	databasesqlVarEventKind             = "event_kind"
+	databasesqlVarGoStackAbi            = "go_stack_abi"
+	databasesqlVarGoTlsG                = "go_tls_g"
 	databasesqlVarOffStmtDb             = "off_Stmt_db"
 	databasesqlVarOffStmtQuery          = "off_Stmt_query"
 	databasesqlVarOffTxDb               = "off_Tx_db"
@@ -204,6 +206,8 @@ type databasesqlMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type databasesqlVariableSpecs struct {
 	EventKind             *ebpf.VariableSpec `ebpf:"event_kind"`
+	GoStackAbi            *ebpf.VariableSpec `ebpf:"go_stack_abi"`
+	GoTlsG                *ebpf.VariableSpec `ebpf:"go_tls_g"`
 	OffStmtDb             *ebpf.VariableSpec `ebpf:"off_Stmt_db"`
 	OffStmtQuery          *ebpf.VariableSpec `ebpf:"off_Stmt_query"`
 	OffTxDb               *ebpf.VariableSpec `ebpf:"off_Tx_db"`
@@ -263,6 +267,8 @@ func (m *databasesqlMaps) Close() error {
 // It can be passed to loadDatabasesqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type databasesqlVariables struct {
 	EventKind             *ebpf.Variable `ebpf:"event_kind"`
+	GoStackAbi            *ebpf.Variable `ebpf:"go_stack_abi"`
+	GoTlsG                *ebpf.Variable `ebpf:"go_tls_g"`
 	OffStmtDb             *ebpf.Variable `ebpf:"off_Stmt_db"`
 	OffStmtQuery          *ebpf.Variable `ebpf:"off_Stmt_query"`
 	OffTxDb               *ebpf.Variable `ebpf:"off_Tx_db"`

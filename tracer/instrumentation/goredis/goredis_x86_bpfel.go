@@ -85,6 +85,8 @@ const (
 	goredisProgRedisReturn          = "redis_return"
 	goredisProgRedisWriteArgs       = "redis_write_args"
 	goredisVarEventKind             = "event_kind"
+	goredisVarGoStackAbi            = "go_stack_abi"
+	goredisVarGoTlsG                = "go_tls_g"
 	goredisVarOffOptionsAddr        = "off_Options_Addr"
 	goredisVarOffOptionsDB          = "off_Options_DB"
 	goredisVarOffBaseClientOpt      = "off_baseClient_opt"
@@ -158,6 +160,8 @@ type goredisMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type goredisVariableSpecs struct {
 	EventKind             *ebpf.VariableSpec `ebpf:"event_kind"`
+	GoStackAbi            *ebpf.VariableSpec `ebpf:"go_stack_abi"`
+	GoTlsG                *ebpf.VariableSpec `ebpf:"go_tls_g"`
 	OffOptionsAddr        *ebpf.VariableSpec `ebpf:"off_Options_Addr"`
 	OffOptionsDB          *ebpf.VariableSpec `ebpf:"off_Options_DB"`
 	OffBaseClientOpt      *ebpf.VariableSpec `ebpf:"off_baseClient_opt"`
@@ -209,6 +213,8 @@ func (m *goredisMaps) Close() error {
 // It can be passed to loadGoredisObjects or ebpf.CollectionSpec.LoadAndAssign.
 type goredisVariables struct {
 	EventKind             *ebpf.Variable `ebpf:"event_kind"`
+	GoStackAbi            *ebpf.Variable `ebpf:"go_stack_abi"`
+	GoTlsG                *ebpf.Variable `ebpf:"go_tls_g"`
 	OffOptionsAddr        *ebpf.Variable `ebpf:"off_Options_Addr"`
 	OffOptionsDB          *ebpf.Variable `ebpf:"off_Options_DB"`
 	OffBaseClientOpt      *ebpf.Variable `ebpf:"off_baseClient_opt"`

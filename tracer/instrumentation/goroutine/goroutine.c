@@ -10,8 +10,9 @@
  * Probes runtime.newproc1, which every `go` statement reaches on the
  * system stack of the calling thread:
  *
- *     Go 1.17:  func newproc1(fn *funcval, argp unsafe.Pointer, narg int32, callergp *g, callerpc uintptr) *g
- *     Go 1.18+: func newproc1(fn *funcval, callergp *g, callerpc uintptr[, parked bool, waitreason waitReason]) *g
+ *     Go 1.12-1.14: func newproc1(fn *funcval, argp unsafe.Pointer, narg int32, callergp *g, callerpc uintptr)
+ *     Go 1.15-1.17: func newproc1(fn *funcval, argp unsafe.Pointer, narg int32, callergp *g, callerpc uintptr) *g
+ *     Go 1.18+:     func newproc1(fn *funcval, callergp *g, callerpc uintptr[, parked bool, waitreason waitReason]) *g
  *
  * newproc_entry (callergp in the 2nd word) or newproc_entry_117 (4th word)
  * notes the calling goroutine by thread, as the function runs on g0;
@@ -21,6 +22,12 @@
  * that goroutine still has the span active, so a goroutine that outlives
  * its request, or a pooled worker started during an earlier one, never
  * parents its calls to a span that has ended.
+ *
+ * Before Go 1.15 newproc1 returns nothing: runqput_entry takes the new g
+ * from the runqput(_p_, newg, true) newproc1 ends with, the first runqput
+ * on the thread while a newproc1 is in progress there (newproc1 runs on
+ * the system stack and queues nothing else), and newproc_return_114 only
+ * forgets the caller.
  */
 #include "context.h"
 
@@ -56,10 +63,12 @@ int newproc_entry_117(void *ctx)
 	return note_caller(GO_REG4(regs));
 }
 
-SEC("uprobe/runtime_newproc1_return")
-int newproc_return(void *ctx)
+/*
+ * inherit gives newg, just created by the thread's newproc1 in progress,
+ * the active span of that newproc1's caller, if it has one.
+ */
+static __always_inline int inherit(__u64 newg)
 {
-	struct go_regs *regs = ctx;
 	__u64 tid = bpf_get_current_pid_tgid();
 	__u64 *callergp = bpf_map_lookup_elem(&starting, &tid);
 	if (!callergp)
@@ -73,11 +82,34 @@ int newproc_return(void *ctx)
 	if (!sc)
 		return 0;
 	struct goroutine child = {.tgid = parent.tgid};
-	if ((a = field_addr(GO_RESULT1(regs), off_g_goid)) == 0 || (child.goid = read_u64(a)) == 0)
+	if ((a = field_addr(newg, off_g_goid)) == 0 || (child.goid = read_u64(a)) == 0)
 		return 0;
 	struct span_context inherited = *sc;
 	if (inherited.origin_goid == 0)
 		inherited.origin_goid = parent.goid;
 	bpf_map_update_elem(&active_spans, &child, &inherited, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe/runtime_newproc1_return")
+int newproc_return(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	return inherit(GO_RESULT1(regs));
+}
+
+/* func runqput(_p_ *p, gp *g, next bool), Go 1.12-1.14. */
+SEC("uprobe/runtime_runqput")
+int runqput_entry(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	return inherit(GO_REG2(regs));
+}
+
+SEC("uprobe/runtime_newproc1_return_go114")
+int newproc_return_114(void *ctx)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&starting, &tid);
 	return 0;
 }

@@ -40,7 +40,11 @@ const (
 	goroutineProgNewprocEntry         = "newproc_entry"
 	goroutineProgNewprocEntry117      = "newproc_entry_117"
 	goroutineProgNewprocReturn        = "newproc_return"
+	goroutineProgNewprocReturn114     = "newproc_return_114"
+	goroutineProgRunqputEntry         = "runqput_entry"
 	goroutineVarEventKind             = "event_kind"
+	goroutineVarGoStackAbi            = "go_stack_abi"
+	goroutineVarGoTlsG                = "go_tls_g"
 	goroutineVarOffG_goid             = "off_g_goid"
 	goroutineVarPropagateTracecontext = "propagate_tracecontext"
 	goroutineVarSampler               = "sampler"
@@ -89,9 +93,11 @@ type goroutineSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type goroutineProgramSpecs struct {
-	NewprocEntry    *ebpf.ProgramSpec `ebpf:"newproc_entry"`
-	NewprocEntry117 *ebpf.ProgramSpec `ebpf:"newproc_entry_117"`
-	NewprocReturn   *ebpf.ProgramSpec `ebpf:"newproc_return"`
+	NewprocEntry     *ebpf.ProgramSpec `ebpf:"newproc_entry"`
+	NewprocEntry117  *ebpf.ProgramSpec `ebpf:"newproc_entry_117"`
+	NewprocReturn    *ebpf.ProgramSpec `ebpf:"newproc_return"`
+	NewprocReturn114 *ebpf.ProgramSpec `ebpf:"newproc_return_114"`
+	RunqputEntry     *ebpf.ProgramSpec `ebpf:"runqput_entry"`
 }
 
 // goroutineMapSpecs contains maps before they are loaded into the kernel.
@@ -109,6 +115,8 @@ type goroutineMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type goroutineVariableSpecs struct {
 	EventKind             *ebpf.VariableSpec `ebpf:"event_kind"`
+	GoStackAbi            *ebpf.VariableSpec `ebpf:"go_stack_abi"`
+	GoTlsG                *ebpf.VariableSpec `ebpf:"go_tls_g"`
 	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	PropagateTracecontext *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
 	Sampler               *ebpf.VariableSpec `ebpf:"sampler"`
@@ -155,6 +163,8 @@ func (m *goroutineMaps) Close() error {
 // It can be passed to loadGoroutineObjects or ebpf.CollectionSpec.LoadAndAssign.
 type goroutineVariables struct {
 	EventKind             *ebpf.Variable `ebpf:"event_kind"`
+	GoStackAbi            *ebpf.Variable `ebpf:"go_stack_abi"`
+	GoTlsG                *ebpf.Variable `ebpf:"go_tls_g"`
 	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
 	PropagateTracecontext *ebpf.Variable `ebpf:"propagate_tracecontext"`
 	Sampler               *ebpf.Variable `ebpf:"sampler"`
@@ -165,9 +175,11 @@ type goroutineVariables struct {
 //
 // It can be passed to loadGoroutineObjects or ebpf.CollectionSpec.LoadAndAssign.
 type goroutinePrograms struct {
-	NewprocEntry    *ebpf.Program `ebpf:"newproc_entry"`
-	NewprocEntry117 *ebpf.Program `ebpf:"newproc_entry_117"`
-	NewprocReturn   *ebpf.Program `ebpf:"newproc_return"`
+	NewprocEntry     *ebpf.Program `ebpf:"newproc_entry"`
+	NewprocEntry117  *ebpf.Program `ebpf:"newproc_entry_117"`
+	NewprocReturn    *ebpf.Program `ebpf:"newproc_return"`
+	NewprocReturn114 *ebpf.Program `ebpf:"newproc_return_114"`
+	RunqputEntry     *ebpf.Program `ebpf:"runqput_entry"`
 }
 
 func (p *goroutinePrograms) Close() error {
@@ -175,6 +187,8 @@ func (p *goroutinePrograms) Close() error {
 		p.NewprocEntry,
 		p.NewprocEntry117,
 		p.NewprocReturn,
+		p.NewprocReturn114,
+		p.RunqputEntry,
 	)
 }
 

@@ -72,6 +72,8 @@ const (
 	kafkagoProgKafkaProduce         = "kafka_produce"
 	kafkagoProgKafkaProduceReturn   = "kafka_produce_return"
 	kafkagoVarEventKind             = "event_kind"
+	kafkagoVarGoStackAbi            = "go_stack_abi"
+	kafkagoVarGoTlsG                = "go_tls_g"
 	kafkagoVarOffMessageHeaders     = "off_Message_Headers"
 	kafkagoVarOffMessageOffset      = "off_Message_Offset"
 	kafkagoVarOffMessagePartition   = "off_Message_Partition"
@@ -151,6 +153,8 @@ type kafkagoMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type kafkagoVariableSpecs struct {
 	EventKind             *ebpf.VariableSpec `ebpf:"event_kind"`
+	GoStackAbi            *ebpf.VariableSpec `ebpf:"go_stack_abi"`
+	GoTlsG                *ebpf.VariableSpec `ebpf:"go_tls_g"`
 	OffMessageHeaders     *ebpf.VariableSpec `ebpf:"off_Message_Headers"`
 	OffMessageOffset      *ebpf.VariableSpec `ebpf:"off_Message_Offset"`
 	OffMessagePartition   *ebpf.VariableSpec `ebpf:"off_Message_Partition"`
@@ -209,6 +213,8 @@ func (m *kafkagoMaps) Close() error {
 // It can be passed to loadKafkagoObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kafkagoVariables struct {
 	EventKind             *ebpf.Variable `ebpf:"event_kind"`
+	GoStackAbi            *ebpf.Variable `ebpf:"go_stack_abi"`
+	GoTlsG                *ebpf.Variable `ebpf:"go_tls_g"`
 	OffMessageHeaders     *ebpf.Variable `ebpf:"off_Message_Headers"`
 	OffMessageOffset      *ebpf.Variable `ebpf:"off_Message_Offset"`
 	OffMessagePartition   *ebpf.Variable `ebpf:"off_Message_Partition"`

@@ -84,6 +84,8 @@ const (
 	pgxProgPgxQuery             = "pgx_query"
 	pgxProgPgxReturn            = "pgx_return"
 	pgxVarEventKind             = "event_kind"
+	pgxVarGoStackAbi            = "go_stack_abi"
+	pgxVarGoTlsG                = "go_tls_g"
 	pgxVarOffConfigDatabase     = "off_Config_Database"
 	pgxVarOffConfigHost         = "off_Config_Host"
 	pgxVarOffConfigPort         = "off_Config_Port"
@@ -158,6 +160,8 @@ type pgxMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type pgxVariableSpecs struct {
 	EventKind             *ebpf.VariableSpec `ebpf:"event_kind"`
+	GoStackAbi            *ebpf.VariableSpec `ebpf:"go_stack_abi"`
+	GoTlsG                *ebpf.VariableSpec `ebpf:"go_tls_g"`
 	OffConfigDatabase     *ebpf.VariableSpec `ebpf:"off_Config_Database"`
 	OffConfigHost         *ebpf.VariableSpec `ebpf:"off_Config_Host"`
 	OffConfigPort         *ebpf.VariableSpec `ebpf:"off_Config_Port"`
@@ -211,6 +215,8 @@ func (m *pgxMaps) Close() error {
 // It can be passed to loadPgxObjects or ebpf.CollectionSpec.LoadAndAssign.
 type pgxVariables struct {
 	EventKind             *ebpf.Variable `ebpf:"event_kind"`
+	GoStackAbi            *ebpf.Variable `ebpf:"go_stack_abi"`
+	GoTlsG                *ebpf.Variable `ebpf:"go_tls_g"`
 	OffConfigDatabase     *ebpf.Variable `ebpf:"off_Config_Database"`
 	OffConfigHost         *ebpf.Variable `ebpf:"off_Config_Host"`
 	OffConfigPort         *ebpf.Variable `ebpf:"off_Config_Port"`

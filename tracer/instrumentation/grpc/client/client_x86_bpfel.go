@@ -163,6 +163,8 @@ const (
 	clientProgClientWriteHeader     = "client_write_header"
 	clientVarContextWriter          = "context_writer"
 	clientVarEventKind              = "event_kind"
+	clientVarGoStackAbi             = "go_stack_abi"
+	clientVarGoTlsG                 = "go_tls_g"
 	clientVarOffClientConnTarget    = "off_ClientConn_target"
 	clientVarOffErrorE              = "off_Error_e"
 	clientVarOffErrorS              = "off_Error_s"
@@ -257,6 +259,8 @@ type clientMapSpecs struct {
 type clientVariableSpecs struct {
 	ContextWriter          *ebpf.VariableSpec `ebpf:"context_writer"`
 	EventKind              *ebpf.VariableSpec `ebpf:"event_kind"`
+	GoStackAbi             *ebpf.VariableSpec `ebpf:"go_stack_abi"`
+	GoTlsG                 *ebpf.VariableSpec `ebpf:"go_tls_g"`
 	OffClientConnTarget    *ebpf.VariableSpec `ebpf:"off_ClientConn_target"`
 	OffErrorE              *ebpf.VariableSpec `ebpf:"off_Error_e"`
 	OffErrorS              *ebpf.VariableSpec `ebpf:"off_Error_s"`
@@ -335,6 +339,8 @@ func (m *clientMaps) Close() error {
 type clientVariables struct {
 	ContextWriter          *ebpf.Variable `ebpf:"context_writer"`
 	EventKind              *ebpf.Variable `ebpf:"event_kind"`
+	GoStackAbi             *ebpf.Variable `ebpf:"go_stack_abi"`
+	GoTlsG                 *ebpf.Variable `ebpf:"go_tls_g"`
 	OffClientConnTarget    *ebpf.Variable `ebpf:"off_ClientConn_target"`
 	OffErrorE              *ebpf.Variable `ebpf:"off_Error_e"`
 	OffErrorS              *ebpf.Variable `ebpf:"off_Error_s"`

@@ -99,6 +99,8 @@ const (
 	serverProgServerStatus                   = "server_status"
 	serverProgServerStatusCode               = "server_status_code"
 	serverVarEventKind                       = "event_kind"
+	serverVarGoStackAbi                      = "go_stack_abi"
+	serverVarGoTlsG                          = "go_tls_g"
 	serverVarOffHeaderFieldName              = "off_HeaderField_Name"
 	serverVarOffHeaderFieldValue             = "off_HeaderField_Value"
 	serverVarOffHeadersFrameStreamID         = "off_HeadersFrame_StreamID"
@@ -195,6 +197,8 @@ type serverMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverVariableSpecs struct {
 	EventKind                       *ebpf.VariableSpec `ebpf:"event_kind"`
+	GoStackAbi                      *ebpf.VariableSpec `ebpf:"go_stack_abi"`
+	GoTlsG                          *ebpf.VariableSpec `ebpf:"go_tls_g"`
 	OffHeaderFieldName              *ebpf.VariableSpec `ebpf:"off_HeaderField_Name"`
 	OffHeaderFieldValue             *ebpf.VariableSpec `ebpf:"off_HeaderField_Value"`
 	OffHeadersFrameStreamID         *ebpf.VariableSpec `ebpf:"off_HeadersFrame_StreamID"`
@@ -270,6 +274,8 @@ func (m *serverMaps) Close() error {
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverVariables struct {
 	EventKind                       *ebpf.Variable `ebpf:"event_kind"`
+	GoStackAbi                      *ebpf.Variable `ebpf:"go_stack_abi"`
+	GoTlsG                          *ebpf.Variable `ebpf:"go_tls_g"`
 	OffHeaderFieldName              *ebpf.Variable `ebpf:"off_HeaderField_Name"`
 	OffHeaderFieldValue             *ebpf.Variable `ebpf:"off_HeaderField_Value"`
 	OffHeadersFrameStreamID         *ebpf.Variable `ebpf:"off_HeadersFrame_StreamID"`

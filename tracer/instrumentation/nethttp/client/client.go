@@ -54,12 +54,12 @@ func Instrumentation() uprobe.Instrumentation {
 	return uprobe.Instrumentation{
 		Name: "net/http client",
 		Probes: []uprobe.Probe{
-			{Symbol: Symbol, Entry: "client_entry", Return: "client_return"},
+			{Symbol: Symbol, Entry: "client_entry", Return: "client_return", StackABI: true, StackResults: 24},
 			// Where the request's bytes are written, for the writer of
 			// trace context; the spans do not need them.
-			{Symbol: RoundTripConnSymbol, Entry: "conn_round_trip", Optional: true},
-			{Symbol: WriteSymbol, Entry: "request_write", Optional: true},
-			{Symbol: ConnWriteSymbol, Entry: "conn_write", Optional: true},
+			{Symbol: RoundTripConnSymbol, Entry: "conn_round_trip", Optional: true, StackABI: true},
+			{Symbol: WriteSymbol, Entry: "request_write", Optional: true, StackABI: true},
+			{Symbol: ConnWriteSymbol, Entry: "conn_write", Optional: true, StackABI: true},
 		},
 		Fields: append([]uprobe.Field{
 			{ID: offsets.MustParseFieldID("runtime.g.goid"), Const: "off_g_goid"},

@@ -169,6 +169,8 @@ const (
 	clientProgRequestWrite                = "request_write"
 	clientVarContextWriter                = "context_writer"
 	clientVarEventKind                    = "event_kind"
+	clientVarGoStackAbi                   = "go_stack_abi"
+	clientVarGoTlsG                       = "go_tls_g"
 	clientVarOffMapDirLen                 = "off_Map_dirLen"
 	clientVarOffMapDirPtr                 = "off_Map_dirPtr"
 	clientVarOffRequestHeader             = "off_Request_Header"
@@ -267,6 +269,8 @@ type clientMapSpecs struct {
 type clientVariableSpecs struct {
 	ContextWriter                *ebpf.VariableSpec `ebpf:"context_writer"`
 	EventKind                    *ebpf.VariableSpec `ebpf:"event_kind"`
+	GoStackAbi                   *ebpf.VariableSpec `ebpf:"go_stack_abi"`
+	GoTlsG                       *ebpf.VariableSpec `ebpf:"go_tls_g"`
 	OffMapDirLen                 *ebpf.VariableSpec `ebpf:"off_Map_dirLen"`
 	OffMapDirPtr                 *ebpf.VariableSpec `ebpf:"off_Map_dirPtr"`
 	OffRequestHeader             *ebpf.VariableSpec `ebpf:"off_Request_Header"`
@@ -352,6 +356,8 @@ func (m *clientMaps) Close() error {
 type clientVariables struct {
 	ContextWriter                *ebpf.Variable `ebpf:"context_writer"`
 	EventKind                    *ebpf.Variable `ebpf:"event_kind"`
+	GoStackAbi                   *ebpf.Variable `ebpf:"go_stack_abi"`
+	GoTlsG                       *ebpf.Variable `ebpf:"go_tls_g"`
 	OffMapDirLen                 *ebpf.Variable `ebpf:"off_Map_dirLen"`
 	OffMapDirPtr                 *ebpf.Variable `ebpf:"off_Map_dirPtr"`
 	OffRequestHeader             *ebpf.Variable `ebpf:"off_Request_Header"`

@@ -40,12 +40,12 @@ func Instrumentation() uprobe.Instrumentation {
 	return uprobe.Instrumentation{
 		Name: "net/http server",
 		Probes: []uprobe.Probe{
-			{Symbol: Symbol, Entry: "server_entry", Return: "server_return"},
+			{Symbol: Symbol, Entry: "server_entry", Return: "server_return", StackABI: true},
 			// A handler that panicked never returns: net/http recovers the
 			// panic on the handler's goroutine and logs it with one of
 			// these, where server_panic submits the span with its outcome.
-			{Symbol: "net/http.(*Server).logf", Entry: "server_panic", Optional: true},
-			{Symbol: "net/http.(*http2serverConn).logf", Entry: "server_panic", Versions: "<go1.27", Optional: true}, // bundled HTTP/2
+			{Symbol: "net/http.(*Server).logf", Entry: "server_panic", Optional: true, StackABI: true},
+			{Symbol: "net/http.(*http2serverConn).logf", Entry: "server_panic", Versions: "<go1.27", Optional: true, StackABI: true}, // bundled HTTP/2
 			{Symbol: "net/http/internal/http2.(*serverConn).logf", Entry: "server_panic", Versions: ">=go1.27", Optional: true},
 		},
 		Fields: append([]uprobe.Field{

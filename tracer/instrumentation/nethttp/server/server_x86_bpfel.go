@@ -87,6 +87,8 @@ const (
 	serverProgServerPanic                 = "server_panic"
 	serverProgServerReturn                = "server_return"
 	serverVarEventKind                    = "event_kind"
+	serverVarGoStackAbi                   = "go_stack_abi"
+	serverVarGoTlsG                       = "go_tls_g"
 	serverVarOffMapDirLen                 = "off_Map_dirLen"
 	serverVarOffMapDirPtr                 = "off_Map_dirPtr"
 	serverVarOffRequestHeader             = "off_Request_Header"
@@ -179,6 +181,8 @@ type serverMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverVariableSpecs struct {
 	EventKind                    *ebpf.VariableSpec `ebpf:"event_kind"`
+	GoStackAbi                   *ebpf.VariableSpec `ebpf:"go_stack_abi"`
+	GoTlsG                       *ebpf.VariableSpec `ebpf:"go_tls_g"`
 	OffMapDirLen                 *ebpf.VariableSpec `ebpf:"off_Map_dirLen"`
 	OffMapDirPtr                 *ebpf.VariableSpec `ebpf:"off_Map_dirPtr"`
 	OffRequestHeader             *ebpf.VariableSpec `ebpf:"off_Request_Header"`
@@ -250,6 +254,8 @@ func (m *serverMaps) Close() error {
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverVariables struct {
 	EventKind                    *ebpf.Variable `ebpf:"event_kind"`
+	GoStackAbi                   *ebpf.Variable `ebpf:"go_stack_abi"`
+	GoTlsG                       *ebpf.Variable `ebpf:"go_tls_g"`
 	OffMapDirLen                 *ebpf.Variable `ebpf:"off_Map_dirLen"`
 	OffMapDirPtr                 *ebpf.Variable `ebpf:"off_Map_dirPtr"`
 	OffRequestHeader             *ebpf.Variable `ebpf:"off_Request_Header"`
