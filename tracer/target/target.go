@@ -171,11 +171,8 @@ func unsupported(bin *gobinary.Binary) string {
 		return fmt.Sprintf("built with %s; releases before %s are not traced (the offsets database starts at %s)",
 			bin.GoVersion, minGo, minGo)
 	}
-	if uprobe.StackABI(bin) && bin.Arch == "amd64" {
-		if _, err := bin.GoTLSOffset(); err != nil {
-			return fmt.Sprintf("built with %s (stack-based calling convention), whose current goroutine is read from thread-local storage, but its offset could not be read from the code: %v",
-				bin.GoVersionRaw, err)
-		}
+	if err := uprobe.CanReadStackABI(bin); err != nil {
+		return err.Error()
 	}
 	return ""
 }

@@ -1,7 +1,11 @@
 package uprobe
 
 import (
+	"bytes"
 	"fmt"
+	"sync"
+
+	"github.com/cilium/ebpf/btf"
 
 	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/goversion"
@@ -41,14 +45,62 @@ type abi struct {
 // binary, where it keeps g (gobinary.GoTLSOffset).
 func binaryABI(bin *gobinary.Binary) (abi, error) {
 	a := abi{stack: StackABI(bin)}
+	if err := CanReadStackABI(bin); err != nil {
+		return a, err
+	}
 	if a.stack && bin.Arch == "amd64" {
-		off, err := bin.GoTLSOffset()
-		if err != nil {
-			return a, fmt.Errorf("%s uses the stack-based calling convention, but where it keeps the current goroutine is unknown: %w", bin.GoVersionRaw, err)
-		}
-		a.tlsG = off
+		a.tlsG, _ = bin.GoTLSOffset() // checked by CanReadStackABI
 	}
 	return a, nil
+}
+
+// CanReadStackABI says why the programs cannot read bin's goroutines if
+// bin uses the stack-based calling convention on amd64 and they cannot:
+// g is in thread-local storage at an offset read from bin's code
+// (gobinary.GoTLSOffset), and the thread's FS base is read from the
+// kernel's task_struct, whose layout only the kernel's BTF gives. Nil for
+// every other binary.
+func CanReadStackABI(bin *gobinary.Binary) error {
+	if !StackABI(bin) || bin.Arch != "amd64" {
+		return nil
+	}
+	if _, err := bin.GoTLSOffset(); err != nil {
+		return fmt.Errorf("built with %s (stack-based calling convention), whose current goroutine is in thread-local storage, but its offset could not be read from the code: %w", bin.GoVersionRaw, err)
+	}
+	if _, err := btf.LoadKernelSpec(); err != nil {
+		return fmt.Errorf("built with %s (stack-based calling convention), whose current goroutine is read from the thread's FS base, which needs the kernel's BTF (CONFIG_DEBUG_INFO_BTF): %w", bin.GoVersionRaw, err)
+	}
+	return nil
+}
+
+// noKernelTypes is an empty set of kernel types, built once.
+var noKernelTypes = sync.OnceValues(func() (*btf.Spec, error) {
+	b, err := btf.NewBuilder(nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := b.Marshal(nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return btf.LoadSpecFromReader(bytes.NewReader(raw))
+})
+
+// kernelTypes returns the types the CO-RE relocations of a's programs are
+// resolved against: nil, the kernel's, when it has BTF or the target uses
+// the stack-based calling convention (whose amd64 branch of GO_G reads
+// task_struct); otherwise none, which poisons those relocations. The
+// verifier accepts the poisoned instructions because go_stack_abi is 0 and
+// their branch is dead: register-ABI targets need no kernel BTF, as
+// before the stack ABI was read.
+func (a abi) kernelTypes() (*btf.Spec, error) {
+	if a.stack {
+		return nil, nil
+	}
+	if _, err := btf.LoadKernelSpec(); err == nil {
+		return nil, nil
+	}
+	return noKernelTypes()
 }
 
 // resultsCookie is the BPF cookie of a RET uprobe of fn on a stack-ABI

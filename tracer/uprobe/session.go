@@ -302,7 +302,11 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 		}
 		replace[name] = m
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace})
+	kt, err := s.abi.kernelTypes()
+	if err != nil {
+		return fmt.Errorf("kernel types: %w", err)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace, Programs: ebpf.ProgramOptions{KernelTypes: kt}})
 	if err != nil {
 		return fmt.Errorf("load BPF collection: %w", err)
 	}
