@@ -397,6 +397,8 @@ type traceSettings struct {
 	buffer        export.BufferOptions
 	statsInterval time.Duration
 	promAddr      string
+	spoolDir      string
+	spoolMiB      int
 	holdNew       bool
 	// writeContext: write W3C traceparent into outgoing requests (contextprop.go).
 	writeContext bool
@@ -426,6 +428,8 @@ func traceFlags(w io.Writer) (*flag.FlagSet, *traceSettings) {
 	s.kube = kube.RegisterFlags(fs)
 	s.discovery = discovery.RegisterFlags(fs)
 	fs.DurationVar(&s.statsInterval, "stats-interval", time.Minute, "how often to log the span counts (spans, exported, dropped by reason) while tracing; 0: only at exit")
+	fs.StringVar(&s.spoolDir, "spool-dir", "", "keep the spans beyond --export-buffer on disk in this directory while the collector is away, and those not exported at exit for the next run, which exports them first (default: memory only)")
+	fs.IntVar(&s.spoolMiB, "spool-size", export.DefaultSpoolSize>>20, "bound of --spool-dir in MiB; beyond it the oldest spans are dropped and counted as dropped_queue_full")
 	fs.StringVar(&s.promAddr, "prometheus-address", "", "also serve the tracer's own metrics (span counts by reason) for Prometheus at http://HOST:PORT/metrics; like OTEL_METRICS_EXPORTER=prometheus with OTEL_EXPORTER_PROMETHEUS_HOST/_PORT (default localhost:9464)")
 	return fs, &s
 }
@@ -461,6 +465,9 @@ func (s *traceSettings) check() error {
 	}
 	if s.statsInterval < 0 {
 		return fmt.Errorf("%w: --stats-interval %v: want 0 or more", errBadSetting, s.statsInterval)
+	}
+	if s.spoolMiB <= 0 {
+		return fmt.Errorf("%w: --spool-size %d: want a positive number of MiB", errBadSetting, s.spoolMiB)
 	}
 	if s.promAddr != "" {
 		if _, _, err := net.SplitHostPort(s.promAddr); err != nil {
@@ -516,6 +523,11 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	defer cp.close(log)
 
 	counts := new(export.Counts)
+	stopSpool, err := s.startSpool(counts, log)
+	if err != nil {
+		return 0, err
+	}
+	defer stopSpool() // on an early return; a no-op after the call below
 	mp, err := export.NewMeterProvider(context.Background(), counts, s.buffer.MaxQueue, s.promAddr)
 	if err != nil {
 		return 0, err
@@ -535,6 +547,7 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	stopStats := t.logStats(s.statsInterval)
 	code, err := t.run(ctx, argv, s.pid, s.exe)
+	stopSpool()
 	stopStats()
 	log.Info("totals", counts.Snapshot().Attrs()...)
 	if mp != nil {
@@ -545,6 +558,45 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 		cancel()
 	}
 	return code, err
+}
+
+// startSpool opens --spool-dir, if given, for every process's export
+// buffer and starts exporting what a previous run left there, counting it
+// in counts. The returned function, called at exit, flushes that replay
+// and says what stays for the next run.
+func (s *traceSettings) startSpool(counts *export.Counts, log *slog.Logger) (func(), error) {
+	if s.spoolDir == "" {
+		return func() {}, nil
+	}
+	spool, err := export.OpenSpool(s.spoolDir, int64(s.spoolMiB)<<20, log)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --spool-dir %s: %w", errBadSetting, s.spoolDir, err)
+	}
+	segs, spans := spool.Left()
+	replay, err := spool.StartReplay(export.Options{Buffer: s.buffer, Log: log}, counts.Child())
+	if err != nil {
+		return nil, err
+	}
+	if replay == nil {
+		log.Warn("--spool-dir: spans are not exported over OTLP (OTEL_TRACES_EXPORTER), so the spool is not used", "dir", s.spoolDir, "spans_left", spans)
+		return func() {}, nil
+	}
+	if spans > 0 {
+		log.Info("spool: exporting the spans a previous run left", "dir", s.spoolDir, "spans", spans, "segments", segs)
+	}
+	s.buffer.Spool = spool
+	return sync.OnceFunc(func() {
+		// The processes' flushes have had their time: a short one for what
+		// they handed over, the rest stays for the next run.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := replay.Shutdown(ctx); err != nil {
+			log.Warn("spool: flush", "err", err)
+		}
+		if segs, spans := spool.Left(); spans > 0 {
+			log.Info("spool: spans kept for the next run", "dir", s.spoolDir, "spans", spans, "segments", segs)
+		}
+	}), nil
 }
 
 // run traces in the mode the flags chose.

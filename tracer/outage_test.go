@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -216,4 +217,79 @@ func BenchmarkTracerCollectorOutage(b *testing.B) {
 			b.ReportMetric(dropped, "counted_dropped")
 		}
 	}
+}
+
+// TestSpoolCarriesSpansAcrossATracerRestart: with --spool-dir, spans the
+// collector never took — it was down for the whole first run, beyond a
+// small --export-buffer — are on disk when the tracer stops, counted as
+// spooled, and the next run of the tracer exports them first, each once,
+// with the service that made them.
+func TestSpoolCarriesSpansAcrossATracerRestart(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	bin, service := tracerBinary(t), buildLocalService(t)
+	spoolDir := t.TempDir()
+	recv := otlptest.NewHTTP(t)
+	proxy := newTCPProxy(t, strings.TrimPrefix(recv.Endpoint(), "http://"))
+	proxy.down()
+
+	start := func(args ...string) (*exec.Cmd, *syncBuffer, string) {
+		cmd := exec.Command(bin, append([]string{"--spool-dir", spoolDir, "--export-buffer", "50"}, args...)...)
+		cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+proxy.addr,
+			"OTEL_BSP_SCHEDULE_DELAY=100", "OTEL_METRICS_EXPORTER=none", "OTEL_EXPORTER_OTLP_TIMEOUT=500")
+		stderr := &syncBuffer{}
+		cmd.Stderr = stderr
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() {
+			if cmd.ProcessState == nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
+		})
+		line := make([]byte, 128)
+		n, err := stdout.Read(line)
+		require.NoError(t, err, "service did not start:\n%s", stderr)
+		return cmd, stderr, strings.TrimSpace(strings.TrimPrefix(string(line[:n]), "listening on "))
+	}
+
+	// First run: 300 requests while the collector is down.
+	cmd, stderr, addr := start("--", service)
+	const sent = 300
+	for i := range sent {
+		resp, err := http.Get(fmt.Sprintf("http://%s/backend?n=%d", addr, i))
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	time.Sleep(500 * time.Millisecond) // the last spans reach the processor
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	_ = cmd.Wait()
+	log1 := stderr.String()
+	assert.Contains(t, log1, "keeping the oldest spans in the spool", "beyond 50 spans in memory, the disk")
+	assert.Regexp(t, fmt.Sprintf(`msg=totals spans=%d exported=0 pending=0 dropped=0 .* spooled=%d`, sent, sent), log1)
+	assert.Contains(t, log1, fmt.Sprintf("msg=\"spool: spans kept for the next run\" dir=%s spans=%d", spoolDir, sent))
+	assert.Empty(t, recv.Spans())
+
+	// Second run: the collector is back; the spool goes out first.
+	proxy.up()
+	cmd, stderr, _ = start("--", service)
+	got := recv.WaitForSpans(t, sent, 60*time.Second)
+	time.Sleep(300 * time.Millisecond) // a duplicate would arrive by now
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	_ = cmd.Wait()
+	log2 := stderr.String()
+	assert.Contains(t, log2, fmt.Sprintf("msg=\"spool: exporting the spans a previous run left\" dir=%s spans=%d", spoolDir, sent))
+	assert.Len(t, recv.Spans(), sent, "each span once")
+	ids := map[string]bool{}
+	for _, s := range got {
+		ids[s.SpanID] = true
+		assert.Equal(t, "GET /backend", s.Name)
+		assert.Equal(t, filepath.Base(service), s.Resource["service.name"])
+	}
+	assert.Len(t, ids, sent)
+	assert.Regexp(t, fmt.Sprintf(`msg=totals spans=%d exported=%d pending=0 dropped=0 `, sent, sent), log2)
+	m, err := filepath.Glob(filepath.Join(spoolDir, "*.spool"))
+	require.NoError(t, err)
+	assert.Empty(t, m, "the spool is empty")
 }

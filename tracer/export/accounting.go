@@ -41,10 +41,14 @@ const (
 	// Discarded spans were recorded with OTEL_TRACES_EXPORTER=none: thrown
 	// away as asked, not lost.
 	Discarded
+	// Spooled spans were left in the spool (--spool-dir) at exit, for the
+	// next run to export: not lost. That run counts them again, as
+	// recorded and by their outcome there.
+	Spooled
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"exported", "queue_full", "rejected", "export_failed", "ring_buffer_full", "invalid", "unsampled", "discarded"}
+var reasonNames = [numReasons]string{"exported", "queue_full", "rejected", "export_failed", "ring_buffer_full", "invalid", "unsampled", "discarded", "spooled"}
 
 // String returns the reason's name as log lines and metrics spell it.
 func (r Reason) String() string {
@@ -104,7 +108,7 @@ type Snapshot struct {
 func (s Snapshot) Dropped() int64 {
 	var n int64
 	for r := QueueFull; r < numReasons; r++ {
-		if r != Unsampled && r != Discarded {
+		if r != Unsampled && r != Discarded && r != Spooled {
 			n += s.By[r]
 		}
 	}
@@ -115,7 +119,7 @@ func (s Snapshot) Dropped() int64 {
 // the export buffer or being exported. It is zero once the Processor has
 // shut down: recorded = exported + queue_full + rejected + export_failed.
 func (s Snapshot) Pending() int64 {
-	return s.Recorded - s.By[Exported] - s.By[QueueFull] - s.By[Rejected] - s.By[ExportFailed] - s.By[Discarded]
+	return s.Recorded - s.By[Exported] - s.By[QueueFull] - s.By[Rejected] - s.By[ExportFailed] - s.By[Discarded] - s.By[Spooled]
 }
 
 // Attrs returns the counts as log attributes: spans (recorded), exported,
@@ -129,10 +133,14 @@ func (s Snapshot) Attrs() []any {
 		slog.Int64("dropped", s.Dropped()),
 	}
 	for r := QueueFull; r < numReasons; r++ {
-		if r == Unsampled || r == Discarded {
+		if r == Unsampled || r == Discarded || r == Spooled {
 			continue
 		}
 		attrs = append(attrs, slog.Int64("dropped_"+r.String(), s.By[r]))
 	}
-	return append(attrs, slog.Int64("unsampled", s.By[Unsampled]), slog.Int64("discarded", s.By[Discarded]))
+	attrs = append(attrs, slog.Int64("unsampled", s.By[Unsampled]), slog.Int64("discarded", s.By[Discarded]))
+	if s.By[Spooled] > 0 {
+		attrs = append(attrs, slog.Int64("spooled", s.By[Spooled]))
+	}
+	return attrs
 }

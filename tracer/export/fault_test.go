@@ -257,6 +257,8 @@ type faultRun struct {
 	heapAtFaultEnd uint64
 	// otlpTimeout is OTEL_EXPORTER_OTLP_TIMEOUT in ms; "2000" when empty.
 	otlpTimeout string
+	// parent, when set, is the tracer's totals: counts is its child.
+	parent *export.Counts
 }
 
 func (r *faultRun) run(t testing.TB) {
@@ -275,6 +277,9 @@ func (r *faultRun) run(t testing.TB) {
 	}
 	setEnv(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": r.coll.endpoint(), "OTEL_EXPORTER_OTLP_TIMEOUT": timeout, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
 	r.counts = new(export.Counts)
+	if r.parent != nil {
+		r.counts = r.parent.Child()
+	}
 	log := slog.New(slog.NewTextHandler(&r.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	tp, err := export.NewTracerProvider(context.Background(), export.Options{ServiceName: "fault", Counts: r.counts, Buffer: r.buffer, Log: log})
 	require.NoError(t, err)
@@ -332,8 +337,8 @@ func (r *faultRun) accountedFor(t *testing.T) export.Snapshot {
 	assert.EqualValues(t, r.sent, s.Recorded, "every span sent is recorded")
 	assert.Zero(t, s.Pending(), "nothing pending after shutdown")
 	assert.EqualValues(t, r.coll.received(), s.By[export.Exported], "exported = received by the collector")
-	assert.EqualValues(t, r.sent, int64(r.coll.received())+s.By[export.QueueFull]+s.By[export.Rejected]+s.By[export.ExportFailed],
-		"sent = received + queue_full + rejected + export_failed; log:\n%s", r.log.String())
+	assert.EqualValues(t, r.sent, int64(r.coll.received())+s.By[export.QueueFull]+s.By[export.Rejected]+s.By[export.ExportFailed]+s.By[export.Spooled],
+		"sent = received + queue_full + rejected + export_failed + spooled; log:\n%s", r.log.String())
 	return s
 }
 

@@ -50,6 +50,10 @@ type BufferOptions struct {
 	// this pause is for the failures they give up on or do not retry,
 	// such as connection refused.
 	RetryInitial, RetryMax time.Duration
+	// Spool, when set, takes the spans beyond MaxQueue to disk instead of
+	// dropping them, and keeps what is left at shutdown for the next run
+	// (see Spool). Only an OTLP exporter's processor gets it.
+	Spool *Spool
 }
 
 func (o BufferOptions) withDefaults() BufferOptions {
@@ -107,6 +111,7 @@ type Processor struct {
 	failingFrom time.Time // first failure of the current run
 	retryAt     time.Time // no export starts before this
 	fullLogged  bool      // "buffer full" logged in this outage
+	spooling    bool      // "keeping spans in the spool" logged in this outage
 
 	abortedInFlight int // spans counted as ExportFailed when their export came back after the abort
 
@@ -147,15 +152,38 @@ func (p *Processor) OnEnd(s sdktrace.ReadOnlySpan) {
 		p.counts.Add(ExportFailed, 1)
 		return
 	}
-	if p.queue.len() >= p.opts.MaxQueue {
-		p.queue.dropFront(1)
-		p.counts.Add(QueueFull, 1)
-		p.logFull()
-	}
 	p.queue.pushBack(s)
+	p.trim()
 	if p.queue.len() == p.opts.BatchSize {
 		p.wake()
 	}
+}
+
+// trim keeps the buffer within MaxQueue: its oldest spans go to the spool,
+// a batch at a time, or without one (or when the spool fails) are dropped
+// and counted as QueueFull. The caller holds p.mu.
+func (p *Processor) trim() {
+	over := p.queue.len() - p.opts.MaxQueue
+	if over <= 0 {
+		return
+	}
+	if p.opts.Spool != nil {
+		spans := p.queue.popFront(min(p.queue.len(), max(over, p.opts.BatchSize)))
+		err := p.opts.Spool.put(p.counts, spans)
+		if err == nil {
+			if !p.spooling {
+				p.spooling = true
+				p.log.Warn("export buffer full: keeping the oldest spans in the spool until the collector answers", "max_queue", p.opts.MaxQueue, "spool", p.opts.Spool.Dir())
+			}
+			return
+		}
+		p.log.Error("spool: cannot keep spans on disk (counted as dropped_queue_full)", "spans", len(spans), "err", err)
+		p.counts.Add(QueueFull, len(spans))
+		return
+	}
+	p.queue.dropFront(over)
+	p.counts.Add(QueueFull, over)
+	p.logFull()
 }
 
 // logFull logs the first drop of an outage. The caller holds p.mu.
@@ -183,7 +211,7 @@ func (p *Processor) ForceFlush(ctx context.Context) error {
 	p.flushing++
 	p.wake()
 	defer func() { p.flushing-- }()
-	for p.queue.len() > 0 || p.inflight > 0 {
+	for p.queue.len() > 0 || p.inflight > 0 || p.spooled() {
 		if p.aborted {
 			return nil
 		}
@@ -200,10 +228,16 @@ func (p *Processor) ForceFlush(ctx context.Context) error {
 	return nil
 }
 
+// spooled reports whether the processor has spans in the spool.
+func (p *Processor) spooled() bool {
+	return p.opts.Spool != nil && p.opts.Spool.has(p.counts)
+}
+
 // Shutdown exports what is left, as ForceFlush, then stops the workers and
 // shuts the exporter down. When ctx is done first, the exports in flight
-// are cancelled and every span not exported is counted as ExportFailed;
-// the error says how many.
+// are cancelled and every span not exported is counted as ExportFailed —
+// or, with a spool, written to it and counted as Spooled, for the next
+// run; the error says how many.
 func (p *Processor) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed {
@@ -219,8 +253,7 @@ func (p *Processor) Shutdown(ctx context.Context) error {
 	if flushErr != nil {
 		p.mu.Lock()
 		p.aborted = true
-		lost = p.queue.len()
-		p.queue.dropFront(lost)
+		lost = p.keep(p.queue.popFront(p.queue.len()))
 		p.counts.Add(ExportFailed, lost)
 		p.wake()
 		p.mu.Unlock()
@@ -231,16 +264,46 @@ func (p *Processor) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	lost += p.abortedInFlight
 	p.mu.Unlock()
+	var handed, kept int
+	if p.opts.Spool != nil {
+		handed, kept = p.opts.Spool.release(p.counts)
+		p.counts.Add(Spooled, kept)
+	}
 
 	// The exporter's Shutdown only closes connections; give it a moment
 	// even when ctx is done.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
 	err := p.exporter.Shutdown(sctx)
+	if flushErr != nil && lost == 0 && handed > 0 {
+		return errors.Join(fmt.Errorf("%d spans left in the spool %s, for the tracer to export (pending here): %w", handed, p.opts.Spool.Dir(), flushErr), err)
+	}
+	if flushErr != nil && lost == 0 && p.opts.Spool != nil {
+		return errors.Join(fmt.Errorf("%d spans kept in the spool %s for the next run (counted as spooled): %w", kept, p.opts.Spool.Dir(), flushErr), err)
+	}
 	if flushErr != nil {
 		return errors.Join(fmt.Errorf("%d spans not exported (counted as dropped_export_failed): %w", lost, flushErr), err)
 	}
 	return err
+}
+
+// keep writes spans the processor gives up on at shutdown to the spool, if
+// it has one, in batches; they are counted as Spooled when the spool is
+// released. It returns how many could not be kept, for the caller to
+// count. The caller holds p.mu.
+func (p *Processor) keep(spans []sdktrace.ReadOnlySpan) (failed int) {
+	if p.opts.Spool == nil {
+		return len(spans)
+	}
+	for len(spans) > 0 {
+		n := min(len(spans), p.opts.BatchSize)
+		if err := p.opts.Spool.put(p.counts, spans[:n]); err != nil {
+			p.log.Error("spool: cannot keep spans on disk (counted as dropped_export_failed)", "spans", len(spans), "err", err)
+			return len(spans)
+		}
+		spans = spans[n:]
+	}
+	return 0
 }
 
 // work is one export worker: it takes batches and exports them until the
@@ -264,17 +327,30 @@ func (p *Processor) take() []sdktrace.ReadOnlySpan {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {
-		if p.aborted || (p.closed && p.queue.len() == 0 && p.inflight == 0) {
+		if p.aborted || (p.closed && p.queue.len() == 0 && p.inflight == 0 && !p.spooled()) {
 			return nil
 		}
 		now := time.Now()
 		n := p.queue.len()
 		due := p.lastTake.Add(p.opts.Delay)
-		ready := n >= p.opts.BatchSize || (n > 0 && (p.flushing > 0 || p.closed || !now.Before(due)))
+		spooled := p.spooled()
+		ready := spooled || n >= p.opts.BatchSize || (n > 0 && (p.flushing > 0 || p.closed || !now.Before(due)))
 		var wait time.Duration
 		switch {
 		case ready && now.Before(p.retryAt):
 			wait = p.retryAt.Sub(now)
+		case spooled:
+			// The spool holds the oldest spans: they go first.
+			batch, uncounted := p.opts.Spool.take(p.counts)
+			if batch == nil {
+				continue
+			}
+			if uncounted {
+				p.counts.AddRecorded(len(batch))
+			}
+			p.inflight += len(batch)
+			p.lastTake = now
+			return batch
 		case ready:
 			batch := p.queue.popFront(min(n, p.opts.BatchSize))
 			p.inflight += len(batch)
@@ -316,18 +392,15 @@ func (p *Processor) export(batch []sdktrace.ReadOnlySpan) {
 	o := classify(err, n)
 	switch {
 	case o.retry && p.aborted:
-		p.counts.Add(ExportFailed, n)
-		p.abortedInFlight += n
+		failed := p.keep(batch)
+		p.counts.Add(ExportFailed, failed)
+		p.abortedInFlight += failed
 	case o.retry:
 		p.failed(err, n)
 		// The batch is older than anything buffered: back to the front,
 		// and if that overflows the buffer its oldest spans go.
-		if over := p.queue.len() + n - p.opts.MaxQueue; over > 0 {
-			p.counts.Add(QueueFull, over)
-			p.logFull()
-			batch = batch[over:]
-		}
 		p.queue.pushFront(batch)
+		p.trim()
 	default:
 		p.counts.Add(Rejected, o.rejected)
 		p.counts.Add(Exported, n-o.rejected)
@@ -347,6 +420,7 @@ func (p *Processor) succeeded() {
 	p.failures = 0
 	p.retryAt = time.Time{}
 	p.fullLogged = false
+	p.spooling = false
 }
 
 // failed records a retryable failure of n spans and sets the pause before

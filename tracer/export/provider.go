@@ -124,7 +124,7 @@ func NewTracerProvider(ctx context.Context, opts Options) (*sdktrace.TracerProvi
 	if err != nil {
 		return nil, err
 	}
-	exporters, err := newExporters(ctx, opts, buf)
+	exporters, names, err := newExporters(ctx, opts, buf)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +140,11 @@ func NewTracerProvider(ctx context.Context, opts Options) (*sdktrace.TracerProvi
 		if i > 0 || counts == nil {
 			counts = new(Counts) // counted once, by the first exporter's processor
 		}
-		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(NewProcessor(e, buf, counts, log)))
+		pbuf := buf
+		if names[i] != "otlp" {
+			pbuf.Spool = nil // only a collector can be away
+		}
+		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(NewProcessor(e, pbuf, counts, log)))
 	}
 	return sdktrace.NewTracerProvider(tpOpts...), nil
 }
@@ -173,11 +177,12 @@ func newResource(ctx context.Context, opts Options) (*resource.Resource, error) 
 	return res, nil
 }
 
-// newExporters creates the exporters OTEL_TRACES_EXPORTER names.
-func newExporters(ctx context.Context, opts Options, buf BufferOptions) ([]sdktrace.SpanExporter, error) {
+// newExporters creates the exporters OTEL_TRACES_EXPORTER names, and
+// returns them with their names.
+func newExporters(ctx context.Context, opts Options, buf BufferOptions) ([]sdktrace.SpanExporter, []string, error) {
 	names, err := exporterNames(os.Getenv(EnvTracesExporter))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var exporters []sdktrace.SpanExporter
 	for _, name := range names {
@@ -196,11 +201,11 @@ func newExporters(ctx context.Context, opts Options, buf BufferOptions) ([]sdktr
 			for _, made := range exporters {
 				_ = made.Shutdown(ctx)
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		exporters = append(exporters, e)
 	}
-	return exporters, nil
+	return exporters, names, nil
 }
 
 // exporterNames parses an OTEL_TRACES_EXPORTER value into the distinct
