@@ -26,7 +26,9 @@ check-generated: generate
 
 ## test: the full test suite (real toolchains from the module proxy, real probes, real uprobes as root)
 test:
-	$(GO) test -count=1 -timeout 30m ./...
+	@echo "make test: every package's tests, in parallel: real Go toolchains and modules from the module proxy (cached in ~/.cache/offsetdb-test), real PostgreSQL/MariaDB/Redis, an OpenTelemetry Collector and uprobes (root); each package prints ok/FAIL and its time as it ends. A few minutes with warm caches; the first run downloads and builds for 30 min or more. Quick unit tests without downloads: make test-short"
+	@start=$$(date +%s); $(GO) test -count=1 -timeout 30m ./...; rc=$$?; \
+	echo "make test: $$( [ $$rc = 0 ] && echo passed || echo FAILED ) in $$(( $$(date +%s) - start )) s"; exit $$rc
 
 ## test-short: unit tests only, no downloads
 test-short:
