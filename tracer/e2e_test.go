@@ -104,6 +104,13 @@ func buildService(t *testing.T, v goversion.Version) (normal, stripped string) {
 // normal and stripped, into a temporary directory as NAME and
 // NAME-stripped.
 func buildProgram(t *testing.T, name string, v goversion.Version) (normal, stripped string) {
+	return buildProgramCgo(t, name, v, false)
+}
+
+// buildProgramCgo is buildProgram, with cgo enabled when cgo is set: a
+// binary that the external linker links, against the C library, into
+// NAME-cgo and NAME-cgo-stripped.
+func buildProgramCgo(t *testing.T, name string, v goversion.Version, cgo bool) (normal, stripped string) {
 	cacheDir, err := os.UserCacheDir()
 	require.NoError(t, err)
 	cacheDir = filepath.Join(cacheDir, "offsetdb-test")
@@ -134,9 +141,15 @@ func buildProgram(t *testing.T, name string, v goversion.Version) (normal, strip
 		cmd.Env = []string{"PATH=" + filepath.Join(goroot, "bin") + ":/usr/bin:/bin", "HOME=" + out, "GOROOT=" + goroot,
 			"GOPATH=" + filepath.Join(out, "gopath"), "GOCACHE=" + filepath.Join(cacheDir, "gocache-"+v.String()),
 			"GOFLAGS=", "GOTOOLCHAIN=local", "GO111MODULE=on", "GOPROXY=off", "CGO_ENABLED=0", "GOENV=off"}
+		if cgo {
+			cmd.Env = append(cmd.Env, "CGO_ENABLED=1")
+		}
 		msg, err := cmd.CombinedOutput()
 		require.NoError(t, err, "build %s with %s: %s", name, v, msg)
 		return bin
+	}
+	if cgo {
+		return build(name+"-cgo", "-linkmode=external"), build(name+"-cgo-stripped", "-linkmode=external -s -w")
 	}
 	return build(name, ""), build(name+"-stripped", "-s -w")
 }

@@ -1,6 +1,6 @@
 // Command chain is a service of the trace-context tests: copies of it, built
 // with different Go releases, call each other, so one request crosses
-// several processes. It must build with every Go release from 1.17 on.
+// several processes. It must build with every Go release from 1.12 on.
 //
 // Routes (ID is any path segment, carried to every hop):
 //

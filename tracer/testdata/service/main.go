@@ -1,12 +1,14 @@
 // Command service is the program the tracer's end-to-end tests trace: an
 // HTTP server whose /items handler calls its own /backend with an outgoing
 // request, so one incoming request yields a server span with a client child.
-// It must build with every Go release from 1.17 on.
+// It must build with every Go release from 1.12 on (hence io/ioutil and the
+// +build lines).
 package main
 
 import (
 	"fmt"
 	"io"
+	"io/ioutil"
 	"net"
 	"net/http"
 	"os"
@@ -70,7 +72,7 @@ func items(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
-	body, _ := io.ReadAll(resp.Body)
+	body, _ := ioutil.ReadAll(resp.Body)
 	resp.Body.Close()
 	fmt.Fprintf(w, "item %s: %s\n", r.URL.Path, body)
 }
