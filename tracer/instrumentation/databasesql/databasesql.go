@@ -8,7 +8,7 @@
 // statements), (*Tx).Commit and (*Tx).rollback, and sql.Open and
 // (*DB).beginDC to know each DB's driver and server and each transaction.
 // Their signatures are the same in every Go release the tracer supports
-// (1.17+ on amd64, 1.18+ on arm64).
+// (1.12+; both calling conventions, bpf/go_abi.h).
 //
 // A span is a child of the calling goroutine's active span (the HTTP or
 // gRPC request being handled), else the root of a new trace. It carries
@@ -53,14 +53,14 @@ func Instrumentation() uprobe.Instrumentation {
 	return uprobe.Instrumentation{
 		Name: "database/sql",
 		Probes: []uprobe.Probe{
-			{Symbol: QueryDC, Entry: "sql_query", Return: "sql_return2"},
-			{Symbol: ExecDC, Entry: "sql_exec", Return: "sql_return3"},
-			{Symbol: StmtQueryContext, Entry: "sql_stmt_query", Return: "sql_return2", Optional: true},
-			{Symbol: StmtExecContext, Entry: "sql_stmt_exec", Return: "sql_return3", Optional: true},
-			{Symbol: Open, Entry: "sql_open", Return: "sql_open_return", Optional: true},
-			{Symbol: BeginDC, Return: "sql_begin_return", Optional: true},
-			{Symbol: Commit, Entry: "sql_commit", Return: "sql_return1", Optional: true},
-			{Symbol: Rollback, Entry: "sql_rollback", Return: "sql_return1", Optional: true},
+			{Symbol: QueryDC, Entry: "sql_query", Return: "sql_return2", StackABI: true, StackResults: 24},
+			{Symbol: ExecDC, Entry: "sql_exec", Return: "sql_return3", StackABI: true, StackResults: 32},
+			{Symbol: StmtQueryContext, Entry: "sql_stmt_query", Return: "sql_return2", Optional: true, StackABI: true, StackResults: 24},
+			{Symbol: StmtExecContext, Entry: "sql_stmt_exec", Return: "sql_return3", Optional: true, StackABI: true, StackResults: 32},
+			{Symbol: Open, Entry: "sql_open", Return: "sql_open_return", Optional: true, StackABI: true, StackResults: 24},
+			{Symbol: BeginDC, Return: "sql_begin_return", Optional: true, StackABI: true, StackResults: 24},
+			{Symbol: Commit, Entry: "sql_commit", Return: "sql_return1", Optional: true, StackABI: true, StackResults: 16},
+			{Symbol: Rollback, Entry: "sql_rollback", Return: "sql_return1", Optional: true, StackABI: true, StackResults: 16},
 		},
 		Fields: []uprobe.Field{
 			{ID: f("runtime.g.goid"), Const: "off_g_goid"},

@@ -60,6 +60,33 @@ func TestTraceDatabaseSQLAcrossVersions(t *testing.T) {
 	}
 }
 
+// TestTraceDatabaseSQLOnStackABIReleases is the same check for dbsvcold
+// built with releases before the register calling convention (arguments
+// and results on the stack, g in thread-local storage), one stripped,
+// through lib/pq and go-sql-driver/mysql.
+func TestTraceDatabaseSQLOnStackABIReleases(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: builds services with toolchains from the module proxy and starts database servers")
+	}
+	srv := dbtest.Servers{PG: dbtest.StartPostgres(t), MySQL: dbtest.StartMariaDB(t)}
+	for _, tg := range dbtest.OldMatrix {
+		t.Run(tg.String(), func(t *testing.T) {
+			bin := dbtest.OwnCopy(t, tg.Build(t))
+			dbtest.Setup(t, bin, srv)
+			c := dbtest.Attach(t, bin, "database/sql", "goroutine context")
+			addr := dbtest.Serve(t, bin, srv)
+			drivers := []string{"pq", "mysql"}
+			for i, d := range drivers {
+				get(t, fmt.Sprintf("http://%s/sql?db=%s&id=%d", addr, d, i))
+			}
+			got := c.Wait(t, len(drivers)*9)
+			assert.Zero(t, c.Session.Drops())
+			checkSQL(t, got, drivers)
+		})
+	}
+}
+
 func checkSQL(t *testing.T, got []dbtest.Span, drivers []string) {
 	servers := map[trace.SpanID]dbtest.Span{}
 	byDriver := map[string]trace.TraceID{}
