@@ -1,8 +1,8 @@
 // Command service is the program the tracer's end-to-end tests trace: an
 // HTTP server whose /items handler calls its own /backend with an outgoing
 // request, so one incoming request yields a server span with a client child.
-// It must build with every Go release from 1.12 on (hence io/ioutil and the
-// +build lines).
+// It must build with every Go release from 1.12 on (hence io/ioutil, and
+// the old build-constraint lines beside //go:build).
 package main
 
 import (
