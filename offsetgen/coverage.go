@@ -39,6 +39,13 @@ func runCoverage(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	exps, err := experimentCoverageTable(db, s)
+	if err != nil {
+		return err
+	}
+	if exps != "" {
+		table += "\n" + exps
+	}
 	mods, err := moduleCoverageTable(db)
 	if err != nil {
 		return err
@@ -142,7 +149,7 @@ func coverageTable(s *offsets.Shard) (string, error) {
 func moduleCoverageTable(db *offsets.DB) (string, error) {
 	var b strings.Builder
 	for _, mod := range db.Modules() {
-		if mod == offsets.StdModule {
+		if offsets.IsStd(mod) {
 			continue
 		}
 		s, err := db.Shard(mod)
@@ -217,4 +224,76 @@ func replaceBetween(doc []byte, begin, end, content string) ([]byte, error) {
 	out.WriteString("\n" + content)
 	out.Write(doc[j:])
 	return out.Bytes(), nil
+}
+
+// experimentCoverageTable renders the GOEXPERIMENT shards, one row per
+// experiment set: the releases built, per GOARCH, and how their offsets
+// compare with the default build of the same release (std's shard); ""
+// when the database has none.
+func experimentCoverageTable(db *offsets.DB, std *offsets.Shard) (string, error) {
+	def, err := std.Expand()
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, mod := range db.Modules() {
+		if !offsets.IsStd(mod) || mod == offsets.StdModule {
+			continue
+		}
+		s, err := db.Shard(mod)
+		if err != nil {
+			return "", err
+		}
+		t, err := s.Expand()
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", mod, err)
+		}
+		if b.Len() == 0 {
+			b.WriteString("| GOEXPERIMENT | releases with offsets | amd64 | arm64 | not the default build's offsets (fields that differ) | no such experiment or failed |\n|---|---|---|---|---|---|\n")
+		}
+		var ok [2]int
+		var releases, differ, failed []string
+		same, compared := 0, 0
+		for i, a := range []string{"amd64", "arm64"} {
+			for _, v := range t.Versions(a) {
+				if t.Builds[a][v].Status != offsets.StatusOK {
+					if i == 0 {
+						failed = append(failed, strings.TrimPrefix(v, "go"))
+					}
+					continue
+				}
+				ok[i]++
+				if i == 0 {
+					releases = append(releases, strings.TrimPrefix(v, "go"))
+				}
+				d, c := offsets.DifferingFields(t, def, a, v)
+				if !c {
+					continue
+				}
+				compared++
+				if len(d) == 0 {
+					same++
+					continue
+				}
+				names := make([]string, len(d))
+				for j, id := range d {
+					names[j] = id.String()
+				}
+				differ = append(differ, fmt.Sprintf("%s/%s: %s", strings.TrimPrefix(v, "go"), a, strings.Join(names, ", ")))
+			}
+		}
+		verdict := fmt.Sprintf("none: same offsets in all %d builds compared", compared)
+		if len(differ) > 0 {
+			verdict = fmt.Sprintf("%d of %d builds differ: %s", len(differ), compared, strings.Join(differ, "; "))
+		}
+		switch {
+		case len(releases) == 0:
+			verdict = "no builds"
+		case compared == 0:
+			verdict = "no default build to compare with"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s |\n", strings.Join(offsets.Experiments(mod), ","), strings.Join(releases, ", "),
+			ok[0], ok[1], verdict, strings.Join(failed, ", "))
+	}
+	return b.String(), nil
 }

@@ -39,6 +39,7 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 	keep := fs.Bool("keep-toolchains", false, "keep unpacked toolchains in the cache (about 230 MB each)")
 	retry := fs.Bool("retry-failed", false, "rebuild versions recorded as failed")
 	recheck := fs.Bool("recheck", false, "ask the proxy again about every release the database already records (a full listing)")
+	goexperiment := fs.String("goexperiment", "", "build std probes with these GOEXPERIMENTs (e.g. boringcrypto or boringcrypto,jsonv2; boringcrypto needs gcc, and gcc-aarch64-linux-gnu for arm64) into a shard of their own beside std's")
 	recheckUnavailable := fs.Bool("recheck-unavailable", false, "ask the proxy again about the releases recorded unavailable (one request each), and build those it serves now (std)")
 	report := fs.String("report", "", "write a per-version cost report (markdown) to this file: a table for std, one per other module")
 	if _, err := parse(fs, args); err != nil {
@@ -84,6 +85,9 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		if m != offsets.StdModule {
+			if *goexperiment != "" {
+				return fmt.Errorf("%w: --goexperiment builds the standard library's probes (--modules std); module layouts are recorded for default builds only", errUsage)
+			}
 			mr := moduleRun{constraint: *constraint, pre: *pre, compareGo: *compareGo, retry: *retry, versions: splitList(*versions),
 				arches: archList, workers: *workers, cache: *cache, out: *out, proxy: *proxy}
 			if err := generateModule(ctx, set, mr, reportFile, stdout); err != nil {
@@ -94,14 +98,14 @@ func runGenerate(ctx context.Context, args []string, stdout io.Writer) error {
 		cfg := generate.Config{
 			Set: set, Arches: archList, Since: sinceV, Until: untilV, Versions: only, Workers: *workers,
 			CacheDir: *cache, OutDir: *out, KeepToolchains: *keep, RetryFailed: *retry, Recheck: *recheck,
-			RecheckUnavailable: *recheckUnavailable,
-			Proxy:              &toolchain.Proxy{URL: *proxy, ConfigDir: filepath.Join(*cache, "sumdb"), IncludePre: *pre},
-			Log:                slog.Default(),
-			Progress:           os.Stderr,
+			RecheckUnavailable: *recheckUnavailable, Experiments: splitList(*goexperiment),
+			Proxy:    &toolchain.Proxy{URL: *proxy, ConfigDir: filepath.Join(*cache, "sumdb"), IncludePre: *pre},
+			Log:      slog.Default(),
+			Progress: os.Stderr,
 		}
 		rep, err := generate.Run(ctx, cfg)
 		if rep != nil {
-			printReport(stdout, m, rep)
+			printReport(stdout, cfg.ModuleName(), rep)
 			table := costTable(rep)
 			if reportFile.started {
 				table = "\n## std\n\n" + table
@@ -148,6 +152,9 @@ func printReport(w io.Writer, module string, r *generate.Report) {
 	}
 	for _, warn := range r.Warnings {
 		fmt.Fprintln(w, "warning:", warn)
+	}
+	for _, line := range r.AgainstDefault {
+		fmt.Fprintln(w, line)
 	}
 }
 

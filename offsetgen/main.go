@@ -1,7 +1,7 @@
 // Command offsetgen builds and queries the offset database.
 //
 //	offsetgen generate [--modules std] [--arch amd64,arm64] [--since 1.12] [--workers N] [--cache DIR] [--out data]
-//	                   [--versions V,...] [--constraint '>=v1.60.0'] [--pre] [--compare-go]
+//	                   [--versions V,...] [--constraint '>=v1.60.0'] [--pre] [--compare-go] [--goexperiment X[,Y]] [--recheck-unavailable]
 //	offsetgen local    --module DIR [--fields FILE] [--version V] [--arch amd64,arm64] [--out data] [--replace] [FIELD...]
 //	offsetgen query    [--data DIR] [--arch amd64] [--json] [--interpolate] [--go 1.24.3] MODULE@VERSION FIELD...
 //	offsetgen versions [--data DIR] MODULE
@@ -37,7 +37,7 @@ type command struct {
 }
 
 var commands = []command{
-	{"generate", "generate [--modules std|MODULE,...] [--arch amd64,arm64] [--since 1.12] [--versions V,...] [--constraint '>=v1.60.0'] [--pre] [--compare-go] [--workers N] [--cache DIR] [--out data]", runGenerate},
+	{"generate", "generate [--modules std|MODULE,...] [--arch amd64,arm64] [--since 1.12] [--versions V,...] [--constraint '>=v1.60.0'] [--pre] [--compare-go] [--goexperiment X[,Y]] [--recheck-unavailable] [--workers N] [--cache DIR] [--out data]", runGenerate},
 	{"local", "local --module DIR [--fields FILE] [--version V] [--arch amd64,arm64] [--out data] [--replace] [FIELD...]", runLocal},
 	{"query", "query [--data DIR] [--arch amd64] [--json] [--interpolate] [--go 1.24.3] MODULE@VERSION FIELD...", runQuery},
 	{"versions", "versions [--data DIR] MODULE", runVersions},

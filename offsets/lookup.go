@@ -191,8 +191,34 @@ func (e *VersionError) Error() string {
 	case StatusUnavailable, StatusFailed:
 		return fmt.Sprintf("%s@%s (%s): %s in database: %s", e.Module, e.Version, e.Arch, e.Status, e.Reason)
 	}
-	return fmt.Sprintf("%s@%s (%s) is not in the database (newest covered: %s); run: offsetgen generate --modules %s",
-		e.Module, e.Version, e.Arch, e.Newest, e.Module)
+	return fmt.Sprintf("%s@%s (%s) is not in the database (newest covered: %s); run: %s",
+		e.Module, e.Version, e.Arch, e.Newest, GenerateCommand(e.Module, e.Version, e.Arch))
+}
+
+// GenerateCommand returns the offsetgen command that builds version of
+// module for arch into a database directory DIR, which the tracer then
+// loads with --offsets-dir: "offsetgen generate --versions 1.22.5 --arch
+// amd64 --out DIR" for std, with --goexperiment for an ExperimentModule,
+// with --modules for a third-party module.
+func GenerateCommand(module, version, arch string) string {
+	var b strings.Builder
+	b.WriteString("offsetgen generate")
+	switch {
+	case module == StdModule:
+	case IsStd(module):
+		b.WriteString(" --goexperiment " + strings.Join(Experiments(module), ","))
+	default:
+		b.WriteString(" --modules " + module)
+	}
+	if IsStd(module) {
+		version = strings.TrimPrefix(version, "go")
+	}
+	b.WriteString(" --versions " + version)
+	if arch != "" {
+		b.WriteString(" --arch " + arch)
+	}
+	b.WriteString(" --out DIR")
+	return b.String()
 }
 
 func (e *VersionError) Unwrap() error { return ErrUnknownVersion }
@@ -202,10 +228,7 @@ func (e *VersionError) Unwrap() error { return ErrUnknownVersion }
 type notRecordedError struct{ *VersionError }
 
 func (e *notRecordedError) Error() string {
-	cmd := "offsetgen generate --versions " + strings.TrimPrefix(e.Version, "go")
-	if e.Module != StdModule {
-		cmd = "offsetgen generate --modules " + e.Module + " --versions " + e.Version
-	}
+	cmd := GenerateCommand(e.Module, e.Version, e.Arch)
 	return fmt.Sprintf("%s@%s (%s) is not interpolated: the database has no record of this version, which the generator "+
 		"never saw listed or served by the module proxy (never published, retracted, or published after the database); "+
 		"only recorded versions that did not build are interpolated. If the proxy serves it, run: %s", e.Module, e.Version, e.Arch, cmd)

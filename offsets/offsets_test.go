@@ -324,3 +324,79 @@ func TestInterpolationOnlyForRecordedVersions(t *testing.T) {
 	require.ErrorIs(t, err, ErrUnknownVersion)
 	assert.Contains(t, err.Error(), "run: offsetgen generate --versions 1.22.2")
 }
+
+func TestExperimentModuleNamesTheExperimentSet(t *testing.T) {
+	tests := []struct {
+		in   []string
+		want string
+	}{
+		{nil, StdModule},
+		{[]string{""}, StdModule},
+		{[]string{"boringcrypto"}, "std+boringcrypto"},
+		{[]string{"JSONv2", "boringcrypto", "jsonv2"}, "std+boringcrypto,jsonv2"},
+		{[]string{"noswissmap"}, "std+noswissmap"},
+	}
+	for _, tt := range tests {
+		got, err := ExperimentModule(tt.in)
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.want, got, tt.in)
+		assert.True(t, IsStd(got))
+		back, err := ExperimentModule(Experiments(got))
+		require.NoError(t, err)
+		assert.Equal(t, got, back, "Experiments inverts ExperimentModule")
+	}
+	for _, bad := range [][]string{{"boring-crypto"}, {"x y"}, {"a/b"}} {
+		_, err := ExperimentModule(bad)
+		assert.Error(t, err, bad)
+	}
+	assert.False(t, IsStd("google.golang.org/grpc"))
+	assert.False(t, IsStd("std+"))
+	assert.Nil(t, Experiments("std"))
+	assert.Equal(t, "std+boringcrypto.json", ShardFile("std+boringcrypto"))
+}
+
+// TestExperimentShardFollowsStdRules: an experiment shard is looked up and
+// verified like std (Go release versions), and its errors name the
+// command that builds it.
+func TestExperimentShardFollowsStdRules(t *testing.T) {
+	tb := NewTable("std+boringcrypto", []FieldID{fMethod})
+	require.NoError(t, tb.Set("amd64", ok("go1.24.13", map[FieldID]Value{fMethod: {Offset: 0, Size: 16, Type: "string"}})))
+	dir := t.TempDir()
+	require.NoError(t, WriteShard(dir, tb.Shard()))
+	require.NoError(t, Verify(os.DirFS(dir)))
+	db, err := OpenDir(dir)
+	require.NoError(t, err)
+	r, err := db.Lookup("std+boringcrypto", "go1.24.13 X:boringcrypto", "amd64", fMethod)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(16), r.Size)
+	_, err = db.Lookup("std+boringcrypto", "1.24.12", "amd64", fMethod)
+	require.ErrorIs(t, err, ErrUnknownVersion)
+	assert.Contains(t, err.Error(), "run: offsetgen generate --goexperiment boringcrypto --versions 1.24.12 --arch amd64 --out DIR")
+	_, err = db.Lookup(StdModule, "1.24.13", "amd64", fMethod)
+	assert.ErrorIs(t, err, ErrUnknownModule, "the default build's shard is another one")
+}
+
+func TestGenerateCommand(t *testing.T) {
+	assert.Equal(t, "offsetgen generate --versions 1.22.5 --arch arm64 --out DIR", GenerateCommand(StdModule, "go1.22.5", "arm64"))
+	assert.Equal(t, "offsetgen generate --goexperiment boringcrypto,jsonv2 --versions 1.25.0 --arch amd64 --out DIR", GenerateCommand("std+boringcrypto,jsonv2", "go1.25.0", "amd64"))
+	assert.Equal(t, "offsetgen generate --modules example.com/lib --versions v1.2.3 --arch amd64 --out DIR", GenerateCommand("example.com/lib", "v1.2.3", "amd64"))
+}
+
+func TestDifferingFields(t *testing.T) {
+	std := sampleTable(t)
+	exp := NewTable("std+noswissmap", []FieldID{fPattern, fMethod, fGoid})
+	require.NoError(t, exp.Set("amd64", ok("go1.22.4", map[FieldID]Value{
+		fMethod: {Offset: 0, Size: 16, Type: "string"}, fGoid: {Offset: 168, Size: 8, Type: "uint64"}})))
+	require.NoError(t, exp.Set("amd64", ok("go1.22.1", map[FieldID]Value{
+		fMethod: {Offset: 0, Size: 16, Type: "string"}, fGoid: {Offset: 152, Size: 8, Type: "uint64"}})))
+	d, compared := DifferingFields(exp, std, "amd64", "go1.22.4")
+	require.True(t, compared)
+	assert.Equal(t, []FieldID{fPattern, fGoid}, d, "goid moved, Pattern exists only in the default build")
+	d, compared = DifferingFields(exp, std, "amd64", "go1.22.1")
+	require.True(t, compared)
+	assert.Empty(t, d, "the same layout")
+	_, compared = DifferingFields(exp, std, "amd64", "go1.22.2")
+	assert.False(t, compared, "go1.22.2 is unavailable in std")
+	_, compared = DifferingFields(exp, std, "arm64", "go1.22.1")
+	assert.False(t, compared)
+}

@@ -20,6 +20,53 @@ const SchemaVersion = 1
 // stored; its versions are Go releases.
 const StdModule = "std"
 
+// Standard-library offsets of builds with GOEXPERIMENTs are kept apart from
+// the default builds' (std), in shards of their own whose module is
+// ExperimentModule(experiments): "std+boringcrypto", "std+boringcrypto,jsonv2".
+// Their versions are Go releases, as for std; every rule for std holds.
+const experimentSep = "+"
+
+// ExperimentModule returns the module under which standard-library offsets of
+// builds with the GOEXPERIMENTs exps are stored: StdModule when exps is
+// empty, else "std+" and the experiments, lower case, sorted and
+// deduplicated, joined by commas, as the go command lists them in a
+// binary's build settings ("std+boringcrypto,jsonv2"). It fails for a name
+// that is not a GOEXPERIMENT name (letters and digits).
+func ExperimentModule(exps []string) (string, error) {
+	var names []string
+	for _, e := range exps {
+		e = strings.ToLower(strings.TrimSpace(e))
+		if e == "" {
+			continue
+		}
+		if strings.Trim(e, "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
+			return "", fmt.Errorf("invalid GOEXPERIMENT name %q: want letters and digits", e)
+		}
+		names = append(names, e)
+	}
+	if len(names) == 0 {
+		return StdModule, nil
+	}
+	slices.Sort(names)
+	return StdModule + experimentSep + strings.Join(slices.Compact(names), ","), nil
+}
+
+// Experiments returns the GOEXPERIMENTs of a module name made by
+// ExperimentModule, nil for StdModule and for third-party modules.
+func Experiments(module string) []string {
+	rest, ok := strings.CutPrefix(module, StdModule+experimentSep)
+	if !ok || rest == "" {
+		return nil
+	}
+	return strings.Split(rest, ",")
+}
+
+// IsStd reports whether module holds standard-library offsets: StdModule or
+// an ExperimentModule. Versions of such a module are Go releases.
+func IsStd(module string) bool {
+	return module == StdModule || len(Experiments(module)) > 0
+}
+
 // IndexFile is the name of the index inside a database directory.
 const IndexFile = "index.json"
 
@@ -135,7 +182,7 @@ const DevelVersion = "(devel)"
 // versions with a "v" for modules (pseudo-versions included), or
 // DevelVersion for a module built from an unversioned directory.
 func CanonicalVersion(module, v string) (string, error) {
-	if module == StdModule {
+	if IsStd(module) {
 		gv, err := goversion.Parse(v)
 		if err != nil {
 			return "", err
@@ -156,7 +203,7 @@ func CanonicalVersion(module, v string) (string, error) {
 
 // CompareVersions orders two canonical versions of module.
 func CompareVersions(module, a, b string) int {
-	if module == StdModule {
+	if IsStd(module) {
 		va, erra := goversion.Parse(a)
 		vb, errb := goversion.Parse(b)
 		if erra == nil && errb == nil {
@@ -170,7 +217,7 @@ func CompareVersions(module, a, b string) int {
 // sameLine reports whether two canonical versions belong to the same release
 // line: the Go minor for std, major.minor for modules.
 func sameLine(module, a, b string) bool {
-	if module == StdModule {
+	if IsStd(module) {
 		va, erra := goversion.Parse(a)
 		vb, errb := goversion.Parse(b)
 		return erra == nil && errb == nil && va.Line() == vb.Line()

@@ -74,7 +74,7 @@ func (t *Table) Set(arch string, b Build) error {
 		switch {
 		case !tracked(id):
 			return fmt.Errorf("build of %s %s/%s has a value for untracked field %s", t.Module, v, arch, id)
-		case t.Module == StdModule:
+		case IsStd(t.Module):
 			return fmt.Errorf("build of std %s/%s: %s: standard-library values cannot depend on the Go release", v, arch, id)
 		case len(gvs) == 0:
 			return fmt.Errorf("build of %s %s/%s: %s depends on the Go release but has no value", t.Module, v, arch, id)
@@ -260,7 +260,7 @@ func (s *Shard) findAll(field, arch, v string) []Range {
 		}
 		return 1
 	})
-	if s.Module == StdModule {
+	if IsStd(s.Module) {
 		// No Go bounds: ranges are disjoint, only the last one can.
 		if end > 0 && CompareVersions(s.Module, v, ranges[end-1].To) <= 0 {
 			return ranges[end-1 : end]
@@ -275,4 +275,28 @@ func (s *Shard) findAll(field, arch, v string) []Range {
 	}
 	slices.Reverse(out)
 	return out
+}
+
+// DifferingFields compares the ok builds of version for arch in two tables
+// of the standard library, such as a GOEXPERIMENT shard's and std's: it
+// returns the fields both track whose value differs, or that exist in one
+// build only, sorted. compared is false when either table has no ok build
+// of that version for arch.
+func DifferingFields(a, b *Table, arch, version string) (differ []FieldID, compared bool) {
+	ba, okA := a.Builds[arch][version]
+	bb, okB := b.Builds[arch][version]
+	if !okA || !okB || ba.Status != StatusOK || bb.Status != StatusOK {
+		return nil, false
+	}
+	for _, id := range a.Fields {
+		if _, tracked := slices.BinarySearchFunc(b.Fields, id, func(x, y FieldID) int { return cmp.Compare(x.String(), y.String()) }); !tracked {
+			continue
+		}
+		va, inA := ba.Values[id]
+		vb, inB := bb.Values[id]
+		if inA != inB || va != vb {
+			differ = append(differ, id)
+		}
+	}
+	return differ, true
 }

@@ -125,7 +125,7 @@ func (s *Shard) Check() error {
 				if r.Go != "" {
 					c, err := ParseConstraint(StdModule, r.Go)
 					switch {
-					case s.Module == StdModule:
+					case IsStd(s.Module):
 						fault("%s/%s: range %s..%s has a Go bound %q; standard-library values cannot depend on the Go release", name, arch, r.From, r.To, r.Go)
 					case err != nil || c.IsZero() || c.String() != r.Go:
 						fault("%s/%s: range %s..%s has Go bound %q, not a canonical constraint on Go releases", name, arch, r.From, r.To, r.Go)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/offsetdb/offsetdb/fieldset"
+	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/goversion"
 	"github.com/offsetdb/offsetdb/offsetgen/probe"
 	"github.com/offsetdb/offsetdb/offsetgen/toolchain"
@@ -56,8 +58,24 @@ type Config struct {
 	RecheckUnavailable bool
 	// Versions, if set, restricts the run to these releases.
 	Versions []goversion.Version
-	Log      *slog.Logger
-	Progress io.Writer // progress bar; nil for none
+	// Experiments, if set, builds the probes with these GOEXPERIMENTs
+	// (boringcrypto with cgo: the host's gcc for amd64, the
+	// aarch64-linux-gnu cross gcc for arm64) into a shard of its own,
+	// offsets.ExperimentModule(Experiments), beside std's. A release
+	// without such an experiment (or where it is the default, so the
+	// build is a default build) is recorded failed with the reason.
+	Experiments []string
+	Log         *slog.Logger
+	Progress    io.Writer // progress bar; nil for none
+}
+
+// ModuleName returns the module the run writes: std, or the
+// offsets.ExperimentModule of Experiments (std when they do not name one).
+func (c Config) ModuleName() string {
+	if m, err := offsets.ExperimentModule(c.Experiments); err == nil {
+		return m
+	}
+	return offsets.StdModule
 }
 
 // Cost is what one Go version cost, split by phase.
@@ -79,7 +97,12 @@ type Report struct {
 	Failed      int // (version, arch) that did not build this run
 	Costs       []Cost
 	Warnings    []string
-	Wall        time.Duration
+	// AgainstDefault says, for a run with Config.Experiments, how each ok
+	// build compares with the default build of the same release and GOARCH
+	// in std's shard of the same database: "go1.24.13/amd64: same offsets
+	// as the default build", or which fields differ.
+	AgainstDefault []string
+	Wall           time.Duration
 }
 
 // job is one Go version and the GOARCHes it still needs.
@@ -94,6 +117,7 @@ type job struct {
 // not recorded in the database; they make Run return an error after the
 // other versions are done.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
+	var err error
 	start := time.Now()
 	log := cfg.Log
 	if log == nil {
@@ -105,6 +129,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	module := cfg.Set.Module
 	if module != offsets.StdModule {
 		return nil, fmt.Errorf("generate: module %s: only std is supported by this generator", module)
+	}
+	if len(cfg.Experiments) > 0 {
+		if module, err = offsets.ExperimentModule(cfg.Experiments); err != nil {
+			return nil, fmt.Errorf("generate: %w", err)
+		}
+		set := *cfg.Set
+		set.Module = module
+		cfg.Set = &set
+		cfg.Experiments = offsets.Experiments(module)
 	}
 	table, err := LoadTable(cfg.OutDir, cfg.Set, log)
 	if err != nil {
@@ -155,6 +188,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Warnings = suspiciousAbsences(table)
 	for _, w := range rep.Warnings {
 		log.Warn(w)
+	}
+	if len(cfg.Experiments) > 0 {
+		std := *cfg.Set
+		std.Module = offsets.StdModule
+		def, err := LoadTable(cfg.OutDir, &std, log)
+		if err != nil {
+			return rep, err
+		}
+		rep.AgainstDefault = againstDefault(table, def)
+		for _, line := range rep.AgainstDefault {
+			log.Info(line)
+		}
 	}
 	rep.Wall = time.Since(start)
 	sort.Slice(rep.Costs, func(i, j int) bool {
@@ -310,7 +355,18 @@ func (g *generator) probe(ctx context.Context, goroot, arch, scratch, v string) 
 		return offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusFailed, Toolchain: v, Reason: reason}}
 	}
 	t0 := time.Now()
-	bin, err := probe.Build{GOROOT: goroot, Arch: arch, Dir: scratch, GOCACHE: filepath.Join(scratch, "gocache")}.Run(ctx, g.cfg.Set)
+	pb := probe.Build{GOROOT: goroot, Arch: arch, Dir: scratch, GOCACHE: filepath.Join(scratch, "gocache"),
+		GOEXPERIMENT: strings.Join(g.cfg.Experiments, ",")}
+	if slices.Contains(g.cfg.Experiments, "boringcrypto") {
+		cc, err := probe.CrossCC(arch)
+		if err != nil {
+			// The host lacks a compiler, not the release a feature:
+			// nothing to record, the run fails for this version.
+			return offsets.Build{}, 0, 0, err
+		}
+		pb.CC = cc
+	}
+	bin, err := pb.Run(ctx, g.cfg.Set)
 	buildTime := time.Since(t0)
 	if ctx.Err() != nil {
 		return offsets.Build{}, 0, 0, ctx.Err()
@@ -322,6 +378,12 @@ func (g *generator) probe(ctx context.Context, goroot, arch, scratch, v string) 
 	if err != nil {
 		return offsets.Build{}, 0, 0, err
 	}
+	if len(g.cfg.Experiments) > 0 {
+		if reason := experimentsDiffer(bin, g.cfg.Experiments); reason != "" {
+			g.log.Warn("probe is not an experiment build", "version", v, "arch", arch, "reason", reason)
+			return failed(reason), buildTime, 0, nil
+		}
+	}
 	t1 := time.Now()
 	values, err := probe.Read(bin, g.cfg.Set.Fields)
 	extractTime := time.Since(t1)
@@ -332,6 +394,55 @@ func (g *generator) probe(ctx context.Context, goroot, arch, scratch, v string) 
 	g.log.Debug("probe read", "version", v, "arch", arch, "fields", len(values), "build", buildTime, "extract", extractTime)
 	return offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusOK, Toolchain: v}, Values: values},
 		buildTime, extractTime, nil
+}
+
+// againstDefault compares every ok build of an experiment table with the
+// default build of the same release and GOARCH.
+func againstDefault(exp, def *offsets.Table) []string {
+	var out []string
+	for _, arch := range slices.Sorted(maps.Keys(exp.Builds)) {
+		for _, v := range exp.Versions(arch) {
+			if exp.Builds[arch][v].Status != offsets.StatusOK {
+				continue
+			}
+			differ, compared := offsets.DifferingFields(exp, def, arch, v)
+			switch {
+			case !compared:
+				out = append(out, fmt.Sprintf("%s %s/%s: no default build in this database to compare with", exp.Module, v, arch))
+			case len(differ) == 0:
+				out = append(out, fmt.Sprintf("%s %s/%s: same offsets as the default build", exp.Module, v, arch))
+			default:
+				names := make([]string, len(differ))
+				for i, id := range differ {
+					names[i] = id.String()
+				}
+				out = append(out, fmt.Sprintf("%s %s/%s: %d fields differ from the default build: %s", exp.Module, v, arch, len(differ), strings.Join(names, ", ")))
+			}
+		}
+	}
+	return out
+}
+
+// experimentsDiffer checks that the probe bin records exactly the
+// GOEXPERIMENTs want, as a target built with them would; it says why not,
+// or returns "". The go command records only experiments that differ from
+// the release's defaults, so asking for a default one ("swissmap" in
+// go1.24) gives a default build, which belongs in std's shard.
+func experimentsDiffer(bin string, want []string) string {
+	b, err := gobinary.Open(bin)
+	if err != nil {
+		return fmt.Sprintf("read the probe's build information: %v", err)
+	}
+	defer b.Close()
+	if slices.Equal(b.Experiments, want) {
+		return ""
+	}
+	got := strings.Join(b.Experiments, ",")
+	if got == "" {
+		got = "none"
+	}
+	return fmt.Sprintf("GOEXPERIMENT=%s built a binary that records experiments %s (%s): an experiment that is this release's default is no experiment here",
+		strings.Join(want, ","), got, b.GoVersionRaw)
 }
 
 func (g *generator) record(j job, cost Cost, build func(arch string) offsets.Build) error {

@@ -174,6 +174,37 @@ type Build struct {
 	// GoVersion is the go directive of the probe's go.mod; "" means 1.12,
 	// which keeps every toolchain in module mode without asking for features.
 	GoVersion string
+	// GOEXPERIMENT is the experiment set the probe is built with ("" for
+	// the toolchain's default), as in GOEXPERIMENT=boringcrypto,jsonv2.
+	GOEXPERIMENT string
+	// CC, when set, builds with cgo (CGO_ENABLED=1) and this C compiler
+	// for Arch: boringcrypto links BoringSSL through cgo, and without it
+	// the go command silently builds the Go crypto instead, which no FIPS
+	// binary is. Otherwise probes build with CGO_ENABLED=0.
+	CC string
+}
+
+// CrossCC returns the C compiler that builds cgo code for GOARCH arch on
+// this host: "gcc" for the host's own architecture, else the Debian/Ubuntu
+// cross compiler ("aarch64-linux-gnu-gcc", from gcc-aarch64-linux-gnu).
+func CrossCC(arch string) (string, error) {
+	name := "gcc"
+	if arch != runtime.GOARCH {
+		switch arch {
+		case "arm64":
+			name = "aarch64-linux-gnu-gcc"
+		case "amd64":
+			name = "x86_64-linux-gnu-gcc"
+		default:
+			return "", fmt.Errorf("no C cross compiler known for GOARCH %s", arch)
+		}
+	}
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("cgo for %s needs the C compiler %s (Debian/Ubuntu: apt-get install gcc-%s-linux-gnu): %w",
+			arch, name, map[string]string{"arm64": "aarch64", "amd64": "x86-64"}[arch], err)
+	}
+	return path, nil
 }
 
 // Requirement is a module the probe requires: Path at Version from the
@@ -393,6 +424,13 @@ func (b Build) env() []string {
 		"GOOS=linux",
 		"GOARCH=" + b.Arch,
 		"GOHOSTARCH=" + runtime.GOARCH,
+	}
+	if b.GOEXPERIMENT != "" {
+		env = append(env, "GOEXPERIMENT="+b.GOEXPERIMENT)
+	}
+	if b.CC != "" {
+		// Later entries win in os/exec.
+		env = append(env, "CGO_ENABLED=1", "CC="+b.CC)
 	}
 	if len(b.Require) > 0 {
 		// Later entries win in os/exec: the caller's module settings

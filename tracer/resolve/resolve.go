@@ -128,11 +128,17 @@ func (r *Resolver) fromDatabase(bin *gobinary.Binary, id offsets.FieldID) (*Fiel
 		if bin.GoVersionErr != nil {
 			return nil, fmt.Sprintf("database: Go version unknown (%v)", bin.GoVersionErr)
 		}
-		// Experiments can change layouts; the database holds default builds.
-		if len(bin.Experiments) > 0 {
-			return nil, fmt.Sprintf("database: built with GOEXPERIMENT=%s, the database covers default builds only", strings.Join(bin.Experiments, ","))
-		}
 		version = bin.GoVersion.String()
+		// Experiments can change layouts: a build with GOEXPERIMENTs is
+		// looked up in the shard of exactly its experiment set, never in
+		// the default builds'.
+		if len(bin.Experiments) > 0 {
+			m, err := offsets.ExperimentModule(bin.Experiments)
+			if err != nil {
+				return nil, fmt.Sprintf("database: GOEXPERIMENT=%s: %v", strings.Join(bin.Experiments, ","), err)
+			}
+			module = m
+		}
 	} else {
 		m, _ := bin.Module(module)
 		version = m.EffectiveVersion()
@@ -239,8 +245,11 @@ func moduleHint(bin *gobinary.Binary, module string) string {
 		if bin.GoVersionErr != nil {
 			return ""
 		}
-		return fmt.Sprintf("run `offsetgen generate --versions %s --arch %s --out DIR`",
-			strings.TrimPrefix(bin.GoVersion.String(), "go"), bin.Arch)
+		std, err := offsets.ExperimentModule(bin.Experiments)
+		if err != nil {
+			return ""
+		}
+		return fmt.Sprintf("run `%s`", offsets.GenerateCommand(std, bin.GoVersion.String(), bin.Arch))
 	}
 	m, ok := bin.Module(module)
 	if !ok {

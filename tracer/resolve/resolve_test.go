@@ -211,3 +211,58 @@ func TestResolveInterpolatesOnlyWhenAsked(t *testing.T) {
 	assert.Equal(t, val, f.Value)
 	assert.Contains(t, f.Provenance, "interpolated")
 }
+
+// experimentTarget builds the test server stripped with GOEXPERIMENT=exp
+// and the toolchain running the test.
+func experimentTarget(t *testing.T, exp string) string {
+	dir := filepath.Dir(targets(t)["normal"])
+	out := filepath.Join(t.TempDir(), "stripped-"+exp)
+	cmd := exec.Command("go", "build", "-ldflags=-s -w", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOEXPERIMENT="+exp)
+	msg, err := cmd.CombinedOutput()
+	if err != nil && strings.Contains(string(msg), "unknown GOEXPERIMENT") {
+		t.Skipf("SKIPPED: %s has no experiment %s", runtime.Version(), exp)
+	}
+	require.NoError(t, err, "%s", msg)
+	return out
+}
+
+// TestResolveExperimentBuildFromItsOwnShard: a stripped build with a
+// GOEXPERIMENT is resolved from the shard of exactly its experiment set,
+// never from the default builds' (which here holds different values, so
+// the test sees which one answered); without such a shard it stays
+// unresolved, and the hint is the offsetgen command that builds it.
+func TestResolveExperimentBuildFromItsOwnShard(t *testing.T) {
+	const exp = "jsonv2"
+	bin := open(t, experimentTarget(t, exp))
+	require.Equal(t, []string{exp}, bin.Experiments)
+	require.False(t, bin.HasDWARF)
+	v := goversion.MustParse(runtime.Version()).String()
+	want := offsets.Value{Offset: oracle(t, "ctx").Offset, Size: 16, Type: "context.Context"}
+	dir := t.TempDir()
+	write := func(module string, val offsets.Value) {
+		tb := offsets.NewTable(module, []offsets.FieldID{reqCtx})
+		require.NoError(t, tb.Set(runtime.GOARCH, offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusOK, Toolchain: v},
+			Values: map[offsets.FieldID]offsets.Value{reqCtx: val}}))
+		require.NoError(t, offsets.WriteShard(dir, tb.Shard()))
+	}
+	write(offsets.StdModule, offsets.Value{Offset: want.Offset + 8, Size: 16, Type: "context.Context"})
+	db, err := offsets.OpenDir(dir)
+	require.NoError(t, err)
+
+	r := Resolver{DBs: []*offsets.DB{db}}
+	f := r.Resolve(bin, []offsets.FieldID{reqCtx})[reqCtx]
+	require.Equal(t, Unresolved, f.Status, "the default build's values are not used")
+	assert.Contains(t, f.Err.Error(), "std+"+exp)
+	assert.Contains(t, Hint(bin, []Field{f}), "offsetgen generate --goexperiment "+exp+" --versions "+strings.TrimPrefix(v, "go")+" --arch "+runtime.GOARCH+" --out DIR")
+
+	write("std+"+exp, want)
+	db, err = offsets.OpenDir(dir)
+	require.NoError(t, err)
+	r = Resolver{DBs: []*offsets.DB{db}}
+	f = r.Resolve(bin, []offsets.FieldID{reqCtx})[reqCtx]
+	require.Equal(t, Resolved, f.Status, f.Err)
+	assert.Equal(t, want, f.Value)
+	assert.Contains(t, f.Provenance, "database std+"+exp+" ")
+}
