@@ -1,6 +1,7 @@
 package uprobe_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -8,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/offsetdb/offsetdb/goversion"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/client"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/server"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
@@ -42,4 +44,35 @@ func TestRegisterABINeedsNoKernelBTF(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLocateOnStackABITargets: on a binary of a release before the
+// register calling convention (the test binary, as if built by go1.15.15),
+// a probe not marked as made for the stack convention is skipped, saying
+// so, and so is a return probe whose declared results do not fit the
+// function's argument area in the function table; when no probe fits, the
+// instrumentation's error gives each reason.
+func TestLocateOnStackABITargets(t *testing.T) {
+	bin := self(t)
+	bin.GoVersion, bin.GoVersionRaw = goversion.MustParse("go1.15.15"), "go1.15.15"
+	require.True(t, uprobe.StackABI(bin))
+	fn, err := bin.Function("runtime.newobject") // (typ *_type) unsafe.Pointer
+	require.NoError(t, err)
+	require.Positive(t, fn.Args)
+
+	marked := uprobe.Probe{Symbol: "runtime.newobject", Entry: "entry", Return: "ret", StackABI: true, StackResults: 8}
+	unmarked := uprobe.Probe{Symbol: "runtime.main", Entry: "entry", Optional: true}
+	tooBig := uprobe.Probe{Symbol: "runtime.newobject", Return: "ret", StackABI: true, StackResults: int(fn.Args) + 8, Optional: true}
+	stack := fake("stack", marked, unmarked, tooBig)
+	located, skipped, err := stack.Locate(bin)
+	require.NoError(t, err)
+	require.Len(t, located, 1)
+	assert.Equal(t, marked, located[0].Probe)
+	if assert.Len(t, skipped, 2) {
+		assert.ErrorContains(t, skipped[0].Err, "runtime.main: its programs are not made for the stack-based calling convention of go1.15.15 (amd64 passes arguments in registers from go1.17 on)")
+		assert.ErrorContains(t, skipped[1].Err, fmt.Sprintf("runtime.newobject: its results are %d bytes, but the function table gives %d bytes for its arguments and results", fn.Args+8, fn.Args))
+	}
+	none := fake("none", unmarked)
+	_, _, err = none.Locate(bin)
+	assert.ErrorContains(t, err, "instrumentation none: probe skipped: no probe fits "+bin.Path+": runtime.main: its programs are not made for the stack-based calling convention of go1.15.15")
 }

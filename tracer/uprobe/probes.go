@@ -3,6 +3,7 @@ package uprobe
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/offsets"
@@ -57,7 +58,7 @@ func (inst *Instrumentation) Locate(bin *gobinary.Binary) (located []Located, sk
 		skipped = append(skipped, Skipped{Probe: p, Err: err, OutsideVersions: outside})
 	}
 	if len(located) == 0 {
-		return nil, skipped, fmt.Errorf("instrumentation %s: %w: no probe fits %s", inst.Name, ErrProbeSkipped, bin.Path)
+		return nil, skipped, fmt.Errorf("instrumentation %s: %w: no probe fits %s%s", inst.Name, ErrProbeSkipped, bin.Path, skipReasons(skipped))
 	}
 	return located, skipped, nil
 }
@@ -126,4 +127,26 @@ func checkBound(bin *gobinary.Binary, p Probe) (assumed string, err error) {
 		return "", fmt.Errorf("%w: %s needs %s %s; the binary has %s", ErrProbeSkipped, p.Symbol, m.Path, p.Versions, v)
 	}
 	return assumed, nil
+}
+
+// skipReasons says why the probes of an instrumentation none of whose
+// probes fits were skipped: those skipped for another reason than their
+// version bound (the alternatives for other versions are expected to
+// be), or all when every one was outside its bound.
+func skipReasons(skipped []Skipped) string {
+	var reasons []string
+	for _, outside := range []bool{false, true} {
+		for _, s := range skipped {
+			if s.OutsideVersions == outside {
+				reasons = append(reasons, strings.TrimPrefix(s.Err.Error(), ErrProbeSkipped.Error()+": "))
+			}
+		}
+		if len(reasons) > 0 {
+			break
+		}
+	}
+	if len(reasons) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(reasons, "; ")
 }
