@@ -182,6 +182,7 @@ static __always_inline __u64 go_stack_result(void *ctx, __u64 sp, int n)
 #define GO_RESULT1(r) GO_RESULT(r, 1, GO_IREG1(r))
 #define GO_RESULT2(r) GO_RESULT(r, 2, GO_IREG2(r))
 #define GO_RESULT3(r) GO_RESULT(r, 3, GO_IREG3(r))
+#define GO_RESULT4(r) GO_RESULT(r, 4, GO_IREG4(r))
 
 /* A Go string header: pointer to the bytes, length in bytes. */
 struct go_string {

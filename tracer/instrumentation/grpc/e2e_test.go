@@ -173,8 +173,9 @@ func closedPort(t *testing.T) string {
 }
 
 // TestTraceGRPCAcrossVersions traces grpc-go's own example services, built
-// with grpc-go releases from v1.0.0 to the newest and Go releases from 1.17
-// on (grpctest.Matrix, two of them stripped), server and client processes
+// with grpc-go releases from v1.0.0 to the newest and Go releases from 1.13
+// on (grpctest.Matrix, three of them stripped; 1.13 and 1.14 with the
+// stack-based calling convention), server and client processes
 // at once, and checks every span: names, status codes, errors, and that
 // the calls a handler makes (gRPC and net/http) are its children.
 func TestTraceGRPCAcrossVersions(t *testing.T) {

@@ -4,7 +4,8 @@
 /*
  * client.c: one event per RPC a grpc-go client makes, unary or streaming.
  *
- * Probes (register ABI; see client.go for the versions of each symbol):
+ * Probes (either calling convention, bpf/go_abi.h; see client.go for the
+ * versions of each symbol):
  *
  *   (*ClientConn).Invoke(ctx, method string, args, reply, opts...) error
  *   (grpc.Invoke before v1.8.0): client_invoke / client_invoke_pkg start the
@@ -178,7 +179,7 @@ int client_stream_return(void *ctx)
 		return 0;
 	__u64 stream = GO_RESULT2(regs); /* data word of the ClientStream */
 	if (GO_RESULT3(regs) != 0 || stream == 0) { /* not created: the span ends here */
-		end_call(ev, GO_REG4(regs) ? GO_REG4(regs) : 1, 0);
+		end_call(ev, GO_RESULT4(regs) ? GO_RESULT4(regs) : 1, 0); /* the error's data word */
 		bpf_map_delete_elem(&client_spans, &g);
 		return 0;
 	}
@@ -323,7 +324,12 @@ int client_write_header(void *ctx)
 {
 	struct go_regs *regs = ctx;
 	__u64 id = bpf_get_current_pid_tgid();
-	struct header_fields_ref ref = {.tgid = id >> 32, .ptr = GO_REG4(regs)};
+	/*
+	 * hf: the 4th register (streamID and endStream take one each), but
+	 * the 3rd stack word, where they share the 2nd (uint32 at 8, bool at
+	 * 12, hf aligned to 16).
+	 */
+	struct header_fields_ref ref = {.tgid = id >> 32, .ptr = go_stack_abi ? GO_REG3(regs) : GO_REG4(regs)};
 	struct h2_stream *st = bpf_map_lookup_elem(&header_fields, &ref);
 	if (!st)
 		return 0; /* a server's response headers, or a call without context */

@@ -17,7 +17,8 @@
 // genproto module the binary links; where that is not known, a failed call
 // is an error span without a code. Outgoing trace context (a traceparent
 // in the request metadata) is not written: see docs/tracer.md.
-// Requirements on the target: Go 1.17+ on amd64 or 1.18+ on arm64.
+// Requirements on the target: Go 1.12+ (both calling conventions,
+// bpf/go_abi.h).
 package client
 
 import (
@@ -56,17 +57,17 @@ func Instrumentation() uprobe.Instrumentation {
 	return uprobe.Instrumentation{
 		Name: "gRPC client",
 		Probes: []uprobe.Probe{
-			{Symbol: Invoke, Entry: "client_invoke", Return: "client_invoke_return", Versions: ">=v1.8.0", Optional: true},
-			{Symbol: invokePkg, Entry: "client_invoke_pkg", Return: "client_invoke_return", Versions: "<v1.8.0", Optional: true},
-			{Symbol: NewStream, Entry: "client_stream", Return: "client_stream_return", Versions: ">=v1.8.0", Optional: true},
-			{Symbol: newClientStream, Entry: "client_stream_pkg", Return: "client_stream_return", Versions: "<v1.8.0", Optional: true},
-			{Symbol: finish, Entry: "client_finish", Optional: true},
+			{Symbol: Invoke, Entry: "client_invoke", Return: "client_invoke_return", Versions: ">=v1.8.0", Optional: true, StackABI: true, StackResults: 16},
+			{Symbol: invokePkg, Entry: "client_invoke_pkg", Return: "client_invoke_return", Versions: "<v1.8.0", Optional: true, StackABI: true, StackResults: 16},
+			{Symbol: NewStream, Entry: "client_stream", Return: "client_stream_return", Versions: ">=v1.8.0", Optional: true, StackABI: true, StackResults: 32},
+			{Symbol: newClientStream, Entry: "client_stream_pkg", Return: "client_stream_return", Versions: "<v1.8.0", Optional: true, StackABI: true, StackResults: 32},
+			{Symbol: finish, Entry: "client_finish", Optional: true, StackABI: true},
 			// Outgoing trace context, for the writer (package propagation):
 			// the header fields of a call, and the frame that carries them.
-			{Symbol: createHeaderFields, Return: "client_header_fields", Versions: ">=v1.14.0", Optional: true},
-			{Symbol: createHeaderFieldsPub, Return: "client_header_fields", Versions: ">=v1.12.0,<v1.14.0", Optional: true},
-			{Symbol: writeHeader, Entry: "client_write_header", Versions: ">=v1.14.0", Optional: true},
-			{Symbol: writeHeaderPub, Entry: "client_write_header", Versions: ">=v1.12.0,<v1.14.0", Optional: true},
+			{Symbol: createHeaderFields, Return: "client_header_fields", Versions: ">=v1.14.0", Optional: true, StackABI: true, StackResults: 40},
+			{Symbol: createHeaderFieldsPub, Return: "client_header_fields", Versions: ">=v1.12.0,<v1.14.0", Optional: true, StackABI: true, StackResults: 40},
+			{Symbol: writeHeader, Entry: "client_write_header", Versions: ">=v1.14.0", Optional: true, StackABI: true},
+			{Symbol: writeHeaderPub, Entry: "client_write_header", Versions: ">=v1.12.0,<v1.14.0", Optional: true, StackABI: true},
 		},
 		Fields: []uprobe.Field{
 			{ID: f("runtime.g.goid"), Const: "off_g_goid"},

@@ -71,9 +71,14 @@ func (t Target) Build(tb testing.TB) string {
 // oldPins); v1.20.0 is the examples inside grpc-go with a go.mod; v1.54.0
 // and v1.73.0 use the examples module, before and after the generic
 // streams of v1.64; v1.85.0, whose go.mod says go 1.26.0, is the newest.
+// Two builds use releases before the register calling convention (Go
+// 1.13 and 1.14: arguments and results on the stack); grpcsvc needs Go
+// 1.13 (http.NewRequestWithContext).
 var Matrix = []Target{
 	{GRPC: "v1.0.0", Go: "go1.17.13"},
+	{GRPC: "v1.8.0", Go: "go1.13.15", Stripped: true},
 	{GRPC: "v1.8.0", Go: "go1.17.13", Stripped: true},
+	{GRPC: "v1.20.0", Go: "go1.14.15"},
 	{GRPC: "v1.20.0", Go: "go1.18.10"},
 	{GRPC: "v1.54.0", Go: "go1.21.13"},
 	{GRPC: "v1.73.0", Go: "go1.24.13"},
@@ -213,11 +218,17 @@ func buildEnv(goroot, base, src string, v goversion.Version) []string {
 		"GOMODCACHE=" + filepath.Join(base, "gomodcache"),
 		"GOCACHE=" + filepath.Join(base, "gocache-"+v.String()),
 		"GOPROXY=" + goproxy(),
-		"GOFLAGS=-mod=mod",
 		"GOTOOLCHAIN=local",
 		"GO111MODULE=on",
 		"CGO_ENABLED=0",
 		"GOENV=off",
+	}
+	// -mod=mod from Go 1.14; before, the go command updated go.mod
+	// without being asked (and rejects the flag).
+	if !v.Less(goversion.MustParse("go1.14")) {
+		env = append(env, "GOFLAGS=-mod=mod")
+	} else {
+		env = append(env, "GOFLAGS=")
 	}
 	for _, k := range []string{"GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GONOPROXY", "GOINSECURE",
 		"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"} {

@@ -21,7 +21,7 @@ import (
 // front end: what the instrumentation tests will trace must work untraced.
 //
 // It needs the module proxy (toolchains and grpc-go modules; skipped when
-// unreachable), not root. A first run downloads six toolchains and builds
+// unreachable), not root. A first run downloads eight toolchains and builds
 // for several minutes; later runs take the binaries from the cache.
 func TestMatrixServesEveryRPC(t *testing.T) {
 	if testing.Short() {

@@ -4,7 +4,8 @@
 /*
  * server.c: one event per RPC a grpc-go server handles, unary or streaming.
  *
- * Probes (register ABI; see server.go for the versions of each symbol):
+ * Probes (either calling convention, bpf/go_abi.h; see server.go for the
+ * versions of each symbol):
  *
  *   (*http2Server).operateHeaders(frame *http2.MetaHeadersFrame, ...)
  *       on the connection's reader goroutine, for every request's headers:

@@ -18,7 +18,7 @@
 // needs the layout of google.rpc.Status in the genproto module the binary
 // links: without it spans carry no status code. Without the x/net/http2
 // fields, incoming trace context and the client's address are not read. Requirements on the target:
-// Go 1.17+ on amd64 or 1.18+ on arm64 (the register calling convention).
+// Go 1.12+ (both calling conventions, bpf/go_abi.h).
 package server
 
 import (
@@ -48,13 +48,13 @@ func Instrumentation() uprobe.Instrumentation {
 	return uprobe.Instrumentation{
 		Name: "gRPC server",
 		Probes: []uprobe.Probe{
-			{Symbol: HandleStream, Entry: "server_entry", Return: "server_return"},
-			{Symbol: operateHeadersPublic, Entry: "server_headers", Versions: "<v1.14.0", Optional: true},
-			{Symbol: operateHeadersInternal, Entry: "server_headers", Versions: ">=v1.14.0,<v1.60.0", Optional: true},
+			{Symbol: HandleStream, Entry: "server_entry", Return: "server_return", StackABI: true},
+			{Symbol: operateHeadersPublic, Entry: "server_headers", Versions: "<v1.14.0", Optional: true, StackABI: true},
+			{Symbol: operateHeadersInternal, Entry: "server_headers", Versions: ">=v1.14.0,<v1.60.0", Optional: true, StackABI: true},
 			{Symbol: operateHeadersInternal, Entry: "server_headers_ctx", Versions: ">=v1.60.0", Optional: true},
-			{Symbol: writeStatusPublic, Entry: "server_status_code", Versions: "<v1.3.0", Optional: true},
-			{Symbol: writeStatusPublic, Entry: "server_status", Versions: ">=v1.3.0,<v1.14.0", Optional: true},
-			{Symbol: writeStatusInternal, Entry: "server_status", Versions: ">=v1.14.0,<v1.69.0", Optional: true},
+			{Symbol: writeStatusPublic, Entry: "server_status_code", Versions: "<v1.3.0", Optional: true, StackABI: true},
+			{Symbol: writeStatusPublic, Entry: "server_status", Versions: ">=v1.3.0,<v1.14.0", Optional: true, StackABI: true},
+			{Symbol: writeStatusInternal, Entry: "server_status", Versions: ">=v1.14.0,<v1.69.0", Optional: true, StackABI: true},
 			{Symbol: writeStatusLower, Entry: "server_status", Versions: ">=v1.69.0", Optional: true},
 		},
 		Fields: []uprobe.Field{

@@ -19,8 +19,8 @@
 // writer runs (package propagation), the request's bytes get a traceparent
 // naming the client span as they leave the process.
 //
-// Requirements on the target: Go 1.17+ on amd64 or 1.18+ on arm64 (the
-// register calling convention).
+// Requirements on the target: Go 1.12+ (both calling conventions,
+// bpf/go_abi.h).
 package client
 
 import (

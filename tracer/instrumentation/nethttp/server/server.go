@@ -11,8 +11,8 @@
 // instrumentations (net/http, gRPC) make the handler's outgoing calls its
 // children.
 //
-// Requirements on the target: Go 1.17+ on amd64 or 1.18+ on arm64 (the
-// register calling convention). The route is recorded from Go 1.22 on
+// Requirements on the target: Go 1.12+ (both calling conventions,
+// bpf/go_abi.h). The route is recorded from Go 1.22 on
 // (Request.pat, then Request.Pattern from 1.23); the status only for
 // HTTP/1.x, where the ResponseWriter is a *net/http.response: 200 for a
 // handler that wrote nothing (net/http's answer), none for one that

@@ -3,7 +3,7 @@
 // gRPC instrumentation. It is built by package grpctest against many grpc-go
 // versions and Go releases, so it sticks to APIs that exist in all of them:
 // grpc.Dial with grpc.WithInsecure, grpc.Errorf and grpc.Code, interface{}
-// rather than any, no generics.
+// rather than any, no generics, io/ioutil (Go releases from 1.12 build it).
 //
 // The services are registered with ServiceDescs written here, using the
 // examples' message types and client stubs: the generated server
@@ -28,6 +28,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/ioutil"
 	"net"
 	"net/http"
 	"os"
@@ -114,7 +115,7 @@ func get(url string) error {
 	if err != nil {
 		return err
 	}
-	io.Copy(io.Discard, resp.Body)
+	io.Copy(ioutil.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
@@ -160,7 +161,7 @@ func (s *server) sayHello(ctx context.Context, in *pb.HelloRequest) (*pb.HelloRe
 		if err != nil {
 			return nil, grpc.Errorf(codes.Unavailable, "%v", err)
 		}
-		body, _ := io.ReadAll(resp.Body)
+		body, _ := ioutil.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			return nil, grpc.Errorf(codes.Internal, "GET answered %s", resp.Status)
