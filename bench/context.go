@@ -294,40 +294,13 @@ func (h *harness) contextRun(ctx context.Context, binA, binB, route string, work
 			return r, x, err
 		}
 	}
-	url := svcA.url(strings.ReplaceAll(strings.ReplaceAll(route, "ID", "r"), "next=B", "next="+svcB.addr))
-	warm := closedLoop(ctx, url, workers, time.Second)
-	if warm.Errors > 0 {
-		return r, x, fmt.Errorf("warm-up: %d of %d requests failed", warm.Errors, warm.Errors+len(warm.Latencies))
+	var tracers []int
+	if t != nil {
+		tracers = append(tracers, t.pid())
 	}
-	cpu := func() (svc, tracer float64, err error) {
-		ua, sa, err1 := cpuTime(svcA.pid())
-		ub, sb, err2 := cpuTime(svcB.pid())
-		svc = (ua + sa + ub + sb).Seconds()
-		if t != nil {
-			u, s, err3 := cpuTime(t.pid())
-			tracer = (u + s).Seconds()
-			err2 = firstErr(err2, err3)
-		}
-		return svc, tracer, firstErr(err1, err2)
-	}
-	svc0, tr0, err := cpu()
-	if err != nil {
+	if r, x.warmUp, err = chainLoad(ctx, svcA, svcB, route, workers, d, tracers); err != nil {
 		return r, x, err
 	}
-	res := closedLoop(ctx, url, workers, d)
-	svc1, tr1, err := cpu()
-	if err != nil {
-		return r, x, err
-	}
-	if res.Errors > 0 {
-		return r, x, fmt.Errorf("%d of %d requests failed", res.Errors, res.Errors+len(res.Latencies))
-	}
-	r = armRun{
-		Requests: float64(len(res.Latencies)), PerSecond: float64(len(res.Latencies)) / res.Seconds,
-		P50: ms(percentile(res.Latencies, 50)), P99: ms(percentile(res.Latencies, 99)),
-		ServiceUser: svc1 - svc0, TracerCPU: tr1 - tr0,
-	}
-	x.warmUp = len(warm.Latencies)
 	if t == nil {
 		return r, x, ctx.Err()
 	}
@@ -340,6 +313,47 @@ func (h *harness) contextRun(ctx context.Context, binA, binB, route string, work
 	r.Spans, r.Dropped = float64(st.Spans), float64(st.Dropped)
 	x.out = parseOutgoing(log)
 	return r, x, ctx.Err()
+}
+
+// chainLoad calls A (which calls B) in a closed loop: a 1 s warm-up, then
+// workers callers for d. CPU is A's and B's, and, as TracerCPU, that of the
+// tracing processes whose pids are given, over the measured load only. It
+// returns the measured run and how many requests the warm-up made.
+func chainLoad(ctx context.Context, svcA, svcB *service, route string, workers int, d time.Duration, tracers []int) (r armRun, warmUp int, err error) {
+	url := svcA.url(strings.ReplaceAll(strings.ReplaceAll(route, "ID", "r"), "next=B", "next="+svcB.addr))
+	warm := closedLoop(ctx, url, workers, time.Second)
+	if warm.Errors > 0 {
+		return r, 0, fmt.Errorf("warm-up: %d of %d requests failed", warm.Errors, warm.Errors+len(warm.Latencies))
+	}
+	cpu := func() (svc, tracer float64, err error) {
+		ua, sa, err1 := cpuTime(svcA.pid())
+		ub, sb, err2 := cpuTime(svcB.pid())
+		svc = (ua + sa + ub + sb).Seconds()
+		err = firstErr(err1, err2)
+		for _, pid := range tracers {
+			u, s, errT := cpuTime(pid)
+			tracer += (u + s).Seconds()
+			err = firstErr(err, errT)
+		}
+		return svc, tracer, err
+	}
+	svc0, tr0, err := cpu()
+	if err != nil {
+		return r, 0, err
+	}
+	res := closedLoop(ctx, url, workers, d)
+	svc1, tr1, err := cpu()
+	if err != nil {
+		return r, 0, err
+	}
+	if res.Errors > 0 {
+		return r, 0, fmt.Errorf("%d of %d requests failed", res.Errors, res.Errors+len(res.Latencies))
+	}
+	return armRun{
+		Requests: float64(len(res.Latencies)), PerSecond: float64(len(res.Latencies)) / res.Seconds,
+		P50: ms(percentile(res.Latencies, 50)), P99: ms(percentile(res.Latencies, 99)),
+		ServiceUser: svc1 - svc0, TracerCPU: tr1 - tr0,
+	}, len(warm.Latencies), nil
 }
 
 var outgoingField = regexp.MustCompile(`\b([a-z_0-9]+)=(\d+)`)
@@ -572,6 +586,10 @@ type parentSink struct {
 	aClients map[pcommon.SpanID]bool
 	bParents []pcommon.SpanID
 	bStarts  []pcommon.Timestamp
+	// aServers and aClientParents say whether A's client spans are
+	// children of A's server spans (the peers section asks).
+	aServers       map[pcommon.SpanID]bool
+	aClientParents []pcommon.SpanID
 }
 
 func startParentSink() (*parentSink, error) {
@@ -613,6 +631,9 @@ func (s *parentSink) add(td ptrace.Traces) {
 				switch {
 				case name.Str() == "offsetdb-bench-chain-a" && sp.Kind() == ptrace.SpanKindClient:
 					s.aClients[sp.SpanID()] = true
+					s.aClientParents = append(s.aClientParents, sp.ParentSpanID())
+				case name.Str() == "offsetdb-bench-chain-a" && sp.Kind() == ptrace.SpanKindServer:
+					s.aServers[sp.SpanID()] = true
 				case name.Str() == "offsetdb-bench-chain-b" && sp.Kind() == ptrace.SpanKindServer:
 					s.bParents = append(s.bParents, sp.ParentSpanID())
 					s.bStarts = append(s.bStarts, sp.StartTimestamp())
@@ -626,6 +647,7 @@ func (s *parentSink) reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.aClients, s.bParents, s.bStarts = map[pcommon.SpanID]bool{}, nil, nil
+	s.aServers, s.aClientParents = map[pcommon.SpanID]bool{}, nil
 }
 
 // counts returns A's client spans, B's server spans, how many of those
@@ -650,6 +672,19 @@ func (s *parentSink) counts() (aClients, bServers, childOfA, root uint64, rootAt
 		}
 	}
 	return uint64(len(s.aClients)), uint64(len(s.bParents)), childOfA, root, rootAt
+}
+
+// aLinks returns A's server spans and how many of A's client spans are
+// children of one of them.
+func (s *parentSink) aLinks() (aServers, aClientsChildOfServer uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.aClientParents {
+		if s.aServers[p] {
+			aClientsChildOfServer++
+		}
+	}
+	return uint64(len(s.aServers)), aClientsChildOfServer
 }
 
 func (s *parentSink) close() { s.srv.Close() }

@@ -11,6 +11,8 @@
 // context (a two-hop chain untraced vs traced read-only vs with trace
 // context propagation; a fan-out from goroutines with and without
 // --goroutine-context),
+// peers (the same chain traced by our tracer and by OpenTelemetry Go
+// auto-instrumentation, built from the module proxy),
 // db (database/sql, pgx and go-redis calls/s against real PostgreSQL,
 // MariaDB and Redis, traced vs untraced, alternating),
 // pipeline (spans/s through the ring buffer, where drops begin), footprint
@@ -65,6 +67,7 @@ type harness struct {
 	microRounds    int
 	microBenchTime string
 	contextCfg     contextSettings
+	peersCfg       peersSettings
 
 	start time.Time
 }
@@ -87,6 +90,7 @@ type Results struct {
 	Overhead   *Overhead         `json:"overhead,omitempty"`
 	GRPC       *GRPC             `json:"grpc,omitempty"`
 	Context    *Context          `json:"context,omitempty"`
+	Peers      *Peers            `json:"peers,omitempty"`
 	DB         *DB               `json:"db,omitempty"`
 	Pipeline   *Pipeline         `json:"pipeline,omitempty"`
 	Footprint  *Footprint        `json:"footprint,omitempty"`
@@ -95,10 +99,10 @@ type Results struct {
 	Micro      *Micro            `json:"micro,omitempty"`
 }
 
-var allSections = []string{"overhead", "grpc", "db", "context", "pipeline", "footprint", "resolution", "generator", "micro"}
+var allSections = []string{"overhead", "grpc", "db", "context", "peers", "pipeline", "footprint", "resolution", "generator", "micro"}
 
 // rootSections need root (BPF and uprobes).
-var rootSections = []string{"overhead", "grpc", "db", "context", "pipeline", "footprint"}
+var rootSections = []string{"overhead", "grpc", "db", "context", "peers", "pipeline", "footprint"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "fullwalk" {
@@ -146,6 +150,7 @@ func run(args []string) error {
 	fs.IntVar(&h.microRounds, "count", 5, "rounds of the Go benchmarks")
 	fs.StringVar(&h.microBenchTime, "benchtime", "300ms", "-test.benchtime of the Go benchmarks")
 	h.contextCfg.flags(fs)
+	h.peersCfg.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -261,6 +266,8 @@ func (h *harness) section(ctx context.Context, name string, res *Results) (err e
 		res.GRPC, err = h.grpc(ctx)
 	case "context":
 		res.Context, err = h.traceContext(ctx)
+	case "peers":
+		res.Peers, err = h.peers(ctx)
 	case "db":
 		res.DB, err = h.db(ctx)
 	case "pipeline":

@@ -99,6 +99,9 @@ func summaryRows(r *Results) [][3]string {
 	if c := r.Context; c != nil {
 		rows = append(rows, contextSummaryRows(c)...)
 	}
+	if p := r.Peers; p != nil {
+		rows = append(rows, peersSummaryRows(p)...)
+	}
 	if p := r.Pipeline; p != nil {
 		drops := "no drops at any step (the service saturated first)"
 		if p.FirstDrop != nil {
@@ -344,6 +347,9 @@ func resultsMarkdown(r *Results) string {
 	}
 	if c := r.Context; c != nil {
 		b.WriteString(contextMarkdown(c))
+	}
+	if p := r.Peers; p != nil {
+		b.WriteString(peersMarkdown(p))
 	}
 	if p := r.Pipeline; p != nil {
 		fmt.Fprintf(&b, "\n## 3. Event pipeline\n\nOne tracer session (exporter %s) per step, so that its exit log's `dropped=N` belongs to that step; "+
