@@ -130,9 +130,12 @@ type Probe struct {
 	// (GO_RESULTn) on a stack-ABI target, the size in bytes of the
 	// function's results as its signature lays them out on the stack:
 	// each aligned to its type, the whole rounded up to a word (24 for
-	// (*Response, error)). With the function's argument size from the
-	// binary's function table it locates the first result; a function
-	// whose table entry is smaller is skipped. Zero: results read as 0.
+	// (*Response, error)); or of its trailing results only, when one
+	// before them varies in size with the library's version (16 for the
+	// error of (Message, error)): GO_RESULT1 is then the first word of
+	// those. Results end where the function table's argument size
+	// (_func.args) ends, so this locates them; a function whose table
+	// entry is smaller is skipped. Zero: results read as 0.
 	StackResults int
 }
 

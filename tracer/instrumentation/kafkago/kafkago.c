@@ -257,8 +257,13 @@ int kafka_fetch_return(void *ctx)
 	if (!ev)
 		return 0;
 	if (!ev->failed) {
-		/* The Message result, on the stack above the return address. */
-		__u64 msg = regs->sp + 8;
+		/*
+		 * The Message result, on the stack above the return address: in
+		 * the register ABI it does not fit in the result registers and no
+		 * argument is on the stack; in the stack ABI it follows the
+		 * arguments, the receiver and the context (24 bytes).
+		 */
+		__u64 msg = GO_SP(regs) + 8 + (go_stack_abi ? 24 : 0);
 		__u64 a;
 		if ((a = field_addr(msg, off_Message_Topic)))
 			ev->topic_len = read_string(ev->topic, KAFKA_TOPIC_LEN - 1, a) ?: ev->topic_len;

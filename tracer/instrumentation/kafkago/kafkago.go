@@ -45,8 +45,12 @@ func Instrumentation() uprobe.Instrumentation {
 	return uprobe.Instrumentation{
 		Name: "kafka-go",
 		Probes: []uprobe.Probe{
-			{Symbol: WriteMessages, Entry: "kafka_produce", Return: "kafka_produce_return", Optional: true},
-			{Symbol: FetchMessage, Entry: "kafka_fetch", Return: "kafka_fetch_return", Optional: true},
+			// Stack ABI: the programs read the error, the last 16 bytes
+			// of the results (FetchMessage's Message before it varies in
+			// size with the version; kafka_fetch_return finds it after
+			// the arguments).
+			{Symbol: WriteMessages, Entry: "kafka_produce", Return: "kafka_produce_return", Optional: true, StackABI: true, StackResults: 16},
+			{Symbol: FetchMessage, Entry: "kafka_fetch", Return: "kafka_fetch_return", Optional: true, StackABI: true, StackResults: 16},
 		},
 		Fields: []uprobe.Field{
 			{ID: f("runtime.g.goid"), Const: "off_g_goid"},

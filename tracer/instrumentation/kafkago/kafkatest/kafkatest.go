@@ -45,8 +45,10 @@ func (t Target) String() string {
 
 // Matrix is the set of kafkasvc builds the tests run against: v0.2.5 (the
 // oldest line with headers), v0.4.1 (the first Writer with a Topic field)
-// and the newest, on three Go releases, one stripped.
+// and the newest, on three Go releases, one stripped; and v0.4.1 built by
+// go1.15.15 (stack-based calling convention), stripped.
 var Matrix = []Target{
+	{Go: "go1.15.15", KafkaGo: "v0.4.1", Stripped: true},
 	{Go: "go1.21.13", KafkaGo: "v0.2.5"},
 	{Go: "go1.24.13", KafkaGo: "v0.4.1", Stripped: true},
 	{Go: "go1.27.4", KafkaGo: "v0.4.51"},
