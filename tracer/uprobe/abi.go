@@ -26,6 +26,11 @@ const (
 	tlsGConst     = "go_tls_g"     // __u64: amd64 stack ABI, g's offset from the FS base
 )
 
+// ABIConsts are the BPF constants that no Field sets because Attach sets
+// them from the target's calling convention (bpf/go_abi.h declares them
+// in every object that includes it).
+var ABIConsts = []string{stackABIConst, tlsGConst}
+
 // StackABI reports whether bin's Go functions use the stack-based calling
 // convention (ABI0): built by a release before Go 1.17 on amd64 or 1.18 on
 // arm64. A binary whose Go version is unknown is taken to use registers.

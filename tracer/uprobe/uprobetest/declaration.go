@@ -73,7 +73,7 @@ func CheckDeclaration(t *testing.T, inst uprobe.Instrumentation) {
 	require.NoError(t, err, "load the BPF object of %s", inst.Name)
 
 	consts := map[string]bool{uprobe.KindConst: true}
-	for _, name := range uprobe.OptionConsts {
+	for _, name := range append(append([]string(nil), uprobe.OptionConsts...), uprobe.ABIConsts...) {
 		consts[name] = true
 	}
 	seen := make(map[offsets.FieldID]bool)
