@@ -29,6 +29,12 @@ type Peers struct {
 	Binary string      `json:"binary"`
 	Peer   PeerSetup   `json:"peer"`
 	Parts  []PeersPart `json:"parts"`
+	// ContextLinks is the links check of every traced arm once more on a
+	// route whose handler passes its request's context to the client call
+	// (ContextRoute): the peer finds a client span's parent through the
+	// request's context.Context, ours through the goroutine.
+	ContextRoute string       `json:"context_route"`
+	ContextLinks []ChainLinks `json:"context_links"`
 }
 
 // PeerSetup is how the peer was built and run on this machine.
@@ -245,6 +251,14 @@ func (h *harness) peers(ctx context.Context) (*Peers, error) {
 			part.Links = append(part.Links, l)
 		}
 		p.Parts = append(p.Parts, part)
+	}
+	p.ContextRoute = "/ctxhop/ID?next=B"
+	for _, ar := range arms[1:] {
+		l, err := h.peersLinks(ctx, peer, a, b, p.ContextRoute, h.peersCfg.workers, ar, sink)
+		if err != nil {
+			return nil, fmt.Errorf("%s: links of %s: %w", p.ContextRoute, ar.Name, err)
+		}
+		p.ContextLinks = append(p.ContextLinks, l)
 	}
 	p.Peer.Notes = peer.notes
 	p.Peer.LoadSeconds = newSpread(peer.loads)
@@ -602,11 +616,7 @@ func peersSummaryRows(p *Peers) [][3]string {
 				res = append(res, fmt.Sprintf("%s ÷ %s req/s: ×%s", a.Name, otelAutoArm.Name, s.format("%.2f", "")))
 			}
 		}
-		var links []string
-		for _, l := range pt.Links {
-			links = append(links, fmt.Sprintf("%s %s", l.Arm, linked(l.BChildOfAClient, l.BServers)))
-		}
-		res = append(res, "B's server spans continuing A's trace: "+strings.Join(links, ", "))
+		res = append(res, linksSummary(pt.Links))
 		rows = append(rows, [3]string{
 			fmt.Sprintf("Against a peer (%s %s), %s (`%s`: %d spans per request; %d callers closed loop, %.0fs per run; %s)",
 				p.Peer.Name, otelAutoVersion, pt.Name, pt.Route, pt.SpansPerRequest, pt.Workers, p.Duration, p.Binary),
@@ -614,7 +624,29 @@ func peersSummaryRows(p *Peers) [][3]string {
 			strings.Join(res, "; "),
 		})
 	}
+	if len(p.ContextLinks) > 0 {
+		rows = append(rows, [3]string{
+			fmt.Sprintf("Against a peer, the handler passing its request's context to the client call (`%s`, %.0fs run per arm exporting to the harness)", p.ContextRoute, p.ContextLinks[0].Seconds),
+			"—", linksSummary(p.ContextLinks)})
+	}
 	return rows
+}
+
+// linksSummary says, per arm, which share of A's client spans are children
+// of A's server span and which share of B's server spans continue A's
+// trace.
+func linksSummary(links []ChainLinks) string {
+	pct := func(n, m uint64) string {
+		if m == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(m))
+	}
+	var out []string
+	for _, l := range links {
+		out = append(out, fmt.Sprintf("%s %s / %s", l.Arm, pct(l.AClientChildOfAServer, l.AClients), pct(l.BChildOfAClient, l.BServers)))
+	}
+	return "one trace per request (A's client spans under A's server span / B's server spans under A's client span): " + strings.Join(out, ", ")
 }
 
 // peersMarkdown is the peers section of results.md.
@@ -653,13 +685,24 @@ func peersMarkdown(p *Peers) string {
 		}
 		if len(pt.Links) > 0 {
 			fmt.Fprintf(&b, "\nConnected traces: one more %.0f s run of each traced arm, every span exported over OTLP/HTTP to a receiver in the harness.\n\n", pt.Links[0].Seconds)
-			b.WriteString("| Arm | requests | spans received / expected | A's client spans children of A's server span | B's server spans children of A's client span | B's server spans without parent |\n|---|---|---|---|---|---|\n")
-			for _, l := range pt.Links {
-				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %d |\n", l.Arm, l.Requests,
-					linked(l.AServers+l.AClients+l.BServers, l.Requests*uint64(pt.SpansPerRequest)),
-					linked(l.AClientChildOfAServer, l.AClients), linked(l.BChildOfAClient, l.BServers), l.BRoot)
-			}
+			linksTable(&b, pt.Links, pt.SpansPerRequest)
 		}
 	}
+	if len(p.ContextLinks) > 0 {
+		fmt.Fprintf(&b, "\nConnected traces when the handler passes its request's context to the client call (`%s`, the call made with `req.WithContext(r.Context())`; "+
+			"the routes above call `client.Get`, whose request carries `context.Background()`): one %.0f s run of each traced arm, %d callers, exporting as above.\n\n",
+			p.ContextRoute, p.ContextLinks[0].Seconds, p.Parts[0].Workers)
+		linksTable(&b, p.ContextLinks, 3)
+	}
 	return b.String()
+}
+
+// linksTable writes the table of the links checks of one route.
+func linksTable(b *strings.Builder, links []ChainLinks, spansPerRequest int) {
+	b.WriteString("| Arm | requests | spans received / expected | A's client spans children of A's server span | B's server spans children of A's client span | B's server spans without parent |\n|---|---|---|---|---|---|\n")
+	for _, l := range links {
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %d |\n", l.Arm, l.Requests,
+			linked(l.AServers+l.AClients+l.BServers, l.Requests*uint64(spansPerRequest)),
+			linked(l.AClientChildOfAServer, l.AClients), linked(l.BChildOfAClient, l.BServers), l.BRoot)
+	}
 }

@@ -53,7 +53,7 @@ func TestPeersReportShowsRatiosOursOverPeerAndLinks(t *testing.T) {
 	require.Len(t, rows, 1)
 	assert.Contains(t, rows[0][2], "OTel Go auto v0.24.0: ×0.250 req/s")
 	assert.Contains(t, rows[0][2], "ours, with propagation ÷ OTel Go auto v0.24.0 req/s: ×1.80")
-	assert.Contains(t, rows[0][2], "ours, with propagation 10 of 10 (100.0%), OTel Go auto v0.24.0 0 of 10 (0.0%)")
+	assert.Contains(t, rows[0][2], "ours, with propagation 100.0% / 100.0%, OTel Go auto v0.24.0 0.0% / 0.0%")
 	md := peersMarkdown(p)
 	assert.Contains(t, md, "**As shipped it does not run here.**")
 	assert.Contains(t, md, "| OTel Go auto v0.24.0 | 250 | 0.250 | — |")

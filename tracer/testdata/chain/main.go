@@ -5,6 +5,7 @@
 // Routes (ID is any path segment, carried to every hop):
 //
 //	/hop/ID?next=A,B  calls http://A/hop/ID?next=B on the handler's goroutine, then answers
+//	/ctxhop/ID?next=A  calls http://A/hop/ID with the request's context (r.Context()), as code that passes contexts does, and answers with its response body
 //	/fan/ID?next=A&n=N  calls http://A/hop/ID-i from N goroutines started with go
 //	/pool/ID?next=A  hands the call to a worker goroutine started before any request
 //	/relay/ID?to=URL  GETs URL and answers with its response body
@@ -47,6 +48,7 @@ func main() {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/hop/", hop)
+	mux.HandleFunc("/ctxhop/", ctxhop)
 	mux.HandleFunc("/fan/", fan)
 	mux.HandleFunc("/pool/", pool)
 	mux.HandleFunc("/relay/", relay)
@@ -102,6 +104,20 @@ func hop(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	io.WriteString(w, "ok\n")
+}
+
+// ctxhop is /hop/ for one address, the call carrying the handler's request
+// context: tracers that find a client span's parent through the request's
+// context.Context (OpenTelemetry Go auto-instrumentation) need it.
+func ctxhop(w http.ResponseWriter, r *http.Request) {
+	first, _ := nextHop(r)
+	req, err := http.NewRequest("GET", "http://"+first+"/hop/"+id(r, "/ctxhop/"), nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	resp, err := client.Do(req.WithContext(r.Context()))
+	answer(w, resp, err)
 }
 
 func fan(w http.ResponseWriter, r *http.Request) {
