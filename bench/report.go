@@ -421,7 +421,7 @@ func resultsMarkdown(r *Results) string {
 			fmt.Fprintf(&b, "\n%s / %s: ×%s per round.\n", ra.Name, ra.Baseline, ra.Ratio.format("%.4f", ""))
 		}
 	}
-	b.WriteString("\nReproduce: `sudo make bench` (root for the tracer sections; about 12 minutes on 2 cores; the large binary's first build adds minutes and is cached in ~/.cache/offsetdb-bench). Machine-readable: `bench/results.json`.\n")
+	b.WriteString("\nReproduce: `sudo make bench` (root for the tracer sections; about 18 minutes on 2 cores; the large binary's first build adds minutes and is cached in ~/.cache/offsetdb-bench). Machine-readable: `bench/results.json`.\n")
 	return b.String()
 }
 
