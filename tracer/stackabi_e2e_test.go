@@ -135,12 +135,12 @@ func TestTraceHTTPOnStackABIReleases(t *testing.T) {
 	}
 }
 
-// TestTraceContextThroughStackABIServices: a request crossing A → B → C,
-// three services built with releases before the register calling
-// convention (A go1.16.15 stripped, B go1.14.15, C go1.12.17), under one
-// tracer, is one trace: B continues A's traceparent and sends its own to
-// C. B's fan-out goroutines (go1.14: the new goroutine is found where
-// newproc1 queues it) make calls that are children of B's server span, and
+// TestTraceContextThroughStackABIServices: a request crossing A → B → C
+// (A go1.16.15 stripped and C go1.12.17, both with the stack-based calling
+// convention; B go1.22.12 between them), under one tracer, is one trace:
+// B continues A's traceparent and sends its own to C, which continues it.
+// C's fan-out goroutines (before Go 1.15 the new goroutine is found where
+// newproc1 queues it) make calls that are children of C's server span, and
 // a pooled worker's call gets no stale parent.
 func TestTraceContextThroughStackABIServices(t *testing.T) {
 	uprobetest.RequireBPF(t)
@@ -150,7 +150,7 @@ func TestTraceContextThroughStackABIServices(t *testing.T) {
 	releases := []struct {
 		name, release string
 		stripped      bool
-	}{{"oldchain-a", "go1.16.15", true}, {"oldchain-b", "go1.14.15", false}, {"oldchain-c", "go1.12.17", false}}
+	}{{"oldchain-a", "go1.16.15", true}, {"oldchain-b", "go1.22.12", false}, {"oldchain-c", "go1.12.17", false}}
 	var bins, names []string
 	for _, r := range releases {
 		normal, stripped := buildProgram(t, "chain", goversion.MustParse(r.release))
@@ -179,12 +179,12 @@ func TestTraceContextThroughStackABIServices(t *testing.T) {
 		require.Equal(t, http.StatusOK, code, "%s", body)
 	}
 	for i := 0; i < fans; i++ {
-		code, body, err := httpGet(t, fmt.Sprintf("http://%s/fan/f%d?next=%s&n=3", b, i, c))
+		code, body, err := httpGet(t, fmt.Sprintf("http://%s/fan/f%d?next=%s&n=3", c, i, a))
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, code, "%s", body)
 	}
 	for i := 0; i < pools; i++ {
-		code, body, err := httpGet(t, fmt.Sprintf("http://%s/pool/p%d?next=%s", b, i, c))
+		code, body, err := httpGet(t, fmt.Sprintf("http://%s/pool/p%d?next=%s", c, i, a))
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, code, "%s", body)
 	}
@@ -234,14 +234,14 @@ func TestTraceContextThroughStackABIServices(t *testing.T) {
 		var clients []otlptest.Span
 		for _, s := range byRequest[id] {
 			switch {
-			case s.Kind == "server" && service(s) == names[1]:
+			case s.Kind == "server" && service(s) == names[2]:
 				server = s
 			case s.Kind == "client":
 				clients = append(clients, s)
 			}
 		}
-		require.NotEmpty(t, server.SpanID, "fan-out %s: B's server span", id)
-		require.Len(t, clients, 3, "fan-out %s: B's calls from three goroutines", id)
+		require.NotEmpty(t, server.SpanID, "fan-out %s: C's server span", id)
+		require.Len(t, clients, 3, "fan-out %s: C's calls from three goroutines", id)
 		for _, cl := range clients {
 			assert.Equal(t, server.SpanID, cl.ParentSpanID, "fan-out %s: a call from a goroutine is a child of the request's span", id)
 			assert.Equal(t, server.TraceID, cl.TraceID)
