@@ -19,14 +19,18 @@ import (
 
 // inspection is what `tracer inspect --json` prints.
 type inspection struct {
-	Path             string                `json:"path"`
-	GoVersion        string                `json:"go_version"`
-	Arch             string                `json:"arch"`
-	Stripped         bool                  `json:"stripped"`
-	DWARF            bool                  `json:"dwarf"`
-	PIE              bool                  `json:"pie"`
-	CGO              bool                  `json:"cgo"`
-	Experiments      []string              `json:"experiments,omitempty"`
+	Path        string   `json:"path"`
+	GoVersion   string   `json:"go_version"`
+	Arch        string   `json:"arch"`
+	Stripped    bool     `json:"stripped"`
+	DWARF       bool     `json:"dwarf"`
+	PIE         bool     `json:"pie"`
+	CGO         bool     `json:"cgo"`
+	Experiments []string `json:"experiments,omitempty"`
+	// ABI is the calling convention the binary's Go functions use:
+	// "register", or "stack" (before Go 1.17 on amd64, 1.18 on arm64)
+	// with, on amd64, where the goroutine is kept: "stack, g at FS-8".
+	ABI              string                `json:"abi"`
 	Modules          []string              `json:"modules,omitempty"`
 	Instrumentations []inspectedInstrument `json:"instrumentations"`
 }
@@ -98,7 +102,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	b := p.Binary
 	out := inspection{
 		Path: path, GoVersion: b.GoVersionRaw, Arch: b.Arch, Stripped: b.Stripped, DWARF: b.HasDWARF,
-		PIE: b.PIE, CGO: b.CGO, Experiments: b.Experiments,
+		PIE: b.PIE, CGO: b.CGO, Experiments: b.Experiments, ABI: abiOf(b),
 	}
 	for _, m := range b.Modules {
 		s := m.Path + "@" + m.Version
@@ -191,7 +195,7 @@ func printInspection(w io.Writer, in inspection) {
 	for _, t := range []struct {
 		on   bool
 		name string
-	}{{in.Stripped, "stripped"}, {!in.DWARF, "no DWARF"}, {in.PIE, "PIE"}, {in.CGO, "cgo"}} {
+	}{{in.Stripped, "stripped"}, {!in.DWARF, "no DWARF"}, {in.PIE, "PIE"}, {in.CGO, "cgo"}, {in.ABI != "register", strings.Replace(in.ABI, "stack", "stack calling convention", 1)}} {
 		if t.on {
 			traits = append(traits, t.name)
 		}
@@ -233,4 +237,19 @@ func printInspection(w io.Writer, in inspection) {
 		}
 		tw.Flush()
 	}
+}
+
+// abiOf names the calling convention of b's Go functions for inspect.
+func abiOf(b *gobinary.Binary) string {
+	if !uprobe.StackABI(b) {
+		return "register"
+	}
+	if b.Arch != "amd64" {
+		return "stack"
+	}
+	off, err := b.GoTLSOffset()
+	if err != nil {
+		return "stack, g unknown"
+	}
+	return fmt.Sprintf("stack, g at FS%+d", off)
 }

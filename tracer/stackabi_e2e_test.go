@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -84,6 +85,9 @@ func TestTraceHTTPOnStackABIReleases(t *testing.T) {
 							assert.Contains(t, p, "database std", field)
 						}
 					}
+					out, err := exec.Command(tracerBinary(t), append(append([]string{"inspect"}, va.flags...), va.bin)...).Output()
+					require.NoError(t, err)
+					assert.Contains(t, string(out), "stack calling convention, g at FS-8)", "tracer inspect names the calling convention")
 					r := startTraced(t, va.bin, va.flags...)
 					r.exercise(t)
 					// One more request, continuing a remote trace.
