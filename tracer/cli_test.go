@@ -64,6 +64,8 @@ func TestCLIRejectsBadSettingsNamingThem(t *testing.T) {
 		{"bad export timeout", []string{"--pid", "1"}, map[string]string{"OTEL_EXPORTER_OTLP_TIMEOUT": "soon"}, "OTEL_EXPORTER_OTLP_TIMEOUT"},
 		{"bad metric interval", []string{"--pid", "1"}, map[string]string{"OTEL_METRIC_EXPORT_INTERVAL": "1m"}, "OTEL_METRIC_EXPORT_INTERVAL"},
 		{"bad metrics exporter", []string{"--pid", "1"}, map[string]string{"OTEL_METRICS_EXPORTER": "statsd"}, `OTEL_METRICS_EXPORTER="statsd"`},
+		{"spool size without spool", []string{"--pid", "1", "--spool-size", "10"}, nil, "--spool-size bounds --spool-dir, which is not given"},
+		{"spool size zero", []string{"--pid", "1", "--spool-dir", "/tmp", "--spool-size", "0"}, nil, "--spool-size 0: want a positive number of MiB"},
 		{"bad Prometheus address", []string{"--pid", "1", "--prometheus-address", "9464"}, nil, `--prometheus-address "9464": want HOST:PORT`},
 		{"bad Prometheus port", []string{"--pid", "1"}, map[string]string{"OTEL_METRICS_EXPORTER": "otlp,prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": "x"}, `OTEL_EXPORTER_PROMETHEUS_PORT="x"`},
 		{"offsets URL not a URL", []string{"--offsets-url", "not-a-url", "--pid", "1"}, nil, `--offsets-url (or OFFSETDB_URL) "not-a-url"`},

@@ -466,8 +466,8 @@ func (s *traceSettings) check() error {
 	if s.statsInterval < 0 {
 		return fmt.Errorf("%w: --stats-interval %v: want 0 or more", errBadSetting, s.statsInterval)
 	}
-	if s.spoolMiB <= 0 {
-		return fmt.Errorf("%w: --spool-size %d: want a positive number of MiB", errBadSetting, s.spoolMiB)
+	if s.spoolMiB <= 0 || s.spoolMiB > 1<<30 {
+		return fmt.Errorf("%w: --spool-size %d: want a positive number of MiB (at most 1 PiB)", errBadSetting, s.spoolMiB)
 	}
 	if s.promAddr != "" {
 		if _, _, err := net.SplitHostPort(s.promAddr); err != nil {
@@ -503,6 +503,9 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	if err := s.check(); err != nil {
 		return 0, err
 	}
+	if flagSet(fs, "spool-size") && s.spoolDir == "" {
+		return 0, fmt.Errorf("%w: --spool-size bounds --spool-dir, which is not given", errBadSetting)
+	}
 	dest, err := export.Destination()
 	if err != nil {
 		return 0, err
@@ -515,27 +518,27 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	counts := new(export.Counts)
+	stopSpool, err := s.startSpool(counts, log)
+	if err != nil {
+		return 0, err
+	}
+	defer stopSpool(context.Background()) // on an early return; a no-op after the call below
+	mp, err := export.NewMeterProvider(context.Background(), counts, s.buffer.MaxQueue, s.promAddr)
+	if err != nil {
+		return 0, err
+	}
 	log.Info("exporting spans", dest...)
+	if mp != nil && mp.PrometheusAddr() != nil {
+		log.Info("serving the tracer's metrics for Prometheus", "url", "http://"+mp.PrometheusAddr().String()+"/metrics")
+	}
 	cp, err := newContextProp(s.writeContext, s.cgroupRoot, log)
 	if err != nil {
 		return 0, err
 	}
 	defer cp.close(log)
 
-	counts := new(export.Counts)
-	stopSpool, err := s.startSpool(counts, log)
-	if err != nil {
-		return 0, err
-	}
-	defer stopSpool() // on an early return; a no-op after the call below
-	mp, err := export.NewMeterProvider(context.Background(), counts, s.buffer.MaxQueue, s.promAddr)
-	if err != nil {
-		return 0, err
-	}
-	if mp != nil && mp.PrometheusAddr() != nil {
-		log.Info("serving the tracer's metrics for Prometheus", "url", "http://"+mp.PrometheusAddr().String()+"/metrics")
-	}
-	ctx, abort, stopSignals := signals(log)
+	ctx, abort, stopSignals := signals(log, s.spoolDir != "")
 	defer stopSignals()
 	t := &tracing{resolver: r, log: log, stdout: stdout, perLink: s.perLink, insts: s.instrumentations(),
 		context: cp, counts: counts, buffer: s.buffer, abort: abort, holdNew: s.holdNew}
@@ -547,7 +550,7 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	stopStats := t.logStats(s.statsInterval)
 	code, err := t.run(ctx, argv, s.pid, s.exe)
-	stopSpool()
+	stopSpool(abort)
 	stopStats()
 	log.Info("totals", counts.Snapshot().Attrs()...)
 	if mp != nil {
@@ -562,11 +565,12 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 
 // startSpool opens --spool-dir, if given, for every process's export
 // buffer and starts exporting what a previous run left there, counting it
-// in counts. The returned function, called at exit, flushes that replay
+// in counts. The returned function, called at exit (or on an early
+// return; once), flushes that replay until ctx is done or 2 s have passed
 // and says what stays for the next run.
-func (s *traceSettings) startSpool(counts *export.Counts, log *slog.Logger) (func(), error) {
+func (s *traceSettings) startSpool(counts *export.Counts, log *slog.Logger) (func(context.Context), error) {
 	if s.spoolDir == "" {
-		return func() {}, nil
+		return func(context.Context) {}, nil
 	}
 	spool, err := export.OpenSpool(s.spoolDir, int64(s.spoolMiB)<<20, log)
 	if err != nil {
@@ -575,28 +579,34 @@ func (s *traceSettings) startSpool(counts *export.Counts, log *slog.Logger) (fun
 	segs, spans := spool.Left()
 	replay, err := spool.StartReplay(export.Options{Buffer: s.buffer, Log: log}, counts.Child())
 	if err != nil {
+		spool.Close()
 		return nil, err
 	}
 	if replay == nil {
 		log.Warn("--spool-dir: spans are not exported over OTLP (OTEL_TRACES_EXPORTER), so the spool is not used", "dir", s.spoolDir, "spans_left", spans)
-		return func() {}, nil
+		spool.Close()
+		return func(context.Context) {}, nil
 	}
 	if spans > 0 {
 		log.Info("spool: exporting the spans a previous run left", "dir", s.spoolDir, "spans", spans, "segments", segs)
 	}
 	s.buffer.Spool = spool
-	return sync.OnceFunc(func() {
-		// The processes' flushes have had their time: a short one for what
-		// they handed over, the rest stays for the next run.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := replay.Shutdown(ctx); err != nil {
-			log.Warn("spool: flush", "err", err)
-		}
-		if segs, spans := spool.Left(); spans > 0 {
-			log.Info("spool: spans kept for the next run", "dir", s.spoolDir, "spans", spans, "segments", segs)
-		}
-	}), nil
+	var once sync.Once
+	return func(ctx context.Context) {
+		once.Do(func() {
+			// The processes' flushes have had their time: a short one for
+			// what they handed over; the rest stays for the next run.
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			if err := replay.Shutdown(ctx); err != nil && !errors.Is(err, export.ErrKeptInSpool) {
+				log.Warn("spool: flush", "err", err)
+			}
+			if segs, spans := spool.Left(); spans > 0 {
+				log.Info("spool: spans kept for the next run", "dir", s.spoolDir, "spans", spans, "segments", segs)
+			}
+			spool.Close()
+		})
+	}, nil
 }
 
 // run traces in the mode the flags chose.
@@ -614,7 +624,7 @@ func (t *tracing) run(ctx context.Context, argv []string, pid int, exe string) (
 // signals returns a context cancelled by the first SIGINT or SIGTERM (stop
 // tracing, detach, flush) and one cancelled by the second (stop waiting for
 // the flush).
-func signals(log *slog.Logger) (stop, abort context.Context, release func()) {
+func signals(log *slog.Logger, spooling bool) (stop, abort context.Context, release func()) {
 	stop, cancelStop := context.WithCancel(context.Background())
 	abort, cancelAbort := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
@@ -630,7 +640,11 @@ func signals(log *slog.Logger) (stop, abort context.Context, release func()) {
 		}
 		select {
 		case sig := <-sigs:
-			log.Warn("second signal: cutting the flush short (what is not exported is counted as dropped_export_failed)", "signal", sig.String())
+			if spooling {
+				log.Warn("second signal: cutting the flush short (what is not exported stays in the spool for the next run)", "signal", sig.String())
+			} else {
+				log.Warn("second signal: cutting the flush short (what is not exported is counted as dropped_export_failed)", "signal", sig.String())
+			}
 			cancelAbort()
 		case <-done:
 		}
@@ -779,7 +793,11 @@ func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name strin
 		sctx, cancel := context.WithTimeout(t.abort, flushTimeout)
 		defer cancel()
 		if err := tp.Shutdown(sctx); err != nil {
-			t.log.Error("flush spans", "pid", pid, "err", err)
+			if errors.Is(err, export.ErrKeptInSpool) {
+				t.log.Info("flush spans: the collector did not take them in time; they stay in the spool", "pid", pid, "detail", err)
+			} else {
+				t.log.Error("flush spans", "pid", pid, "err", err)
+			}
 		}
 	}()
 	t.log.Info("detached", append([]any{"pid", pid}, counts.Snapshot().Attrs()...)...)

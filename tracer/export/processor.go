@@ -276,10 +276,10 @@ func (p *Processor) Shutdown(ctx context.Context) error {
 	defer cancel()
 	err := p.exporter.Shutdown(sctx)
 	if flushErr != nil && lost == 0 && handed > 0 {
-		return errors.Join(fmt.Errorf("%d spans left in the spool %s, for the tracer to export (pending here): %w", handed, p.opts.Spool.Dir(), flushErr), err)
+		return errors.Join(fmt.Errorf("%w: %d spans left in %s for the tracer to export (pending here)", ErrKeptInSpool, handed, p.opts.Spool.Dir()), err)
 	}
 	if flushErr != nil && lost == 0 && p.opts.Spool != nil {
-		return errors.Join(fmt.Errorf("%d spans kept in the spool %s for the next run (counted as spooled): %w", kept, p.opts.Spool.Dir(), flushErr), err)
+		return errors.Join(fmt.Errorf("%w: %d spans kept in %s for the next run (counted as spooled)", ErrKeptInSpool, kept, p.opts.Spool.Dir()), err)
 	}
 	if flushErr != nil {
 		return errors.Join(fmt.Errorf("%d spans not exported (counted as dropped_export_failed): %w", lost, flushErr), err)

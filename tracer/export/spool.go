@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/gob"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -23,8 +25,13 @@ import (
 )
 
 // DefaultSpoolSize bounds a spool directory when no size is given: about
-// 500,000 spans, eight minutes at 1,000 spans/s beyond the memory buffer.
+// 350,000 small spans (~770 bytes each on disk), six minutes at 1,000
+// spans/s beyond the memory buffer.
 const DefaultSpoolSize = 256 << 20
+
+// ErrKeptInSpool is returned by a Processor's Shutdown when the flush ran
+// out of time and what was not exported is in the spool: not lost.
+var ErrKeptInSpool = errors.New("not exported in time, kept in the spool")
 
 // spoolFormat names the segment files' format, checked when they are read
 // back; a change of spoolSpan bumps it.
@@ -47,12 +54,16 @@ type Spool struct {
 	dir   string
 	limit int64
 	log   *slog.Logger
+	lock  *os.File // DIR/.lock, held (flock) while the spool is open
 
 	mu     sync.Mutex
 	size   int64
 	segs   []*segment // oldest first
 	seq    int
 	replay *Counts // the replay processor's counts; nil until StartReplay
+	// fullLogged: "spool full" was logged; later drops are only counted
+	// until the spool has room again.
+	fullLogged bool
 }
 
 // segment is one file of the spool.
@@ -79,11 +90,35 @@ func OpenSpool(dir string, limit int64, log *slog.Logger) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool directory: %w", err)
 	}
-	entries, err := os.ReadDir(dir)
+	// One tracer per directory: two would send each other's spans twice.
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("spool directory: %w", err)
 	}
-	s := &Spool{dir: dir, limit: limit, log: log}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(lock.Name())
+		lock.Close()
+		return nil, fmt.Errorf("spool directory %s is in use by another tracer (%s): give each tracer its own (%w)", dir, strings.TrimSpace(string(holder)), err)
+	}
+	_ = lock.Truncate(0)
+	_, _ = fmt.Fprintf(lock, "pid %d", os.Getpid())
+	s := &Spool{dir: dir, limit: limit, log: log, lock: lock}
+	// It must take a segment now, not in the middle of an outage.
+	probe, err := os.CreateTemp(dir, ".tmp-")
+	if err == nil {
+		_, err = probe.Write([]byte("offsetdb spool write check"))
+		probe.Close()
+		os.Remove(probe.Name())
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("spool directory is not writable: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("spool directory: %w", err)
+	}
 	for _, e := range entries {
 		name := e.Name()
 		switch {
@@ -102,6 +137,14 @@ func OpenSpool(dir string, limit int64, log *slog.Logger) (*Spool, error) {
 	}
 	slices.SortFunc(s.segs, func(a, b *segment) int { return strings.Compare(a.path, b.path) })
 	return s, nil
+}
+
+// Close releases the directory for another tracer. Segments stay.
+func (s *Spool) Close() {
+	if s.lock != nil {
+		s.lock.Close() // releases the flock
+		s.lock = nil
+	}
 }
 
 // Dir is the spool directory.
@@ -143,7 +186,13 @@ func (s *Spool) put(owner *Counts, spans []sdktrace.ReadOnlySpan) error {
 		s.size -= old.size
 		_ = os.Remove(old.path)
 		s.countLost(old, QueueFull)
-		s.log.Warn("spool full: dropped its oldest spans (counted as dropped_queue_full)", "spans", old.spans, "spool_bytes", s.limit)
+		if !s.fullLogged {
+			s.fullLogged = true
+			s.log.Warn("spool full: dropping its oldest spans (counted as dropped_queue_full) until it has room again", "spans", old.spans, "spool_bytes", s.limit)
+		}
+	}
+	if s.size+size <= s.limit/2 {
+		s.fullLogged = false
 	}
 	s.segs = append(s.segs, &segment{path: path, size: size, spans: len(spans), owner: owner, recorded: true})
 	s.size += size

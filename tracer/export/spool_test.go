@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,7 +70,8 @@ func TestSpoolSurvivesATracerRestart(t *testing.T) {
 		buffer: buf, flush: time.Second, fault: down}
 	r.run(t)
 	require.Error(t, r.shutdownErr)
-	assert.Contains(t, r.shutdownErr.Error(), "kept in the spool "+dir+" for the next run")
+	assert.ErrorIs(t, r.shutdownErr, export.ErrKeptInSpool)
+	assert.Contains(t, r.shutdownErr.Error(), "kept in "+dir+" for the next run")
 	s := r.accountedFor(t)
 	assert.Zero(t, s.Dropped(), "nothing lost")
 	assert.Positive(t, s.By[export.Spooled])
@@ -77,6 +80,7 @@ func TestSpoolSurvivesATracerRestart(t *testing.T) {
 	require.NotEmpty(t, left)
 
 	// The next run: the same directory, the collector back.
+	buf.Spool.Close()
 	r.coll.set(healthy)
 	before := r.coll.received()
 	var log2 bytes.Buffer
@@ -121,7 +125,8 @@ func TestSpoolDropsItsOldestBeyondItsBound(t *testing.T) {
 	require.NoError(t, r.shutdownErr)
 	s := r.accountedFor(t)
 	assert.Greater(t, s.By[export.QueueFull], int64(500), "1,500 spans do not fit in 64 KiB and 100 in memory")
-	assert.Contains(t, spoolLog.String(), "spool full: dropped its oldest spans")
+	assert.Contains(t, spoolLog.String(), "spool full: dropping its oldest spans")
+	assert.Equal(t, 1, strings.Count(spoolLog.String(), "spool full"), "logged once per outage")
 	var last trace.SpanID
 	binary.BigEndian.PutUint64(last[:], uint64(r.sent))
 	r.coll.mu.Lock()
@@ -176,7 +181,8 @@ func TestSpoolHandsAStoppedProcessesSpansToTheReplay(t *testing.T) {
 	r.buffer = buf
 	r.run(t)
 	require.Error(t, r.shutdownErr)
-	assert.Contains(t, r.shutdownErr.Error(), "left in the spool "+dir+", for the tracer to export")
+	assert.ErrorIs(t, r.shutdownErr, export.ErrKeptInSpool)
+	assert.Contains(t, r.shutdownErr.Error(), "left in "+dir+" for the tracer to export")
 	process := r.counts.Snapshot()
 	assert.EqualValues(t, r.sent, process.Recorded)
 	assert.Positive(t, process.Pending(), "handed to the replay: still pending in the process's counts")
@@ -194,4 +200,30 @@ func TestSpoolHandsAStoppedProcessesSpansToTheReplay(t *testing.T) {
 	assert.Zero(t, got.Dropped())
 	assert.EqualValues(t, r.sent, r.coll.received())
 	assert.Empty(t, spoolFiles(t, dir))
+}
+
+// TestSpoolDirectoryIsOneTracersAndWritable: a second tracer on the same
+// directory is refused with the holder's pid (it would send the first
+// one's spans again), and a directory that cannot take a segment is
+// refused at start, not in the middle of an outage.
+func TestSpoolDirectoryIsOneTracersAndWritable(t *testing.T) {
+	dir := t.TempDir()
+	var log bytes.Buffer
+	first := openSpool(t, dir, 0, &log)
+	_, err := export.OpenSpool(dir, 0, slog.New(slog.NewTextHandler(&log, nil)))
+	assert.ErrorContains(t, err, fmt.Sprintf("spool directory %s is in use by another tracer (pid %d)", dir, os.Getpid()))
+	first.Close()
+	second := openSpool(t, dir, 0, &log)
+	second.Close()
+
+	t.Run("immutable directory", func(t *testing.T) {
+		ro := t.TempDir()
+		if out, err := exec.Command("chattr", "+i", ro).CombinedOutput(); err != nil {
+			t.Skipf("SKIP (not counted): chattr +i is not supported here: %v %s", err, out)
+		}
+		defer exec.Command("chattr", "-i", ro).Run()
+		_, err := export.OpenSpool(ro, 0, slog.New(slog.NewTextHandler(&log, nil)))
+		assert.ErrorContains(t, err, "spool directory")
+		assert.ErrorContains(t, err, "operation not permitted")
+	})
 }
