@@ -162,6 +162,21 @@ struct go_regs {
 #define GO_REG9(r) GO_ARG(r, 9, GO_IREG9(r))
 
 /*
+ * GO_CALLARGn is argument word n of a direct call, at the call
+ * instruction (uprobe.Probe.CallsTo): in the argument registers, or in
+ * the caller's outgoing argument area, which starts at SP on amd64 (the
+ * CALL has not pushed the return address yet) and at SP+8 on arm64 (the
+ * word at SP is the callee's slot for LR; BL does not move SP).
+ */
+#if defined(__TARGET_ARCH_x86)
+#define GO_CALLARG_OFF(n) (8 * ((n) - 1))
+#else
+#define GO_CALLARG_OFF(n) (8 * (n))
+#endif
+#define GO_CALLARG(r, n, ireg) (go_stack_abi ? go_stack_word(GO_SP(r) + GO_CALLARG_OFF(n)) : (ireg))
+#define GO_CALLARG2(r) GO_CALLARG(r, 2, GO_IREG2(r))
+
+/*
  * go_stack_result returns result word n at a RET of a stack-ABI function:
  * the cookie of the uprobe is the offset of the first result from SP, or 0
  * when the probe declared no results (then every result reads as 0).

@@ -116,6 +116,14 @@ func TestOldReleasesABI0(t *testing.T) {
 						internal = off
 					}
 					checkArgs(t, bin, true)
+					// Where goroutine context reads the new goroutine before Go 1.15.
+					calls, err := bin.CallSites("runtime.newproc1", "runtime.runqput")
+					require.NoError(t, err)
+					if goversion.MustParse(version).Less(goversion.MustParse("go1.15")) {
+						assert.Len(t, calls, 1, "newproc1 calls runqput once")
+					} else {
+						assert.Empty(t, calls, "runqput moved to newproc in Go 1.15")
+					}
 				})
 			}
 		})
@@ -162,4 +170,43 @@ func parseInt(t *testing.T, s string) int64 {
 		v = -v
 	}
 	return v
+}
+
+// TestCallSites finds runtime.newobject's direct call of runtime.mallocgc
+// in every build variant: each offset holds a call instruction (amd64
+// CALL rel32, opcode 0xe8; arm64 BL, top six bits 100101) whose target is
+// mallocgc's entry; a function that does not call it gives none.
+func TestCallSites(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			path := build(t, v.name)
+			b := open(t, path)
+			sites, err := b.CallSites("runtime.newobject", "runtime.mallocgc")
+			require.NoError(t, err)
+			require.NotEmpty(t, sites)
+			file, err := os.ReadFile(path)
+			require.NoError(t, err)
+			from, err := b.Function("runtime.newobject")
+			require.NoError(t, err)
+			to, err := b.Function("runtime.mallocgc")
+			require.NoError(t, err)
+			for _, off := range sites {
+				pc := from.Entry + off - from.EntryOffset
+				switch b.Arch {
+				case "amd64":
+					require.Equal(t, byte(0xe8), file[off], "CALL at %#x", off)
+					rel := int32(uint32(file[off+1]) | uint32(file[off+2])<<8 | uint32(file[off+3])<<16 | uint32(file[off+4])<<24)
+					assert.Equal(t, to.Entry, pc+5+uint64(int64(rel)))
+				case "arm64":
+					w := uint32(file[off]) | uint32(file[off+1])<<8 | uint32(file[off+2])<<16 | uint32(file[off+3])<<24
+					require.Equal(t, uint32(0b100101), w>>26, "BL at %#x", off)
+					imm := int64(int32(w<<6) >> 6) // sign-extended imm26
+					assert.Equal(t, to.Entry, pc+uint64(imm*4))
+				}
+			}
+			none, err := b.CallSites("runtime.mallocgc", "runtime.newobject")
+			require.NoError(t, err)
+			assert.Empty(t, none)
+		})
+	}
 }

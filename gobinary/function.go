@@ -186,3 +186,53 @@ func (b *Binary) HasPackage(pkg string) bool {
 	}
 	return false
 }
+
+// CallSites returns the file offsets of the instructions in the function
+// caller that call the function callee directly (amd64 CALL rel32, arm64
+// BL), in address order: where a uprobe sees the arguments caller passes
+// to callee, before the call. Calls through a register or a wrapper are
+// not found. The error wraps ErrSymbolNotFound when either function is
+// missing.
+func (b *Binary) CallSites(caller, callee string) ([]uint64, error) {
+	from, err := b.Function(caller)
+	if err != nil {
+		return nil, err
+	}
+	to, err := b.Function(callee)
+	if err != nil {
+		return nil, err
+	}
+	code, err := b.readAt(from.Entry, from.End-from.Entry)
+	if err != nil {
+		return nil, fmt.Errorf("function %s: %w", caller, err)
+	}
+	var sites []uint64
+	switch b.Arch {
+	case "amd64":
+		for pc := 0; pc < len(code); {
+			inst, err := x86asm.Decode(code[pc:], 64)
+			if err != nil || inst.Len == 0 {
+				return nil, fmt.Errorf("function %s: decode amd64 instruction at offset %#x: %v", caller, pc, err)
+			}
+			if rel, ok := inst.Args[0].(x86asm.Rel); ok && inst.Op == x86asm.CALL {
+				if from.Entry+uint64(pc+inst.Len)+uint64(int64(rel)) == to.Entry {
+					sites = append(sites, from.EntryOffset+uint64(pc))
+				}
+			}
+			pc += inst.Len
+		}
+	case "arm64":
+		for pc := 0; pc+4 <= len(code); pc += 4 {
+			inst, err := arm64asm.Decode(code[pc:])
+			if err != nil || inst.Op != arm64asm.BL {
+				continue
+			}
+			if rel, ok := inst.Args[0].(arm64asm.PCRel); ok && from.Entry+uint64(pc)+uint64(int64(rel)) == to.Entry {
+				sites = append(sites, from.EntryOffset+uint64(pc))
+			}
+		}
+	default:
+		return nil, fmt.Errorf("%w: %s", ErrUnsupportedArch, b.Arch)
+	}
+	return sites, nil
+}

@@ -103,6 +103,13 @@ type Probe struct {
 	// Entry is the name of the BPF program attached at the function's first
 	// instruction; empty for none.
 	Entry string
+	// CallsTo, when set, places Entry not at the function's first
+	// instruction but at each instruction of the function that calls the
+	// function CallsTo directly, before the call: where the program reads
+	// the arguments Symbol passes to CallsTo (GO_CALLARGn,
+	// bpf/go_abi.h), at a cost per call from Symbol only, not per call of
+	// CallsTo. A function with no such call is skipped.
+	CallsTo string
 	// Return is the name of the BPF program attached at every RET
 	// instruction of the function; empty for none. At a RET the results are
 	// in the result registers and the goroutine is the caller's.

@@ -18,6 +18,9 @@ var ErrProbeSkipped = errors.New("probe skipped")
 type Located struct {
 	Probe    Probe
 	Function gobinary.Function
+	// Calls are the file offsets of Function's calls of Probe.CallsTo,
+	// when it is set: where Probe.Entry is placed.
+	Calls []uint64
 	// Assumed, when set, says the probe's version bound was checked
 	// against a version the binary does not prove: the module is replaced
 	// by a local directory, whose code has no version, and the version it
@@ -48,8 +51,12 @@ type Skipped struct {
 func (inst *Instrumentation) Locate(bin *gobinary.Binary) (located []Located, skipped []Skipped, err error) {
 	for _, p := range inst.Probes {
 		fn, assumed, outside, err := locate(bin, p)
+		var calls []uint64
+		if err == nil && p.CallsTo != "" {
+			calls, err = callSites(bin, p)
+		}
 		if err == nil {
-			located = append(located, Located{Probe: p, Function: fn, Assumed: assumed})
+			located = append(located, Located{Probe: p, Function: fn, Calls: calls, Assumed: assumed})
 			continue
 		}
 		if !errors.Is(err, ErrProbeSkipped) || !p.Optional {
@@ -149,4 +156,18 @@ func skipReasons(skipped []Skipped) string {
 		return ""
 	}
 	return ": " + strings.Join(reasons, "; ")
+}
+
+// callSites finds where p's function calls p.CallsTo.
+func callSites(bin *gobinary.Binary, p Probe) ([]uint64, error) {
+	calls, err := bin.CallSites(p.Symbol, p.CallsTo)
+	switch {
+	case errors.Is(err, gobinary.ErrSymbolNotFound):
+		return nil, fmt.Errorf("%w: function %s not in the binary (not linked in, or renamed): %w", ErrProbeSkipped, p.CallsTo, err)
+	case err != nil:
+		return nil, fmt.Errorf("locate the calls of %s in %s: %w", p.CallsTo, p.Symbol, err)
+	case len(calls) == 0:
+		return nil, fmt.Errorf("%w: %s does not call %s directly (inlined, or another version)", ErrProbeSkipped, p.Symbol, p.CallsTo)
+	}
+	return calls, nil
 }

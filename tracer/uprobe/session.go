@@ -362,7 +362,10 @@ func placements(probes []Located, stack bool) []placement {
 	}
 	for _, lp := range probes {
 		p, fn := lp.Probe, lp.Function
-		if p.Entry != "" {
+		switch {
+		case p.Entry != "" && p.CallsTo != "":
+			add(p.Entry, p.Symbol, 0, lp.Calls...)
+		case p.Entry != "":
 			add(p.Entry, p.Symbol, 0, fn.EntryOffset)
 		}
 		if p.Return != "" {

@@ -23,11 +23,10 @@
  * its request, or a pooled worker started during an earlier one, never
  * parents its calls to a span that has ended.
  *
- * Before Go 1.15 newproc1 returns nothing: runqput_entry takes the new g
- * from the runqput(_p_, newg, true) newproc1 ends with, the first runqput
- * on the thread while a newproc1 is in progress there (newproc1 runs on
- * the system stack and queues nothing else), and newproc_return_114 only
- * forgets the caller.
+ * Before Go 1.15 newproc1 returns nothing: newproc_queue takes the new g
+ * at newproc1's own call runqput(_p_, newg, true), a uprobe on that CALL
+ * instruction (not on runqput, which the scheduler calls for every
+ * goroutine it wakes), and newproc_return_114 only forgets the caller.
  */
 #include "context.h"
 
@@ -98,12 +97,15 @@ int newproc_return(void *ctx)
 	return inherit(GO_RESULT1(regs));
 }
 
-/* func runqput(_p_ *p, gp *g, next bool), Go 1.12-1.14. */
-SEC("uprobe/runtime_runqput")
-int runqput_entry(void *ctx)
+/*
+ * At newproc1's call of runqput(_p_ *p, gp *g, next bool), Go 1.12-1.14:
+ * gp, the new goroutine, is the call's second argument word.
+ */
+SEC("uprobe/runtime_newproc1_runqput")
+int newproc_queue(void *ctx)
 {
 	struct go_regs *regs = ctx;
-	return inherit(GO_REG2(regs));
+	return inherit(GO_CALLARG2(regs));
 }
 
 SEC("uprobe/runtime_newproc1_return_go114")

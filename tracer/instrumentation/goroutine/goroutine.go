@@ -9,9 +9,9 @@
 //
 // It probes runtime.newproc1 (entry and RETs), which every go statement
 // reaches, and submits no records. Before Go 1.15 newproc1 returns nothing,
-// and the new goroutine is read where newproc1 queues it: at the entry of
-// runtime.runqput, which the scheduler also calls for every goroutine it
-// wakes, so on those releases each wake-up costs a uprobe hit too. Its cost is two uprobe hits per
+// and the new goroutine is read where newproc1 queues it: at its call of
+// runtime.runqput (a uprobe on that instruction, so one more hit per go
+// statement, not per goroutine the scheduler wakes). Its cost is two uprobe hits per
 // goroutine started (about 25–50 µs of kernel time each on this project's
 // test machines): on a program that starts a goroutine per request it is
 // as much as a server span's; `tracer --goroutine-context=false` turns it
@@ -37,8 +37,8 @@ const Name = "goroutine context"
 // newproc1 is the runtime function every go statement reaches.
 const newproc1 = "runtime.newproc1"
 
-// runqput queues a runnable goroutine; before Go 1.15, newproc1 hands it
-// the goroutine it created.
+// runqput queues a runnable goroutine; before Go 1.15, newproc1 calls it
+// with the goroutine it created.
 const runqput = "runtime.runqput"
 
 // Instrumentation returns the declaration of the goroutine context
@@ -48,10 +48,10 @@ func Instrumentation() uprobe.Instrumentation {
 		Name: Name,
 		Probes: []uprobe.Probe{
 			// Go 1.12-1.14: newproc1 returns nothing. The new g is the
-			// one it queues with runqput on the same thread before it
-			// returns (runqput is not inlined there: it loops).
+			// one it queues: read at its call of runqput (not inlined
+			// there: it loops), before the call.
 			{Symbol: newproc1, Entry: "newproc_entry_117", Return: "newproc_return_114", Versions: "<go1.15", Optional: true, StackABI: true},
-			{Symbol: runqput, Entry: "runqput_entry", Versions: "<go1.15", Optional: true, StackABI: true},
+			{Symbol: newproc1, CallsTo: runqput, Entry: "newproc_queue", Versions: "<go1.15", Optional: true, StackABI: true},
 			// Go 1.15-1.17 (ABI0 before 1.17 on amd64, 1.18 on arm64):
 			// the result *g is one word.
 			{Symbol: newproc1, Entry: "newproc_entry_117", Return: "newproc_return", Versions: ">=go1.15,<go1.18", Optional: true, StackABI: true, StackResults: 8},

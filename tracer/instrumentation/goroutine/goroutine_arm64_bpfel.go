@@ -39,9 +39,9 @@ const (
 	goroutineMapStarting              = "starting"
 	goroutineProgNewprocEntry         = "newproc_entry"
 	goroutineProgNewprocEntry117      = "newproc_entry_117"
+	goroutineProgNewprocQueue         = "newproc_queue"
 	goroutineProgNewprocReturn        = "newproc_return"
 	goroutineProgNewprocReturn114     = "newproc_return_114"
-	goroutineProgRunqputEntry         = "runqput_entry"
 	goroutineVarEventKind             = "event_kind"
 	goroutineVarGoStackAbi            = "go_stack_abi"
 	goroutineVarGoTlsG                = "go_tls_g"
@@ -95,9 +95,9 @@ type goroutineSpecs struct {
 type goroutineProgramSpecs struct {
 	NewprocEntry     *ebpf.ProgramSpec `ebpf:"newproc_entry"`
 	NewprocEntry117  *ebpf.ProgramSpec `ebpf:"newproc_entry_117"`
+	NewprocQueue     *ebpf.ProgramSpec `ebpf:"newproc_queue"`
 	NewprocReturn    *ebpf.ProgramSpec `ebpf:"newproc_return"`
 	NewprocReturn114 *ebpf.ProgramSpec `ebpf:"newproc_return_114"`
-	RunqputEntry     *ebpf.ProgramSpec `ebpf:"runqput_entry"`
 }
 
 // goroutineMapSpecs contains maps before they are loaded into the kernel.
@@ -177,18 +177,18 @@ type goroutineVariables struct {
 type goroutinePrograms struct {
 	NewprocEntry     *ebpf.Program `ebpf:"newproc_entry"`
 	NewprocEntry117  *ebpf.Program `ebpf:"newproc_entry_117"`
+	NewprocQueue     *ebpf.Program `ebpf:"newproc_queue"`
 	NewprocReturn    *ebpf.Program `ebpf:"newproc_return"`
 	NewprocReturn114 *ebpf.Program `ebpf:"newproc_return_114"`
-	RunqputEntry     *ebpf.Program `ebpf:"runqput_entry"`
 }
 
 func (p *goroutinePrograms) Close() error {
 	return _GoroutineClose(
 		p.NewprocEntry,
 		p.NewprocEntry117,
+		p.NewprocQueue,
 		p.NewprocReturn,
 		p.NewprocReturn114,
-		p.RunqputEntry,
 	)
 }
 
