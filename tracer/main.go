@@ -729,8 +729,12 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 				"reason", f.Err, "fix", resolve.Hint(p.Binary, []resolve.Field{f}))
 		}
 		if len(pending) > 0 {
-			t.log.Warn("instrumentation runs without incoming W3C trace context: the header map fields it needs are not in the offset database yet and the binary has no DWARF",
-				"instrumentation", inst, "pid", pid, "exe", name, "fields", len(pending), "fix", resolve.Hint(p.Binary, pending))
+			names := make([]string, len(pending))
+			for i, f := range pending {
+				names[i] = f.ID.String()
+			}
+			t.log.Info("instrumentation runs without fields the offset database does not cover yet (fieldset/*.pending) and the binary has no DWARF",
+				"instrumentation", inst, "pid", pid, "exe", name, "fields", strings.Join(names, ","), "fix", resolve.Hint(p.Binary, pending))
 		}
 	}
 	for _, a := range p.Assumptions {
