@@ -143,9 +143,10 @@ func TestTraceHTTPOnStackABIReleases(t *testing.T) {
 // (A go1.16.15 stripped and C go1.12.17, both with the stack-based calling
 // convention; B go1.22.12 between them), under one tracer, is one trace:
 // B continues A's traceparent and sends its own to C, which continues it.
-// C's fan-out goroutines (before Go 1.15 the new goroutine is found where
-// newproc1 queues it) make calls that are children of C's server span, and
-// a pooled worker's call gets no stale parent.
+// The fan-out goroutines of C (before Go 1.15 the new goroutine is found
+// where newproc1 queues it) and of A (newproc1's result) make calls that
+// are children of their server span, and a pooled worker's call gets no
+// stale parent.
 func TestTraceContextThroughStackABIServices(t *testing.T) {
 	uprobetest.RequireBPF(t)
 	if testing.Short() {
@@ -182,10 +183,17 @@ func TestTraceContextThroughStackABIServices(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, code, "%s", body)
 	}
-	for i := 0; i < fans; i++ {
-		code, body, err := httpGet(t, fmt.Sprintf("http://%s/fan/f%d?next=%s&n=3", c, i, a))
-		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, code, "%s", body)
+	// Fan-outs on C (go1.12: the new goroutine read at newproc1's call of
+	// runqput) and on A (go1.16: newproc1's result).
+	fanOuts := []struct {
+		prefix, on, next, service string
+	}{{"f", c, a, names[2]}, {"g", a, b, names[0]}}
+	for _, f := range fanOuts {
+		for i := 0; i < fans; i++ {
+			code, body, err := httpGet(t, fmt.Sprintf("http://%s/fan/%s%d?next=%s&n=3", f.on, f.prefix, i, f.next))
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, code, "%s", body)
+		}
 	}
 	for i := 0; i < pools; i++ {
 		code, body, err := httpGet(t, fmt.Sprintf("http://%s/pool/p%d?next=%s", c, i, a))
@@ -193,7 +201,7 @@ func TestTraceContextThroughStackABIServices(t *testing.T) {
 		require.Equal(t, http.StatusOK, code, "%s", body)
 	}
 	w.stop(t)
-	spans := w.recv.WaitForSpans(t, 5*hops+(1+3+3)*fans+3*pools, eventTimeout)
+	spans := w.recv.WaitForSpans(t, 5*hops+(1+3+3)*fans*len(fanOuts)+3*pools, eventTimeout)
 
 	byID := map[string]otlptest.Span{}
 	byRequest := map[string][]otlptest.Span{}
@@ -232,23 +240,25 @@ func TestTraceContextThroughStackABIServices(t *testing.T) {
 			cur = next[0]
 		}
 	}
-	for i := 0; i < fans; i++ {
-		id := fmt.Sprintf("f%d", i)
-		var server otlptest.Span
-		var clients []otlptest.Span
-		for _, s := range byRequest[id] {
-			switch {
-			case s.Kind == "server" && service(s) == names[2]:
-				server = s
-			case s.Kind == "client":
-				clients = append(clients, s)
+	for _, f := range fanOuts {
+		for i := 0; i < fans; i++ {
+			id := fmt.Sprintf("%s%d", f.prefix, i)
+			var server otlptest.Span
+			var clients []otlptest.Span
+			for _, s := range byRequest[id] {
+				switch {
+				case s.Kind == "server" && service(s) == f.service:
+					server = s
+				case s.Kind == "client":
+					clients = append(clients, s)
+				}
 			}
-		}
-		require.NotEmpty(t, server.SpanID, "fan-out %s: C's server span", id)
-		require.Len(t, clients, 3, "fan-out %s: C's calls from three goroutines", id)
-		for _, cl := range clients {
-			assert.Equal(t, server.SpanID, cl.ParentSpanID, "fan-out %s: a call from a goroutine is a child of the request's span", id)
-			assert.Equal(t, server.TraceID, cl.TraceID)
+			require.NotEmpty(t, server.SpanID, "fan-out %s: %s's server span", id, f.service)
+			require.Len(t, clients, 3, "fan-out %s: %s's calls from three goroutines", id, f.service)
+			for _, cl := range clients {
+				assert.Equal(t, server.SpanID, cl.ParentSpanID, "fan-out %s: a call from a goroutine is a child of the request's span", id)
+				assert.Equal(t, server.TraceID, cl.TraceID)
+			}
 		}
 	}
 	for i := 0; i < pools; i++ {
