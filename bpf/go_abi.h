@@ -44,12 +44,18 @@
  * SP of the function's first result as its BPF cookie, from the function's
  * argument size in the Go function table (_func.args) and the size of the
  * results the probe declares (uprobe.Probe.StackResults). The verifier
- * drops the branch a target does not take, so the helpers only ABI0 needs
- * (bpf_get_attach_cookie, Linux 5.15) are never checked for others.
+ * drops the branch a target does not take, so what only ABI0 needs
+ * (bpf_get_attach_cookie, Linux 5.15; the task_struct read, CO-RE against
+ * the kernel's BTF) is never checked for register-ABI targets: their
+ * objects load without kernel BTF (tracer/uprobe poisons those
+ * relocations), which TestRegisterABINeedsNoKernelBTF checks; a kernel
+ * without the cookie helper was not available to test.
  * Argument word n is the same value in both conventions as long as the
  * arguments before it are word-sized (pointers, ints, strings, slices,
  * interfaces); a probe is marked as checked for the stack convention
- * (uprobe.Probe.StackABI) only if its programs read nothing else.
+ * (uprobe.Probe.StackABI) only if its programs read nothing else, or
+ * branch on go_stack_abi where the layouts differ (gRPC's writeHeader,
+ * kafka-go's FetchMessage result).
  *
  * See https://go.dev/s/regabi, src/cmd/compile/abi-internal.md and, for
  * ABI0, https://go.dev/doc/asm.
