@@ -285,11 +285,17 @@ func buildEnv(goroot, base, src string, v goversion.Version) []string {
 		"GOMODCACHE=" + filepath.Join(base, "gomodcache"),
 		"GOCACHE=" + filepath.Join(base, "gocache-"+v.String()),
 		"GOPROXY=" + proxy,
-		"GOFLAGS=-mod=mod",
 		"GOTOOLCHAIN=local",
 		"GO111MODULE=on",
 		"CGO_ENABLED=0",
 		"GOENV=off",
+	}
+	// -mod=mod from Go 1.14; before, the go command updated go.mod
+	// without being asked (and rejects the flag).
+	if !v.Less(goversion.MustParse("go1.14")) {
+		env = append(env, "GOFLAGS=-mod=mod")
+	} else {
+		env = append(env, "GOFLAGS=")
 	}
 	for _, k := range []string{"GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GONOPROXY", "GOINSECURE",
 		"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"} {
