@@ -4,7 +4,7 @@ GO        ?= go
 BIN       ?= bin
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build test test-short offsets verify lint fmt demo generate check-generated
+.PHONY: all build test test-short offsets offsets-experiments verify lint fmt demo generate check-generated
 
 all: build
 
@@ -48,6 +48,18 @@ offsets:
 	$(GO) run ./offsetgen generate --out data
 	$(GO) run ./offsetgen generate --out data --compare-go --workers 2 --modules $(MODULES)
 	$(GO) run ./offsetgen generate --out data --compare-go --workers 2 --pre --modules $(subst $(space),$(comma),$(strip $(PRE_MODULES)))
+	$(GO) run ./offsetgen verify --data data
+	$(GO) run ./offsetgen coverage --data data --readme README.md
+
+## offsets-experiments: the GOEXPERIMENT shards of data/ (README "GOEXPERIMENT" table): the newest
+## release of each line where each experiment exists, amd64 and arm64 (boringcrypto needs gcc and
+## gcc-aarch64-linux-gnu); about 1.5 minutes per release and GOARCH on two cores
+offsets-experiments:
+	$(GO) run ./offsetgen generate --out data --goexperiment boringcrypto --versions 1.19.13,1.20.14,1.21.13,1.22.12,1.23.12,1.24.13,1.25.14,1.26.11,1.27.4
+	$(GO) run ./offsetgen generate --out data --goexperiment noswissmap --versions 1.24.13,1.25.14
+	$(GO) run ./offsetgen generate --out data --goexperiment jsonv2 --versions 1.25.14,1.26.11
+	$(GO) run ./offsetgen generate --out data --goexperiment greenteagc --versions 1.25.14
+	$(GO) run ./offsetgen generate --out data --goexperiment nogreenteagc --versions 1.26.11,1.27.4
 	$(GO) run ./offsetgen verify --data data
 	$(GO) run ./offsetgen coverage --data data --readme README.md
 
