@@ -61,7 +61,7 @@ func TestFunctionArgs(t *testing.T) {
 // says so instead of guessing.
 func TestGoTLSOffsetNeedsTheStackABI(t *testing.T) {
 	_, err := open(t, build(t, "normal")).GoTLSOffset()
-	assert.ErrorContains(t, err, "does not start by loading g from thread-local storage")
+	assert.ErrorContains(t, err, "starts by loading g from thread-local storage")
 	_, err = open(t, build(t, "arm64")).GoTLSOffset()
 	assert.ErrorIs(t, err, ErrUnsupportedArch)
 }

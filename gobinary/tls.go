@@ -18,7 +18,9 @@ var tlsWitnesses = []string{"runtime.mallocgc", "runtime.newobject", "runtime.gr
 // binaries Go's own linker writes, but chosen by the external linker in cgo
 // builds. It is read from the code itself: the prologue of runtime
 // functions loads g as "MOVQ FS:off, CX" or, in a PIE, "MOVQ $off, CX;
-// MOVQ FS:0(CX), CX". Every witness found must agree. The result is cached.
+// MOVQ FS:0(CX), CX". Every witness that does so must agree (one that
+// starts otherwise, say built without the stack check, is passed over).
+// The result is cached.
 func (b *Binary) GoTLSOffset() (int64, error) {
 	b.tlsOnce.Do(func() { b.tlsG, b.tlsErr = b.goTLSOffset() })
 	return b.tlsG, b.tlsErr
@@ -43,15 +45,13 @@ func (b *Binary) goTLSOffset() (int64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("read %s: %w", name, err)
 		}
-		off, ok := tlsLoad(code)
-		if !ok {
-			return 0, fmt.Errorf("%s does not start by loading g from thread-local storage (FS:off, or an offset then FS:0(reg))", name)
+		if off, ok := tlsLoad(code); ok {
+			found = append(found, off)
+			names = append(names, name)
 		}
-		found = append(found, off)
-		names = append(names, name)
 	}
 	if len(found) == 0 {
-		return 0, fmt.Errorf("%w: none of %v", ErrSymbolNotFound, tlsWitnesses)
+		return 0, fmt.Errorf("none of %v starts by loading g from thread-local storage (FS:off, or an offset then FS:0(reg))", tlsWitnesses)
 	}
 	for i, off := range found {
 		if off != found[0] {
