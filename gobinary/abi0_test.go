@@ -210,3 +210,32 @@ func TestCallSites(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSLoad decodes the prologues Go writes to load g on amd64 before
+// the register ABI, as `go tool objdump` shows them in go1.12.17 and
+// go1.15.15 builds, and rejects others.
+func TestTLSLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		code []byte
+		off  int64
+		ok   bool
+	}{
+		// MOVQ FS:0xfffffff8, CX; CMPQ 0x10(CX), SP
+		{"internal or external link", []byte{0x64, 0x48, 0x8b, 0x0c, 0x25, 0xf8, 0xff, 0xff, 0xff, 0x48, 0x3b, 0x61, 0x10}, -8, true},
+		// MOVQ $-0x8, CX; MOVQ FS:0(CX), CX; CMPQ 0x10(CX), SP
+		{"PIE", []byte{0x48, 0xc7, 0xc1, 0xf8, 0xff, 0xff, 0xff, 0x64, 0x48, 0x8b, 0x09, 0x48, 0x3b, 0x61, 0x10}, -8, true},
+		// MOVQ FS:0xfffffff0, CX: another offset is read as it is
+		{"other offset", []byte{0x64, 0x48, 0x8b, 0x0c, 0x25, 0xf0, 0xff, 0xff, 0xff}, -16, true},
+		// CMPQ SP, 0x10(R14): the register ABI's prologue
+		{"register ABI", []byte{0x49, 0x3b, 0x66, 0x10, 0x76, 0x2a}, 0, false},
+		// MOVQ 0x8(SP), AX: no FS
+		{"no TLS", []byte{0x48, 0x8b, 0x44, 0x24, 0x08}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			off, ok := tlsLoad(tc.code)
+			assert.Equal(t, tc.ok, ok)
+			assert.Equal(t, tc.off, off)
+		})
+	}
+}
