@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
 
 	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/goversion"
@@ -52,6 +55,14 @@ func binaryABI(bin *gobinary.Binary) (abi, error) {
 	a := abi{stack: StackABI(bin)}
 	if err := CanReadStackABI(bin); err != nil {
 		return a, err
+	}
+	if a.stack {
+		// Results are located through the RET uprobes' cookies. The
+		// check loads a program, so it needs the privileges Attach has,
+		// not those of planning (tracer inspect).
+		if err := features.HaveProgramHelper(ebpf.Kprobe, asm.FnGetAttachCookie); err != nil {
+			return a, fmt.Errorf("built with %s (stack-based calling convention), whose results the programs locate through the uprobes' BPF cookies (bpf_get_attach_cookie, Linux 5.15): %w", bin.GoVersionRaw, err)
+		}
 	}
 	if a.stack && bin.Arch == "amd64" {
 		a.tlsG, _ = bin.GoTLSOffset() // checked by CanReadStackABI

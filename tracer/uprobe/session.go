@@ -145,12 +145,12 @@ func Attach(ctx context.Context, bin *gobinary.Binary, pid int, insts []Instrume
 	if err != nil {
 		return nil, fmt.Errorf("attach to %s: %w", bin.Path, err)
 	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("attach to %s: remove memlock rlimit: %w", bin.Path, err)
+	}
 	conv, err := binaryABI(bin)
 	if err != nil {
 		return nil, fmt.Errorf("attach to %s: %w", bin.Path, err)
-	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("attach to %s: remove memlock rlimit: %w", bin.Path, err)
 	}
 	ex, err := link.OpenExecutable(bin.Path)
 	if err != nil {
