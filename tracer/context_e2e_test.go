@@ -30,14 +30,14 @@ import (
 )
 
 // The chain's three services, each built with another Go release: A with
-// the register ABI's first years and stripped, B before swiss maps, C with
-// them.
+// the stack-based calling convention (before Go 1.17) and stripped, B
+// before swiss maps, C with them.
 var chainReleases = []struct {
 	name     string
 	release  string
 	stripped bool
 }{
-	{"chain-a", "go1.20.14", true},
+	{"chain-a", "go1.16.15", true},
 	{"chain-b", "go1.22.12", false},
 	{"chain-c", "go1.24.13", false},
 }
