@@ -10,12 +10,12 @@
 // It probes runtime.newproc1 (entry and RETs), which every go statement
 // reaches, and submits no records. Before Go 1.15 newproc1 returns nothing,
 // and the new goroutine is read where newproc1 queues it: at its call of
-// runtime.runqput (a uprobe on that instruction, so one more hit per go
-// statement, not per goroutine the scheduler wakes). Its cost is two uprobe hits per
-// goroutine started (about 25–50 µs of kernel time each on this project's
-// test machines): on a program that starts a goroutine per request it is
-// as much as a server span's; `tracer --goroutine-context=false` turns it
-// off.
+// runtime.runqput (a uprobe on that instruction, not on runqput, which the
+// scheduler also calls for every goroutine it wakes). Its cost is two
+// uprobe hits per goroutine started, three before Go 1.15 (about 25–50 µs
+// of kernel time each on this project's test machines): on a program that
+// starts a goroutine per request it is as much as a server span's;
+// `tracer --goroutine-context=false` turns it off.
 package goroutine
 
 import (
