@@ -195,3 +195,29 @@ func TestCoverageTableCountsPerLine(t *testing.T) {
 	assert.Contains(t, out, "| 1.22 | 1.22.0, 1.22.1 | 2 | 1 | 0 |")
 	assert.Contains(t, out, "| **all** | | **2** |")
 }
+
+// TestCoverageTableComparesExperimentsWithTheDefaultBuild: the
+// GOEXPERIMENT table says which builds differ from the default build of
+// the same release, and which fields.
+func TestCoverageTableComparesExperimentsWithTheDefaultBuild(t *testing.T) {
+	dir := testDB(t)
+	ctx := offsets.FieldID{Package: "net/http", Struct: "Request", Field: "ctx"}
+	pat := offsets.FieldID{Package: "net/http", Struct: "Request", Field: "Pattern"}
+	write := func(module string, values map[string]offsets.Value) {
+		tb := offsets.NewTable(module, []offsets.FieldID{ctx, pat})
+		for ver, v := range values {
+			require.NoError(t, tb.Set("amd64", offsets.Build{Coverage: offsets.Coverage{Version: ver, Status: offsets.StatusOK, Toolchain: ver},
+				Values: map[offsets.FieldID]offsets.Value{ctx: v}}))
+		}
+		require.NoError(t, tb.Set("amd64", offsets.Build{Coverage: offsets.Coverage{Version: "go1.21.0", Status: offsets.StatusFailed, Reason: "go: unknown GOEXPERIMENT"}}))
+		require.NoError(t, offsets.WriteShard(dir, tb.Shard()))
+	}
+	same := offsets.Value{Offset: 232, Size: 16, Type: "context.Context"} // testDB's
+	write("std+boringcrypto", map[string]offsets.Value{"go1.22.0": same, "go1.22.1": same})
+	write("std+noswissmap", map[string]offsets.Value{"go1.22.0": same, "go1.22.1": {Offset: 240, Size: 16, Type: "context.Context"}})
+	code, out, errOut := runCLI("coverage", "--data", dir)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "| boringcrypto | 1.22.0, 1.22.1 | 2 | 0 | none: same offsets in all 2 builds compared | 1.21.0 |")
+	assert.Contains(t, out, "| noswissmap | 1.22.0, 1.22.1 | 2 | 0 | 1 of 2 builds differ: 1.22.1/amd64: net/http.Request.ctx | 1.21.0 |")
+	assert.NotContains(t, out, "| std+", "experiment shards are not listed as modules")
+}
