@@ -8,7 +8,7 @@
 //	offsetgen verify   [--data DIR]
 //	offsetgen binary   [--json] PATH FIELD...
 //	offsetgen coverage [--data DIR] [--readme FILE]
-//	offsetgen merge    [--out DIR] DIR...
+//	offsetgen merge    [--out DIR] [--take MODULE=DIR] DIR...
 //	offsetgen diff     [--json] [--fail-on-changed-values] OLD NEW
 //	offsetgen publish  --mode pr|release --old DIR [--data DIR] [--repo OWNER/NAME] [--allow-changes REASON] ...
 package main
@@ -44,7 +44,7 @@ var commands = []command{
 	{"verify", "verify [--data DIR]", runVerify},
 	{"binary", "binary [--json] PATH FIELD...", runBinary},
 	{"coverage", "coverage [--data DIR] [--readme FILE]", runCoverage},
-	{"merge", "merge [--out DIR] DIR...", runMerge},
+	{"merge", "merge [--out DIR] [--take MODULE=DIR] DIR...", runMerge},
 	{"diff", "diff [--json] [--fail-on-changed-values] OLD NEW", runDiff},
 	{"publish", "publish --mode pr|release --old DIR [--data DIR] [--repo OWNER/NAME] [--base BRANCH] [--branch BRANCH] [--api-url URL] [--allow-changes REASON] [--date YYYY-MM-DD] [--force]", runPublish},
 }

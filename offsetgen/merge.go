@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/offsetdb/offsetdb/offsets"
 )
@@ -19,9 +20,23 @@ import (
 func runMerge(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("merge", flag.ContinueOnError)
 	out := fs.String("out", "data", "database directory to write; if it already holds a database, it must also be one of the inputs")
+	take := map[string]string{}
+	fs.Func("take", "MODULE=DIR: take MODULE from input DIR only, ignoring the other inputs' shards of it (to install a shard regenerated for a new field set); repeatable", func(v string) error {
+		m, d, ok := strings.Cut(v, "=")
+		if !ok || m == "" || d == "" {
+			return fmt.Errorf("want MODULE=DIR, got %q", v)
+		}
+		take[m] = d
+		return nil
+	})
 	dirs, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	for m, d := range take {
+		if !slices.ContainsFunc(dirs, func(in string) bool { same, _ := sameDir(in, d); return same }) {
+			return fmt.Errorf("%w: --take %s=%s: %s is not one of the inputs", errUsage, m, d, d)
+		}
 	}
 	if len(dirs) == 0 {
 		return fmt.Errorf("%w: want at least one database DIR to merge", errUsage)
@@ -40,11 +55,22 @@ func runMerge(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		for _, m := range db.Modules() {
+			if from, ok := take[m]; ok {
+				if same, _ := sameDir(dir, from); !same {
+					continue
+				}
+			}
 			s, err := db.Shard(m)
 			if err != nil {
 				return fmt.Errorf("%s: %w", dir, err)
 			}
 			byModule[m] = append(byModule[m], offsets.MergeSource{Name: dir, Shard: s})
+		}
+	}
+
+	for m, d := range take {
+		if len(byModule[m]) == 0 {
+			return fmt.Errorf("--take %s=%s: %s has no shard of %s", m, d, d, m)
 		}
 	}
 

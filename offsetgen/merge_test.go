@@ -143,3 +143,43 @@ func TestDiffAgainstAnEmptyDirectory(t *testing.T) {
 	assert.Equal(t, 0, code)
 	assert.Equal(t, "no changes\n", out)
 }
+
+// TestMergeTakesAModuleFromOneInput: --take std=DIR installs DIR's std shard
+// (here one built for another field set, which a merge refuses) and keeps
+// the other modules of every input.
+func TestMergeTakesAModuleFromOneInput(t *testing.T) {
+	published := partialDB(t, partial{arch: "amd64", version: "go1.22.0", goid: 152})
+	exp := offsets.NewTable("std+boringcrypto", []offsets.FieldID{fieldGoid})
+	require.NoError(t, exp.Set("amd64", offsets.Build{Coverage: offsets.Coverage{Version: "go1.22.0", Status: offsets.StatusOK, Toolchain: "go1.22.0"},
+		Values: map[offsets.FieldID]offsets.Value{fieldGoid: {Offset: 152, Size: 8, Type: "uint64"}}}))
+	require.NoError(t, offsets.WriteShard(published, exp.Shard()))
+
+	regenerated := t.TempDir()
+	std := offsets.NewTable(offsets.StdModule, []offsets.FieldID{fieldGoid}) // another field set
+	for _, v := range []string{"go1.22.0", "go1.22.1"} {
+		require.NoError(t, std.Set("amd64", offsets.Build{Coverage: offsets.Coverage{Version: v, Status: offsets.StatusOK, Toolchain: v},
+			Values: map[offsets.FieldID]offsets.Value{fieldGoid: {Offset: 160, Size: 8, Type: "uint64"}}}))
+	}
+	require.NoError(t, offsets.WriteShard(regenerated, std.Shard()))
+
+	code, _, stderr := runCLI("merge", "--out", published, published, regenerated)
+	require.Equal(t, 1, code, "two field sets of std do not merge")
+	assert.Contains(t, stderr, "field set")
+
+	code, _, stderr = runCLI("merge", "--take", "std="+t.TempDir(), "--out", published, published, regenerated)
+	assert.Equal(t, 2, code, "--take names an input")
+	assert.Contains(t, stderr, "is not one of the inputs")
+
+	code, _, stderr = runCLI("merge", "--take", "std="+regenerated, "--out", published, published, regenerated)
+	require.Equal(t, 0, code, stderr)
+	db, err := offsets.OpenDir(published)
+	require.NoError(t, err)
+	assert.Equal(t, []string{offsets.StdModule, "std+boringcrypto"}, db.Modules())
+	r, err := db.Lookup(offsets.StdModule, "go1.22.1", "amd64", fieldGoid)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(160), r.Offset, "std comes from the regenerated input only")
+	_, err = db.Lookup(offsets.StdModule, "go1.22.0", "amd64", fieldCtx)
+	assert.ErrorIs(t, err, offsets.ErrUnknownField, "with its field set")
+	_, err = db.Lookup("std+boringcrypto", "go1.22.0", "amd64", fieldGoid)
+	assert.NoError(t, err, "the other input's modules are kept")
+}
