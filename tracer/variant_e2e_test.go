@@ -128,23 +128,28 @@ func requireFromDatabase(t *testing.T, in inspection, want string) {
 }
 
 // TestTraceBoringCryptoForkVersion: binaries of the old BoringCrypto fork
-// report versions such as go1.17.13b7. A stripped go1.17.13 build that
-// reports go1.17.13b7 (set with -X runtime.buildVersion, where the fork's
-// linker put it; the fork's toolchains are not on the module proxy) is
-// looked up as go1.17.13 and traced with offsets from the database.
+// report versions such as go1.16.15b7. Stripped go1.16.15 (stack-based
+// calling convention) and go1.17.13 builds that report go1.16.15b7 and
+// go1.17.13b7 (set with -X runtime.buildVersion, where the fork's linker
+// put it; the fork's toolchains are not on the module proxy) are looked up
+// as go1.16.15 and go1.17.13 and traced with offsets from the database.
 func TestTraceBoringCryptoForkVersion(t *testing.T) {
 	uprobetest.RequireBPF(t)
 	if testing.Short() {
-		t.Skip("SKIPPED in -short mode: downloads a toolchain")
+		t.Skip("SKIPPED in -short mode: downloads two toolchains")
 	}
-	v := goversion.MustParse("go1.17.13")
-	bin := buildVariant(t, "service", v, variant{ldflags: "-s -w -X runtime.buildVersion=go1.17.13b7"})
-	in := inspectBinary(t, bin)
-	require.Equal(t, "go1.17.13b7", in.GoVersion)
-	assert.True(t, in.Stripped)
-	assert.Empty(t, in.Experiments)
-	requireFromDatabase(t, in, "database std go1.1")
-	traceAndCheck(t, bin, v)
+	for _, vs := range []string{"go1.16.15", "go1.17.13"} {
+		t.Run(vs, func(t *testing.T) {
+			v := goversion.MustParse(vs)
+			bin := buildVariant(t, "service", v, variant{ldflags: "-s -w -X runtime.buildVersion=" + vs + "b7"})
+			in := inspectBinary(t, bin)
+			require.Equal(t, vs+"b7", in.GoVersion)
+			assert.True(t, in.Stripped)
+			assert.Empty(t, in.Experiments)
+			requireFromDatabase(t, in, "database std go1.1")
+			traceAndCheck(t, bin, v)
+		})
+	}
 }
 
 // experimentReleases are the two recent Go releases the GOEXPERIMENT tests
