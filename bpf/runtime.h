@@ -49,13 +49,27 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
-/* Records lost because "events" was full, per CPU. Shared by all objects of a target. */
+/*
+ * Spans lost in BPF, per CPU and reason (LOST_*). Shared by all objects of
+ * a target.
+ */
+#define LOST_RING_BUFFER_FULL 0 /* the record did not fit in "events" */
+#define LOST_IN_FLIGHT 1        /* a return probe found no start: evicted from an LRU in-flight map, begun before attach, or its entry run skipped */
+#define LOST_REASONS 2
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, LOST_REASONS);
 	__type(key, __u32);
 	__type(value, __u64);
 } drops SEC(".maps");
+
+/* count_lost counts one span lost for reason (LOST_*). */
+static __always_inline void count_lost(__u32 reason)
+{
+	__u64 *n = bpf_map_lookup_elem(&drops, &reason);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
 
 /* read_u64 returns the 8 bytes at addr in the traced process, or 0. */
 static __always_inline __u64 read_u64(__u64 addr)
@@ -153,17 +167,15 @@ static __always_inline void random_id(__u8 *dst, int n)
 
 /*
  * submit hands the record of size bytes at rec to user space, counting it
- * in "drops" if the ring buffer is full. size must be a constant.
+ * as lost (LOST_RING_BUFFER_FULL) if the ring buffer is full. size must be
+ * a constant.
  */
 static __always_inline void submit(void *rec, __u64 size)
 {
 	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_output(&events, rec, size, flags) == 0)
 		return;
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&drops, &zero);
-	if (n)
-		__sync_fetch_and_add(n, 1);
+	count_lost(LOST_RING_BUFFER_FULL);
 }
 
 char __license[] SEC("license") = "Dual MIT/GPL";

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/offsetdb/offsetdb/goversion"
 	"github.com/offsetdb/offsetdb/tracer/otlptest"
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
@@ -132,4 +134,53 @@ func TestTraceExeGlobFollowsProcesses(t *testing.T) {
 	}
 	require.NoError(t, tr.Process.Signal(syscall.SIGINT))
 	require.NoError(t, tr.Wait(), "SIGINT: flush, detach, exit 0")
+}
+
+// TestCallsInFlightAtAttachAreCountedLost: a request already in its
+// handler, and inside an outgoing call, when the tracer attaches ends
+// without a start the BPF side recorded: its server and client spans are
+// lost, and counted so (dropped_in_flight_lost), not silently missing; the
+// next request is traced whole.
+func TestCallsInFlightAtAttachAreCountedLost(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: downloads a Go toolchain")
+	}
+	normal, _ := buildProgram(t, "chain", goversion.MustParse("go1.24.13"))
+	addr, pid := runService(t, normal, nil)
+
+	// A server that holds the chain's outgoing call until released.
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	blocker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			arrived <- struct{}{}
+			<-release
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	defer blocker.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := httpGet(t, fmt.Sprintf("http://%s/relay/held?to=%s/hold", addr, blocker.URL))
+		done <- err
+	}()
+	<-arrived // the chain is in its handler and in its client call
+
+	tr, stderr, recv := startTracer(t, "--pid", fmt.Sprint(pid))
+	waitFor(t, stderr, "msg=attached")
+	close(release)
+	require.NoError(t, <-done)
+	code, _, err := httpGet(t, fmt.Sprintf("http://%s/relay/after?to=%s/now", addr, blocker.URL))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+	spans := recv.WaitForSpans(t, 2, eventTimeout)
+	stopTracer(t, tr, stderr)
+	for _, s := range spans {
+		where := fmt.Sprint(s.Attributes["url.path"], " ", s.Attributes["url.full"])
+		assert.NotContains(t, where, "held", "only the request after the attach has spans")
+		assert.NotContains(t, where, "hold", "only the request after the attach has spans")
+	}
+	log := stderr.String()
+	assert.Contains(t, log, "in_flight_lost=2", "the held request's server and client spans")
+	assert.Regexp(t, `msg=totals spans=2 exported=2 pending=0 dropped=2 .*dropped_in_flight_lost=2`, log)
 }

@@ -787,6 +787,7 @@ func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name strin
 	// periodic line has them too.
 	p.Count = func(d target.Stats) {
 		counts.Add(export.RingBufferFull, int(d.Dropped))
+		counts.Add(export.InFlightLost, int(d.InFlightLost))
 		counts.Add(export.Invalid, int(d.Errors))
 		counts.Add(export.Unsampled, int(d.Unsampled))
 	}

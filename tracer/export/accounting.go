@@ -9,7 +9,7 @@ import (
 // Every span the tracer sees ends in exactly one of these, so that
 // recorded = exported + queue_full + rejected + export_failed (+ discarded
 // with OTEL_TRACES_EXPORTER=none) once a Processor has shut down. Events lost before they became spans
-// (RingBufferFull, Invalid) and spans never recorded (Unsampled) are
+// (RingBufferFull, Invalid, InFlightLost) and spans never recorded (Unsampled) are
 // counted beside them.
 type Reason int
 
@@ -35,6 +35,11 @@ const (
 	// Invalid events could not be decoded into a span, or the span could
 	// not be recorded.
 	Invalid
+	// InFlightLost calls ended without a start the BPF side recorded:
+	// begun before the probes were attached, evicted from an in-flight map
+	// (more calls in progress at once than it holds), or their entry run
+	// skipped by the kernel.
+	InFlightLost
 	// Unsampled spans were not recorded: the caller's trace context was not
 	// sampled, or the configured sampler (OTEL_TRACES_SAMPLER) said no.
 	Unsampled
@@ -48,7 +53,7 @@ const (
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"exported", "queue_full", "rejected", "export_failed", "ring_buffer_full", "invalid", "unsampled", "discarded", "spooled"}
+var reasonNames = [numReasons]string{"exported", "queue_full", "rejected", "export_failed", "ring_buffer_full", "invalid", "in_flight_lost", "unsampled", "discarded", "spooled"}
 
 // String returns the reason's name as log lines and metrics spell it.
 func (r Reason) String() string {

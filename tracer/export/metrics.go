@@ -75,8 +75,8 @@ func (m *Metrics) Shutdown(ctx context.Context) error {
 //     export_failed for spans not exported;
 //   - otel.sdk.processor.span.queue.size: spans recorded and not yet
 //     exported or dropped; otel.sdk.processor.span.queue.capacity;
-//   - offsetdb.tracer.event.lost, by error.type ring_buffer_full or invalid:
-//     events lost before they became spans.
+//   - offsetdb.tracer.event.lost, by error.type ring_buffer_full, invalid
+//     or in_flight_lost: events lost before they became spans.
 //
 // OTEL_METRICS_EXPORTER is a comma-separated list of otlp, prometheus and
 // none; by default otlp when OTEL_TRACES_EXPORTER includes otlp, else none.
@@ -244,6 +244,7 @@ func registerMetrics(m metric.Meter, counts *Counts, capacity int) error {
 		o.ObserveInt64(queueCap, int64(capacity), processor)
 		o.ObserveInt64(lost, s.By[RingBufferFull], withError(RingBufferFull))
 		o.ObserveInt64(lost, s.By[Invalid], withError(Invalid))
+		o.ObserveInt64(lost, s.By[InFlightLost], withError(InFlightLost))
 		return nil
 	}, started.Inst(), processed.Inst(), exported.Inst(), queueSize, queueCap, lost)
 	return err

@@ -29,6 +29,7 @@ func TestMetricsReportTheCountsUnderTheSDKNames(t *testing.T) {
 	proc.Add(ExportFailed, 1)
 	proc.Add(RingBufferFull, 7)
 	proc.Add(Unsampled, 5)
+	proc.Add(InFlightLost, 3)
 
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
@@ -67,7 +68,7 @@ func TestMetricsReportTheCountsUnderTheSDKNames(t *testing.T) {
 		"otel.sdk.exporter.span.exported":        {"": 90, "error.type=rejected": 3, "error.type=export_failed": 1},
 		"otel.sdk.processor.span.queue.size":     {"": 2},
 		"otel.sdk.processor.span.queue.capacity": {"": 1000},
-		"offsetdb.tracer.event.lost":             {"error.type=ring_buffer_full": 7, "error.type=invalid": 0},
+		"offsetdb.tracer.event.lost":             {"error.type=ring_buffer_full": 7, "error.type=invalid": 0, "error.type=in_flight_lost": 3},
 	}, got)
 }
 

@@ -227,6 +227,9 @@ type Stats struct {
 	Spans   uint64
 	Errors  uint64 // records that could not be decoded or recorded
 	Dropped uint64 // events lost because the ring buffer was full
+	// InFlightLost counts calls whose return found no start in BPF
+	// (uprobe.Session.InFlightLost): each a span lost.
+	InFlightLost uint64
 	// Unsampled counts spans not exported because their caller's trace
 	// context was not sampled.
 	Unsampled uint64
@@ -299,13 +302,17 @@ func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog
 		count = func(Stats) {}
 	}
 	var dropsMu sync.Mutex
-	var reportedDrops uint64
+	var reportedDrops, reportedInFlight uint64
 	reportDrops := func() {
 		dropsMu.Lock()
 		defer dropsMu.Unlock()
 		if d := sess.Drops(); d > reportedDrops {
 			count(Stats{Dropped: d - reportedDrops})
 			reportedDrops = d
+		}
+		if d := sess.InFlightLost(); d > reportedInFlight {
+			count(Stats{InFlightLost: d - reportedInFlight})
+			reportedInFlight = d
 		}
 	}
 	dropsDone := make(chan struct{})
@@ -345,6 +352,7 @@ func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog
 	close(dropsDone)
 	reportDrops()
 	st.Dropped = sess.Drops()
+	st.InFlightLost = sess.InFlightLost()
 	st.SkippedRuns = sess.SkippedRuns()
 	if st.SkippedRuns > 0 {
 		log.Warn("the kernel skipped probe runs: another BPF program was running on the CPU (preempted there); the spans of those calls are lost",
@@ -352,6 +360,10 @@ func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog
 	}
 	if st.Dropped > 0 {
 		log.Warn("events dropped: the ring buffer was full", "pid", pid, "dropped", st.Dropped)
+	}
+	if st.InFlightLost > 0 {
+		log.Warn("calls ended without a recorded start (begun before the probes were attached, evicted from the in-flight map, or their entry run skipped): their spans are lost",
+			"pid", pid, "in_flight_lost", st.InFlightLost)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, uprobe.ErrClosed) {
 		return st, err

@@ -67,10 +67,11 @@ type Session struct {
 	uprobes int  // uprobes placed, over all links
 	reader  *ringbuf.Reader
 
-	mu           sync.Mutex
-	closed       bool
-	finalDrops   uint64
-	finalSkipped uint64
+	mu            sync.Mutex
+	closed        bool
+	finalDrops    uint64
+	finalInFlight uint64
+	finalSkipped  uint64
 }
 
 // Options tune Attach. A nil *Options is the zero value: the defaults.
@@ -486,19 +487,40 @@ func (s *Session) Drops() uint64 {
 	if s.closed {
 		return s.finalDrops
 	}
-	return s.readDrops()
+	return s.readLost(lostRingBufferFull)
 }
 
-// readDrops sums the per-CPU drop counters. A lookup in an open per-CPU
-// array at index 0 cannot fail short of a kernel bug, which it reports as
-// the largest count rather than hide.
-func (s *Session) readDrops() uint64 {
+// InFlightLost returns how many calls a return program found no start for,
+// summed over all CPUs, since Attach: their start was evicted from an LRU
+// in-flight map (more calls in progress at once than it holds), happened
+// before the probes were attached, or its program run was skipped by the
+// kernel. Each is a span lost. After Close it returns the count at Close.
+func (s *Session) InFlightLost() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return s.finalInFlight
+	}
+	return s.readLost(lostInFlight)
+}
+
+// The indexes of the drops map (bpf/runtime.h LOST_*).
+const (
+	lostRingBufferFull uint32 = 0
+	lostInFlight       uint32 = 1
+)
+
+// readLost sums the per-CPU counters of one reason. A lookup in an open
+// per-CPU array within its bounds cannot fail short of a kernel bug, which
+// it reports as the largest count rather than hide; an object built before
+// the reason existed has no such index and reads 0.
+func (s *Session) readLost(reason uint32) uint64 {
 	m := s.shared[DropsMap]
-	if m == nil {
+	if m == nil || reason >= m.MaxEntries() {
 		return 0
 	}
 	var perCPU []uint64
-	if err := m.Lookup(uint32(0), &perCPU); err != nil {
+	if err := m.Lookup(reason, &perCPU); err != nil {
 		return ^uint64(0)
 	}
 	var n uint64
@@ -574,7 +596,8 @@ func (s *Session) Close() error {
 	}
 	s.closed = true
 	errs := s.detach()
-	s.finalDrops = s.readDrops()
+	s.finalDrops = s.readLost(lostRingBufferFull)
+	s.finalInFlight = s.readLost(lostInFlight)
 	s.finalSkipped = s.readSkipped()
 	if s.reader != nil {
 		if err := s.reader.Close(); err != nil {

@@ -146,8 +146,10 @@ int client_invoke_return(void *ctx)
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
 	struct grpc_event *ev = bpf_map_lookup_elem(&client_spans, &g);
-	if (!ev)
+	if (!ev) {
+		count_lost(LOST_IN_FLIGHT);
 		return 0;
+	}
 	end_call(ev, GO_RESULT2(regs), 0); /* the error's data word */
 	bpf_map_delete_elem(&client_spans, &g);
 	return 0;

@@ -324,13 +324,17 @@ int server_return(void *ctx)
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
 	__u64 *stream = bpf_map_lookup_elem(&server_goroutines, &g);
-	if (!stream)
+	if (!stream) {
+		count_lost(LOST_IN_FLIGHT);
 		return 0;
+	}
 	struct stream_ref ref = {.tgid = g.tgid, .stream = *stream};
 	bpf_map_delete_elem(&server_goroutines, &g);
 	struct server_span *s = bpf_map_lookup_elem(&server_spans, &ref);
-	if (!s)
+	if (!s) {
+		count_lost(LOST_IN_FLIGHT);
 		return 0;
+	}
 	s->ev.end_ns = bpf_ktime_get_ns();
 	submit(&s->ev, sizeof(s->ev));
 	span_deactivate(&g, s->had_saved, &s->saved);

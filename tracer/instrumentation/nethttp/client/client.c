@@ -294,8 +294,10 @@ int client_return(void *ctx)
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
 	struct client_span *c = bpf_map_lookup_elem(&client_spans, &g);
-	if (!c)
+	if (!c) {
+		count_lost(LOST_IN_FLIGHT);
 		return 0;
+	}
 	struct http_event *ev = &c->ev;
 	ev->end_ns = bpf_ktime_get_ns();
 

@@ -196,8 +196,10 @@ int server_return(void *ctx)
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
 	struct server_span *s = bpf_map_lookup_elem(&server_spans, &g);
-	if (!s)
+	if (!s) {
+		count_lost(LOST_IN_FLIGHT);
 		return 0;
+	}
 	server_finish(&g, s);
 	return 0;
 }
