@@ -97,11 +97,11 @@ var detachedCounts = regexp.MustCompile(`msg=detached pid=\d+ spans=(\d+) export
 // with the collector unreachable during down, then waits up to wait for
 // the spans and stops the tracer. It returns the requests sent, the spans
 // the collector received and the tracer's stderr.
-func outageRun(t testing.TB, bin string, rate int, before, down, after, wait time.Duration) (sent, received int, log string) {
+func outageRun(t testing.TB, bin string, rate int, before, down, after, wait time.Duration, tracerArgs ...string) (sent, received int, log string, usage *syscall.Rusage) {
 	recv := otlptest.NewHTTP(t)
 	proxy := newTCPProxy(t, strings.TrimPrefix(recv.Endpoint(), "http://"))
 
-	cmd := exec.Command(bin, "--", buildLocalService(t))
+	cmd := exec.Command(bin, append(tracerArgs, "--", buildLocalService(t))...)
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+proxy.addr,
 		"OTEL_BSP_SCHEDULE_DELAY=100", "OTEL_METRICS_EXPORTER=none")
 	stderr := &syncBuffer{}
@@ -146,7 +146,7 @@ func outageRun(t testing.TB, bin string, rate int, before, down, after, wait tim
 		if el >= before+down+after {
 			break
 		}
-		if !isDown && el >= before && el < before+down {
+		if !isDown && down > 0 && el >= before && el < before+down {
 			proxy.down()
 			isDown = true
 		}
@@ -167,7 +167,8 @@ func outageRun(t testing.TB, bin string, rate int, before, down, after, wait tim
 	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	_ = cmd.Wait()
-	return sent, len(recv.Spans()), stderr.String()
+	usage, _ = cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return sent, len(recv.Spans()), stderr.String(), usage
 }
 
 // TestTracerLosesNothingWhileTheCollectorIsDown: through the whole tracer
@@ -176,7 +177,7 @@ func outageRun(t testing.TB, bin string, rate int, before, down, after, wait tim
 // the collector once it is back, and the tracer's counts say so.
 func TestTracerLosesNothingWhileTheCollectorIsDown(t *testing.T) {
 	uprobetest.RequireBPF(t)
-	sent, received, log := outageRun(t, tracerBinary(t), 100, time.Second, 2*time.Second, time.Second, 30*time.Second)
+	sent, received, log, _ := outageRun(t, tracerBinary(t), 100, time.Second, 2*time.Second, time.Second, 30*time.Second)
 	assert.Equal(t, sent, received, "every request's span reached the collector once it was back")
 	m := detachedCounts.FindStringSubmatch(log)
 	require.NotNil(t, m, "no detached line:\n%s", log)
@@ -190,9 +191,12 @@ func TestTracerLosesNothingWhileTheCollectorIsDown(t *testing.T) {
 // BenchmarkTracerCollectorOutage measures the share of spans lost through
 // the whole tracer when the collector is down for OFFSETDB_OUTAGE_SECONDS
 // (default 5) in the middle of 1,000 requests/s lasting four times as
-// long, and reports it with the spans the tracer counted as dropped.
-// OFFSETDB_TRACER_BIN runs another tracer build (an older one, for a
-// before/after figure). One iteration is one run:
+// long, and reports it with the spans the tracer counted as dropped and the
+// tracer's CPU time and peak RSS, side by side: healthy (no outage: the
+// baseline), outage with the memory buffer, outage with a 1,000-span buffer
+// and --spool-dir (the overflow on disk). OFFSETDB_TRACER_BIN runs another
+// tracer build (an older one, for a before/after figure). One iteration is
+// one run of each:
 //
 //	OFFSETDB_OUTAGE_SECONDS=30 go test ./tracer -run '^$' -bench TracerCollectorOutage -benchtime 1x -timeout 0
 func BenchmarkTracerCollectorOutage(b *testing.B) {
@@ -207,15 +211,32 @@ func BenchmarkTracerCollectorOutage(b *testing.B) {
 	if bin == "" {
 		bin = tracerBinary(b)
 	}
-	for b.Loop() {
-		sent, received, log := outageRun(b, bin, 1000, 3*down/2, down, 3*down/2, 30*time.Second)
-		b.ReportMetric(100*float64(sent-received)/float64(sent), "lost_%")
-		b.ReportMetric(float64(sent), "sent")
-		if m := detachedCounts.FindStringSubmatch(log); m != nil {
-			var dropped float64
-			fmt.Sscan(m[3], &dropped)
-			b.ReportMetric(dropped, "counted_dropped")
-		}
+	for _, arm := range []struct {
+		name  string
+		down  time.Duration
+		spool bool
+	}{{"healthy", 0, false}, {"outage-memory", down, false}, {"outage-spool", down, true}} {
+		b.Run(arm.name, func(b *testing.B) {
+			for b.Loop() {
+				var args []string
+				if arm.spool {
+					args = []string{"--spool-dir", b.TempDir(), "--export-buffer", "1000"}
+				}
+				sent, received, log, usage := outageRun(b, bin, 1000, 3*down/2, arm.down, 3*down/2, 30*time.Second, args...)
+				b.ReportMetric(100*float64(sent-received)/float64(sent), "lost_%")
+				b.ReportMetric(float64(sent), "sent")
+				if m := detachedCounts.FindStringSubmatch(log); m != nil {
+					var dropped float64
+					fmt.Sscan(m[3], &dropped)
+					b.ReportMetric(dropped, "counted_dropped")
+				}
+				if usage != nil {
+					cpu := time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
+					b.ReportMetric(cpu.Seconds()*1000/float64(sent)*1000, "tracer_cpu_ms/1k_req")
+					b.ReportMetric(float64(usage.Maxrss)/1024, "tracer_maxrss_MiB")
+				}
+			}
+		})
 	}
 }
 
