@@ -64,7 +64,8 @@ static __always_inline int ratio_sampled(const __u8 *trace_id)
  * sample returns the W3C trace-flags of a new span of trace trace_id: with
  * a parent (local, or remote from a traceparent), parent_flags are the
  * parent's. The parent-based samplers follow the parent's sampled bit; the
- * others decide alone. Flags other than sampled pass through.
+ * others decide alone. Other bits of a parent's flags are kept (a parsed
+ * traceparent has none: only sampled is defined by version 00).
  */
 static __always_inline __u8 sample(const __u8 *trace_id, int has_parent, __u8 parent_flags)
 {
@@ -251,7 +252,8 @@ static __always_inline int parse_traceparent(const __u8 *buf, __u32 len, struct 
 	int f0 = hex_value(buf[53]), f1 = hex_value(buf[54]);
 	if (f0 < 0 || f1 < 0)
 		return 0;
-	sc->flags = (__u8)(f0 << 4 | f1);
+	/* Version 00 defines only the sampled bit; the others are not passed on. */
+	sc->flags = (__u8)(f0 << 4 | f1) & TRACE_FLAG_SAMPLED;
 	return 1;
 }
 

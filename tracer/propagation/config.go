@@ -26,7 +26,7 @@ const (
 )
 
 // ErrInvalidConfig wraps every error of ParseSampler and ParsePropagators.
-var ErrInvalidConfig = errors.New("invalid trace context setting")
+var ErrInvalidConfig = errors.New("trace context setting")
 
 // Sampler is an OTEL_TRACES_SAMPLER setting, applied by the BPF programs
 // when a span starts (bpf/context.h), so the trace-flags a span propagates
@@ -99,8 +99,8 @@ type Propagators struct {
 // nothing from the tracer: the tracer never reads or changes a baggage
 // header, so it passes through as the application sent it.
 func ParsePropagators(v string) (Propagators, error) {
-	if strings.TrimSpace(v) == "" {
-		v = "tracecontext,baggage"
+	if strings.Trim(v, " ,") == "" {
+		v = "tracecontext,baggage" // unset or empty: the specification's default
 	}
 	var p Propagators
 	for _, name := range strings.Split(v, ",") {
@@ -109,11 +109,13 @@ func ParsePropagators(v string) (Propagators, error) {
 			p.TraceContext = true
 		case "baggage", "":
 		case "none":
-			if v != "none" {
+			if strings.ToLower(strings.TrimSpace(v)) != "none" {
 				return Propagators{}, fmt.Errorf("%w: OTEL_PROPAGATORS=%q: none cannot be combined with others", ErrInvalidConfig, v)
 			}
+		case "b3", "b3multi", "jaeger", "xray", "ottrace":
+			p.Ignored = append(p.Ignored, name) // known to OpenTelemetry, not implemented here
 		default:
-			p.Ignored = append(p.Ignored, name)
+			return Propagators{}, fmt.Errorf("%w: OTEL_PROPAGATORS=%q: unknown propagator %q (known: tracecontext, baggage, b3, b3multi, jaeger, xray, ottrace, none)", ErrInvalidConfig, v, name)
 		}
 	}
 	return p, nil

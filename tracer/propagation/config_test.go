@@ -74,6 +74,18 @@ func TestParsePropagators(t *testing.T) {
 
 	_, err = ParsePropagators("none,tracecontext")
 	require.ErrorIs(t, err, ErrInvalidConfig)
+
+	// An empty list is the default, as unset; a typo is an error, not a
+	// silent "propagation off".
+	p, err = ParsePropagators(" , ")
+	require.NoError(t, err)
+	assert.True(t, p.TraceContext)
+	_, err = ParsePropagators("tracecontex")
+	require.ErrorIs(t, err, ErrInvalidConfig)
+	assert.ErrorContains(t, err, `unknown propagator "tracecontex" (known: tracecontext, baggage, b3`)
+	p, err = ParsePropagators("Jaeger, XRay")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"jaeger", "xray"}, p.Ignored)
 }
 
 func TestConstants(t *testing.T) {
