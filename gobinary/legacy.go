@@ -20,7 +20,7 @@ var (
 )
 
 // versionString matches the values runtime.buildVersion can take.
-var versionString = regexp.MustCompile(`^(go1\.[0-9]+(\.[0-9]+)?((beta|rc)[0-9]+)?([ -]X:[a-z0-9,]+)?|devel [ -~]+)$`)
+var versionString = regexp.MustCompile(`^(go1\.[0-9]+(\.[0-9]+)?((beta|rc)[0-9]+)?(b[0-9]+)?([ -]X:[a-z0-9,]+)?|devel [ -~]+)$`)
 
 // legacyBuildVersion reads runtime.buildVersion through its symbol or, in a
 // stripped binary, by scanning for its string header.

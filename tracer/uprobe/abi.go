@@ -3,6 +3,7 @@ package uprobe
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -75,8 +76,17 @@ func binaryABI(bin *gobinary.Binary) (abi, error) {
 // g is in thread-local storage at an offset read from bin's code
 // (gobinary.GoTLSOffset), and the thread's FS base is read from the
 // kernel's task_struct, whose layout only the kernel's BTF gives. Nil for
-// every other binary.
+// every other binary. A release with the register convention built with
+// a noregabi* GOEXPERIMENT (Go 1.17 only) mixes the conventions in a way
+// the programs do not read: refused, with the reason.
 func CanReadStackABI(bin *gobinary.Binary) error {
+	if !StackABI(bin) {
+		for _, x := range bin.Experiments {
+			if strings.HasPrefix(x, "noregabi") {
+				return fmt.Errorf("built with %s: GOEXPERIMENT=%s turns off the register-based calling convention this release otherwise uses, which the programs do not support (rebuild without it)", bin.GoVersionRaw, x)
+			}
+		}
+	}
 	if !StackABI(bin) || bin.Arch != "amd64" {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/goversion"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/client"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/server"
@@ -75,4 +76,17 @@ func TestLocateOnStackABITargets(t *testing.T) {
 	none := fake("none", unmarked)
 	_, _, err = none.Locate(bin)
 	assert.ErrorContains(t, err, "instrumentation none: probe skipped: no probe fits "+bin.Path+": runtime.main: its programs are not made for the stack-based calling convention of go1.15.15")
+}
+
+// TestNoRegABIExperimentIsRefused: Go 1.17 built with a noregabi
+// GOEXPERIMENT passes arguments on the stack in a release the tracer reads
+// as register-based: refused with the reason, not traced with garbage.
+func TestNoRegABIExperimentIsRefused(t *testing.T) {
+	bin := &gobinary.Binary{Arch: "amd64", GoVersion: goversion.MustParse("go1.17.13"),
+		GoVersionRaw: "go1.17.13 X:noregabiwrappers,noregabiargs", Experiments: []string{"noregabiargs", "noregabiwrappers"}}
+	assert.False(t, uprobe.StackABI(bin))
+	err := uprobe.CanReadStackABI(bin)
+	assert.ErrorContains(t, err, "GOEXPERIMENT=noregabiargs turns off the register-based calling convention")
+	bin.Experiments = []string{"boringcrypto"}
+	assert.NoError(t, uprobe.CanReadStackABI(bin))
 }
