@@ -265,6 +265,11 @@ func (s *Shard) Lookup(version, arch string, field FieldID, opts ...LookupOption
 		return Result{}, fmt.Errorf("%s for %s: %w", arch, s.Module, ErrUnknownArch)
 	}
 	if _, ok := s.Fields[field.String()]; !ok {
+		if exp, ok := strings.CutPrefix(s.Module, StdModule+"+"); ok {
+			// An experiment shard keeps the field set it was generated with.
+			return Result{}, fmt.Errorf("%s in %s: %w: the shard was generated before the field was tracked; run offsetgen generate --goexperiment %s --versions %s --arch %s --out DIR (all of them: make offsets-experiments)",
+				field, s.Module, ErrUnknownField, exp, strings.TrimPrefix(version, "go"), arch)
+		}
 		return Result{}, fmt.Errorf("%s in %s: %w; add it to the field set and run offsetgen generate", field, s.Module, ErrUnknownField)
 	}
 	prov := Provenance{Source: "database", Module: s.Module, Version: v, Arch: arch}
