@@ -42,7 +42,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -470,8 +469,8 @@ func (s *traceSettings) check() error {
 		return fmt.Errorf("%w: --spool-size %d: want a positive number of MiB (at most 1 PiB)", errBadSetting, s.spoolMiB)
 	}
 	if s.promAddr != "" {
-		if _, _, err := net.SplitHostPort(s.promAddr); err != nil {
-			return fmt.Errorf("%w: --prometheus-address %q: want HOST:PORT (%v)", errBadSetting, s.promAddr, err)
+		if _, err := export.PrometheusAddress(s.promAddr); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -538,7 +537,7 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	defer cp.close(log)
 
-	ctx, abort, stopSignals := signals(log, s.spoolDir != "")
+	ctx, abort, stopSignals := signals(log)
 	defer stopSignals()
 	t := &tracing{resolver: r, log: log, stdout: stdout, perLink: s.perLink, insts: s.instrumentations(),
 		context: cp, counts: counts, buffer: s.buffer, abort: abort, holdNew: s.holdNew}
@@ -624,7 +623,7 @@ func (t *tracing) run(ctx context.Context, argv []string, pid int, exe string) (
 // signals returns a context cancelled by the first SIGINT or SIGTERM (stop
 // tracing, detach, flush) and one cancelled by the second (stop waiting for
 // the flush).
-func signals(log *slog.Logger, spooling bool) (stop, abort context.Context, release func()) {
+func signals(log *slog.Logger) (stop, abort context.Context, release func()) {
 	stop, cancelStop := context.WithCancel(context.Background())
 	abort, cancelAbort := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
@@ -640,11 +639,7 @@ func signals(log *slog.Logger, spooling bool) (stop, abort context.Context, rele
 		}
 		select {
 		case sig := <-sigs:
-			if spooling {
-				log.Warn("second signal: cutting the flush short (what is not exported stays in the spool for the next run)", "signal", sig.String())
-			} else {
-				log.Warn("second signal: cutting the flush short (what is not exported is counted as dropped_export_failed)", "signal", sig.String())
-			}
+			log.Warn("second signal: cutting the flush short (what is not exported is counted as dropped_export_failed, or kept in --spool-dir for the next run)", "signal", sig.String())
 			cancelAbort()
 		case <-done:
 		}

@@ -145,12 +145,14 @@ const (
 	DefaultPrometheusPort = "9464"
 )
 
-// prometheusAddress returns HOST:PORT for the Prometheus endpoint: addr if
-// set, else from the environment.
-func prometheusAddress(addr string) (string, error) {
+// PrometheusAddress returns HOST:PORT for the Prometheus endpoint: addr
+// (the --prometheus-address flag) if set, else from
+// OTEL_EXPORTER_PROMETHEUS_HOST/_PORT. A malformed one is an error wrapping
+// ErrBadSetting that names the flag or variable.
+func PrometheusAddress(addr string) (string, error) {
 	if addr != "" {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return "", fmt.Errorf("--prometheus-address %q: %w: want HOST:PORT (%v)", addr, ErrBadSetting, err)
+			return "", fmt.Errorf("%w: --prometheus-address %q: want HOST:PORT (%v)", ErrBadSetting, addr, err)
 		}
 		return addr, nil
 	}
@@ -166,7 +168,7 @@ func prometheusAddress(addr string) (string, error) {
 // from a registry of its own (only the tracer's metrics, none of the Go
 // runtime's), returning the reader that feeds it.
 func (m *Metrics) servePrometheus(addr string) (sdkmetric.Reader, error) {
-	addr, err := prometheusAddress(addr)
+	addr, err := PrometheusAddress(addr)
 	if err != nil {
 		return nil, err
 	}

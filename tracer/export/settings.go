@@ -104,7 +104,7 @@ func Check() error {
 		return err
 	}
 	if slices.Contains(metricNames, "prometheus") {
-		if _, err := prometheusAddress(""); err != nil {
+		if _, err := PrometheusAddress(""); err != nil {
 			return err
 		}
 	}
