@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -105,6 +106,9 @@ func traceAndCheck(t *testing.T, bin string, v goversion.Version, flags ...strin
 	assert.Contains(t, r.stderr.String(), "dropped=0")
 }
 
+// embeddedData is the committed database, opened once per test binary.
+var embeddedData = sync.OnceValues(func() (*offsets.DB, error) { return offsets.OpenDir("../data") })
+
 // requireFromDatabase asserts that every net/http field the tracer reads
 // for bin is resolved from the database (provenance prefix want), not from
 // DWARF (a stripped binary has none). Fields the embedded shard does not
@@ -114,7 +118,7 @@ func traceAndCheck(t *testing.T, bin string, v goversion.Version, flags ...strin
 // of the same set (--offsets-dir), never from the default build.
 func requireFromDatabase(t *testing.T, in inspection, want string) {
 	module := strings.Fields(strings.TrimPrefix(want, "database "))[0]
-	db, err := offsets.OpenDir("../data")
+	db, err := embeddedData()
 	require.NoError(t, err)
 	shard, err := db.Shard(module)
 	require.NoError(t, err, "shard %s", module)
