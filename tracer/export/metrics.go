@@ -159,7 +159,7 @@ func PrometheusAddress(addr string) (string, error) {
 	host := cmp.Or(strings.TrimSpace(os.Getenv(EnvPrometheusHost)), DefaultPrometheusHost)
 	port := cmp.Or(strings.TrimSpace(os.Getenv(EnvPrometheusPort)), DefaultPrometheusPort)
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return "", fmt.Errorf("%s=%q: %w: want a port number", EnvPrometheusPort, port, ErrBadSetting)
+		return "", fmt.Errorf("%w: %s=%q: want a port number", ErrBadSetting, EnvPrometheusPort, port)
 	}
 	return net.JoinHostPort(host, port), nil
 }
