@@ -558,6 +558,29 @@ func (s *Session) readSkipped() uint64 {
 	return n
 }
 
+// Runs returns how many times each of the Session's programs ran since it
+// was loaded, by program name (programs of the same name in several
+// objects are summed). The kernel counts runs only while run-time
+// statistics are enabled (ebpf.EnableStats, or the kernel.bpf_stats_enabled
+// sysctl), which costs two clock reads per run: a diagnostic, to tell a
+// probe that never fired from one whose program gave up. Before Close only.
+func (s *Session) Runs() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	runs := map[string]uint64{}
+	if s.closed {
+		return runs
+	}
+	for _, c := range s.colls {
+		for name, p := range c.Programs {
+			if st, err := p.Stats(); err == nil {
+				runs[name] += st.RunCount
+			}
+		}
+	}
+	return runs
+}
+
 // Links returns how many links hold the Session's uprobes and how many
 // uprobes they place: with uprobe_multi links, one link per BPF program.
 func (s *Session) Links() (links, uprobes int) {

@@ -218,8 +218,14 @@ static __always_inline int end(struct go_regs *regs, __u64 err_itab)
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
 	struct sql_call *c = bpf_map_lookup_elem(&sql_calls, &g);
-	if (!c)
+	if (!c) {
+		count_lost(LOST_IN_FLIGHT);
 		return 0;
+	}
+	if (c->ev.op == 0) { /* a transaction end that makes no span (see tx_end) */
+		bpf_map_delete_elem(&sql_calls, &g);
+		return 0;
+	}
 	c->ev.end_ns = bpf_ktime_get_ns();
 	c->ev.failed = err_itab != 0 ? DB_FAILED : DB_OK;
 	span_deactivate(&g, c->had_saved, &c->saved);
@@ -228,10 +234,119 @@ static __always_inline int end(struct go_regs *regs, __u64 err_itab)
 	return 0;
 }
 
+/*
+ * A DB.Query or DB.Exec that has not got its connection yet, by goroutine:
+ * if (*DB).conn fails (the pool's wait ends with the context, the driver
+ * cannot connect, the DB is closed), queryDC or execDC never runs, and
+ * sql_conn_return makes the call's span from this.
+ */
+struct sql_pending {
+	__u8 op;
+	__u8 query_len;
+	__u8 pad[6];
+	__u64 db;
+	__u64 start_ns;
+	__u8 query[DB_QUERY_LEN + 1];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct goroutine);
+	__type(value, struct sql_pending);
+} sql_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sql_pending);
+} sql_pending_scratch SEC(".maps");
+
+/* pend keeps a DB.query or DB.exec call (db, query) until its connection. */
+static __always_inline int pend(struct go_regs *regs, __u8 op)
+{
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	__u32 zero = 0;
+	struct sql_pending *p = bpf_map_lookup_elem(&sql_pending_scratch, &zero);
+	if (!p)
+		return 0;
+	p->op = op;
+	p->db = GO_REG1(regs);
+	p->start_ns = bpf_ktime_get_ns();
+	p->query_len = copy_go_string(p->query, DB_QUERY_LEN, GO_REG4(regs), (__s64)GO_REG5(regs));
+	bpf_map_update_elem(&sql_pending, &g, p, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe/database_sql_DB_query")
+int sql_pending_query(void *ctx)
+{
+	return pend(ctx, DB_OP_QUERY);
+}
+
+SEC("uprobe/database_sql_DB_exec")
+int sql_pending_exec(void *ctx)
+{
+	return pend(ctx, DB_OP_EXEC);
+}
+
+/*
+ * (*driverConn, error): a DB.query or DB.exec whose connection failed ends
+ * here, as a failed span from its entry to now.
+ */
+SEC("uprobe/database_sql_DB_conn_return")
+int sql_conn_return(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	if (GO_RESULT2(regs) == 0)
+		return 0; /* a connection: queryDC or execDC makes the span */
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct sql_pending *p = bpf_map_lookup_elem(&sql_pending, &g);
+	if (!p)
+		return 0; /* Begin, Prepare, Conn or Ping: no query span */
+	__u32 zero = 0;
+	struct sql_call *c = bpf_map_lookup_elem(&sql_scratch, &zero);
+	if (!c)
+		return 0;
+	__builtin_memset(c, 0, sizeof(*c));
+	struct db_event *ev = &c->ev;
+	db_begin(ev, &g, p->op);
+	ev->start_ns = p->start_ns;
+	ev->end_ns = bpf_ktime_get_ns();
+	ev->failed = DB_FAILED;
+	ev->query_len = p->query_len;
+	__builtin_memcpy(ev->query, p->query, DB_QUERY_LEN + 1);
+	struct sql_ref ref = {.tgid = g.tgid, .ptr = p->db};
+	struct sql_db *d = p->db ? bpf_map_lookup_elem(&sql_dbs, &ref) : 0;
+	if (d) {
+		ev->system_len = d->system_len;
+		ev->addr_len = d->addr_len;
+		__builtin_memcpy(ev->system, d->system, DB_SYSTEM_LEN);
+		__builtin_memcpy(ev->addr, d->addr, DB_ADDR_LEN);
+	}
+	bpf_map_delete_elem(&sql_pending, &g);
+	submit(ev, sizeof(*ev));
+	return 0;
+}
+
+/* got_conn forgets the goroutine's pending call: it has its connection. */
+static __always_inline void got_conn(struct go_regs *regs)
+{
+	struct goroutine g;
+	if (current_goroutine(regs, off_g_goid, &g))
+		bpf_map_delete_elem(&sql_pending, &g);
+}
+
 SEC("uprobe/database_sql_DB_queryDC")
 int sql_query(void *ctx)
 {
 	struct go_regs *regs = ctx;
+	got_conn(regs);
 	return start(regs, DB_OP_QUERY, GO_REG1(regs), GO_REG8(regs), (__s64)GO_REG9(regs), GO_REG8(regs));
 }
 
@@ -247,6 +362,7 @@ SEC("uprobe/database_sql_DB_execDC")
 int sql_exec(void *ctx)
 {
 	struct go_regs *regs = ctx;
+	got_conn(regs);
 	return start(regs, DB_OP_EXEC, GO_REG1(regs), GO_REG6(regs), (__s64)GO_REG7(regs), GO_REG6(regs));
 }
 
@@ -304,17 +420,44 @@ int sql_begin_return(void *ctx)
 	return 0;
 }
 
-/* tx_end starts the span of the end of the transaction tx, if it was seen begun. */
+/*
+ * no_span keeps, by goroutine, a call that makes no span, so that its
+ * return probe finds the start it expects: a return probe that finds none
+ * counts a span lost in flight.
+ */
+static __always_inline int no_span(struct go_regs *regs)
+{
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct db_entry e = {.caller = go_caller(regs), .recv = GO_REG1(regs), .key = 0};
+	struct sql_call *cur = bpf_map_lookup_elem(&sql_calls, &g);
+	if (cur && db_reentered(&cur->entry, &e))
+		return 0;
+	__u32 zero = 0;
+	struct sql_call *c = bpf_map_lookup_elem(&sql_scratch, &zero);
+	if (!c)
+		return 0;
+	__builtin_memset(c, 0, sizeof(*c)); /* ev.op 0: no span */
+	c->entry = e;
+	bpf_map_update_elem(&sql_calls, &g, c, BPF_ANY);
+	return 0;
+}
+
+/*
+ * tx_end starts the span of the end of the transaction tx, if it was seen
+ * begun and span is set; else it keeps a call without span (no_span).
+ */
 static __always_inline int tx_end(struct go_regs *regs, __u8 op, int span)
 {
 	struct sql_ref ref = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = GO_REG1(regs)};
 	__u64 *db = bpf_map_lookup_elem(&sql_txs, &ref);
 	if (!db)
-		return 0;
+		return no_span(regs);
 	__u64 d = *db;
 	bpf_map_delete_elem(&sql_txs, &ref);
 	if (!span)
-		return 0;
+		return no_span(regs);
 	return start(regs, op, d, 0, 0, 0);
 }
 

@@ -7,6 +7,11 @@
 // Conn or Tx), (*Stmt).QueryContext and (*Stmt).ExecContext (prepared
 // statements), (*Tx).Commit and (*Tx).rollback, and sql.Open and
 // (*DB).beginDC to know each DB's driver and server and each transaction.
+// A DB's Query or Exec that fails before it reaches the driver, because no
+// connection could be had ((*DB).conn: the server refused or is down, the
+// context ended while waiting for the pool, the DB is closed), never
+// reaches queryDC or execDC: (*DB).query and (*DB).exec keep its query
+// text until (*DB).conn returns, and a failure there is its failed span.
 // Their signatures are the same in every Go release the tracer supports
 // (1.12+; both calling conventions, bpf/go_abi.h).
 //
@@ -40,6 +45,9 @@ const (
 	BeginDC          = "database/sql.(*DB).beginDC"
 	Commit           = "database/sql.(*Tx).Commit"
 	Rollback         = "database/sql.(*Tx).rollback"
+	Query            = "database/sql.(*DB).query"
+	Exec             = "database/sql.(*DB).exec"
+	Conn             = "database/sql.(*DB).conn"
 )
 
 // Instrumentation returns the declaration of the database/sql
@@ -61,6 +69,11 @@ func Instrumentation() uprobe.Instrumentation {
 			{Symbol: BeginDC, Return: "sql_begin_return", Optional: true, StackABI: true, StackResults: 24},
 			{Symbol: Commit, Entry: "sql_commit", Return: "sql_return1", Optional: true, StackABI: true, StackResults: 16},
 			{Symbol: Rollback, Entry: "sql_rollback", Return: "sql_return1", Optional: true, StackABI: true, StackResults: 16},
+			// A DB's Query or Exec that fails to get a connection never
+			// reaches queryDC or execDC: these make its failed span.
+			{Symbol: Query, Entry: "sql_pending_query", Optional: true, StackABI: true},
+			{Symbol: Exec, Entry: "sql_pending_exec", Optional: true, StackABI: true},
+			{Symbol: Conn, Return: "sql_conn_return", Optional: true, StackABI: true, StackResults: 24},
 		},
 		Fields: []uprobe.Field{
 			{ID: f("runtime.g.goid"), Const: "off_g_goid"},

@@ -86,6 +86,16 @@ type databasesqlSqlDb struct {
 	Addr      [128]uint8
 }
 
+type databasesqlSqlPending struct {
+	_        structs.HostLayout
+	Op       uint8
+	QueryLen uint8
+	Pad      [6]uint8
+	Db       uint64
+	StartNs  uint64
+	Query    [256]uint8
+}
+
 type databasesqlSqlRef struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -104,13 +114,18 @@ const (
 	databasesqlMapSqlDbs                = "sql_dbs"
 	databasesqlMapSqlDsnScratch         = "sql_dsn_scratch"
 	databasesqlMapSqlOpening            = "sql_opening"
+	databasesqlMapSqlPending            = "sql_pending"
+	databasesqlMapSqlPendingScratch     = "sql_pending_scratch"
 	databasesqlMapSqlScratch            = "sql_scratch"
 	databasesqlMapSqlTxs                = "sql_txs"
 	databasesqlProgSqlBeginReturn       = "sql_begin_return"
 	databasesqlProgSqlCommit            = "sql_commit"
+	databasesqlProgSqlConnReturn        = "sql_conn_return"
 	databasesqlProgSqlExec              = "sql_exec"
 	databasesqlProgSqlOpen              = "sql_open"
 	databasesqlProgSqlOpenReturn        = "sql_open_return"
+	databasesqlProgSqlPendingExec       = "sql_pending_exec"
+	databasesqlProgSqlPendingQuery      = "sql_pending_query"
 	databasesqlProgSqlQuery             = "sql_query"
 	databasesqlProgSqlReturn1           = "sql_return1"
 	databasesqlProgSqlReturn2           = "sql_return2"
@@ -172,33 +187,38 @@ type databasesqlSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type databasesqlProgramSpecs struct {
-	SqlBeginReturn *ebpf.ProgramSpec `ebpf:"sql_begin_return"`
-	SqlCommit      *ebpf.ProgramSpec `ebpf:"sql_commit"`
-	SqlExec        *ebpf.ProgramSpec `ebpf:"sql_exec"`
-	SqlOpen        *ebpf.ProgramSpec `ebpf:"sql_open"`
-	SqlOpenReturn  *ebpf.ProgramSpec `ebpf:"sql_open_return"`
-	SqlQuery       *ebpf.ProgramSpec `ebpf:"sql_query"`
-	SqlReturn1     *ebpf.ProgramSpec `ebpf:"sql_return1"`
-	SqlReturn2     *ebpf.ProgramSpec `ebpf:"sql_return2"`
-	SqlReturn3     *ebpf.ProgramSpec `ebpf:"sql_return3"`
-	SqlRollback    *ebpf.ProgramSpec `ebpf:"sql_rollback"`
-	SqlStmtExec    *ebpf.ProgramSpec `ebpf:"sql_stmt_exec"`
-	SqlStmtQuery   *ebpf.ProgramSpec `ebpf:"sql_stmt_query"`
+	SqlBeginReturn  *ebpf.ProgramSpec `ebpf:"sql_begin_return"`
+	SqlCommit       *ebpf.ProgramSpec `ebpf:"sql_commit"`
+	SqlConnReturn   *ebpf.ProgramSpec `ebpf:"sql_conn_return"`
+	SqlExec         *ebpf.ProgramSpec `ebpf:"sql_exec"`
+	SqlOpen         *ebpf.ProgramSpec `ebpf:"sql_open"`
+	SqlOpenReturn   *ebpf.ProgramSpec `ebpf:"sql_open_return"`
+	SqlPendingExec  *ebpf.ProgramSpec `ebpf:"sql_pending_exec"`
+	SqlPendingQuery *ebpf.ProgramSpec `ebpf:"sql_pending_query"`
+	SqlQuery        *ebpf.ProgramSpec `ebpf:"sql_query"`
+	SqlReturn1      *ebpf.ProgramSpec `ebpf:"sql_return1"`
+	SqlReturn2      *ebpf.ProgramSpec `ebpf:"sql_return2"`
+	SqlReturn3      *ebpf.ProgramSpec `ebpf:"sql_return3"`
+	SqlRollback     *ebpf.ProgramSpec `ebpf:"sql_rollback"`
+	SqlStmtExec     *ebpf.ProgramSpec `ebpf:"sql_stmt_exec"`
+	SqlStmtQuery    *ebpf.ProgramSpec `ebpf:"sql_stmt_query"`
 }
 
 // databasesqlMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type databasesqlMapSpecs struct {
-	ActiveSpans   *ebpf.MapSpec `ebpf:"active_spans"`
-	Drops         *ebpf.MapSpec `ebpf:"drops"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	SqlCalls      *ebpf.MapSpec `ebpf:"sql_calls"`
-	SqlDbs        *ebpf.MapSpec `ebpf:"sql_dbs"`
-	SqlDsnScratch *ebpf.MapSpec `ebpf:"sql_dsn_scratch"`
-	SqlOpening    *ebpf.MapSpec `ebpf:"sql_opening"`
-	SqlScratch    *ebpf.MapSpec `ebpf:"sql_scratch"`
-	SqlTxs        *ebpf.MapSpec `ebpf:"sql_txs"`
+	ActiveSpans       *ebpf.MapSpec `ebpf:"active_spans"`
+	Drops             *ebpf.MapSpec `ebpf:"drops"`
+	Events            *ebpf.MapSpec `ebpf:"events"`
+	SqlCalls          *ebpf.MapSpec `ebpf:"sql_calls"`
+	SqlDbs            *ebpf.MapSpec `ebpf:"sql_dbs"`
+	SqlDsnScratch     *ebpf.MapSpec `ebpf:"sql_dsn_scratch"`
+	SqlOpening        *ebpf.MapSpec `ebpf:"sql_opening"`
+	SqlPending        *ebpf.MapSpec `ebpf:"sql_pending"`
+	SqlPendingScratch *ebpf.MapSpec `ebpf:"sql_pending_scratch"`
+	SqlScratch        *ebpf.MapSpec `ebpf:"sql_scratch"`
+	SqlTxs            *ebpf.MapSpec `ebpf:"sql_txs"`
 }
 
 // databasesqlVariableSpecs contains global variables before they are loaded into the kernel.
@@ -237,15 +257,17 @@ func (o *databasesqlObjects) Close() error {
 //
 // It can be passed to loadDatabasesqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type databasesqlMaps struct {
-	ActiveSpans   *ebpf.Map `ebpf:"active_spans"`
-	Drops         *ebpf.Map `ebpf:"drops"`
-	Events        *ebpf.Map `ebpf:"events"`
-	SqlCalls      *ebpf.Map `ebpf:"sql_calls"`
-	SqlDbs        *ebpf.Map `ebpf:"sql_dbs"`
-	SqlDsnScratch *ebpf.Map `ebpf:"sql_dsn_scratch"`
-	SqlOpening    *ebpf.Map `ebpf:"sql_opening"`
-	SqlScratch    *ebpf.Map `ebpf:"sql_scratch"`
-	SqlTxs        *ebpf.Map `ebpf:"sql_txs"`
+	ActiveSpans       *ebpf.Map `ebpf:"active_spans"`
+	Drops             *ebpf.Map `ebpf:"drops"`
+	Events            *ebpf.Map `ebpf:"events"`
+	SqlCalls          *ebpf.Map `ebpf:"sql_calls"`
+	SqlDbs            *ebpf.Map `ebpf:"sql_dbs"`
+	SqlDsnScratch     *ebpf.Map `ebpf:"sql_dsn_scratch"`
+	SqlOpening        *ebpf.Map `ebpf:"sql_opening"`
+	SqlPending        *ebpf.Map `ebpf:"sql_pending"`
+	SqlPendingScratch *ebpf.Map `ebpf:"sql_pending_scratch"`
+	SqlScratch        *ebpf.Map `ebpf:"sql_scratch"`
+	SqlTxs            *ebpf.Map `ebpf:"sql_txs"`
 }
 
 func (m *databasesqlMaps) Close() error {
@@ -257,6 +279,8 @@ func (m *databasesqlMaps) Close() error {
 		m.SqlDbs,
 		m.SqlDsnScratch,
 		m.SqlOpening,
+		m.SqlPending,
+		m.SqlPendingScratch,
 		m.SqlScratch,
 		m.SqlTxs,
 	)
@@ -282,27 +306,33 @@ type databasesqlVariables struct {
 //
 // It can be passed to loadDatabasesqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type databasesqlPrograms struct {
-	SqlBeginReturn *ebpf.Program `ebpf:"sql_begin_return"`
-	SqlCommit      *ebpf.Program `ebpf:"sql_commit"`
-	SqlExec        *ebpf.Program `ebpf:"sql_exec"`
-	SqlOpen        *ebpf.Program `ebpf:"sql_open"`
-	SqlOpenReturn  *ebpf.Program `ebpf:"sql_open_return"`
-	SqlQuery       *ebpf.Program `ebpf:"sql_query"`
-	SqlReturn1     *ebpf.Program `ebpf:"sql_return1"`
-	SqlReturn2     *ebpf.Program `ebpf:"sql_return2"`
-	SqlReturn3     *ebpf.Program `ebpf:"sql_return3"`
-	SqlRollback    *ebpf.Program `ebpf:"sql_rollback"`
-	SqlStmtExec    *ebpf.Program `ebpf:"sql_stmt_exec"`
-	SqlStmtQuery   *ebpf.Program `ebpf:"sql_stmt_query"`
+	SqlBeginReturn  *ebpf.Program `ebpf:"sql_begin_return"`
+	SqlCommit       *ebpf.Program `ebpf:"sql_commit"`
+	SqlConnReturn   *ebpf.Program `ebpf:"sql_conn_return"`
+	SqlExec         *ebpf.Program `ebpf:"sql_exec"`
+	SqlOpen         *ebpf.Program `ebpf:"sql_open"`
+	SqlOpenReturn   *ebpf.Program `ebpf:"sql_open_return"`
+	SqlPendingExec  *ebpf.Program `ebpf:"sql_pending_exec"`
+	SqlPendingQuery *ebpf.Program `ebpf:"sql_pending_query"`
+	SqlQuery        *ebpf.Program `ebpf:"sql_query"`
+	SqlReturn1      *ebpf.Program `ebpf:"sql_return1"`
+	SqlReturn2      *ebpf.Program `ebpf:"sql_return2"`
+	SqlReturn3      *ebpf.Program `ebpf:"sql_return3"`
+	SqlRollback     *ebpf.Program `ebpf:"sql_rollback"`
+	SqlStmtExec     *ebpf.Program `ebpf:"sql_stmt_exec"`
+	SqlStmtQuery    *ebpf.Program `ebpf:"sql_stmt_query"`
 }
 
 func (p *databasesqlPrograms) Close() error {
 	return _DatabasesqlClose(
 		p.SqlBeginReturn,
 		p.SqlCommit,
+		p.SqlConnReturn,
 		p.SqlExec,
 		p.SqlOpen,
 		p.SqlOpenReturn,
+		p.SqlPendingExec,
+		p.SqlPendingQuery,
 		p.SqlQuery,
 		p.SqlReturn1,
 		p.SqlReturn2,

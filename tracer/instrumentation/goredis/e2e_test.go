@@ -47,6 +47,7 @@ func TestTraceGoRedisAcrossVersions(t *testing.T) {
 			}
 			got := c.Wait(t, requests*(1+5))
 			assert.Zero(t, c.Session.Drops())
+			assert.Zero(t, c.Session.InFlightLost(), "spans lost in flight")
 
 			servers := map[trace.SpanID]dbtest.Span{}
 			for _, sp := range got {

@@ -93,6 +93,7 @@ func TestTraceKafkaGoAcrossVersions(t *testing.T) {
 
 			got := c.Wait(t, 3+3+5)
 			assert.Zero(t, c.Session.Drops())
+			assert.Zero(t, c.Session.InFlightLost(), "spans lost in flight")
 			servers := map[trace.SpanID]dbtest.Span{}
 			for _, sp := range got {
 				if sp.Inst == "net/http server" {
@@ -220,6 +221,7 @@ func TestTraceManyConcurrentProduces(t *testing.T) {
 
 	got := c.Wait(t, 3*n)
 	assert.Zero(t, c.Session.Drops())
+	assert.Zero(t, c.Session.InFlightLost(), "spans lost in flight")
 	type tree struct{ server, producer, consumer []dbtest.Span }
 	traces := map[string]*tree{}
 	for _, sp := range got {

@@ -158,8 +158,10 @@ static __always_inline struct kafka_event *end(struct go_regs *regs, struct goro
 	if (!current_goroutine(regs, off_g_goid, g))
 		return 0;
 	struct kafka_event *ev = bpf_map_lookup_elem(&kafka_calls, g);
-	if (!ev)
+	if (!ev) {
+		count_lost(LOST_IN_FLIGHT);
 		return 0;
+	}
 	ev->end_ns = bpf_ktime_get_ns();
 	ev->failed = GO_RESULT1(regs) != 0;
 	return ev;

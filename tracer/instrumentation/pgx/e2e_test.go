@@ -53,6 +53,7 @@ func TestTracePgxAcrossVersions(t *testing.T) {
 			got = c.Wait(t, 8+10+1)
 			checkUnderSQL(t, got)
 			assert.Zero(t, c.Session.Drops())
+			assert.Zero(t, c.Session.InFlightLost(), "spans lost in flight")
 		})
 	}
 }

@@ -114,8 +114,10 @@ int pgx_return(void *ctx)
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
 	struct pgx_call *c = bpf_map_lookup_elem(&pgx_calls, &g);
-	if (!c)
+	if (!c) {
+		count_lost(LOST_IN_FLIGHT);
 		return 0;
+	}
 	if (c->depth > 1) {
 		__sync_fetch_and_add(&c->depth, -1);
 		return 0;

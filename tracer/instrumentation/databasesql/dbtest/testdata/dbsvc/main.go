@@ -27,6 +27,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -110,6 +111,17 @@ func serve(addr, pgDSN, myDSN, redisAddr string) {
 		}
 		dbs[name] = sqlDB{db, c.ph}
 	}
+	// down: the PostgreSQL database at a port where nothing listens, so
+	// that every call fails to get a connection, before the driver runs.
+	u, err := url.Parse(pgDSN)
+	if err != nil {
+		log.Fatal(err)
+	}
+	u.Host = "127.0.0.1:1"
+	down, err := sql.Open("postgres", u.String())
+	if err != nil {
+		log.Fatal(err)
+	}
 	pool, err := pgxpool.New(context.Background(), pgDSN)
 	if err != nil {
 		log.Fatal(err)
@@ -133,6 +145,15 @@ func serve(addr, pgDSN, myDSN, redisAddr string) {
 			return errors.New("unknown db")
 		}
 		return sqlCalls(ctx, d, id)
+	})
+	handle("/down", func(ctx context.Context, r *http.Request, id int) error {
+		if _, err := down.QueryContext(ctx, "SELECT id FROM items WHERE id = $1", id); err == nil {
+			return errors.New("a query to a server that is down succeeded")
+		}
+		if _, err := down.ExecContext(ctx, "INSERT INTO hits (req) VALUES ($1)", id); err == nil {
+			return errors.New("an exec to a server that is down succeeded")
+		}
+		return nil
 	})
 	handle("/redis", func(ctx context.Context, r *http.Request, id int) error {
 		return redisCalls(ctx, rdb, id)
