@@ -32,6 +32,9 @@
 #define DB_OP_PGX_QUERY 9  /* pgx: Conn.Query (and QueryRow, and a pool's) */
 #define DB_OP_PGX_EXEC 10  /* pgx: Conn.Exec */
 
+/* Bits of cut of struct db_event. */
+#define DB_CUT_QUERY 1 /* the query text is longer than DB_QUERY_LEN bytes */
+
 /* failed of struct db_event. */
 #define DB_OK 0
 #define DB_FAILED 1
@@ -54,7 +57,8 @@ struct db_event {
 	__s32 db_index;  /* go-redis: the Options.DB of the client, -1 if unknown */
 	__u16 port;      /* pgx: the server's port, 0 if unknown */
 	__u8 namespace_len;
-	__u8 pad[5];
+	__u8 cut;        /* DB_CUT_*: values longer than their buffer, cut there */
+	__u8 pad[4];
 	__u64 start_ns;
 	__u64 end_ns;
 	__u8 trace_id[16];

@@ -35,6 +35,9 @@ const (
 	notFound = 2
 )
 
+// The bits of db_event.cut (bpf/db.h DB_CUT_*).
+const cutQuery = 1
+
 // recordSize is the size of struct db_event.
 var recordSize = int(unsafe.Sizeof(databasesqlDbEvent{}))
 
@@ -63,6 +66,7 @@ var (
 	offQuery     = unsafe.Offsetof(databasesqlDbEvent{}.Query)
 	offPort      = unsafe.Offsetof(databasesqlDbEvent{}.Port)
 	offNsLen     = unsafe.Offsetof(databasesqlDbEvent{}.NamespaceLen)
+	offCut       = unsafe.Offsetof(databasesqlDbEvent{}.Cut)
 	offNamespace = unsafe.Offsetof(databasesqlDbEvent{}.Namespace)
 	nsSize       = len(databasesqlDbEvent{}.Namespace)
 	maxCmds      = len(databasesqlDbEvent{}.Cmds)
@@ -74,7 +78,8 @@ var (
 
 // DecodeRecord decodes a struct db_event record (bpf/db.h), the format the
 // database/sql, go-redis and pgx BPF objects share. Strings cut by the
-// fixed-size buffers of the record stay cut.
+// fixed-size buffers of the record stay cut; a query text cut so says
+// (QueryCut).
 func DecodeRecord(record []byte) (dbconv.Event, error) {
 	if len(record) < recordSize {
 		return dbconv.Event{}, fmt.Errorf("record of %d bytes, want %d", len(record), recordSize)
@@ -94,6 +99,7 @@ func DecodeRecord(record []byte) (dbconv.Event, error) {
 		Driver:      str(int(record[offSystemLen]), offSystem, systemSize),
 		Addr:        str(int(record[offAddrLen]), offAddr, addrSize),
 		Query:       str(int(record[offQueryLen]), offQuery, querySize),
+		QueryCut:    record[offCut]&cutQuery != 0,
 		NumCommands: int(record[offNcmds]),
 		DBIndex:     int(int32(ne.Uint32(record[offDBIndex:]))),
 		Port:        int(ne.Uint16(record[offPort:])),

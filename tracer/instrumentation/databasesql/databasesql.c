@@ -197,8 +197,11 @@ static __always_inline int start(struct go_regs *regs, __u8 op, __u64 db, __u64 
 	struct db_event *ev = &c->ev;
 	db_begin(ev, &g, op);
 	c->had_saved = span_activate(&g, ev->trace_id, ev->span_id, ev->flags, &c->saved);
-	if (query_ptr)
+	if (query_ptr) {
 		ev->query_len = copy_go_string(ev->query, DB_QUERY_LEN, query_ptr, query_len);
+		if (query_len > DB_QUERY_LEN && ev->query_len == DB_QUERY_LEN)
+			ev->cut |= DB_CUT_QUERY;
+	}
 	struct sql_ref ref = {.tgid = g.tgid, .ptr = db};
 	struct sql_db *d = db ? bpf_map_lookup_elem(&sql_dbs, &ref) : 0;
 	if (d) {
@@ -243,7 +246,8 @@ static __always_inline int end(struct go_regs *regs, __u64 err_itab)
 struct sql_pending {
 	__u8 op;
 	__u8 query_len;
-	__u8 pad[6];
+	__u8 cut; /* DB_CUT_* */
+	__u8 pad[5];
 	__u64 db;
 	__u64 start_ns;
 	__u8 query[DB_QUERY_LEN + 1];
@@ -276,7 +280,9 @@ static __always_inline int pend(struct go_regs *regs, __u8 op)
 	p->op = op;
 	p->db = GO_REG1(regs);
 	p->start_ns = bpf_ktime_get_ns();
-	p->query_len = copy_go_string(p->query, DB_QUERY_LEN, GO_REG4(regs), (__s64)GO_REG5(regs));
+	__s64 len = (__s64)GO_REG5(regs);
+	p->query_len = copy_go_string(p->query, DB_QUERY_LEN, GO_REG4(regs), len);
+	p->cut = len > DB_QUERY_LEN && p->query_len == DB_QUERY_LEN ? DB_CUT_QUERY : 0;
 	bpf_map_update_elem(&sql_pending, &g, p, BPF_ANY);
 	return 0;
 }
@@ -320,6 +326,7 @@ int sql_conn_return(void *ctx)
 	ev->end_ns = bpf_ktime_get_ns();
 	ev->failed = DB_FAILED;
 	ev->query_len = p->query_len;
+	ev->cut = p->cut;
 	__builtin_memcpy(ev->query, p->query, DB_QUERY_LEN + 1);
 	struct sql_ref ref = {.tgid = g.tgid, .ptr = p->db};
 	struct sql_db *d = p->db ? bpf_map_lookup_elem(&sql_dbs, &ref) : 0;

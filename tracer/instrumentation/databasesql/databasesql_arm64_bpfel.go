@@ -27,7 +27,8 @@ type databasesqlDbEvent struct {
 	DbIndex      int32
 	Port         uint16
 	NamespaceLen uint8
-	Pad          [5]uint8
+	Cut          uint8
+	Pad          [4]uint8
 	StartNs      uint64
 	EndNs        uint64
 	TraceId      [16]uint8
@@ -90,7 +91,8 @@ type databasesqlSqlPending struct {
 	_        structs.HostLayout
 	Op       uint8
 	QueryLen uint8
-	Pad      [6]uint8
+	Cut      uint8
+	Pad      [5]uint8
 	Db       uint64
 	StartNs  uint64
 	Query    [256]uint8

@@ -4,6 +4,7 @@ package databasesql
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -71,6 +72,21 @@ func TestInstrumentationDecodesSQLRecords(t *testing.T) {
 			Record:    record(t, 1, "sqlite3", "file:test.db", "select count(*) from (select 1)", 0),
 			Want:      want("SELECT"),
 			WantAttrs: map[string]any{"db.system.name": "sqlite", "db.query.text": "select count(*) from (select 1)", "db.query.summary": "SELECT"},
+		},
+		{
+			Name: "a query text longer than the record holds is cut there and says so",
+			Record: func() []byte {
+				long := "SELECT name FROM items WHERE id IN (" + strings.Repeat("$1,", 100)
+				b := record(t, 1, "postgres", "127.0.0.1:5432/shop", long[:255], 0) // what the BPF program copies
+
+				b[offCut] = cutQuery
+				return b
+			}(),
+			Want: want("SELECT items"),
+			WantAttrs: map[string]any{"db.system.name": "postgresql", "db.query.summary": "SELECT items",
+				"db.query.text":      ("SELECT name FROM items WHERE id IN (" + strings.Repeat("$1,", 100))[:255],
+				"offsetdb.truncated": []string{"db.query.text"},
+				"db.namespace":       "shop", "server.address": "127.0.0.1", "server.port": int64(5432)},
 		},
 		{
 			Name:    "short record",

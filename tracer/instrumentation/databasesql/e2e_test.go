@@ -95,7 +95,8 @@ func TestTraceDatabaseSQLOnStackABIReleases(t *testing.T) {
 // checkDown checks the spans of the /down request, whose Query and Exec
 // fail to get a connection (nothing listens on the server's port) and so
 // never reach the driver: each must still be a failed span with its query
-// text, under the request's span. It returns the other spans.
+// text (the Exec's cut at 255 bytes, and marked cut), under the request's
+// span. It returns the other spans.
 func checkDown(t *testing.T, got []dbtest.Span) []dbtest.Span {
 	var server dbtest.Span
 	for _, sp := range got {
@@ -120,11 +121,18 @@ func checkDown(t *testing.T, got []dbtest.Span) []dbtest.Span {
 		assert.Equal(t, "postgresql", sp.Attrs["db.system.name"], "down %s", sp.Name)
 		assert.Equal(t, int64(1), sp.Attrs["server.port"], "down %s", sp.Name)
 		assert.False(t, sp.End.Before(sp.Start), "down %s: ends before it starts", sp.Name)
-		queries[fmt.Sprint(sp.Attrs["db.query.text"])] = true
+		q := fmt.Sprint(sp.Attrs["db.query.text"])
+		queries[q] = true
+		if strings.HasPrefix(q, "INSERT") {
+			assert.Equal(t, []string{"db.query.text"}, sp.Attrs["offsetdb.truncated"], "down %s: a cut text is marked", sp.Name)
+		} else {
+			assert.NotContains(t, sp.Attrs, "offsetdb.truncated", "down %s", sp.Name)
+		}
 	}
+	long := "INSERT INTO hits (req) VALUES ($1) -- " + strings.Repeat("long ", 60)
 	assert.Equal(t, map[string]bool{
 		"SELECT id FROM items WHERE id = $1": true,
-		"INSERT INTO hits (req) VALUES ($1)": true,
+		long[:255]:                           true,
 	}, queries, "spans of the calls that got no connection")
 	return rest
 }

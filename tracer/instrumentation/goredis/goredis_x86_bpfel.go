@@ -27,7 +27,8 @@ type goredisDbEvent struct {
 	DbIndex      int32
 	Port         uint16
 	NamespaceLen uint8
-	Pad          [5]uint8
+	Cut          uint8
+	Pad          [4]uint8
 	StartNs      uint64
 	EndNs        uint64
 	TraceId      [16]uint8

@@ -81,7 +81,10 @@ static __always_inline int start(struct go_regs *regs, __u8 op, __u64 key)
 	c->depth = 1;
 	c->entry = e;
 	db_begin(&c->ev, &g, op);
-	c->ev.query_len = read_masked(c->ev.query, DB_QUERY_LEN, GO_REG4(regs), (__s64)GO_REG5(regs));
+	__s64 qlen = (__s64)GO_REG5(regs);
+	c->ev.query_len = read_masked(c->ev.query, DB_QUERY_LEN, GO_REG4(regs), qlen);
+	if (qlen > DB_QUERY_LEN && c->ev.query_len == DB_QUERY_LEN)
+		c->ev.cut |= DB_CUT_QUERY;
 	__u64 pg = 0, cfg = 0;
 	if (read_go_ptr(field_addr(GO_REG1(regs), off_Conn_pgConn), &pg) && read_go_ptr(field_addr(pg, off_PgConn_config), &cfg)) {
 		c->ev.addr_len = read_string(c->ev.addr, DB_ADDR_LEN - 1, field_addr(cfg, off_Config_Host));

@@ -65,8 +65,10 @@ type Event struct {
 	// and empty for the others.
 	Port      int
 	Namespace string
-	// Query is the query text as the application passed it.
-	Query string
+	// Query is the query text as the application passed it, its first
+	// 255 bytes; QueryCut says it was longer.
+	Query    string
+	QueryCut bool
 	// Commands are the Redis commands written, the first few of
 	// NumCommands; DBIndex is the client's database number, -1 if unknown.
 	Commands    []Command
@@ -126,6 +128,11 @@ func Describe(ev *Event, out *spans.Span) {
 	}
 }
 
+// attrTruncatedQuery marks a span whose db.query.text is the start of a
+// longer text (the record holds 255 bytes), as offsetdb.truncated marks
+// cut URL parts on HTTP spans: a cut is never silent.
+var attrTruncatedQuery = attribute.StringSlice("offsetdb.truncated", []string{"db.query.text"})
+
 func describeSQL(ev *Event, out *spans.Span, attrs []attribute.KeyValue) []attribute.KeyValue {
 	system := System(ev.Driver)
 	if ev.Op == OpPgxQuery || ev.Op == OpPgxExec {
@@ -143,6 +150,9 @@ func describeSQL(ev *Event, out *spans.Span, attrs []attribute.KeyValue) []attri
 	}
 	if ev.Query != "" {
 		attrs = append(attrs, semconv.DBQueryText(ev.Query))
+		if ev.QueryCut {
+			attrs = append(attrs, attrTruncatedQuery)
+		}
 		if s := Summary(ev.Query); s != "" {
 			out.Name = s
 			attrs = append(attrs, semconv.DBQuerySummary(s))

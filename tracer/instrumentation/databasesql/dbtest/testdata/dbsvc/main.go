@@ -150,7 +150,8 @@ func serve(addr, pgDSN, myDSN, redisAddr string) {
 		if _, err := down.QueryContext(ctx, "SELECT id FROM items WHERE id = $1", id); err == nil {
 			return errors.New("a query to a server that is down succeeded")
 		}
-		if _, err := down.ExecContext(ctx, "INSERT INTO hits (req) VALUES ($1)", id); err == nil {
+		// A text longer than a span keeps (255 bytes): cut, and marked so.
+		if _, err := down.ExecContext(ctx, "INSERT INTO hits (req) VALUES ($1) -- "+strings.Repeat("long ", 60), id); err == nil {
 			return errors.New("an exec to a server that is down succeeded")
 		}
 		return nil
