@@ -18,12 +18,12 @@
 // A span is a child of the calling goroutine's active span (the HTTP or
 // gRPC request being handled), else the root of a new trace. It carries
 // the query text as the application passed it (cut at 255 bytes, and then
-// listed in offsetdb.truncated), never
-// the arguments. db.system.name comes from the name the driver registered
-// ("postgres", "pgx": postgresql; "mysql": mysql; ...) and server.address,
-// server.port and db.namespace from the part of the DSN after its
-// credentials, for a DB opened with sql.Open while the probes were
-// attached; for any other DB they are unknown (db.system.name other_sql).
+// listed in offsetdb.truncated), never the arguments. db.system.name comes
+// from the name the driver registered ("postgres", "pgx": postgresql;
+// "mysql": mysql; ...) and server.address, server.port and db.namespace
+// from the part of the DSN after its credentials, for a DB opened with
+// sql.Open while the probes were attached; for any other DB they are
+// unknown (db.system.name other_sql).
 package databasesql
 
 import (
