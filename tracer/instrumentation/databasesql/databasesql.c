@@ -13,12 +13,16 @@
  *       sql_open_return keeps them by the *DB returned, for every span of
  *       that DB. A DB opened before the probes were attached, or with
  *       sql.OpenDB, has neither.
- *   (*DB).queryDC(ctx, txctx, dc, releaseConn, query string, args) (*Rows, error)
- *   (*DB).execDC(ctx, dc, release, query string, args) (Result, error)
- *       every Query and Exec of a DB, Conn or Tx: the span starts at entry
- *       with the query text and ends at each RET with the error returned.
- *       While the driver runs it is the goroutine's active span, so that
- *       the spans of an instrumented driver (pgx's stdlib) are its children.
+ *   (*DB).query(ctx, query string, args, strategy) (*Rows, error)
+ *   (*DB).exec(ctx, query string, args, strategy) (Result, error)
+ *   (*Conn).QueryContext / (*Tx).QueryContext(ctx, query string, args...) (*Rows, error)
+ *   (*Conn).ExecContext / (*Tx).ExecContext(ctx, query string, args...) (Result, error)
+ *       every Query and Exec of a DB, Conn or Tx: the callers of queryDC
+ *       and execDC, so that a call that fails to get its connection has its
+ *       span too. The span starts at entry with the query text and ends at
+ *       each RET with the error returned. While the driver runs it is the
+ *       goroutine's active span, so that the spans of an instrumented
+ *       driver (pgx's stdlib) are its children.
  *   (*Stmt).QueryContext(ctx, args...) (*Rows, error)
  *   (*Stmt).ExecContext(ctx, args...) (Result, error)
  *       a prepared statement's executions, with Stmt.query as the text.
@@ -39,6 +43,7 @@ volatile const __u64 off_g_goid = OFFSET_ABSENT;     /* runtime.g.goid */
 volatile const __u64 off_Stmt_query = OFFSET_ABSENT; /* database/sql.Stmt.query */
 volatile const __u64 off_Stmt_db = OFFSET_ABSENT;    /* database/sql.Stmt.db */
 volatile const __u64 off_Tx_db = OFFSET_ABSENT;      /* database/sql.Tx.db */
+volatile const __u64 off_Conn_db = OFFSET_ABSENT;    /* database/sql.Conn.db */
 
 /* How much of a DSN is searched for its last '@', plus one (a power of two). */
 #define DSN_SCAN 128
@@ -238,123 +243,60 @@ static __always_inline int end(struct go_regs *regs, __u64 err_itab)
 }
 
 /*
- * A DB.Query or DB.Exec that has not got its connection yet, by goroutine:
- * if (*DB).conn fails (the pool's wait ends with the context, the driver
- * cannot connect, the DB is closed), queryDC or execDC never runs, and
- * sql_conn_return makes the call's span from this.
+ * Every Query and Exec reaches the driver through queryDC or execDC, but a
+ * DB's may fail before, getting its connection ((*DB).conn: the server
+ * refuses or is down, the context ends while the call waits for the pool,
+ * the DB is closed), and a Conn's or Tx's grabbing theirs. So the spans
+ * start at the callers of queryDC and execDC — (*DB).query and (*DB).exec
+ * (each attempt of a DB's call: database/sql retries one that got a bad
+ * connection), (*Conn).QueryContext/ExecContext, (*Tx).QueryContext/
+ * ExecContext — which cost the same two uprobe hits per call and see
+ * those failures too. All take (receiver, ctx, query string, ...).
  */
-struct sql_pending {
-	__u8 op;
-	__u8 query_len;
-	__u8 cut; /* DB_CUT_* */
-	__u8 pad[5];
-	__u64 db;
-	__u64 start_ns;
-	__u8 query[DB_QUERY_LEN + 1];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, struct goroutine);
-	__type(value, struct sql_pending);
-} sql_pending SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct sql_pending);
-} sql_pending_scratch SEC(".maps");
-
-/* pend keeps a DB.query or DB.exec call (db, query) until its connection. */
-static __always_inline int pend(struct go_regs *regs, __u8 op)
-{
-	struct goroutine g;
-	if (!current_goroutine(regs, off_g_goid, &g))
-		return 0;
-	__u32 zero = 0;
-	struct sql_pending *p = bpf_map_lookup_elem(&sql_pending_scratch, &zero);
-	if (!p)
-		return 0;
-	p->op = op;
-	p->db = GO_REG1(regs);
-	p->start_ns = bpf_ktime_get_ns();
-	__s64 len = (__s64)GO_REG5(regs);
-	p->query_len = copy_go_string(p->query, DB_QUERY_LEN, GO_REG4(regs), len);
-	p->cut = len > DB_QUERY_LEN && p->query_len == DB_QUERY_LEN ? DB_CUT_QUERY : 0;
-	bpf_map_update_elem(&sql_pending, &g, p, BPF_ANY);
-	return 0;
-}
-
 SEC("uprobe/database_sql_DB_query")
-int sql_pending_query(void *ctx)
-{
-	return pend(ctx, DB_OP_QUERY);
-}
-
-SEC("uprobe/database_sql_DB_exec")
-int sql_pending_exec(void *ctx)
-{
-	return pend(ctx, DB_OP_EXEC);
-}
-
-/*
- * (*driverConn, error): a DB.query or DB.exec whose connection failed ends
- * here, as a failed span from its entry to now.
- */
-SEC("uprobe/database_sql_DB_conn_return")
-int sql_conn_return(void *ctx)
-{
-	struct go_regs *regs = ctx;
-	if (GO_RESULT2(regs) == 0)
-		return 0; /* a connection: queryDC or execDC makes the span */
-	struct goroutine g;
-	if (!current_goroutine(regs, off_g_goid, &g))
-		return 0;
-	struct sql_pending *p = bpf_map_lookup_elem(&sql_pending, &g);
-	if (!p)
-		return 0; /* Begin, Prepare, Conn or Ping: no query span */
-	__u32 zero = 0;
-	struct sql_call *c = bpf_map_lookup_elem(&sql_scratch, &zero);
-	if (!c)
-		return 0;
-	__builtin_memset(c, 0, sizeof(*c));
-	struct db_event *ev = &c->ev;
-	db_begin(ev, &g, p->op);
-	ev->start_ns = p->start_ns;
-	ev->end_ns = bpf_ktime_get_ns();
-	ev->failed = DB_FAILED;
-	ev->query_len = p->query_len;
-	ev->cut = p->cut;
-	__builtin_memcpy(ev->query, p->query, DB_QUERY_LEN + 1);
-	struct sql_ref ref = {.tgid = g.tgid, .ptr = p->db};
-	struct sql_db *d = p->db ? bpf_map_lookup_elem(&sql_dbs, &ref) : 0;
-	if (d) {
-		ev->system_len = d->system_len;
-		ev->addr_len = d->addr_len;
-		__builtin_memcpy(ev->system, d->system, DB_SYSTEM_LEN);
-		__builtin_memcpy(ev->addr, d->addr, DB_ADDR_LEN);
-	}
-	bpf_map_delete_elem(&sql_pending, &g);
-	submit(ev, sizeof(*ev));
-	return 0;
-}
-
-/* got_conn forgets the goroutine's pending call: it has its connection. */
-static __always_inline void got_conn(struct go_regs *regs)
-{
-	struct goroutine g;
-	if (current_goroutine(regs, off_g_goid, &g))
-		bpf_map_delete_elem(&sql_pending, &g);
-}
-
-SEC("uprobe/database_sql_DB_queryDC")
 int sql_query(void *ctx)
 {
 	struct go_regs *regs = ctx;
-	got_conn(regs);
-	return start(regs, DB_OP_QUERY, GO_REG1(regs), GO_REG8(regs), (__s64)GO_REG9(regs), GO_REG8(regs));
+	return start(regs, DB_OP_QUERY, GO_REG1(regs), GO_REG4(regs), (__s64)GO_REG5(regs), GO_REG4(regs));
+}
+
+SEC("uprobe/database_sql_DB_exec")
+int sql_exec(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	return start(regs, DB_OP_EXEC, GO_REG1(regs), GO_REG4(regs), (__s64)GO_REG5(regs), GO_REG4(regs));
+}
+
+/* owner_start starts a span of a Conn's or Tx's call, whose DB is at off. */
+static __always_inline int owner_start(struct go_regs *regs, __u8 op, __u64 off)
+{
+	__u64 db = 0;
+	read_go_ptr(field_addr(GO_REG1(regs), off), &db);
+	return start(regs, op, db, GO_REG4(regs), (__s64)GO_REG5(regs), GO_REG4(regs));
+}
+
+SEC("uprobe/database_sql_Conn_QueryContext")
+int sql_conn_query(void *ctx)
+{
+	return owner_start(ctx, DB_OP_QUERY, off_Conn_db);
+}
+
+SEC("uprobe/database_sql_Conn_ExecContext")
+int sql_conn_exec(void *ctx)
+{
+	return owner_start(ctx, DB_OP_EXEC, off_Conn_db);
+}
+
+SEC("uprobe/database_sql_Tx_QueryContext")
+int sql_tx_query(void *ctx)
+{
+	return owner_start(ctx, DB_OP_QUERY, off_Tx_db);
+}
+
+SEC("uprobe/database_sql_Tx_ExecContext")
+int sql_tx_exec(void *ctx)
+{
+	return owner_start(ctx, DB_OP_EXEC, off_Tx_db);
 }
 
 /* (*Rows, error): the error's itab is the second word. */
@@ -363,14 +305,6 @@ int sql_return2(void *ctx)
 {
 	struct go_regs *regs = ctx;
 	return end(regs, GO_RESULT2(regs));
-}
-
-SEC("uprobe/database_sql_DB_execDC")
-int sql_exec(void *ctx)
-{
-	struct go_regs *regs = ctx;
-	got_conn(regs);
-	return start(regs, DB_OP_EXEC, GO_REG1(regs), GO_REG6(regs), (__s64)GO_REG7(regs), GO_REG6(regs));
 }
 
 /* (Result, error): the error's itab is the third word. */

@@ -3,15 +3,16 @@
 // rollback.
 //
 // It probes, with the BPF programs of databasesql.c, the standard
-// library's (*DB).queryDC and (*DB).execDC (every Query and Exec of a DB,
-// Conn or Tx), (*Stmt).QueryContext and (*Stmt).ExecContext (prepared
-// statements), (*Tx).Commit and (*Tx).rollback, and sql.Open and
-// (*DB).beginDC to know each DB's driver and server and each transaction.
-// A DB's Query or Exec that fails before it reaches the driver, because no
-// connection could be had ((*DB).conn: the server refused or is down, the
-// context ended while waiting for the pool, the DB is closed), never
-// reaches queryDC or execDC: (*DB).query and (*DB).exec keep its query
-// text until (*DB).conn returns, and a failure there is its failed span.
+// library's (*DB).query and (*DB).exec (each attempt of a DB's Query or
+// Exec) and the QueryContext and ExecContext of *Conn and *Tx: the callers
+// of queryDC and execDC, through which every query reaches the driver, so
+// that a call that fails to get its connection ((*DB).conn: the server
+// refused or is down, the context ended while waiting for the pool, the
+// DB is closed; a Conn's or Tx's grabConn) has its failed span too, at the
+// same two uprobe hits per call. Also (*Stmt).QueryContext and
+// (*Stmt).ExecContext (prepared statements), (*Tx).Commit and
+// (*Tx).rollback, and sql.Open and (*DB).beginDC to know each DB's driver
+// and server and each transaction.
 // Their signatures are the same in every Go release the tracer supports
 // (1.12+; both calling conventions, bpf/go_abi.h).
 //
@@ -38,49 +39,51 @@ import (
 
 // Symbols the instrumentation probes.
 const (
-	QueryDC          = "database/sql.(*DB).queryDC"
-	ExecDC           = "database/sql.(*DB).execDC"
+	Query            = "database/sql.(*DB).query"
+	Exec             = "database/sql.(*DB).exec"
+	ConnQueryContext = "database/sql.(*Conn).QueryContext"
+	ConnExecContext  = "database/sql.(*Conn).ExecContext"
+	TxQueryContext   = "database/sql.(*Tx).QueryContext"
+	TxExecContext    = "database/sql.(*Tx).ExecContext"
 	StmtQueryContext = "database/sql.(*Stmt).QueryContext"
 	StmtExecContext  = "database/sql.(*Stmt).ExecContext"
 	Open             = "database/sql.Open"
 	BeginDC          = "database/sql.(*DB).beginDC"
 	Commit           = "database/sql.(*Tx).Commit"
 	Rollback         = "database/sql.(*Tx).rollback"
-	Query            = "database/sql.(*DB).query"
-	Exec             = "database/sql.(*DB).exec"
-	Conn             = "database/sql.(*DB).conn"
 )
 
 // Instrumentation returns the declaration of the database/sql
 // instrumentation, for uprobe.Attach. Each call returns a new copy.
 //
-// Query and Exec are required; the others are optional, so that a program
-// that never prepares a statement or opens a transaction (the linker then
-// drops those functions) still gets its query spans.
+// The DB's query and exec are required; the others are optional, so that
+// a program that never uses a Conn, prepares a statement or opens a
+// transaction (the linker then drops those functions) still gets its
+// query spans.
 func Instrumentation() uprobe.Instrumentation {
 	f := offsets.MustParseFieldID
 	return uprobe.Instrumentation{
 		Name: "database/sql",
 		Probes: []uprobe.Probe{
-			{Symbol: QueryDC, Entry: "sql_query", Return: "sql_return2", StackABI: true, StackResults: 24},
-			{Symbol: ExecDC, Entry: "sql_exec", Return: "sql_return3", StackABI: true, StackResults: 32},
+			{Symbol: Query, Entry: "sql_query", Return: "sql_return2", StackABI: true, StackResults: 24},
+			{Symbol: Exec, Entry: "sql_exec", Return: "sql_return3", StackABI: true, StackResults: 32},
+			{Symbol: ConnQueryContext, Entry: "sql_conn_query", Return: "sql_return2", Optional: true, StackABI: true, StackResults: 24},
+			{Symbol: ConnExecContext, Entry: "sql_conn_exec", Return: "sql_return3", Optional: true, StackABI: true, StackResults: 32},
+			{Symbol: TxQueryContext, Entry: "sql_tx_query", Return: "sql_return2", Optional: true, StackABI: true, StackResults: 24},
+			{Symbol: TxExecContext, Entry: "sql_tx_exec", Return: "sql_return3", Optional: true, StackABI: true, StackResults: 32},
 			{Symbol: StmtQueryContext, Entry: "sql_stmt_query", Return: "sql_return2", Optional: true, StackABI: true, StackResults: 24},
 			{Symbol: StmtExecContext, Entry: "sql_stmt_exec", Return: "sql_return3", Optional: true, StackABI: true, StackResults: 32},
 			{Symbol: Open, Entry: "sql_open", Return: "sql_open_return", Optional: true, StackABI: true, StackResults: 24},
 			{Symbol: BeginDC, Return: "sql_begin_return", Optional: true, StackABI: true, StackResults: 24},
 			{Symbol: Commit, Entry: "sql_commit", Return: "sql_return1", Optional: true, StackABI: true, StackResults: 16},
 			{Symbol: Rollback, Entry: "sql_rollback", Return: "sql_return1", Optional: true, StackABI: true, StackResults: 16},
-			// A DB's Query or Exec that fails to get a connection never
-			// reaches queryDC or execDC: these make its failed span.
-			{Symbol: Query, Entry: "sql_pending_query", Optional: true, StackABI: true},
-			{Symbol: Exec, Entry: "sql_pending_exec", Optional: true, StackABI: true},
-			{Symbol: Conn, Return: "sql_conn_return", Optional: true, StackABI: true, StackResults: 24},
 		},
 		Fields: []uprobe.Field{
 			{ID: f("runtime.g.goid"), Const: "off_g_goid"},
 			{ID: f("database/sql.Stmt.query"), Const: "off_Stmt_query"},
 			{ID: f("database/sql.Stmt.db"), Const: "off_Stmt_db"},
 			{ID: f("database/sql.Tx.db"), Const: "off_Tx_db"},
+			{ID: f("database/sql.Conn.db"), Const: "off_Conn_db"},
 		},
 		Spec:   spec,
 		Decode: decode,

@@ -87,17 +87,6 @@ type databasesqlSqlDb struct {
 	Addr      [128]uint8
 }
 
-type databasesqlSqlPending struct {
-	_        structs.HostLayout
-	Op       uint8
-	QueryLen uint8
-	Cut      uint8
-	Pad      [5]uint8
-	Db       uint64
-	StartNs  uint64
-	Query    [256]uint8
-}
-
 type databasesqlSqlRef struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -116,18 +105,15 @@ const (
 	databasesqlMapSqlDbs                = "sql_dbs"
 	databasesqlMapSqlDsnScratch         = "sql_dsn_scratch"
 	databasesqlMapSqlOpening            = "sql_opening"
-	databasesqlMapSqlPending            = "sql_pending"
-	databasesqlMapSqlPendingScratch     = "sql_pending_scratch"
 	databasesqlMapSqlScratch            = "sql_scratch"
 	databasesqlMapSqlTxs                = "sql_txs"
 	databasesqlProgSqlBeginReturn       = "sql_begin_return"
 	databasesqlProgSqlCommit            = "sql_commit"
-	databasesqlProgSqlConnReturn        = "sql_conn_return"
+	databasesqlProgSqlConnExec          = "sql_conn_exec"
+	databasesqlProgSqlConnQuery         = "sql_conn_query"
 	databasesqlProgSqlExec              = "sql_exec"
 	databasesqlProgSqlOpen              = "sql_open"
 	databasesqlProgSqlOpenReturn        = "sql_open_return"
-	databasesqlProgSqlPendingExec       = "sql_pending_exec"
-	databasesqlProgSqlPendingQuery      = "sql_pending_query"
 	databasesqlProgSqlQuery             = "sql_query"
 	databasesqlProgSqlReturn1           = "sql_return1"
 	databasesqlProgSqlReturn2           = "sql_return2"
@@ -135,9 +121,12 @@ const (
 	databasesqlProgSqlRollback          = "sql_rollback"
 	databasesqlProgSqlStmtExec          = "sql_stmt_exec"
 	databasesqlProgSqlStmtQuery         = "sql_stmt_query"
+	databasesqlProgSqlTxExec            = "sql_tx_exec"
+	databasesqlProgSqlTxQuery           = "sql_tx_query"
 	databasesqlVarEventKind             = "event_kind"
 	databasesqlVarGoStackAbi            = "go_stack_abi"
 	databasesqlVarGoTlsG                = "go_tls_g"
+	databasesqlVarOffConnDb             = "off_Conn_db"
 	databasesqlVarOffStmtDb             = "off_Stmt_db"
 	databasesqlVarOffStmtQuery          = "off_Stmt_query"
 	databasesqlVarOffTxDb               = "off_Tx_db"
@@ -189,38 +178,37 @@ type databasesqlSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type databasesqlProgramSpecs struct {
-	SqlBeginReturn  *ebpf.ProgramSpec `ebpf:"sql_begin_return"`
-	SqlCommit       *ebpf.ProgramSpec `ebpf:"sql_commit"`
-	SqlConnReturn   *ebpf.ProgramSpec `ebpf:"sql_conn_return"`
-	SqlExec         *ebpf.ProgramSpec `ebpf:"sql_exec"`
-	SqlOpen         *ebpf.ProgramSpec `ebpf:"sql_open"`
-	SqlOpenReturn   *ebpf.ProgramSpec `ebpf:"sql_open_return"`
-	SqlPendingExec  *ebpf.ProgramSpec `ebpf:"sql_pending_exec"`
-	SqlPendingQuery *ebpf.ProgramSpec `ebpf:"sql_pending_query"`
-	SqlQuery        *ebpf.ProgramSpec `ebpf:"sql_query"`
-	SqlReturn1      *ebpf.ProgramSpec `ebpf:"sql_return1"`
-	SqlReturn2      *ebpf.ProgramSpec `ebpf:"sql_return2"`
-	SqlReturn3      *ebpf.ProgramSpec `ebpf:"sql_return3"`
-	SqlRollback     *ebpf.ProgramSpec `ebpf:"sql_rollback"`
-	SqlStmtExec     *ebpf.ProgramSpec `ebpf:"sql_stmt_exec"`
-	SqlStmtQuery    *ebpf.ProgramSpec `ebpf:"sql_stmt_query"`
+	SqlBeginReturn *ebpf.ProgramSpec `ebpf:"sql_begin_return"`
+	SqlCommit      *ebpf.ProgramSpec `ebpf:"sql_commit"`
+	SqlConnExec    *ebpf.ProgramSpec `ebpf:"sql_conn_exec"`
+	SqlConnQuery   *ebpf.ProgramSpec `ebpf:"sql_conn_query"`
+	SqlExec        *ebpf.ProgramSpec `ebpf:"sql_exec"`
+	SqlOpen        *ebpf.ProgramSpec `ebpf:"sql_open"`
+	SqlOpenReturn  *ebpf.ProgramSpec `ebpf:"sql_open_return"`
+	SqlQuery       *ebpf.ProgramSpec `ebpf:"sql_query"`
+	SqlReturn1     *ebpf.ProgramSpec `ebpf:"sql_return1"`
+	SqlReturn2     *ebpf.ProgramSpec `ebpf:"sql_return2"`
+	SqlReturn3     *ebpf.ProgramSpec `ebpf:"sql_return3"`
+	SqlRollback    *ebpf.ProgramSpec `ebpf:"sql_rollback"`
+	SqlStmtExec    *ebpf.ProgramSpec `ebpf:"sql_stmt_exec"`
+	SqlStmtQuery   *ebpf.ProgramSpec `ebpf:"sql_stmt_query"`
+	SqlTxExec      *ebpf.ProgramSpec `ebpf:"sql_tx_exec"`
+	SqlTxQuery     *ebpf.ProgramSpec `ebpf:"sql_tx_query"`
 }
 
 // databasesqlMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type databasesqlMapSpecs struct {
-	ActiveSpans       *ebpf.MapSpec `ebpf:"active_spans"`
-	Drops             *ebpf.MapSpec `ebpf:"drops"`
-	Events            *ebpf.MapSpec `ebpf:"events"`
-	SqlCalls          *ebpf.MapSpec `ebpf:"sql_calls"`
-	SqlDbs            *ebpf.MapSpec `ebpf:"sql_dbs"`
-	SqlDsnScratch     *ebpf.MapSpec `ebpf:"sql_dsn_scratch"`
-	SqlOpening        *ebpf.MapSpec `ebpf:"sql_opening"`
-	SqlPending        *ebpf.MapSpec `ebpf:"sql_pending"`
-	SqlPendingScratch *ebpf.MapSpec `ebpf:"sql_pending_scratch"`
-	SqlScratch        *ebpf.MapSpec `ebpf:"sql_scratch"`
-	SqlTxs            *ebpf.MapSpec `ebpf:"sql_txs"`
+	ActiveSpans   *ebpf.MapSpec `ebpf:"active_spans"`
+	Drops         *ebpf.MapSpec `ebpf:"drops"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	SqlCalls      *ebpf.MapSpec `ebpf:"sql_calls"`
+	SqlDbs        *ebpf.MapSpec `ebpf:"sql_dbs"`
+	SqlDsnScratch *ebpf.MapSpec `ebpf:"sql_dsn_scratch"`
+	SqlOpening    *ebpf.MapSpec `ebpf:"sql_opening"`
+	SqlScratch    *ebpf.MapSpec `ebpf:"sql_scratch"`
+	SqlTxs        *ebpf.MapSpec `ebpf:"sql_txs"`
 }
 
 // databasesqlVariableSpecs contains global variables before they are loaded into the kernel.
@@ -230,6 +218,7 @@ type databasesqlVariableSpecs struct {
 	EventKind             *ebpf.VariableSpec `ebpf:"event_kind"`
 	GoStackAbi            *ebpf.VariableSpec `ebpf:"go_stack_abi"`
 	GoTlsG                *ebpf.VariableSpec `ebpf:"go_tls_g"`
+	OffConnDb             *ebpf.VariableSpec `ebpf:"off_Conn_db"`
 	OffStmtDb             *ebpf.VariableSpec `ebpf:"off_Stmt_db"`
 	OffStmtQuery          *ebpf.VariableSpec `ebpf:"off_Stmt_query"`
 	OffTxDb               *ebpf.VariableSpec `ebpf:"off_Tx_db"`
@@ -259,17 +248,15 @@ func (o *databasesqlObjects) Close() error {
 //
 // It can be passed to loadDatabasesqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type databasesqlMaps struct {
-	ActiveSpans       *ebpf.Map `ebpf:"active_spans"`
-	Drops             *ebpf.Map `ebpf:"drops"`
-	Events            *ebpf.Map `ebpf:"events"`
-	SqlCalls          *ebpf.Map `ebpf:"sql_calls"`
-	SqlDbs            *ebpf.Map `ebpf:"sql_dbs"`
-	SqlDsnScratch     *ebpf.Map `ebpf:"sql_dsn_scratch"`
-	SqlOpening        *ebpf.Map `ebpf:"sql_opening"`
-	SqlPending        *ebpf.Map `ebpf:"sql_pending"`
-	SqlPendingScratch *ebpf.Map `ebpf:"sql_pending_scratch"`
-	SqlScratch        *ebpf.Map `ebpf:"sql_scratch"`
-	SqlTxs            *ebpf.Map `ebpf:"sql_txs"`
+	ActiveSpans   *ebpf.Map `ebpf:"active_spans"`
+	Drops         *ebpf.Map `ebpf:"drops"`
+	Events        *ebpf.Map `ebpf:"events"`
+	SqlCalls      *ebpf.Map `ebpf:"sql_calls"`
+	SqlDbs        *ebpf.Map `ebpf:"sql_dbs"`
+	SqlDsnScratch *ebpf.Map `ebpf:"sql_dsn_scratch"`
+	SqlOpening    *ebpf.Map `ebpf:"sql_opening"`
+	SqlScratch    *ebpf.Map `ebpf:"sql_scratch"`
+	SqlTxs        *ebpf.Map `ebpf:"sql_txs"`
 }
 
 func (m *databasesqlMaps) Close() error {
@@ -281,8 +268,6 @@ func (m *databasesqlMaps) Close() error {
 		m.SqlDbs,
 		m.SqlDsnScratch,
 		m.SqlOpening,
-		m.SqlPending,
-		m.SqlPendingScratch,
 		m.SqlScratch,
 		m.SqlTxs,
 	)
@@ -295,6 +280,7 @@ type databasesqlVariables struct {
 	EventKind             *ebpf.Variable `ebpf:"event_kind"`
 	GoStackAbi            *ebpf.Variable `ebpf:"go_stack_abi"`
 	GoTlsG                *ebpf.Variable `ebpf:"go_tls_g"`
+	OffConnDb             *ebpf.Variable `ebpf:"off_Conn_db"`
 	OffStmtDb             *ebpf.Variable `ebpf:"off_Stmt_db"`
 	OffStmtQuery          *ebpf.Variable `ebpf:"off_Stmt_query"`
 	OffTxDb               *ebpf.Variable `ebpf:"off_Tx_db"`
@@ -308,33 +294,33 @@ type databasesqlVariables struct {
 //
 // It can be passed to loadDatabasesqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type databasesqlPrograms struct {
-	SqlBeginReturn  *ebpf.Program `ebpf:"sql_begin_return"`
-	SqlCommit       *ebpf.Program `ebpf:"sql_commit"`
-	SqlConnReturn   *ebpf.Program `ebpf:"sql_conn_return"`
-	SqlExec         *ebpf.Program `ebpf:"sql_exec"`
-	SqlOpen         *ebpf.Program `ebpf:"sql_open"`
-	SqlOpenReturn   *ebpf.Program `ebpf:"sql_open_return"`
-	SqlPendingExec  *ebpf.Program `ebpf:"sql_pending_exec"`
-	SqlPendingQuery *ebpf.Program `ebpf:"sql_pending_query"`
-	SqlQuery        *ebpf.Program `ebpf:"sql_query"`
-	SqlReturn1      *ebpf.Program `ebpf:"sql_return1"`
-	SqlReturn2      *ebpf.Program `ebpf:"sql_return2"`
-	SqlReturn3      *ebpf.Program `ebpf:"sql_return3"`
-	SqlRollback     *ebpf.Program `ebpf:"sql_rollback"`
-	SqlStmtExec     *ebpf.Program `ebpf:"sql_stmt_exec"`
-	SqlStmtQuery    *ebpf.Program `ebpf:"sql_stmt_query"`
+	SqlBeginReturn *ebpf.Program `ebpf:"sql_begin_return"`
+	SqlCommit      *ebpf.Program `ebpf:"sql_commit"`
+	SqlConnExec    *ebpf.Program `ebpf:"sql_conn_exec"`
+	SqlConnQuery   *ebpf.Program `ebpf:"sql_conn_query"`
+	SqlExec        *ebpf.Program `ebpf:"sql_exec"`
+	SqlOpen        *ebpf.Program `ebpf:"sql_open"`
+	SqlOpenReturn  *ebpf.Program `ebpf:"sql_open_return"`
+	SqlQuery       *ebpf.Program `ebpf:"sql_query"`
+	SqlReturn1     *ebpf.Program `ebpf:"sql_return1"`
+	SqlReturn2     *ebpf.Program `ebpf:"sql_return2"`
+	SqlReturn3     *ebpf.Program `ebpf:"sql_return3"`
+	SqlRollback    *ebpf.Program `ebpf:"sql_rollback"`
+	SqlStmtExec    *ebpf.Program `ebpf:"sql_stmt_exec"`
+	SqlStmtQuery   *ebpf.Program `ebpf:"sql_stmt_query"`
+	SqlTxExec      *ebpf.Program `ebpf:"sql_tx_exec"`
+	SqlTxQuery     *ebpf.Program `ebpf:"sql_tx_query"`
 }
 
 func (p *databasesqlPrograms) Close() error {
 	return _DatabasesqlClose(
 		p.SqlBeginReturn,
 		p.SqlCommit,
-		p.SqlConnReturn,
+		p.SqlConnExec,
+		p.SqlConnQuery,
 		p.SqlExec,
 		p.SqlOpen,
 		p.SqlOpenReturn,
-		p.SqlPendingExec,
-		p.SqlPendingQuery,
 		p.SqlQuery,
 		p.SqlReturn1,
 		p.SqlReturn2,
@@ -342,6 +328,8 @@ func (p *databasesqlPrograms) Close() error {
 		p.SqlRollback,
 		p.SqlStmtExec,
 		p.SqlStmtQuery,
+		p.SqlTxExec,
+		p.SqlTxQuery,
 	)
 }
 
