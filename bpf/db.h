@@ -31,6 +31,7 @@
 #define DB_OP_REDIS_PIPELINE 8 /* go-redis: a pipeline (or MULTI/EXEC transaction) */
 #define DB_OP_PGX_QUERY 9  /* pgx: Conn.Query (and QueryRow, and a pool's) */
 #define DB_OP_PGX_EXEC 10  /* pgx: Conn.Exec */
+#define DB_OP_PGX_COPY 11  /* pgx: Conn.CopyFrom; query holds the table name */
 
 /* Bits of cut of struct db_event. */
 #define DB_CUT_QUERY 1 /* the query text is longer than DB_QUERY_LEN bytes */

@@ -19,6 +19,10 @@
  *       goroutine (from a QueryTracer or a hook that queries) counts a
  *       level and has no span of its own. Rows are read after Query
  *       returns: the span does not cover them.
+ *   (*Conn).CopyFrom(ctx, tableName Identifier, columnNames []string, rowSrc) (int64, error)
+ *       pgx_copy / pgx_copy_return: one span per COPY, with the table (the
+ *       Identifier's last part) in place of the text; the rows are never
+ *       read.
  */
 #include "db.h"
 
@@ -60,7 +64,11 @@ static __always_inline __u8 read_string(void *dst, __u32 mask, __u64 addr)
 	return read_masked(dst, mask, s.ptr, s.len);
 }
 
-static __always_inline int start(struct go_regs *regs, __u8 op, __u64 key)
+/*
+ * start keeps, by goroutine, the span of a call of kind op whose text
+ * (the SQL, or CopyFrom's table) is the Go string text/text_len.
+ */
+static __always_inline int start(struct go_regs *regs, __u8 op, __u64 key, __u64 text, __s64 text_len)
 {
 	struct goroutine g;
 	if (!current_goroutine(regs, off_g_goid, &g))
@@ -81,9 +89,8 @@ static __always_inline int start(struct go_regs *regs, __u8 op, __u64 key)
 	c->depth = 1;
 	c->entry = e;
 	db_begin(&c->ev, &g, op);
-	__s64 qlen = (__s64)GO_REG5(regs);
-	c->ev.query_len = read_masked(c->ev.query, DB_QUERY_LEN, GO_REG4(regs), qlen);
-	if (qlen > DB_QUERY_LEN && c->ev.query_len == DB_QUERY_LEN)
+	c->ev.query_len = read_masked(c->ev.query, DB_QUERY_LEN, text, text_len);
+	if (text_len > DB_QUERY_LEN && c->ev.query_len == DB_QUERY_LEN)
 		c->ev.cut |= DB_CUT_QUERY;
 	__u64 pg = 0, cfg = 0;
 	if (read_go_ptr(field_addr(GO_REG1(regs), off_Conn_pgConn), &pg) && read_go_ptr(field_addr(pg, off_PgConn_config), &cfg)) {
@@ -100,19 +107,36 @@ static __always_inline int start(struct go_regs *regs, __u8 op, __u64 key)
 SEC("uprobe/pgx_Conn_Query")
 int pgx_query(void *ctx)
 {
-	return start(ctx, DB_OP_PGX_QUERY, GO_REG4((struct go_regs *)ctx)); /* the SQL text */
+	struct go_regs *regs = ctx;
+	return start(regs, DB_OP_PGX_QUERY, GO_REG4(regs), GO_REG4(regs), (__s64)GO_REG5(regs)); /* the SQL text */
 }
 
 SEC("uprobe/pgx_Conn_Exec")
 int pgx_exec(void *ctx)
 {
-	return start(ctx, DB_OP_PGX_EXEC, GO_REG4((struct go_regs *)ctx));
+	struct go_regs *regs = ctx;
+	return start(regs, DB_OP_PGX_EXEC, GO_REG4(regs), GO_REG4(regs), (__s64)GO_REG5(regs));
 }
 
-SEC("uprobe/pgx_return")
-int pgx_return(void *ctx)
+/*
+ * CopyFrom(ctx, tableName Identifier, columnNames []string, rowSrc): the
+ * table is the last part of the Identifier ([]string: schema, table).
+ */
+SEC("uprobe/pgx_Conn_CopyFrom")
+int pgx_copy(void *ctx)
 {
 	struct go_regs *regs = ctx;
+	__u64 parts = GO_REG4(regs);
+	__s64 n = (__s64)GO_REG5(regs);
+	struct go_string t = {};
+	if (parts != 0 && n > 0 && n < 16)
+		bpf_probe_read_user(&t, sizeof(t), (const void *)(parts + (__u64)(n - 1) * sizeof(t)));
+	return start(regs, DB_OP_PGX_COPY, parts, t.ptr, t.len);
+}
+
+/* end submits the goroutine's call, failed if the error's itab word is not nil. */
+static __always_inline int end(struct go_regs *regs, __u64 err_itab)
+{
 	struct goroutine g;
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
@@ -126,8 +150,24 @@ int pgx_return(void *ctx)
 		return 0;
 	}
 	c->ev.end_ns = bpf_ktime_get_ns();
-	c->ev.failed = GO_RESULT3(regs) != 0 ? DB_FAILED : DB_OK; /* the error's itab */
+	c->ev.failed = err_itab != 0 ? DB_FAILED : DB_OK;
 	submit(&c->ev, sizeof(c->ev));
 	bpf_map_delete_elem(&pgx_calls, &g);
 	return 0;
+}
+
+/* (Rows, error) and (CommandTag, error): the error's itab is the third word. */
+SEC("uprobe/pgx_return")
+int pgx_return(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	return end(regs, GO_RESULT3(regs));
+}
+
+/* CopyFrom's (int64, error): the error's itab is the second word. */
+SEC("uprobe/pgx_copy_return")
+int pgx_copy_return(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	return end(regs, GO_RESULT2(regs));
 }

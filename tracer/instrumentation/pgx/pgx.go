@@ -4,14 +4,16 @@
 // database/sql driver (whose database/sql span is then the parent).
 //
 // It probes, with the BPF programs of pgx.c, (*Conn).Query (which QueryRow
-// calls) and (*Conn).Exec, whose signatures have not changed in v5. The
-// span has the SQL text as the application passed it (cut at 255 bytes),
-// never the arguments, db.query.summary ("SELECT items") as its name, and
+// calls), (*Conn).Exec and (*Conn).CopyFrom, whose signatures have not
+// changed in v5. The span has the SQL text as the application passed it
+// (cut at 255 bytes, and then listed in offsetdb.truncated), never the
+// arguments, db.query.summary ("SELECT items") as its name, and
 // server.address, server.port and db.namespace from the connection's
 // pgconn.Config. A query's span ends when Query returns: the rows read
-// afterwards are not in it. Transactions are the "begin", "commit" and
-// "rollback" Execs pgx sends; batches (SendBatch) and CopyFrom have no
-// spans yet.
+// afterwards are not in it. A CopyFrom is one span "COPY <table>" with
+// db.collection.name and no text; its rows are never read. Transactions
+// are the "begin", "commit" and "rollback" Execs pgx sends; batches
+// (SendBatch) have no spans yet.
 package pgx
 
 import (
@@ -26,8 +28,9 @@ import (
 
 // Symbols the instrumentation probes.
 const (
-	Query = "github.com/jackc/pgx/v5.(*Conn).Query"
-	Exec  = "github.com/jackc/pgx/v5.(*Conn).Exec"
+	Query    = "github.com/jackc/pgx/v5.(*Conn).Query"
+	Exec     = "github.com/jackc/pgx/v5.(*Conn).Exec"
+	CopyFrom = "github.com/jackc/pgx/v5.(*Conn).CopyFrom"
 )
 
 // Instrumentation returns the declaration of the pgx instrumentation, for
@@ -39,6 +42,7 @@ func Instrumentation() uprobe.Instrumentation {
 		Probes: []uprobe.Probe{
 			{Symbol: Query, Entry: "pgx_query", Return: "pgx_return"},
 			{Symbol: Exec, Entry: "pgx_exec", Return: "pgx_return", Optional: true},
+			{Symbol: CopyFrom, Entry: "pgx_copy", Return: "pgx_copy_return", Optional: true},
 		},
 		Fields: []uprobe.Field{
 			{ID: f("runtime.g.goid"), Const: "off_g_goid"},

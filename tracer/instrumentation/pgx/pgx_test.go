@@ -54,5 +54,19 @@ func TestInstrumentationDecodesPgxRecords(t *testing.T) {
 			Want:      want("COMMIT"),
 			WantAttrs: map[string]any{"db.system.name": "postgresql", "db.query.text": "commit", "db.query.summary": "COMMIT"},
 		},
+		{
+			Name:   "a CopyFrom: the table, no query text",
+			Record: record(t, 11, 0, "127.0.0.1", 5432, "shop", "hits"),
+			Want:   want("COPY hits"),
+			WantAttrs: map[string]any{"db.system.name": "postgresql", "db.operation.name": "COPY", "db.collection.name": "hits",
+				"db.query.summary": "COPY hits", "db.namespace": "shop", "server.address": "127.0.0.1", "server.port": int64(5432)},
+		},
+		{
+			Name:       "a failed CopyFrom whose table could not be read",
+			Record:     record(t, 11, 1, "127.0.0.1", 5432, "shop", ""),
+			Want:       want("COPY"),
+			WantAttrs:  map[string]any{"db.system.name": "postgresql", "db.operation.name": "COPY", "db.namespace": "shop", "server.address": "127.0.0.1", "server.port": int64(5432), "error.type": "_OTHER"},
+			WantStatus: codes.Error,
+		},
 	})
 }

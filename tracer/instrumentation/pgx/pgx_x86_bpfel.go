@@ -81,6 +81,8 @@ const (
 	pgxMapEvents                = "events"
 	pgxMapPgxCalls              = "pgx_calls"
 	pgxMapPgxScratch            = "pgx_scratch"
+	pgxProgPgxCopy              = "pgx_copy"
+	pgxProgPgxCopyReturn        = "pgx_copy_return"
 	pgxProgPgxExec              = "pgx_exec"
 	pgxProgPgxQuery             = "pgx_query"
 	pgxProgPgxReturn            = "pgx_return"
@@ -140,9 +142,11 @@ type pgxSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type pgxProgramSpecs struct {
-	PgxExec   *ebpf.ProgramSpec `ebpf:"pgx_exec"`
-	PgxQuery  *ebpf.ProgramSpec `ebpf:"pgx_query"`
-	PgxReturn *ebpf.ProgramSpec `ebpf:"pgx_return"`
+	PgxCopy       *ebpf.ProgramSpec `ebpf:"pgx_copy"`
+	PgxCopyReturn *ebpf.ProgramSpec `ebpf:"pgx_copy_return"`
+	PgxExec       *ebpf.ProgramSpec `ebpf:"pgx_exec"`
+	PgxQuery      *ebpf.ProgramSpec `ebpf:"pgx_query"`
+	PgxReturn     *ebpf.ProgramSpec `ebpf:"pgx_return"`
 }
 
 // pgxMapSpecs contains maps before they are loaded into the kernel.
@@ -233,13 +237,17 @@ type pgxVariables struct {
 //
 // It can be passed to loadPgxObjects or ebpf.CollectionSpec.LoadAndAssign.
 type pgxPrograms struct {
-	PgxExec   *ebpf.Program `ebpf:"pgx_exec"`
-	PgxQuery  *ebpf.Program `ebpf:"pgx_query"`
-	PgxReturn *ebpf.Program `ebpf:"pgx_return"`
+	PgxCopy       *ebpf.Program `ebpf:"pgx_copy"`
+	PgxCopyReturn *ebpf.Program `ebpf:"pgx_copy_return"`
+	PgxExec       *ebpf.Program `ebpf:"pgx_exec"`
+	PgxQuery      *ebpf.Program `ebpf:"pgx_query"`
+	PgxReturn     *ebpf.Program `ebpf:"pgx_return"`
 }
 
 func (p *pgxPrograms) Close() error {
 	return _PgxClose(
+		p.PgxCopy,
+		p.PgxCopyReturn,
 		p.PgxExec,
 		p.PgxQuery,
 		p.PgxReturn,

@@ -33,6 +33,7 @@ const (
 	OpRedisPipeline Op = 8 // go-redis: a pipeline or MULTI/EXEC transaction
 	OpPgxQuery      Op = 9 // pgx: Conn.Query (QueryRow, a pool's Query)
 	OpPgxExec       Op = 10
+	OpPgxCopy       Op = 11 // pgx: Conn.CopyFrom; Query holds the table
 )
 
 // Command is a Redis command as a span may show it: its name and how many
@@ -135,7 +136,8 @@ var attrTruncatedQuery = attribute.StringSlice("offsetdb.truncated", []string{"d
 
 func describeSQL(ev *Event, out *spans.Span, attrs []attribute.KeyValue) []attribute.KeyValue {
 	system := System(ev.Driver)
-	if ev.Op == OpPgxQuery || ev.Op == OpPgxExec {
+	pgx := ev.Op == OpPgxQuery || ev.Op == OpPgxExec || ev.Op == OpPgxCopy
+	if pgx {
 		system = semconv.DBSystemNamePostgreSQL
 	}
 	attrs = append(attrs, system)
@@ -147,8 +149,17 @@ func describeSQL(ev *Event, out *spans.Span, attrs []attribute.KeyValue) []attri
 	case OpRollback:
 		out.Name = "ROLLBACK"
 		attrs = append(attrs, semconv.DBOperationName("ROLLBACK"))
+	case OpPgxCopy:
+		// COPY FROM STDIN: no query text was passed, the operation and
+		// the table name it (db.query.summary "COPY hits").
+		out.Name = "COPY"
+		attrs = append(attrs, semconv.DBOperationName("COPY"))
+		if ev.Query != "" {
+			out.Name = "COPY " + ev.Query
+			attrs = append(attrs, semconv.DBCollectionName(ev.Query), semconv.DBQuerySummary(out.Name))
+		}
 	}
-	if ev.Query != "" {
+	if ev.Query != "" && ev.Op != OpPgxCopy {
 		attrs = append(attrs, semconv.DBQueryText(ev.Query))
 		if ev.QueryCut {
 			attrs = append(attrs, attrTruncatedQuery)
@@ -160,7 +171,7 @@ func describeSQL(ev *Event, out *spans.Span, attrs []attribute.KeyValue) []attri
 	}
 	host, port, ns := "", 0, ""
 	switch {
-	case ev.Op == OpPgxQuery || ev.Op == OpPgxExec:
+	case pgx:
 		host, port, ns = ev.Addr, ev.Port, ev.Namespace
 	case system == semconv.DBSystemNamePostgreSQL:
 		host, port, ns = postgresServer(ev.Addr)

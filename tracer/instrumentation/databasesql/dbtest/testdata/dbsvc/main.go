@@ -36,6 +36,7 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "github.com/lib/pq"
@@ -284,6 +285,13 @@ func pgxCalls(ctx context.Context, pool *pgxpool.Pool, id int) error {
 	}
 	if _, err := pool.Exec(ctx, "SELECT * FROM no_such_table"); err == nil {
 		return errors.New("query of a missing table did not fail")
+	}
+	n, err := pool.CopyFrom(ctx, pgx.Identifier{"hits"}, []string{"req"}, pgx.CopyFromRows([][]any{{id}, {id}}))
+	if err != nil {
+		return err
+	}
+	if n != 2 {
+		return fmt.Errorf("CopyFrom copied %d rows, want 2", n)
 	}
 	return nil
 }
