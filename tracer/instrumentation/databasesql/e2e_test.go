@@ -56,10 +56,11 @@ func TestTraceDatabaseSQLAcrossVersions(t *testing.T) {
 				get(t, fmt.Sprintf("http://%s/sql?db=%s&id=%d", addr, d, i))
 			}
 			get(t, fmt.Sprintf("http://%s/down?id=9", addr))
-			got := c.Wait(t, len(drivers)*9+3)
+			get(t, fmt.Sprintf("http://%s/conn?id=10", addr))
+			got := c.Wait(t, len(drivers)*9+3+3)
 			assert.Zero(t, c.Session.Drops())
-			assert.Zero(t, c.Session.InFlightLost())
-			checkSQL(t, checkDown(t, got), drivers)
+			assert.Zero(t, c.Session.InFlightLost(), "spans lost in flight")
+			checkSQL(t, checkConn(t, checkDown(t, got)), drivers)
 		})
 	}
 }
@@ -134,6 +135,39 @@ func checkDown(t *testing.T, got []dbtest.Span) []dbtest.Span {
 		"SELECT id FROM items WHERE id = $1": true,
 		long[:255]:                           true,
 	}, queries, "spans of the calls that got no connection")
+	return rest
+}
+
+// checkConn checks the spans of the /conn request, which queries and
+// execs through a database/sql Conn (its DB read from Conn.db): a span
+// each, with the server of the DB. It returns the other spans.
+func checkConn(t *testing.T, got []dbtest.Span) []dbtest.Span {
+	var server dbtest.Span
+	for _, sp := range got {
+		if sp.Inst == "net/http server" && sp.Attrs["url.path"] == "/conn" {
+			server = sp
+		}
+	}
+	require.NotEmpty(t, server.Name, "the /conn request's span")
+	var rest []dbtest.Span
+	names := map[string]int{}
+	for _, sp := range got {
+		if sp.TraceID != server.TraceID {
+			rest = append(rest, sp)
+			continue
+		}
+		if sp.Inst != "database/sql" {
+			continue
+		}
+		t.Logf("conn: %s %q status=%v %v", sp.Kind, sp.Name, sp.Status, sp.Attrs)
+		names[sp.Name]++
+		assert.Equal(t, server.SpanID, sp.ParentID, "conn %s: parent", sp.Name)
+		assert.Equal(t, codes.Unset, sp.Status, "conn %s", sp.Name)
+		assert.Equal(t, "postgresql", sp.Attrs["db.system.name"], "conn %s", sp.Name)
+		assert.Equal(t, "127.0.0.1", sp.Attrs["server.address"], "conn %s", sp.Name)
+		assert.Equal(t, dbtest.Database, sp.Attrs["db.namespace"], "conn %s", sp.Name)
+	}
+	assert.Equal(t, map[string]int{"SELECT items": 1, "INSERT hits": 1}, names, "spans of the calls through a Conn")
 	return rest
 }
 

@@ -157,6 +157,19 @@ func serve(addr, pgDSN, myDSN, redisAddr string) {
 		}
 		return nil
 	})
+	handle("/conn", func(ctx context.Context, r *http.Request, id int) error {
+		conn, err := dbs["pq"].db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		var n int
+		if err := conn.QueryRowContext(ctx, "SELECT n FROM items WHERE id = $1", 1).Scan(&n); err != nil {
+			return err
+		}
+		_, err = conn.ExecContext(ctx, "INSERT INTO hits (req) VALUES ($1)", id)
+		return err
+	})
 	handle("/redis", func(ctx context.Context, r *http.Request, id int) error {
 		return redisCalls(ctx, rdb, id)
 	})
