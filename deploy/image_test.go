@@ -138,7 +138,20 @@ func TestImage(t *testing.T) {
 
 	svc := buildService(t)
 	t.Run("root privileged", func(t *testing.T) {
-		runImage(t, testImage+":"+testVersion+"-amd64", svc, "--privileged")
+		runImage(t, imageRun{image: testImage + ":" + testVersion + "-amd64", service: svc,
+			podman: []string{"--privileged"}})
+	})
+	t.Run("root privileged writing trace context through the host's cgroup", func(t *testing.T) {
+		// What deploy/kubernetes/overlays/privileged does: the node's cgroup v2
+		// hierarchy mounted read-only and named by --cgroup-root, so that the
+		// socket-layer writer sees the traced processes' sockets. The service's
+		// call to its own /backend must then carry the client span's context:
+		// one trace of three spans.
+		root := hostCgroup2(t)
+		runImage(t, imageRun{image: testImage + ":" + testVersion + "-amd64", service: svc,
+			podman:   []string{"--privileged", "-v", root + ":/host-cgroup:ro"},
+			tracer:   []string{"--cgroup-root", "/host-cgroup"},
+			oneTrace: true})
 	})
 	t.Run("nonroot capabilities", func(t *testing.T) {
 		// An executable only root may read: the tracer needs CAP_DAC_READ_SEARCH
@@ -155,11 +168,11 @@ func TestImage(t *testing.T) {
 		if err := os.WriteFile(private, data, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		runImage(t, testImage+":"+testVersion+"-nonroot-amd64", private,
-			"--cap-drop=all", "--cap-add=BPF,PERFMON,SYS_PTRACE,DAC_READ_SEARCH",
-			// Podman's default seccomp profile lets bpf() and perf_event_open()
-			// through only with CAP_SYS_ADMIN; see docs/deployment.md.
-			"--security-opt", "seccomp=unconfined")
+		runImage(t, imageRun{image: testImage + ":" + testVersion + "-nonroot-amd64", service: private,
+			podman: []string{"--cap-drop=all", "--cap-add=BPF,PERFMON,SYS_PTRACE,DAC_READ_SEARCH",
+				// Podman's default seccomp profile lets bpf() and perf_event_open()
+				// through only with CAP_SYS_ADMIN; see docs/deployment.md.
+				"--security-opt", "seccomp=unconfined"}})
 	})
 }
 
@@ -249,9 +262,41 @@ func startService(t *testing.T, path string) (int, string) {
 	return cmd.Process.Pid, addr
 }
 
+// imageRun is one run of the image against the test service.
+type imageRun struct {
+	image, service string
+	podman         []string // podman run flags
+	tracer         []string // tracer flags before --pid
+	// oneTrace requires the service's outgoing call to carry trace context:
+	// the /backend server span continues the client span, and the tracer's
+	// exit line counts the traceparent it wrote.
+	oneTrace bool
+}
+
+// hostCgroup2 returns this host's cgroup v2 hierarchy: the first cgroup2
+// mount in /proc/self/mountinfo (/sys/fs/cgroup on a cgroup v2 host,
+// /sys/fs/cgroup/unified on a hybrid one).
+func hostCgroup2(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+		pre, post, ok := strings.Cut(line, " - ")
+		if f := strings.Fields(pre); ok && len(f) >= 5 && strings.HasPrefix(post, "cgroup2 ") {
+			return f[4]
+		}
+	}
+	t.Fatal("no cgroup2 mount in /proc/self/mountinfo: the trace-context writer needs one")
+	return ""
+}
+
 // runImage starts the service, runs the image against its pid with podman,
 // sends requests and checks the spans the receiver gets.
-func runImage(t *testing.T, image, service string, podmanFlags ...string) {
+func runImage(t *testing.T, r imageRun) {
+	image, service := r.image, r.service
 	pid, addr := startService(t, service)
 	recv := otlptest.NewHTTP(t)
 	name := fmt.Sprintf("offsetdb-test-%d", pid)
@@ -262,8 +307,8 @@ func runImage(t *testing.T, image, service string, podmanFlags ...string) {
 		"-e", "OTEL_TRACES_EXPORTER=otlp",
 		"-e", "OTEL_EXPORTER_OTLP_ENDPOINT=" + recv.Endpoint(),
 		"-e", "OTEL_BSP_SCHEDULE_DELAY=100",
-	}, podmanFlags...)
-	args = append(args, image, "--pid", strconv.Itoa(pid))
+	}, r.podman...)
+	args = append(append(append(args, image), r.tracer...), "--pid", strconv.Itoa(pid))
 	cmd := exec.Command("podman", args...)
 	stderr := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = stderr, stderr
@@ -315,6 +360,9 @@ func runImage(t *testing.T, image, service string, podmanFlags ...string) {
 	if got := server.Resource["service.name"]; got != "service" {
 		t.Errorf("resource service.name = %v, want the executable's name %q", got, "service")
 	}
+	if r.oneTrace {
+		checkOneTrace(t, *server, got)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), eventTimeout)
 	defer cancel()
@@ -328,5 +376,34 @@ func runImage(t *testing.T, image, service string, podmanFlags ...string) {
 		}
 	case <-time.After(eventTimeout):
 		t.Errorf("podman run still running after podman stop:\n%s", stderr)
+	}
+	if r.oneTrace && !strings.Contains(stderr.String(), `msg="outgoing trace context" written=1 `) {
+		t.Errorf("the tracer's exit line does not count one traceparent written:\n%s", stderr)
+	}
+}
+
+// checkOneTrace checks that the spans of one /items request form one trace:
+// server /items → client → server /backend, each the parent of the next.
+func checkOneTrace(t *testing.T, items otlptest.Span, spans []otlptest.Span) {
+	t.Helper()
+	var client, backend *otlptest.Span
+	for i, s := range spans {
+		switch {
+		case s.Kind == "client":
+			client = &spans[i]
+		case s.Kind == "server" && s.Attributes["url.path"] == "/backend":
+			backend = &spans[i]
+		}
+	}
+	if client == nil || backend == nil {
+		t.Fatalf("want a client span and a /backend server span among %+v", spans)
+	}
+	if client.TraceID != items.TraceID || client.ParentSpanID != items.SpanID {
+		t.Errorf("client span trace %s parent %s; want trace %s parent %s (the /items server span)",
+			client.TraceID, client.ParentSpanID, items.TraceID, items.SpanID)
+	}
+	if backend.TraceID != items.TraceID || backend.ParentSpanID != client.SpanID {
+		t.Errorf("/backend server span trace %s parent %s; want trace %s parent %s (the client span): "+
+			"the outgoing request carried no trace context", backend.TraceID, backend.ParentSpanID, items.TraceID, client.SpanID)
 	}
 }

@@ -7,9 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/offsetdb/offsetdb/tracer/discovery"
 	"github.com/offsetdb/offsetdb/tracer/kube/kubetest"
@@ -215,4 +219,69 @@ func TestDiscoveryConfig(t *testing.T) {
 	if len(c.Discovery.Services) == 0 {
 		t.Fatal("no include rule")
 	}
+}
+
+// TestContextPropagationInManifests checks where the manifests write trace
+// context into outgoing requests: the privileged overlay does, naming with
+// --cgroup-root a read-only hostPath mount of the node's /sys/fs/cgroup
+// (what TestImage's "writing trace context" run does with podman); the
+// base, whose non-root image lacks CAP_NET_ADMIN, says it does not.
+func TestContextPropagationInManifests(t *testing.T) {
+	needTools(t, "kubectl")
+	daemonSet := func(t *testing.T, layout string) appsv1.DaemonSet {
+		for _, doc := range strings.Split(string(render(t, layout)), "\n---\n") {
+			var ds appsv1.DaemonSet
+			if err := yaml.Unmarshal([]byte(doc), &ds); err != nil {
+				t.Fatalf("%s: %v", layout, err)
+			}
+			if ds.Kind == "DaemonSet" {
+				return ds
+			}
+		}
+		t.Fatalf("%s: no DaemonSet", layout)
+		return appsv1.DaemonSet{}
+	}
+	t.Run("overlays/privileged", func(t *testing.T) {
+		ds := daemonSet(t, "overlays/privileged")
+		c := ds.Spec.Template.Spec.Containers[0]
+		if sc := c.SecurityContext; sc == nil || sc.Privileged == nil || !*sc.Privileged {
+			t.Errorf("tracer container not privileged: %+v", sc)
+		}
+		var root string
+		for _, a := range c.Args {
+			if a == "--context-propagation=false" {
+				t.Errorf("args %q turn the writer off", c.Args)
+			}
+			if v, ok := strings.CutPrefix(a, "--cgroup-root="); ok {
+				root = v
+			}
+		}
+		if root == "" {
+			t.Fatalf("args %q name no --cgroup-root: in a container the writer would attach to its own cgroup namespace", c.Args)
+		}
+		var volume string
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == root {
+				volume = m.Name
+				if !m.ReadOnly {
+					t.Errorf("%s is mounted read-write; the writer only attaches to it", root)
+				}
+			}
+		}
+		found := false
+		for _, v := range ds.Spec.Template.Spec.Volumes {
+			if v.Name == volume && v.HostPath != nil && v.HostPath.Path == "/sys/fs/cgroup" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("--cgroup-root=%s is not a mount of the node's /sys/fs/cgroup (volume %q)", root, volume)
+		}
+	})
+	t.Run("base", func(t *testing.T) {
+		c := daemonSet(t, "base").Spec.Template.Spec.Containers[0]
+		if !slices.Contains(c.Args, "--context-propagation=false") {
+			t.Errorf("base args %q: the non-root image has no CAP_NET_ADMIN, so the writer must be off explicitly (else a warning at every start)", c.Args)
+		}
+	})
 }

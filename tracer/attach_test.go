@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -107,11 +108,33 @@ func TestTracePIDOfGoneProcess(t *testing.T) {
 	assert.Contains(t, string(out), "process not found")
 }
 
-func TestTraceNonGoProgramIsRefused(t *testing.T) {
+// TestTraceNonGoProgram: a program that is not Go, started by the tracer,
+// still runs (untraced) and the tracer exits 3, saying why; --pid on one
+// exits 3 at once with the same reason.
+func TestTraceNonGoProgram(t *testing.T) {
 	uprobetest.RequireBPF(t)
-	out, err := exec.Command(tracerBinary(t), "--", "sleep", "5").CombinedOutput()
-	require.Error(t, err)
+	cmd := exec.Command(tracerBinary(t), "--", "sh", "-c", "echo ran; exit 0")
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "%s", out)
+	assert.Equal(t, exitNothingTraced, exit.ExitCode(), "%s", out)
+	assert.Contains(t, string(out), "ran\n", "the program did not run")
 	assert.Contains(t, string(out), "not a Go binary")
+	assert.Contains(t, string(out), "Go programs only")
+
+	sleep := exec.Command("sleep", "30")
+	require.NoError(t, sleep.Start())
+	defer func() {
+		_ = sleep.Process.Kill()
+		_ = sleep.Wait()
+	}()
+	cmd = exec.Command(tracerBinary(t), "--pid", strconv.Itoa(sleep.Process.Pid))
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	out, err = cmd.CombinedOutput()
+	require.ErrorAs(t, err, &exit, "%s", out)
+	assert.Equal(t, exitNothingTraced, exit.ExitCode(), "%s", out)
+	assert.Contains(t, string(out), "Go programs only")
 }
 
 func TestTraceExeGlobFollowsProcesses(t *testing.T) {

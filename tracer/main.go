@@ -57,6 +57,7 @@ import (
 
 	"github.com/offsetdb/offsetdb"
 	"github.com/offsetdb/offsetdb/fieldset"
+	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/offsets"
 	"github.com/offsetdb/offsetdb/tracer/discovery"
 	"github.com/offsetdb/offsetdb/tracer/export"
@@ -113,6 +114,10 @@ const (
 // errNothingToTrace reports a Go binary on which every instrumentation is
 // disabled; the warnings logged before it say why, field by field.
 var errNothingToTrace = errors.New("no instrumentation can run (see the warnings above)")
+
+// errNotGoProgram reports a process whose executable is not a Go binary:
+// like errNothingToTrace, nothing can be traced (exit status 3).
+var errNotGoProgram = errors.New("the tracer attaches to Go programs only (tracer inspect PATH tells whether a binary is one)")
 
 const usage = `usage:
   tracer [flags] -- CMD ARGS...   start CMD and trace it
@@ -320,7 +325,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errBadSetting), errors.Is(err, export.ErrBadSetting),
 		errors.Is(err, export.ErrUnknownExporter), errors.Is(err, export.ErrUnknownProtocol):
 		code = exitUsage
-	case errors.Is(err, errNothingToTrace):
+	case errors.Is(err, errNothingToTrace), errors.Is(err, errNotGoProgram):
 		code = exitNothingTraced
 	case errors.Is(err, preflight.ErrPrivileges), errors.Is(err, preflight.ErrKernel):
 		code = exitPrivileges
@@ -707,6 +712,9 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 		return nil, "", err
 	}
 	p, err := target.NewPlan(path, t.resolver, t.insts)
+	if errors.Is(err, gobinary.ErrNotGo) || errors.Is(err, gobinary.ErrNotELF) {
+		return nil, "", fmt.Errorf("pid %d (%s): %w: %w", pid, name, err, errNotGoProgram)
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, err)
 	}
@@ -812,7 +820,7 @@ func (t *tracing) command(ctx context.Context, argv []string) (int, error) {
 		return 0, err
 	}
 	p, name, err := t.plan(child.PID)
-	if errors.Is(err, errNothingToTrace) {
+	if errors.Is(err, errNothingToTrace) || errors.Is(err, errNotGoProgram) {
 		// The program is what matters: run it untraced rather than not at
 		// all, and say so in the exit status when its own says nothing.
 		t.log.Error("running the program untraced", "pid", child.PID, "err", err)

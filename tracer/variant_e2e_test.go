@@ -113,9 +113,10 @@ var embeddedData = sync.OnceValues(func() (*offsets.DB, error) { return offsets.
 // for bin is resolved from the database (provenance prefix want), not from
 // DWARF (a stripped binary has none). Fields the embedded shard does not
 // track are the exception: a GOEXPERIMENT shard keeps the field set it was
-// generated with until `make offsets-experiments` runs again, and the
-// tracer must then say they are unresolved, or take them from a database
-// of the same set (--offsets-dir), never from the default build.
+// generated with until `make offsets-experiments` runs again (after a
+// field is added to fieldset/std.fields), and the tracer must then say
+// they are unresolved, or take them from a database of the same set
+// (--offsets-dir), never from the default build.
 func requireFromDatabase(t *testing.T, in inspection, want string) {
 	module := strings.Fields(strings.TrimPrefix(want, "database "))[0]
 	db, err := embeddedData()

@@ -382,6 +382,9 @@ func (g *generator) version(ctx context.Context, v string, arches []string) erro
 				if len(tg.pins) > 0 {
 					name += " with dependencies of the version's date"
 				}
+				if errors.Is(err, probe.ErrHost) {
+					return err // not the version's failure: not recorded, built by the next run
+				}
 				if err != nil {
 					g.log.Warn("probe did not build", "module", mod, "version", v, "arch", arch, "toolchain", name, "err", err)
 					reasons = append(reasons, fmt.Sprintf("%s: %s", name, truncate(err.Error(), 1500)))

@@ -33,6 +33,11 @@ import (
 // carries the compiler's own words, which the database records as the reason.
 var ErrBuild = errors.New("probe build failed")
 
+// ErrHost reports a probe build the machine stopped (a full disk, memory
+// run out): no fault of the version, so it must not be recorded as one;
+// the run fails for that version and the next run builds it again.
+var ErrHost = errors.New("the machine stopped the build")
+
 // Source returns the Go source of the probe for set. It compiles with every
 // Go release from 1.12 on: no generics, no "any".
 //
@@ -283,6 +288,13 @@ func (b Build) Run(ctx context.Context, set *fieldset.Set) (string, error) {
 		if ctx.Err() != nil {
 			return "", fmt.Errorf("%w: timed out after %s", ErrBuild, timeout)
 		}
+		if fault := hostFault(output); fault != "" {
+			// Not the release's fault: recording it as a failed build
+			// would keep the version out of the database until someone
+			// passes --retry-failed.
+			return "", fmt.Errorf("%w: %s, which is no fault of the version (free it and run again): %v: %s",
+				ErrHost, fault, err, strings.TrimSpace(string(output)))
+		}
 		return "", fmt.Errorf("%w: %v: %s", ErrBuild, err, strings.TrimSpace(string(output)))
 	}
 	if err := checkRequirements(out, b.Require); err != nil {
@@ -462,4 +474,25 @@ func Read(bin string, ids []offsets.FieldID) (map[offsets.FieldID]offsets.Value,
 		return values, nil
 	}
 	return values, err
+}
+
+// hostFaults are what the go command and the compiler print when the machine,
+// not the code, stops a build.
+var hostFaults = []struct{ text, fault string }{
+	{"no space left on device", "the disk is full"},
+	{"disk quota exceeded", "the disk quota is used up"},
+	{"cannot allocate memory", "memory ran out"},
+	{"too many open files", "the open-file limit was reached"},
+}
+
+// hostFault returns what ran out if a failed build's output says the
+// machine stopped it, else "".
+func hostFault(output []byte) string {
+	text := strings.ToLower(string(output))
+	for _, h := range hostFaults {
+		if strings.Contains(text, h.text) {
+			return h.fault
+		}
+	}
+	return ""
 }

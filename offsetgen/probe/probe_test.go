@@ -1,8 +1,11 @@
 package probe
 
 import (
+	"context"
 	"go/parser"
 	"go/token"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -147,6 +150,40 @@ func TestCheckLinkedRefusesOnlyAnotherVersionOfTheModuleItself(t *testing.T) {
 			}
 			assert.ErrorIs(t, err, ErrBuild)
 			assert.ErrorContains(t, err, tc.refuse)
+		})
+	}
+}
+
+// TestRunTellsAFullMachineFromAFailedBuild: a build the machine stopped (a
+// full disk, no memory) is an error of the run, not ErrBuild, which the
+// generators would record in the database as the version's failure; a
+// compile error is ErrBuild. The go command is a script printing what the
+// real one prints in each case.
+func TestRunTellsAFullMachineFromAFailedBuild(t *testing.T) {
+	set, err := fieldset.Parse(strings.NewReader("runtime.g.goid\n"))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name, output string
+		build        bool
+	}{
+		{"disk full", "# crypto/sha256\ncompile: writing output: write $WORK/b150/_pkg_.a: no space left on device", false},
+		{"out of memory", "fatal error: runtime: cannot allocate memory", false},
+		{"compile error", "./probe.go:7:2: undefined: runtime.g", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			goroot := t.TempDir()
+			require.NoError(t, os.MkdirAll(filepath.Join(goroot, "bin"), 0o755))
+			script := "#!/bin/sh\ncat <<'OUT' >&2\n" + tc.output + "\nOUT\nexit 1\n"
+			require.NoError(t, os.WriteFile(filepath.Join(goroot, "bin", "go"), []byte(script), 0o755))
+			_, err := Build{GOROOT: goroot, Arch: "amd64", Dir: t.TempDir()}.Run(context.Background(), set)
+			require.Error(t, err)
+			if tc.build {
+				assert.ErrorIs(t, err, ErrBuild)
+				return
+			}
+			assert.NotErrorIs(t, err, ErrBuild, "a machine fault would be recorded as the version's failure")
+			assert.ErrorIs(t, err, ErrHost)
+			assert.ErrorContains(t, err, "no fault of the version")
 		})
 	}
 }
