@@ -19,14 +19,16 @@
 /*
  * Sizes of the string buffers in struct http_event; longer values are cut
  * (the path and query say so in http_event.cut). Path and query are what
- * users filter on, so they get most of the record: 512 bytes each, with
- * 16-bit lengths.
+ * users filter on, so they get most of the record: 1 KiB each, with 16-bit
+ * lengths. The record is about 2.8 KiB, and each LRU map of requests in
+ * progress (server_spans, client_spans) preallocates 8192 of them: ~23 MiB
+ * of kernel memory per map and target, half of it the path and query.
  */
 #define METHOD_LEN 16
 #define SCHEME_LEN 8
 #define HOST_LEN 128
-#define PATH_LEN 512
-#define QUERY_LEN 512
+#define PATH_LEN 1024
+#define QUERY_LEN 1024
 #define ROUTE_LEN 128
 #define REMOTE_ADDR_LEN 64
 #define TRACESTATE_LEN 255
@@ -70,6 +72,7 @@ struct http_event {
 	__u16 path_len;
 	__u16 query_len;
 	__u32 pid; /* thread group id of the traced process */
+	__s64 body_size; /* server: Request.ContentLength, -1 when unknown */
 	__u64 goid;
 	__u64 start_ns;
 	__u64 end_ns;
@@ -152,6 +155,7 @@ static __always_inline void reset_event(struct http_event *ev)
 	ev->outcome = OUTCOME_RETURNED;
 	ev->cut = 0;
 	ev->pid = 0;
+	ev->body_size = -1;
 	ev->goid = 0;
 	ev->start_ns = 0;
 	ev->end_ns = 0;

@@ -37,10 +37,10 @@ type HTTPEvent struct {
 	TraceState string
 
 	Method     string // "GET"
-	Scheme     string // client: URL scheme ("http"); server: empty
+	Scheme     string // URL scheme: client: the URL's; server: "https" for a TLS connection, else "http" (empty: unknown, reported as "http")
 	Host       string // server: Request.Host; client: URL.Host (host[:port])
-	Path       string // URL.Path, cut at 512 bytes
-	Query      string // URL.RawQuery, cut at 512 bytes
+	Path       string // URL.Path, cut at 1 KiB
+	Query      string // URL.RawQuery, cut at 1 KiB
 	Route      string // server: the ServeMux pattern that matched ("GET /items/{id}"), if the Go release records one
 	RemoteAddr string // server: Request.RemoteAddr ("ip:port")
 	ProtoMajor int
@@ -54,6 +54,10 @@ type HTTPEvent struct {
 	Hijacked bool
 	// PathCut and QueryCut: Path or Query is the start of a longer value.
 	PathCut, QueryCut bool
+	// BodySize: server: the request's Content-Length (Request.ContentLength);
+	// 0 for none or an empty body, -1 when unknown (chunked, HTTP/2
+	// without content-length, or not read).
+	BodySize int64
 }
 
 // Describe fills out with the span of ev: its IDs and times, and the name,
@@ -148,7 +152,9 @@ func addProtocolVersion(s *spans.Span, major, minor int) {
 // server-side event.
 //
 // The name is "{method} {http.route}" when the ServeMux pattern is known and
-// "{method}" otherwise; status is Error for 5xx responses only, since a 4xx
+// "{method}" otherwise; http.request.body.size is the request's
+// Content-Length when it declared a non-empty body (a body sent without
+// one, chunked, is not measured); status is Error for 5xx responses only, since a 4xx
 // is the client's error, not the server's, and for a handler that panicked
 // (error.type "panic": the panic value's type and message are not read, so
 // there is no exception event).
@@ -192,6 +198,9 @@ func describeServer(ev *HTTPEvent, s *spans.Span) {
 		}
 	}
 	addProtocolVersion(s, ev.ProtoMajor, ev.ProtoMinor)
+	if ev.BodySize > 0 {
+		s.Attributes = append(s.Attributes, semconv.HTTPRequestBodySize(int(ev.BodySize)))
+	}
 	if ev.StatusCode != 0 {
 		s.Attributes = append(s.Attributes, semconv.HTTPResponseStatusCode(ev.StatusCode))
 		if ev.StatusCode >= 500 && ev.StatusCode <= 599 {
@@ -254,7 +263,7 @@ func describeClient(ev *HTTPEvent, s *spans.Span) {
 var attrHijacked = attribute.Bool("offsetdb.http.hijacked", true)
 
 // offsetdb.truncated lists the attributes whose value is the start of a
-// longer one (the record's buffers hold 512 bytes of path and of query).
+// longer one (the record's buffers hold 1 KiB of path and of query).
 // The semantic conventions have no attribute for it.
 var (
 	attrTruncatedPath      = attribute.StringSlice("offsetdb.truncated", []string{"url.path"})

@@ -49,6 +49,7 @@ var (
 	offFlags      = unsafe.Offsetof(serverHttpEvent{}.Flags)
 	offOutcome    = unsafe.Offsetof(serverHttpEvent{}.Outcome)
 	offCut        = unsafe.Offsetof(serverHttpEvent{}.Cut)
+	offBodySize   = unsafe.Offsetof(serverHttpEvent{}.BodySize)
 	// Each string: where its length is (one byte; two for path and
 	// query), where its buffer starts, and the buffer's size.
 	strMethod     = recordString(unsafe.Offsetof(serverHttpEvent{}.MethodLen), unsafe.Offsetof(serverHttpEvent{}.Method), len(serverHttpEvent{}.Method))
@@ -127,6 +128,7 @@ func DecodeRecord(record []byte, kind trace.SpanKind) (httpconv.HTTPEvent, error
 		Hijacked:   record[offOutcome] == outcomeHijacked,
 		PathCut:    record[offCut]&cutPath != 0,
 		QueryCut:   record[offCut]&cutQuery != 0,
+		BodySize:   int64(ne.Uint64(record[offBodySize:])),
 	}
 	copy(ev.TraceID[:], record[offTraceID:])
 	copy(ev.SpanID[:], record[offSpanID:])
