@@ -96,6 +96,19 @@ func buildTarget(t testing.TB) {
 // a function that waits for n events.
 func traced(t testing.TB, path string, vs map[offsets.FieldID]offsets.Value) (addr string, wait func(n int) []httpconv.HTTPEvent) {
 	t.Helper()
+	addr, waitAtMost := tracedWithin(t, path, vs)
+	return addr, func(n int) []httpconv.HTTPEvent {
+		t.Helper()
+		evs, ok := waitAtMost(n, 2*time.Minute)
+		require.True(t, ok, "timeout: got %d of %d events", len(evs), n)
+		return evs
+	}
+}
+
+// tracedWithin is traced whose wait function returns the events seen
+// once n arrived or the timeout passed, and whether n arrived.
+func tracedWithin(t testing.TB, path string, vs map[offsets.FieldID]offsets.Value) (addr string, wait func(n int, timeout time.Duration) ([]httpconv.HTTPEvent, bool)) {
+	t.Helper()
 	cmd := exec.Command(path)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -137,22 +150,19 @@ func traced(t testing.TB, path string, vs map[offsets.FieldID]offsets.Value) (ad
 		cancel()
 		<-done
 	})
-	wait = func(n int) []httpconv.HTTPEvent {
+	wait = func(n int, timeout time.Duration) ([]httpconv.HTTPEvent, bool) {
 		t.Helper()
-		deadline := time.Now().Add(2 * time.Minute)
+		deadline := time.Now().Add(timeout)
 		for {
 			mu.Lock()
 			got := len(evs)
 			mu.Unlock()
-			if got >= n {
+			if got >= n || time.Now().After(deadline) {
 				time.Sleep(200 * time.Millisecond) // let any unexpected extra event arrive
 				assert.Zero(t, s.Drops(), "dropped records")
 				mu.Lock()
 				defer mu.Unlock()
-				return append([]httpconv.HTTPEvent(nil), evs...)
-			}
-			if time.Now().After(deadline) {
-				require.Failf(t, "timeout", "got %d of %d events", got, n)
+				return append([]httpconv.HTTPEvent(nil), evs...), got >= n
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

@@ -36,33 +36,33 @@ var cleartext = func(h http.Handler) http.Handler { return h }
 
 func handlers() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/ok/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, r.Proto)
 	})
-	mux.HandleFunc("/empty", func(w http.ResponseWriter, r *http.Request) {})
-	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/empty/", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("/headers/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Only", "headers")
 		w.WriteHeader(http.StatusAccepted)
 	})
-	mux.HandleFunc("/double", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/double/", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusCreated)
 		w.WriteHeader(http.StatusInternalServerError) // superfluous: the client gets 201
 	})
-	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/fail/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "failed", http.StatusServiceUnavailable)
 	})
-	mux.HandleFunc("/call", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/call/", func(w http.ResponseWriter, r *http.Request) {
 		code := get("http://" + backend + "/backend")
 		w.WriteHeader(code)
 	})
-	mux.HandleFunc("/panic", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/panic/", func(w http.ResponseWriter, r *http.Request) {
 		get("http://" + backend + "/backend")
 		panic("h2svc: handler panics")
 	})
 	mux.HandleFunc("/long/", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})
-	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/upload/", func(w http.ResponseWriter, r *http.Request) {
 		n, err := io.Copy(ioutil.Discard, r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -70,7 +70,7 @@ func handlers() http.Handler {
 		}
 		fmt.Fprintln(w, n)
 	})
-	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/slow/", func(w http.ResponseWriter, r *http.Request) {
 		// The client gives up: the handler answers 504 once it notices.
 		select {
 		case <-r.Context().Done():
