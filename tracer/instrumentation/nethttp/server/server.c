@@ -129,7 +129,7 @@ struct server_span {
  * return probe never ran (a handler that panicked with http.ErrAbortHandler
  * over HTTP/1.x) are evicted rather than filling the map; the cost is that
  * beyond 8192 requests in progress at once the oldest lose their span. LRU
- * maps are preallocated: about 23 MiB (2.8 KiB an entry, most of it the
+ * maps are preallocated: about 22 MiB (2.7 KiB an entry, most of it the
  * 1 KiB path and query buffers).
  */
 struct {
