@@ -32,6 +32,7 @@
 #define ROUTE_LEN 128
 #define REMOTE_ADDR_LEN 64
 #define TRACESTATE_LEN 255
+#define USER_AGENT_LEN 128
 
 /* How a server request ended (http_event.outcome). */
 #define OUTCOME_RETURNED 0 /* the handler returned */
@@ -41,6 +42,7 @@
 /* Which values were longer than their buffer (http_event.cut). */
 #define CUT_PATH 1
 #define CUT_QUERY 2
+#define CUT_USER_AGENT 4
 
 /* What became of the trace context of a client request (http_event.context_out). */
 #define CONTEXT_OUT_NONE 0    /* not written: propagation is off */
@@ -87,6 +89,8 @@ struct http_event {
 	__u8 route[ROUTE_LEN];
 	__u8 remote_addr[REMOTE_ADDR_LEN];
 	__u8 tracestate[TRACESTATE_LEN + 1]; /* server: the tracestate header that came with the traceparent */
+	__u8 user_agent_len;
+	__u8 user_agent[USER_AGENT_LEN]; /* server: the first User-Agent header */
 };
 
 /*
@@ -152,6 +156,7 @@ static __always_inline void reset_event(struct http_event *ev)
 	ev->remote_parent = 0;
 	ev->context_out = CONTEXT_OUT_NONE;
 	ev->tracestate_len = 0;
+	ev->user_agent_len = 0;
 	ev->outcome = OUTCOME_RETURNED;
 	ev->cut = 0;
 	ev->pid = 0;
@@ -226,6 +231,24 @@ static __always_inline void header_tracestate(__u64 hdr, const struct gomap_offs
 	if (!gomap_find_header(hdr, o, GOMAP_KEY_TRACESTATE, &v) || v.len < 1)
 		return;
 	ev->tracestate_len = read_go_string(ev->tracestate, TRACESTATE_LEN, v.ptr);
+}
+
+/*
+ * header_user_agent copies the first User-Agent value of the
+ * net/http.Header map hdr into ev (cut at USER_AGENT_LEN bytes, marked
+ * CUT_USER_AGENT).
+ */
+static __always_inline void header_user_agent(__u64 hdr, const struct gomap_offsets *o, struct http_event *ev)
+{
+	struct go_strings v = {};
+	if (!gomap_find_header(hdr, o, GOMAP_KEY_USER_AGENT, &v) || v.len < 1)
+		return;
+	struct go_string s = {};
+	if (bpf_probe_read_user(&s, sizeof(s), (const void *)v.ptr) != 0)
+		return;
+	ev->user_agent_len = copy_go_string(ev->user_agent, USER_AGENT_LEN, s.ptr, s.len);
+	if (s.len > USER_AGENT_LEN)
+		ev->cut |= CUT_USER_AGENT;
 }
 
 #endif /* OFFSETDB_NETHTTP_H */

@@ -58,6 +58,10 @@ type HTTPEvent struct {
 	// 0 for none or an empty body, -1 when unknown (chunked, HTTP/2
 	// without content-length, or not read).
 	BodySize int64
+	// UserAgent: server: the request's first User-Agent header, cut at 128
+	// bytes (UserAgentCut says so).
+	UserAgent    string
+	UserAgentCut bool
 }
 
 // Describe fills out with the span of ev: its IDs and times, and the name,
@@ -172,13 +176,11 @@ func describeServer(ev *HTTPEvent, s *spans.Span) {
 	if ev.Query != "" {
 		s.Attributes = append(s.Attributes, semconv.URLQuery(ev.Query))
 	}
-	switch {
-	case ev.PathCut && ev.QueryCut:
-		s.Attributes = append(s.Attributes, attrTruncatedPathQuery)
-	case ev.PathCut:
-		s.Attributes = append(s.Attributes, attrTruncatedPath)
-	case ev.QueryCut:
-		s.Attributes = append(s.Attributes, attrTruncatedQuery)
+	if ev.UserAgent != "" {
+		s.Attributes = append(s.Attributes, semconv.UserAgentOriginal(ev.UserAgent))
+	}
+	if kv, ok := truncated(ev.PathCut, ev.QueryCut, ev.UserAgentCut); ok {
+		s.Attributes = append(s.Attributes, kv)
 	}
 	scheme := ev.Scheme
 	if scheme == "" {
@@ -263,14 +265,37 @@ func describeClient(ev *HTTPEvent, s *spans.Span) {
 var attrHijacked = attribute.Bool("offsetdb.http.hijacked", true)
 
 // offsetdb.truncated lists the attributes whose value is the start of a
-// longer one (the record's buffers hold 1 KiB of path and of query).
-// The semantic conventions have no attribute for it.
-var (
-	attrTruncatedPath      = attribute.StringSlice("offsetdb.truncated", []string{"url.path"})
-	attrTruncatedQuery     = attribute.StringSlice("offsetdb.truncated", []string{"url.query"})
-	attrTruncatedPathQuery = attribute.StringSlice("offsetdb.truncated", []string{"url.path", "url.query"})
-	attrTruncatedFull      = attribute.StringSlice("offsetdb.truncated", []string{"url.full"})
-)
+// longer one (the record's buffers hold 1 KiB of path and of query, 128
+// bytes of user agent). The semantic conventions have no attribute for it.
+var attrTruncatedFull = attribute.StringSlice("offsetdb.truncated", []string{"url.full"})
+
+// truncatedServer holds the offsetdb.truncated attribute of each
+// combination of cut server values, indexed by path | query<<1 | ua<<2,
+// made once rather than per span.
+var truncatedServer = func() (kvs [8]attribute.KeyValue) {
+	for i := range kvs {
+		var names []string
+		for bit, name := range []string{"url.path", "url.query", "user_agent.original"} {
+			if i&(1<<bit) != 0 {
+				names = append(names, name)
+			}
+		}
+		kvs[i] = attribute.StringSlice("offsetdb.truncated", names)
+	}
+	return kvs
+}()
+
+// truncated returns the offsetdb.truncated attribute of a server span
+// whose path, query or user agent were cut; false when none was.
+func truncated(path, query, userAgent bool) (attribute.KeyValue, bool) {
+	i := 0
+	for bit, cut := range []bool{path, query, userAgent} {
+		if cut {
+			i |= 1 << bit
+		}
+	}
+	return truncatedServer[i], i != 0
+}
 
 // routePath returns the path part of a ServeMux pattern
 // "[METHOD ][HOST]/[PATH]", which is what http.route holds, or "" when the

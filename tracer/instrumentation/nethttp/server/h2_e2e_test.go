@@ -212,17 +212,17 @@ var h2Cases = []h2Case{
 
 // sentRequest is one request sent, with what its span must say.
 type sentRequest struct {
-	tr          h2Transport
-	c           h2Case
-	path, query string
+	tr                     h2Transport
+	c                      h2Case
+	path, query, userAgent string
 }
 
 // TestAttachTracesEveryServerProtocol sends every case of h2Cases over
 // every transport h2svc serves (HTTP/1.1 plain and over TLS, HTTP/2 over
 // TLS, h2c with prior knowledge and after Upgrade: h2c) to each build of
 // h2Matrix, and checks each request's server span attribute by attribute
-// (method, path, query, scheme, protocol, status, error, parent of the
-// handler's client call). It logs the table of requests sent, spans
+// (method, path, query, user agent, scheme, protocol, status, body size,
+// error, parent of the handler's client call). It logs the table of requests sent, spans
 // correct and spans wrong per case.
 func TestAttachTracesEveryServerProtocol(t *testing.T) {
 	uprobetest.RequireBPF(t)
@@ -252,10 +252,11 @@ func TestAttachTracesEveryServerProtocol(t *testing.T) {
 						continue // one GET per upgraded connection, answered
 					}
 					id++
-					r := sentRequest{tr: tr, c: c, path: c.path + strconv.Itoa(id), query: "id=" + strconv.Itoa(id)}
+					r := sentRequest{tr: tr, c: c, path: c.path + strconv.Itoa(id), query: "id=" + strconv.Itoa(id), userAgent: "h2svc-test/" + strconv.Itoa(id)}
 					if c.long {
 						r.path += "/" + strings.Repeat("p", 1100)
 						r.query += "&pad=" + strings.Repeat("q", 1100)
+						r.userAgent += " " + strings.Repeat("u", 200)
 					}
 					addr := plain
 					if tr == viaHTTP1TLS || tr == viaHTTP2TLS {
@@ -326,14 +327,15 @@ func checkServerSpan(t *testing.T, target h2Target, r sentRequest, ev httpconv.H
 	what := fmt.Sprintf("%s %s (%s)", r.tr, r.c.name, r.query)
 	ok := true
 	check := func(b bool) { ok = ok && b }
-	path, query := r.path, r.query
+	path, query, ua := r.path, r.query, r.userAgent
 	if r.c.long {
-		path, query = path[:1024], query[:1024]
+		path, query, ua = path[:1024], query[:1024], ua[:128]
 	}
 	check(assert.Equal(t, r.c.method, ev.Method, what))
 	check(assert.Equal(t, path, ev.Path, what))
 	check(assert.Equal(t, query, ev.Query, what))
-	check(assert.Equal(t, r.c.long, ev.PathCut && ev.QueryCut, "%s: cut", what))
+	check(assert.Equal(t, ua, ev.UserAgent, "%s: user agent", what))
+	check(assert.Equal(t, r.c.long, ev.PathCut && ev.QueryCut && ev.UserAgentCut, "%s: cut", what))
 	check(assert.Equal(t, r.tr.scheme(), ev.Scheme, "%s: scheme", what))
 	check(assert.Equal(t, r.tr.protoMajor(), ev.ProtoMajor, "%s: protocol", what))
 	status := r.c.status
@@ -367,12 +369,12 @@ func sendH2Case(t *testing.T, tr h2Transport, addr string, r sentRequest) {
 	t.Helper()
 	url := tr.scheme() + "://" + addr + r.path + "?" + r.query
 	if tr == viaH2CUpgrade {
-		status, err := upgradeH2C(addr, r.path+"?"+r.query)
+		status, err := upgradeH2C(addr, r.path+"?"+r.query, r.userAgent)
 		require.NoError(t, err, "%s %s", tr, url)
 		assert.Equal(t, r.c.status, status, "%s %s", tr, url)
 		return
 	}
-	var rt http.RoundTripper
+	var rt *http.Transport
 	insecure := &tls.Config{InsecureSkipVerify: true}
 	switch tr {
 	case viaHTTP1:
@@ -382,9 +384,9 @@ func sendH2Case(t *testing.T, tr h2Transport, addr string, r sentRequest) {
 	case viaHTTP2TLS:
 		rt = &http.Transport{TLSClientConfig: insecure, ForceAttemptHTTP2: true}
 	case viaH2CPrior:
-		rt = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		}}
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true) // and nothing else: HTTP/2 with prior knowledge
+		rt = &http.Transport{Protocols: &p}
 	}
 	c := &http.Client{Transport: rt}
 	if r.c.gaveUp {
@@ -407,6 +409,7 @@ func sendH2Case(t *testing.T, tr h2Transport, addr string, r sentRequest) {
 	req, err := http.NewRequest(r.c.method, url, body)
 	require.NoError(t, err)
 	req.ContentLength = r.c.body
+	req.Header.Set("User-Agent", r.userAgent)
 	resp, err := c.Do(req)
 	if r.c.gaveUp || r.c.panics {
 		assert.Error(t, err, "%s %s: no answer", tr, url)
@@ -423,18 +426,13 @@ func sendH2Case(t *testing.T, tr h2Transport, addr string, r sentRequest) {
 	resp.Body.Close()
 	assert.Equal(t, r.c.status, resp.StatusCode, "%s %s", tr, url)
 	assert.Equal(t, tr.protoMajor(), resp.ProtoMajor, "%s %s", tr, url)
-	if t, ok := rt.(*http.Transport); ok {
-		t.CloseIdleConnections()
-	}
-	if t, ok := rt.(*http2.Transport); ok {
-		t.CloseIdleConnections()
-	}
+	rt.CloseIdleConnections()
 }
 
 // upgradeH2C sends GET target to addr as an HTTP/1.1 request with
-// Upgrade: h2c (RFC 7540 section 3.2) and returns the status of the answer,
-// which comes as HTTP/2 stream 1.
-func upgradeH2C(addr, target string) (int, error) {
+// Upgrade: h2c (RFC 7540 section 3.2) and the given User-Agent, and
+// returns the status of the answer, which comes as HTTP/2 stream 1.
+func upgradeH2C(addr, target, userAgent string) (int, error) {
 	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return 0, err
@@ -442,7 +440,7 @@ func upgradeH2C(addr, target string) (int, error) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	// SETTINGS_MAX_CONCURRENT_STREAMS = 100, base64url.
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n\r\n", target, addr)
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n\r\n", target, addr, userAgent)
 	br := bufio.NewReader(conn)
 	line, err := br.ReadString('\n')
 	if err != nil {

@@ -217,16 +217,20 @@ static __always_inline void server_start(struct goroutine *g, __u64 req, __u64 r
 	    ev->path_len == 1 && ev->path[0] == '*')
 		return;
 
-	/* The caller's trace context, from a valid traceparent header; else a new trace. */
+	/*
+	 * The caller's trace context, from a valid traceparent header (else a
+	 * new trace), and the User-Agent.
+	 */
 	struct span_context remote = {};
-	if (propagate_tracecontext && (a = field_addr(req, o->header))) {
+	if ((a = field_addr(req, o->header))) {
 		struct gomap_offsets mo;
 		header_map_offsets(&mo);
 		__u64 hdr = read_u64(a);
-		if (header_traceparent(hdr, &mo, &remote)) {
+		if (propagate_tracecontext && header_traceparent(hdr, &mo, &remote)) {
 			ev->remote_parent = 1;
 			header_tracestate(hdr, &mo, ev);
 		}
+		header_user_agent(hdr, &mo, ev);
 	}
 	if (ev->remote_parent) {
 		__builtin_memcpy(ev->trace_id, remote.trace_id, sizeof(ev->trace_id));

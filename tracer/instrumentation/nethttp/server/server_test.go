@@ -47,6 +47,8 @@ func TestDecodeRecordReadsEveryField(t *testing.T) {
 	r.RouteLen = put(r.Route[:], "POST /items/{id}")
 	r.RemoteAddrLen = put(r.RemoteAddr[:], "10.0.0.1:5555")
 	r.TracestateLen = put(r.Tracestate[:], "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+	r.UserAgentLen = put(r.UserAgent[:], "curl/8.5.0")
+	r.Cut = 4
 	copy(r.Path[r.PathLen:], "left over from an earlier record")
 
 	ev, err := DecodeRecord(record(t, r), trace.SpanKindServer)
@@ -70,6 +72,8 @@ func TestDecodeRecordReadsEveryField(t *testing.T) {
 		ProtoMinor:   1,
 		StatusCode:   404,
 		BodySize:     10 << 20,
+		UserAgent:    "curl/8.5.0",
+		UserAgentCut: true,
 	}, ev)
 }
 

@@ -62,6 +62,9 @@ type serverHttpEvent struct {
 	Route         [128]uint8
 	RemoteAddr    [64]uint8
 	Tracestate    [256]uint8
+	UserAgentLen  uint8
+	UserAgent     [128]uint8
+	_             [7]byte
 }
 
 type serverServerSpan struct {
