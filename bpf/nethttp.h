@@ -20,9 +20,10 @@
  * Sizes of the string buffers in struct http_event; longer values are cut
  * (the path and query say so in http_event.cut). Path and query are what
  * users filter on, so they get most of the record: 1 KiB each, with 16-bit
- * lengths. The record is 2736 bytes, and each LRU map of requests in
- * progress (server_spans, client_spans) preallocates 8192 of them: ~22 MiB
- * of kernel memory per map and target, half of it the path and query.
+ * lengths. The record is 2872 bytes, and each LRU map of requests in
+ * progress (server_spans, client_spans) preallocates 8192 of them: ~24 MiB
+ * of kernel memory per map and target (14.4 MiB with 512-byte path and
+ * query), most of it the path and query.
  */
 #define METHOD_LEN 16
 #define SCHEME_LEN 8
