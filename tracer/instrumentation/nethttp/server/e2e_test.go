@@ -160,6 +160,7 @@ func tracedWithin(t testing.TB, path string, vs map[offsets.FieldID]offsets.Valu
 			if got >= n || time.Now().After(deadline) {
 				time.Sleep(200 * time.Millisecond) // let any unexpected extra event arrive
 				assert.Zero(t, s.Drops(), "dropped records")
+				assert.Zero(t, s.InFlightLost(), "returns that found no span")
 				mu.Lock()
 				defer mu.Unlock()
 				return append([]httpconv.HTTPEvent(nil), evs...), got >= n

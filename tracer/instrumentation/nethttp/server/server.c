@@ -121,7 +121,13 @@ struct server_span {
 	__u8 h2;
 	__u8 started_by;       /* STARTED_BY_* */
 	__u8 handler_returned; /* serverHandler.ServeHTTP returned */
-	__u8 pad[5];
+	/*
+	 * No request: the HTTP/1.x request through which h2c took the
+	 * connection over. Kept, inactive, so that its RET finds it and
+	 * deletes it silently rather than counting a lost span.
+	 */
+	__u8 dropped;
+	__u8 pad[4];
 };
 
 /*
@@ -207,6 +213,8 @@ static __always_inline void server_start(struct goroutine *g, __u64 req, __u64 r
 	s->started_by = started_by;
 	s->h2 = started_by != STARTED_BY_HANDLER;
 	s->handler_returned = 0;
+	s->dropped = 0;
+	s->had_saved = 0;
 
 	__u64 a;
 	if ((a = field_addr(req, o->method)))
@@ -214,8 +222,11 @@ static __always_inline void server_start(struct goroutine *g, __u64 req, __u64 r
 	if ((a = field_addr(req, o->url)))
 		read_url(ev, read_u64(a), 0, OFFSET_ABSENT, OFFSET_ABSENT, off_URL_Path, off_URL_RawQuery);
 	if (ev->method_len == 3 && ev->method[0] == 'P' && ev->method[1] == 'R' && ev->method[2] == 'I' &&
-	    ev->path_len == 1 && ev->path[0] == '*')
+	    ev->path_len == 1 && ev->path[0] == '*') {
+		s->dropped = 1;
+		bpf_map_update_elem(&server_spans, g, s, BPF_ANY);
 		return;
+	}
 
 	/*
 	 * The caller's trace context, from a valid traceparent header (else a
@@ -359,6 +370,10 @@ int server_return(void *ctx)
 	struct server_span *s = bpf_map_lookup_elem(&server_spans, &g);
 	if (!s) {
 		count_lost(LOST_IN_FLIGHT);
+		return 0;
+	}
+	if (s->dropped) {
+		bpf_map_delete_elem(&server_spans, &g);
 		return 0;
 	}
 	if (s->h2) {
@@ -551,7 +566,8 @@ int h2_run_return(void *ctx)
  * inside a handler, as golang.org/x/net/http2/h2c does for a connection it
  * took over, it serves the rest of the connection: the goroutine's
  * HTTP/1.x request (an Upgrade: h2c request, whose HTTP/2 stream 1 gets
- * its own span) is no request of its own and its span is dropped.
+ * its own span) is no request of its own: its span is dropped (marked, for
+ * server_return to delete without counting it lost).
  */
 SEC("uprobe/http2_Server_ServeConn")
 int h2_serve_conn(void *ctx)
@@ -561,10 +577,10 @@ int h2_serve_conn(void *ctx)
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
 	struct server_span *s = bpf_map_lookup_elem(&server_spans, &g);
-	if (!s || s->h2)
+	if (!s || s->h2 || s->dropped)
 		return 0;
 	span_deactivate(&g, s->had_saved, &s->saved);
-	bpf_map_delete_elem(&server_spans, &g);
+	s->dropped = 1;
 	return 0;
 }
 
@@ -614,7 +630,7 @@ int server_panic(void *ctx)
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
 	struct server_span *s = bpf_map_lookup_elem(&server_spans, &g);
-	if (!s)
+	if (!s || s->dropped)
 		return 0;
 	s->ev.outcome = OUTCOME_PANIC;
 	server_finish(&g, s);

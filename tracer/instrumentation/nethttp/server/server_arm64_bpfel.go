@@ -77,7 +77,8 @@ type serverServerSpan struct {
 	H2              uint8
 	StartedBy       uint8
 	HandlerReturned uint8
-	Pad             [5]uint8
+	Dropped         uint8
+	Pad             [4]uint8
 }
 
 type serverSpanContext struct {
