@@ -495,3 +495,44 @@ func upgradeH2C(addr, target, userAgent string) (int, error) {
 		}
 	}
 }
+
+// A handler that makes a TLS handshake of its own on its goroutine (as a
+// database driver's client does) does not make the later requests of its
+// HTTP/1.1 connection https: the connection itself must have run the
+// server handshake.
+func TestAttachSchemeIgnoresAHandlersOwnTLSHandshake(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: downloads Go toolchains")
+	}
+	for _, target := range []h2Target{{Go: "go1.22.12"}, {Go: "go1.27.4", Stripped: true}} {
+		t.Run(target.String(), func(t *testing.T) {
+			bin := buildH2svc(t, target)
+			addrs, wait := traced(t, bin, resolveLikeTheTracer(t, bin))
+			fields := strings.Fields(addrs)
+			require.Len(t, fields, 3)
+			c := &http.Client{Transport: &http.Transport{}} // keep-alive: one connection, one goroutine
+			defer c.CloseIdleConnections()
+			paths := []string{"/tlsdial/1", "/ok/2", "/ok/3"}
+			for _, p := range paths {
+				resp, err := c.Get("http://" + fields[0] + p)
+				require.NoError(t, err)
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				require.Equal(t, http.StatusOK, resp.StatusCode, p)
+			}
+			evs := wait(len(paths))
+			var remotes []string
+			for _, p := range paths {
+				got := byPath(evs, trace.SpanKindServer, p)
+				if assert.Len(t, got, 1, p) {
+					assert.Equal(t, "http", got[0].Scheme, p)
+					remotes = append(remotes, got[0].RemoteAddr)
+				}
+			}
+			if len(remotes) == len(paths) {
+				assert.Equal(t, remotes[0], remotes[2], "the requests shared one connection")
+			}
+		})
+	}
+}

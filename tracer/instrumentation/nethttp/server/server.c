@@ -57,6 +57,7 @@ volatile const __u64 off_URL_Path = OFFSET_ABSENT;            /* net/url.URL.Pat
 volatile const __u64 off_URL_RawQuery = OFFSET_ABSENT;        /* net/url.URL.RawQuery */
 volatile const __u64 off_response_status = OFFSET_ABSENT;     /* net/http.response.status */
 volatile const __u64 off_response_conn = OFFSET_ABSENT;       /* net/http.response.conn */
+volatile const __u64 off_conn_rwc = OFFSET_ABSENT;            /* net/http.conn.rwc */
 volatile const __u64 off_conn_hijackedv = OFFSET_ABSENT;      /* net/http.conn.hijackedv (std.pending: DWARF only) */
 /* net/http/internal/http2.ServerRequest (Go 1.27+; std.pending: DWARF only) */
 volatile const __u64 off_ServerRequest_Method = OFFSET_ABSENT;
@@ -166,20 +167,29 @@ struct {
 	__type(value, __u8);
 } tls_goroutines SEC(".maps");
 
-/* An HTTP/2 server connection (*serverConn) of a process. */
+/* A connection of a process: a *crypto/tls.Conn, or an HTTP/2 *serverConn. */
+#define CONN_TLS 1    /* a *tls.Conn that ran a handshake (tls_handshake) */
+#define CONN_H2_TLS 2 /* an HTTP/2 *serverConn over TLS (h2_serve) */
 struct conn_key {
 	__u32 tgid;
-	__u32 pad;
-	__u64 sc;
+	__u32 kind; /* CONN_* */
+	__u64 ptr;
 };
 
-/* HTTP/2 server connections served over TLS (h2_serve). */
+/* TLS connections: those that ran a handshake, and HTTP/2 connections over one. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 8192);
 	__type(key, struct conn_key);
 	__type(value, __u8);
 } tls_conns SEC(".maps");
+
+static __always_inline int conn_is(__u32 tgid, __u32 kind, __u64 ptr)
+{
+	struct conn_key k = {.tgid = tgid, .kind = kind, .ptr = ptr};
+	__u8 *v = bpf_map_lookup_elem(&tls_conns, &k);
+	return v && *v;
+}
 
 static __always_inline int goroutine_tls(struct goroutine *g)
 {
@@ -270,7 +280,19 @@ static __always_inline void server_start(struct goroutine *g, __u64 req, __u64 r
 		ev->proto_major = 2;
 		ev->proto_minor = 0;
 	}
-	if (goroutine_tls(g)) {
+	/*
+	 * TLS: the goroutine ran a server handshake (or is a stream of an
+	 * HTTP/2 connection that did). For HTTP/1.x, whose handler runs on
+	 * that goroutine and may make TLS calls of its own there (a database
+	 * driver's handshake), the request's connection (response.conn.rwc)
+	 * must also be a *tls.Conn that ran one.
+	 */
+	int tls = goroutine_tls(g);
+	__u64 c;
+	if (tls && started_by == STARTED_BY_HANDLER && ev->proto_major == 1 &&
+	    (c = field_addr(rw, off_response_conn)) && (c = field_addr(read_u64(c), off_conn_rwc)))
+		tls = conn_is(g->tgid, CONN_TLS, read_u64(c + 8)); /* the data word of the net.Conn */
+	if (tls) {
 		__builtin_memcpy(ev->scheme, "https", 5);
 		ev->scheme_len = 5;
 	} else {
@@ -389,9 +411,12 @@ int server_return(void *ctx)
  * tls_handshake runs at the entry of the server's TLS handshake,
  * crypto/tls.(*Conn).handshakeContext (Go 1.17+, which HandshakeContext
  * and Handshake call) or (*Conn).Handshake (before), which net/http calls
- * on the goroutine that then serves the connection. The goroutine is
- * marked TLS; a client's handshake, which net/http.Transport runs on a
- * goroutine of its own, marks a goroutine that serves no request.
+ * on the goroutine that then serves the connection. The goroutine and the
+ * *tls.Conn (the receiver) are marked TLS. A client's handshake marks them
+ * too: net/http.Transport runs it on a goroutine of its own, which serves
+ * no request; one made on an HTTP/1.x handler's goroutine (a database
+ * driver's) does not make its requests https, whose connection must be a
+ * marked *tls.Conn too (server_start).
  */
 SEC("uprobe/crypto_tls_Conn_handshakeContext")
 int tls_handshake(void *ctx)
@@ -402,6 +427,8 @@ int tls_handshake(void *ctx)
 		return 0;
 	__u8 one = 1;
 	bpf_map_update_elem(&tls_goroutines, &g, &one, BPF_ANY);
+	struct conn_key k = {.tgid = g.tgid, .kind = CONN_TLS, .ptr = GO_REG1(regs)};
+	bpf_map_update_elem(&tls_conns, &k, &one, BPF_ANY);
 	return 0;
 }
 
@@ -418,7 +445,7 @@ int h2_serve(void *ctx)
 	struct goroutine g;
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
-	struct conn_key k = {.tgid = g.tgid, .sc = GO_REG1(regs)};
+	struct conn_key k = {.tgid = g.tgid, .kind = CONN_H2_TLS, .ptr = GO_REG1(regs)};
 	if (goroutine_tls(&g)) {
 		__u8 one = 1;
 		bpf_map_update_elem(&tls_conns, &k, &one, BPF_ANY);
@@ -431,9 +458,7 @@ int h2_serve(void *ctx)
 /* h2_stream_tls marks the goroutine g of a stream of HTTP/2 connection sc as TLS when sc is. */
 static __always_inline void h2_stream_tls(struct goroutine *g, __u64 sc)
 {
-	struct conn_key k = {.tgid = g->tgid, .sc = sc};
-	__u8 *tls = bpf_map_lookup_elem(&tls_conns, &k);
-	if (tls && *tls) {
+	if (conn_is(g->tgid, CONN_H2_TLS, sc)) {
 		__u8 one = 1;
 		bpf_map_update_elem(&tls_goroutines, g, &one, BPF_ANY);
 	}

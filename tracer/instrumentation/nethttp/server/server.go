@@ -131,6 +131,10 @@ func Instrumentation() uprobe.Instrumentation {
 			// fieldset/std.pending: DWARF only) such a request has no status.
 			{ID: offsets.MustParseFieldID("net/http.response.conn"), Const: "off_response_conn", IfResolved: true},
 			{ID: offsets.MustParseFieldID("net/http.conn.hijackedv"), Const: "off_conn_hijackedv", IfResolved: true},
+			// url.scheme of HTTP/1.x: whether the request's connection is
+			// a *tls.Conn that ran a server handshake (without it, the
+			// handshake's goroutine alone says so).
+			{ID: offsets.MustParseFieldID("net/http.conn.rwc"), Const: "off_conn_rwc", IfResolved: true},
 		}, append(serverRequestFields(), gomap.Fields()...)...),
 		Spec:   spec,
 		Decode: decode,

@@ -16,8 +16,8 @@ import (
 type serverConnKey struct {
 	_    structs.HostLayout
 	Tgid uint32
-	Pad  uint32
-	Sc   uint64
+	Kind uint32
+	Ptr  uint64
 }
 
 type serverGoroutine struct {
@@ -138,6 +138,7 @@ const (
 	serverVarOffURL_Path                   = "off_URL_Path"
 	serverVarOffURL_RawQuery               = "off_URL_RawQuery"
 	serverVarOffConnHijackedv              = "off_conn_hijackedv"
+	serverVarOffConnRwc                    = "off_conn_rwc"
 	serverVarOffG_goid                     = "off_g_goid"
 	serverVarOffGroupsReferenceData        = "off_groupsReference_data"
 	serverVarOffGroupsReferenceLengthMask  = "off_groupsReference_lengthMask"
@@ -251,6 +252,7 @@ type serverVariableSpecs struct {
 	OffURL_Path                   *ebpf.VariableSpec `ebpf:"off_URL_Path"`
 	OffURL_RawQuery               *ebpf.VariableSpec `ebpf:"off_URL_RawQuery"`
 	OffConnHijackedv              *ebpf.VariableSpec `ebpf:"off_conn_hijackedv"`
+	OffConnRwc                    *ebpf.VariableSpec `ebpf:"off_conn_rwc"`
 	OffG_goid                     *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	OffGroupsReferenceData        *ebpf.VariableSpec `ebpf:"off_groupsReference_data"`
 	OffGroupsReferenceLengthMask  *ebpf.VariableSpec `ebpf:"off_groupsReference_lengthMask"`
@@ -337,6 +339,7 @@ type serverVariables struct {
 	OffURL_Path                   *ebpf.Variable `ebpf:"off_URL_Path"`
 	OffURL_RawQuery               *ebpf.Variable `ebpf:"off_URL_RawQuery"`
 	OffConnHijackedv              *ebpf.Variable `ebpf:"off_conn_hijackedv"`
+	OffConnRwc                    *ebpf.Variable `ebpf:"off_conn_rwc"`
 	OffG_goid                     *ebpf.Variable `ebpf:"off_g_goid"`
 	OffGroupsReferenceData        *ebpf.Variable `ebpf:"off_groupsReference_data"`
 	OffGroupsReferenceLengthMask  *ebpf.Variable `ebpf:"off_groupsReference_lengthMask"`

@@ -28,7 +28,7 @@ import (
 	"time"
 )
 
-var backend string
+var backend, tlsAddr string
 
 // cleartext wraps the handler of the PLAIN listener: the identity, unless
 // h2c.go (built only against golang.org/x/net) makes it serve h2c too.
@@ -69,6 +69,17 @@ func handlers() http.Handler {
 			return
 		}
 		fmt.Fprintln(w, n)
+	})
+	mux.HandleFunc("/tlsdial/", func(w http.ResponseWriter, r *http.Request) {
+		// A TLS handshake of the handler's own, on its goroutine (as a
+		// database driver makes): the request stays what it came as.
+		c, err := tls.Dial("tcp", tlsAddr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		c.Close()
+		w.WriteHeader(http.StatusOK)
 	})
 	mux.HandleFunc("/slow/", func(w http.ResponseWriter, r *http.Request) {
 		// The client gives up: the handler answers 504 once it notices.
@@ -111,7 +122,7 @@ func run() error {
 			return err
 		}
 	}
-	backend = lns[2].Addr().String()
+	backend, tlsAddr = lns[2].Addr().String(), lns[1].Addr().String()
 	errc := make(chan error, 3)
 	go func() {
 		errc <- http.Serve(lns[2], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
