@@ -8,7 +8,9 @@ import (
 )
 
 // The PLAIN listener serves cleartext HTTP/2 with golang.org/x/net's
-// server, with prior knowledge and after Upgrade: h2c.
+// server, with prior knowledge and after Upgrade: h2c; the XTLS listener
+// HTTP/2 over TLS with it.
 func init() {
 	cleartext = func(h http.Handler) http.Handler { return h2c.NewHandler(h, &http2.Server{}) }
+	configureXTLS = func(srv *http.Server) error { return http2.ConfigureServer(srv, &http2.Server{}) }
 }

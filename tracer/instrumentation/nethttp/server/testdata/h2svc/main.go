@@ -4,10 +4,11 @@
 // golang.org/x/net/http2/h2c (prior knowledge and Upgrade: h2c), when
 // built with h2c.go.
 //
-// It prints "listening on PLAIN TLS BACKEND" once it accepts connections:
-// PLAIN serves HTTP/1.1 and h2c, TLS serves HTTP/1.1 and h2 with a
-// self-signed certificate made at start, BACKEND is a plain HTTP/1.1
-// server that /call calls. main.go builds with every Go release from 1.12;
+// It prints "listening on PLAIN TLS BACKEND [XTLS]" once it accepts
+// connections: PLAIN serves HTTP/1.1 and h2c, TLS serves HTTP/1.1 and h2
+// with a self-signed certificate made at start, BACKEND is a plain
+// HTTP/1.1 server that /call calls; with h2c.go, XTLS serves h2 over TLS
+// with golang.org/x/net/http2's server. main.go builds with every Go release from 1.12;
 // with h2c.go, with Go 1.17 and every x/net release from v0.1.0.
 package main
 
@@ -33,6 +34,10 @@ var backend, tlsAddr string
 // cleartext wraps the handler of the PLAIN listener: the identity, unless
 // h2c.go (built only against golang.org/x/net) makes it serve h2c too.
 var cleartext = func(h http.Handler) http.Handler { return h }
+
+// configureXTLS, set by h2c.go, makes a server's HTTP/2 over TLS
+// golang.org/x/net/http2's (http2.ConfigureServer), for a fourth listener.
+var configureXTLS func(*http.Server) error
 
 func handlers() http.Handler {
 	mux := http.NewServeMux()
@@ -139,7 +144,20 @@ func run() error {
 		}
 		errc <- srv.ServeTLS(lns[1], "", "")
 	}()
-	fmt.Printf("listening on %s %s %s\n", lns[0].Addr(), lns[1].Addr(), lns[2].Addr())
+	addrs := fmt.Sprintf("%s %s %s", lns[0].Addr(), lns[1].Addr(), lns[2].Addr())
+	if configureXTLS != nil {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: handlers(), TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+		if err := configureXTLS(srv); err != nil {
+			return err
+		}
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+		addrs += " " + ln.Addr().String()
+	}
+	fmt.Printf("listening on %s\n", addrs)
 	return <-errc
 }
 
