@@ -57,6 +57,7 @@ struct gomap_offsets {
 /* The header names gomap_find_header looks for, in canonical form. */
 #define GOMAP_KEY_TRACEPARENT 0 /* "Traceparent" */
 #define GOMAP_KEY_TRACESTATE 1  /* "Tracestate" */
+#define GOMAP_KEY_USER_AGENT 2  /* "User-Agent" */
 
 /* What gomap_find_header found: the []string of the header. */
 struct go_strings {
@@ -72,6 +73,7 @@ static __always_inline int gomap_key_matches(__u64 ptr, __s64 len, __u32 which)
 {
 	const char traceparent[] = "Traceparent";
 	const char tracestate[] = "Tracestate";
+	const char user_agent[] = "User-Agent";
 	__u8 buf[12] = {};
 	if (which == GOMAP_KEY_TRACEPARENT) {
 		if (len != 11 || bpf_probe_read_user(buf, 11, (const void *)ptr) != 0)
@@ -84,9 +86,10 @@ static __always_inline int gomap_key_matches(__u64 ptr, __s64 len, __u32 which)
 	}
 	if (len != 10 || bpf_probe_read_user(buf, 10, (const void *)ptr) != 0)
 		return 0;
+	const char *want = which == GOMAP_KEY_USER_AGENT ? user_agent : tracestate;
 #pragma unroll
 	for (int i = 0; i < 10; i++)
-		if (buf[i] != tracestate[i])
+		if (buf[i] != want[i])
 			return 0;
 	return 1;
 }

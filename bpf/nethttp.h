@@ -19,17 +19,21 @@
 /*
  * Sizes of the string buffers in struct http_event; longer values are cut
  * (the path and query say so in http_event.cut). Path and query are what
- * users filter on, so they get most of the record: 512 bytes each, with
- * 16-bit lengths.
+ * users filter on, so they get most of the record: 1 KiB each, with 16-bit
+ * lengths. The record is 2872 bytes, and each LRU map of requests in
+ * progress (server_spans, client_spans) preallocates 8192 of them: ~24 MiB
+ * of kernel memory per map and target (14.4 MiB with 512-byte path and
+ * query), most of it the path and query.
  */
 #define METHOD_LEN 16
 #define SCHEME_LEN 8
 #define HOST_LEN 128
-#define PATH_LEN 512
-#define QUERY_LEN 512
+#define PATH_LEN 1024
+#define QUERY_LEN 1024
 #define ROUTE_LEN 128
 #define REMOTE_ADDR_LEN 64
 #define TRACESTATE_LEN 255
+#define USER_AGENT_LEN 128
 
 /* How a server request ended (http_event.outcome). */
 #define OUTCOME_RETURNED 0 /* the handler returned */
@@ -39,6 +43,7 @@
 /* Which values were longer than their buffer (http_event.cut). */
 #define CUT_PATH 1
 #define CUT_QUERY 2
+#define CUT_USER_AGENT 4
 
 /* What became of the trace context of a client request (http_event.context_out). */
 #define CONTEXT_OUT_NONE 0    /* not written: propagation is off */
@@ -70,6 +75,7 @@ struct http_event {
 	__u16 path_len;
 	__u16 query_len;
 	__u32 pid; /* thread group id of the traced process */
+	__s64 body_size; /* server: Request.ContentLength, -1 when unknown */
 	__u64 goid;
 	__u64 start_ns;
 	__u64 end_ns;
@@ -84,6 +90,8 @@ struct http_event {
 	__u8 route[ROUTE_LEN];
 	__u8 remote_addr[REMOTE_ADDR_LEN];
 	__u8 tracestate[TRACESTATE_LEN + 1]; /* server: the tracestate header that came with the traceparent */
+	__u8 user_agent_len;
+	__u8 user_agent[USER_AGENT_LEN]; /* server: the first User-Agent header */
 };
 
 /*
@@ -149,9 +157,11 @@ static __always_inline void reset_event(struct http_event *ev)
 	ev->remote_parent = 0;
 	ev->context_out = CONTEXT_OUT_NONE;
 	ev->tracestate_len = 0;
+	ev->user_agent_len = 0;
 	ev->outcome = OUTCOME_RETURNED;
 	ev->cut = 0;
 	ev->pid = 0;
+	ev->body_size = -1;
 	ev->goid = 0;
 	ev->start_ns = 0;
 	ev->end_ns = 0;
@@ -222,6 +232,24 @@ static __always_inline void header_tracestate(__u64 hdr, const struct gomap_offs
 	if (!gomap_find_header(hdr, o, GOMAP_KEY_TRACESTATE, &v) || v.len < 1)
 		return;
 	ev->tracestate_len = read_go_string(ev->tracestate, TRACESTATE_LEN, v.ptr);
+}
+
+/*
+ * header_user_agent copies the first User-Agent value of the
+ * net/http.Header map hdr into ev (cut at USER_AGENT_LEN bytes, marked
+ * CUT_USER_AGENT).
+ */
+static __always_inline void header_user_agent(__u64 hdr, const struct gomap_offsets *o, struct http_event *ev)
+{
+	struct go_strings v = {};
+	if (!gomap_find_header(hdr, o, GOMAP_KEY_USER_AGENT, &v) || v.len < 1)
+		return;
+	struct go_string s = {};
+	if (bpf_probe_read_user(&s, sizeof(s), (const void *)v.ptr) != 0)
+		return;
+	ev->user_agent_len = copy_go_string(ev->user_agent, USER_AGENT_LEN, s.ptr, s.len);
+	if (s.len > USER_AGENT_LEN)
+		ev->cut |= CUT_USER_AGENT;
 }
 
 #endif /* OFFSETDB_NETHTTP_H */

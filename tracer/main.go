@@ -746,8 +746,8 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 	for inst, skipped := range p.Skipped {
 		for _, s := range skipped {
 			level := slog.LevelInfo
-			if s.OutsideVersions {
-				level = slog.LevelDebug // an alternative for other versions: expected
+			if s.OutsideVersions || s.NotLinked {
+				level = slog.LevelDebug // an alternative for other versions, or a library not used: expected
 			}
 			t.log.Log(context.Background(), level, "optional probe skipped", "instrumentation", inst, "pid", pid, "exe", name, "reason", s.Err)
 		}

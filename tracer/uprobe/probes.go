@@ -37,6 +37,10 @@ type Skipped struct {
 	// than the binary's: the expected case for the alternatives of a
 	// function whose signature changed, not a loss.
 	OutsideVersions bool
+	// NotLinked says no module of the binary provides the probe's package:
+	// an optional probe of a library the program does not use (x/net's
+	// HTTP/2 server in a service without it), not a loss.
+	NotLinked bool
 }
 
 // Locate decides which of inst's probes can be attached to bin and finds
@@ -51,6 +55,7 @@ type Skipped struct {
 func (inst *Instrumentation) Locate(bin *gobinary.Binary) (located []Located, skipped []Skipped, err error) {
 	for _, p := range inst.Probes {
 		fn, assumed, outside, err := locate(bin, p)
+		_, linked := bin.PackageModule(gobinary.SymbolPackage(p.Symbol))
 		var calls []uint64
 		if err == nil && p.CallsTo != "" {
 			calls, err = callSites(bin, p)
@@ -62,7 +67,7 @@ func (inst *Instrumentation) Locate(bin *gobinary.Binary) (located []Located, sk
 		if !errors.Is(err, ErrProbeSkipped) || !p.Optional {
 			return nil, nil, fmt.Errorf("instrumentation %s: %w", inst.Name, err)
 		}
-		skipped = append(skipped, Skipped{Probe: p, Err: err, OutsideVersions: outside})
+		skipped = append(skipped, Skipped{Probe: p, Err: err, OutsideVersions: outside, NotLinked: !linked})
 	}
 	if len(located) == 0 {
 		return nil, skipped, fmt.Errorf("instrumentation %s: %w: no probe fits %s%s", inst.Name, ErrProbeSkipped, bin.Path, skipReasons(skipped))

@@ -69,8 +69,9 @@ func TestLocateSkipsOptionalAndVersionBoundProbes(t *testing.T) {
 	missing := uprobe.Probe{Symbol: "net/http.(*Transport).noSuchFunction", Entry: "entry", Optional: true}
 	tooNew := uprobe.Probe{Symbol: "runtime.newobject", Entry: "entry", Versions: ">=go1.99", Optional: true}
 	fits := uprobe.Probe{Symbol: "runtime.newobject", Entry: "entry", Versions: ">=go1.17,<=" + bin.GoVersion.String()}
+	notLinked := uprobe.Probe{Symbol: "example.com/nolib.(*Server).serve", Entry: "entry", Optional: true}
 
-	inst := fake("fake", present, missing, tooNew, fits)
+	inst := fake("fake", present, missing, tooNew, fits, notLinked)
 	located, skipped, err := inst.Locate(bin)
 	require.NoError(t, err)
 	if assert.Len(t, located, 2) {
@@ -78,12 +79,14 @@ func TestLocateSkipsOptionalAndVersionBoundProbes(t *testing.T) {
 		assert.Equal(t, fits.Symbol, located[1].Probe.Symbol)
 		assert.NotZero(t, located[1].Function.EntryOffset)
 	}
-	if assert.Len(t, skipped, 2) {
+	if assert.Len(t, skipped, 3) {
 		assert.ErrorIs(t, skipped[0].Err, uprobe.ErrProbeSkipped)
 		assert.ErrorContains(t, skipped[0].Err, "noSuchFunction not in the binary")
 		assert.False(t, skipped[0].OutsideVersions, "a missing function is not a version bound")
+		assert.False(t, skipped[0].NotLinked, "std is linked")
 		assert.True(t, skipped[1].OutsideVersions, "a probe for other versions")
 		assert.ErrorContains(t, skipped[1].Err, "runtime.newobject needs std >=go1.99; the binary has "+bin.GoVersion.String())
+		assert.True(t, skipped[2].NotLinked, "a probe of a library the binary does not use")
 	}
 
 	tooNew.Optional = false

@@ -89,6 +89,7 @@ type clientHttpEvent struct {
 	PathLen       uint16
 	QueryLen      uint16
 	Pid           uint32
+	BodySize      int64
 	Goid          uint64
 	StartNs       uint64
 	EndNs         uint64
@@ -98,11 +99,14 @@ type clientHttpEvent struct {
 	Method        [16]uint8
 	Scheme        [8]uint8
 	Host          [128]uint8
-	Path          [512]uint8
-	Query         [512]uint8
+	Path          [1024]uint8
+	Query         [1024]uint8
 	Route         [128]uint8
 	RemoteAddr    [64]uint8
 	Tracestate    [256]uint8
+	UserAgentLen  uint8
+	UserAgent     [128]uint8
+	_             [7]byte
 }
 
 type clientOutgoingRequest struct {

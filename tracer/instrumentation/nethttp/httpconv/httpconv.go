@@ -37,10 +37,10 @@ type HTTPEvent struct {
 	TraceState string
 
 	Method     string // "GET"
-	Scheme     string // client: URL scheme ("http"); server: empty
+	Scheme     string // URL scheme: client: the URL's; server: "https" for a TLS connection, else "http" (empty: unknown, reported as "http")
 	Host       string // server: Request.Host; client: URL.Host (host[:port])
-	Path       string // URL.Path, cut at 512 bytes
-	Query      string // URL.RawQuery, cut at 512 bytes
+	Path       string // URL.Path, cut at 1 KiB
+	Query      string // URL.RawQuery, cut at 1 KiB
 	Route      string // server: the ServeMux pattern that matched ("GET /items/{id}"), if the Go release records one
 	RemoteAddr string // server: Request.RemoteAddr ("ip:port")
 	ProtoMajor int
@@ -54,6 +54,14 @@ type HTTPEvent struct {
 	Hijacked bool
 	// PathCut and QueryCut: Path or Query is the start of a longer value.
 	PathCut, QueryCut bool
+	// BodySize: server: the request's Content-Length (Request.ContentLength);
+	// 0 for none or an empty body, -1 when unknown (chunked, HTTP/2
+	// without content-length, or not read).
+	BodySize int64
+	// UserAgent: server: the request's first User-Agent header, cut at 128
+	// bytes (UserAgentCut says so).
+	UserAgent    string
+	UserAgentCut bool
 }
 
 // Describe fills out with the span of ev: its IDs and times, and the name,
@@ -148,7 +156,9 @@ func addProtocolVersion(s *spans.Span, major, minor int) {
 // server-side event.
 //
 // The name is "{method} {http.route}" when the ServeMux pattern is known and
-// "{method}" otherwise; status is Error for 5xx responses only, since a 4xx
+// "{method}" otherwise; http.request.body.size is the request's
+// Content-Length when it declared a non-empty body (a body sent without
+// one, chunked, is not measured); status is Error for 5xx responses only, since a 4xx
 // is the client's error, not the server's, and for a handler that panicked
 // (error.type "panic": the panic value's type and message are not read, so
 // there is no exception event).
@@ -166,13 +176,11 @@ func describeServer(ev *HTTPEvent, s *spans.Span) {
 	if ev.Query != "" {
 		s.Attributes = append(s.Attributes, semconv.URLQuery(ev.Query))
 	}
-	switch {
-	case ev.PathCut && ev.QueryCut:
-		s.Attributes = append(s.Attributes, attrTruncatedPathQuery)
-	case ev.PathCut:
-		s.Attributes = append(s.Attributes, attrTruncatedPath)
-	case ev.QueryCut:
-		s.Attributes = append(s.Attributes, attrTruncatedQuery)
+	if ev.UserAgent != "" {
+		s.Attributes = append(s.Attributes, semconv.UserAgentOriginal(ev.UserAgent))
+	}
+	if kv, ok := truncated(ev.PathCut, ev.QueryCut, ev.UserAgentCut); ok {
+		s.Attributes = append(s.Attributes, kv)
 	}
 	scheme := ev.Scheme
 	if scheme == "" {
@@ -192,6 +200,9 @@ func describeServer(ev *HTTPEvent, s *spans.Span) {
 		}
 	}
 	addProtocolVersion(s, ev.ProtoMajor, ev.ProtoMinor)
+	if ev.BodySize > 0 {
+		s.Attributes = append(s.Attributes, semconv.HTTPRequestBodySize(int(ev.BodySize)))
+	}
 	if ev.StatusCode != 0 {
 		s.Attributes = append(s.Attributes, semconv.HTTPResponseStatusCode(ev.StatusCode))
 		if ev.StatusCode >= 500 && ev.StatusCode <= 599 {
@@ -254,14 +265,37 @@ func describeClient(ev *HTTPEvent, s *spans.Span) {
 var attrHijacked = attribute.Bool("offsetdb.http.hijacked", true)
 
 // offsetdb.truncated lists the attributes whose value is the start of a
-// longer one (the record's buffers hold 512 bytes of path and of query).
-// The semantic conventions have no attribute for it.
-var (
-	attrTruncatedPath      = attribute.StringSlice("offsetdb.truncated", []string{"url.path"})
-	attrTruncatedQuery     = attribute.StringSlice("offsetdb.truncated", []string{"url.query"})
-	attrTruncatedPathQuery = attribute.StringSlice("offsetdb.truncated", []string{"url.path", "url.query"})
-	attrTruncatedFull      = attribute.StringSlice("offsetdb.truncated", []string{"url.full"})
-)
+// longer one (the record's buffers hold 1 KiB of path and of query, 128
+// bytes of user agent). The semantic conventions have no attribute for it.
+var attrTruncatedFull = attribute.StringSlice("offsetdb.truncated", []string{"url.full"})
+
+// truncatedServer holds the offsetdb.truncated attribute of each
+// combination of cut server values, indexed by path | query<<1 | ua<<2,
+// made once rather than per span.
+var truncatedServer = func() (kvs [8]attribute.KeyValue) {
+	for i := range kvs {
+		var names []string
+		for bit, name := range []string{"url.path", "url.query", "user_agent.original"} {
+			if i&(1<<bit) != 0 {
+				names = append(names, name)
+			}
+		}
+		kvs[i] = attribute.StringSlice("offsetdb.truncated", names)
+	}
+	return kvs
+}()
+
+// truncated returns the offsetdb.truncated attribute of a server span
+// whose path, query or user agent were cut; false when none was.
+func truncated(path, query, userAgent bool) (attribute.KeyValue, bool) {
+	i := 0
+	for bit, cut := range []bool{path, query, userAgent} {
+		if cut {
+			i |= 1 << bit
+		}
+	}
+	return truncatedServer[i], i != 0
+}
 
 // routePath returns the path part of a ServeMux pattern
 // "[METHOD ][HOST]/[PATH]", which is what http.route holds, or "" when the

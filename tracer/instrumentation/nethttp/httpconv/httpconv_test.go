@@ -98,6 +98,28 @@ func TestDescribeFollowsHTTPSemanticConventions(t *testing.T) {
 			},
 		},
 		{
+			name: "HTTPS server over HTTP/2 with a body and a cut user agent, 5xx is an error",
+			ev: HTTPEvent{Kind: trace.SpanKindServer, Method: "POST", Scheme: "https", Path: "/upload",
+				ProtoMajor: 2, StatusCode: 503, BodySize: 10 << 20, UserAgent: "curl/8.5.0", UserAgentCut: true},
+			wantName: "POST",
+			wantAttrs: map[string]any{
+				"http.request.method": "POST", "url.path": "/upload", "url.scheme": "https",
+				"network.protocol.version": "2", "http.request.body.size": int64(10 << 20),
+				"user_agent.original": "curl/8.5.0", "offsetdb.truncated": []string{"user_agent.original"},
+				"http.response.status_code": int64(503), "error.type": "503",
+			},
+			wantStatus: codes.Error,
+		},
+		{
+			name:     "server body size unknown (-1) or empty (0) is not reported",
+			ev:       HTTPEvent{Kind: trace.SpanKindServer, Method: "PUT", Path: "/x", ProtoMajor: 1, ProtoMinor: 1, StatusCode: 200, BodySize: -1},
+			wantName: "PUT",
+			wantAttrs: map[string]any{
+				"http.request.method": "PUT", "url.path": "/x", "url.scheme": "http",
+				"network.protocol.version": "1.1", "http.response.status_code": int64(200),
+			},
+		},
+		{
 			name: "client with a cut query says url.full is cut",
 			ev: HTTPEvent{Kind: trace.SpanKindClient, Method: "GET", Scheme: "http", Host: "a", Path: "/x", Query: "q=cccc",
 				ProtoMajor: 1, ProtoMinor: 1, StatusCode: 200, QueryCut: true},

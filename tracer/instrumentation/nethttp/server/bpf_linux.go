@@ -49,6 +49,7 @@ var (
 	offFlags      = unsafe.Offsetof(serverHttpEvent{}.Flags)
 	offOutcome    = unsafe.Offsetof(serverHttpEvent{}.Outcome)
 	offCut        = unsafe.Offsetof(serverHttpEvent{}.Cut)
+	offBodySize   = unsafe.Offsetof(serverHttpEvent{}.BodySize)
 	// Each string: where its length is (one byte; two for path and
 	// query), where its buffer starts, and the buffer's size.
 	strMethod     = recordString(unsafe.Offsetof(serverHttpEvent{}.MethodLen), unsafe.Offsetof(serverHttpEvent{}.Method), len(serverHttpEvent{}.Method))
@@ -59,6 +60,7 @@ var (
 	strRoute      = recordString(unsafe.Offsetof(serverHttpEvent{}.RouteLen), unsafe.Offsetof(serverHttpEvent{}.Route), len(serverHttpEvent{}.Route))
 	strRemoteAddr = recordString(unsafe.Offsetof(serverHttpEvent{}.RemoteAddrLen), unsafe.Offsetof(serverHttpEvent{}.RemoteAddr), len(serverHttpEvent{}.RemoteAddr))
 	strTraceState = recordString(unsafe.Offsetof(serverHttpEvent{}.TracestateLen), unsafe.Offsetof(serverHttpEvent{}.Tracestate), len(serverHttpEvent{}.Tracestate))
+	strUserAgent  = recordString(unsafe.Offsetof(serverHttpEvent{}.UserAgentLen), unsafe.Offsetof(serverHttpEvent{}.UserAgent), len(serverHttpEvent{}.UserAgent))
 )
 
 // The OUTCOME_ values of bpf/nethttp.h that decode into an HTTPEvent.
@@ -69,8 +71,9 @@ const (
 
 // The CUT_ bits of bpf/nethttp.h: which values were longer than their buffer.
 const (
-	cutPath  = 1
-	cutQuery = 2
+	cutPath      = 1
+	cutQuery     = 2
+	cutUserAgent = 4
 )
 
 // stringField locates one length-prefixed string buffer of a record.
@@ -101,32 +104,36 @@ func (f stringField) read(record []byte) string {
 // DecodeRecord decodes a struct http_event record (bpf/nethttp.h), the
 // format the net/http server and client BPF objects share, as a request of
 // the given kind. Strings cut by the fixed-size buffers of the record stay
-// cut; for the path and query, PathCut and QueryCut say so.
+// cut; for the path, query and user agent, PathCut, QueryCut and
+// UserAgentCut say so.
 func DecodeRecord(record []byte, kind trace.SpanKind) (httpconv.HTTPEvent, error) {
 	if len(record) < recordSize {
 		return httpconv.HTTPEvent{}, fmt.Errorf("record of %d bytes, want %d", len(record), recordSize)
 	}
 	ne := binary.NativeEndian
 	ev := httpconv.HTTPEvent{
-		Kind:       kind,
-		Start:      uprobe.WallTime(ne.Uint64(record[offStartNs:])),
-		End:        uprobe.WallTime(ne.Uint64(record[offEndNs:])),
-		Method:     strMethod.read(record),
-		Scheme:     strScheme.read(record),
-		Host:       strHost.read(record),
-		Path:       strPath.read(record),
-		Query:      strQuery.read(record),
-		Route:      strRoute.read(record),
-		RemoteAddr: strRemoteAddr.read(record),
-		ProtoMajor: int(record[offProtoMajor]),
-		ProtoMinor: int(record[offProtoMinor]),
-		StatusCode: int(ne.Uint16(record[offStatus:])),
-		Unsampled:  record[offFlags]&1 == 0,
-		TraceState: strTraceState.read(record),
-		Panicked:   record[offOutcome] == outcomePanic,
-		Hijacked:   record[offOutcome] == outcomeHijacked,
-		PathCut:    record[offCut]&cutPath != 0,
-		QueryCut:   record[offCut]&cutQuery != 0,
+		Kind:         kind,
+		Start:        uprobe.WallTime(ne.Uint64(record[offStartNs:])),
+		End:          uprobe.WallTime(ne.Uint64(record[offEndNs:])),
+		Method:       strMethod.read(record),
+		Scheme:       strScheme.read(record),
+		Host:         strHost.read(record),
+		Path:         strPath.read(record),
+		Query:        strQuery.read(record),
+		Route:        strRoute.read(record),
+		RemoteAddr:   strRemoteAddr.read(record),
+		ProtoMajor:   int(record[offProtoMajor]),
+		ProtoMinor:   int(record[offProtoMinor]),
+		StatusCode:   int(ne.Uint16(record[offStatus:])),
+		Unsampled:    record[offFlags]&1 == 0,
+		TraceState:   strTraceState.read(record),
+		Panicked:     record[offOutcome] == outcomePanic,
+		Hijacked:     record[offOutcome] == outcomeHijacked,
+		PathCut:      record[offCut]&cutPath != 0,
+		QueryCut:     record[offCut]&cutQuery != 0,
+		BodySize:     int64(ne.Uint64(record[offBodySize:])),
+		UserAgent:    strUserAgent.read(record),
+		UserAgentCut: record[offCut]&cutUserAgent != 0,
 	}
 	copy(ev.TraceID[:], record[offTraceID:])
 	copy(ev.SpanID[:], record[offSpanID:])

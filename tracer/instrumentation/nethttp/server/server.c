@@ -2,30 +2,41 @@
 
 // SPDX-License-Identifier: (MIT OR GPL-2.0-only)
 /*
- * httpserver.c: one event per request handled by a net/http server.
+ * server.c: one event per request handled by a net/http server, over
+ * HTTP/1.x, net/http's HTTP/2, or golang.org/x/net/http2 (h2c).
  *
- * Probes net/http.serverHandler.ServeHTTP, which every HTTP/1.x and HTTP/2
- * request of a net/http.Server goes through:
+ * Every HTTP/1.x request and every request of net/http's own HTTP/2 goes
+ * through net/http.serverHandler.ServeHTTP:
  *
  *     func (sh serverHandler) ServeHTTP(rw ResponseWriter, req *Request)
  *
  * Arguments (register ABI): sh (1 word), rw (itab, data), req.
- * server_entry runs at the function's entry: it starts the span (continuing
- * the caller's trace when the request carries a valid W3C traceparent
- * header), reads the request, stores it in server_spans by goroutine and
- * makes it the goroutine's active span (bpf/context.h), where client
- * instrumentations find their parent. server_return runs at every RET instruction of the
- * function (not as a uretprobe, which breaks when Go moves a goroutine's
- * stack): it reads what the handler decided (route, status) and submits
- * the event.
+ * server_entry runs at the function's entry and starts the span
+ * (server_start: trace context, request, active span of the goroutine for
+ * client instrumentations). server_return runs at every RET instruction of
+ * the function (not as a uretprobe, which breaks when Go moves a
+ * goroutine's stack): for HTTP/1.x it reads what the handler decided
+ * (route, status) and submits the event.
+ *
+ * HTTP/2 streams end later, at the RET of the HTTP/2 server's runHandler
+ * (h2_run_return), which writes the 200 of a handler that wrote nothing
+ * after the handler returned; their status is the first final code passed
+ * to the server's writeHeader (h2_write_header). golang.org/x/net/http2's
+ * server calls the user's handler directly: its spans start at its
+ * runHandler (h2_run_entry_xnet). When h2c takes a connection over inside
+ * a handler (prior knowledge: the "PRI *" preface; Upgrade: h2c), that
+ * HTTP/1.x request gets no span (server_start, h2_serve_conn).
+ *
+ * url.scheme: tls_handshake marks the goroutine of a server TLS handshake,
+ * which serves the connection's HTTP/1.x requests; h2_serve carries the
+ * mark to an HTTP/2 connection and h2_run_entry* to its streams.
  *
  * A handler that panics never returns: server_panic ends its span where
  * net/http logs the recovered panic.
  *
- * The status is read from *net/http.response, which rw is for HTTP/1.x
- * only (200 when the handler wrote nothing, none when it hijacked the
- * connection); for HTTP/2 (ProtoMajor 2) rw is another type and the status is
- * left 0 (unknown).
+ * The HTTP/1.x status is read from *net/http.response, which rw is for
+ * HTTP/1.x only (200 when the handler wrote nothing, none when it hijacked
+ * the connection).
  */
 #include "nethttp.h"
 
@@ -38,6 +49,7 @@ volatile const __u64 off_Request_Header = OFFSET_ABSENT;       /* net/http.Reque
 volatile const __u64 off_Request_RemoteAddr = OFFSET_ABSENT;  /* net/http.Request.RemoteAddr */
 volatile const __u64 off_Request_ProtoMajor = OFFSET_ABSENT;  /* net/http.Request.ProtoMajor */
 volatile const __u64 off_Request_ProtoMinor = OFFSET_ABSENT;  /* net/http.Request.ProtoMinor */
+volatile const __u64 off_Request_ContentLength = OFFSET_ABSENT; /* net/http.Request.ContentLength */
 volatile const __u64 off_Request_Pattern = OFFSET_ABSENT;     /* net/http.Request.Pattern, Go 1.23+ */
 volatile const __u64 off_Request_pat = OFFSET_ABSENT;         /* net/http.Request.pat, Go 1.22+ */
 volatile const __u64 off_pattern_str = OFFSET_ABSENT;         /* net/http.pattern.str, Go 1.22+ */
@@ -45,23 +57,87 @@ volatile const __u64 off_URL_Path = OFFSET_ABSENT;            /* net/url.URL.Pat
 volatile const __u64 off_URL_RawQuery = OFFSET_ABSENT;        /* net/url.URL.RawQuery */
 volatile const __u64 off_response_status = OFFSET_ABSENT;     /* net/http.response.status */
 volatile const __u64 off_response_conn = OFFSET_ABSENT;       /* net/http.response.conn */
+volatile const __u64 off_conn_rwc = OFFSET_ABSENT;            /* net/http.conn.rwc */
 volatile const __u64 off_conn_hijackedv = OFFSET_ABSENT;      /* net/http.conn.hijackedv (std.pending: DWARF only) */
+/* net/http/internal/http2.ServerRequest (Go 1.27+; std.pending: DWARF only) */
+volatile const __u64 off_ServerRequest_Method = OFFSET_ABSENT;
+volatile const __u64 off_ServerRequest_URL = OFFSET_ABSENT;
+volatile const __u64 off_ServerRequest_Host = OFFSET_ABSENT;
+volatile const __u64 off_ServerRequest_Header = OFFSET_ABSENT;
+volatile const __u64 off_ServerRequest_RemoteAddr = OFFSET_ABSENT;
+volatile const __u64 off_ServerRequest_ProtoMajor = OFFSET_ABSENT;
+volatile const __u64 off_ServerRequest_ProtoMinor = OFFSET_ABSENT;
+volatile const __u64 off_ServerRequest_ContentLength = OFFSET_ABSENT;
 
-/* A server request being handled: its event so far, and what the return probe needs. */
+/*
+ * Offsets of the fields of a request that the programs read: of
+ * *net/http.Request, or of *net/http/internal/http2.ServerRequest (Go
+ * 1.27+) which has the same fields under the same names.
+ */
+struct request_offsets {
+	__u64 method, url, host, header, remote_addr, proto_major, proto_minor, content_length;
+};
+
+static __always_inline void request_offsets(struct request_offsets *o)
+{
+	o->method = off_Request_Method;
+	o->url = off_Request_URL;
+	o->host = off_Request_Host;
+	o->header = off_Request_Header;
+	o->remote_addr = off_Request_RemoteAddr;
+	o->proto_major = off_Request_ProtoMajor;
+	o->proto_minor = off_Request_ProtoMinor;
+	o->content_length = off_Request_ContentLength;
+}
+
+static __always_inline void server_request_offsets(struct request_offsets *o)
+{
+	o->method = off_ServerRequest_Method;
+	o->url = off_ServerRequest_URL;
+	o->host = off_ServerRequest_Host;
+	o->header = off_ServerRequest_Header;
+	o->remote_addr = off_ServerRequest_RemoteAddr;
+	o->proto_major = off_ServerRequest_ProtoMajor;
+	o->proto_minor = off_ServerRequest_ProtoMinor;
+	o->content_length = off_ServerRequest_ContentLength;
+}
+
+/* Who started a span (server_span.started_by). */
+#define STARTED_BY_HANDLER 0        /* serverHandler.ServeHTTP (HTTP/1.x, or the std HTTP/2 server) */
+#define STARTED_BY_RUNHANDLER 1     /* x/net's runHandler: req is a *net/http.Request */
+#define STARTED_BY_SERVER_REQUEST 2 /* internal/http2's runHandler (Go 1.27+): req is a *ServerRequest */
+
+/* A server request being handled: its event so far, and what the later probes need. */
 struct server_span {
 	struct http_event ev;
-	__u64 req; /* *net/http.Request */
+	__u64 req; /* *net/http.Request (or *ServerRequest, see started_by) */
 	__u64 rw;  /* data word of the ResponseWriter: *net/http.response for HTTP/1.x */
 	struct span_context saved; /* the goroutine's active span before this one */
 	__u64 had_saved;
+	/*
+	 * An HTTP/2 stream: the span ends at the RET of the HTTP/2 server's
+	 * runHandler, after the 200 it writes for a handler that wrote
+	 * nothing; its status comes from the writeHeader probes.
+	 */
+	__u8 h2;
+	__u8 started_by;       /* STARTED_BY_* */
+	__u8 handler_returned; /* serverHandler.ServeHTTP returned */
+	/*
+	 * No request: the HTTP/1.x request through which h2c took the
+	 * connection over. Kept, inactive, so that its RET finds it and
+	 * deletes it silently rather than counting a lost span.
+	 */
+	__u8 dropped;
+	__u8 pad[4];
 };
 
 /*
  * Server requests in progress, by goroutine. LRU, so that entries whose
- * return probe never ran (a handler that panicked with http.ErrAbortHandler)
- * are evicted rather than filling the map; the cost is that beyond 8192
- * requests in progress at once the oldest lose their span. LRU maps are preallocated: about 15 MiB
- * (1.7 KiB an entry, most of it the 512-byte path and query buffers).
+ * return probe never ran (a handler that panicked with http.ErrAbortHandler
+ * over HTTP/1.x) are evicted rather than filling the map; the cost is that
+ * beyond 8192 requests in progress at once the oldest lose their span. LRU
+ * maps are preallocated: 23.6 MiB (2.9 KiB an entry, most of it the
+ * 1 KiB path and query buffers; TestServerMapsKernelMemory).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -70,7 +146,7 @@ struct {
 	__type(value, struct server_span);
 } server_spans SEC(".maps");
 
-/* Where server_entry builds an event too large for the BPF stack. */
+/* Where server_start builds an event too large for the BPF stack. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -78,39 +154,104 @@ struct {
 	__type(value, struct server_span);
 } server_scratch SEC(".maps");
 
-SEC("uprobe/net_http_serverHandler_ServeHTTP")
-int server_entry(void *ctx)
-{
-	struct go_regs *regs = ctx;
-	struct goroutine g;
-	if (!current_goroutine(regs, off_g_goid, &g))
-		return 0;
+/*
+ * Goroutines serving a connection over TLS: those that ran a server TLS
+ * handshake (tls_handshake; HTTP/1.x serves the connection's requests on
+ * that goroutine), and the goroutines of the HTTP/2 streams of a TLS
+ * connection (h2_run_entry). Read when a span starts, for url.scheme.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct goroutine);
+	__type(value, __u8);
+} tls_goroutines SEC(".maps");
 
+/* A connection of a process: a *crypto/tls.Conn, or an HTTP/2 *serverConn. */
+#define CONN_TLS 1    /* a *tls.Conn that ran a handshake (tls_handshake) */
+#define CONN_H2_TLS 2 /* an HTTP/2 *serverConn over TLS (h2_serve) */
+struct conn_key {
+	__u32 tgid;
+	__u32 kind; /* CONN_* */
+	__u64 ptr;
+};
+
+/* TLS connections: those that ran a handshake, and HTTP/2 connections over one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct conn_key);
+	__type(value, __u8);
+} tls_conns SEC(".maps");
+
+static __always_inline int conn_is(__u32 tgid, __u32 kind, __u64 ptr)
+{
+	struct conn_key k = {.tgid = tgid, .kind = kind, .ptr = ptr};
+	__u8 *v = bpf_map_lookup_elem(&tls_conns, &k);
+	return v && *v;
+}
+
+static __always_inline int goroutine_tls(struct goroutine *g)
+{
+	__u8 *v = bpf_map_lookup_elem(&tls_goroutines, g);
+	return v && *v;
+}
+
+/*
+ * server_start starts the span of the request req (read with the offsets
+ * o) on goroutine g: it continues the caller's trace when the request
+ * carries a valid W3C traceparent header, reads the request, stores it in
+ * server_spans and makes it the goroutine's active span (bpf/context.h),
+ * where client instrumentations find their parent. The HTTP/2 connection
+ * preface of cleartext HTTP/2 with prior knowledge ("PRI *", which
+ * net/http hands to the handler so that h2c can take the connection over)
+ * is no request: it gets no span.
+ */
+static __always_inline void server_start(struct goroutine *g, __u64 req, __u64 rw, const struct request_offsets *o, __u8 started_by)
+{
 	__u32 zero = 0;
 	struct server_span *s = bpf_map_lookup_elem(&server_scratch, &zero);
 	if (!s)
-		return 0;
+		return;
 	struct http_event *ev = &s->ev;
 	reset_event(ev);
-	ev->pid = g.tgid;
-	ev->goid = g.goid;
+	ev->pid = g->tgid;
+	ev->goid = g->goid;
 	ev->start_ns = bpf_ktime_get_ns();
-
-	__u64 req = GO_REG4(regs);
-	s->rw = GO_REG3(regs);
+	s->rw = rw;
 	s->req = req;
+	s->started_by = started_by;
+	s->h2 = started_by != STARTED_BY_HANDLER;
+	s->handler_returned = 0;
+	s->dropped = 0;
+	s->had_saved = 0;
 
-	/* The caller's trace context, from a valid traceparent header; else a new trace. */
 	__u64 a;
+	if ((a = field_addr(req, o->method)))
+		ev->method_len = read_go_string(ev->method, METHOD_LEN, a);
+	if ((a = field_addr(req, o->url)))
+		read_url(ev, read_u64(a), 0, OFFSET_ABSENT, OFFSET_ABSENT, off_URL_Path, off_URL_RawQuery);
+	if (ev->method_len == 3 && ev->method[0] == 'P' && ev->method[1] == 'R' && ev->method[2] == 'I' &&
+	    ev->path_len == 1 && ev->path[0] == '*') {
+		s->dropped = 1;
+		bpf_map_update_elem(&server_spans, g, s, BPF_ANY);
+		return;
+	}
+
+	/*
+	 * The caller's trace context, from a valid traceparent header (else a
+	 * new trace), and the User-Agent.
+	 */
 	struct span_context remote = {};
-	if (propagate_tracecontext && (a = field_addr(req, off_Request_Header))) {
+	if ((a = field_addr(req, o->header))) {
 		struct gomap_offsets mo;
 		header_map_offsets(&mo);
 		__u64 hdr = read_u64(a);
-		if (header_traceparent(hdr, &mo, &remote)) {
+		if (propagate_tracecontext && header_traceparent(hdr, &mo, &remote)) {
 			ev->remote_parent = 1;
 			header_tracestate(hdr, &mo, ev);
 		}
+		header_user_agent(hdr, &mo, ev);
 	}
 	if (ev->remote_parent) {
 		__builtin_memcpy(ev->trace_id, remote.trace_id, sizeof(ev->trace_id));
@@ -122,21 +263,70 @@ int server_entry(void *ctx)
 	}
 	random_id(ev->span_id, sizeof(ev->span_id));
 
-	if ((a = field_addr(req, off_Request_Method)))
-		ev->method_len = read_go_string(ev->method, METHOD_LEN, a);
-	if ((a = field_addr(req, off_Request_Host)))
+	if ((a = field_addr(req, o->host)))
 		ev->host_len = read_go_string(ev->host, HOST_LEN, a);
-	if ((a = field_addr(req, off_Request_RemoteAddr)))
+	if ((a = field_addr(req, o->remote_addr)))
 		ev->remote_addr_len = read_go_string(ev->remote_addr, REMOTE_ADDR_LEN, a);
-	if ((a = field_addr(req, off_Request_ProtoMajor)))
+	if ((a = field_addr(req, o->proto_major)))
 		ev->proto_major = read_u64(a);
-	if ((a = field_addr(req, off_Request_ProtoMinor)))
+	if ((a = field_addr(req, o->proto_minor)))
 		ev->proto_minor = read_u64(a);
-	if ((a = field_addr(req, off_Request_URL)))
-		read_url(ev, read_u64(a), 0, OFFSET_ABSENT, OFFSET_ABSENT, off_URL_Path, off_URL_RawQuery);
+	if ((a = field_addr(req, o->content_length)))
+		ev->body_size = (__s64)read_u64(a);
+	if (ev->proto_major == 2)
+		s->h2 = 1;
+	if (started_by != STARTED_BY_HANDLER) {
+		/* Served over HTTP/2, also the HTTP/1.1 request of an Upgrade: h2c (stream 1). */
+		ev->proto_major = 2;
+		ev->proto_minor = 0;
+	}
+	/*
+	 * TLS: the goroutine ran a server handshake (or is a stream of an
+	 * HTTP/2 connection that did). For HTTP/1.x, whose handler runs on
+	 * that goroutine and may make TLS calls of its own there (a database
+	 * driver's handshake), the request's connection (response.conn.rwc)
+	 * must also be a *tls.Conn that ran one.
+	 */
+	int tls = goroutine_tls(g);
+	__u64 c;
+	if (tls && started_by == STARTED_BY_HANDLER && ev->proto_major == 1 &&
+	    (c = field_addr(rw, off_response_conn)) && (c = field_addr(read_u64(c), off_conn_rwc)))
+		tls = conn_is(g->tgid, CONN_TLS, read_u64(c + 8)); /* the data word of the net.Conn */
+	if (tls) {
+		__builtin_memcpy(ev->scheme, "https", 5);
+		ev->scheme_len = 5;
+	} else {
+		__builtin_memcpy(ev->scheme, "http", 4);
+		ev->scheme_len = 4;
+	}
 
-	s->had_saved = span_activate(&g, ev->trace_id, ev->span_id, ev->flags, &s->saved);
-	bpf_map_update_elem(&server_spans, &g, s, BPF_ANY);
+	s->had_saved = span_activate(g, ev->trace_id, ev->span_id, ev->flags, &s->saved);
+	bpf_map_update_elem(&server_spans, g, s, BPF_ANY);
+}
+
+SEC("uprobe/net_http_serverHandler_ServeHTTP")
+int server_entry(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	__u64 req = GO_REG4(regs), rw = GO_REG3(regs);
+	/*
+	 * On Go 1.27+ the HTTP/2 stream's span may have begun in the
+	 * HTTP/2 server's runHandler from its ServerRequest: it continues,
+	 * with the *net/http.Request the handler sees (for the route).
+	 */
+	struct server_span *cur = bpf_map_lookup_elem(&server_spans, &g);
+	if (cur && cur->started_by == STARTED_BY_SERVER_REQUEST) {
+		cur->started_by = STARTED_BY_HANDLER;
+		cur->req = req;
+		cur->rw = rw;
+		return 0;
+	}
+	struct request_offsets o;
+	request_offsets(&o);
+	server_start(&g, req, rw, &o, STARTED_BY_HANDLER);
 	return 0;
 }
 
@@ -149,11 +339,15 @@ static __always_inline void server_finish(struct goroutine *g, struct server_spa
 	struct http_event *ev = &s->ev;
 	ev->end_ns = bpf_ktime_get_ns();
 
-	/* The route: Request.Pattern (Go 1.23+), else Request.pat.str (Go 1.22). */
+	/*
+	 * The route: Request.Pattern (Go 1.23+), else Request.pat.str (Go
+	 * 1.22); not for a request known only as a ServerRequest.
+	 */
 	__u64 a;
-	if ((a = field_addr(s->req, off_Request_Pattern))) {
+	__u64 req = s->started_by == STARTED_BY_SERVER_REQUEST ? 0 : s->req;
+	if ((a = field_addr(req, off_Request_Pattern))) {
 		ev->route_len = read_go_string(ev->route, ROUTE_LEN, a);
-	} else if ((a = field_addr(s->req, off_Request_pat))) {
+	} else if ((a = field_addr(req, off_Request_pat))) {
 		if ((a = field_addr(read_u64(a), off_pattern_str)))
 			ev->route_len = read_go_string(ev->route, ROUTE_LEN, a);
 	}
@@ -167,7 +361,7 @@ static __always_inline void server_finish(struct goroutine *g, struct server_spa
 	 * returns, when the connection is known not to be hijacked (without
 	 * conn.hijackedv, as in a stripped binary, the status stays unknown).
 	 */
-	if (ev->outcome == OUTCOME_RETURNED && ev->proto_major == 1) {
+	if (ev->outcome == OUTCOME_RETURNED && !s->h2 && ev->proto_major == 1) {
 		__u8 hijacked = 2; /* unknown */
 		__u64 c;
 		if ((c = field_addr(s->rw, off_response_conn)) && (c = field_addr(read_u64(c), off_conn_hijackedv))) {
@@ -200,7 +394,218 @@ int server_return(void *ctx)
 		count_lost(LOST_IN_FLIGHT);
 		return 0;
 	}
+	if (s->dropped) {
+		bpf_map_delete_elem(&server_spans, &g);
+		return 0;
+	}
+	if (s->h2) {
+		/* The HTTP/2 server writes the status of a silent handler later: h2_run_return ends the span. */
+		s->handler_returned = 1;
+		return 0;
+	}
 	server_finish(&g, s);
+	return 0;
+}
+
+/*
+ * tls_handshake runs at the entry of the server's TLS handshake,
+ * crypto/tls.(*Conn).handshakeContext (Go 1.17+, which HandshakeContext
+ * and Handshake call) or (*Conn).Handshake (before), which net/http calls
+ * on the goroutine that then serves the connection. The goroutine and the
+ * *tls.Conn (the receiver) are marked TLS. A client's handshake marks them
+ * too: net/http.Transport runs it on a goroutine of its own, which serves
+ * no request; one made on an HTTP/1.x handler's goroutine (a database
+ * driver's) does not make its requests https, whose connection must be a
+ * marked *tls.Conn too (server_start).
+ */
+SEC("uprobe/crypto_tls_Conn_handshakeContext")
+int tls_handshake(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	__u8 one = 1;
+	bpf_map_update_elem(&tls_goroutines, &g, &one, BPF_ANY);
+	struct conn_key k = {.tgid = g.tgid, .kind = CONN_TLS, .ptr = GO_REG1(regs)};
+	bpf_map_update_elem(&tls_conns, &k, &one, BPF_ANY);
+	return 0;
+}
+
+/*
+ * h2_serve runs at the entry of the HTTP/2 servers' (*serverConn).serve,
+ * which runs on the goroutine that accepted the connection (after its TLS
+ * handshake, if any): it notes whether the connection sc is TLS, for the
+ * streams' goroutines (h2_run_entry).
+ */
+SEC("uprobe/http2_serverConn_serve")
+int h2_serve(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct conn_key k = {.tgid = g.tgid, .kind = CONN_H2_TLS, .ptr = GO_REG1(regs)};
+	if (goroutine_tls(&g)) {
+		__u8 one = 1;
+		bpf_map_update_elem(&tls_conns, &k, &one, BPF_ANY);
+	} else {
+		bpf_map_delete_elem(&tls_conns, &k); /* the address of an earlier connection */
+	}
+	return 0;
+}
+
+/* h2_stream_tls marks the goroutine g of a stream of HTTP/2 connection sc as TLS when sc is. */
+static __always_inline void h2_stream_tls(struct goroutine *g, __u64 sc)
+{
+	if (conn_is(g->tgid, CONN_H2_TLS, sc)) {
+		__u8 one = 1;
+		bpf_map_update_elem(&tls_goroutines, g, &one, BPF_ANY);
+	}
+}
+
+/*
+ * h2_run_entry runs at the entry of the std HTTP/2 server's runHandler
+ * (bundled, Go <= 1.26), on the stream's new goroutine:
+ *
+ *     func (sc *http2serverConn) runHandler(rw *http2responseWriter, req *Request, handler func(ResponseWriter, *Request))
+ *
+ * The handler it calls goes through serverHandler.ServeHTTP, where the span
+ * starts: this only marks the goroutine TLS when the connection is.
+ */
+SEC("uprobe/net_http_http2serverConn_runHandler")
+int h2_run_entry(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	h2_stream_tls(&g, GO_REG1(regs));
+	return 0;
+}
+
+/*
+ * h2_run_entry_xnet runs at the entry of golang.org/x/net/http2's
+ * runHandler, whose handler is the user's (no serverHandler.ServeHTTP):
+ *
+ *     func (sc *serverConn) runHandler(rw *responseWriter, req *http.Request, handler func(http.ResponseWriter, *http.Request))
+ *
+ * The span starts here, from the std *net/http.Request.
+ */
+SEC("uprobe/golang_org_x_net_http2_serverConn_runHandler")
+int h2_run_entry_xnet(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	h2_stream_tls(&g, GO_REG1(regs));
+	struct request_offsets o;
+	request_offsets(&o);
+	server_start(&g, GO_REG3(regs), GO_REG2(regs), &o, STARTED_BY_RUNHANDLER);
+	return 0;
+}
+
+/*
+ * h2_run_entry_internal runs at the entry of the runHandler of
+ * net/http/internal/http2 (Go 1.27+), which serves net/http's HTTP/2 and,
+ * from x/net v0.54.0 on, x/net's:
+ *
+ *     func (sc *serverConn) runHandler(rw *responseWriter, req *ServerRequest, handler func(*ResponseWriter, *ServerRequest))
+ *
+ * The handler of net/http's server goes through serverHandler.ServeHTTP;
+ * x/net's (h2c) does not. The span starts here when the ServerRequest's
+ * fields are known (from the target's DWARF: fieldset/std.pending), and
+ * serverHandler.ServeHTTP continues it; without them only net/http's own
+ * HTTP/2 requests get spans, from serverHandler.ServeHTTP.
+ */
+SEC("uprobe/net_http_internal_http2_serverConn_runHandler")
+int h2_run_entry_internal(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	h2_stream_tls(&g, GO_REG1(regs));
+	if (off_ServerRequest_Method == OFFSET_ABSENT || off_ServerRequest_URL == OFFSET_ABSENT)
+		return 0;
+	struct request_offsets o;
+	server_request_offsets(&o);
+	server_start(&g, GO_REG3(regs), GO_REG2(regs), &o, STARTED_BY_SERVER_REQUEST);
+	return 0;
+}
+
+/*
+ * h2_write_header runs at the entry of the HTTP/2 servers'
+ *
+ *     func (rws *responseWriterState) writeHeader(code int)
+ *
+ * which the handler's WriteHeader and first Write call, and runHandler
+ * with 200 when the handler wrote nothing. The first final status (200 or
+ * more) is the one sent: later calls are superfluous (writeHeader ignores
+ * them), informational ones (1xx) are not final.
+ */
+SEC("uprobe/http2_responseWriterState_writeHeader")
+int h2_write_header(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct server_span *s = bpf_map_lookup_elem(&server_spans, &g);
+	if (!s || !s->h2 || s->ev.status != 0)
+		return 0;
+	__u64 code = GO_REG2(regs);
+	if (code >= 200 && code <= 999)
+		s->ev.status = (__u16)code;
+	return 0;
+}
+
+/*
+ * h2_run_return runs at every RET of the HTTP/2 servers' runHandler: the
+ * handler is done and its response written. A span ended by server_panic
+ * is gone. A std span whose serverHandler.ServeHTTP never returned
+ * panicked without being logged (http.ErrAbortHandler): it ends as a
+ * panic. The goroutine ends here: its TLS mark goes with it.
+ */
+SEC("uprobe/http2_serverConn_runHandler_return")
+int h2_run_return(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	bpf_map_delete_elem(&tls_goroutines, &g);
+	struct server_span *s = bpf_map_lookup_elem(&server_spans, &g);
+	if (!s || !s->h2)
+		return 0;
+	if (s->started_by == STARTED_BY_HANDLER && !s->handler_returned)
+		s->ev.outcome = OUTCOME_PANIC;
+	server_finish(&g, s);
+	return 0;
+}
+
+/*
+ * h2_serve_conn runs at the entry of an HTTP/2 server's ServeConn (x/net's
+ * (*Server).ServeConn or serveConn; internal/http2's, Go 1.27+). Called
+ * inside a handler, as golang.org/x/net/http2/h2c does for a connection it
+ * took over, it serves the rest of the connection: the goroutine's
+ * HTTP/1.x request (an Upgrade: h2c request, whose HTTP/2 stream 1 gets
+ * its own span) is no request of its own: its span is dropped (marked, for
+ * server_return to delete without counting it lost).
+ */
+SEC("uprobe/http2_Server_ServeConn")
+int h2_serve_conn(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct server_span *s = bpf_map_lookup_elem(&server_spans, &g);
+	if (!s || s->h2 || s->dropped)
+		return 0;
+	span_deactivate(&g, s->had_saved, &s->saved);
+	s->dropped = 1;
 	return 0;
 }
 
@@ -215,13 +620,16 @@ static const char panic_prefix_http2[PANIC_PREFIX_LEN] = "http2: panic serving";
  *
  *     func (s *Server) logf(format string, args ...any)         // HTTP/1.x, in (*conn).serve
  *     func (sc *http2serverConn) logf(format string, args ...any) // bundled HTTP/2, in runHandler
+ *     func (sc *serverConn) logf(format string, args ...any)      // internal/http2 (Go 1.27+), x/net's http2
  *
  * The deferred recovery runs on the handler's goroutine before the stack
  * unwinds, so the goroutine's unfinished span in server_spans is the
  * request that panicked: it is submitted as OUTCOME_PANIC. Every other
  * message these functions log (a superfluous WriteHeader, a TLS handshake
  * error, ...) is told apart by its format. A panic with
- * http.ErrAbortHandler is not logged: its span is lost, as before.
+ * http.ErrAbortHandler is not logged: over HTTP/1.x its span is lost; over
+ * net/http's HTTP/2 h2_run_return ends it as a panic; over x/net's it ends
+ * as if the handler had returned.
  */
 SEC("uprobe/net_http_Server_logf")
 int server_panic(void *ctx)
@@ -247,7 +655,7 @@ int server_panic(void *ctx)
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
 	struct server_span *s = bpf_map_lookup_elem(&server_spans, &g);
-	if (!s)
+	if (!s || s->dropped)
 		return 0;
 	s->ev.outcome = OUTCOME_PANIC;
 	server_finish(&g, s);

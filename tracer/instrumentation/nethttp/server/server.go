@@ -1,23 +1,43 @@
 // Package server instruments net/http servers: one server span per request
-// a net/http.Server handles, over HTTP/1.x or HTTP/2.
+// a net/http.Server handles, over HTTP/1.x or HTTP/2 (net/http's own, and
+// golang.org/x/net/http2's, as served through golang.org/x/net/http2/h2c).
 //
 // It probes net/http.serverHandler.ServeHTTP, through which every request of
 // every net/http.Server passes, with the BPF programs of server.c: the
 // request is read at the function's entry, the matched route and the
-// response status at each of its RET instructions. A handler that panics
-// never reaches a RET: its span ends where net/http logs the recovered
-// panic ((*Server).logf, or the HTTP/2 server's logf), with error status. While the handler runs
-// the span is the goroutine's active span (bpf/context.h), so that client
-// instrumentations (net/http, gRPC) make the handler's outgoing calls its
-// children.
+// HTTP/1.x response status at each of its RET instructions. HTTP/2 streams
+// end at the RET of the HTTP/2 server's runHandler, after the 200 it sends
+// for a handler that wrote nothing, and take their status from the first
+// final code passed to the server's (*responseWriterState).writeHeader (an
+// int argument: no field offsets). golang.org/x/net/http2's server calls
+// the handler itself, not through serverHandler: its spans start at its
+// runHandler, from the *net/http.Request it passes (std offsets). A
+// connection h2c takes over (the "PRI *" preface of prior knowledge, an
+// Upgrade: h2c request) is no request and gets no span; the upgraded
+// request is traced as HTTP/2 stream 1.
+//
+// A handler that panics never reaches a RET: its span ends where net/http
+// logs the recovered panic ((*Server).logf, or the HTTP/2 servers' logf),
+// with error status. While the handler runs the span is the goroutine's
+// active span (bpf/context.h), so that client instrumentations (net/http,
+// gRPC) make the handler's outgoing calls its children.
+//
+// url.scheme is https when the connection went through a server TLS
+// handshake (crypto/tls's handshake function, probed on the goroutine that
+// serves the connection, and carried to HTTP/2 streams through their
+// *serverConn), else http.
 //
 // Requirements on the target: Go 1.12+ (both calling conventions,
 // bpf/go_abi.h). The route is recorded from Go 1.22 on
-// (Request.pat, then Request.Pattern from 1.23); the status only for
-// HTTP/1.x, where the ResponseWriter is a *net/http.response: 200 for a
-// handler that wrote nothing (net/http's answer), none for one that
-// hijacked the connection — both known only when net/http.conn.hijackedv
-// resolves, from the target's DWARF until it is in the database.
+// (Request.pat, then Request.Pattern from 1.23); the HTTP/1.x status is
+// read from *net/http.response: 200 for a handler that wrote nothing
+// (net/http's answer), none for one that hijacked the connection — both
+// known only when net/http.conn.hijackedv resolves, from the target's DWARF
+// until it is in the database. From Go 1.27 and x/net v0.54.0 on, x/net's
+// HTTP/2 server is net/http's (net/http/internal/http2) and calls the
+// user's handler without serverHandler: those requests get spans only when
+// the fields of net/http/internal/http2.ServerRequest resolve, from the
+// target's DWARF (fieldset/std.pending): not in a stripped binary.
 package server
 
 import (
@@ -34,6 +54,26 @@ import (
 // Symbol is the function the instrumentation probes.
 const Symbol = "net/http.serverHandler.ServeHTTP"
 
+// xnetHTTP2 is the package of golang.org/x/net's HTTP/2 server. Its probes
+// have no version bound: the signatures they read (runHandler's req
+// argument, writeHeader's code, the receivers) are the same in every x/net
+// release from 2017 to v0.62.0. From v0.54.0 on, built with Go 1.27+, its
+// server is net/http's and these functions are not in the binary.
+const xnetHTTP2 = "golang.org/x/net/http2"
+
+// serverRequestFields are the fields of the request net/http/internal/http2
+// (Go 1.27+) passes to its runHandler, the same as net/http.Request's. They
+// are in fieldset/std.pending, resolved from the target's DWARF only: the
+// requests of x/net's HTTP/2 server on Go 1.27+, which do not go through
+// serverHandler.ServeHTTP, get spans only with them.
+func serverRequestFields() []uprobe.Field {
+	var fs []uprobe.Field
+	for _, name := range []string{"Method", "URL", "Host", "Header", "RemoteAddr", "ProtoMajor", "ProtoMinor", "ContentLength"} {
+		fs = append(fs, uprobe.Field{ID: offsets.MustParseFieldID("net/http/internal/http2.ServerRequest." + name), Const: "off_ServerRequest_" + name, IfResolved: true})
+	}
+	return fs
+}
+
 // Instrumentation returns the declaration of the net/http server
 // instrumentation, for uprobe.Attach. Each call returns a new copy.
 func Instrumentation() uprobe.Instrumentation {
@@ -41,12 +81,34 @@ func Instrumentation() uprobe.Instrumentation {
 		Name: "net/http server",
 		Probes: []uprobe.Probe{
 			{Symbol: Symbol, Entry: "server_entry", Return: "server_return", StackABI: true},
+			// url.scheme: the server's TLS handshake, and HTTP/2
+			// connections and streams inheriting it.
+			{Symbol: "crypto/tls.(*Conn).Handshake", Entry: "tls_handshake", Versions: "<go1.17", Optional: true, StackABI: true},
+			{Symbol: "crypto/tls.(*Conn).handshakeContext", Entry: "tls_handshake", Versions: ">=go1.17", Optional: true, StackABI: true},
+			{Symbol: "net/http.(*http2serverConn).serve", Entry: "h2_serve", Versions: "<go1.27", Optional: true, StackABI: true},
+			{Symbol: "net/http/internal/http2.(*serverConn).serve", Entry: "h2_serve", Versions: ">=go1.27", Optional: true},
+			{Symbol: xnetHTTP2 + ".(*serverConn).serve", Entry: "h2_serve", Optional: true, StackABI: true},
+			// HTTP/2 streams: their start (x/net; internal/http2 when
+			// ServerRequest resolves), status and end.
+			{Symbol: "net/http.(*http2serverConn).runHandler", Entry: "h2_run_entry", Return: "h2_run_return", Versions: "<go1.27", Optional: true, StackABI: true},
+			{Symbol: "net/http/internal/http2.(*serverConn).runHandler", Entry: "h2_run_entry_internal", Return: "h2_run_return", Versions: ">=go1.27", Optional: true},
+			{Symbol: xnetHTTP2 + ".(*serverConn).runHandler", Entry: "h2_run_entry_xnet", Return: "h2_run_return", Optional: true, StackABI: true},
+			{Symbol: "net/http.(*http2responseWriterState).writeHeader", Entry: "h2_write_header", Versions: "<go1.27", Optional: true, StackABI: true},
+			{Symbol: "net/http/internal/http2.(*responseWriterState).writeHeader", Entry: "h2_write_header", Versions: ">=go1.27", Optional: true},
+			{Symbol: xnetHTTP2 + ".(*responseWriterState).writeHeader", Entry: "h2_write_header", Optional: true, StackABI: true},
+			// h2c taking a connection over inside a handler: ServeConn,
+			// or serveConn where ServeConn is inlined (x/net v0.54.0+).
+			{Symbol: xnetHTTP2 + ".(*Server).ServeConn", Entry: "h2_serve_conn", Optional: true, StackABI: true},
+			{Symbol: xnetHTTP2 + ".(*Server).serveConn", Entry: "h2_serve_conn", Optional: true, StackABI: true},
+			{Symbol: "net/http/internal/http2.(*Server).ServeConn", Entry: "h2_serve_conn", Versions: ">=go1.27", Optional: true},
+			{Symbol: "net/http/internal/http2.(*Server).serveConn", Entry: "h2_serve_conn", Versions: ">=go1.27", Optional: true},
 			// A handler that panicked never returns: net/http recovers the
 			// panic on the handler's goroutine and logs it with one of
 			// these, where server_panic submits the span with its outcome.
 			{Symbol: "net/http.(*Server).logf", Entry: "server_panic", Optional: true, StackABI: true},
 			{Symbol: "net/http.(*http2serverConn).logf", Entry: "server_panic", Versions: "<go1.27", Optional: true, StackABI: true}, // bundled HTTP/2
 			{Symbol: "net/http/internal/http2.(*serverConn).logf", Entry: "server_panic", Versions: ">=go1.27", Optional: true},
+			{Symbol: xnetHTTP2 + ".(*serverConn).logf", Entry: "server_panic", Optional: true, StackABI: true},
 		},
 		Fields: append([]uprobe.Field{
 			{ID: offsets.MustParseFieldID("runtime.g.goid"), Const: "off_g_goid"},
@@ -57,9 +119,10 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: offsets.MustParseFieldID("net/http.Request.RemoteAddr"), Const: "off_Request_RemoteAddr"},
 			{ID: offsets.MustParseFieldID("net/http.Request.ProtoMajor"), Const: "off_Request_ProtoMajor"},
 			{ID: offsets.MustParseFieldID("net/http.Request.ProtoMinor"), Const: "off_Request_ProtoMinor"},
-			{ID: offsets.MustParseFieldID("net/http.Request.Pattern"), Const: "off_Request_Pattern", Optional: true}, // Go 1.23+
-			{ID: offsets.MustParseFieldID("net/http.Request.pat"), Const: "off_Request_pat", Optional: true},         // Go 1.22+
-			{ID: offsets.MustParseFieldID("net/http.pattern.str"), Const: "off_pattern_str", Optional: true},         // Go 1.22+
+			{ID: offsets.MustParseFieldID("net/http.Request.ContentLength"), Const: "off_Request_ContentLength", IfResolved: true}, // http.request.body.size
+			{ID: offsets.MustParseFieldID("net/http.Request.Pattern"), Const: "off_Request_Pattern", Optional: true},               // Go 1.23+
+			{ID: offsets.MustParseFieldID("net/http.Request.pat"), Const: "off_Request_pat", Optional: true},                       // Go 1.22+
+			{ID: offsets.MustParseFieldID("net/http.pattern.str"), Const: "off_pattern_str", Optional: true},                       // Go 1.22+
 			{ID: offsets.MustParseFieldID("net/url.URL.Path"), Const: "off_URL_Path"},
 			{ID: offsets.MustParseFieldID("net/url.URL.RawQuery"), Const: "off_URL_RawQuery"},
 			{ID: offsets.MustParseFieldID("net/http.response.status"), Const: "off_response_status"},
@@ -68,7 +131,11 @@ func Instrumentation() uprobe.Instrumentation {
 			// fieldset/std.pending: DWARF only) such a request has no status.
 			{ID: offsets.MustParseFieldID("net/http.response.conn"), Const: "off_response_conn", IfResolved: true},
 			{ID: offsets.MustParseFieldID("net/http.conn.hijackedv"), Const: "off_conn_hijackedv", IfResolved: true},
-		}, gomap.Fields()...),
+			// url.scheme of HTTP/1.x: whether the request's connection is
+			// a *tls.Conn that ran a server handshake (without it, the
+			// handshake's goroutine alone says so).
+			{ID: offsets.MustParseFieldID("net/http.conn.rwc"), Const: "off_conn_rwc", IfResolved: true},
+		}, append(serverRequestFields(), gomap.Fields()...)...),
 		Spec:   spec,
 		Decode: decode,
 	}

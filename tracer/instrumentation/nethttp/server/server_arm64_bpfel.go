@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type serverConnKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Kind uint32
+	Ptr  uint64
+}
+
 type serverGoroutine struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -40,6 +47,7 @@ type serverHttpEvent struct {
 	PathLen       uint16
 	QueryLen      uint16
 	Pid           uint32
+	BodySize      int64
 	Goid          uint64
 	StartNs       uint64
 	EndNs         uint64
@@ -49,20 +57,28 @@ type serverHttpEvent struct {
 	Method        [16]uint8
 	Scheme        [8]uint8
 	Host          [128]uint8
-	Path          [512]uint8
-	Query         [512]uint8
+	Path          [1024]uint8
+	Query         [1024]uint8
 	Route         [128]uint8
 	RemoteAddr    [64]uint8
 	Tracestate    [256]uint8
+	UserAgentLen  uint8
+	UserAgent     [128]uint8
+	_             [7]byte
 }
 
 type serverServerSpan struct {
-	_        structs.HostLayout
-	Ev       serverHttpEvent
-	Req      uint64
-	Rw       uint64
-	Saved    serverSpanContext
-	HadSaved uint64
+	_               structs.HostLayout
+	Ev              serverHttpEvent
+	Req             uint64
+	Rw              uint64
+	Saved           serverSpanContext
+	HadSaved        uint64
+	H2              uint8
+	StartedBy       uint8
+	HandlerReturned uint8
+	Dropped         uint8
+	Pad             [4]uint8
 }
 
 type serverSpanContext struct {
@@ -78,44 +94,64 @@ type serverSpanContext struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	serverMapActiveSpans                  = "active_spans"
-	serverMapDrops                        = "drops"
-	serverMapEvents                       = "events"
-	serverMapServerScratch                = "server_scratch"
-	serverMapServerSpans                  = "server_spans"
-	serverProgServerEntry                 = "server_entry"
-	serverProgServerPanic                 = "server_panic"
-	serverProgServerReturn                = "server_return"
-	serverVarEventKind                    = "event_kind"
-	serverVarGoStackAbi                   = "go_stack_abi"
-	serverVarGoTlsG                       = "go_tls_g"
-	serverVarOffMapDirLen                 = "off_Map_dirLen"
-	serverVarOffMapDirPtr                 = "off_Map_dirPtr"
-	serverVarOffRequestHeader             = "off_Request_Header"
-	serverVarOffRequestHost               = "off_Request_Host"
-	serverVarOffRequestMethod             = "off_Request_Method"
-	serverVarOffRequestPattern            = "off_Request_Pattern"
-	serverVarOffRequestProtoMajor         = "off_Request_ProtoMajor"
-	serverVarOffRequestProtoMinor         = "off_Request_ProtoMinor"
-	serverVarOffRequestRemoteAddr         = "off_Request_RemoteAddr"
-	serverVarOffRequestURL                = "off_Request_URL"
-	serverVarOffRequestPat                = "off_Request_pat"
-	serverVarOffURL_Path                  = "off_URL_Path"
-	serverVarOffURL_RawQuery              = "off_URL_RawQuery"
-	serverVarOffConnHijackedv             = "off_conn_hijackedv"
-	serverVarOffG_goid                    = "off_g_goid"
-	serverVarOffGroupsReferenceData       = "off_groupsReference_data"
-	serverVarOffGroupsReferenceLengthMask = "off_groupsReference_lengthMask"
-	serverVarOffHmapB                     = "off_hmap_B"
-	serverVarOffHmapBuckets               = "off_hmap_buckets"
-	serverVarOffHmapOldbuckets            = "off_hmap_oldbuckets"
-	serverVarOffPatternStr                = "off_pattern_str"
-	serverVarOffResponseConn              = "off_response_conn"
-	serverVarOffResponseStatus            = "off_response_status"
-	serverVarOffTableGroups               = "off_table_groups"
-	serverVarPropagateTracecontext        = "propagate_tracecontext"
-	serverVarSampler                      = "sampler"
-	serverVarSamplerBound                 = "sampler_bound"
+	serverMapActiveSpans                   = "active_spans"
+	serverMapDrops                         = "drops"
+	serverMapEvents                        = "events"
+	serverMapServerScratch                 = "server_scratch"
+	serverMapServerSpans                   = "server_spans"
+	serverMapTlsConns                      = "tls_conns"
+	serverMapTlsGoroutines                 = "tls_goroutines"
+	serverProgH2RunEntry                   = "h2_run_entry"
+	serverProgH2RunEntryInternal           = "h2_run_entry_internal"
+	serverProgH2RunEntryXnet               = "h2_run_entry_xnet"
+	serverProgH2RunReturn                  = "h2_run_return"
+	serverProgH2Serve                      = "h2_serve"
+	serverProgH2ServeConn                  = "h2_serve_conn"
+	serverProgH2WriteHeader                = "h2_write_header"
+	serverProgServerEntry                  = "server_entry"
+	serverProgServerPanic                  = "server_panic"
+	serverProgServerReturn                 = "server_return"
+	serverProgTlsHandshake                 = "tls_handshake"
+	serverVarEventKind                     = "event_kind"
+	serverVarGoStackAbi                    = "go_stack_abi"
+	serverVarGoTlsG                        = "go_tls_g"
+	serverVarOffMapDirLen                  = "off_Map_dirLen"
+	serverVarOffMapDirPtr                  = "off_Map_dirPtr"
+	serverVarOffRequestContentLength       = "off_Request_ContentLength"
+	serverVarOffRequestHeader              = "off_Request_Header"
+	serverVarOffRequestHost                = "off_Request_Host"
+	serverVarOffRequestMethod              = "off_Request_Method"
+	serverVarOffRequestPattern             = "off_Request_Pattern"
+	serverVarOffRequestProtoMajor          = "off_Request_ProtoMajor"
+	serverVarOffRequestProtoMinor          = "off_Request_ProtoMinor"
+	serverVarOffRequestRemoteAddr          = "off_Request_RemoteAddr"
+	serverVarOffRequestURL                 = "off_Request_URL"
+	serverVarOffRequestPat                 = "off_Request_pat"
+	serverVarOffServerRequestContentLength = "off_ServerRequest_ContentLength"
+	serverVarOffServerRequestHeader        = "off_ServerRequest_Header"
+	serverVarOffServerRequestHost          = "off_ServerRequest_Host"
+	serverVarOffServerRequestMethod        = "off_ServerRequest_Method"
+	serverVarOffServerRequestProtoMajor    = "off_ServerRequest_ProtoMajor"
+	serverVarOffServerRequestProtoMinor    = "off_ServerRequest_ProtoMinor"
+	serverVarOffServerRequestRemoteAddr    = "off_ServerRequest_RemoteAddr"
+	serverVarOffServerRequestURL           = "off_ServerRequest_URL"
+	serverVarOffURL_Path                   = "off_URL_Path"
+	serverVarOffURL_RawQuery               = "off_URL_RawQuery"
+	serverVarOffConnHijackedv              = "off_conn_hijackedv"
+	serverVarOffConnRwc                    = "off_conn_rwc"
+	serverVarOffG_goid                     = "off_g_goid"
+	serverVarOffGroupsReferenceData        = "off_groupsReference_data"
+	serverVarOffGroupsReferenceLengthMask  = "off_groupsReference_lengthMask"
+	serverVarOffHmapB                      = "off_hmap_B"
+	serverVarOffHmapBuckets                = "off_hmap_buckets"
+	serverVarOffHmapOldbuckets             = "off_hmap_oldbuckets"
+	serverVarOffPatternStr                 = "off_pattern_str"
+	serverVarOffResponseConn               = "off_response_conn"
+	serverVarOffResponseStatus             = "off_response_status"
+	serverVarOffTableGroups                = "off_table_groups"
+	serverVarPropagateTracecontext         = "propagate_tracecontext"
+	serverVarSampler                       = "sampler"
+	serverVarSamplerBound                  = "sampler_bound"
 )
 
 // loadServer returns the embedded CollectionSpec for server.
@@ -160,9 +196,17 @@ type serverSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverProgramSpecs struct {
-	ServerEntry  *ebpf.ProgramSpec `ebpf:"server_entry"`
-	ServerPanic  *ebpf.ProgramSpec `ebpf:"server_panic"`
-	ServerReturn *ebpf.ProgramSpec `ebpf:"server_return"`
+	H2RunEntry         *ebpf.ProgramSpec `ebpf:"h2_run_entry"`
+	H2RunEntryInternal *ebpf.ProgramSpec `ebpf:"h2_run_entry_internal"`
+	H2RunEntryXnet     *ebpf.ProgramSpec `ebpf:"h2_run_entry_xnet"`
+	H2RunReturn        *ebpf.ProgramSpec `ebpf:"h2_run_return"`
+	H2Serve            *ebpf.ProgramSpec `ebpf:"h2_serve"`
+	H2ServeConn        *ebpf.ProgramSpec `ebpf:"h2_serve_conn"`
+	H2WriteHeader      *ebpf.ProgramSpec `ebpf:"h2_write_header"`
+	ServerEntry        *ebpf.ProgramSpec `ebpf:"server_entry"`
+	ServerPanic        *ebpf.ProgramSpec `ebpf:"server_panic"`
+	ServerReturn       *ebpf.ProgramSpec `ebpf:"server_return"`
+	TlsHandshake       *ebpf.ProgramSpec `ebpf:"tls_handshake"`
 }
 
 // serverMapSpecs contains maps before they are loaded into the kernel.
@@ -174,42 +218,54 @@ type serverMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	ServerScratch *ebpf.MapSpec `ebpf:"server_scratch"`
 	ServerSpans   *ebpf.MapSpec `ebpf:"server_spans"`
+	TlsConns      *ebpf.MapSpec `ebpf:"tls_conns"`
+	TlsGoroutines *ebpf.MapSpec `ebpf:"tls_goroutines"`
 }
 
 // serverVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverVariableSpecs struct {
-	EventKind                    *ebpf.VariableSpec `ebpf:"event_kind"`
-	GoStackAbi                   *ebpf.VariableSpec `ebpf:"go_stack_abi"`
-	GoTlsG                       *ebpf.VariableSpec `ebpf:"go_tls_g"`
-	OffMapDirLen                 *ebpf.VariableSpec `ebpf:"off_Map_dirLen"`
-	OffMapDirPtr                 *ebpf.VariableSpec `ebpf:"off_Map_dirPtr"`
-	OffRequestHeader             *ebpf.VariableSpec `ebpf:"off_Request_Header"`
-	OffRequestHost               *ebpf.VariableSpec `ebpf:"off_Request_Host"`
-	OffRequestMethod             *ebpf.VariableSpec `ebpf:"off_Request_Method"`
-	OffRequestPattern            *ebpf.VariableSpec `ebpf:"off_Request_Pattern"`
-	OffRequestProtoMajor         *ebpf.VariableSpec `ebpf:"off_Request_ProtoMajor"`
-	OffRequestProtoMinor         *ebpf.VariableSpec `ebpf:"off_Request_ProtoMinor"`
-	OffRequestRemoteAddr         *ebpf.VariableSpec `ebpf:"off_Request_RemoteAddr"`
-	OffRequestURL                *ebpf.VariableSpec `ebpf:"off_Request_URL"`
-	OffRequestPat                *ebpf.VariableSpec `ebpf:"off_Request_pat"`
-	OffURL_Path                  *ebpf.VariableSpec `ebpf:"off_URL_Path"`
-	OffURL_RawQuery              *ebpf.VariableSpec `ebpf:"off_URL_RawQuery"`
-	OffConnHijackedv             *ebpf.VariableSpec `ebpf:"off_conn_hijackedv"`
-	OffG_goid                    *ebpf.VariableSpec `ebpf:"off_g_goid"`
-	OffGroupsReferenceData       *ebpf.VariableSpec `ebpf:"off_groupsReference_data"`
-	OffGroupsReferenceLengthMask *ebpf.VariableSpec `ebpf:"off_groupsReference_lengthMask"`
-	OffHmapB                     *ebpf.VariableSpec `ebpf:"off_hmap_B"`
-	OffHmapBuckets               *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
-	OffHmapOldbuckets            *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
-	OffPatternStr                *ebpf.VariableSpec `ebpf:"off_pattern_str"`
-	OffResponseConn              *ebpf.VariableSpec `ebpf:"off_response_conn"`
-	OffResponseStatus            *ebpf.VariableSpec `ebpf:"off_response_status"`
-	OffTableGroups               *ebpf.VariableSpec `ebpf:"off_table_groups"`
-	PropagateTracecontext        *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
-	Sampler                      *ebpf.VariableSpec `ebpf:"sampler"`
-	SamplerBound                 *ebpf.VariableSpec `ebpf:"sampler_bound"`
+	EventKind                     *ebpf.VariableSpec `ebpf:"event_kind"`
+	GoStackAbi                    *ebpf.VariableSpec `ebpf:"go_stack_abi"`
+	GoTlsG                        *ebpf.VariableSpec `ebpf:"go_tls_g"`
+	OffMapDirLen                  *ebpf.VariableSpec `ebpf:"off_Map_dirLen"`
+	OffMapDirPtr                  *ebpf.VariableSpec `ebpf:"off_Map_dirPtr"`
+	OffRequestContentLength       *ebpf.VariableSpec `ebpf:"off_Request_ContentLength"`
+	OffRequestHeader              *ebpf.VariableSpec `ebpf:"off_Request_Header"`
+	OffRequestHost                *ebpf.VariableSpec `ebpf:"off_Request_Host"`
+	OffRequestMethod              *ebpf.VariableSpec `ebpf:"off_Request_Method"`
+	OffRequestPattern             *ebpf.VariableSpec `ebpf:"off_Request_Pattern"`
+	OffRequestProtoMajor          *ebpf.VariableSpec `ebpf:"off_Request_ProtoMajor"`
+	OffRequestProtoMinor          *ebpf.VariableSpec `ebpf:"off_Request_ProtoMinor"`
+	OffRequestRemoteAddr          *ebpf.VariableSpec `ebpf:"off_Request_RemoteAddr"`
+	OffRequestURL                 *ebpf.VariableSpec `ebpf:"off_Request_URL"`
+	OffRequestPat                 *ebpf.VariableSpec `ebpf:"off_Request_pat"`
+	OffServerRequestContentLength *ebpf.VariableSpec `ebpf:"off_ServerRequest_ContentLength"`
+	OffServerRequestHeader        *ebpf.VariableSpec `ebpf:"off_ServerRequest_Header"`
+	OffServerRequestHost          *ebpf.VariableSpec `ebpf:"off_ServerRequest_Host"`
+	OffServerRequestMethod        *ebpf.VariableSpec `ebpf:"off_ServerRequest_Method"`
+	OffServerRequestProtoMajor    *ebpf.VariableSpec `ebpf:"off_ServerRequest_ProtoMajor"`
+	OffServerRequestProtoMinor    *ebpf.VariableSpec `ebpf:"off_ServerRequest_ProtoMinor"`
+	OffServerRequestRemoteAddr    *ebpf.VariableSpec `ebpf:"off_ServerRequest_RemoteAddr"`
+	OffServerRequestURL           *ebpf.VariableSpec `ebpf:"off_ServerRequest_URL"`
+	OffURL_Path                   *ebpf.VariableSpec `ebpf:"off_URL_Path"`
+	OffURL_RawQuery               *ebpf.VariableSpec `ebpf:"off_URL_RawQuery"`
+	OffConnHijackedv              *ebpf.VariableSpec `ebpf:"off_conn_hijackedv"`
+	OffConnRwc                    *ebpf.VariableSpec `ebpf:"off_conn_rwc"`
+	OffG_goid                     *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	OffGroupsReferenceData        *ebpf.VariableSpec `ebpf:"off_groupsReference_data"`
+	OffGroupsReferenceLengthMask  *ebpf.VariableSpec `ebpf:"off_groupsReference_lengthMask"`
+	OffHmapB                      *ebpf.VariableSpec `ebpf:"off_hmap_B"`
+	OffHmapBuckets                *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
+	OffHmapOldbuckets             *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
+	OffPatternStr                 *ebpf.VariableSpec `ebpf:"off_pattern_str"`
+	OffResponseConn               *ebpf.VariableSpec `ebpf:"off_response_conn"`
+	OffResponseStatus             *ebpf.VariableSpec `ebpf:"off_response_status"`
+	OffTableGroups                *ebpf.VariableSpec `ebpf:"off_table_groups"`
+	PropagateTracecontext         *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
+	Sampler                       *ebpf.VariableSpec `ebpf:"sampler"`
+	SamplerBound                  *ebpf.VariableSpec `ebpf:"sampler_bound"`
 }
 
 // serverObjects contains all objects after they have been loaded into the kernel.
@@ -237,6 +293,8 @@ type serverMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
 	ServerScratch *ebpf.Map `ebpf:"server_scratch"`
 	ServerSpans   *ebpf.Map `ebpf:"server_spans"`
+	TlsConns      *ebpf.Map `ebpf:"tls_conns"`
+	TlsGoroutines *ebpf.Map `ebpf:"tls_goroutines"`
 }
 
 func (m *serverMaps) Close() error {
@@ -246,6 +304,8 @@ func (m *serverMaps) Close() error {
 		m.Events,
 		m.ServerScratch,
 		m.ServerSpans,
+		m.TlsConns,
+		m.TlsGoroutines,
 	)
 }
 
@@ -253,52 +313,78 @@ func (m *serverMaps) Close() error {
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverVariables struct {
-	EventKind                    *ebpf.Variable `ebpf:"event_kind"`
-	GoStackAbi                   *ebpf.Variable `ebpf:"go_stack_abi"`
-	GoTlsG                       *ebpf.Variable `ebpf:"go_tls_g"`
-	OffMapDirLen                 *ebpf.Variable `ebpf:"off_Map_dirLen"`
-	OffMapDirPtr                 *ebpf.Variable `ebpf:"off_Map_dirPtr"`
-	OffRequestHeader             *ebpf.Variable `ebpf:"off_Request_Header"`
-	OffRequestHost               *ebpf.Variable `ebpf:"off_Request_Host"`
-	OffRequestMethod             *ebpf.Variable `ebpf:"off_Request_Method"`
-	OffRequestPattern            *ebpf.Variable `ebpf:"off_Request_Pattern"`
-	OffRequestProtoMajor         *ebpf.Variable `ebpf:"off_Request_ProtoMajor"`
-	OffRequestProtoMinor         *ebpf.Variable `ebpf:"off_Request_ProtoMinor"`
-	OffRequestRemoteAddr         *ebpf.Variable `ebpf:"off_Request_RemoteAddr"`
-	OffRequestURL                *ebpf.Variable `ebpf:"off_Request_URL"`
-	OffRequestPat                *ebpf.Variable `ebpf:"off_Request_pat"`
-	OffURL_Path                  *ebpf.Variable `ebpf:"off_URL_Path"`
-	OffURL_RawQuery              *ebpf.Variable `ebpf:"off_URL_RawQuery"`
-	OffConnHijackedv             *ebpf.Variable `ebpf:"off_conn_hijackedv"`
-	OffG_goid                    *ebpf.Variable `ebpf:"off_g_goid"`
-	OffGroupsReferenceData       *ebpf.Variable `ebpf:"off_groupsReference_data"`
-	OffGroupsReferenceLengthMask *ebpf.Variable `ebpf:"off_groupsReference_lengthMask"`
-	OffHmapB                     *ebpf.Variable `ebpf:"off_hmap_B"`
-	OffHmapBuckets               *ebpf.Variable `ebpf:"off_hmap_buckets"`
-	OffHmapOldbuckets            *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
-	OffPatternStr                *ebpf.Variable `ebpf:"off_pattern_str"`
-	OffResponseConn              *ebpf.Variable `ebpf:"off_response_conn"`
-	OffResponseStatus            *ebpf.Variable `ebpf:"off_response_status"`
-	OffTableGroups               *ebpf.Variable `ebpf:"off_table_groups"`
-	PropagateTracecontext        *ebpf.Variable `ebpf:"propagate_tracecontext"`
-	Sampler                      *ebpf.Variable `ebpf:"sampler"`
-	SamplerBound                 *ebpf.Variable `ebpf:"sampler_bound"`
+	EventKind                     *ebpf.Variable `ebpf:"event_kind"`
+	GoStackAbi                    *ebpf.Variable `ebpf:"go_stack_abi"`
+	GoTlsG                        *ebpf.Variable `ebpf:"go_tls_g"`
+	OffMapDirLen                  *ebpf.Variable `ebpf:"off_Map_dirLen"`
+	OffMapDirPtr                  *ebpf.Variable `ebpf:"off_Map_dirPtr"`
+	OffRequestContentLength       *ebpf.Variable `ebpf:"off_Request_ContentLength"`
+	OffRequestHeader              *ebpf.Variable `ebpf:"off_Request_Header"`
+	OffRequestHost                *ebpf.Variable `ebpf:"off_Request_Host"`
+	OffRequestMethod              *ebpf.Variable `ebpf:"off_Request_Method"`
+	OffRequestPattern             *ebpf.Variable `ebpf:"off_Request_Pattern"`
+	OffRequestProtoMajor          *ebpf.Variable `ebpf:"off_Request_ProtoMajor"`
+	OffRequestProtoMinor          *ebpf.Variable `ebpf:"off_Request_ProtoMinor"`
+	OffRequestRemoteAddr          *ebpf.Variable `ebpf:"off_Request_RemoteAddr"`
+	OffRequestURL                 *ebpf.Variable `ebpf:"off_Request_URL"`
+	OffRequestPat                 *ebpf.Variable `ebpf:"off_Request_pat"`
+	OffServerRequestContentLength *ebpf.Variable `ebpf:"off_ServerRequest_ContentLength"`
+	OffServerRequestHeader        *ebpf.Variable `ebpf:"off_ServerRequest_Header"`
+	OffServerRequestHost          *ebpf.Variable `ebpf:"off_ServerRequest_Host"`
+	OffServerRequestMethod        *ebpf.Variable `ebpf:"off_ServerRequest_Method"`
+	OffServerRequestProtoMajor    *ebpf.Variable `ebpf:"off_ServerRequest_ProtoMajor"`
+	OffServerRequestProtoMinor    *ebpf.Variable `ebpf:"off_ServerRequest_ProtoMinor"`
+	OffServerRequestRemoteAddr    *ebpf.Variable `ebpf:"off_ServerRequest_RemoteAddr"`
+	OffServerRequestURL           *ebpf.Variable `ebpf:"off_ServerRequest_URL"`
+	OffURL_Path                   *ebpf.Variable `ebpf:"off_URL_Path"`
+	OffURL_RawQuery               *ebpf.Variable `ebpf:"off_URL_RawQuery"`
+	OffConnHijackedv              *ebpf.Variable `ebpf:"off_conn_hijackedv"`
+	OffConnRwc                    *ebpf.Variable `ebpf:"off_conn_rwc"`
+	OffG_goid                     *ebpf.Variable `ebpf:"off_g_goid"`
+	OffGroupsReferenceData        *ebpf.Variable `ebpf:"off_groupsReference_data"`
+	OffGroupsReferenceLengthMask  *ebpf.Variable `ebpf:"off_groupsReference_lengthMask"`
+	OffHmapB                      *ebpf.Variable `ebpf:"off_hmap_B"`
+	OffHmapBuckets                *ebpf.Variable `ebpf:"off_hmap_buckets"`
+	OffHmapOldbuckets             *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
+	OffPatternStr                 *ebpf.Variable `ebpf:"off_pattern_str"`
+	OffResponseConn               *ebpf.Variable `ebpf:"off_response_conn"`
+	OffResponseStatus             *ebpf.Variable `ebpf:"off_response_status"`
+	OffTableGroups                *ebpf.Variable `ebpf:"off_table_groups"`
+	PropagateTracecontext         *ebpf.Variable `ebpf:"propagate_tracecontext"`
+	Sampler                       *ebpf.Variable `ebpf:"sampler"`
+	SamplerBound                  *ebpf.Variable `ebpf:"sampler_bound"`
 }
 
 // serverPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverPrograms struct {
-	ServerEntry  *ebpf.Program `ebpf:"server_entry"`
-	ServerPanic  *ebpf.Program `ebpf:"server_panic"`
-	ServerReturn *ebpf.Program `ebpf:"server_return"`
+	H2RunEntry         *ebpf.Program `ebpf:"h2_run_entry"`
+	H2RunEntryInternal *ebpf.Program `ebpf:"h2_run_entry_internal"`
+	H2RunEntryXnet     *ebpf.Program `ebpf:"h2_run_entry_xnet"`
+	H2RunReturn        *ebpf.Program `ebpf:"h2_run_return"`
+	H2Serve            *ebpf.Program `ebpf:"h2_serve"`
+	H2ServeConn        *ebpf.Program `ebpf:"h2_serve_conn"`
+	H2WriteHeader      *ebpf.Program `ebpf:"h2_write_header"`
+	ServerEntry        *ebpf.Program `ebpf:"server_entry"`
+	ServerPanic        *ebpf.Program `ebpf:"server_panic"`
+	ServerReturn       *ebpf.Program `ebpf:"server_return"`
+	TlsHandshake       *ebpf.Program `ebpf:"tls_handshake"`
 }
 
 func (p *serverPrograms) Close() error {
 	return _ServerClose(
+		p.H2RunEntry,
+		p.H2RunEntryInternal,
+		p.H2RunEntryXnet,
+		p.H2RunReturn,
+		p.H2Serve,
+		p.H2ServeConn,
+		p.H2WriteHeader,
 		p.ServerEntry,
 		p.ServerPanic,
 		p.ServerReturn,
+		p.TlsHandshake,
 	)
 }
 

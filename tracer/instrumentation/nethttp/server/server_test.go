@@ -33,7 +33,7 @@ func putLong(dst []uint8, s string) uint16 {
 
 func TestDecodeRecordReadsEveryField(t *testing.T) {
 	r := serverHttpEvent{
-		Kind: 1, ProtoMajor: 1, ProtoMinor: 1, Status: 404, Flags: 1,
+		Kind: 1, ProtoMajor: 1, ProtoMinor: 1, Status: 404, Flags: 1, BodySize: 10 << 20,
 		StartNs: 1_000_000_000, EndNs: 1_000_250_000,
 		TraceId:      [16]uint8{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
 		SpanId:       [8]uint8{1, 1, 1, 1, 1, 1, 1, 1},
@@ -41,11 +41,14 @@ func TestDecodeRecordReadsEveryField(t *testing.T) {
 	}
 	r.MethodLen = put(r.Method[:], "POST")
 	r.HostLen = put(r.Host[:], "example.com:8080")
+	r.SchemeLen = put(r.Scheme[:], "https")
 	r.PathLen = putLong(r.Path[:], "/items/7")
 	r.QueryLen = putLong(r.Query[:], "a=b")
 	r.RouteLen = put(r.Route[:], "POST /items/{id}")
 	r.RemoteAddrLen = put(r.RemoteAddr[:], "10.0.0.1:5555")
 	r.TracestateLen = put(r.Tracestate[:], "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+	r.UserAgentLen = put(r.UserAgent[:], "curl/8.5.0")
+	r.Cut = 4
 	copy(r.Path[r.PathLen:], "left over from an earlier record")
 
 	ev, err := DecodeRecord(record(t, r), trace.SpanKindServer)
@@ -58,6 +61,7 @@ func TestDecodeRecordReadsEveryField(t *testing.T) {
 		SpanID:       trace.SpanID(r.SpanId),
 		ParentSpanID: trace.SpanID(r.ParentSpanId),
 		Method:       "POST",
+		Scheme:       "https",
 		Host:         "example.com:8080",
 		Path:         "/items/7",
 		Query:        "a=b",
@@ -67,6 +71,9 @@ func TestDecodeRecordReadsEveryField(t *testing.T) {
 		ProtoMajor:   1,
 		ProtoMinor:   1,
 		StatusCode:   404,
+		BodySize:     10 << 20,
+		UserAgent:    "curl/8.5.0",
+		UserAgentCut: true,
 	}, ev)
 }
 
@@ -90,17 +97,17 @@ func TestDecodeRecordReadsTheOutcome(t *testing.T) {
 	}
 }
 
-// Path and query are 512 bytes with 16-bit lengths; a value cut by the BPF
+// Path and query are 1 KiB with 16-bit lengths; a value cut by the BPF
 // programs decodes cut and marked so.
 func TestDecodeRecordReadsLongPathAndQuery(t *testing.T) {
-	long := strings.Repeat("/segment", 64) // 512 bytes
+	long := strings.Repeat("/segment", 128) // 1024 bytes
 	r := serverHttpEvent{Kind: 1, Cut: 2}
 	r.PathLen = putLong(r.Path[:], long)
-	r.QueryLen = putLong(r.Query[:], "q="+strings.Repeat("x", 600))
+	r.QueryLen = putLong(r.Query[:], "q="+strings.Repeat("x", 1100))
 	ev, err := DecodeRecord(record(t, r), trace.SpanKindServer)
 	require.NoError(t, err)
 	assert.Equal(t, long, ev.Path)
-	assert.Len(t, ev.Query, 512)
+	assert.Len(t, ev.Query, 1024)
 	assert.False(t, ev.PathCut)
 	assert.True(t, ev.QueryCut)
 
