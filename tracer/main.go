@@ -547,8 +547,10 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	if t.selector, err = s.discovery.Selector(t.kube, log); err != nil {
 		return 0, err
 	}
+	stopLoader := t.startLoader(s.perLink)
 	stopStats := t.logStats(s.statsInterval)
 	code, err := t.run(ctx, argv, s.pid, s.exe)
+	stopLoader()
 	stopSpool(abort)
 	stopStats()
 	log.Info("totals", counts.Snapshot().Attrs()...)
@@ -678,8 +680,54 @@ func (t *tracing) logStats(interval time.Duration) (stop func()) {
 	return func() { close(done) }
 }
 
+// startLoader makes the Loader every process is attached through (each
+// binary's BPF collections loaded once, one ring buffer) and counts what
+// it loses in BPF every second, into the tracer's counts: no process's
+// own. The returned function, called once every process is detached,
+// unloads it and counts the rest.
+func (t *tracing) startLoader(perLink bool) (stop func()) {
+	opts := uprobe.Options{PerLink: perLink}
+	t.context.apply(&opts)
+	t.loader = uprobe.NewLoader(&opts)
+	lost := target.NewLostCounter(t.loader, func(d target.Stats) {
+		t.counts.Add(export.RingBufferFull, int(d.Dropped))
+		t.counts.Add(export.InFlightLost, int(d.InFlightLost))
+		t.counts.Add(export.Invalid, int(d.Errors))
+	})
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				lost.Report()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+		if err := t.loader.Close(); err != nil {
+			t.log.Warn("unload", "err", err)
+		}
+		lost.Report()
+		target.LogLost(t.log, target.Stats{Dropped: t.loader.Drops(), InFlightLost: t.loader.InFlightLost(), SkippedRuns: t.loader.SkippedRuns()})
+		if n := t.loader.Unattributed(); n > 0 {
+			t.log.Warn("records of no traced process (read after their process was detached): their spans are lost", "unattributed", n)
+		}
+	}
+}
+
 // tracing holds what every traced process shares.
 type tracing struct {
+	// loader attaches every process: BPF collections once per binary,
+	// one ring buffer.
+	loader *uprobe.Loader
 	resolver *resolve.Resolver
 	log      *slog.Logger
 	stdout   io.Writer
@@ -755,6 +803,7 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 	}
 	p.Attach.PerLink = t.perLink
 	t.context.apply(&p.Attach)
+	p.Loader = t.loader
 	t.context.adopt(pid, t.log)
 	return p, name, nil
 }
@@ -779,10 +828,9 @@ func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name strin
 		return err
 	}
 	// Events that become no span are counted as they come, so that the
-	// periodic line has them too.
+	// periodic line has them too; what BPF loses is counted tracer-wide
+	// (startLoader).
 	p.Count = func(d target.Stats) {
-		counts.Add(export.RingBufferFull, int(d.Dropped))
-		counts.Add(export.InFlightLost, int(d.InFlightLost))
 		counts.Add(export.Invalid, int(d.Errors))
 		counts.Add(export.Unsampled, int(d.Unsampled))
 	}

@@ -163,6 +163,12 @@ type Instrumentation struct {
 	SharedMaps []string
 	// Spec returns a fresh copy of the instrumentation's BPF collection.
 	Spec func() (*ebpf.CollectionSpec, error)
+	// PIDAt is the byte offset in every record of the __u32 thread group id
+	// of the process that submitted it (bpf_get_current_pid_tgid() >> 32),
+	// or 0 for an instrumentation that submits no records: how a Loader,
+	// which reads the records of every process from one ring buffer, hands
+	// each to its process. Offset 0 is the tag, never the pid.
+	PIDAt int
 	// Decode fills out (already Reset) with the span one record describes.
 	// The record's memory is reused after Decode returns; Decode must not
 	// keep it.

@@ -35,6 +35,10 @@ const (
 	notFound = 2
 )
 
+// RecordPIDAt is where struct db_event holds the thread group id of the process that
+// submitted it (uprobe.Instrumentation.PIDAt).
+var RecordPIDAt = int(unsafe.Offsetof(databasesqlDbEvent{}.Pid))
+
 // recordSize is the size of struct db_event.
 var recordSize = int(unsafe.Sizeof(databasesqlDbEvent{}))
 

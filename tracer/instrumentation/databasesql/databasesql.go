@@ -69,6 +69,7 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: f("database/sql.Tx.db"), Const: "off_Tx_db"},
 		},
 		Spec:   spec,
+		PIDAt:  RecordPIDAt,
 		Decode: decode,
 	}
 }

@@ -70,6 +70,7 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: offsets.MustParseFieldID("net/http.conn.hijackedv"), Const: "off_conn_hijackedv", IfResolved: true},
 		}, gomap.Fields()...),
 		Spec:   spec,
+		PIDAt:  RecordPIDAt,
 		Decode: decode,
 	}
 }
