@@ -727,7 +727,7 @@ func (t *tracing) startLoader(perLink bool) (stop func()) {
 type tracing struct {
 	// loader attaches every process: BPF collections once per binary,
 	// one ring buffer.
-	loader *uprobe.Loader
+	loader   *uprobe.Loader
 	resolver *resolve.Resolver
 	log      *slog.Logger
 	stdout   io.Writer

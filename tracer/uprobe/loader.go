@@ -55,16 +55,16 @@ type Loader struct {
 
 	mu     sync.Mutex // guards what follows, and loading
 	closed bool
-	maps   map[string]*ebpf.Map           // Loader-wide maps, by mapKey
+	maps   map[string]*ebpf.Map            // Loader-wide maps, by mapKey
 	specs  map[string]*ebpf.CollectionSpec // parsed BPF objects, by instrumentation name
-	tags   map[string]uint8               // by instrumentation name
-	bins   map[string]*loadedBinary       // by binaryKey
+	tags   map[string]uint8                // by instrumentation name
+	bins   map[string]*loadedBinary        // by binaryKey
 	// skippedClosed holds the recursion misses of unloaded collections.
 	skippedClosed uint64
 	// finalLost holds the drop counters at Close, by reason.
-	finalLost [2]uint64
-	reader        *ringbuf.Reader
-	readerDone    chan struct{}
+	finalLost  [2]uint64
+	reader     *ringbuf.Reader
+	readerDone chan struct{}
 
 	// byTag is what the reader decodes with: the instrumentation of tag
 	// i+1. It only grows; written under mu, read by the reader.
@@ -89,8 +89,6 @@ type Loader struct {
 // use them.
 type loadedBinary struct {
 	key   string
-	path  string
-	ex    *link.Executable
 	colls []*ebpf.Collection
 	// placements[i] are the programs of colls[i] and where they go.
 	placements [][]placement
@@ -184,13 +182,20 @@ func (l *Loader) Attach(ctx context.Context, bin *gobinary.Binary, pid int, inst
 	}
 	lb := l.bins[key]
 	if lb == nil {
-		if lb, err = l.load(ctx, bin.Path, key, targets, conv); err != nil {
+		if lb, err = l.load(ctx, key, targets, conv); err != nil {
 			return nil, err
 		}
 		l.bins[key] = lb
 	}
 	lb.refs++
 	p := &Process{l: l, pid: uint32(pid), bin: lb, handle: handle}
+	// The executable by this process's path: the path the binary was
+	// first loaded from (/proc/PID/exe of another process) may be gone.
+	ex, err := link.OpenExecutable(bin.Path)
+	if err != nil {
+		l.release(lb)
+		return nil, err
+	}
 
 	l.procMu.Lock()
 	if _, ok := l.procs[p.pid]; ok {
@@ -204,7 +209,7 @@ func (l *Loader) Attach(ctx context.Context, bin *gobinary.Binary, pid int, inst
 
 	for i, coll := range lb.colls {
 		for _, pl := range lb.placements[i] {
-			links, n, err := attachPlacement(lb.ex, pid, coll.Programs[pl.program], pl, l.multi)
+			links, n, err := attachPlacement(ex, pid, coll.Programs[pl.program], pl, l.multi)
 			p.links = append(p.links, links...)
 			p.uprobes += n
 			if err != nil {
@@ -270,14 +275,9 @@ func binaryKey(path string, targets []target, conv abi) (string, error) {
 	return b.String(), nil
 }
 
-// load loads one collection per target for the binary at path, with the
-// Loader's maps.
-func (l *Loader) load(ctx context.Context, path, key string, targets []target, conv abi) (_ *loadedBinary, err error) {
-	ex, err := link.OpenExecutable(path)
-	if err != nil {
-		return nil, err
-	}
-	lb := &loadedBinary{key: key, path: path, ex: ex}
+// load loads one collection per target, with the Loader's maps.
+func (l *Loader) load(ctx context.Context, key string, targets []target, conv abi) (_ *loadedBinary, err error) {
+	lb := &loadedBinary{key: key}
 	defer func() {
 		if err != nil {
 			for _, c := range lb.colls {
