@@ -46,6 +46,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -54,6 +55,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"go.opentelemetry.io/otel"
+	"golang.org/x/sys/unix"
 
 	"github.com/offsetdb/offsetdb"
 	"github.com/offsetdb/offsetdb/fieldset"
@@ -746,17 +748,113 @@ type tracing struct {
 	selector *discovery.Selector
 	// holdNew stops each new --exe process at its exec until attached.
 	holdNew bool
+
+	// plans are the plans of the executables being traced, by file: the
+	// processes of one executable share its plan (see plan).
+	plansMu sync.Mutex
+	plans   map[fileID]*sharedPlan
 }
 
-// plan inspects a process's executable and logs what cannot run.
+// fileID identifies an executable file.
+type fileID struct{ dev, ino uint64 }
+
+// sharedPlan is the plan of one executable and how many traced processes
+// use it. ready is closed once plan or err is set.
+type sharedPlan struct {
+	ready chan struct{}
+	plan  *target.Plan
+	err   error
+	refs  int
+	freed sync.Once // releaseGarbage
+}
+
+// plan returns the plan of a process's executable, made by the first of
+// its processes and shared by the next ones until the last is detached
+// (releasePlan): inspecting the binary and resolving its offsets costs
+// ~13 MB of allocations and tens of ms for the example service, once per
+// executable rather than per process. What cannot run is logged once per
+// executable. Each process gets its own copy of the Plan struct.
 func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 	path, name, err := process.ExePath(pid)
 	if err != nil {
 		return nil, "", err
 	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, process.ErrGone)
+	}
+	id := fileID{dev: st.Dev, ino: st.Ino}
+	t.plansMu.Lock()
+	if t.plans == nil {
+		t.plans = make(map[fileID]*sharedPlan)
+	}
+	sp, ok := t.plans[id]
+	if !ok {
+		sp = &sharedPlan{ready: make(chan struct{})}
+		t.plans[id] = sp
+	}
+	sp.refs++
+	t.plansMu.Unlock()
+	if !ok {
+		sp.plan, sp.err = t.newPlan(pid, path, name)
+		close(sp.ready)
+	}
+	<-sp.ready
+	if sp.err != nil {
+		t.plansMu.Lock()
+		if sp.refs--; sp.refs == 0 && t.plans[id] == sp {
+			delete(t.plans, id)
+		}
+		t.plansMu.Unlock()
+		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, sp.err)
+	}
+	p := *sp.plan
+	t.context.adopt(pid, t.log)
+	return &p, name, nil
+}
+
+// releaseGarbage returns the heap garbage of inspecting an executable and
+// loading its BPF objects to the operating system, once per executable,
+// after its first process is attached: that is tens of MB for a moment
+// (the pclntab, the symbol table, DWARF), which the Go runtime would
+// otherwise keep mapped for minutes, a large share of an idle tracer's
+// RSS. The cost is one garbage collection of a small heap.
+func (t *tracing) releaseGarbage(p *target.Plan) {
+	t.plansMu.Lock()
+	var sp *sharedPlan
+	for _, s := range t.plans {
+		if s.plan != nil && s.plan.Binary == p.Binary {
+			sp = s
+		}
+	}
+	t.plansMu.Unlock()
+	if sp != nil {
+		sp.freed.Do(debug.FreeOSMemory)
+	}
+}
+
+// releasePlan is called once per plan returned by plan, when its process
+// is detached: the executable's binary is closed with its last process.
+func (t *tracing) releasePlan(p *target.Plan) {
+	t.plansMu.Lock()
+	defer t.plansMu.Unlock()
+	for id, sp := range t.plans {
+		if sp.plan != nil && sp.plan.Binary == p.Binary {
+			if sp.refs--; sp.refs == 0 {
+				delete(t.plans, id)
+				sp.plan.Binary.Close()
+			}
+			return
+		}
+	}
+}
+
+// newPlan inspects the executable at path, which process pid runs, and
+// logs what cannot run.
+func (t *tracing) newPlan(pid int, path, name string) (*target.Plan, error) {
 	p, err := target.NewPlan(path, t.resolver, t.insts)
 	if err != nil {
-		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, err)
+		return nil, err
 	}
 	for _, d := range p.Disabled {
 		t.log.Warn(d.String(), "pid", pid, "exe", name)
@@ -799,13 +897,12 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 	// would be traced.
 	if !slices.ContainsFunc(p.Enabled, func(inst uprobe.Instrumentation) bool { return inst.Name != goroutine.Name }) {
 		p.Binary.Close()
-		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, errNothingToTrace)
+		return nil, errNothingToTrace
 	}
 	p.Attach.PerLink = t.perLink
 	t.context.apply(&p.Attach)
 	p.Loader = t.loader
-	t.context.adopt(pid, t.log)
-	return p, name, nil
+	return p, nil
 }
 
 // trace traces one process with its own TracerProvider (service.name is its
@@ -814,7 +911,7 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 // spans = exported + dropped_queue_full + dropped_rejected +
 // dropped_export_failed.
 func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name string, attached func()) error {
-	defer p.Binary.Close()
+	defer t.releasePlan(p)
 	counts := t.counts.Child()
 	res := t.kube.Resource(pid, name)
 	tp, err := export.NewTracerProvider(ctx, export.Options{ServiceName: res.ServiceName, Attributes: res.Attributes, PID: pid, Executable: name, Console: t.stdout,
@@ -834,7 +931,12 @@ func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name strin
 		counts.Add(export.Invalid, int(d.Errors))
 		counts.Add(export.Unsampled, int(d.Unsampled))
 	}
-	_, err = target.Trace(ctx, p, pid, rec, t.log, attached)
+	_, err = target.Trace(ctx, p, pid, rec, t.log, func() {
+		if attached != nil {
+			attached()
+		}
+		t.releaseGarbage(p)
+	})
 	counts.Add(export.Unsampled, int(rec.NotSampled()))
 	func() {
 		defer target.LogIfSlow(t.log, "flushing spans to the exporter", "pid", pid, "timeout", flushTimeout)()

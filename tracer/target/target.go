@@ -331,7 +331,11 @@ func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog
 	if proc.MultiLinks() {
 		linkKind = "uprobe_multi"
 	}
-	log.Info("attached", "pid", pid, "binary", p.Binary.Path, "go", p.Binary.GoVersionRaw, "instrumentations", strings.Join(names, ", "),
+	exe := p.Binary.Path
+	if strings.HasPrefix(exe, "/proc/") {
+		exe = fmt.Sprintf("/proc/%d/exe", pid) // the plan may come from another process of the binary
+	}
+	log.Info("attached", "pid", pid, "binary", exe, "go", p.Binary.GoVersionRaw, "instrumentations", strings.Join(names, ", "),
 		"uprobes", uprobes, "links", links, "link_kind", linkKind)
 
 	var lost *LostCounter

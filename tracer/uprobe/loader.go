@@ -130,7 +130,9 @@ func NewLoader(opts *Options) *Loader {
 	return l
 }
 
-// Attach attaches insts to process pid, which runs the Go binary bin, and
+// Attach attaches insts to process pid, which runs the Go binary bin (bin
+// may have been opened through another path to the same file: the probes
+// are placed through /proc/PID/exe), and
 // calls handle with each of the process's records, on the Loader's reader
 // goroutine, from the moment the probes can fire until Process.Close
 // returns. handle must not block for long: every process's records wait
@@ -176,7 +178,8 @@ func (l *Loader) Attach(ctx context.Context, bin *gobinary.Binary, pid int, inst
 	if err := l.assignTags(targets); err != nil {
 		return nil, err
 	}
-	key, err := binaryKey(bin.Path, targets, conv)
+	exePath := fmt.Sprintf("/proc/%d/exe", pid)
+	key, err := binaryKey(exePath, targets, conv)
 	if err != nil {
 		return nil, err
 	}
@@ -189,9 +192,9 @@ func (l *Loader) Attach(ctx context.Context, bin *gobinary.Binary, pid int, inst
 	}
 	lb.refs++
 	p := &Process{l: l, pid: uint32(pid), bin: lb, handle: handle}
-	// The executable by this process's path: the path the binary was
-	// first loaded from (/proc/PID/exe of another process) may be gone.
-	ex, err := link.OpenExecutable(bin.Path)
+	// The executable by this process's own path: bin may have been opened
+	// through another process's /proc/PID/exe, gone when it exits.
+	ex, err := link.OpenExecutable(exePath)
 	if err != nil {
 		l.release(lb)
 		return nil, err
