@@ -229,36 +229,44 @@ func execToAttached(log string) []float64 {
 }
 
 // bpfMemlock sums the memlock of the BPF maps and programs process pid
-// holds, from /proc/PID/fdinfo: what they cost the kernel.
+// holds, from /proc/PID/fdinfo, each once however many descriptors it has:
+// what they cost the kernel.
 func bpfMemlock(pid int) (bytes uint64, maps, progs int, err error) {
 	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return 0, 0, 0, err
 	}
+	seen := map[string]bool{}
 	for _, e := range ents {
 		f, err := os.Open(filepath.Join(dir, e.Name()))
 		if err != nil {
 			continue // closed meanwhile
 		}
-		m, isMap, isProg := parseFdinfoMemlock(f)
+		info := parseFdinfo(f)
 		f.Close()
-		switch {
-		case isMap:
-			maps++
-		case isProg:
-			progs++
-		default:
+		if info.id == "" || seen[info.id] {
 			continue
 		}
-		bytes += m
+		seen[info.id] = true
+		if strings.HasPrefix(info.id, "map_id") {
+			maps++
+		} else {
+			progs++
+		}
+		bytes += info.memlock
 	}
 	return bytes, maps, progs, nil
 }
 
-// parseFdinfoMemlock reads one fdinfo file: its memlock, and whether it is
-// a BPF map or program.
-func parseFdinfoMemlock(r io.Reader) (memlock uint64, isMap, isProg bool) {
+// fdinfo is what bpfMemlock reads of one /proc/PID/fdinfo file.
+type fdinfo struct {
+	id      string // "map_id 12" or "prog_id 7"; empty for other descriptors
+	memlock uint64
+}
+
+func parseFdinfo(r io.Reader) fdinfo {
+	var info fdinfo
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		key, val, ok := strings.Cut(sc.Text(), ":")
@@ -267,15 +275,13 @@ func parseFdinfoMemlock(r io.Reader) (memlock uint64, isMap, isProg bool) {
 		}
 		val = strings.TrimSpace(val)
 		switch key {
-		case "map_type":
-			isMap = true
-		case "prog_type":
-			isProg = true
+		case "map_id", "prog_id":
+			info.id = key + " " + val
 		case "memlock":
-			memlock, _ = strconv.ParseUint(val, 10, 64)
+			info.memlock, _ = strconv.ParseUint(val, 10, 64)
 		}
 	}
-	return memlock, isMap, isProg
+	return info
 }
 
 // waitAttached waits until the tracer has attached to n processes.
