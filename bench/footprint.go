@@ -47,6 +47,8 @@ type FootprintCase struct {
 	ServiceRSS uint64 `json:"service_rss_bytes"`
 	Spans      uint64 `json:"spans"`
 	Dropped    uint64 `json:"dropped"`
+	// DroppedBy says why, from the tracer's totals.
+	DroppedBy map[string]uint64 `json:"dropped_by,omitempty"`
 }
 
 // Footprint is section 4: the tracer's resident memory and CPU as the
@@ -70,12 +72,15 @@ func (h *harness) footprint(ctx context.Context) (*Footprint, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	bin := filepath.Join(dir, "offsetdb-bench-svc")
+	// A name of this run's own: the rules must select no other process
+	// on the machine (another run of the bench, say).
+	name := fmt.Sprintf("offsetdb-fp-%d", os.Getpid())
+	bin := filepath.Join(dir, name)
 	if err := copyFile(h.serviceBin, bin); err != nil {
 		return nil, err
 	}
 	rules := filepath.Join(dir, "discovery.yaml")
-	if err := os.WriteFile(rules, []byte("discovery:\n  services:\n    - exe_path: offsetdb-bench-svc\n"), 0o644); err != nil {
+	if err := os.WriteFile(rules, []byte("discovery:\n  services:\n    - exe_path: "+name+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	args := []string{"--exe", filepath.Base(bin), "--discovery", rules}
@@ -106,6 +111,11 @@ func (h *harness) footprintCase(ctx context.Context, bin string, args []string, 
 			t.stop(ctx)
 		}
 	}()
+	// Processes started before the watch are found by its first scan,
+	// not at their exec: no exec_to_attached.
+	if err := t.waitLog("watching for processes", 30*time.Second); err != nil {
+		return c, err
+	}
 	var svcs []*service
 	defer func() {
 		for _, s := range svcs {
@@ -178,9 +188,9 @@ func (h *harness) footprintCase(ctx context.Context, bin string, args []string, 
 		return c, err
 	}
 	if st.Detached != n {
-		return c, fmt.Errorf("tracer detached from %d processes, want %d", st.Detached, n)
+		return c, fmt.Errorf("tracer detached from %d processes, want %d: %s", st.Detached, n, t.logText())
 	}
-	c.Spans, c.Dropped = st.Spans, st.Dropped
+	c.Spans, c.Dropped, c.DroppedBy = st.Spans, st.Dropped, st.DroppedBy
 	return c, nil
 }
 

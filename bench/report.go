@@ -402,10 +402,18 @@ func resultsMarkdown(r *Results) string {
 			if c.Processes > one.Processes {
 				per = fmt.Sprintf("%.2f MB", (c.Idle.Median-one.Idle.Median)/float64(c.Processes-one.Processes)/mib)
 			}
-			fmt.Fprintf(&b, "| %d | %s | %s | %.1f MB | %s | %.3f | %.2f | %.1f ms | %.1f MB (%d, %d) | %s | %.1f s | %d | %d | %d | %.1f MB |\n", c.Processes,
+			dropped := fmt.Sprint(c.Dropped)
+			if len(c.DroppedBy) > 0 {
+				var why []string
+				for _, r := range slices.Sorted(maps.Keys(c.DroppedBy)) {
+					why = append(why, fmt.Sprintf("%s %d", r, c.DroppedBy[r]))
+				}
+				dropped += " (" + strings.Join(why, ", ") + ")"
+			}
+			fmt.Fprintf(&b, "| %d | %s | %s | %.1f MB | %s | %.3f | %.2f | %.1f ms | %.1f MB (%d, %d) | %s | %.1f s | %d | %d | %s | %.1f MB |\n", c.Processes,
 				c.Idle.scale(1.0/mib).format("%.1f", " MB"), c.Loaded.scale(1.0/mib).format("%.1f", " MB"), float64(c.Peak)/mib, per,
 				c.IdleCPU, c.LoadedCPU, c.CPUPer1k, float64(c.BPFMemlock)/mib, c.BPFMaps, c.BPFProgs,
-				c.Attach.format("%.0f", " ms"), c.AttachAll, c.Requests, c.Spans, c.Dropped, float64(c.ServiceRSS)/mib)
+				c.Attach.format("%.0f", " ms"), c.AttachAll, c.Requests, c.Spans, dropped, float64(c.ServiceRSS)/mib)
 		}
 	}
 	if g := r.Generator; g != nil {
