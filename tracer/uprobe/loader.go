@@ -92,7 +92,6 @@ type loadedBinary struct {
 	colls []*ebpf.Collection
 	// placements[i] are the programs of colls[i] and where they go.
 	placements [][]placement
-	uprobes    int
 	refs       int
 }
 
