@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -243,4 +244,12 @@ func TestKeepEarlierCarriesOverSectionsNotRun(t *testing.T) {
 	assert.Equal(t, "def", res.Commit)
 	assert.Equal(t, map[string]string{"micro": "2026-11-21, commit abc, 2 × AMD EPYC"}, res.Kept)
 	assert.Equal(t, map[string]float64{"grpc": 100, "micro": 24}, res.Sections)
+}
+
+func TestParseFdinfoCountsMapsAndProgramsByID(t *testing.T) {
+	m := parseFdinfo(strings.NewReader("pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1063\nmap_type:\t9\nkey_size:\t16\nvalue_size:\t1768\nmax_entries:\t8192\nmap_flags:\t0x0\nmap_extra:\t0x0\nmemlock:\t15139712\nmap_id:\t146096\nfrozen:\t0\n"))
+	assert.Equal(t, fdinfo{id: "map_id 146096", memlock: 15139712}, m)
+	p := parseFdinfo(strings.NewReader("pos:\t0\nprog_type:\t2\nprog_jited:\t1\nprog_tag:\tabc\nmemlock:\t4096\nprog_id:\t77\n"))
+	assert.Equal(t, fdinfo{id: "prog_id 77", memlock: 4096}, p)
+	assert.Equal(t, fdinfo{}, parseFdinfo(strings.NewReader("pos:\t0\nflags:\t02\n")), "not a BPF object")
 }

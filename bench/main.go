@@ -45,29 +45,30 @@ type harness struct {
 	tracerBin, serviceBin, offsetgenBin string
 	grpcloadBin                         string
 
-	pairs          int
-	runDuration    time.Duration
-	rate           int
-	wrkThreads     int
-	wrkConns       int
-	grpcPairs      int
-	grpcDuration   time.Duration
-	grpcWorkers    int
-	dbPairs        int
-	dbDuration     time.Duration
-	dbWorkers      int
-	rampConns      []int
-	rampRounds     int
-	rampDuration   time.Duration
-	stalls         []time.Duration
-	resolveRounds  int
-	genVersion     string
-	genRepeats     int
-	genNoOpRuns    int
-	microRounds    int
-	microBenchTime string
-	contextCfg     contextSettings
-	peersCfg       peersSettings
+	pairs            int
+	runDuration      time.Duration
+	rate             int
+	wrkThreads       int
+	wrkConns         int
+	grpcPairs        int
+	grpcDuration     time.Duration
+	grpcWorkers      int
+	dbPairs          int
+	dbDuration       time.Duration
+	dbWorkers        int
+	rampConns        []int
+	footprintTargets []int
+	rampRounds       int
+	rampDuration     time.Duration
+	stalls           []time.Duration
+	resolveRounds    int
+	genVersion       string
+	genRepeats       int
+	genNoOpRuns      int
+	microRounds      int
+	microBenchTime   string
+	contextCfg       contextSettings
+	peersCfg         peersSettings
 
 	start time.Time
 }
@@ -142,6 +143,7 @@ func run(args []string) error {
 	ramp := fs.String("ramp", "8,64,512", "wrk connections of the pipeline ramp's steps")
 	fs.IntVar(&h.rampRounds, "ramp-rounds", 2, "rounds over the pipeline ramp")
 	fs.DurationVar(&h.rampDuration, "ramp-duration", 5*time.Second, "length of each pipeline step")
+	targets := fs.String("footprint-targets", "1,10,50,200", "traced process counts of the footprint section")
 	stalls := fs.String("stalls", "20ms,50ms,100ms,200ms", "reader stalls (tracer stopped) of the pipeline section, under saturating load")
 	fs.IntVar(&h.resolveRounds, "resolve-rounds", 3, "rounds over the three offset resolution paths")
 	fs.StringVar(&h.genVersion, "gen-version", "1.22.5", "Go release the generator builds cold")
@@ -160,6 +162,13 @@ func run(args []string) error {
 			return fmt.Errorf("-ramp: %q is not a connection count", s)
 		}
 		h.rampConns = append(h.rampConns, n)
+	}
+	for _, s := range strings.Split(*targets, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-footprint-targets: %q is not a process count", s)
+		}
+		h.footprintTargets = append(h.footprintTargets, n)
 	}
 	for _, s := range strings.Split(*stalls, ",") {
 		d, err := time.ParseDuration(strings.TrimSpace(s))
@@ -222,7 +231,7 @@ func run(args []string) error {
 			h.logf("%s: skipped: %s", name, res.Skipped[name])
 			continue
 		}
-		if name == "overhead" || name == "pipeline" || name == "footprint" {
+		if name == "overhead" || name == "pipeline" {
 			if _, err := exec.LookPath("wrk"); err != nil {
 				res.Skipped[name] = "wrk not found (apt-get install wrk)"
 				continue

@@ -191,6 +191,9 @@ type tracerStats struct {
 	Spans    uint64
 	Dropped  uint64
 	Errors   uint64
+	// DroppedBy is the totals line's dropped spans by reason
+	// ("ring_buffer_full": 3), the reasons with none left out.
+	DroppedBy map[string]uint64
 }
 
 // startTracer runs the tracer with args and env (added to the harness's
@@ -260,28 +263,53 @@ func (t *tracerSession) stop(ctx context.Context) (tracerStats, error) {
 	return st, nil
 }
 
-var detachField = regexp.MustCompile(`\b(spans|dropped|errors)=(\d+)`)
+var (
+	detachField    = regexp.MustCompile(`\b(spans|dropped|errors)=(\d+)`)
+	droppedByField = regexp.MustCompile(`\bdropped_(\w+)=(\d+)`)
+)
 
-// parseDetached sums the counters of the "msg=detached" lines of a tracer
-// log (log/slog text: "... msg=detached pid=12 spans=3 dropped=0 errors=0").
+// parseDetached counts the "msg=detached" lines of a tracer log (log/slog
+// text: "... msg=detached pid=12 spans=3 dropped=0 errors=0") and sums
+// their counters; the "msg=totals" line, when there is one, has the
+// tracer's counters instead: what BPF lost (ring buffer full) is counted
+// tracer-wide, in no process's line.
 func parseDetached(log string) tracerStats {
-	var st tracerStats
+	var st, totals tracerStats
+	haveTotals := false
 	for _, line := range strings.Split(log, "\n") {
-		if !strings.Contains(line, "msg=detached") {
+		sum := &st
+		switch {
+		case strings.Contains(line, "msg=detached"):
+			st.Detached++
+		case strings.Contains(line, "msg=totals"):
+			haveTotals = true
+			sum = &totals
+			for _, m := range droppedByField.FindAllStringSubmatch(line, -1) {
+				if n, _ := strconv.ParseUint(m[2], 10, 64); n > 0 {
+					if totals.DroppedBy == nil {
+						totals.DroppedBy = map[string]uint64{}
+					}
+					totals.DroppedBy[m[1]] += n
+				}
+			}
+		default:
 			continue
 		}
-		st.Detached++
 		for _, m := range detachField.FindAllStringSubmatch(line, -1) {
 			n, _ := strconv.ParseUint(m[2], 10, 64)
 			switch m[1] {
 			case "spans":
-				st.Spans += n
+				sum.Spans += n
 			case "dropped":
-				st.Dropped += n
+				sum.Dropped += n
 			case "errors":
-				st.Errors += n
+				sum.Errors += n
 			}
 		}
+	}
+	if haveTotals {
+		totals.Detached = st.Detached
+		return totals
 	}
 	return st
 }

@@ -389,11 +389,31 @@ func resultsMarkdown(r *Results) string {
 		}
 	}
 	if f := r.Footprint; f != nil {
-		fmt.Fprintf(&b, "\n## 5. Tracer footprint\n\n`tracer --exe offsetdb-bench-svc` (exporter none) over copies of the example service; VmRSS sampled every 250 ms idle (2 s after attaching) and under load (%s); peak is VmHWM.\n\n", f.Load)
-		b.WriteString("| Traced processes | idle RSS | loaded RSS | peak RSS | one service's RSS | spans | dropped |\n|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "\n## 5. Tracer footprint\n\n`%s` over copies of the example service (one binary), each started after the tracer "+
+			"(held at its exec until attached); VmRSS sampled every 250 ms idle (1 s after the last attach, for 2 s) and under load (%s); peak is VmHWM. "+
+			"CPU is the tracer's utime+stime over each window, in cores. BPF is the memlock of the tracer's BPF maps and programs (/proc/PID/fdinfo). "+
+			"Attach is each process's exec to its probes in place, as the tracer logs it (exec_to_attached), and the time until all were attached. "+
+			"The machine has %d cores shared with other work: figures are noisy.\n\n", f.Command, f.Load, r.Machine.NProc)
+		b.WriteString("| Traced processes | idle RSS | loaded RSS | peak RSS | per process over 1 (idle) | idle CPU | loaded CPU | CPU per 1k requests | BPF memlock (maps, programs) | exec → attached | all attached | requests | spans | dropped | one service's RSS |\n" +
+			"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		one := f.Cases[0]
 		for _, c := range f.Cases {
-			fmt.Fprintf(&b, "| %d | %s | %s | %.1f MB | %.1f MB | %d | %d |\n", c.Processes, c.Idle.scale(1.0/mib).format("%.1f", " MB"),
-				c.Loaded.scale(1.0/mib).format("%.1f", " MB"), float64(c.Peak)/mib, float64(c.ServiceRSS)/mib, c.Spans, c.Dropped)
+			per := "–"
+			if c.Processes > one.Processes {
+				per = fmt.Sprintf("%.2f MB", (c.Idle.Median-one.Idle.Median)/float64(c.Processes-one.Processes)/mib)
+			}
+			dropped := fmt.Sprint(c.Dropped)
+			if len(c.DroppedBy) > 0 {
+				var why []string
+				for _, r := range slices.Sorted(maps.Keys(c.DroppedBy)) {
+					why = append(why, fmt.Sprintf("%s %d", r, c.DroppedBy[r]))
+				}
+				dropped += " (" + strings.Join(why, ", ") + ")"
+			}
+			fmt.Fprintf(&b, "| %d | %s | %s | %.1f MB | %s | %.3f | %.2f | %.1f ms | %.1f MB (%d, %d) | %s | %.1f s | %d | %d | %s | %.1f MB |\n", c.Processes,
+				c.Idle.scale(1.0/mib).format("%.1f", " MB"), c.Loaded.scale(1.0/mib).format("%.1f", " MB"), float64(c.Peak)/mib, per,
+				c.IdleCPU, c.LoadedCPU, c.CPUPer1k, float64(c.BPFMemlock)/mib, c.BPFMaps, c.BPFProgs,
+				c.Attach.format("%.0f", " ms"), c.AttachAll, c.Requests, c.Spans, dropped, float64(c.ServiceRSS)/mib)
 		}
 	}
 	if g := r.Generator; g != nil {

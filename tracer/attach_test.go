@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -206,4 +207,83 @@ func TestCallsInFlightAtAttachAreCountedLost(t *testing.T) {
 	log := stderr.String()
 	assert.Contains(t, log, "in_flight_lost=2", "the held request's server and client spans")
 	assert.Regexp(t, `msg=totals spans=2 exported=2 pending=0 dropped=2 .*dropped_in_flight_lost=2`, log)
+}
+
+// Several processes of one binary and a process of a second binary, traced
+// at once by one tracer (one Loader: collections per binary, one ring
+// buffer): every span is exported under the resource of the process that
+// made it (process.pid, service.name), a process that exits is detached
+// alone, and one started after it is traced.
+func TestTraceManyProcessesAttributesEverySpanToItsProcess(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	bin := buildLocalService(t)
+	second := filepath.Join(t.TempDir(), "offsetdb-attach-second")
+	b, err := os.ReadFile(bin)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(second, b, 0o755))
+
+	tr, stderr, recv := startTracer(t, "--exe", "offsetdb-attach-*")
+	waitFor(t, stderr, "watching for processes")
+	type proc struct {
+		cmd  *exec.Cmd
+		addr string
+		name string
+	}
+	var procs []proc
+	start := func(path string) proc {
+		cmd, addr := startService(t, path)
+		waitFor(t, stderr, fmt.Sprintf("msg=attached pid=%d", cmd.Process.Pid))
+		p := proc{cmd, addr, filepath.Base(path)}
+		procs = append(procs, p)
+		return p
+	}
+	for range 3 {
+		start(bin)
+	}
+	start(second)
+	want := 0
+	request := func(p proc) {
+		get(t, p.addr, fmt.Sprintf("/items/%d", p.cmd.Process.Pid))
+		want += 3
+	}
+	for _, p := range procs {
+		request(p)
+	}
+	// The first exits; a new process of the binary joins.
+	require.NoError(t, procs[0].cmd.Process.Kill())
+	procs[0].cmd.Wait()
+	waitFor(t, stderr, fmt.Sprintf("msg=detached pid=%d", procs[0].cmd.Process.Pid))
+	request(procs[1])
+	request(start(bin))
+
+	spans := recv.WaitForSpans(t, want, eventTimeout)
+	assert.Len(t, spans, want)
+	names := map[int64]string{}
+	for _, p := range procs {
+		names[int64(p.cmd.Process.Pid)] = p.name
+	}
+	perPID := map[int64]int{}
+	for _, s := range spans {
+		pid, _ := s.Resource["process.pid"].(int64)
+		name, ok := names[pid]
+		if !assert.True(t, ok, "span %s %v from no traced process: %v", s.Name, s.Attributes["url.path"], s.Resource) {
+			continue
+		}
+		perPID[pid]++
+		assert.Equal(t, name, s.Resource["service.name"], "pid %d", pid)
+		if p, ok := s.Attributes["url.path"].(string); ok && strings.HasPrefix(p, "/items/") {
+			assert.Equal(t, fmt.Sprintf("/items/%d", pid), p, "a request to pid %d is in pid %d's resource", pid, pid)
+		}
+	}
+	for _, p := range procs {
+		pid := int64(p.cmd.Process.Pid)
+		if p.cmd == procs[1].cmd {
+			assert.Equal(t, 6, perPID[pid], "pid %d: two requests", pid)
+		} else {
+			assert.Equal(t, 3, perPID[pid], "pid %d: one request", pid)
+		}
+	}
+	require.NoError(t, tr.Process.Signal(syscall.SIGINT))
+	require.NoError(t, tr.Wait(), "SIGINT: flush, detach, exit 0")
+	assert.Contains(t, stderr.String(), fmt.Sprintf("msg=totals spans=%d exported=%d pending=0 dropped=0 ", want, want))
 }

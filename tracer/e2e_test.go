@@ -50,6 +50,23 @@ type localBuild struct {
 	err  error
 }
 
+// localBuildDirs are the directories localBuild.get made, removed by
+// TestMain once every test is done (each build is shared between tests).
+var localBuildDirs struct {
+	sync.Mutex
+	dirs []string
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	localBuildDirs.Lock()
+	for _, dir := range localBuildDirs.dirs {
+		os.RemoveAll(dir)
+	}
+	localBuildDirs.Unlock()
+	os.Exit(code)
+}
+
 func (b *localBuild) get(t testing.TB) string {
 	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "tracer-test-")
@@ -57,6 +74,9 @@ func (b *localBuild) get(t testing.TB) string {
 			b.err = err
 			return
 		}
+		localBuildDirs.Lock()
+		localBuildDirs.dirs = append(localBuildDirs.dirs, dir)
+		localBuildDirs.Unlock()
 		b.path = filepath.Join(dir, b.name)
 		cmd := exec.Command("go", "build", "-ldflags="+b.ldflags, "-o", b.path, b.pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

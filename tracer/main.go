@@ -46,6 +46,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -54,6 +55,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"go.opentelemetry.io/otel"
+	"golang.org/x/sys/unix"
 
 	"github.com/offsetdb/offsetdb"
 	"github.com/offsetdb/offsetdb/fieldset"
@@ -552,8 +554,10 @@ func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	if t.selector, err = s.discovery.Selector(t.kube, log); err != nil {
 		return 0, err
 	}
+	stopLoader := t.startLoader(s.perLink)
 	stopStats := t.logStats(s.statsInterval)
 	code, err := t.run(ctx, argv, s.pid, s.exe)
+	stopLoader()
 	stopSpool(abort)
 	stopStats()
 	log.Info("totals", counts.Snapshot().Attrs()...)
@@ -683,8 +687,54 @@ func (t *tracing) logStats(interval time.Duration) (stop func()) {
 	return func() { close(done) }
 }
 
+// startLoader makes the Loader every process is attached through (each
+// binary's BPF collections loaded once, one ring buffer) and counts what
+// it loses in BPF every second, into the tracer's counts: no process's
+// own. The returned function, called once every process is detached,
+// unloads it and counts the rest.
+func (t *tracing) startLoader(perLink bool) (stop func()) {
+	opts := uprobe.Options{PerLink: perLink}
+	t.context.apply(&opts)
+	t.loader = uprobe.NewLoader(&opts)
+	lost := target.NewLostCounter(t.loader, func(d target.Stats) {
+		t.counts.Add(export.RingBufferFull, int(d.Dropped))
+		t.counts.Add(export.InFlightLost, int(d.InFlightLost))
+		t.counts.Add(export.Invalid, int(d.Errors))
+	})
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				lost.Report()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+		if err := t.loader.Close(); err != nil {
+			t.log.Warn("unload", "err", err)
+		}
+		lost.Report()
+		target.LogLost(t.log, target.Stats{Dropped: t.loader.Drops(), InFlightLost: t.loader.InFlightLost(), SkippedRuns: t.loader.SkippedRuns()})
+		if n := t.loader.Unattributed(); n > 0 {
+			t.log.Warn("records of no traced process (read after their process was detached): their spans are lost", "unattributed", n)
+		}
+	}
+}
+
 // tracing holds what every traced process shares.
 type tracing struct {
+	// loader attaches every process: BPF collections once per binary,
+	// one ring buffer.
+	loader   *uprobe.Loader
 	resolver *resolve.Resolver
 	log      *slog.Logger
 	stdout   io.Writer
@@ -703,20 +753,116 @@ type tracing struct {
 	selector *discovery.Selector
 	// holdNew stops each new --exe process at its exec until attached.
 	holdNew bool
+
+	// plans are the plans of the executables being traced, by file: the
+	// processes of one executable share its plan (see plan).
+	plansMu sync.Mutex
+	plans   map[fileID]*sharedPlan
 }
 
-// plan inspects a process's executable and logs what cannot run.
+// fileID identifies an executable file.
+type fileID struct{ dev, ino uint64 }
+
+// sharedPlan is the plan of one executable and how many traced processes
+// use it. ready is closed once plan or err is set.
+type sharedPlan struct {
+	ready chan struct{}
+	plan  *target.Plan
+	err   error
+	refs  int
+	freed sync.Once // releaseGarbage
+}
+
+// plan returns the plan of a process's executable, made by the first of
+// its processes and shared by the next ones until the last is detached
+// (releasePlan): inspecting the binary and resolving its offsets costs
+// ~13 MB of allocations and tens of ms for the example service, once per
+// executable rather than per process. What cannot run is logged once per
+// executable. Each process gets its own copy of the Plan struct.
 func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 	path, name, err := process.ExePath(pid)
 	if err != nil {
 		return nil, "", err
 	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, process.ErrGone)
+	}
+	id := fileID{dev: st.Dev, ino: st.Ino}
+	t.plansMu.Lock()
+	if t.plans == nil {
+		t.plans = make(map[fileID]*sharedPlan)
+	}
+	sp, ok := t.plans[id]
+	if !ok {
+		sp = &sharedPlan{ready: make(chan struct{})}
+		t.plans[id] = sp
+	}
+	sp.refs++
+	t.plansMu.Unlock()
+	if !ok {
+		sp.plan, sp.err = t.newPlan(pid, path, name)
+		close(sp.ready)
+	}
+	<-sp.ready
+	if sp.err != nil {
+		t.plansMu.Lock()
+		if sp.refs--; sp.refs == 0 && t.plans[id] == sp {
+			delete(t.plans, id)
+		}
+		t.plansMu.Unlock()
+		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, sp.err)
+	}
+	p := *sp.plan
+	t.context.adopt(pid, t.log)
+	return &p, name, nil
+}
+
+// releaseGarbage returns the heap garbage of inspecting an executable and
+// loading its BPF objects to the operating system, once per executable,
+// after its first process is attached: that is tens of MB for a moment
+// (the pclntab, the symbol table, DWARF), which the Go runtime would
+// otherwise keep mapped for minutes, a large share of an idle tracer's
+// RSS. The cost is one garbage collection of a small heap.
+func (t *tracing) releaseGarbage(p *target.Plan) {
+	t.plansMu.Lock()
+	var sp *sharedPlan
+	for _, s := range t.plans {
+		if s.plan != nil && s.plan.Binary == p.Binary {
+			sp = s
+		}
+	}
+	t.plansMu.Unlock()
+	if sp != nil {
+		sp.freed.Do(debug.FreeOSMemory)
+	}
+}
+
+// releasePlan is called once per plan returned by plan, when its process
+// is detached: the executable's binary is closed with its last process.
+func (t *tracing) releasePlan(p *target.Plan) {
+	t.plansMu.Lock()
+	defer t.plansMu.Unlock()
+	for id, sp := range t.plans {
+		if sp.plan != nil && sp.plan.Binary == p.Binary {
+			if sp.refs--; sp.refs == 0 {
+				delete(t.plans, id)
+				sp.plan.Binary.Close()
+			}
+			return
+		}
+	}
+}
+
+// newPlan inspects the executable at path, which process pid runs, and
+// logs what cannot run.
+func (t *tracing) newPlan(pid int, path, name string) (*target.Plan, error) {
 	p, err := target.NewPlan(path, t.resolver, t.insts)
 	if errors.Is(err, gobinary.ErrNotGo) || errors.Is(err, gobinary.ErrNotELF) {
-		return nil, "", fmt.Errorf("pid %d (%s): %w: %w", pid, name, err, errNotGoProgram)
+		return nil, fmt.Errorf("%w: %w", err, errNotGoProgram)
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, err)
+		return nil, err
 	}
 	for _, d := range p.Disabled {
 		t.log.Warn(d.String(), "pid", pid, "exe", name)
@@ -759,12 +905,12 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 	// would be traced.
 	if !slices.ContainsFunc(p.Enabled, func(inst uprobe.Instrumentation) bool { return inst.Name != goroutine.Name }) {
 		p.Binary.Close()
-		return nil, "", fmt.Errorf("pid %d (%s): %w", pid, name, errNothingToTrace)
+		return nil, errNothingToTrace
 	}
 	p.Attach.PerLink = t.perLink
 	t.context.apply(&p.Attach)
-	t.context.adopt(pid, t.log)
-	return p, name, nil
+	p.Loader = t.loader
+	return p, nil
 }
 
 // trace traces one process with its own TracerProvider (service.name is its
@@ -773,7 +919,7 @@ func (t *tracing) plan(pid int) (*target.Plan, string, error) {
 // spans = exported + dropped_queue_full + dropped_rejected +
 // dropped_export_failed.
 func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name string, attached func()) error {
-	defer p.Binary.Close()
+	defer t.releasePlan(p)
 	counts := t.counts.Child()
 	res := t.kube.Resource(pid, name)
 	tp, err := export.NewTracerProvider(ctx, export.Options{ServiceName: res.ServiceName, Attributes: res.Attributes, PID: pid, Executable: name, Console: t.stdout,
@@ -787,14 +933,18 @@ func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name strin
 		return err
 	}
 	// Events that become no span are counted as they come, so that the
-	// periodic line has them too.
+	// periodic line has them too; what BPF loses is counted tracer-wide
+	// (startLoader).
 	p.Count = func(d target.Stats) {
-		counts.Add(export.RingBufferFull, int(d.Dropped))
-		counts.Add(export.InFlightLost, int(d.InFlightLost))
 		counts.Add(export.Invalid, int(d.Errors))
 		counts.Add(export.Unsampled, int(d.Unsampled))
 	}
-	_, err = target.Trace(ctx, p, pid, rec, t.log, attached)
+	_, err = target.Trace(ctx, p, pid, rec, t.log, func() {
+		if attached != nil {
+			attached()
+		}
+		t.releaseGarbage(p)
+	})
 	counts.Add(export.Unsampled, int(rec.NotSampled()))
 	func() {
 		defer target.LogIfSlow(t.log, "flushing spans to the exporter", "pid", pid, "timeout", flushTimeout)()

@@ -73,8 +73,16 @@ type Plan struct {
 	// uprobe.Located.Assumed), each once.
 	Assumptions []string
 	// Attach tunes how Trace attaches the probes; the zero value is the
-	// default (uprobe_multi links where the kernel has them).
+	// default (uprobe_multi links where the kernel has them). Unused when
+	// Loader is set: the Loader's own options apply.
 	Attach uprobe.Options
+	// Loader, when set, is the tracer-wide loader Trace attaches through:
+	// the binary's BPF collections loaded once for all its processes, one
+	// ring buffer for every process. Its owner then counts what is lost
+	// in BPF (ring buffer full, in-flight calls, skipped runs), which no
+	// single process can be told of. When nil, Trace uses a Loader of its
+	// own and counts those too.
+	Loader *uprobe.Loader
 	// Count, when set, is told of the events Trace does not turn into
 	// spans as they happen (Errors and Unsampled per event, Dropped about
 	// every second), so that the caller's counts are current while the
@@ -245,22 +253,61 @@ type Stats struct {
 // the tracer started is held until then). Trace detaches before returning.
 //
 // Trace learns of the exit from a pidfd, within microseconds, and then
-// reads the records already submitted and detaches: milliseconds with
-// uprobe_multi links, ~80 ms per uprobe without. A detach
-// that takes more than a second is logged, with what it waits for.
+// detaches and waits for the records already submitted: milliseconds
+// with uprobe_multi links, ~80 ms per uprobe without. A detach that takes
+// more than a second is logged, with what it waits for.
 func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog.Logger, attached func()) (Stats, error) {
 	var st Stats
 	if len(p.Enabled) == 0 {
 		return st, errors.New("no instrumentation can run on this binary")
 	}
-	if pid > 0 && !process.Alive(pid) {
+	if pid <= 0 {
+		return st, fmt.Errorf("pid %d: Trace traces one process", pid)
+	}
+	if !process.Alive(pid) {
 		return st, fmt.Errorf("pid %d: %w", pid, process.ErrGone)
 	}
-	sess, err := uprobe.Attach(ctx, p.Binary, pid, p.Enabled, p.Values(), &p.Attach)
+	count := p.Count
+	if count == nil {
+		count = func(Stats) {}
+	}
+	ld := p.Loader
+	own := ld == nil
+	if own {
+		ld = uprobe.NewLoader(&p.Attach)
+		defer func() {
+			if err := ld.Close(); err != nil {
+				log.Warn("unload", "pid", pid, "err", err)
+			}
+		}()
+	}
+	// handle runs on the loader's reader goroutine until proc.Close
+	// returns; st is read only after.
+	handle := func(ev uprobe.Event) {
+		if ev.Err != nil {
+			st.Errors++
+			count(Stats{Errors: 1})
+			log.Warn("bad event", "instrumentation", ev.Instrumentation, "pid", pid, "err", ev.Err)
+			return
+		}
+		if ev.Span.Unsampled {
+			st.Unsampled++
+			count(Stats{Unsampled: 1})
+			return
+		}
+		if err := rec.Record(ev.Span); err != nil {
+			st.Errors++
+			count(Stats{Errors: 1})
+			log.Warn("span not recorded", "pid", pid, "err", err)
+			return
+		}
+		st.Spans++
+	}
+	proc, err := ld.Attach(ctx, p.Binary, pid, p.Enabled, p.Values(), handle)
 	if err != nil {
 		return st, err
 	}
-	links, uprobes := sess.Links()
+	links, uprobes := proc.Links()
 	closed := false
 	detach := func() {
 		if closed {
@@ -268,7 +315,7 @@ func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog
 		}
 		closed = true
 		defer LogIfSlow(log, "detaching uprobes", "pid", pid, "links", links, "uprobes", uprobes)()
-		if err := sess.Close(); err != nil {
+		if err := proc.Close(); err != nil {
 			log.Warn("detach", "pid", pid, "err", err)
 		}
 	}
@@ -281,94 +328,101 @@ func Trace(ctx context.Context, p *Plan, pid int, rec *spans.Recorder, log *slog
 		attached()
 	}
 	linkKind := "per uprobe"
-	if sess.MultiLinks() {
+	if proc.MultiLinks() {
 		linkKind = "uprobe_multi"
 	}
-	log.Info("attached", "pid", pid, "binary", p.Binary.Path, "go", p.Binary.GoVersionRaw, "instrumentations", strings.Join(names, ", "),
+	exe := p.Binary.Path
+	if strings.HasPrefix(exe, "/proc/") {
+		exe = fmt.Sprintf("/proc/%d/exe", pid) // the plan may come from another process of the binary
+	}
+	log.Info("attached", "pid", pid, "binary", exe, "go", p.Binary.GoVersionRaw, "instrumentations", strings.Join(names, ", "),
 		"uprobes", uprobes, "links", links, "link_kind", linkKind)
 
-	ctx, cancel := context.WithCancel(ctx)
+	var lost *LostCounter
+	if own {
+		lost = NewLostCounter(ld, func(d Stats) { count(d) })
+	}
+	exited := make(chan struct{})
+	waitCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if pid > 0 {
-		go func() {
-			if process.WaitExit(ctx, pid) == nil {
-				log.Info("target exited", "pid", pid)
-				cancel()
-			}
-		}()
-	}
-	count := p.Count
-	if count == nil {
-		count = func(Stats) {}
-	}
-	var dropsMu sync.Mutex
-	var reportedDrops, reportedInFlight uint64
-	reportDrops := func() {
-		dropsMu.Lock()
-		defer dropsMu.Unlock()
-		if d := sess.Drops(); d > reportedDrops {
-			count(Stats{Dropped: d - reportedDrops})
-			reportedDrops = d
-		}
-		if d := sess.InFlightLost(); d > reportedInFlight {
-			count(Stats{InFlightLost: d - reportedInFlight})
-			reportedInFlight = d
-		}
-	}
-	dropsDone := make(chan struct{})
 	go func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-dropsDone:
-				return
-			case <-tick.C:
-				reportDrops()
-			}
+		if process.WaitExit(waitCtx, pid) == nil {
+			log.Info("target exited", "pid", pid)
+			close(exited)
 		}
 	}()
-	err = sess.Read(ctx, func(ev uprobe.Event) {
-		if ev.Err != nil {
-			st.Errors++
-			count(Stats{Errors: 1})
-			log.Warn("bad event", "instrumentation", ev.Instrumentation, "err", ev.Err)
-			return
+	if lost != nil {
+		tick := time.NewTicker(time.Second)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				break wait
+			case <-exited:
+				break wait
+			case <-tick.C:
+				lost.Report()
+			}
 		}
-		if ev.Span.Unsampled {
-			st.Unsampled++
-			count(Stats{Unsampled: 1})
-			return
+		tick.Stop()
+	} else {
+		select {
+		case <-ctx.Done():
+		case <-exited:
 		}
-		if err := rec.Record(ev.Span); err != nil {
-			st.Errors++
-			count(Stats{Errors: 1})
-			log.Warn("span not recorded", "err", err)
-			return
-		}
-		st.Spans++
-	})
+	}
 	detach()
-	close(dropsDone)
-	reportDrops()
-	st.Dropped = sess.Drops()
-	st.InFlightLost = sess.InFlightLost()
-	st.SkippedRuns = sess.SkippedRuns()
+	if !own {
+		return st, nil
+	}
+	lost.Report()
+	st.Dropped, st.InFlightLost, st.SkippedRuns = ld.Drops(), ld.InFlightLost(), ld.SkippedRuns()
+	st.Errors += ld.Unattributed()
+	LogLost(log, st, "pid", pid)
+	return st, nil
+}
+
+// LostCounter reports, as deltas, what a Loader counts as lost: records
+// the ring buffer had no room for, calls whose start was not found, and
+// records of no traced process (as Errors).
+type LostCounter struct {
+	ld    *uprobe.Loader
+	count func(Stats)
+	mu    sync.Mutex
+	last  Stats
+}
+
+// NewLostCounter returns a LostCounter that tells count of what ld lost
+// since the last Report.
+func NewLostCounter(ld *uprobe.Loader, count func(Stats)) *LostCounter {
+	return &LostCounter{ld: ld, count: count}
+}
+
+// Report calls count with what was lost since the last call, if anything.
+func (c *LostCounter) Report() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := Stats{Dropped: c.ld.Drops(), InFlightLost: c.ld.InFlightLost(), Errors: c.ld.Unattributed()}
+	d := Stats{Dropped: now.Dropped - c.last.Dropped, InFlightLost: now.InFlightLost - c.last.InFlightLost, Errors: now.Errors - c.last.Errors}
+	c.last = now
+	if d != (Stats{}) {
+		c.count(d)
+	}
+}
+
+// LogLost logs what st says was lost in BPF, with args naming whose.
+func LogLost(log *slog.Logger, st Stats, args ...any) {
 	if st.SkippedRuns > 0 {
 		log.Warn("the kernel skipped probe runs: another BPF program was running on the CPU (preempted there); the spans of those calls are lost",
-			"pid", pid, "skipped_runs", st.SkippedRuns)
+			append(args, "skipped_runs", st.SkippedRuns)...)
 	}
 	if st.Dropped > 0 {
-		log.Warn("events dropped: the ring buffer was full", "pid", pid, "dropped", st.Dropped)
+		log.Warn("events dropped: the ring buffer was full", append(args, "dropped", st.Dropped)...)
 	}
 	if st.InFlightLost > 0 {
 		log.Warn("calls ended without a recorded start (begun before the probes were attached, evicted from the in-flight map, or their entry run skipped): their spans are lost",
-			"pid", pid, "in_flight_lost", st.InFlightLost)
+			append(args, "in_flight_lost", st.InFlightLost)...)
 	}
-	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, uprobe.ErrClosed) {
-		return st, err
-	}
-	return st, nil
 }
 
 // slowAfter is how long a step of stopping may take before LogIfSlow says

@@ -160,3 +160,42 @@ func newPlan(b *testing.B, path string) *target.Plan {
 	require.NotEmpty(b, plan.Enabled, "%v", plan.Disabled)
 	return plan
 }
+
+// BenchmarkLoaderAttachDetachAnotherProcess measures what a Loader does for
+// a process of a binary it has loaded already (another process of it stays
+// attached throughout): its uprobe links, and at detach the wait for the
+// reader to hand on its last records. Compare attach-ms with
+// BenchmarkAttachDetach, which loads every collection each time.
+//
+//	sudo go test ./tracer/uprobe -run '^$' -bench LoaderAttachDetach -benchtime 20x
+func BenchmarkLoaderAttachDetachAnotherProcess(b *testing.B) {
+	uprobetest.RequireBPF(b)
+	path := buildService(b)
+	plan := newPlan(b, path)
+	first, other := startService(b, path), startService(b, path)
+	for _, mode := range linkModes {
+		b.Run(mode.name, func(b *testing.B) {
+			skipUnsupported(b, mode.opts)
+			ld := uprobe.NewLoader(&mode.opts)
+			defer ld.Close()
+			keep, err := ld.Attach(context.Background(), plan.Binary, first, plan.Enabled, plan.Values(), func(uprobe.Event) {})
+			require.NoError(b, err)
+			defer keep.Close()
+			var attach, detach time.Duration
+			for b.Loop() {
+				start := time.Now()
+				p, err := ld.Attach(context.Background(), plan.Binary, other, plan.Enabled, plan.Values(), func(uprobe.Event) {})
+				require.NoError(b, err)
+				attached := time.Now()
+				require.NoError(b, p.Close())
+				attach += attached.Sub(start)
+				detach += time.Since(attached)
+			}
+			bins, colls := ld.Binaries()
+			require.Equal(b, 1, bins)
+			b.ReportMetric(ms(attach)/float64(b.N), "attach-ms")
+			b.ReportMetric(ms(detach)/float64(b.N), "detach-ms")
+			b.ReportMetric(float64(colls), "collections")
+		})
+	}
+}

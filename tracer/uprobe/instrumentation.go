@@ -3,10 +3,13 @@
 //
 // An Instrumentation declares, as data, the functions it probes, the struct
 // field offsets its BPF programs need, and how to decode its records; the
-// package knows nothing about the libraries instrumented. Attach loads one
-// BPF collection per instrumentation for one target binary, with the
-// offsets written into the collection's constants, and attaches a uprobe at
-// each probed function's entry and at each of its RET instructions. Return
+// package knows nothing about the libraries instrumented. A Loader (what
+// the tracer uses) loads one BPF collection per instrumentation for each
+// target binary, with the offsets written into the collection's constants,
+// shares it between every process running that binary, and reads every
+// process's records from one ring buffer; Attach makes a Session that does
+// the same for one binary alone. Both attach a uprobe at each probed
+// function's entry and at each of its RET instructions. Return
 // probes are not uretprobes: a uretprobe rewrites the return address on the
 // stack, which breaks when the Go runtime moves a goroutine's stack.
 //
@@ -57,8 +60,9 @@ var (
 // KindConst is the name of the `volatile const __u8` global every
 // instrumentation's BPF object must declare. Attach gives each
 // instrumentation of a Session its tag (its index in the list given to
-// Attach, plus one) and writes it there; the programs start each record
-// with it, and Read dispatches records on it. No package picks numbers.
+// Attach, plus one), a Loader one tag per instrumentation name for all
+// binaries, and writes it there; the programs start each record with it,
+// and records are dispatched on it. No package picks numbers.
 const KindConst = "event_kind"
 
 // OptionConsts are the BPF constants an object may declare that no Field
@@ -163,6 +167,12 @@ type Instrumentation struct {
 	SharedMaps []string
 	// Spec returns a fresh copy of the instrumentation's BPF collection.
 	Spec func() (*ebpf.CollectionSpec, error)
+	// PIDAt is the byte offset in every record of the __u32 thread group id
+	// of the process that submitted it (bpf_get_current_pid_tgid() >> 32),
+	// or 0 for an instrumentation that submits no records: how a Loader,
+	// which reads the records of every process from one ring buffer, hands
+	// each to its process. Offset 0 is the tag, never the pid.
+	PIDAt int
 	// Decode fills out (already Reset) with the span one record describes.
 	// The record's memory is reused after Decode returns; Decode must not
 	// keep it.

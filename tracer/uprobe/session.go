@@ -38,6 +38,10 @@ var (
 type Event struct {
 	// Instrumentation is the Name of the instrumentation that submitted it.
 	Instrumentation string
+	// PID is the thread group id of the process the record comes from
+	// (Instrumentation.PIDAt), 0 if unknown. Set by Loader; a Session
+	// leaves it 0.
+	PID uint32
 	// Span is what the instrumentation's Decode made of the record. It is
 	// reused for the next record once the handler given to Read returns.
 	Span *spans.Span
@@ -229,64 +233,17 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 	if err != nil {
 		return fmt.Errorf("load BPF object: %w", err)
 	}
-	kind, ok := spec.Variables[KindConst]
-	if !ok || !kind.Constant() || kind.Size() != 1 {
-		return fmt.Errorf("%w: BPF object has no __u8 constant %s", ErrInvalidInstrumentation, KindConst)
+	pls, err := configure(spec, t, s.opts.Constants, s.abi, s.multi)
+	if err != nil {
+		return err
 	}
-	if err := kind.Set(t.tag); err != nil {
-		return fmt.Errorf("set constant %s: %w", KindConst, err)
-	}
-	for name, val := range s.opts.Constants {
-		if v, ok := spec.Variables[name]; ok && v.Constant() {
-			if err := v.Set(val); err != nil {
-				return fmt.Errorf("set constant %s: %w", name, err)
-			}
-		}
-	}
-	if v, ok := spec.Variables[stackABIConst]; ok && v.Constant() && s.abi.stack {
-		if err := v.Set(uint8(1)); err != nil {
-			return fmt.Errorf("set constant %s: %w", stackABIConst, err)
-		}
-	}
-	if v, ok := spec.Variables[tlsGConst]; ok && v.Constant() {
-		if err := v.Set(uint64(s.abi.tlsG)); err != nil {
-			return fmt.Errorf("set constant %s: %w", tlsGConst, err)
-		}
-	}
-	for _, f := range inst.Fields {
-		v, ok := spec.Variables[f.Const]
-		if !ok || !v.Constant() {
-			return fmt.Errorf("%w: field %s: BPF object has no constant %s", ErrInvalidInstrumentation, f.ID, f.Const)
-		}
-		if err := v.Set(t.consts[f.Const]); err != nil {
-			return fmt.Errorf("field %s: set constant %s: %w", f.ID, f.Const, err)
-		}
-	}
-	for _, lp := range t.probes {
-		p := lp.Probe
-		for _, name := range []string{p.Entry, p.Return} {
-			if name != "" && spec.Programs[name] == nil {
-				return fmt.Errorf("%w: symbol %s: BPF object has no program %s", ErrInvalidInstrumentation, p.Symbol, name)
-			}
-		}
-	}
-
-	pls := placements(t.probes, s.abi.stack)
-	if s.multi {
-		// The kernel attaches a program to uprobe_multi links only if it
-		// was loaded for them.
-		for _, pl := range pls {
-			spec.Programs[pl.program].AttachType = ebpf.AttachTraceUprobeMulti
-		}
-	}
-
 	replace := make(map[string]*ebpf.Map)
 	for name, m := range s.opts.Shared {
 		if _, ok := spec.Maps[name]; ok {
 			replace[name] = m
 		}
 	}
-	for _, name := range append(append(append([]string(nil), requiredMaps...), inst.SharedMaps...), optionalMaps...) {
+	for _, name := range sharedMapNames(inst) {
 		ms, ok := spec.Maps[name]
 		if !ok && slices.Contains(optionalMaps, name) {
 			continue
@@ -314,20 +271,105 @@ func (s *Session) load(ex *link.Executable, pid int, t target) error {
 	s.colls = append(s.colls, coll)
 
 	for _, pl := range pls {
-		prog := coll.Programs[pl.program]
-		if s.multi {
-			if err := s.uprobeMulti(ex, pid, prog, pl); err != nil {
-				return err
-			}
-			continue
-		}
-		for i, off := range pl.offsets {
-			if err := s.uprobe(ex, pid, pl.symbols[i], prog, off, pl.cookies[i]); err != nil {
-				return fmt.Errorf("attach %s to %s at file offset %#x: %w", pl.program, pl.symbols[i], off, err)
-			}
+		links, n, err := attachPlacement(ex, pid, coll.Programs[pl.program], pl, s.multi)
+		s.links = append(s.links, links...)
+		s.uprobes += n
+		if err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// sharedMapNames names the maps of inst that are created once and given to
+// every collection that declares them: the runtime maps, then inst's
+// SharedMaps.
+func sharedMapNames(inst *Instrumentation) []string {
+	return slices.Concat(requiredMaps, inst.SharedMaps, optionalMaps)
+}
+
+// configure writes t's tag, field offsets, the target's calling
+// convention and the option constants into spec, checks that spec has
+// every program t's probes name, and returns where each program goes.
+// With multi, programs are prepared for uprobe_multi links.
+func configure(spec *ebpf.CollectionSpec, t target, constants map[string]any, conv abi, multi bool) ([]placement, error) {
+	inst := t.inst
+	kind, ok := spec.Variables[KindConst]
+	if !ok || !kind.Constant() || kind.Size() != 1 {
+		return nil, fmt.Errorf("%w: BPF object has no __u8 constant %s", ErrInvalidInstrumentation, KindConst)
+	}
+	if err := kind.Set(t.tag); err != nil {
+		return nil, fmt.Errorf("set constant %s: %w", KindConst, err)
+	}
+	for name, val := range constants {
+		if v, ok := spec.Variables[name]; ok && v.Constant() {
+			if err := v.Set(val); err != nil {
+				return nil, fmt.Errorf("set constant %s: %w", name, err)
+			}
+		}
+	}
+	if v, ok := spec.Variables[stackABIConst]; ok && v.Constant() && conv.stack {
+		if err := v.Set(uint8(1)); err != nil {
+			return nil, fmt.Errorf("set constant %s: %w", stackABIConst, err)
+		}
+	}
+	if v, ok := spec.Variables[tlsGConst]; ok && v.Constant() {
+		if err := v.Set(uint64(conv.tlsG)); err != nil {
+			return nil, fmt.Errorf("set constant %s: %w", tlsGConst, err)
+		}
+	}
+	for _, f := range inst.Fields {
+		v, ok := spec.Variables[f.Const]
+		if !ok || !v.Constant() {
+			return nil, fmt.Errorf("%w: field %s: BPF object has no constant %s", ErrInvalidInstrumentation, f.ID, f.Const)
+		}
+		if err := v.Set(t.consts[f.Const]); err != nil {
+			return nil, fmt.Errorf("field %s: set constant %s: %w", f.ID, f.Const, err)
+		}
+	}
+	for _, lp := range t.probes {
+		p := lp.Probe
+		for _, name := range []string{p.Entry, p.Return} {
+			if name != "" && spec.Programs[name] == nil {
+				return nil, fmt.Errorf("%w: symbol %s: BPF object has no program %s", ErrInvalidInstrumentation, p.Symbol, name)
+			}
+		}
+	}
+	pls := placements(t.probes, conv.stack)
+	if multi {
+		// The kernel attaches a program to uprobe_multi links only if it
+		// was loaded for them.
+		for _, pl := range pls {
+			spec.Programs[pl.program].AttachType = ebpf.AttachTraceUprobeMulti
+		}
+	}
+	return pls, nil
+}
+
+// attachPlacement attaches prog at every offset of pl, in process pid (0:
+// every process running the executable): through one uprobe_multi link
+// with multi, else with a link per uprobe. It returns the links made, even
+// on error, so that the caller releases them, and the uprobes they place.
+func attachPlacement(ex *link.Executable, pid int, prog *ebpf.Program, pl placement, multi bool) ([]link.Link, int, error) {
+	if multi {
+		l, err := uprobeMulti(ex, pid, prog, pl)
+		if err != nil {
+			return nil, 0, err
+		}
+		return []link.Link{l}, len(pl.offsets), nil
+	}
+	var links []link.Link
+	for i, off := range pl.offsets {
+		// With Address set, cilium/ebpf uses the symbol only to name the
+		// probe and never looks it up, which is what makes stripped
+		// binaries work.
+		l, err := ex.Uprobe(pl.symbols[i], prog, &link.UprobeOptions{Address: off, PID: pid, Cookie: pl.cookies[i]})
+		if err != nil {
+			return links, len(links), fmt.Errorf("attach %s to %s at file offset %#x: %w", pl.program, pl.symbols[i], off, err)
+		}
+		links = append(links, l)
+	}
+	return links, len(links), nil
 }
 
 // placement is where one BPF program is attached: file offsets, each with
@@ -382,7 +424,7 @@ func placements(probes []Located, stack bool) []placement {
 
 // uprobeMulti attaches prog at every offset of pl through one uprobe_multi
 // link.
-func (s *Session) uprobeMulti(ex *link.Executable, pid int, prog *ebpf.Program, pl placement) error {
+func uprobeMulti(ex *link.Executable, pid int, prog *ebpf.Program, pl placement) (link.Link, error) {
 	// Addresses are file offsets, as UprobeOptions.Address is; with no
 	// symbols cilium/ebpf never reads the symbol table, which is what makes
 	// stripped binaries work.
@@ -392,26 +434,10 @@ func (s *Session) uprobeMulti(ex *link.Executable, pid int, prog *ebpf.Program, 
 	}
 	l, err := ex.UprobeMulti(nil, prog, opts)
 	if err != nil {
-		return fmt.Errorf("attach %s to %d offsets in %s through one uprobe_multi link: %w",
+		return nil, fmt.Errorf("attach %s to %d offsets in %s through one uprobe_multi link: %w",
 			pl.program, len(pl.offsets), strings.Join(slices.Compact(slices.Clone(pl.symbols)), ", "), err)
 	}
-	s.links = append(s.links, l)
-	s.uprobes += len(pl.offsets)
-	return nil
-}
-
-// uprobe attaches prog at file offset off of the executable, with a link
-// of its own.
-func (s *Session) uprobe(ex *link.Executable, pid int, symbol string, prog *ebpf.Program, off, cookie uint64) error {
-	// With Address set, cilium/ebpf uses symbol only to name the probe and
-	// never looks it up, which is what makes stripped binaries work.
-	l, err := ex.Uprobe(symbol, prog, &link.UprobeOptions{Address: off, PID: pid, Cookie: cookie})
-	if err != nil {
-		return err
-	}
-	s.links = append(s.links, l)
-	s.uprobes++
-	return nil
+	return l, nil
 }
 
 // readInterval bounds how long a record waits in the ring buffer when too
@@ -510,12 +536,16 @@ const (
 	lostInFlight       uint32 = 1
 )
 
-// readLost sums the per-CPU counters of one reason. A lookup in an open
-// per-CPU array within its bounds cannot fail short of a kernel bug, which
-// it reports as the largest count rather than hide; an object built before
-// the reason existed has no such index and reads 0.
+// readLost sums the per-CPU counters of one reason (lostCount).
 func (s *Session) readLost(reason uint32) uint64 {
-	m := s.shared[DropsMap]
+	return lostCount(s.shared[DropsMap], reason)
+}
+
+// lostCount sums the per-CPU counters of one reason in the drops map m. A
+// lookup in an open per-CPU array within its bounds cannot fail short of a
+// kernel bug, which it reports as the largest count rather than hide; an
+// object built before the reason existed has no such index and reads 0.
+func lostCount(m *ebpf.Map, reason uint32) uint64 {
 	if m == nil || reason >= m.MaxEntries() {
 		return 0
 	}
@@ -547,8 +577,13 @@ func (s *Session) SkippedRuns() uint64 {
 }
 
 func (s *Session) readSkipped() uint64 {
+	return skippedRuns(s.colls)
+}
+
+// skippedRuns sums the recursion misses of every program of colls.
+func skippedRuns(colls []*ebpf.Collection) uint64 {
 	var n uint64
-	for _, c := range s.colls {
+	for _, c := range colls {
 		for _, p := range c.Programs {
 			if st, err := p.Stats(); err == nil {
 				n += st.RecursionMisses

@@ -38,6 +38,10 @@ const (
 // The bits of db_event.cut (bpf/db.h DB_CUT_*).
 const cutQuery = 1
 
+// RecordPIDAt is where struct db_event holds the thread group id of the process that
+// submitted it (uprobe.Instrumentation.PIDAt).
+var RecordPIDAt = int(unsafe.Offsetof(databasesqlDbEvent{}.Pid))
+
 // recordSize is the size of struct db_event.
 var recordSize = int(unsafe.Sizeof(databasesqlDbEvent{}))
 

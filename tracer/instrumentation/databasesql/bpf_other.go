@@ -7,3 +7,6 @@ import "github.com/offsetdb/offsetdb/tracer/uprobe"
 // spec and decode report that the BPF objects are built for Linux on
 // amd64 and arm64 only.
 var spec, decode = uprobe.Unsupported("database/sql")
+
+// RecordPIDAt is 0: no records on this platform.
+const RecordPIDAt = 0

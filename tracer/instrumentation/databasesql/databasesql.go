@@ -86,6 +86,7 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: f("database/sql.Conn.db"), Const: "off_Conn_db"},
 		},
 		Spec:   spec,
+		PIDAt:  RecordPIDAt,
 		Decode: decode,
 	}
 }

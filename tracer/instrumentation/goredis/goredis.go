@@ -67,6 +67,7 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: f("github.com/redis/go-redis/v9.Options.DB"), Const: "off_Options_DB", IfResolved: true},
 		},
 		Spec:   spec,
+		PIDAt:  recordPIDAt,
 		Decode: decode,
 	}
 }

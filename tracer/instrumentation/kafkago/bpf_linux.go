@@ -27,6 +27,10 @@ const (
 	opReceive = 2
 )
 
+// recordPIDAt is where struct kafka_event holds the thread group id of the
+// process that submitted it (uprobe.Instrumentation.PIDAt).
+var recordPIDAt = int(unsafe.Offsetof(kafkagoKafkaEvent{}.Pid))
+
 var recordSize = int(unsafe.Sizeof(kafkagoKafkaEvent{}))
 
 // Where each field of struct kafka_event sits in a record, from the bpf2go

@@ -64,6 +64,7 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: f("github.com/segmentio/kafka-go.Reader.config.Topic"), Const: "off_Reader_Topic", IfResolved: true},
 		},
 		Spec:   spec,
+		PIDAt:  recordPIDAt,
 		Decode: decode,
 	}
 }

@@ -26,3 +26,7 @@ func decode(record []byte, out *spans.Span) error {
 	dbconv.Describe(&ev, out)
 	return nil
 }
+
+// recordPIDAt is where the record format of package databasesql holds the
+// submitting process (uprobe.Instrumentation.PIDAt).
+var recordPIDAt = databasesql.RecordPIDAt

@@ -53,6 +53,7 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: f("github.com/jackc/pgx/v5/pgconn.Config.Database"), Const: "off_Config_Database", IfResolved: true},
 		},
 		Spec:   spec,
+		PIDAt:  recordPIDAt,
 		Decode: decode,
 	}
 }

@@ -26,3 +26,7 @@ func decode(record []byte, out *spans.Span) error {
 	}
 	return grpcconv.Describe(&ev, out)
 }
+
+// recordPIDAt is where the record format of package server holds the
+// submitting process (uprobe.Instrumentation.PIDAt).
+var recordPIDAt = server.RecordPIDAt

@@ -81,6 +81,7 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: f("google.golang.org/genproto/googleapis/rpc/status.Status.Code"), Const: "off_spb_Code", IfResolved: true},
 		},
 		Spec:   spec,
+		PIDAt:  recordPIDAt,
 		Decode: decode,
 	}
 }

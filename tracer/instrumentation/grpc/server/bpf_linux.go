@@ -36,6 +36,10 @@ const (
 	statusError = 2
 )
 
+// RecordPIDAt is where struct grpc_event holds the thread group id of the process that
+// submitted it (uprobe.Instrumentation.PIDAt).
+var RecordPIDAt = int(unsafe.Offsetof(serverGrpcEvent{}.Pid))
+
 // recordSize is the size of struct grpc_event.
 var recordSize = int(unsafe.Sizeof(serverGrpcEvent{}))
 

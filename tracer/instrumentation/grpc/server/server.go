@@ -86,6 +86,7 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: f("net.TCPAddr.Port"), Const: "off_TCPAddr_Port", IfResolved: true},
 		},
 		Spec:   spec,
+		PIDAt:  RecordPIDAt,
 		Decode: decode,
 	}
 }

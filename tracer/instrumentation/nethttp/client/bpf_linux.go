@@ -38,3 +38,7 @@ func decodeRecord(record []byte) (httpconv.HTTPEvent, error) {
 	}
 	return ev, nil
 }
+
+// recordPIDAt is where the record format of package server holds the
+// submitting process (uprobe.Instrumentation.PIDAt).
+var recordPIDAt = server.RecordPIDAt

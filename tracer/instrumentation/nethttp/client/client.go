@@ -73,6 +73,7 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: offsets.MustParseFieldID("net/http.Response.StatusCode"), Const: "off_Response_StatusCode"},
 		}, gomap.Fields()...),
 		Spec:   spec,
+		PIDAt:  recordPIDAt,
 		Decode: decode,
 	}
 }

@@ -29,6 +29,10 @@ func decode(record []byte, out *spans.Span) error {
 	return httpconv.Describe(&ev, out)
 }
 
+// RecordPIDAt is where struct http_event holds the thread group id of the process that
+// submitted it (uprobe.Instrumentation.PIDAt).
+var RecordPIDAt = int(unsafe.Offsetof(serverHttpEvent{}.Pid))
+
 // recordSize is the size of struct http_event.
 var recordSize = int(unsafe.Sizeof(serverHttpEvent{}))
 

@@ -137,6 +137,7 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: offsets.MustParseFieldID("net/http.conn.rwc"), Const: "off_conn_rwc", IfResolved: true},
 		}, append(serverRequestFields(), gomap.Fields()...)...),
 		Spec:   spec,
+		PIDAt:  RecordPIDAt,
 		Decode: decode,
 	}
 }
