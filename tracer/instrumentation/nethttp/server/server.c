@@ -28,6 +28,7 @@
  * left 0 (unknown).
  */
 #include "nethttp.h"
+#include "route.h"
 
 /* Field offsets, rewritten at load time; OFFSET_ABSENT if absent. */
 volatile const __u64 off_g_goid = OFFSET_ABSENT;              /* runtime.g.goid */
@@ -136,6 +137,7 @@ int server_entry(void *ctx)
 		read_url(ev, read_u64(a), 0, OFFSET_ABSENT, OFFSET_ABSENT, off_URL_Path, off_URL_RawQuery);
 
 	s->had_saved = span_activate(&g, ev->trace_id, ev->span_id, ev->flags, &s->saved);
+	route_forget(&g); /* what routers recorded outside any request */
 	bpf_map_update_elem(&server_spans, &g, s, BPF_ANY);
 	return 0;
 }
@@ -149,9 +151,15 @@ static __always_inline void server_finish(struct goroutine *g, struct server_spa
 	struct http_event *ev = &s->ev;
 	ev->end_ns = bpf_ktime_get_ns();
 
-	/* The route: Request.Pattern (Go 1.23+), else Request.pat.str (Go 1.22). */
+	/*
+	 * The route: the innermost router's template (bpf/route.h), else
+	 * Request.Pattern (Go 1.23+), else Request.pat.str (Go 1.22).
+	 */
 	__u64 a;
-	if ((a = field_addr(s->req, off_Request_Pattern))) {
+	int route_len = route_take(g, ev->route, ROUTE_LEN);
+	if (route_len >= 0) {
+		ev->route_len = route_len;
+	} else if ((a = field_addr(s->req, off_Request_Pattern))) {
 		ev->route_len = read_go_string(ev->route, ROUTE_LEN, a);
 	} else if ((a = field_addr(s->req, off_Request_pat))) {
 		if ((a = field_addr(read_u64(a), off_pattern_str)))

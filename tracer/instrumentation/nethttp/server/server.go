@@ -69,7 +69,9 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: offsets.MustParseFieldID("net/http.response.conn"), Const: "off_response_conn", IfResolved: true},
 			{ID: offsets.MustParseFieldID("net/http.conn.hijackedv"), Const: "off_conn_hijackedv", IfResolved: true},
 		}, gomap.Fields()...),
-		Spec:   spec,
-		Decode: decode,
+		// The route the innermost router matched (package routes).
+		SharedMaps: []string{"route_templates"},
+		Spec:       spec,
+		Decode:     decode,
 	}
 }

@@ -56,6 +56,18 @@ type serverHttpEvent struct {
 	Tracestate    [256]uint8
 }
 
+type serverRoute struct {
+	_        structs.HostLayout
+	Set      uint8
+	By       uint8
+	Len      uint8
+	Pending  uint8
+	Pad      uint32
+	Addr     uint64
+	Aux      uint64
+	Template [256]int8
+}
+
 type serverServerSpan struct {
 	_        structs.HostLayout
 	Ev       serverHttpEvent
@@ -81,6 +93,8 @@ const (
 	serverMapActiveSpans                  = "active_spans"
 	serverMapDrops                        = "drops"
 	serverMapEvents                       = "events"
+	serverMapRouteScratch                 = "route_scratch"
+	serverMapRouteTemplates               = "route_templates"
 	serverMapServerScratch                = "server_scratch"
 	serverMapServerSpans                  = "server_spans"
 	serverProgServerEntry                 = "server_entry"
@@ -169,11 +183,13 @@ type serverProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverMapSpecs struct {
-	ActiveSpans   *ebpf.MapSpec `ebpf:"active_spans"`
-	Drops         *ebpf.MapSpec `ebpf:"drops"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	ServerScratch *ebpf.MapSpec `ebpf:"server_scratch"`
-	ServerSpans   *ebpf.MapSpec `ebpf:"server_spans"`
+	ActiveSpans    *ebpf.MapSpec `ebpf:"active_spans"`
+	Drops          *ebpf.MapSpec `ebpf:"drops"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	RouteScratch   *ebpf.MapSpec `ebpf:"route_scratch"`
+	RouteTemplates *ebpf.MapSpec `ebpf:"route_templates"`
+	ServerScratch  *ebpf.MapSpec `ebpf:"server_scratch"`
+	ServerSpans    *ebpf.MapSpec `ebpf:"server_spans"`
 }
 
 // serverVariableSpecs contains global variables before they are loaded into the kernel.
@@ -232,11 +248,13 @@ func (o *serverObjects) Close() error {
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverMaps struct {
-	ActiveSpans   *ebpf.Map `ebpf:"active_spans"`
-	Drops         *ebpf.Map `ebpf:"drops"`
-	Events        *ebpf.Map `ebpf:"events"`
-	ServerScratch *ebpf.Map `ebpf:"server_scratch"`
-	ServerSpans   *ebpf.Map `ebpf:"server_spans"`
+	ActiveSpans    *ebpf.Map `ebpf:"active_spans"`
+	Drops          *ebpf.Map `ebpf:"drops"`
+	Events         *ebpf.Map `ebpf:"events"`
+	RouteScratch   *ebpf.Map `ebpf:"route_scratch"`
+	RouteTemplates *ebpf.Map `ebpf:"route_templates"`
+	ServerScratch  *ebpf.Map `ebpf:"server_scratch"`
+	ServerSpans    *ebpf.Map `ebpf:"server_spans"`
 }
 
 func (m *serverMaps) Close() error {
@@ -244,6 +262,8 @@ func (m *serverMaps) Close() error {
 		m.ActiveSpans,
 		m.Drops,
 		m.Events,
+		m.RouteScratch,
+		m.RouteTemplates,
 		m.ServerScratch,
 		m.ServerSpans,
 	)
