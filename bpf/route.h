@@ -44,9 +44,9 @@ struct route {
 	__u32 pad;
 	__u64 addr;    /* noted at a router's entry: where its template will be */
 	__u64 aux;     /* noted beside addr (echo: the request path's data pointer) */
-	/* Twice the kept length, so that an append at any offset below
-	 * ROUTE_TEMPLATE_LEN stays inside the buffer for the verifier. */
-	char template[2 * ROUTE_TEMPLATE_LEN];
+	/* The kept length plus 256: an append of up to 255 bytes (as the
+	 * verifier bounds it) at an offset below ROUTE_TEMPLATE_LEN stays inside. */
+	char template[ROUTE_TEMPLATE_LEN + 256];
 };
 
 /*
@@ -155,9 +155,7 @@ static __always_inline void route_set(struct goroutine *g, __u8 by, __u64 ptr, _
 	__u32 n = 0;
 	if (ptr != 0 && len > 0) {
 		n = len > ROUTE_TEMPLATE_LEN - off ? ROUTE_TEMPLATE_LEN - off : (__u32)len;
-		n &= 2 * ROUTE_TEMPLATE_LEN - 1;
-		if (n > ROUTE_TEMPLATE_LEN) /* restated for the verifier */
-			n = 0;
+		n &= 0xff; /* for the verifier: n is at most ROUTE_TEMPLATE_LEN already */
 		if (n > 0 && bpf_probe_read_user(&r->template[off], n, (const void *)ptr) != 0)
 			n = 0;
 	}
@@ -196,19 +194,17 @@ static __always_inline int route_take(struct goroutine *g, void *dst, __u32 size
 	if (!r)
 		return -1;
 	if (r->pending == ROUTER_GIN) {
-		route_set_string(g, ROUTER_GIN, r->addr);
-		r->pending = ROUTER_NONE;
+		__u8 n = read_go_string(dst, size, r->addr);
+		bpf_map_delete_elem(&route_templates, g);
+		return n;
 	}
 	int n = -1;
 	if (r->set) {
+		/* The whole buffer (a constant size), then the length. */
 		__u32 len = r->len;
-		if (len > size)
-			len = size;
-		if (len > ROUTE_TEMPLATE_LEN) /* restated for the verifier */
-			len = ROUTE_TEMPLATE_LEN;
-		if (len > 0)
-			bpf_probe_read_kernel(dst, len, r->template);
-		n = len;
+		__u32 max = size < ROUTE_TEMPLATE_LEN ? size : ROUTE_TEMPLATE_LEN;
+		bpf_probe_read_kernel(dst, max, r->template);
+		n = len < max ? len : max;
 	}
 	bpf_map_delete_elem(&route_templates, g);
 	return n;

@@ -29,7 +29,7 @@ type ginRoute struct {
 	Pad      uint32
 	Addr     uint64
 	Aux      uint64
-	Template [256]int8
+	Template [384]int8
 }
 
 // Names of all BPF objects in the ELF.

@@ -123,8 +123,8 @@ func GorillaMux() uprobe.Instrumentation {
 		Fields: []uprobe.Field{
 			goid,
 			{ID: offsets.MustParseFieldID("github.com/gorilla/mux.RouteMatch.Route"), Const: "off_RouteMatch_Route"},
-			{ID: offsets.MustParseFieldID("github.com/gorilla/mux.Route.regexp"), Const: "off_Route_regexp", Optional: true},                                 // <v1.7.0
-			{ID: offsets.MustParseFieldID("github.com/gorilla/mux.routeRegexpGroup.path"), Const: "off_routeRegexpGroup_path"},                                // every version
+			{ID: offsets.MustParseFieldID("github.com/gorilla/mux.Route.regexp"), Const: "off_Route_regexp", Optional: true},                               // <v1.7.0
+			{ID: offsets.MustParseFieldID("github.com/gorilla/mux.routeRegexpGroup.path"), Const: "off_routeRegexpGroup_path"},                             // every version
 			{ID: offsets.MustParseFieldID("github.com/gorilla/mux.Route.routeConf.regexp.path"), Const: "off_Route_routeConf_regexp_path", Optional: true}, // v1.7.0+
 			{ID: offsets.MustParseFieldID("github.com/gorilla/mux.routeRegexp.template"), Const: "off_routeRegexp_template"},
 		},

@@ -65,7 +65,7 @@ type serverRoute struct {
 	Pad      uint32
 	Addr     uint64
 	Aux      uint64
-	Template [256]int8
+	Template [384]int8
 }
 
 type serverServerSpan struct {
