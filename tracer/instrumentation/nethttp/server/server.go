@@ -12,8 +12,10 @@
 // children.
 //
 // Requirements on the target: Go 1.12+ (both calling conventions,
-// bpf/go_abi.h). The route is recorded from Go 1.22 on
-// (Request.pat, then Request.Pattern from 1.23); the status only for
+// bpf/go_abi.h). The route is the template the innermost router matched,
+// which the router instrumentations (package routes) leave by goroutine;
+// without one, from Go 1.22 on, the pattern in the Request the server holds
+// (Request.pat, then Request.Pattern from 1.23). The status only for
 // HTTP/1.x, where the ResponseWriter is a *net/http.response: 200 for a
 // handler that wrote nothing (net/http's answer), none for one that
 // hijacked the connection — both known only when net/http.conn.hijackedv
