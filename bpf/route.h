@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0-only)
 /*
  * route.h: the route template a router matched, by goroutine, from the
- * router instrumentations (tracer/instrumentation/routes) to the net/http
- * server span, which reads it when the request ends (route_take).
+ * router instrumentations (tracer/instrumentation/routes, and the net/http
+ * server's own ServeMux probe) to the net/http server span, which reads it
+ * when the request ends (route_take).
  *
  * A router runs on the goroutine of the server request it routes, between
  * the server span's start and end, so the goroutine is the key. Routers
@@ -172,6 +173,29 @@ static __always_inline void route_set_string(struct goroutine *g, __u8 by, __u64
 	if (addr != 0 && bpf_probe_read_user(&s, sizeof(s), (const void *)addr) != 0)
 		s.ptr = 0;
 	route_set(g, by, addr ? s.ptr : 0, addr ? s.len : 0);
+}
+
+/*
+ * route_servemux records the pattern a net/http.ServeMux matched (Go
+ * 1.22+), at each RET of
+ *
+ *     func (mux *ServeMux) findHandler(r *Request) (h Handler, patStr string, _ *pattern, matches []string)
+ *
+ * which ServeMux.ServeHTTP calls before the handler. The pattern is read
+ * from the result registers (words 3 and 4), not from the Request: a
+ * middleware that calls r.WithContext hands the mux a copy, and the copy
+ * is what the mux writes the pattern into. Each mux of a nest records in
+ * turn, the innermost last. patStr is the pattern as registered
+ * ("GET /users/{id}"; user space keeps its path); "" (no match) records
+ * no route. The net/http server object holds the program.
+ */
+static __always_inline int route_servemux(struct go_regs *regs, __u64 off_g_goid)
+{
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	route_set(&g, ROUTER_SERVEMUX, GO_RESULT3(regs), GO_RESULT4(regs));
+	return 0;
 }
 
 /* route_forget drops g's record: a server request starts. */

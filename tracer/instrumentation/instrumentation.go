@@ -28,7 +28,6 @@ func All() []uprobe.Instrumentation {
 	return []uprobe.Instrumentation{
 		httpserver.Instrumentation(),
 		// Routers run inside a server request and hand it their route.
-		routes.ServeMux(),
 		routes.Gin(),
 		routes.Echo(),
 		routes.Chi(),

@@ -9,4 +9,3 @@ func ginSpec() (*ebpf.CollectionSpec, error)        { return loadGin() }
 func echoSpec() (*ebpf.CollectionSpec, error)       { return loadEcho() }
 func chiSpec() (*ebpf.CollectionSpec, error)        { return loadChi() }
 func gorillamuxSpec() (*ebpf.CollectionSpec, error) { return loadGorillamux() }
-func servemuxSpec() (*ebpf.CollectionSpec, error)   { return loadServemux() }

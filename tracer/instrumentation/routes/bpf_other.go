@@ -10,5 +10,4 @@ var (
 	echoSpec, _       = uprobe.Unsupported(EchoName)
 	chiSpec, _        = uprobe.Unsupported(ChiName)
 	gorillamuxSpec, _ = uprobe.Unsupported(GorillaMuxName)
-	servemuxSpec, _   = uprobe.Unsupported(ServeMuxName)
 )

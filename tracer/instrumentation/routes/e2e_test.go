@@ -63,7 +63,7 @@ var (
 	gorillamux = router{name: "gorillamux", module: "github.com/gorilla/mux", inst: routes.GorillaMuxName, source: gorillamuxSource, param: braces, items: "/api/v1/items/{id}"}
 	// The ServeMux service hides the pattern behind r.WithContext, and
 	// serves /api/v1/ with a second mux: the innermost pattern is the route.
-	servemux = router{name: "servemux", inst: routes.ServeMuxName, source: servemuxSource, param: braces, items: "/items/{id}"}
+	servemux = router{name: "servemux", inst: "net/http server", source: servemuxSource, param: braces, items: "/items/{id}"}
 )
 
 // target is one build of a router's service.

@@ -1,11 +1,12 @@
 // Package routes records the route template the router of a request
-// matched — gin, echo v4, chi v5, gorilla/mux, and net/http.ServeMux from
-// Go 1.22 — for the net/http server span's http.route and name
-// ("GET /users/{id}").
+// matched — gin, echo v4, chi v5, gorilla/mux — for the net/http server
+// span's http.route and name ("GET /users/:id").
 //
-// Each router is one instrumentation (Gin, Echo, Chi, GorillaMux,
-// ServeMux), used only by programs that link its library, with one BPF
-// object beside this file (gin.c, ...). None submits records: a router
+// Each router is one instrumentation (Gin, Echo, Chi, GorillaMux), used
+// only by programs that link its library, with one BPF object beside this
+// file (gin.c, ...). The net/http.ServeMux (Go 1.22+) is read the same way
+// by a probe of the net/http server instrumentation itself, so that no
+// instrumentation is disabled on older releases. None submits records: a router
 // runs on the goroutine of the server request it routes, so each writes
 // the template into the map TemplatesMap (bpf/route.h) by goroutine, and
 // the net/http server instrumentation reads it when the request ends, in
@@ -18,7 +19,7 @@
 // The templates are what each router's own API returns: gin's
 // Context.FullPath ("/users/:id"), echo's Context.Path, chi's
 // Context.RoutePattern ("/users/{id}"), gorilla/mux's
-// Route.GetPathTemplate, the path part of the ServeMux pattern. At most
+// Route.GetPathTemplate (and the path part of a ServeMux pattern). At most
 // 128 bytes of a template are kept.
 //
 // Requirements on the target: the register-based calling convention (Go
@@ -41,7 +42,6 @@ import (
 //go:generate go tool bpf2go -tags linux -target amd64,arm64 echo echo.c -- -I../../../bpf -O2 -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu
 //go:generate go tool bpf2go -tags linux -target amd64,arm64 chi chi.c -- -I../../../bpf -O2 -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu
 //go:generate go tool bpf2go -tags linux -target amd64,arm64 gorillamux gorillamux.c -- -I../../../bpf -O2 -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu
-//go:generate go tool bpf2go -tags linux -target amd64,arm64 servemux servemux.c -- -I../../../bpf -O2 -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu
 
 // TemplatesMap is the BPF map, declared in bpf/route.h, through which the
 // router instrumentations hand the template to the net/http server
@@ -54,7 +54,6 @@ const (
 	EchoName       = "echo routes"
 	ChiName        = "chi routes"
 	GorillaMuxName = "gorilla/mux routes"
-	ServeMuxName   = "net/http ServeMux routes"
 )
 
 var goid = uprobe.Field{ID: offsets.MustParseFieldID("runtime.g.goid"), Const: "off_g_goid"}
@@ -130,23 +129,6 @@ func GorillaMux() uprobe.Instrumentation {
 		},
 		SharedMaps: []string{TemplatesMap},
 		Spec:       gorillamuxSpec,
-		Decode:     decode,
-	}
-}
-
-// ServeMux returns the declaration of the net/http.ServeMux route
-// instrumentation: Go 1.22 and later, whose mux has patterns. It reads
-// the pattern from findHandler's results, which needs no field but the
-// goroutine's.
-func ServeMux() uprobe.Instrumentation {
-	return uprobe.Instrumentation{
-		Name: ServeMuxName,
-		Probes: []uprobe.Probe{
-			{Symbol: "net/http.(*ServeMux).findHandler", Return: "servemux_return", Versions: ">=go1.22"},
-		},
-		Fields:     []uprobe.Field{goid},
-		SharedMaps: []string{TemplatesMap},
-		Spec:       servemuxSpec,
 		Decode:     decode,
 	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func all() []uprobe.Instrumentation {
-	return []uprobe.Instrumentation{routes.ServeMux(), routes.Gin(), routes.Echo(), routes.Chi(), routes.GorillaMux()}
+	return []uprobe.Instrumentation{routes.Gin(), routes.Echo(), routes.Chi(), routes.GorillaMux()}
 }
 
 // TestEveryRouterSharesTheTemplatesMapWithTheServer: the net/http server,

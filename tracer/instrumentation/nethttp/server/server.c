@@ -212,6 +212,13 @@ int server_return(void *ctx)
 	return 0;
 }
 
+/* The pattern a ServeMux matched, Go 1.22+: see route_servemux in bpf/route.h. */
+SEC("uprobe/net_http_ServeMux_findHandler_return")
+int servemux_return(void *ctx)
+{
+	return route_servemux(ctx, off_g_goid);
+}
+
 /* The first bytes of the formats net/http logs a recovered handler panic with. */
 #define PANIC_PREFIX_LEN 20
 static const char panic_prefix_http1[PANIC_PREFIX_LEN] = "http: panic serving ";

@@ -97,6 +97,7 @@ const (
 	serverMapRouteTemplates               = "route_templates"
 	serverMapServerScratch                = "server_scratch"
 	serverMapServerSpans                  = "server_spans"
+	serverProgServemuxReturn              = "servemux_return"
 	serverProgServerEntry                 = "server_entry"
 	serverProgServerPanic                 = "server_panic"
 	serverProgServerReturn                = "server_return"
@@ -174,9 +175,10 @@ type serverSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverProgramSpecs struct {
-	ServerEntry  *ebpf.ProgramSpec `ebpf:"server_entry"`
-	ServerPanic  *ebpf.ProgramSpec `ebpf:"server_panic"`
-	ServerReturn *ebpf.ProgramSpec `ebpf:"server_return"`
+	ServemuxReturn *ebpf.ProgramSpec `ebpf:"servemux_return"`
+	ServerEntry    *ebpf.ProgramSpec `ebpf:"server_entry"`
+	ServerPanic    *ebpf.ProgramSpec `ebpf:"server_panic"`
+	ServerReturn   *ebpf.ProgramSpec `ebpf:"server_return"`
 }
 
 // serverMapSpecs contains maps before they are loaded into the kernel.
@@ -309,13 +311,15 @@ type serverVariables struct {
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverPrograms struct {
-	ServerEntry  *ebpf.Program `ebpf:"server_entry"`
-	ServerPanic  *ebpf.Program `ebpf:"server_panic"`
-	ServerReturn *ebpf.Program `ebpf:"server_return"`
+	ServemuxReturn *ebpf.Program `ebpf:"servemux_return"`
+	ServerEntry    *ebpf.Program `ebpf:"server_entry"`
+	ServerPanic    *ebpf.Program `ebpf:"server_panic"`
+	ServerReturn   *ebpf.Program `ebpf:"server_return"`
 }
 
 func (p *serverPrograms) Close() error {
 	return _ServerClose(
+		p.ServemuxReturn,
 		p.ServerEntry,
 		p.ServerPanic,
 		p.ServerReturn,
