@@ -119,6 +119,13 @@ static __always_inline __u64 route_pending(struct goroutine *g, __u8 by, int for
 	return addr;
 }
 
+/* route_last returns the router of g's record, ROUTER_NONE when none recorded. */
+static __always_inline __u8 route_last(struct goroutine *g)
+{
+	struct route *r = bpf_map_lookup_elem(&route_templates, g);
+	return r && r->set ? r->by : ROUTER_NONE;
+}
+
 /* route_aux returns what by noted beside its address (see route_note). */
 static __always_inline __u64 route_aux(struct goroutine *g)
 {

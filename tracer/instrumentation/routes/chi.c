@@ -48,8 +48,12 @@ int chi_return(void *ctx)
 	struct go_string s = {};
 	if (bpf_probe_read_user(&s, sizeof(s), (const void *)a) != 0)
 		return 0;
-	/* A level that matched nothing leaves the levels before as they are. */
-	if (s.len > 0)
+	/*
+	 * A level that matched nothing leaves chi's levels before as they are
+	 * (RoutePattern keeps "/api/" "*"), and the request without a route
+	 * when chi had matched nothing yet (an outer ServeMux's "/" is not it).
+	 */
+	if (s.len > 0 || route_last(&g) != ROUTER_CHI)
 		route_set(&g, ROUTER_CHI, s.ptr, s.len);
 	return 0;
 }

@@ -16,8 +16,8 @@
  * route.regexp.path.template: the group behind a pointer before v1.7.0, a
  * value inside the embedded routeConf from v1.7.0. mux_entry notes match;
  * mux_return reads it at each RET, the outermost last, so the leaf route
- * wins. A route without a path template (only a host or a MatcherFunc)
- * records no route.
+ * wins. A route without a path template (only a host or a MatcherFunc),
+ * or no route (404), leaves the request without a route.
  */
 #include "route.h"
 
@@ -55,8 +55,15 @@ int mux_return(void *ctx)
 	if (!(a = field_addr(match, off_RouteMatch_Route)))
 		return 0;
 	__u64 route = read_u64(a);
-	if (route == 0)
-		return 0; /* nothing matched (yet) */
+	if (route == 0) {
+		/*
+		 * Nothing matched (yet: an outer call may still match): the
+		 * request has no route, not an outer ServeMux's "/".
+		 */
+		if (route_last(&g) != ROUTER_GORILLA_MUX)
+			route_set(&g, ROUTER_GORILLA_MUX, 0, 0);
+		return 0;
+	}
 	__u64 path = 0;
 	if ((a = field_addr(route, off_Route_routeConf_regexp_path))) {
 		path = read_u64(a);

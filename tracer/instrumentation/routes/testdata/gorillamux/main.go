@@ -29,5 +29,9 @@ func main() {
 		panic(err)
 	}
 	fmt.Println("http", l.Addr())
-	panic(http.Serve(l, r))
+	// Behind a ServeMux, as many services are: the router's template,
+	// not the mux's "/", is the route (the innermost router wins).
+	front := http.NewServeMux()
+	front.Handle("/", r)
+	panic(http.Serve(l, front))
 }
