@@ -14,7 +14,7 @@
  * context's path (what Context.Path returns, "/users/:id"), and returns
  * before Echo.ServeHTTP calls the handler. echo_entry notes where that
  * field is and the request path's data pointer; echo_return reads the
- * field at each RET. Releases before v4.2 first store the request path
+ * field at each RET. Releases before v4.10.2 first store the request path
  * itself there and leave it when nothing matched: a value that still
  * points at the request path is no template, and records no route.
  */
