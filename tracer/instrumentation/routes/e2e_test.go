@@ -88,8 +88,9 @@ func (t target) String() string {
 // matrix spans, for each router, the oldest and newest releases the
 // database covers (gin from v1.5.0, the first with a template) on the
 // oldest Go release they build with among the tests' toolchains, Go 1.22
-// and the newest, one build of each stripped, and a stripped build of an
-// old release. gin v1.12.0 and echo
+// and the newest, one build of each stripped; builds with the stack-based
+// calling convention (Go 1.13 to 1.16); and a stripped build of an old
+// release. gin v1.12.0 and echo
 // v4.16.5 need Go 1.25 and 1.26: the newest covers them.
 var matrix = []target{
 	{router: gin, Go: "go1.17.13", Version: "v1.5.0"},
@@ -104,6 +105,11 @@ var matrix = []target{
 	{router: gorillamux, Go: "go1.17.13", Version: "v1.6.2"},
 	{router: gorillamux, Go: "go1.22.12", Version: "v1.8.1", Stripped: true},
 	{router: gorillamux, Go: "go1.27.4", Version: "v1.7.0"},
+	// The stack-based calling convention (before Go 1.17).
+	{router: gin, Go: "go1.14.15", Version: "v1.5.0"},
+	{router: echo, Go: "go1.16.15", Version: "v4.1.16", Stripped: true},
+	{router: chi, Go: "go1.16.15", Version: "v5.0.0"},
+	{router: gorillamux, Go: "go1.13.15", Version: "v1.6.2", Stripped: true},
 	// The oldest releases the database has, stripped: only its offsets.
 	{router: gin, Go: "go1.20.14", Version: "v1.7.7", Stripped: true},
 	{router: echo, Go: "go1.17.13", Version: "v4.0.0", Stripped: true},

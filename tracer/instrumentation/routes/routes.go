@@ -22,9 +22,10 @@
 // Route.GetPathTemplate (and the path part of a ServeMux pattern). At most
 // 128 bytes of a template are kept.
 //
-// Requirements on the target: the register-based calling convention (Go
-// 1.17+ on amd64, 1.18+ on arm64); gin v1.5.0+ (before, gin keeps no
-// template); the struct fields of fieldset/<module>.fields.
+// Requirements on the target: Go 1.12+, both calling conventions (the
+// arguments read are preceded only by word-sized ones, bpf/go_abi.h); gin
+// v1.5.0+ (before, gin keeps no template); the struct fields of
+// fieldset/<module>.fields.
 package routes
 
 import (
@@ -64,7 +65,7 @@ func Gin() uprobe.Instrumentation {
 	return uprobe.Instrumentation{
 		Name: GinName,
 		Probes: []uprobe.Probe{
-			{Symbol: "github.com/gin-gonic/gin.(*Engine).handleHTTPRequest", Entry: "gin_entry", Return: "gin_return", Versions: ">=v1.5.0"},
+			{Symbol: "github.com/gin-gonic/gin.(*Engine).handleHTTPRequest", Entry: "gin_entry", Return: "gin_return", Versions: ">=v1.5.0", StackABI: true},
 		},
 		Fields: []uprobe.Field{
 			goid,
@@ -81,7 +82,7 @@ func Echo() uprobe.Instrumentation {
 	return uprobe.Instrumentation{
 		Name: EchoName,
 		Probes: []uprobe.Probe{
-			{Symbol: "github.com/labstack/echo/v4.(*Router).Find", Entry: "echo_entry", Return: "echo_return"},
+			{Symbol: "github.com/labstack/echo/v4.(*Router).Find", Entry: "echo_entry", Return: "echo_return", StackABI: true},
 		},
 		Fields: []uprobe.Field{
 			goid,
@@ -98,7 +99,7 @@ func Chi() uprobe.Instrumentation {
 	return uprobe.Instrumentation{
 		Name: ChiName,
 		Probes: []uprobe.Probe{
-			{Symbol: "github.com/go-chi/chi/v5.(*node).FindRoute", Entry: "chi_entry", Return: "chi_return"},
+			{Symbol: "github.com/go-chi/chi/v5.(*node).FindRoute", Entry: "chi_entry", Return: "chi_return", StackABI: true},
 		},
 		Fields: []uprobe.Field{
 			goid,
@@ -117,7 +118,7 @@ func GorillaMux() uprobe.Instrumentation {
 	return uprobe.Instrumentation{
 		Name: GorillaMuxName,
 		Probes: []uprobe.Probe{
-			{Symbol: "github.com/gorilla/mux.(*Router).Match", Entry: "mux_entry", Return: "mux_return"},
+			{Symbol: "github.com/gorilla/mux.(*Router).Match", Entry: "mux_entry", Return: "mux_return", StackABI: true},
 		},
 		Fields: []uprobe.Field{
 			goid,
