@@ -15,6 +15,7 @@ import (
 	httpclient "github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/client"
 	httpserver "github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/server"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/pgx"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/routes"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
 )
 
@@ -26,6 +27,11 @@ import (
 func All() []uprobe.Instrumentation {
 	return []uprobe.Instrumentation{
 		httpserver.Instrumentation(),
+		// Routers run inside a server request and hand it their route.
+		routes.Gin(),
+		routes.Echo(),
+		routes.Chi(),
+		routes.GorillaMux(),
 		httpclient.Instrumentation(),
 		grpcserver.Instrumentation(),
 		grpcclient.Instrumentation(),

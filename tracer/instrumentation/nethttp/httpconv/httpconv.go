@@ -41,7 +41,7 @@ type HTTPEvent struct {
 	Host       string // server: Request.Host; client: URL.Host (host[:port])
 	Path       string // URL.Path, cut at 1 KiB
 	Query      string // URL.RawQuery, cut at 1 KiB
-	Route      string // server: the ServeMux pattern that matched ("GET /items/{id}"), if the Go release records one
+	Route      string // server: the matched route: a router's template ("/items/:id") or a ServeMux pattern ("GET /items/{id}"), if known
 	RemoteAddr string // server: Request.RemoteAddr ("ip:port")
 	ProtoMajor int
 	ProtoMinor int
@@ -155,7 +155,7 @@ func addProtocolVersion(s *spans.Span, major, minor int) {
 // describeServer fills the name, attributes and status of s for a
 // server-side event.
 //
-// The name is "{method} {http.route}" when the ServeMux pattern is known and
+// The name is "{method} {http.route}" when the route is known and
 // "{method}" otherwise; http.request.body.size is the request's
 // Content-Length when it declared a non-empty body (a body sent without
 // one, chunked, is not measured); status is Error for 5xx responses only, since a 4xx

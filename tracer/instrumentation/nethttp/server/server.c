@@ -39,6 +39,7 @@
  * the connection).
  */
 #include "nethttp.h"
+#include "route.h"
 
 /* Field offsets, rewritten at load time; OFFSET_ABSENT if absent. */
 volatile const __u64 off_g_goid = OFFSET_ABSENT;              /* runtime.g.goid */
@@ -301,6 +302,7 @@ static __always_inline void server_start(struct goroutine *g, __u64 req, __u64 r
 	}
 
 	s->had_saved = span_activate(g, ev->trace_id, ev->span_id, ev->flags, &s->saved);
+	route_forget(g); /* what routers recorded outside any request */
 	bpf_map_update_elem(&server_spans, g, s, BPF_ANY);
 }
 
@@ -340,12 +342,16 @@ static __always_inline void server_finish(struct goroutine *g, struct server_spa
 	ev->end_ns = bpf_ktime_get_ns();
 
 	/*
-	 * The route: Request.Pattern (Go 1.23+), else Request.pat.str (Go
-	 * 1.22); not for a request known only as a ServerRequest.
+	 * The route: the innermost router's template (bpf/route.h), else
+	 * Request.Pattern (Go 1.23+), else Request.pat.str (Go 1.22); the
+	 * Request's pattern not for a request known only as a ServerRequest.
 	 */
 	__u64 a;
 	__u64 req = s->started_by == STARTED_BY_SERVER_REQUEST ? 0 : s->req;
-	if ((a = field_addr(req, off_Request_Pattern))) {
+	int route_len = route_take(g, ev->route, ROUTE_LEN);
+	if (route_len >= 0) {
+		ev->route_len = route_len;
+	} else if ((a = field_addr(req, off_Request_Pattern))) {
 		ev->route_len = read_go_string(ev->route, ROUTE_LEN, a);
 	} else if ((a = field_addr(req, off_Request_pat))) {
 		if ((a = field_addr(read_u64(a), off_pattern_str)))
@@ -607,6 +613,13 @@ int h2_serve_conn(void *ctx)
 	span_deactivate(&g, s->had_saved, &s->saved);
 	s->dropped = 1;
 	return 0;
+}
+
+/* The pattern a ServeMux matched, Go 1.22+: see route_servemux in bpf/route.h. */
+SEC("uprobe/net_http_ServeMux_findHandler_return")
+int servemux_return(void *ctx)
+{
+	return route_servemux(ctx, off_g_goid);
 }
 
 /* The first bytes of the formats net/http logs a recovered handler panic with. */

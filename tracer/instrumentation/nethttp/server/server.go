@@ -28,8 +28,11 @@
 // *serverConn), else http.
 //
 // Requirements on the target: Go 1.12+ (both calling conventions,
-// bpf/go_abi.h). The route is recorded from Go 1.22 on
-// (Request.pat, then Request.Pattern from 1.23); the HTTP/1.x status is
+// bpf/go_abi.h). The route is the template the innermost router matched,
+// which the router instrumentations (package routes) and this one's
+// ServeMux probe (Go 1.22+) leave by goroutine; without one, the pattern
+// in the Request the server holds (Request.pat, then Request.Pattern from
+// 1.23). The HTTP/1.x status is
 // read from *net/http.response: 200 for a handler that wrote nothing
 // (net/http's answer), none for one that hijacked the connection — both
 // known only when net/http.conn.hijackedv resolves, from the target's DWARF
@@ -109,6 +112,10 @@ func Instrumentation() uprobe.Instrumentation {
 			{Symbol: "net/http.(*http2serverConn).logf", Entry: "server_panic", Versions: "<go1.27", Optional: true, StackABI: true}, // bundled HTTP/2
 			{Symbol: "net/http/internal/http2.(*serverConn).logf", Entry: "server_panic", Versions: ">=go1.27", Optional: true},
 			{Symbol: xnetHTTP2 + ".(*serverConn).logf", Entry: "server_panic", Optional: true, StackABI: true},
+			// The pattern each ServeMux matched, from findHandler's
+			// results: also the one a mux behind r.WithContext
+			// middleware or another mux matched (bpf/route.h).
+			{Symbol: "net/http.(*ServeMux).findHandler", Return: "servemux_return", Versions: ">=go1.22", Optional: true},
 		},
 		Fields: append([]uprobe.Field{
 			{ID: offsets.MustParseFieldID("runtime.g.goid"), Const: "off_g_goid"},
@@ -136,8 +143,10 @@ func Instrumentation() uprobe.Instrumentation {
 			// handshake's goroutine alone says so).
 			{ID: offsets.MustParseFieldID("net/http.conn.rwc"), Const: "off_conn_rwc", IfResolved: true},
 		}, append(serverRequestFields(), gomap.Fields()...)...),
-		Spec:   spec,
-		PIDAt:  RecordPIDAt,
-		Decode: decode,
+		// The route the innermost router matched (package routes).
+		SharedMaps: []string{"route_templates"},
+		Spec:       spec,
+		PIDAt:      RecordPIDAt,
+		Decode:     decode,
 	}
 }

@@ -67,6 +67,18 @@ type serverHttpEvent struct {
 	_             [7]byte
 }
 
+type serverRoute struct {
+	_        structs.HostLayout
+	Set      uint8
+	By       uint8
+	Len      uint8
+	Pending  uint8
+	Pad      uint32
+	Addr     uint64
+	Aux      uint64
+	Template [384]int8
+}
+
 type serverServerSpan struct {
 	_               structs.HostLayout
 	Ev              serverHttpEvent
@@ -97,6 +109,8 @@ const (
 	serverMapActiveSpans                   = "active_spans"
 	serverMapDrops                         = "drops"
 	serverMapEvents                        = "events"
+	serverMapRouteScratch                  = "route_scratch"
+	serverMapRouteTemplates                = "route_templates"
 	serverMapServerScratch                 = "server_scratch"
 	serverMapServerSpans                   = "server_spans"
 	serverMapTlsConns                      = "tls_conns"
@@ -108,6 +122,7 @@ const (
 	serverProgH2Serve                      = "h2_serve"
 	serverProgH2ServeConn                  = "h2_serve_conn"
 	serverProgH2WriteHeader                = "h2_write_header"
+	serverProgServemuxReturn               = "servemux_return"
 	serverProgServerEntry                  = "server_entry"
 	serverProgServerPanic                  = "server_panic"
 	serverProgServerReturn                 = "server_return"
@@ -203,6 +218,7 @@ type serverProgramSpecs struct {
 	H2Serve            *ebpf.ProgramSpec `ebpf:"h2_serve"`
 	H2ServeConn        *ebpf.ProgramSpec `ebpf:"h2_serve_conn"`
 	H2WriteHeader      *ebpf.ProgramSpec `ebpf:"h2_write_header"`
+	ServemuxReturn     *ebpf.ProgramSpec `ebpf:"servemux_return"`
 	ServerEntry        *ebpf.ProgramSpec `ebpf:"server_entry"`
 	ServerPanic        *ebpf.ProgramSpec `ebpf:"server_panic"`
 	ServerReturn       *ebpf.ProgramSpec `ebpf:"server_return"`
@@ -213,13 +229,15 @@ type serverProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverMapSpecs struct {
-	ActiveSpans   *ebpf.MapSpec `ebpf:"active_spans"`
-	Drops         *ebpf.MapSpec `ebpf:"drops"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	ServerScratch *ebpf.MapSpec `ebpf:"server_scratch"`
-	ServerSpans   *ebpf.MapSpec `ebpf:"server_spans"`
-	TlsConns      *ebpf.MapSpec `ebpf:"tls_conns"`
-	TlsGoroutines *ebpf.MapSpec `ebpf:"tls_goroutines"`
+	ActiveSpans    *ebpf.MapSpec `ebpf:"active_spans"`
+	Drops          *ebpf.MapSpec `ebpf:"drops"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	RouteScratch   *ebpf.MapSpec `ebpf:"route_scratch"`
+	RouteTemplates *ebpf.MapSpec `ebpf:"route_templates"`
+	ServerScratch  *ebpf.MapSpec `ebpf:"server_scratch"`
+	ServerSpans    *ebpf.MapSpec `ebpf:"server_spans"`
+	TlsConns       *ebpf.MapSpec `ebpf:"tls_conns"`
+	TlsGoroutines  *ebpf.MapSpec `ebpf:"tls_goroutines"`
 }
 
 // serverVariableSpecs contains global variables before they are loaded into the kernel.
@@ -288,13 +306,15 @@ func (o *serverObjects) Close() error {
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverMaps struct {
-	ActiveSpans   *ebpf.Map `ebpf:"active_spans"`
-	Drops         *ebpf.Map `ebpf:"drops"`
-	Events        *ebpf.Map `ebpf:"events"`
-	ServerScratch *ebpf.Map `ebpf:"server_scratch"`
-	ServerSpans   *ebpf.Map `ebpf:"server_spans"`
-	TlsConns      *ebpf.Map `ebpf:"tls_conns"`
-	TlsGoroutines *ebpf.Map `ebpf:"tls_goroutines"`
+	ActiveSpans    *ebpf.Map `ebpf:"active_spans"`
+	Drops          *ebpf.Map `ebpf:"drops"`
+	Events         *ebpf.Map `ebpf:"events"`
+	RouteScratch   *ebpf.Map `ebpf:"route_scratch"`
+	RouteTemplates *ebpf.Map `ebpf:"route_templates"`
+	ServerScratch  *ebpf.Map `ebpf:"server_scratch"`
+	ServerSpans    *ebpf.Map `ebpf:"server_spans"`
+	TlsConns       *ebpf.Map `ebpf:"tls_conns"`
+	TlsGoroutines  *ebpf.Map `ebpf:"tls_goroutines"`
 }
 
 func (m *serverMaps) Close() error {
@@ -302,6 +322,8 @@ func (m *serverMaps) Close() error {
 		m.ActiveSpans,
 		m.Drops,
 		m.Events,
+		m.RouteScratch,
+		m.RouteTemplates,
 		m.ServerScratch,
 		m.ServerSpans,
 		m.TlsConns,
@@ -366,6 +388,7 @@ type serverPrograms struct {
 	H2Serve            *ebpf.Program `ebpf:"h2_serve"`
 	H2ServeConn        *ebpf.Program `ebpf:"h2_serve_conn"`
 	H2WriteHeader      *ebpf.Program `ebpf:"h2_write_header"`
+	ServemuxReturn     *ebpf.Program `ebpf:"servemux_return"`
 	ServerEntry        *ebpf.Program `ebpf:"server_entry"`
 	ServerPanic        *ebpf.Program `ebpf:"server_panic"`
 	ServerReturn       *ebpf.Program `ebpf:"server_return"`
@@ -381,6 +404,7 @@ func (p *serverPrograms) Close() error {
 		p.H2Serve,
 		p.H2ServeConn,
 		p.H2WriteHeader,
+		p.ServemuxReturn,
 		p.ServerEntry,
 		p.ServerPanic,
 		p.ServerReturn,

@@ -1,0 +1,342 @@
+//go:build linux && (amd64 || arm64)
+
+package routes_test
+
+import (
+	"bufio"
+	"debug/buildinfo"
+	_ "embed"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/databasesql/dbtest"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/routes"
+	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
+)
+
+var (
+	//go:embed testdata/gin/main.go
+	ginSource []byte
+	//go:embed testdata/echo/main.go
+	echoSource []byte
+	//go:embed testdata/chi/main.go
+	chiSource []byte
+	//go:embed testdata/gorillamux/main.go
+	gorillamuxSource []byte
+	//go:embed testdata/servemux/main.go
+	servemuxSource []byte
+)
+
+// router is one of the tests' services.
+type router struct {
+	name   string // of the service, and of its testdata folder
+	module string // the router's module; "" for ServeMux (std)
+	inst   string // the instrumentation that records its routes
+	source []byte
+	// param is how the router writes a path parameter in a template.
+	param func(name string) string
+	// items is the template of /api/v1/items/7: behind a group, a mount, a
+	// subrouter or a second mux.
+	items string
+	// panics says the service has /panic/{id}, whose handler panics
+	// into net/http.
+	panics bool
+}
+
+var (
+	colon  = func(n string) string { return ":" + n }
+	braces = func(n string) string { return "{" + n + "}" }
+
+	gin        = router{name: "gin", module: "github.com/gin-gonic/gin", inst: routes.GinName, source: ginSource, param: colon, items: "/api/v1/items/:id", panics: true}
+	echo       = router{name: "echo", module: "github.com/labstack/echo/v4", inst: routes.EchoName, source: echoSource, param: colon, items: "/api/v1/items/:id"}
+	chi        = router{name: "chi", module: "github.com/go-chi/chi/v5", inst: routes.ChiName, source: chiSource, param: braces, items: "/api/v1/items/{id}"}
+	gorillamux = router{name: "gorillamux", module: "github.com/gorilla/mux", inst: routes.GorillaMuxName, source: gorillamuxSource, param: braces, items: "/api/v1/items/{id}"}
+	// The ServeMux service hides the pattern behind r.WithContext, and
+	// serves /api/v1/ with a second mux: the innermost pattern is the route.
+	servemux = router{name: "servemux", inst: "net/http server", source: servemuxSource, param: braces, items: "/items/{id}"}
+)
+
+// target is one build of a router's service.
+type target struct {
+	router   router
+	Go       string // "go1.22.12"
+	Version  string // of router.module
+	Stripped bool
+}
+
+func (t target) String() string {
+	s := t.Go + "/" + t.router.name
+	if t.Version != "" {
+		s += "-" + t.Version
+	}
+	if t.Stripped {
+		s += "-stripped"
+	}
+	return s
+}
+
+// matrix spans, for each router, the oldest and newest releases the
+// database covers (gin from v1.5.0, the first with a template) on the
+// oldest Go release they build with among the tests' toolchains, Go 1.22
+// and the newest, one build of each stripped; builds with the stack-based
+// calling convention (Go 1.13 to 1.16); and a stripped build of an old
+// release. gin v1.12.0 and echo
+// v4.16.5 need Go 1.25 and 1.26: the newest covers them.
+var matrix = []target{
+	{router: gin, Go: "go1.17.13", Version: "v1.5.0"},
+	{router: gin, Go: "go1.22.12", Version: "v1.9.1", Stripped: true},
+	{router: gin, Go: "go1.27.4", Version: "v1.12.0"},
+	{router: echo, Go: "go1.17.13", Version: "v4.1.16"},
+	{router: echo, Go: "go1.22.12", Version: "v4.11.4", Stripped: true},
+	{router: echo, Go: "go1.27.4", Version: "v4.16.5"},
+	{router: chi, Go: "go1.17.13", Version: "v5.0.0"},
+	{router: chi, Go: "go1.22.12", Version: "v5.0.12", Stripped: true},
+	{router: chi, Go: "go1.27.4", Version: "v5.5.0"},
+	{router: gorillamux, Go: "go1.17.13", Version: "v1.6.2"},
+	{router: gorillamux, Go: "go1.22.12", Version: "v1.8.1", Stripped: true},
+	{router: gorillamux, Go: "go1.27.4", Version: "v1.7.0"},
+	// The stack-based calling convention (before Go 1.17).
+	{router: gin, Go: "go1.14.15", Version: "v1.5.0"},
+	{router: echo, Go: "go1.16.15", Version: "v4.1.16", Stripped: true},
+	{router: chi, Go: "go1.16.15", Version: "v5.0.0"},
+	{router: gorillamux, Go: "go1.13.15", Version: "v1.6.2", Stripped: true},
+	// The oldest releases the database has, stripped: only its offsets.
+	{router: gin, Go: "go1.20.14", Version: "v1.7.7", Stripped: true},
+	{router: echo, Go: "go1.17.13", Version: "v4.0.0", Stripped: true},
+	{router: chi, Go: "go1.17.13", Version: "v5.0.0", Stripped: true},
+	{router: gorillamux, Go: "go1.17.13", Version: "v1.2.0", Stripped: true},
+	{router: servemux, Go: "go1.22.12"},
+	{router: servemux, Go: "go1.23.12", Stripped: true},
+	{router: servemux, Go: "go1.27.4"},
+}
+
+// build returns the path of t's service.
+func (t target) build(tb testing.TB) string {
+	tb.Helper()
+	var major, minor int
+	fmt.Sscanf(t.Go, "go%d.%d", &major, &minor)
+	gomod := fmt.Sprintf("// Generated by the routes tests for %s.\n\nmodule example.com/%ssvc\n\ngo %d.%d\n", t, t.router.name, major, minor)
+	if t.router.module != "" {
+		gomod += fmt.Sprintf("\nrequire %s %s\n", t.router.module, t.Version)
+	}
+	return dbtest.BuildProgram(tb, t.router.name+"svc", t.router.source, gomod, t.Go, t.Stripped, func(bin string) error {
+		if t.router.module == "" {
+			return nil
+		}
+		info, err := buildinfo.ReadFile(bin)
+		if err != nil {
+			return err
+		}
+		for _, m := range info.Deps {
+			if m.Path == t.router.module {
+				if m.Version != t.Version || m.Replace != nil {
+					return fmt.Errorf("the build of %s selected %s %s", t, m.Path, m.Version)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("the service of %s does not link %s", t, t.router.module)
+	})
+}
+
+func serve(t *testing.T, bin string) string {
+	cmd := exec.Command(bin)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = io.Discard // the panicking handler's stack
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	sc := bufio.NewScanner(stdout)
+	addr := ""
+	for addr == "" && sc.Scan() {
+		addr, _ = strings.CutPrefix(sc.Text(), "http ")
+	}
+	require.NotEmpty(t, addr)
+	go io.Copy(io.Discard, stdout)
+	return addr
+}
+
+// A traceparent sent with one request of each service: its span must
+// continue that trace.
+const (
+	traceID      = "4bf92f3577b34da6a3ce929d0e0e4736"
+	callerSpanID = "00f067aa0ba902b7"
+)
+
+// request is one request a test sends and the span it must produce.
+type request struct {
+	method, path, query string
+	traceparent         bool
+	status              int    // 0: the handler panicked, no status
+	route               string // "": none
+}
+
+func (r request) String() string {
+	s := r.method + " " + r.path
+	if r.query != "" {
+		s += "?" + r.query
+	}
+	return s
+}
+
+// requests are what each service is sent.
+func (rt router) requests() []request {
+	p := rt.param
+	rs := []request{
+		{method: "GET", path: "/users/42", query: "expand=1&page=2", traceparent: true, status: 200, route: "/users/" + p("id")},
+		{method: "POST", path: "/users/43", status: 201, route: "/users/" + p("id")},
+		{method: "GET", path: "/fail/44", status: 500, route: "/fail/" + p("id")},
+		{method: "GET", path: "/api/v1/items/7", query: "x=y", status: 200, route: rt.items},
+		{method: "GET", path: "/missing/45", status: 404},
+		{method: "GET", path: "/users/46", status: 200, route: "/users/" + p("id")},
+	}
+	if rt.panics {
+		rs = append(rs, request{method: "GET", path: "/panic/47", route: "/panic/" + p("id")})
+	}
+	return rs
+}
+
+func send(t *testing.T, addr string, r request) {
+	url := "http://" + addr + r.path
+	if r.query != "" {
+		url += "?" + r.query
+	}
+	req, err := http.NewRequest(r.method, url, nil)
+	require.NoError(t, err)
+	if r.traceparent {
+		req.Header.Set("traceparent", "00-"+traceID+"-"+callerSpanID+"-01")
+	}
+	// A fresh connection per request: the panicking handler's is closed.
+	req.Close = true
+	resp, err := http.DefaultClient.Do(req)
+	if r.status == 0 {
+		if err == nil {
+			resp.Body.Close()
+		}
+		return // net/http closes the connection of a panicking handler
+	}
+	require.NoError(t, err, "%s", r)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.Equal(t, r.status, resp.StatusCode, "%s", r)
+}
+
+// tally counts, per target, the spans checked and those that were wrong,
+// for the summary TestRoutes logs (the issue asks for the table).
+type tally struct {
+	name                 string
+	sent, correct, wrong int
+}
+
+// TestRoutes builds every target of matrix, traces it with every
+// instrumentation of the registry, sends the router's requests and checks
+// each server span attribute by attribute: name, kind, parent, method,
+// route, path, query, status code and error status.
+func TestRoutes(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: builds services with toolchains from the module proxy")
+	}
+	only := os.Getenv("OFFSETDB_ROUTES_TARGETS") // a comma-separated subset of the targets' names
+	var table []tally
+	for _, tg := range matrix {
+		if only != "" && !strings.Contains(","+only+",", ","+tg.String()+",") {
+			continue
+		}
+		t.Run(tg.String(), func(t *testing.T) {
+			tl := tally{name: tg.String()}
+			defer func() { table = append(table, tl) }()
+			bin := dbtest.OwnCopy(t, tg.build(t))
+			c := dbtest.Attach(t, bin, tg.router.inst)
+			addr := serve(t, bin)
+			reqs := tg.router.requests()
+			for _, r := range reqs {
+				send(t, addr, r)
+			}
+			tl.sent = len(reqs)
+			got := c.Wait(t, len(reqs))
+			byPath := map[string][]dbtest.Span{}
+			for _, sp := range got {
+				if sp.Inst == "net/http server" {
+					path, _ := sp.Attrs["url.path"].(string)
+					byPath[path] = append(byPath[path], sp)
+				} else {
+					t.Errorf("unexpected %s span %q", sp.Inst, sp.Name)
+				}
+			}
+			for _, r := range reqs {
+				spans := byPath[r.path]
+				if !assert.Len(t, spans, 1, "server spans of %s", r) {
+					tl.wrong++
+					continue
+				}
+				if checkSpan(t, r, spans[0]) {
+					tl.correct++
+				} else {
+					tl.wrong++
+				}
+			}
+		})
+	}
+	t.Logf("%-40s %5s %8s %6s", "target", "sent", "correct", "wrong")
+	for _, tl := range table {
+		t.Logf("%-40s %5d %8d %6d", tl.name, tl.sent, tl.correct, tl.wrong)
+	}
+}
+
+// checkSpan checks sp, the server span of r, attribute by attribute, and
+// says whether all were right.
+func checkSpan(t *testing.T, r request, sp dbtest.Span) bool {
+	t.Helper()
+	ok := true
+	check := func(good bool, what string, args ...any) {
+		if !assert.True(t, good, append([]any{"%s: " + what, r}, args...)...) {
+			ok = false
+		}
+	}
+	t.Logf("%s: %q parent=%s status=%v %v", r, sp.Name, sp.ParentID, sp.Status, sp.Attrs)
+	wantName := r.method
+	if r.route != "" {
+		wantName += " " + r.route
+	}
+	check(sp.Name == wantName, "name %q, want %q", sp.Name, wantName)
+	check(sp.Kind == trace.SpanKindServer, "kind %v", sp.Kind)
+	if r.traceparent {
+		check(sp.TraceID.String() == traceID && sp.ParentID.String() == callerSpanID, "trace %s parent %s, want the traceparent's", sp.TraceID, sp.ParentID)
+	} else {
+		check(!sp.ParentID.IsValid(), "parent %s, want none", sp.ParentID)
+	}
+	check(sp.Attrs["http.request.method"] == r.method, "http.request.method %v", sp.Attrs["http.request.method"])
+	route, hasRoute := sp.Attrs["http.route"]
+	if r.route == "" {
+		check(!hasRoute, "http.route %v, want none", route)
+	} else {
+		check(route == r.route, "http.route %v, want %q", route, r.route)
+	}
+	check(sp.Attrs["url.path"] == r.path, "url.path %v", sp.Attrs["url.path"])
+	query, hasQuery := sp.Attrs["url.query"]
+	check(r.query == "" && !hasQuery || query == r.query, "url.query %v, want %q", query, r.query)
+	status, hasStatus := sp.Attrs["http.response.status_code"]
+	if r.status == 0 {
+		check(!hasStatus, "http.response.status_code %v, want none (panic)", status)
+		check(sp.Status == codes.Error, "status %v, want Error (panic)", sp.Status)
+	} else {
+		check(fmt.Sprint(status) == fmt.Sprint(r.status), "http.response.status_code %v, want %d", status, r.status)
+		wantErr := r.status >= 500
+		check((sp.Status == codes.Error) == wantErr, "status %v for %d", sp.Status, r.status)
+	}
+	return ok
+}
