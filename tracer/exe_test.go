@@ -28,6 +28,12 @@ var execToAttached = regexp.MustCompile(`msg="new process traced from its start"
 // as it listens, and returns how many of those first requests have a
 // server span, and the exec-to-attached times the tracer logged.
 func restartRun(t testing.TB, n int, flags ...string) (traced int, attach []time.Duration) {
+	return restartRunVia(t, n, nil, flags...)
+}
+
+// restartRunVia is restartRun with each process started through wrapper
+// (a command that execs its arguments, such as env), when not nil.
+func restartRunVia(t testing.TB, n int, wrapper []string, flags ...string) (traced int, attach []time.Duration) {
 	data, err := os.ReadFile(buildLocalService(t))
 	require.NoError(t, err)
 	bin := filepath.Join(t.TempDir(), "offsetdb-restart-svc")
@@ -47,6 +53,9 @@ func restartRun(t testing.TB, n int, flags ...string) (traced int, attach []time
 	waitFor(t, stderr, "watching for processes")
 	for i := 1; i <= n; i++ {
 		svc := exec.Command(bin)
+		if wrapper != nil {
+			svc = exec.Command(wrapper[0], append(wrapper[1:], bin)...)
+		}
 		stdout, err := svc.StdoutPipe()
 		require.NoError(t, err)
 		require.NoError(t, svc.Start())
@@ -114,6 +123,22 @@ func TestExeTracesTheFirstRequestOfEveryNewProcess(t *testing.T) {
 	require.Len(t, attach, restarts, "one \"new process traced from its start\" line per process")
 	slices.Sort(attach)
 	t.Logf("exec to attached: median %v, max %v", attach[len(attach)/2], attach[len(attach)-1])
+}
+
+// TestExeTracesProcessesStartedThroughAnExecWrapper: a process started
+// through a program that execs it (env here; sh -c 'exec …' and runc init
+// have the same shape) can be seen at the wrapper's exec already running
+// the traced program, then again at that program's exec. Every such
+// process must end up traced, not left untraced by its two traces
+// (formerly: "process already traced", 12 of 20 untraced).
+func TestExeTracesProcessesStartedThroughAnExecWrapper(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	const restarts = 10
+	traced, _ := restartRunVia(t, restarts, []string{"env"})
+	// As in TestExeTracesTheFirstRequestOfEveryNewProcess: one process
+	// read late enough to serve its first request before the hold is
+	// tolerated.
+	assert.GreaterOrEqual(t, traced, restarts-1, "first requests traced")
 }
 
 // BenchmarkExeFirstRequestTraced reports the share of new processes' first

@@ -50,6 +50,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -1105,13 +1106,32 @@ func (t *tracing) watch(ctx context.Context, glob string) error {
 	events = discovery.Filter(ctx, events, t.selector, time.Second)
 	t.log.Info("watching for processes", "exe", glob, "hold_new", t.holdNew) // subscribed: every later exec is seen
 	var wg sync.WaitGroup
-	cancels := map[int]context.CancelFunc{}
+	// The trace of each pid, until it has detached. A pid can be reported
+	// new again before its earlier trace has ended: a process that exec'd
+	// through a wrapper (env, sh -c exec, runc init) is seen at the
+	// wrapper's exec already running the traced program, then again at
+	// that program's own exec. The later trace waits for the earlier one
+	// to detach, since one process is attached once.
+	type pidTrace struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+		// superseded: a later event for the pid holds the process
+		// (SIGSTOP) for its own trace, which resumes it once attached.
+		superseded atomic.Bool
+	}
+	var mu sync.Mutex
+	traces := map[int]*pidTrace{}
 	for ev := range events {
-		if ev.Exited {
-			if c, ok := cancels[ev.PID]; ok {
-				c()
-				delete(cancels, ev.PID)
+		mu.Lock()
+		prev := traces[ev.PID]
+		mu.Unlock()
+		if prev != nil {
+			prev.cancel() // exited, or its program replaced
+			if ev.Held {
+				prev.superseded.Store(true)
 			}
+		}
+		if ev.Exited {
 			continue
 		}
 		p, name, err := t.plan(ev.PID)
@@ -1121,11 +1141,29 @@ func (t *tracing) watch(ctx context.Context, glob string) error {
 			continue
 		}
 		pctx, cancel := context.WithCancel(ctx)
-		cancels[ev.PID] = cancel
+		cur := &pidTrace{cancel: cancel, done: make(chan struct{})}
+		mu.Lock()
+		traces[ev.PID] = cur
+		mu.Unlock()
 		wg.Add(1)
 		go func(ev process.Event) {
 			defer wg.Done()
-			defer t.resume(ev) // if it was not attached
+			defer func() {
+				mu.Lock()
+				if traces[ev.PID] == cur {
+					delete(traces, ev.PID)
+				}
+				mu.Unlock()
+				close(cur.done)
+			}()
+			defer func() {
+				if !cur.superseded.Load() {
+					t.resume(ev) // if it was not attached
+				}
+			}()
+			if prev != nil {
+				<-prev.done
+			}
 			attached := func() {
 				t.resume(ev)
 				if !ev.Exec.IsZero() {
@@ -1138,9 +1176,11 @@ func (t *tracing) watch(ctx context.Context, glob string) error {
 			}
 		}(ev)
 	}
-	for _, c := range cancels {
-		c()
+	mu.Lock()
+	for _, tr := range traces {
+		tr.cancel()
 	}
+	mu.Unlock()
 	all := make(chan error, 1)
 	go func() { wg.Wait(); all <- nil }()
 	return t.finish(all, "traced processes")

@@ -83,7 +83,7 @@ func Watch(ctx context.Context, glob string, opts WatchOptions) <-chan Event {
 	go func() {
 		defer close(queue)
 		defer conn.close()
-		w := &watcher{glob: glob, hold: opts.Hold, self: os.Getpid(), known: map[int]string{}, ch: queue, ctx: ctx}
+		w := &watcher{glob: glob, hold: opts.Hold, self: os.Getpid(), known: map[int]string{}, readAt: map[int]time.Time{}, ch: queue, ctx: ctx}
 		if err := conn.setTimeout(200 * time.Millisecond); err != nil {
 			log.Warn("process events connector", "err", err)
 		}
@@ -169,7 +169,11 @@ type watcher struct {
 	hold  bool
 	self  int
 	known map[int]string
-	ch    chan<- Event
+	// readAt is when the executable of a process reported at its exec
+	// was read: an exec event of the same process from before then is of
+	// the program already read (see handle).
+	readAt map[int]time.Time
+	ch     chan<- Event
 }
 
 func (w *watcher) send(ev Event) bool {
@@ -225,12 +229,20 @@ func (w *watcher) handle(ev procEvent) bool {
 		if ev.pid != ev.tgid {
 			return true // a thread, not the process
 		}
+		delete(w.readAt, ev.tgid)
 		if exe, ok := w.known[ev.tgid]; ok {
 			delete(w.known, ev.tgid)
 			return w.send(Event{PID: ev.tgid, Exe: exe, Exited: true})
 		}
 	case procEventExec:
 		if ev.tgid == w.self {
+			return true
+		}
+		if at, ok := w.readAt[ev.tgid]; ok && ev.at.Before(at) {
+			// This exec happened before the executable was read at the
+			// process's previous exec event, so that read already saw
+			// this program: a process started through a wrapper that
+			// execs it (env, sh -c 'exec …', runc init) is reported once.
 			return true
 		}
 		if exe, ok := w.known[ev.tgid]; ok {
@@ -240,12 +252,15 @@ func (w *watcher) handle(ev procEvent) bool {
 				return false
 			}
 		}
+		readAt := time.Now()
 		_, exe, err := ExePath(ev.tgid)
 		if err != nil || !Match(w.glob, exe) {
+			delete(w.readAt, ev.tgid)
 			return true
 		}
 		held := w.hold && syscall.Kill(ev.tgid, syscall.SIGSTOP) == nil
 		w.known[ev.tgid] = exe
+		w.readAt[ev.tgid] = readAt
 		return w.send(Event{PID: ev.tgid, Exe: exe, Exec: ev.at, Seen: ev.read, Held: held})
 	}
 	return true
