@@ -331,6 +331,48 @@ int server_entry(void *ctx)
 }
 
 /*
+ * A panicked span's record: its event, then what server_panic read of the
+ * panic (bpf/nethttp.h). Built in panic_scratch (one per CPU, 6.7 KiB)
+ * rather than in server_spans, whose every entry it would grow.
+ */
+struct panic_event {
+	struct http_event ev;
+	struct http_exception exc;
+};
+
+struct panic_scratch_entry {
+	struct panic_event rec;
+	/* The goroutine whose panic rec.exc holds, until server_finish submits it. */
+	struct goroutine pending;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct panic_scratch_entry);
+} panic_scratch SEC(".maps");
+
+/*
+ * submit_server_event submits ev, the event of goroutine g's request:
+ * with the panic server_panic read for it just before, if any.
+ */
+static __always_inline void submit_server_event(struct goroutine *g, struct http_event *ev)
+{
+	__u32 zero = 0;
+	struct panic_scratch_entry *p;
+	if (ev->outcome == OUTCOME_PANIC && (p = bpf_map_lookup_elem(&panic_scratch, &zero)) &&
+	    p->pending.goid == g->goid && p->pending.tgid == g->tgid) {
+		p->pending.goid = 0;
+		if (bpf_probe_read_kernel(&p->rec.ev, sizeof(p->rec.ev), ev) == 0) {
+			submit(&p->rec, sizeof(p->rec));
+			return;
+		}
+	}
+	submit(ev, sizeof(*ev));
+}
+
+/*
  * server_finish reads what the handler decided (route, status), submits the
  * event and restores the goroutine's active span.
  */
@@ -377,7 +419,7 @@ static __always_inline void server_finish(struct goroutine *g, struct server_spa
 			ev->status = 200;
 	}
 
-	submit(ev, sizeof(*ev));
+	submit_server_event(g, ev);
 	span_deactivate(g, s->had_saved, &s->saved);
 	bpf_map_delete_elem(&server_spans, g);
 }
@@ -609,6 +651,59 @@ int h2_serve_conn(void *ctx)
 	return 0;
 }
 
+/*
+ * read_panic reads, for goroutine g, the panic of the logf call net/http
+ * makes after recovering it (server_panic), from its variadic arguments
+ * (a []any: words 4 and 5 are the slice's pointer and length), as every
+ * recovery path logs it: ("...: panic serving %v: %v\n%s", remote
+ * address, panic value, stack trace as []byte). Only Go ABI layouts are
+ * read: interfaces (type word, data word), string and slice headers. The
+ * panic value is read as a string whatever its type, which only user space
+ * can name (from the binary's symbols): it keeps the bytes for a string.
+ */
+static __always_inline void read_panic(struct go_regs *regs, struct goroutine *g)
+{
+	__u32 zero = 0;
+	struct panic_scratch_entry *p = bpf_map_lookup_elem(&panic_scratch, &zero);
+	if (!p)
+		return;
+	p->pending.goid = 0;
+	struct http_exception *x = &p->rec.exc;
+	x->type = 0;
+	x->data = 0;
+	x->value_len = 0;
+	x->stack_len = 0;
+	x->value_copied = 0;
+	x->stack_copied = 0;
+	x->probe_ip = GO_PC(regs);
+	__u64 args = GO_REG4(regs);
+	if (GO_REG5(regs) < 3 || args == 0)
+		goto done;
+	__u64 words[6] = {}; /* args[0..2]: (type, data) each */
+	if (bpf_probe_read_user(words, sizeof(words), (const void *)args) != 0)
+		goto done;
+	x->type = words[2];
+	x->data = words[3];
+	struct go_string v = {};
+	if (x->data && bpf_probe_read_user(&v, sizeof(v), (const void *)x->data) == 0 && v.ptr && v.len > 0) {
+		__u32 n = v.len > EXC_VALUE_LEN ? EXC_VALUE_LEN : (__u32)v.len;
+		if (n <= EXC_VALUE_LEN && bpf_probe_read_user(x->value, n, (const void *)v.ptr) == 0) {
+			x->value_len = v.len;
+			x->value_copied = n;
+		}
+	}
+	struct go_slice b = {};
+	if (words[5] && bpf_probe_read_user(&b, sizeof(b), (const void *)words[5]) == 0 && b.ptr && b.len > 0) {
+		__u32 n = b.len > EXC_STACK_LEN ? EXC_STACK_LEN : (__u32)b.len;
+		if (n <= EXC_STACK_LEN && bpf_probe_read_user(x->stack, n, (const void *)b.ptr) == 0) {
+			x->stack_len = b.len;
+			x->stack_copied = n;
+		}
+	}
+done:
+	p->pending = *g;
+}
+
 /* The first bytes of the formats net/http logs a recovered handler panic with. */
 #define PANIC_PREFIX_LEN 20
 static const char panic_prefix_http1[PANIC_PREFIX_LEN] = "http: panic serving ";
@@ -658,6 +753,7 @@ int server_panic(void *ctx)
 	if (!s || s->dropped)
 		return 0;
 	s->ev.outcome = OUTCOME_PANIC;
+	read_panic(regs, &g);
 	server_finish(&g, s);
 	return 0;
 }

@@ -67,6 +67,30 @@ type serverHttpEvent struct {
 	_             [7]byte
 }
 
+type serverHttpException struct {
+	_           structs.HostLayout
+	Type        uint64
+	Data        uint64
+	ProbeIp     uint64
+	ValueLen    int64
+	StackLen    int64
+	ValueCopied uint16
+	StackCopied uint16
+	Pad         [4]uint8
+	Value       [512]uint8
+	Stack       [4096]uint8
+}
+
+type serverPanicScratchEntry struct {
+	_   structs.HostLayout
+	Rec struct {
+		_   structs.HostLayout
+		Ev  serverHttpEvent
+		Exc serverHttpException
+	}
+	Pending serverGoroutine
+}
+
 type serverServerSpan struct {
 	_               structs.HostLayout
 	Ev              serverHttpEvent
@@ -97,6 +121,7 @@ const (
 	serverMapActiveSpans                   = "active_spans"
 	serverMapDrops                         = "drops"
 	serverMapEvents                        = "events"
+	serverMapPanicScratch                  = "panic_scratch"
 	serverMapServerScratch                 = "server_scratch"
 	serverMapServerSpans                   = "server_spans"
 	serverMapTlsConns                      = "tls_conns"
@@ -216,6 +241,7 @@ type serverMapSpecs struct {
 	ActiveSpans   *ebpf.MapSpec `ebpf:"active_spans"`
 	Drops         *ebpf.MapSpec `ebpf:"drops"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	PanicScratch  *ebpf.MapSpec `ebpf:"panic_scratch"`
 	ServerScratch *ebpf.MapSpec `ebpf:"server_scratch"`
 	ServerSpans   *ebpf.MapSpec `ebpf:"server_spans"`
 	TlsConns      *ebpf.MapSpec `ebpf:"tls_conns"`
@@ -291,6 +317,7 @@ type serverMaps struct {
 	ActiveSpans   *ebpf.Map `ebpf:"active_spans"`
 	Drops         *ebpf.Map `ebpf:"drops"`
 	Events        *ebpf.Map `ebpf:"events"`
+	PanicScratch  *ebpf.Map `ebpf:"panic_scratch"`
 	ServerScratch *ebpf.Map `ebpf:"server_scratch"`
 	ServerSpans   *ebpf.Map `ebpf:"server_spans"`
 	TlsConns      *ebpf.Map `ebpf:"tls_conns"`
@@ -302,6 +329,7 @@ func (m *serverMaps) Close() error {
 		m.ActiveSpans,
 		m.Drops,
 		m.Events,
+		m.PanicScratch,
 		m.ServerScratch,
 		m.ServerSpans,
 		m.TlsConns,
