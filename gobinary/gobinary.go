@@ -113,10 +113,6 @@ type Binary struct {
 	syms    map[string]elf.Symbol
 	symErr  error
 
-	typeOnce sync.Once
-	types    map[uint64]string // type descriptor address -> Go type name
-	typeErr  error
-
 	pclnOnce sync.Once
 	pcln     *pclntab // located during Open for pre-1.13 binaries, otherwise on demand
 	pclnErr  error

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/offsetdb/offsetdb/gobinary"
+	"github.com/offsetdb/offsetdb/layout"
+	"github.com/offsetdb/offsetdb/offsets"
 )
 
 // stringTypes are the types of panic values whose data word points to a
@@ -25,56 +27,99 @@ var stringTypes = map[string]bool{
 }
 
 // typeNames names the panic values' types of the processes traced.
-var typeNames = &typeResolver{byPID: make(map[uint32]*gobinary.Binary)}
+var typeNames = &typeResolver{byPID: make(map[uint32]*typeBinary)}
 
 // maxTypeBinaries bounds the binaries typeResolver keeps open: one per
-// process that panicked, each holding its index of type symbols.
+// process that panicked.
 const maxTypeBinaries = 16
 
-// typeResolver turns the type word of a panic value into the type's name,
-// through the symbol table of the process's executable (/proc/PID/exe,
-// opened when a process's first panic is decoded and kept, a few per
-// tracer; a process that exited before is not named).
+// The fields of a runtime type descriptor that locate its name:
+// internal/abi.Type's from Go 1.21, runtime._type's before.
+var (
+	abiTypeFields = []offsets.FieldID{offsets.MustParseFieldID("internal/abi.Type.Str"), offsets.MustParseFieldID("internal/abi.Type.TFlag")}
+	oldTypeFields = []offsets.FieldID{offsets.MustParseFieldID("runtime._type.str"), offsets.MustParseFieldID("runtime._type.tflag")}
+)
+
+// typeBinary is the executable of a traced process, with where its type
+// descriptors keep their names (from its DWARF; ok false without).
+type typeBinary struct {
+	bin    *gobinary.Binary
+	layout gobinary.TypeLayout
+	ok     bool
+}
+
+// typeResolver turns the type word of a panic value into the type's name
+// through the process's executable (/proc/PID/exe, opened when a
+// process's first panic is decoded and kept; a process that exited before
+// is not named). The name is the runtime's own, found through the
+// descriptor's name offset, whose field offsets come from the binary's
+// DWARF (they are not in the database) and whose base is the symbol
+// runtime.types: a binary without DWARF or symbols gets no names.
 type typeResolver struct {
 	mu    sync.Mutex
-	byPID map[uint32]*gobinary.Binary
+	byPID map[uint32]*typeBinary
 }
 
 // name returns the name of the type whose descriptor is at runtime
 // address typ in process pid, where server_panic ran at ip; empty when it
-// cannot be named (a stripped binary, an exited process).
+// cannot be named.
 func (r *typeResolver) name(pid uint32, ip, typ uint64) string {
-	bin, err := r.binary(pid)
-	if err != nil || bin.Stripped {
+	tb, err := r.binary(pid)
+	if err != nil || !tb.ok {
 		return ""
 	}
-	bias, ok := loadBias(bin, ip)
+	bias, ok := loadBias(tb.bin, ip)
 	if !ok {
 		return ""
 	}
-	name, _, _ := bin.TypeName(typ - bias)
+	name, err := tb.bin.TypeName(typ-bias, tb.layout)
+	if err != nil {
+		return ""
+	}
 	return name
 }
 
-func (r *typeResolver) binary(pid uint32) (*gobinary.Binary, error) {
+func (r *typeResolver) binary(pid uint32) (*typeBinary, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if b, ok := r.byPID[pid]; ok {
-		return b, nil
+	if tb, ok := r.byPID[pid]; ok {
+		return tb, nil
 	}
-	b, err := gobinary.Open(fmt.Sprintf("/proc/%d/exe", pid))
+	path := fmt.Sprintf("/proc/%d/exe", pid)
+	bin, err := gobinary.Open(path)
 	if err != nil {
 		return nil, err
 	}
+	tb := &typeBinary{bin: bin}
+	if !bin.Stripped && bin.HasDWARF {
+		tb.layout, tb.ok = typeLayout(path)
+	}
 	if len(r.byPID) >= maxTypeBinaries {
-		for p, old := range r.byPID { // any one: pids are not reused soon
-			old.Close()
+		for p, old := range r.byPID { // any one
+			old.bin.Close()
 			delete(r.byPID, p)
 			break
 		}
 	}
-	r.byPID[pid] = b
-	return b, nil
+	r.byPID[pid] = tb
+	return tb, nil
+}
+
+// typeLayout reads where the type descriptors of the binary at path keep
+// their names, from its DWARF.
+func typeLayout(path string) (gobinary.TypeLayout, bool) {
+	f, err := layout.Open(path)
+	if err != nil {
+		return gobinary.TypeLayout{}, false
+	}
+	defer f.Close()
+	for _, ids := range [][]offsets.FieldID{abiTypeFields, oldTypeFields} {
+		vs, err := f.Fields(ids)
+		if err == nil {
+			return gobinary.TypeLayout{Str: vs[ids[0]].Offset, TFlag: vs[ids[1]].Offset}, true
+		}
+	}
+	return gobinary.TypeLayout{}, false
 }
 
 // loadBias returns what to subtract from a runtime address of the process
