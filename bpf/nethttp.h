@@ -101,7 +101,7 @@ struct http_event {
  * span is a struct http_event followed by this (struct panic_event,
  * server.c), built in a per-CPU scratch so that no map of requests in
  * progress grows. Only the Go ABI is read: the interface's two words, a
- * string's and a slice's header. 6.7 KiB.
+ * string's and a slice's header. 4.5 KiB.
  */
 #define EXC_VALUE_LEN 512  /* bytes of the panic value read as a string */
 #define EXC_STACK_LEN 4096 /* bytes of the stack trace (debug.Stack output) */

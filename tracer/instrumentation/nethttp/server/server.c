@@ -332,7 +332,7 @@ int server_entry(void *ctx)
 
 /*
  * A panicked span's record: its event, then what server_panic read of the
- * panic (bpf/nethttp.h). Built in panic_scratch (one per CPU, 6.7 KiB)
+ * panic (bpf/nethttp.h). Built in panic_scratch (one per CPU, 7.4 KiB)
  * rather than in server_spans, whose every entry it would grow.
  */
 struct panic_event {

@@ -18,7 +18,10 @@
 //
 // A handler that panics never reaches a RET: its span ends where net/http
 // logs the recovered panic ((*Server).logf, or the HTTP/2 servers' logf),
-// with error status. While the handler runs the span is the goroutine's
+// with error status and an "exception" event: the stack trace net/http
+// logged and the panic value's type word, read from logf's arguments
+// through the Go ABI alone; user space names the type from the binary
+// (symbols and DWARF) and keeps a string value as the message. While the handler runs the span is the goroutine's
 // active span (bpf/context.h), so that client instrumentations (net/http,
 // gRPC) make the handler's outgoing calls its children.
 //
