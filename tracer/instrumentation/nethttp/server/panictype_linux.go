@@ -44,6 +44,7 @@ var (
 // descriptors keep their names (from its DWARF; ok false without).
 type typeBinary struct {
 	bin    *gobinary.Binary
+	file   os.FileInfo // of /proc/PID/exe when opened: a reused PID runs another file
 	layout gobinary.TypeLayout
 	ok     bool
 }
@@ -82,15 +83,23 @@ func (r *typeResolver) name(pid uint32, ip, typ uint64) string {
 func (r *typeResolver) binary(pid uint32) (*typeBinary, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if tb, ok := r.byPID[pid]; ok {
-		return tb, nil
-	}
 	path := fmt.Sprintf("/proc/%d/exe", pid)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if tb, ok := r.byPID[pid]; ok {
+		if os.SameFile(tb.file, fi) {
+			return tb, nil
+		}
+		tb.bin.Close()
+		delete(r.byPID, pid)
+	}
 	bin, err := gobinary.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	tb := &typeBinary{bin: bin}
+	tb := &typeBinary{bin: bin, file: fi}
 	if !bin.Stripped && bin.HasDWARF {
 		tb.layout, tb.ok = typeLayout(path)
 	}
