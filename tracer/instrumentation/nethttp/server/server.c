@@ -659,7 +659,8 @@ int h2_serve_conn(void *ctx)
  * address, panic value, stack trace as []byte). Only Go ABI layouts are
  * read: interfaces (type word, data word), string and slice headers. The
  * panic value is read as a string whatever its type, which only user space
- * can name (from the binary's symbols): it keeps the bytes for a string.
+ * can name (from the binary's symbols and DWARF): it keeps the bytes for a
+ * string, and names the type from the type word and the probe's address.
  */
 static __always_inline void read_panic(struct go_regs *regs, struct goroutine *g)
 {
@@ -719,7 +720,8 @@ static const char panic_prefix_http2[PANIC_PREFIX_LEN] = "http2: panic serving";
  *
  * The deferred recovery runs on the handler's goroutine before the stack
  * unwinds, so the goroutine's unfinished span in server_spans is the
- * request that panicked: it is submitted as OUTCOME_PANIC. Every other
+ * request that panicked: it is submitted as OUTCOME_PANIC, with what
+ * read_panic read of the panic (struct panic_event). Every other
  * message these functions log (a superfluous WriteHeader, a TLS handshake
  * error, ...) is told apart by its format. A panic with
  * http.ErrAbortHandler is not logged: over HTTP/1.x its span is lost; over
