@@ -41,13 +41,22 @@ func main() {
 	})
 	// /panic-error panics with an error of the program's own type,
 	// /panic-nilmap with the runtime's error for a write to a nil map,
-	// /panic-long with a string longer than the tracer copies.
+	// /panic-nil for a nil pointer dereference, /panic-index for an index
+	// out of range, /panic-long with a string longer than the tracer
+	// copies.
 	mux.HandleFunc("/panic-error", func(w http.ResponseWriter, r *http.Request) {
 		panic(&serviceError{msg: "service error on purpose"})
 	})
 	mux.HandleFunc("/panic-nilmap", func(w http.ResponseWriter, r *http.Request) {
 		var m map[string]int
 		m[r.URL.Path]++
+	})
+	mux.HandleFunc("/panic-nil", func(w http.ResponseWriter, r *http.Request) {
+		var e *serviceError
+		io.WriteString(w, e.msg)
+	})
+	mux.HandleFunc("/panic-index", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.URL.Path[len(r.URL.Path)+len(r.URL.RawQuery):][:1])
 	})
 	mux.HandleFunc("/panic-long", func(w http.ResponseWriter, r *http.Request) {
 		panic(strings.Repeat("0123456789", 100))

@@ -51,6 +51,8 @@ func TestAttachRecordsExceptionOfPanickingHandler(t *testing.T) {
 		{path: "/panic", typ: "string", message: "panicking on purpose", frame: "main.main.func"},
 		{path: "/panic-error", typ: "*main.serviceError", frame: "main.main.func"},
 		{path: "/panic-nilmap", typ: "runtime.plainError", message: "assignment to entry in nil map", frame: "main.main.func"},
+		{path: "/panic-nil", typ: "runtime.errorString", message: "invalid memory address or nil pointer dereference", frame: "main.main.func"},
+		{path: "/panic-index", typ: "runtime.boundsError", frame: "main.main.func"},
 		{path: "/panic-long", typ: "string", message: long[:512], messageCut: true, frame: "main.main.func"},
 	}
 	builds := []struct {
