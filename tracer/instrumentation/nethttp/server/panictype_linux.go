@@ -3,9 +3,13 @@
 package server
 
 import (
+	"bufio"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/layout"
@@ -69,7 +73,7 @@ func (r *typeResolver) name(pid uint32, ip, typ uint64) string {
 	if err != nil || !tb.ok {
 		return ""
 	}
-	bias, ok := loadBias(tb.bin, ip)
+	bias, ok := loadBias(pid, tb.bin, tb.file, ip)
 	if !ok {
 		return ""
 	}
@@ -131,24 +135,64 @@ func typeLayout(path string) (gobinary.TypeLayout, bool) {
 	return gobinary.TypeLayout{}, false
 }
 
-// loadBias returns what to subtract from a runtime address of the process
+// loadBias returns what to subtract from a runtime address of process pid
 // to get the binary's virtual address: zero for a position-dependent
 // executable, the load bias of a PIE. ip is where server_panic ran, the
 // entry of one of the panicLogf functions (a uprobe reports the probed
-// instruction; one byte past it is accepted too): the bias is a whole
-// number of pages, which tells the function apart.
-func loadBias(bin *gobinary.Binary, ip uint64) (uint64, bool) {
-	page := uint64(os.Getpagesize())
+// instruction; one byte past it is accepted too). The process's mapping
+// of ip must be of the executable (exe, by inode) at the file offset of
+// that function's entry: a PID that names another process (one that
+// reused it, or a tracer in another PID namespace than the kernel's
+// numbers) gets no bias, and no names.
+func loadBias(pid uint32, bin *gobinary.Binary, exe os.FileInfo, ip uint64) (uint64, bool) {
+	st, ok := exe.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	start, fileOff, ok := mappingOf(pid, ip, st.Ino)
+	if !ok {
+		return 0, false
+	}
+	at := ip - start + fileOff
 	for _, sym := range panicLogf {
 		fn, err := bin.Function(sym)
-		if err != nil || ip < fn.Entry {
+		if err != nil {
 			continue
 		}
-		d := ip - fn.Entry
-		if d%page > 1 || (!bin.PIE && d > 1) {
-			continue
+		if at == fn.EntryOffset || at == fn.EntryOffset+1 {
+			return ip - (at - fn.EntryOffset) - fn.Entry, true
 		}
-		return d - d%page, true
 	}
 	return 0, false
+}
+
+// mappingOf returns the start address and file offset of the mapping of
+// address addr in process pid, if it maps the file with inode ino.
+func mappingOf(pid uint32, addr, ino uint64) (start, off uint64, ok bool) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return 0, 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// start-end perms offset dev inode path
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 5 {
+			continue
+		}
+		lo, hi, found := strings.Cut(fs[0], "-")
+		if !found {
+			continue
+		}
+		s, err1 := strconv.ParseUint(lo, 16, 64)
+		e, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || addr < s || addr >= e {
+			continue
+		}
+		o, err1 := strconv.ParseUint(fs[2], 16, 64)
+		i, err2 := strconv.ParseUint(fs[4], 10, 64)
+		return s, o, err1 == nil && err2 == nil && i == ino
+	}
+	return 0, 0, false
 }
