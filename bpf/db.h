@@ -139,7 +139,7 @@ static __always_inline void db_begin(struct db_event *ev, struct goroutine *g, _
 {
 	ev->kind = event_kind;
 	ev->op = op;
-	ev->pid = g->tgid;
+	ev->pid = record_tgid(g->tgid);
 	ev->db_index = -1;
 	ev->start_ns = bpf_ktime_get_ns();
 	ev->flags = span_start(g, ev->trace_id, ev->span_id, ev->parent_span_id);

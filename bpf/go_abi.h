@@ -102,6 +102,7 @@ struct go_regs {
 #define GO_IREG8(r) ((r)->r10)
 #define GO_IREG9(r) ((r)->r11)
 #define GO_SP(r) ((r)->sp)
+#define GO_PC(r) ((r)->ip) /* at an entry uprobe: the probed instruction */
 
 /* The kernel's task_struct, as far as the FS base (CO-RE, kernel BTF). */
 struct thread_struct___go {
@@ -147,6 +148,7 @@ struct go_regs {
 #define GO_IREG8(r) ((r)->regs[7])
 #define GO_IREG9(r) ((r)->regs[8])
 #define GO_SP(r) ((r)->sp)
+#define GO_PC(r) ((r)->pc) /* at an entry uprobe: the probed instruction */
 #define GO_G(r) ((r)->regs[28])
 
 #else

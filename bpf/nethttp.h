@@ -95,6 +95,30 @@ struct http_event {
 };
 
 /*
+ * What server.c reads of a recovered handler panic, from the arguments of
+ * the logf call net/http makes ("http: panic serving %v: %v\n%s",
+ * remoteAddr, the panic value, the stack trace): a record of a panicked
+ * span is a struct http_event followed by this (struct panic_event,
+ * server.c), built in a per-CPU scratch so that no map of requests in
+ * progress grows. Only the Go ABI is read: the interface's two words, a
+ * string's and a slice's header. 4.5 KiB.
+ */
+#define EXC_VALUE_LEN 512  /* bytes of the panic value read as a string */
+#define EXC_STACK_LEN 4096 /* bytes of the stack trace (debug.Stack output) */
+struct http_exception {
+	__u64 type;      /* the panic value's type word: address of its runtime type descriptor */
+	__u64 data;      /* the panic value's data word */
+	__u64 probe_ip;  /* where the probe ran: the entry of the logf function (the load bias of a PIE) */
+	__s64 value_len; /* length of the string at data, if the value is a string (user space decides) */
+	__s64 stack_len; /* length of the stack trace */
+	__u16 value_copied;
+	__u16 stack_copied;
+	__u8 pad[4];
+	__u8 value[EXC_VALUE_LEN];
+	__u8 stack[EXC_STACK_LEN];
+};
+
+/*
  * read_long_go_string copies at most size bytes (a constant, at most 65535)
  * of the Go string whose header is at addr into dst and returns how many it
  * copied; it sets the bit cut in *cut_bits when the string was longer.

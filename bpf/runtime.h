@@ -148,6 +148,33 @@ static __always_inline int current_goroutine(struct go_regs *regs, __u64 off_g_g
 	return g->goid != 0;
 }
 
+/*
+ * The tracer's pid namespace: device and inode of its /proc/self/ns/pid,
+ * set by tracer/uprobe (0: not known). Records carry the submitting
+ * process's tgid as the tracer sees it (record_tgid), by which it hands
+ * each record to its process.
+ */
+volatile const __u64 pidns_dev = 0;
+volatile const __u64 pidns_ino = 0;
+
+/*
+ * record_tgid returns the calling process's tgid in the tracer's pid
+ * namespace when the process's own namespace is that one, else tgid (the
+ * kernel's, in the initial namespace). A tracer in a pod's shared process
+ * namespace (a sidecar) sees the app as, say, pid 7, while the kernel's
+ * tgid is the host's; a tracer on the host sees host pids, which is what
+ * the helper fails over to for processes in child namespaces.
+ */
+static __always_inline __u32 record_tgid(__u32 tgid)
+{
+	if (pidns_ino != 0) {
+		struct bpf_pidns_info ns = {};
+		if (bpf_get_ns_current_pid_tgid(pidns_dev, pidns_ino, &ns, sizeof(ns)) == 0)
+			return ns.tgid;
+	}
+	return tgid;
+}
+
 /* random_id fills n bytes (a multiple of 4) with random bytes. */
 static __always_inline void random_id(__u8 *dst, int n)
 {

@@ -72,8 +72,9 @@ func NewRecorder(tp trace.TracerProvider) (*Recorder, error) {
 //
 // Record returns ErrInvalidEvent, and creates no span, for a span with a
 // zero trace or span ID or an unspecified kind. A zero Start or End is
-// taken by the SDK as the current time. The SDK copies the attributes, so
-// s may be reused once Record returns.
+// taken by the SDK as the current time. The span's Events are added to
+// it, at their Time (zero: the span's end). The SDK copies the attributes,
+// so s may be reused once Record returns.
 func (r *Recorder) Record(s *Span) error {
 	if !s.TraceID.IsValid() || !s.SpanID.IsValid() {
 		return fmt.Errorf("record span %s/%s: %w: zero trace or span ID", s.TraceID, s.SpanID, ErrInvalidEvent)
@@ -104,6 +105,14 @@ func (r *Recorder) Record(s *Span) error {
 	)
 	if s.Status == codes.Error {
 		span.SetStatus(codes.Error, s.StatusDescription)
+	}
+	for i := range s.Events {
+		ev := &s.Events[i]
+		at := ev.Time
+		if at.IsZero() {
+			at = s.End
+		}
+		span.AddEvent(ev.Name, trace.WithTimestamp(at), trace.WithAttributes(ev.Attributes...))
 	}
 	span.End(trace.WithTimestamp(s.End))
 	if !span.SpanContext().IsSampled() {

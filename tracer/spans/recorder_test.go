@@ -7,9 +7,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
@@ -223,4 +225,31 @@ func BenchmarkRecord(b *testing.B) {
 			}
 		})
 	}
+}
+
+// A span's events are exported with it: the "exception" event of a
+// handler that panicked, at the span's end, with its attributes.
+func TestRecordExportsSpanEvents(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithIDGenerator(spans.IDGenerator()), sdktrace.WithSyncer(exp))
+	rec, err := spans.NewRecorder(tp)
+	require.NoError(t, err)
+	ev := httpconv.HTTPEvent{Kind: trace.SpanKindServer, Start: t0, End: t0.Add(time.Millisecond),
+		TraceID: traceID, SpanID: serverID, Method: "GET", Path: "/panic", ProtoMajor: 1, ProtoMinor: 1, Panicked: true,
+		Exception: &httpconv.Exception{Type: "runtime.plainError", Message: "assignment to entry in nil map", Stacktrace: "goroutine 7 [running]:\n"}}
+	s, err := ev.Span()
+	require.NoError(t, err)
+	require.NoError(t, rec.Record(&s))
+	got := exp.GetSpans()
+	require.Len(t, got, 1)
+	assert.Equal(t, "handler panicked", got[0].Status.Description)
+	require.Len(t, got[0].Events, 1)
+	e := got[0].Events[0]
+	assert.Equal(t, "exception", e.Name)
+	assert.Equal(t, ev.End, e.Time)
+	assert.Equal(t, []attribute.KeyValue{
+		semconv.ExceptionType("runtime.plainError"),
+		semconv.ExceptionMessage("assignment to entry in nil map"),
+		semconv.ExceptionStacktrace("goroutine 7 [running]:\n"),
+	}, e.Attributes)
 }

@@ -40,6 +40,17 @@ type Span struct {
 	// Status is codes.Error for a failed operation, else codes.Unset.
 	Status            codes.Code
 	StatusDescription string
+	// Events are things that happened during the span, such as the
+	// "exception" of a handler that panicked; usually none.
+	Events []Event
+}
+
+// Event is a span event: a named, timestamped set of attributes, such as
+// the semantic conventions' "exception" event.
+type Event struct {
+	Name       string
+	Time       time.Time // zero: the span's end
+	Attributes []attribute.KeyValue
 }
 
 // Reset empties s for the next decode, keeping the storage of Attributes.

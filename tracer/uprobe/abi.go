@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
 
 	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/goversion"
@@ -30,10 +31,29 @@ const (
 	tlsGConst     = "go_tls_g"     // __u64: amd64 stack ABI, g's offset from the FS base
 )
 
+// Constants of bpf/runtime.h that Attach sets in every object declaring
+// them: the tracer's pid namespace (see record_tgid there).
+const (
+	pidnsDevConst = "pidns_dev"
+	pidnsInoConst = "pidns_ino"
+)
+
 // ABIConsts are the BPF constants that no Field sets because Attach sets
 // them from the target's calling convention (bpf/go_abi.h declares them
-// in every object that includes it).
-var ABIConsts = []string{stackABIConst, tlsGConst}
+// in every object that includes it) and from the tracer's pid namespace
+// (bpf/runtime.h).
+var ABIConsts = []string{stackABIConst, tlsGConst, pidnsDevConst, pidnsInoConst}
+
+// pidNamespace returns the device and inode of the tracer's pid namespace,
+// or zeros when /proc/self/ns/pid cannot be read (the BPF side then keeps
+// the kernel's tgids, right for a tracer in the initial namespace).
+var pidNamespace = sync.OnceValues(func() (dev, ino uint64) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
+		return 0, 0
+	}
+	return uint64(st.Dev), st.Ino
+})
 
 // StackABI reports whether bin's Go functions use the stack-based calling
 // convention (ABI0): built by a release before Go 1.17 on amd64 or 1.18 on

@@ -318,6 +318,14 @@ func configure(spec *ebpf.CollectionSpec, t target, constants map[string]any, co
 			return nil, fmt.Errorf("set constant %s: %w", tlsGConst, err)
 		}
 	}
+	dev, ino := pidNamespace()
+	for name, val := range map[string]uint64{pidnsDevConst: dev, pidnsInoConst: ino} {
+		if v, ok := spec.Variables[name]; ok && v.Constant() {
+			if err := v.Set(val); err != nil {
+				return nil, fmt.Errorf("set constant %s: %w", name, err)
+			}
+		}
+	}
 	for _, f := range inst.Fields {
 		v, ok := spec.Variables[f.Const]
 		if !ok || !v.Constant() {

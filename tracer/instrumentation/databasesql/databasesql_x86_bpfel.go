@@ -131,6 +131,8 @@ const (
 	databasesqlVarOffStmtQuery          = "off_Stmt_query"
 	databasesqlVarOffTxDb               = "off_Tx_db"
 	databasesqlVarOffG_goid             = "off_g_goid"
+	databasesqlVarPidnsDev              = "pidns_dev"
+	databasesqlVarPidnsIno              = "pidns_ino"
 	databasesqlVarPropagateTracecontext = "propagate_tracecontext"
 	databasesqlVarSampler               = "sampler"
 	databasesqlVarSamplerBound          = "sampler_bound"
@@ -223,6 +225,8 @@ type databasesqlVariableSpecs struct {
 	OffStmtQuery          *ebpf.VariableSpec `ebpf:"off_Stmt_query"`
 	OffTxDb               *ebpf.VariableSpec `ebpf:"off_Tx_db"`
 	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	PidnsDev              *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno              *ebpf.VariableSpec `ebpf:"pidns_ino"`
 	PropagateTracecontext *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
 	Sampler               *ebpf.VariableSpec `ebpf:"sampler"`
 	SamplerBound          *ebpf.VariableSpec `ebpf:"sampler_bound"`
@@ -285,6 +289,8 @@ type databasesqlVariables struct {
 	OffStmtQuery          *ebpf.Variable `ebpf:"off_Stmt_query"`
 	OffTxDb               *ebpf.Variable `ebpf:"off_Tx_db"`
 	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
+	PidnsDev              *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno              *ebpf.Variable `ebpf:"pidns_ino"`
 	PropagateTracecontext *ebpf.Variable `ebpf:"propagate_tracecontext"`
 	Sampler               *ebpf.Variable `ebpf:"sampler"`
 	SamplerBound          *ebpf.Variable `ebpf:"sampler_bound"`

@@ -92,6 +92,8 @@ const (
 	goredisVarOffOptionsDB          = "off_Options_DB"
 	goredisVarOffBaseClientOpt      = "off_baseClient_opt"
 	goredisVarOffG_goid             = "off_g_goid"
+	goredisVarPidnsDev              = "pidns_dev"
+	goredisVarPidnsIno              = "pidns_ino"
 	goredisVarPropagateTracecontext = "propagate_tracecontext"
 	goredisVarSampler               = "sampler"
 	goredisVarSamplerBound          = "sampler_bound"
@@ -167,6 +169,8 @@ type goredisVariableSpecs struct {
 	OffOptionsDB          *ebpf.VariableSpec `ebpf:"off_Options_DB"`
 	OffBaseClientOpt      *ebpf.VariableSpec `ebpf:"off_baseClient_opt"`
 	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	PidnsDev              *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno              *ebpf.VariableSpec `ebpf:"pidns_ino"`
 	PropagateTracecontext *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
 	Sampler               *ebpf.VariableSpec `ebpf:"sampler"`
 	SamplerBound          *ebpf.VariableSpec `ebpf:"sampler_bound"`
@@ -220,6 +224,8 @@ type goredisVariables struct {
 	OffOptionsDB          *ebpf.Variable `ebpf:"off_Options_DB"`
 	OffBaseClientOpt      *ebpf.Variable `ebpf:"off_baseClient_opt"`
 	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
+	PidnsDev              *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno              *ebpf.Variable `ebpf:"pidns_ino"`
 	PropagateTracecontext *ebpf.Variable `ebpf:"propagate_tracecontext"`
 	Sampler               *ebpf.Variable `ebpf:"sampler"`
 	SamplerBound          *ebpf.Variable `ebpf:"sampler_bound"`

@@ -46,6 +46,8 @@ const (
 	goroutineVarGoStackAbi            = "go_stack_abi"
 	goroutineVarGoTlsG                = "go_tls_g"
 	goroutineVarOffG_goid             = "off_g_goid"
+	goroutineVarPidnsDev              = "pidns_dev"
+	goroutineVarPidnsIno              = "pidns_ino"
 	goroutineVarPropagateTracecontext = "propagate_tracecontext"
 	goroutineVarSampler               = "sampler"
 	goroutineVarSamplerBound          = "sampler_bound"
@@ -118,6 +120,8 @@ type goroutineVariableSpecs struct {
 	GoStackAbi            *ebpf.VariableSpec `ebpf:"go_stack_abi"`
 	GoTlsG                *ebpf.VariableSpec `ebpf:"go_tls_g"`
 	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	PidnsDev              *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno              *ebpf.VariableSpec `ebpf:"pidns_ino"`
 	PropagateTracecontext *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
 	Sampler               *ebpf.VariableSpec `ebpf:"sampler"`
 	SamplerBound          *ebpf.VariableSpec `ebpf:"sampler_bound"`
@@ -166,6 +170,8 @@ type goroutineVariables struct {
 	GoStackAbi            *ebpf.Variable `ebpf:"go_stack_abi"`
 	GoTlsG                *ebpf.Variable `ebpf:"go_tls_g"`
 	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
+	PidnsDev              *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno              *ebpf.Variable `ebpf:"pidns_ino"`
 	PropagateTracecontext *ebpf.Variable `ebpf:"propagate_tracecontext"`
 	Sampler               *ebpf.Variable `ebpf:"sampler"`
 	SamplerBound          *ebpf.Variable `ebpf:"sampler_bound"`

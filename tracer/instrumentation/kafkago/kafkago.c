@@ -125,7 +125,7 @@ static __always_inline struct kafka_event *start(struct go_regs *regs, struct go
 	__builtin_memset(ev, 0, sizeof(*ev));
 	ev->kind = event_kind;
 	ev->op = op;
-	ev->pid = g->tgid;
+	ev->pid = record_tgid(g->tgid);
 	ev->start_ns = bpf_ktime_get_ns();
 	ev->flags = span_start(g, ev->trace_id, ev->span_id, ev->parent_span_id);
 	return ev;

@@ -83,6 +83,8 @@ const (
 	kafkagoVarOffWriterTopic        = "off_Writer_Topic"
 	kafkagoVarOffWriterConfigTopic  = "off_Writer_config_Topic"
 	kafkagoVarOffG_goid             = "off_g_goid"
+	kafkagoVarPidnsDev              = "pidns_dev"
+	kafkagoVarPidnsIno              = "pidns_ino"
 	kafkagoVarPropagateTracecontext = "propagate_tracecontext"
 	kafkagoVarSampler               = "sampler"
 	kafkagoVarSamplerBound          = "sampler_bound"
@@ -164,6 +166,8 @@ type kafkagoVariableSpecs struct {
 	OffWriterTopic        *ebpf.VariableSpec `ebpf:"off_Writer_Topic"`
 	OffWriterConfigTopic  *ebpf.VariableSpec `ebpf:"off_Writer_config_Topic"`
 	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	PidnsDev              *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno              *ebpf.VariableSpec `ebpf:"pidns_ino"`
 	PropagateTracecontext *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
 	Sampler               *ebpf.VariableSpec `ebpf:"sampler"`
 	SamplerBound          *ebpf.VariableSpec `ebpf:"sampler_bound"`
@@ -224,6 +228,8 @@ type kafkagoVariables struct {
 	OffWriterTopic        *ebpf.Variable `ebpf:"off_Writer_Topic"`
 	OffWriterConfigTopic  *ebpf.Variable `ebpf:"off_Writer_config_Topic"`
 	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
+	PidnsDev              *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno              *ebpf.Variable `ebpf:"pidns_ino"`
 	PropagateTracecontext *ebpf.Variable `ebpf:"propagate_tracecontext"`
 	Sampler               *ebpf.Variable `ebpf:"sampler"`
 	SamplerBound          *ebpf.Variable `ebpf:"sampler_bound"`

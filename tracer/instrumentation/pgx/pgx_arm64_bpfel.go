@@ -95,6 +95,8 @@ const (
 	pgxVarOffConnPgConn         = "off_Conn_pgConn"
 	pgxVarOffPgConnConfig       = "off_PgConn_config"
 	pgxVarOffG_goid             = "off_g_goid"
+	pgxVarPidnsDev              = "pidns_dev"
+	pgxVarPidnsIno              = "pidns_ino"
 	pgxVarPropagateTracecontext = "propagate_tracecontext"
 	pgxVarSampler               = "sampler"
 	pgxVarSamplerBound          = "sampler_bound"
@@ -173,6 +175,8 @@ type pgxVariableSpecs struct {
 	OffConnPgConn         *ebpf.VariableSpec `ebpf:"off_Conn_pgConn"`
 	OffPgConnConfig       *ebpf.VariableSpec `ebpf:"off_PgConn_config"`
 	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	PidnsDev              *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno              *ebpf.VariableSpec `ebpf:"pidns_ino"`
 	PropagateTracecontext *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
 	Sampler               *ebpf.VariableSpec `ebpf:"sampler"`
 	SamplerBound          *ebpf.VariableSpec `ebpf:"sampler_bound"`
@@ -228,6 +232,8 @@ type pgxVariables struct {
 	OffConnPgConn         *ebpf.Variable `ebpf:"off_Conn_pgConn"`
 	OffPgConnConfig       *ebpf.Variable `ebpf:"off_PgConn_config"`
 	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
+	PidnsDev              *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno              *ebpf.Variable `ebpf:"pidns_ino"`
 	PropagateTracecontext *ebpf.Variable `ebpf:"propagate_tracecontext"`
 	Sampler               *ebpf.Variable `ebpf:"sampler"`
 	SamplerBound          *ebpf.Variable `ebpf:"sampler_bound"`

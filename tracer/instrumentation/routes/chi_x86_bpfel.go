@@ -47,6 +47,8 @@ const (
 	chiVarGoTlsG                 = "go_tls_g"
 	chiVarOffContextRoutePattern = "off_Context_routePattern"
 	chiVarOffG_goid              = "off_g_goid"
+	chiVarPidnsDev               = "pidns_dev"
+	chiVarPidnsIno               = "pidns_ino"
 )
 
 // loadChi returns the embedded CollectionSpec for chi.
@@ -114,6 +116,8 @@ type chiVariableSpecs struct {
 	GoTlsG                 *ebpf.VariableSpec `ebpf:"go_tls_g"`
 	OffContextRoutePattern *ebpf.VariableSpec `ebpf:"off_Context_routePattern"`
 	OffG_goid              *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	PidnsDev               *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno               *ebpf.VariableSpec `ebpf:"pidns_ino"`
 }
 
 // chiObjects contains all objects after they have been loaded into the kernel.
@@ -160,6 +164,8 @@ type chiVariables struct {
 	GoTlsG                 *ebpf.Variable `ebpf:"go_tls_g"`
 	OffContextRoutePattern *ebpf.Variable `ebpf:"off_Context_routePattern"`
 	OffG_goid              *ebpf.Variable `ebpf:"off_g_goid"`
+	PidnsDev               *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno               *ebpf.Variable `ebpf:"pidns_ino"`
 }
 
 // chiPrograms contains all programs after they have been loaded into the kernel.

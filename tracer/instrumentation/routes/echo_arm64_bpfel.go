@@ -47,6 +47,8 @@ const (
 	echoVarGoTlsG         = "go_tls_g"
 	echoVarOffContextPath = "off_context_path"
 	echoVarOffG_goid      = "off_g_goid"
+	echoVarPidnsDev       = "pidns_dev"
+	echoVarPidnsIno       = "pidns_ino"
 )
 
 // loadEcho returns the embedded CollectionSpec for echo.
@@ -114,6 +116,8 @@ type echoVariableSpecs struct {
 	GoTlsG         *ebpf.VariableSpec `ebpf:"go_tls_g"`
 	OffContextPath *ebpf.VariableSpec `ebpf:"off_context_path"`
 	OffG_goid      *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	PidnsDev       *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno       *ebpf.VariableSpec `ebpf:"pidns_ino"`
 }
 
 // echoObjects contains all objects after they have been loaded into the kernel.
@@ -160,6 +164,8 @@ type echoVariables struct {
 	GoTlsG         *ebpf.Variable `ebpf:"go_tls_g"`
 	OffContextPath *ebpf.Variable `ebpf:"off_context_path"`
 	OffG_goid      *ebpf.Variable `ebpf:"off_g_goid"`
+	PidnsDev       *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno       *ebpf.Variable `ebpf:"pidns_ino"`
 }
 
 // echoPrograms contains all programs after they have been loaded into the kernel.

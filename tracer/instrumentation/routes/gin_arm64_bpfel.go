@@ -47,6 +47,8 @@ const (
 	ginVarGoTlsG             = "go_tls_g"
 	ginVarOffContextFullPath = "off_Context_fullPath"
 	ginVarOffG_goid          = "off_g_goid"
+	ginVarPidnsDev           = "pidns_dev"
+	ginVarPidnsIno           = "pidns_ino"
 )
 
 // loadGin returns the embedded CollectionSpec for gin.
@@ -114,6 +116,8 @@ type ginVariableSpecs struct {
 	GoTlsG             *ebpf.VariableSpec `ebpf:"go_tls_g"`
 	OffContextFullPath *ebpf.VariableSpec `ebpf:"off_Context_fullPath"`
 	OffG_goid          *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	PidnsDev           *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno           *ebpf.VariableSpec `ebpf:"pidns_ino"`
 }
 
 // ginObjects contains all objects after they have been loaded into the kernel.
@@ -160,6 +164,8 @@ type ginVariables struct {
 	GoTlsG             *ebpf.Variable `ebpf:"go_tls_g"`
 	OffContextFullPath *ebpf.Variable `ebpf:"off_Context_fullPath"`
 	OffG_goid          *ebpf.Variable `ebpf:"off_g_goid"`
+	PidnsDev           *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno           *ebpf.Variable `ebpf:"pidns_ino"`
 }
 
 // ginPrograms contains all programs after they have been loaded into the kernel.

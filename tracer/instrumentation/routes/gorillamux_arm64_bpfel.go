@@ -51,6 +51,8 @@ const (
 	gorillamuxVarOffG_goid                   = "off_g_goid"
 	gorillamuxVarOffRouteRegexpGroupPath     = "off_routeRegexpGroup_path"
 	gorillamuxVarOffRouteRegexpTemplate      = "off_routeRegexp_template"
+	gorillamuxVarPidnsDev                    = "pidns_dev"
+	gorillamuxVarPidnsIno                    = "pidns_ino"
 )
 
 // loadGorillamux returns the embedded CollectionSpec for gorillamux.
@@ -122,6 +124,8 @@ type gorillamuxVariableSpecs struct {
 	OffG_goid                   *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	OffRouteRegexpGroupPath     *ebpf.VariableSpec `ebpf:"off_routeRegexpGroup_path"`
 	OffRouteRegexpTemplate      *ebpf.VariableSpec `ebpf:"off_routeRegexp_template"`
+	PidnsDev                    *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno                    *ebpf.VariableSpec `ebpf:"pidns_ino"`
 }
 
 // gorillamuxObjects contains all objects after they have been loaded into the kernel.
@@ -172,6 +176,8 @@ type gorillamuxVariables struct {
 	OffG_goid                   *ebpf.Variable `ebpf:"off_g_goid"`
 	OffRouteRegexpGroupPath     *ebpf.Variable `ebpf:"off_routeRegexpGroup_path"`
 	OffRouteRegexpTemplate      *ebpf.Variable `ebpf:"off_routeRegexp_template"`
+	PidnsDev                    *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno                    *ebpf.Variable `ebpf:"pidns_ino"`
 }
 
 // gorillamuxPrograms contains all programs after they have been loaded into the kernel.

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"strings"
 )
 
 func main() {
@@ -37,6 +38,28 @@ func main() {
 			resp.Body.Close()
 		}
 		panic("panicking on purpose")
+	})
+	// /panic-error panics with an error of the program's own type,
+	// /panic-nilmap with the runtime's error for a write to a nil map,
+	// /panic-nil for a nil pointer dereference, /panic-index for an index
+	// out of range, /panic-long with a string longer than the tracer
+	// copies.
+	mux.HandleFunc("/panic-error", func(w http.ResponseWriter, r *http.Request) {
+		panic(&serviceError{msg: "service error on purpose"})
+	})
+	mux.HandleFunc("/panic-nilmap", func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]int
+		m[r.URL.Path]++
+	})
+	mux.HandleFunc("/panic-nil", func(w http.ResponseWriter, r *http.Request) {
+		var e *serviceError
+		io.WriteString(w, e.msg)
+	})
+	mux.HandleFunc("/panic-index", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.URL.Path[len(r.URL.Path)+len(r.URL.RawQuery):][:1])
+	})
+	mux.HandleFunc("/panic-long", func(w http.ResponseWriter, r *http.Request) {
+		panic(strings.Repeat("0123456789", 100))
 	})
 	mux.HandleFunc("/abort", func(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
@@ -64,6 +87,11 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// serviceError is the error /panic-error panics with.
+type serviceError struct{ msg string }
+
+func (e *serviceError) Error() string { return e.msg }
 
 // items calls the backend on the same server, then answers.
 func items(w http.ResponseWriter, r *http.Request) {

@@ -69,7 +69,7 @@ static __always_inline int start(struct go_regs *regs, __u64 cc, __u64 method_pt
 		return 0;
 	__builtin_memset(ev, 0, sizeof(*ev) - GRPC_METHOD_LEN - GRPC_TARGET_LEN);
 	ev->kind = event_kind;
-	ev->pid = g.tgid;
+	ev->pid = record_tgid(g.tgid);
 	ev->streaming = streaming;
 	ev->start_ns = bpf_ktime_get_ns();
 	ev->flags = span_start(&g, ev->trace_id, ev->span_id, ev->parent_span_id);

@@ -173,6 +173,8 @@ const (
 	clientVarOffIStatusS            = "off_iStatus_s"
 	clientVarOffSpbCode             = "off_spb_Code"
 	clientVarOffWrapperClientStream = "off_wrapper_ClientStream"
+	clientVarPidnsDev               = "pidns_dev"
+	clientVarPidnsIno               = "pidns_ino"
 	clientVarPropagateTracecontext  = "propagate_tracecontext"
 	clientVarSampler                = "sampler"
 	clientVarSamplerBound           = "sampler_bound"
@@ -269,6 +271,8 @@ type clientVariableSpecs struct {
 	OffIStatusS            *ebpf.VariableSpec `ebpf:"off_iStatus_s"`
 	OffSpbCode             *ebpf.VariableSpec `ebpf:"off_spb_Code"`
 	OffWrapperClientStream *ebpf.VariableSpec `ebpf:"off_wrapper_ClientStream"`
+	PidnsDev               *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno               *ebpf.VariableSpec `ebpf:"pidns_ino"`
 	PropagateTracecontext  *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
 	Sampler                *ebpf.VariableSpec `ebpf:"sampler"`
 	SamplerBound           *ebpf.VariableSpec `ebpf:"sampler_bound"`
@@ -349,6 +353,8 @@ type clientVariables struct {
 	OffIStatusS            *ebpf.Variable `ebpf:"off_iStatus_s"`
 	OffSpbCode             *ebpf.Variable `ebpf:"off_spb_Code"`
 	OffWrapperClientStream *ebpf.Variable `ebpf:"off_wrapper_ClientStream"`
+	PidnsDev               *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno               *ebpf.Variable `ebpf:"pidns_ino"`
 	PropagateTracecontext  *ebpf.Variable `ebpf:"propagate_tracecontext"`
 	Sampler                *ebpf.Variable `ebpf:"sampler"`
 	SamplerBound           *ebpf.Variable `ebpf:"sampler_bound"`

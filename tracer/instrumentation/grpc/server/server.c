@@ -280,7 +280,7 @@ int server_entry(void *ctx)
 	struct grpc_event *ev = &s->ev;
 	__builtin_memset(ev, 0, sizeof(*ev) - GRPC_METHOD_LEN - GRPC_TARGET_LEN);
 	ev->kind = event_kind;
-	ev->pid = g.tgid;
+	ev->pid = record_tgid(g.tgid);
 	ev->start_ns = bpf_ktime_get_ns();
 
 	__u64 transport = GO_REG3(regs); /* data word of the ServerTransport */

@@ -123,6 +123,8 @@ const (
 	serverVarOffTStreamId                    = "off_tStream_id"
 	serverVarOffTStreamMethod                = "off_tStream_method"
 	serverVarOffThttp2ServerRemoteAddr       = "off_thttp2Server_remoteAddr"
+	serverVarPidnsDev                        = "pidns_dev"
+	serverVarPidnsIno                        = "pidns_ino"
 	serverVarPropagateTracecontext           = "propagate_tracecontext"
 	serverVarSampler                         = "sampler"
 	serverVarSamplerBound                    = "sampler_bound"
@@ -221,6 +223,8 @@ type serverVariableSpecs struct {
 	OffTStreamId                    *ebpf.VariableSpec `ebpf:"off_tStream_id"`
 	OffTStreamMethod                *ebpf.VariableSpec `ebpf:"off_tStream_method"`
 	OffThttp2ServerRemoteAddr       *ebpf.VariableSpec `ebpf:"off_thttp2Server_remoteAddr"`
+	PidnsDev                        *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno                        *ebpf.VariableSpec `ebpf:"pidns_ino"`
 	PropagateTracecontext           *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
 	Sampler                         *ebpf.VariableSpec `ebpf:"sampler"`
 	SamplerBound                    *ebpf.VariableSpec `ebpf:"sampler_bound"`
@@ -298,6 +302,8 @@ type serverVariables struct {
 	OffTStreamId                    *ebpf.Variable `ebpf:"off_tStream_id"`
 	OffTStreamMethod                *ebpf.Variable `ebpf:"off_tStream_method"`
 	OffThttp2ServerRemoteAddr       *ebpf.Variable `ebpf:"off_thttp2Server_remoteAddr"`
+	PidnsDev                        *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno                        *ebpf.Variable `ebpf:"pidns_ino"`
 	PropagateTracecontext           *ebpf.Variable `ebpf:"propagate_tracecontext"`
 	Sampler                         *ebpf.Variable `ebpf:"sampler"`
 	SamplerBound                    *ebpf.Variable `ebpf:"sampler_bound"`

@@ -143,7 +143,7 @@ int client_entry(void *ctx)
 		return 0;
 	struct http_event *ev = &c->ev;
 	reset_event(ev);
-	ev->pid = g.tgid;
+	ev->pid = record_tgid(g.tgid);
 	ev->goid = g.goid;
 	ev->start_ns = bpf_ktime_get_ns();
 

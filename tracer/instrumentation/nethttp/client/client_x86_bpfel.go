@@ -192,6 +192,8 @@ const (
 	clientVarOffHmapBuckets               = "off_hmap_buckets"
 	clientVarOffHmapOldbuckets            = "off_hmap_oldbuckets"
 	clientVarOffTableGroups               = "off_table_groups"
+	clientVarPidnsDev                     = "pidns_dev"
+	clientVarPidnsIno                     = "pidns_ino"
 	clientVarPropagateTracecontext        = "propagate_tracecontext"
 	clientVarSampler                      = "sampler"
 	clientVarSamplerBound                 = "sampler_bound"
@@ -292,6 +294,8 @@ type clientVariableSpecs struct {
 	OffHmapBuckets               *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets            *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
 	OffTableGroups               *ebpf.VariableSpec `ebpf:"off_table_groups"`
+	PidnsDev                     *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno                     *ebpf.VariableSpec `ebpf:"pidns_ino"`
 	PropagateTracecontext        *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
 	Sampler                      *ebpf.VariableSpec `ebpf:"sampler"`
 	SamplerBound                 *ebpf.VariableSpec `ebpf:"sampler_bound"`
@@ -379,6 +383,8 @@ type clientVariables struct {
 	OffHmapBuckets               *ebpf.Variable `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets            *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
 	OffTableGroups               *ebpf.Variable `ebpf:"off_table_groups"`
+	PidnsDev                     *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno                     *ebpf.Variable `ebpf:"pidns_ino"`
 	PropagateTracecontext        *ebpf.Variable `ebpf:"propagate_tracecontext"`
 	Sampler                      *ebpf.Variable `ebpf:"sampler"`
 	SamplerBound                 *ebpf.Variable `ebpf:"sampler_bound"`

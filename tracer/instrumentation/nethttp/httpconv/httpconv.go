@@ -62,6 +62,29 @@ type HTTPEvent struct {
 	// bytes (UserAgentCut says so).
 	UserAgent    string
 	UserAgentCut bool
+	// Exception: server: what was read of the panic of a handler that
+	// panicked, for the span's "exception" event; nil when nothing was.
+	Exception *Exception
+}
+
+// Exception is a recovered handler panic, as the semantic conventions'
+// exception attributes describe it. Empty fields were not readable.
+type Exception struct {
+	// Type is the Go type of the panic value with its full import path
+	// ("*example.com/app.MyError", "runtime.plainError", "string"); empty
+	// when the binary has no symbol table.
+	Type string
+	// Message is the panic value when it is a string, or a runtime error
+	// whose type is one (a nil map write's "assignment to entry in nil
+	// map"); empty for other values, whose Error method the tracer cannot
+	// call.
+	Message string
+	// Stacktrace is the stack trace net/http logged (runtime.Stack of the
+	// panicking goroutine), as far as it was copied.
+	Stacktrace string
+	// MessageCut and StacktraceCut: Message or Stacktrace is the start of
+	// a longer value.
+	MessageCut, StacktraceCut bool
 }
 
 // Describe fills out with the span of ev: its IDs and times, and the name,
@@ -160,8 +183,8 @@ func addProtocolVersion(s *spans.Span, major, minor int) {
 // Content-Length when it declared a non-empty body (a body sent without
 // one, chunked, is not measured); status is Error for 5xx responses only, since a 4xx
 // is the client's error, not the server's, and for a handler that panicked
-// (error.type "panic": the panic value's type and message are not read, so
-// there is no exception event).
+// (error.type "panic", with an "exception" event carrying what was read
+// of the panic: see Exception).
 func describeServer(ev *HTTPEvent, s *spans.Span) {
 	clearDescription(s)
 	method := addMethod(s, ev.Method)
@@ -215,6 +238,36 @@ func describeServer(ev *HTTPEvent, s *spans.Span) {
 	if ev.Panicked && s.Status != codes.Error {
 		s.SetError(semconv.ErrorTypeKey.String("panic"), "handler panicked")
 	}
+	if ev.Panicked && ev.Exception != nil {
+		s.Events = append(s.Events, exceptionEvent(ev.Exception, ev.End))
+	}
+}
+
+// exceptionEvent returns the "exception" event of a recovered panic, with
+// the exception.type, exception.message and exception.stacktrace that were
+// read, and offsetdb.truncated naming those that were cut.
+func exceptionEvent(x *Exception, at time.Time) spans.Event {
+	ev := spans.Event{Name: semconv.ExceptionEventName, Time: at}
+	if x.Type != "" {
+		ev.Attributes = append(ev.Attributes, semconv.ExceptionType(x.Type))
+	}
+	if x.Message != "" {
+		ev.Attributes = append(ev.Attributes, semconv.ExceptionMessage(x.Message))
+	}
+	if x.Stacktrace != "" {
+		ev.Attributes = append(ev.Attributes, semconv.ExceptionStacktrace(x.Stacktrace))
+	}
+	var cut []string
+	if x.MessageCut && x.Message != "" {
+		cut = append(cut, string(semconv.ExceptionMessageKey))
+	}
+	if x.StacktraceCut && x.Stacktrace != "" {
+		cut = append(cut, string(semconv.ExceptionStacktraceKey))
+	}
+	if cut != nil {
+		ev.Attributes = append(ev.Attributes, attribute.StringSlice("offsetdb.truncated", cut))
+	}
+	return ev
 }
 
 // describeClient fills the name, attributes and status of s for a

@@ -2,9 +2,13 @@ package httpconv
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/offsetdb/offsetdb/tracer/spans"
@@ -212,5 +216,42 @@ func TestRoutePathStripsMethodAndHost(t *testing.T) {
 	}
 	for pattern, want := range tests {
 		assert.Equal(t, want, routePath(pattern), "pattern %q", pattern)
+	}
+}
+
+// A server span whose handler panicked has one "exception" event at its
+// end, with the exception attributes that were read and offsetdb.truncated
+// naming those cut; without an Exception (a panic not logged) there is
+// none, nor on a span that did not panic.
+func TestDescribeAddsExceptionEventToPanickedSpan(t *testing.T) {
+	end := time.Date(2026, 11, 30, 15, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name string
+		ev   HTTPEvent
+		want []spans.Event
+	}{
+		{name: "everything read, stack trace cut",
+			ev: HTTPEvent{Panicked: true, Exception: &Exception{Type: "string", Message: "boom", Stacktrace: "goroutine 1 [running]:\n", StacktraceCut: true}},
+			want: []spans.Event{{Name: "exception", Time: end, Attributes: []attribute.KeyValue{
+				semconv.ExceptionType("string"), semconv.ExceptionMessage("boom"), semconv.ExceptionStacktrace("goroutine 1 [running]:\n"),
+				attribute.StringSlice("offsetdb.truncated", []string{"exception.stacktrace"}),
+			}}}},
+		{name: "no type or message: a stripped binary, message cut",
+			ev: HTTPEvent{Panicked: true, Exception: &Exception{Message: "long", MessageCut: true, Stacktrace: "goroutine 1 [running]:\n"}},
+			want: []spans.Event{{Name: "exception", Time: end, Attributes: []attribute.KeyValue{
+				semconv.ExceptionMessage("long"), semconv.ExceptionStacktrace("goroutine 1 [running]:\n"),
+				attribute.StringSlice("offsetdb.truncated", []string{"exception.message"}),
+			}}}},
+		{name: "panic not logged", ev: HTTPEvent{Panicked: true}},
+		{name: "no panic", ev: HTTPEvent{Exception: &Exception{Type: "string"}}},
+	}
+	for _, c := range cases {
+		c.ev.Kind, c.ev.Method, c.ev.End = trace.SpanKindServer, "GET", end
+		s, err := c.ev.Span()
+		require.NoError(t, err, c.name)
+		assert.Equal(t, c.want, s.Events, c.name)
+		if c.ev.Panicked {
+			assert.Contains(t, s.Attributes, semconv.ErrorTypeKey.String("panic"), c.name)
+		}
 	}
 }

@@ -142,5 +142,52 @@ func DecodeRecord(record []byte, kind trace.SpanKind) (httpconv.HTTPEvent, error
 	copy(ev.TraceID[:], record[offTraceID:])
 	copy(ev.SpanID[:], record[offSpanID:])
 	copy(ev.ParentSpanID[:], record[offParentID:])
+	if ev.Panicked && len(record) >= panicRecordSize {
+		ev.Exception = decodeException(record[offException:], ne.Uint32(record[offPid:]))
+	}
 	return ev, nil
+}
+
+// A panicked span's record is a struct panic_event (server.c): the
+// struct http_event, then a struct http_exception.
+var (
+	offPid          = unsafe.Offsetof(serverHttpEvent{}.Pid)
+	offException    = unsafe.Offsetof(serverPanicScratchEntry{}.Rec.Exc)
+	panicRecordSize = int(unsafe.Sizeof(serverPanicScratchEntry{}.Rec))
+
+	offExcType        = unsafe.Offsetof(serverHttpException{}.Type)
+	offExcProbeIP     = unsafe.Offsetof(serverHttpException{}.ProbeIp)
+	offExcValueLen    = unsafe.Offsetof(serverHttpException{}.ValueLen)
+	offExcStackLen    = unsafe.Offsetof(serverHttpException{}.StackLen)
+	offExcValueCopied = unsafe.Offsetof(serverHttpException{}.ValueCopied)
+	offExcStackCopied = unsafe.Offsetof(serverHttpException{}.StackCopied)
+	offExcValue       = unsafe.Offsetof(serverHttpException{}.Value)
+	offExcStack       = unsafe.Offsetof(serverHttpException{}.Stack)
+	excValueSize      = len(serverHttpException{}.Value)
+	excStackSize      = len(serverHttpException{}.Stack)
+)
+
+// decodeException decodes the struct http_exception at the start of rec,
+// read in process pid: the stack trace as copied, the panic value's type
+// named from the binary's symbols (typeNames), and the value as a
+// message when that type is a string type.
+func decodeException(rec []byte, pid uint32) *httpconv.Exception {
+	ne := binary.NativeEndian
+	x := &httpconv.Exception{}
+	stackLen := int64(ne.Uint64(rec[offExcStackLen:]))
+	n := min(int(ne.Uint16(rec[offExcStackCopied:])), excStackSize)
+	x.Stacktrace = string(rec[offExcStack : offExcStack+uintptr(n)])
+	x.StacktraceCut = int64(n) < stackLen
+	typ := ne.Uint64(rec[offExcType:])
+	if typ == 0 {
+		return x
+	}
+	x.Type = typeNames.name(pid, ne.Uint64(rec[offExcProbeIP:]), typ)
+	if stringTypes[x.Type] {
+		valueLen := int64(ne.Uint64(rec[offExcValueLen:]))
+		n := min(int(ne.Uint16(rec[offExcValueCopied:])), excValueSize)
+		x.Message = string(rec[offExcValue : offExcValue+uintptr(n)])
+		x.MessageCut = int64(n) < valueLen
+	}
+	return x
 }

@@ -206,6 +206,9 @@ var h2Cases = []h2Case{
 	{name: "5xx", method: "GET", path: "/fail/", status: 503},
 	{name: "client call", method: "GET", path: "/call/", status: 200, calls: true},
 	{name: "panic", method: "GET", path: "/panic/", panics: true, calls: true},
+	// The status the handler wrote never left (the stream is reset, the
+	// HTTP/1.x connection closed): the span has none.
+	{name: "write then panic", method: "GET", path: "/writepanic/", panics: true},
 	{name: "long path", method: "GET", path: "/long/", status: 200, long: true},
 	{name: "10 MB streamed body", method: "POST", path: "/upload/", status: 200, body: 10 << 20},
 	{name: "client gives up", method: "GET", path: "/slow/", status: 504, gaveUp: true},
@@ -350,6 +353,23 @@ func checkServerSpan(t *testing.T, target h2Target, r sentRequest, ev httpconv.H
 	}
 	check(assert.Equal(t, status, ev.StatusCode, "%s: status", what))
 	check(assert.Equal(t, r.c.panics, ev.Panicked, "%s: panicked", what))
+	if r.c.panics {
+		check(assert.NotNil(t, ev.Exception, "%s: exception", what))
+	}
+	if r.c.panics && ev.Exception != nil {
+		// The type is named from the symbol table and DWARF; without
+		// them the value cannot be told a string.
+		typ, message := "string", "h2svc: handler panics"
+		if target.Stripped {
+			typ, message = "", ""
+		}
+		check(assert.Equal(t, typ, ev.Exception.Type, "%s: exception.type", what))
+		check(assert.Equal(t, message, ev.Exception.Message, "%s: exception.message", what))
+		check(assert.True(t, strings.HasPrefix(ev.Exception.Stacktrace, "goroutine "), "%s: exception.stacktrace %q", what, ev.Exception.Stacktrace))
+	}
+	if !r.c.panics {
+		check(assert.Nil(t, ev.Exception, "%s: exception", what))
+	}
 	check(assert.False(t, ev.Hijacked, what))
 	check(assert.False(t, ev.ParentSpanID.IsValid(), "%s: a root span", what))
 	if r.c.body > 0 {

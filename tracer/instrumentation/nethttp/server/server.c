@@ -216,7 +216,7 @@ static __always_inline void server_start(struct goroutine *g, __u64 req, __u64 r
 		return;
 	struct http_event *ev = &s->ev;
 	reset_event(ev);
-	ev->pid = g->tgid;
+	ev->pid = record_tgid(g->tgid);
 	ev->goid = g->goid;
 	ev->start_ns = bpf_ktime_get_ns();
 	s->rw = rw;
@@ -333,6 +333,48 @@ int server_entry(void *ctx)
 }
 
 /*
+ * A panicked span's record: its event, then what server_panic read of the
+ * panic (bpf/nethttp.h). Built in panic_scratch (one per CPU, 7.4 KiB)
+ * rather than in server_spans, whose every entry it would grow.
+ */
+struct panic_event {
+	struct http_event ev;
+	struct http_exception exc;
+};
+
+struct panic_scratch_entry {
+	struct panic_event rec;
+	/* The goroutine whose panic rec.exc holds, until server_finish submits it. */
+	struct goroutine pending;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct panic_scratch_entry);
+} panic_scratch SEC(".maps");
+
+/*
+ * submit_server_event submits ev, the event of goroutine g's request:
+ * with the panic server_panic read for it just before, if any.
+ */
+static __always_inline void submit_server_event(struct goroutine *g, struct http_event *ev)
+{
+	__u32 zero = 0;
+	struct panic_scratch_entry *p;
+	if (ev->outcome == OUTCOME_PANIC && (p = bpf_map_lookup_elem(&panic_scratch, &zero)) &&
+	    p->pending.goid == g->goid && p->pending.tgid == g->tgid) {
+		p->pending.goid = 0;
+		if (bpf_probe_read_kernel(&p->rec.ev, sizeof(p->rec.ev), ev) == 0) {
+			submit(&p->rec, sizeof(p->rec));
+			return;
+		}
+	}
+	submit(ev, sizeof(*ev));
+}
+
+/*
  * server_finish reads what the handler decided (route, status), submits the
  * event and restores the goroutine's active span.
  */
@@ -366,7 +408,11 @@ static __always_inline void server_finish(struct goroutine *g, struct server_spa
 	 * that wrote nothing gets the 200 net/http writes after ServeHTTP
 	 * returns, when the connection is known not to be hijacked (without
 	 * conn.hijackedv, as in a stripped binary, the status stays unknown).
+	 * Over HTTP/2 too a panic leaves it unknown: the status writeHeader
+	 * took may never have left (the stream is reset), as over HTTP/1.x.
 	 */
+	if (ev->outcome == OUTCOME_PANIC && s->h2)
+		ev->status = 0;
 	if (ev->outcome == OUTCOME_RETURNED && !s->h2 && ev->proto_major == 1) {
 		__u8 hijacked = 2; /* unknown */
 		__u64 c;
@@ -383,7 +429,7 @@ static __always_inline void server_finish(struct goroutine *g, struct server_spa
 			ev->status = 200;
 	}
 
-	submit(ev, sizeof(*ev));
+	submit_server_event(g, ev);
 	span_deactivate(g, s->had_saved, &s->saved);
 	bpf_map_delete_elem(&server_spans, g);
 }
@@ -622,6 +668,60 @@ int servemux_return(void *ctx)
 	return route_servemux(ctx, off_g_goid);
 }
 
+/*
+ * read_panic reads, for goroutine g, the panic of the logf call net/http
+ * makes after recovering it (server_panic), from its variadic arguments
+ * (a []any: words 4 and 5 are the slice's pointer and length), as every
+ * recovery path logs it: ("...: panic serving %v: %v\n%s", remote
+ * address, panic value, stack trace as []byte). Only Go ABI layouts are
+ * read: interfaces (type word, data word), string and slice headers. The
+ * panic value is read as a string whatever its type, which only user space
+ * can name (from the binary's symbols and DWARF): it keeps the bytes for a
+ * string, and names the type from the type word and the probe's address.
+ */
+static __always_inline void read_panic(struct go_regs *regs, struct goroutine *g)
+{
+	__u32 zero = 0;
+	struct panic_scratch_entry *p = bpf_map_lookup_elem(&panic_scratch, &zero);
+	if (!p)
+		return;
+	p->pending.goid = 0;
+	struct http_exception *x = &p->rec.exc;
+	x->type = 0;
+	x->data = 0;
+	x->value_len = 0;
+	x->stack_len = 0;
+	x->value_copied = 0;
+	x->stack_copied = 0;
+	x->probe_ip = GO_PC(regs);
+	__u64 args = GO_REG4(regs);
+	if (GO_REG5(regs) < 3 || args == 0)
+		goto done;
+	__u64 words[6] = {}; /* args[0..2]: (type, data) each */
+	if (bpf_probe_read_user(words, sizeof(words), (const void *)args) != 0)
+		goto done;
+	x->type = words[2];
+	x->data = words[3];
+	struct go_string v = {};
+	if (x->data && bpf_probe_read_user(&v, sizeof(v), (const void *)x->data) == 0 && v.ptr && v.len > 0) {
+		__u32 n = v.len > EXC_VALUE_LEN ? EXC_VALUE_LEN : (__u32)v.len;
+		if (n <= EXC_VALUE_LEN && bpf_probe_read_user(x->value, n, (const void *)v.ptr) == 0) {
+			x->value_len = v.len;
+			x->value_copied = n;
+		}
+	}
+	struct go_slice b = {};
+	if (words[5] && bpf_probe_read_user(&b, sizeof(b), (const void *)words[5]) == 0 && b.ptr && b.len > 0) {
+		__u32 n = b.len > EXC_STACK_LEN ? EXC_STACK_LEN : (__u32)b.len;
+		if (n <= EXC_STACK_LEN && bpf_probe_read_user(x->stack, n, (const void *)b.ptr) == 0) {
+			x->stack_len = b.len;
+			x->stack_copied = n;
+		}
+	}
+done:
+	p->pending = *g;
+}
+
 /* The first bytes of the formats net/http logs a recovered handler panic with. */
 #define PANIC_PREFIX_LEN 20
 static const char panic_prefix_http1[PANIC_PREFIX_LEN] = "http: panic serving ";
@@ -637,7 +737,8 @@ static const char panic_prefix_http2[PANIC_PREFIX_LEN] = "http2: panic serving";
  *
  * The deferred recovery runs on the handler's goroutine before the stack
  * unwinds, so the goroutine's unfinished span in server_spans is the
- * request that panicked: it is submitted as OUTCOME_PANIC. Every other
+ * request that panicked: it is submitted as OUTCOME_PANIC, with what
+ * read_panic read of the panic (struct panic_event). Every other
  * message these functions log (a superfluous WriteHeader, a TLS handshake
  * error, ...) is told apart by its format. A panic with
  * http.ErrAbortHandler is not logged: over HTTP/1.x its span is lost; over
@@ -671,6 +772,7 @@ int server_panic(void *ctx)
 	if (!s || s->dropped)
 		return 0;
 	s->ev.outcome = OUTCOME_PANIC;
+	read_panic(regs, &g);
 	server_finish(&g, s);
 	return 0;
 }

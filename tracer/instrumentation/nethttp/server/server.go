@@ -18,7 +18,10 @@
 //
 // A handler that panics never reaches a RET: its span ends where net/http
 // logs the recovered panic ((*Server).logf, or the HTTP/2 servers' logf),
-// with error status. While the handler runs the span is the goroutine's
+// with error status and an "exception" event: the stack trace net/http
+// logged and the panic value's type word, read from logf's arguments
+// through the Go ABI alone; user space names the type from the binary
+// (symbols and DWARF) and keeps a string value as the message. While the handler runs the span is the goroutine's
 // active span (bpf/context.h), so that client instrumentations (net/http,
 // gRPC) make the handler's outgoing calls its children.
 //
@@ -52,7 +55,7 @@ import (
 // The BPF objects, compiled for both targets and committed, come from
 // server.c and the shared headers in bpf/; the build needs clang and
 // libbpf-dev.
-//go:generate go tool bpf2go -tags linux -target amd64,arm64 -type http_event server server.c -- -I../../../../bpf -O2 -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu
+//go:generate go tool bpf2go -tags linux -target amd64,arm64 -type http_event -type http_exception server server.c -- -I../../../../bpf -O2 -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu -I/usr/include/aarch64-linux-gnu
 
 // Symbol is the function the instrumentation probes.
 const Symbol = "net/http.serverHandler.ServeHTTP"
@@ -63,6 +66,17 @@ const Symbol = "net/http.serverHandler.ServeHTTP"
 // release from 2017 to v0.62.0. From v0.54.0 on, built with Go 1.27+, its
 // server is net/http's and these functions are not in the binary.
 const xnetHTTP2 = "golang.org/x/net/http2"
+
+// panicLogf are the functions net/http's recovery paths log a handler's
+// panic with, where server_panic runs: (*Server).logf (HTTP/1.x), the
+// bundled HTTP/2 server's (Go <= 1.26), net/http/internal/http2's (Go
+// 1.27+) and golang.org/x/net/http2's.
+var panicLogf = [...]string{
+	"net/http.(*Server).logf",
+	"net/http.(*http2serverConn).logf",
+	"net/http/internal/http2.(*serverConn).logf",
+	xnetHTTP2 + ".(*serverConn).logf",
+}
 
 // serverRequestFields are the fields of the request net/http/internal/http2
 // (Go 1.27+) passes to its runHandler, the same as net/http.Request's. They
@@ -108,10 +122,10 @@ func Instrumentation() uprobe.Instrumentation {
 			// A handler that panicked never returns: net/http recovers the
 			// panic on the handler's goroutine and logs it with one of
 			// these, where server_panic submits the span with its outcome.
-			{Symbol: "net/http.(*Server).logf", Entry: "server_panic", Optional: true, StackABI: true},
-			{Symbol: "net/http.(*http2serverConn).logf", Entry: "server_panic", Versions: "<go1.27", Optional: true, StackABI: true}, // bundled HTTP/2
-			{Symbol: "net/http/internal/http2.(*serverConn).logf", Entry: "server_panic", Versions: ">=go1.27", Optional: true},
-			{Symbol: xnetHTTP2 + ".(*serverConn).logf", Entry: "server_panic", Optional: true, StackABI: true},
+			{Symbol: panicLogf[0], Entry: "server_panic", Optional: true, StackABI: true},
+			{Symbol: panicLogf[1], Entry: "server_panic", Versions: "<go1.27", Optional: true, StackABI: true}, // bundled HTTP/2
+			{Symbol: panicLogf[2], Entry: "server_panic", Versions: ">=go1.27", Optional: true},
+			{Symbol: panicLogf[3], Entry: "server_panic", Optional: true, StackABI: true},
 			// The pattern each ServeMux matched, from findHandler's
 			// results: also the one a mux behind r.WithContext
 			// middleware or another mux matched (bpf/route.h).

@@ -130,3 +130,46 @@ func TestDecodeRecordRejectsShortRecord(t *testing.T) {
 	_, err := DecodeRecord([]byte{1, 1, 1}, trace.SpanKindServer)
 	assert.ErrorContains(t, err, "record of 3 bytes")
 }
+
+// panicRecord encodes a struct panic_event (server.c): the span's event,
+// then what server_panic read of the panic.
+func panicRecord(t *testing.T, ev serverHttpEvent, x serverHttpException) []byte {
+	t.Helper()
+	var e serverPanicScratchEntry
+	e.Rec.Ev, e.Rec.Exc = ev, x
+	b, err := binary.Append(nil, binary.NativeEndian, &e.Rec)
+	require.NoError(t, err)
+	require.Len(t, b, panicRecordSize)
+	return b
+}
+
+// A panicked span's record carries the stack trace, cut at its buffer and
+// marked so; with no type word, or a process whose binary cannot be read,
+// there is no type, and then no message: only a type says the value is a
+// string. A span record without the panic part, or not panicked, has no
+// exception.
+func TestDecodeRecordReadsThePanic(t *testing.T) {
+	x := serverHttpException{StackLen: 5000, StackCopied: 4096, ValueLen: 4, ValueCopied: 4}
+	stack := "goroutine 1 [running]:\n" + strings.Repeat("f()\n", 1100)
+	copy(x.Stack[:], stack)
+	copy(x.Value[:], "boom")
+	for _, typ := range []uint64{0, 0x4a0000} {
+		x.Type = typ
+		ev, err := DecodeRecord(panicRecord(t, serverHttpEvent{Kind: 1, Outcome: 1, Pid: 0}, x), trace.SpanKindServer)
+		require.NoError(t, err)
+		require.NotNil(t, ev.Exception)
+		assert.Equal(t, httpconv.Exception{Stacktrace: stack[:4096], StacktraceCut: true}, *ev.Exception, "type word %#x", typ)
+	}
+
+	x.StackLen, x.StackCopied = 30, 65535 // a length beyond the buffer
+	ev, err := DecodeRecord(panicRecord(t, serverHttpEvent{Kind: 1, Outcome: 1}, x), trace.SpanKindServer)
+	require.NoError(t, err)
+	assert.Len(t, ev.Exception.Stacktrace, 4096)
+
+	ev, err = DecodeRecord(panicRecord(t, serverHttpEvent{Kind: 1}, x), trace.SpanKindServer)
+	require.NoError(t, err)
+	assert.Nil(t, ev.Exception, "not panicked")
+	ev, err = DecodeRecord(record(t, serverHttpEvent{Kind: 1, Outcome: 1}), trace.SpanKindServer)
+	require.NoError(t, err)
+	assert.Nil(t, ev.Exception, "a panic not logged (http.ErrAbortHandler over HTTP/2)")
+}

@@ -67,6 +67,30 @@ type serverHttpEvent struct {
 	_             [7]byte
 }
 
+type serverHttpException struct {
+	_           structs.HostLayout
+	Type        uint64
+	Data        uint64
+	ProbeIp     uint64
+	ValueLen    int64
+	StackLen    int64
+	ValueCopied uint16
+	StackCopied uint16
+	Pad         [4]uint8
+	Value       [512]uint8
+	Stack       [4096]uint8
+}
+
+type serverPanicScratchEntry struct {
+	_   structs.HostLayout
+	Rec struct {
+		_   structs.HostLayout
+		Ev  serverHttpEvent
+		Exc serverHttpException
+	}
+	Pending serverGoroutine
+}
+
 type serverRoute struct {
 	_        structs.HostLayout
 	Set      uint8
@@ -109,6 +133,7 @@ const (
 	serverMapActiveSpans                   = "active_spans"
 	serverMapDrops                         = "drops"
 	serverMapEvents                        = "events"
+	serverMapPanicScratch                  = "panic_scratch"
 	serverMapRouteScratch                  = "route_scratch"
 	serverMapRouteTemplates                = "route_templates"
 	serverMapServerScratch                 = "server_scratch"
@@ -164,6 +189,8 @@ const (
 	serverVarOffResponseConn               = "off_response_conn"
 	serverVarOffResponseStatus             = "off_response_status"
 	serverVarOffTableGroups                = "off_table_groups"
+	serverVarPidnsDev                      = "pidns_dev"
+	serverVarPidnsIno                      = "pidns_ino"
 	serverVarPropagateTracecontext         = "propagate_tracecontext"
 	serverVarSampler                       = "sampler"
 	serverVarSamplerBound                  = "sampler_bound"
@@ -232,6 +259,7 @@ type serverMapSpecs struct {
 	ActiveSpans    *ebpf.MapSpec `ebpf:"active_spans"`
 	Drops          *ebpf.MapSpec `ebpf:"drops"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	PanicScratch   *ebpf.MapSpec `ebpf:"panic_scratch"`
 	RouteScratch   *ebpf.MapSpec `ebpf:"route_scratch"`
 	RouteTemplates *ebpf.MapSpec `ebpf:"route_templates"`
 	ServerScratch  *ebpf.MapSpec `ebpf:"server_scratch"`
@@ -281,6 +309,8 @@ type serverVariableSpecs struct {
 	OffResponseConn               *ebpf.VariableSpec `ebpf:"off_response_conn"`
 	OffResponseStatus             *ebpf.VariableSpec `ebpf:"off_response_status"`
 	OffTableGroups                *ebpf.VariableSpec `ebpf:"off_table_groups"`
+	PidnsDev                      *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno                      *ebpf.VariableSpec `ebpf:"pidns_ino"`
 	PropagateTracecontext         *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
 	Sampler                       *ebpf.VariableSpec `ebpf:"sampler"`
 	SamplerBound                  *ebpf.VariableSpec `ebpf:"sampler_bound"`
@@ -309,6 +339,7 @@ type serverMaps struct {
 	ActiveSpans    *ebpf.Map `ebpf:"active_spans"`
 	Drops          *ebpf.Map `ebpf:"drops"`
 	Events         *ebpf.Map `ebpf:"events"`
+	PanicScratch   *ebpf.Map `ebpf:"panic_scratch"`
 	RouteScratch   *ebpf.Map `ebpf:"route_scratch"`
 	RouteTemplates *ebpf.Map `ebpf:"route_templates"`
 	ServerScratch  *ebpf.Map `ebpf:"server_scratch"`
@@ -322,6 +353,7 @@ func (m *serverMaps) Close() error {
 		m.ActiveSpans,
 		m.Drops,
 		m.Events,
+		m.PanicScratch,
 		m.RouteScratch,
 		m.RouteTemplates,
 		m.ServerScratch,
@@ -372,6 +404,8 @@ type serverVariables struct {
 	OffResponseConn               *ebpf.Variable `ebpf:"off_response_conn"`
 	OffResponseStatus             *ebpf.Variable `ebpf:"off_response_status"`
 	OffTableGroups                *ebpf.Variable `ebpf:"off_table_groups"`
+	PidnsDev                      *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno                      *ebpf.Variable `ebpf:"pidns_ino"`
 	PropagateTracecontext         *ebpf.Variable `ebpf:"propagate_tracecontext"`
 	Sampler                       *ebpf.Variable `ebpf:"sampler"`
 	SamplerBound                  *ebpf.Variable `ebpf:"sampler_bound"`

@@ -64,6 +64,11 @@ func handlers() http.Handler {
 		get("http://" + backend + "/backend")
 		panic("h2svc: handler panics")
 	})
+	mux.HandleFunc("/writepanic/", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte("partial"))
+		panic("h2svc: handler panics")
+	})
 	mux.HandleFunc("/long/", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})

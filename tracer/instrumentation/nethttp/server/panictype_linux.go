@@ -1,0 +1,198 @@
+//go:build linux && (amd64 || arm64)
+
+package server
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/offsetdb/offsetdb/gobinary"
+	"github.com/offsetdb/offsetdb/layout"
+	"github.com/offsetdb/offsetdb/offsets"
+)
+
+// stringTypes are the types of panic values whose data word points to a
+// string header, so that the bytes server.c copied from there are the
+// value: string itself, and the runtime's errors declared as strings
+// (`type plainError string`, `type errorString string` in package
+// runtime: a nil map write, a nil pointer dereference, a closed channel's
+// send, ...). These are Go declarations, not field offsets; any other
+// value's message would need its Error method, which the tracer cannot
+// call.
+var stringTypes = map[string]bool{
+	"string":              true,
+	"runtime.plainError":  true,
+	"runtime.errorString": true,
+}
+
+// typeNames names the panic values' types of the processes traced.
+var typeNames = &typeResolver{byPID: make(map[uint32]*typeBinary)}
+
+// maxTypeBinaries bounds the binaries typeResolver keeps open: one per
+// process that panicked.
+const maxTypeBinaries = 16
+
+// The fields of a runtime type descriptor that locate its name:
+// internal/abi.Type's from Go 1.21, runtime._type's before.
+var (
+	abiTypeFields = []offsets.FieldID{offsets.MustParseFieldID("internal/abi.Type.Str"), offsets.MustParseFieldID("internal/abi.Type.TFlag")}
+	oldTypeFields = []offsets.FieldID{offsets.MustParseFieldID("runtime._type.str"), offsets.MustParseFieldID("runtime._type.tflag")}
+)
+
+// typeBinary is the executable of a traced process, with where its type
+// descriptors keep their names (from its DWARF; ok false without).
+type typeBinary struct {
+	bin    *gobinary.Binary
+	file   os.FileInfo // of /proc/PID/exe when opened: a reused PID runs another file
+	layout gobinary.TypeLayout
+	ok     bool
+}
+
+// typeResolver turns the type word of a panic value into the type's name
+// through the process's executable (/proc/PID/exe, opened when a
+// process's first panic is decoded and kept; a process that exited before
+// is not named). The name is the runtime's own, found through the
+// descriptor's name offset, whose field offsets come from the binary's
+// DWARF (they are not in the database) and whose base is the symbol
+// runtime.types: a binary without DWARF or symbols gets no names.
+type typeResolver struct {
+	mu    sync.Mutex
+	byPID map[uint32]*typeBinary
+}
+
+// name returns the name of the type whose descriptor is at runtime
+// address typ in process pid, where server_panic ran at ip; empty when it
+// cannot be named.
+func (r *typeResolver) name(pid uint32, ip, typ uint64) string {
+	tb, err := r.binary(pid)
+	if err != nil || !tb.ok {
+		return ""
+	}
+	bias, ok := loadBias(pid, tb.bin, tb.file, ip)
+	if !ok {
+		return ""
+	}
+	name, err := tb.bin.TypeName(typ-bias, tb.layout)
+	if err != nil {
+		return ""
+	}
+	return name
+}
+
+func (r *typeResolver) binary(pid uint32) (*typeBinary, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	path := fmt.Sprintf("/proc/%d/exe", pid)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if tb, ok := r.byPID[pid]; ok {
+		if os.SameFile(tb.file, fi) {
+			return tb, nil
+		}
+		tb.bin.Close()
+		delete(r.byPID, pid)
+	}
+	bin, err := gobinary.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	tb := &typeBinary{bin: bin, file: fi}
+	if !bin.Stripped && bin.HasDWARF {
+		tb.layout, tb.ok = typeLayout(path)
+	}
+	if len(r.byPID) >= maxTypeBinaries {
+		for p, old := range r.byPID { // any one
+			old.bin.Close()
+			delete(r.byPID, p)
+			break
+		}
+	}
+	r.byPID[pid] = tb
+	return tb, nil
+}
+
+// typeLayout reads where the type descriptors of the binary at path keep
+// their names, from its DWARF.
+func typeLayout(path string) (gobinary.TypeLayout, bool) {
+	f, err := layout.Open(path)
+	if err != nil {
+		return gobinary.TypeLayout{}, false
+	}
+	defer f.Close()
+	for _, ids := range [][]offsets.FieldID{abiTypeFields, oldTypeFields} {
+		vs, err := f.Fields(ids)
+		if err == nil {
+			return gobinary.TypeLayout{Str: vs[ids[0]].Offset, TFlag: vs[ids[1]].Offset}, true
+		}
+	}
+	return gobinary.TypeLayout{}, false
+}
+
+// loadBias returns what to subtract from a runtime address of process pid
+// to get the binary's virtual address: zero for a position-dependent
+// executable, the load bias of a PIE. ip is where server_panic ran, the
+// entry of one of the panicLogf functions (a uprobe reports the probed
+// instruction; one byte past it is accepted too). The process's mapping
+// of ip must be of the executable (exe, by inode) at the file offset of
+// that function's entry: a PID that names another process (one that
+// reused it, or a tracer in another PID namespace than the kernel's
+// numbers) gets no bias, and no names.
+func loadBias(pid uint32, bin *gobinary.Binary, exe os.FileInfo, ip uint64) (uint64, bool) {
+	st, ok := exe.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	start, fileOff, ok := mappingOf(pid, ip, st.Ino)
+	if !ok {
+		return 0, false
+	}
+	at := ip - start + fileOff
+	for _, sym := range panicLogf {
+		fn, err := bin.Function(sym)
+		if err != nil {
+			continue
+		}
+		if at == fn.EntryOffset || at == fn.EntryOffset+1 {
+			return ip - (at - fn.EntryOffset) - fn.Entry, true
+		}
+	}
+	return 0, false
+}
+
+// mappingOf returns the start address and file offset of the mapping of
+// address addr in process pid, if it maps the file with inode ino.
+func mappingOf(pid uint32, addr, ino uint64) (start, off uint64, ok bool) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return 0, 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// start-end perms offset dev inode path
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 5 {
+			continue
+		}
+		lo, hi, found := strings.Cut(fs[0], "-")
+		if !found {
+			continue
+		}
+		s, err1 := strconv.ParseUint(lo, 16, 64)
+		e, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || addr < s || addr >= e {
+			continue
+		}
+		o, err1 := strconv.ParseUint(fs[2], 16, 64)
+		i, err2 := strconv.ParseUint(fs[4], 10, 64)
+		return s, o, err1 == nil && err2 == nil && i == ino
+	}
+	return 0, 0, false
+}
