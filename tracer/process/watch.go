@@ -80,16 +80,19 @@ func Watch(ctx context.Context, glob string, opts WatchOptions) <-chan Event {
 	// once. Events queue in between, without bound.
 	queue := make(chan Event)
 	go forward(ctx, queue, ch)
+	w := &watcher{glob: glob, hold: opts.Hold, self: os.Getpid(), known: map[int]string{}, readAt: map[int]time.Time{}, ch: queue, ctx: ctx}
+	if err := conn.setTimeout(200 * time.Millisecond); err != nil {
+		log.Warn("process events connector", "err", err)
+	}
+	// Subscribed first, then scanned, before Watch returns: a process
+	// started in between is in the scan or in the events, and readAt
+	// tells the exec event of a scanned process (handle); one started
+	// after Watch returns is seen at its exec, and held.
+	scanned := w.scan()
 	go func() {
 		defer close(queue)
 		defer conn.close()
-		w := &watcher{glob: glob, hold: opts.Hold, self: os.Getpid(), known: map[int]string{}, readAt: map[int]time.Time{}, ch: queue, ctx: ctx}
-		if err := conn.setTimeout(200 * time.Millisecond); err != nil {
-			log.Warn("process events connector", "err", err)
-		}
-		// Subscribed first, then scanned: a process started in between
-		// is in the scan or in the events, and known filters duplicates.
-		if !w.scan() {
+		if !scanned {
 			return
 		}
 		for ctx.Err() == nil {
@@ -200,11 +203,16 @@ func (w *watcher) scan() bool {
 			seen[pid] = true
 			continue
 		}
+		readAt := time.Now()
 		_, exe, err := ExePath(pid)
 		if err != nil || !Match(w.glob, exe) || !Alive(pid) {
 			continue
 		}
 		w.known[pid] = exe
+		// A process started while the watch began can be found here
+		// before its exec event is handled: that event is then of the
+		// program already read (handle).
+		w.readAt[pid] = readAt
 		seen[pid] = true
 		if !w.send(Event{PID: pid, Exe: exe}) {
 			return false
@@ -214,6 +222,7 @@ func (w *watcher) scan() bool {
 		if !seen[pid] {
 			exe := w.known[pid]
 			delete(w.known, pid)
+			delete(w.readAt, pid)
 			if !w.send(Event{PID: pid, Exe: exe, Exited: true}) {
 				return false
 			}
