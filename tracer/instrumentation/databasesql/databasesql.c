@@ -34,8 +34,16 @@
  *       already ended (ErrTxDone, the usual deferred Rollback after Commit)
  *       makes none.
  *
+ *   github.com/go-sql-driver/mysql (*mysqlConn).handleErrorPacket(data []byte) error
+ *   github.com/jackc/pgx/v5/pgproto3 (*ErrorResponse).Decode(src []byte) error
+ *       sql_mysql_error / sql_pg_error: a server's error response, read
+ *       by the driver on the goroutine of the call it answers, gives that
+ *       call's span its error number or SQLSTATE (db_mysql_error,
+ *       db_pg_error; never the message).
+ *
  * Arguments are never read: only the query text as the application wrote it.
  */
+#define DB_PG_ERRORS
 #include "db.h"
 
 /* Field offsets, rewritten at load time; OFFSET_ABSENT if absent. */
@@ -414,4 +422,38 @@ int sql_rollback(void *ctx)
 	struct go_regs *regs = ctx;
 	/* discardConn is true when the transaction's context ended, not Rollback. */
 	return tx_end(regs, DB_OP_ROLLBACK, (GO_REG2(regs) & 0xff) == 0);
+}
+
+/* call_in_progress returns the goroutine's call with a span, if any. */
+static __always_inline struct sql_call *call_in_progress(struct go_regs *regs)
+{
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct sql_call *c = bpf_map_lookup_elem(&sql_calls, &g);
+	if (!c || c->ev.op == 0)
+		return 0;
+	return c;
+}
+
+/* handleErrorPacket(data []byte): the ERR packet is the second and third words. */
+SEC("uprobe/mysql_handleErrorPacket")
+int sql_mysql_error(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct sql_call *c = call_in_progress(regs);
+	if (c)
+		db_mysql_error(&c->ev, GO_REG2(regs), (__s64)GO_REG3(regs));
+	return 0;
+}
+
+/* ErrorResponse.Decode(src []byte): the message body is the second and third words. */
+SEC("uprobe/pgx_ErrorResponse_Decode")
+int sql_pg_error(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct sql_call *c = call_in_progress(regs);
+	if (c)
+		db_pg_error(&c->ev, GO_REG2(regs), (__s64)GO_REG3(regs));
+	return 0;
 }

@@ -25,6 +25,13 @@
 // from the part of the DSN after its credentials, for a DB opened with
 // sql.Open while the probes were attached; for any other DB they are
 // unknown (db.system.name other_sql).
+//
+// A call that fails on an error response of a MySQL server (through
+// go-sql-driver/mysql) or a PostgreSQL one (through pgx's stdlib) has the
+// response's error number or SQLSTATE as error.type and
+// db.response.status_code, read from the response message as the driver
+// gets it: the protocol's layout, no struct offsets, never the message.
+// Other drivers' failures (lib/pq's among them) have error.type _OTHER.
 package databasesql
 
 import (
@@ -51,6 +58,12 @@ const (
 	BeginDC          = "database/sql.(*DB).beginDC"
 	Commit           = "database/sql.(*Tx).Commit"
 	Rollback         = "database/sql.(*Tx).rollback"
+
+	// Drivers' readers of the server's error responses, on the goroutine
+	// of the call they answer: their code becomes the span's error.type
+	// and db.response.status_code.
+	MySQLHandleErrorPacket = "github.com/go-sql-driver/mysql.(*mysqlConn).handleErrorPacket"
+	PgErrorResponseDecode  = "github.com/jackc/pgx/v5/pgproto3.(*ErrorResponse).Decode"
 )
 
 // Instrumentation returns the declaration of the database/sql
@@ -77,6 +90,8 @@ func Instrumentation() uprobe.Instrumentation {
 			{Symbol: BeginDC, Return: "sql_begin_return", Optional: true, StackABI: true, StackResults: 24},
 			{Symbol: Commit, Entry: "sql_commit", Return: "sql_return1", Optional: true, StackABI: true, StackResults: 16},
 			{Symbol: Rollback, Entry: "sql_rollback", Return: "sql_return1", Optional: true, StackABI: true, StackResults: 16},
+			{Symbol: MySQLHandleErrorPacket, Entry: "sql_mysql_error", Optional: true, StackABI: true},
+			{Symbol: PgErrorResponseDecode, Entry: "sql_pg_error", Optional: true},
 		},
 		Fields: []uprobe.Field{
 			{ID: f("runtime.g.goid"), Const: "off_g_goid"},

@@ -187,6 +187,7 @@ func checkSQL(t *testing.T, got []dbtest.Span, drivers []string) {
 	}
 	require.Len(t, servers, len(drivers), "server spans")
 	system := map[string]string{"pq": "postgresql", "pgx": "postgresql", "mysql": "mysql"}
+	errorType := map[string]string{"pq": "_OTHER", "pgx": "42P01", "mysql": "1146"}
 	port := map[string]bool{}
 	for _, d := range drivers {
 		type want struct {
@@ -219,8 +220,19 @@ func checkSQL(t *testing.T, got []dbtest.Span, drivers []string) {
 				assert.Contains(t, sp.Attrs["db.query.text"], strings.SplitN(sp.Name, " ", 2)[0], "%s %s", d, sp.Name)
 			}
 			if sp.Status == codes.Error {
-				assert.Equal(t, "_OTHER", sp.Attrs["error.type"])
+				// The server's code where the driver's error responses are
+				// read: MySQL's ER_NO_SUCH_TABLE, PostgreSQL's
+				// undefined_table; lib/pq's are not.
+				assert.Equal(t, errorType[d], sp.Attrs["error.type"], "%s %s", d, sp.Name)
+				if d == "pq" {
+					assert.NotContains(t, sp.Attrs, "db.response.status_code", "%s %s", d, sp.Name)
+				} else {
+					assert.Equal(t, errorType[d], sp.Attrs["db.response.status_code"], "%s %s", d, sp.Name)
+				}
 				assert.Equal(t, "SELECT * FROM no_such_table", sp.Attrs["db.query.text"])
+			} else {
+				assert.NotContains(t, sp.Attrs, "error.type", "%s %s", d, sp.Name)
+				assert.NotContains(t, sp.Attrs, "db.response.status_code", "%s %s", d, sp.Name)
 			}
 		}
 		assert.Equal(t, map[want]int{

@@ -90,6 +90,14 @@ func checkNative(t *testing.T, got []dbtest.Span, srv dbtest.Servers) {
 		} else {
 			assert.Contains(t, sp.Attrs["db.query.text"], strings.SplitN(sp.Name, " ", 2)[0])
 		}
+		if sp.Status == codes.Error {
+			// undefined_table, from the server's ErrorResponse.
+			assert.Equal(t, "42P01", sp.Attrs["error.type"], "%s", sp.Name)
+			assert.Equal(t, "42P01", sp.Attrs["db.response.status_code"], "%s", sp.Name)
+		} else {
+			assert.NotContains(t, sp.Attrs, "error.type", "%s", sp.Name)
+			assert.NotContains(t, sp.Attrs, "db.response.status_code", "%s", sp.Name)
+		}
 		assert.False(t, sp.Start.Before(server.Start) || sp.End.After(server.End), "%s outside its request", sp.Name)
 	}
 	assert.Equal(t, map[want]int{

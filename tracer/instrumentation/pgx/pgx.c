@@ -23,7 +23,14 @@
  *       pgx_copy / pgx_copy_return: one span per COPY, with the table (the
  *       Identifier's last part) in place of the text; the rows are never
  *       read.
+ *   (*pgproto3.ErrorResponse).Decode(src []byte) error
+ *       pgx_error: the server's error response, decoded on the goroutine of
+ *       the call it answers, gives that call's span its SQLSTATE
+ *       (db_pg_error; the message is not read). A response decoded while no
+ *       call is in progress (an error read with the rows, after Query
+ *       returned) gives none.
  */
+#define DB_PG_ERRORS
 #include "db.h"
 
 /* Field offsets, rewritten at load time; OFFSET_ABSENT if absent. */
@@ -170,4 +177,18 @@ int pgx_copy_return(void *ctx)
 {
 	struct go_regs *regs = ctx;
 	return end(regs, GO_RESULT2(regs));
+}
+
+/* ErrorResponse.Decode(src []byte): src is the second and third words. */
+SEC("uprobe/pgx_ErrorResponse_Decode")
+int pgx_error(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct pgx_call *c = bpf_map_lookup_elem(&pgx_calls, &g);
+	if (c)
+		db_pg_error(&c->ev, GO_REG2(regs), (__s64)GO_REG3(regs));
+	return 0;
 }

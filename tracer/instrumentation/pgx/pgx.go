@@ -9,7 +9,10 @@
 // (cut at 255 bytes, and then listed in offsetdb.truncated), never the
 // arguments, db.query.summary ("SELECT items") as its name, and
 // server.address, server.port and db.namespace from the connection's
-// pgconn.Config. A query's span ends when Query returns: the rows read
+// pgconn.Config. A call that fails on an error response of the server
+// has its SQLSTATE as error.type and db.response.status_code, read from
+// the response as pgproto3.(*ErrorResponse).Decode gets it (the wire
+// format: no offsets; never the message). A query's span ends when Query returns: the rows read
 // afterwards are not in it. A CopyFrom is one span "COPY <table>" with
 // db.collection.name and no text; its rows are never read. Transactions
 // are the "begin", "commit" and "rollback" Execs pgx sends; batches
@@ -31,6 +34,10 @@ const (
 	Query    = "github.com/jackc/pgx/v5.(*Conn).Query"
 	Exec     = "github.com/jackc/pgx/v5.(*Conn).Exec"
 	CopyFrom = "github.com/jackc/pgx/v5.(*Conn).CopyFrom"
+	// ErrorResponseDecode decodes each error response of the server, on
+	// the goroutine of the call it answers: its SQLSTATE becomes the
+	// span's error.type and db.response.status_code.
+	ErrorResponseDecode = "github.com/jackc/pgx/v5/pgproto3.(*ErrorResponse).Decode"
 )
 
 // Instrumentation returns the declaration of the pgx instrumentation, for
@@ -43,6 +50,7 @@ func Instrumentation() uprobe.Instrumentation {
 			{Symbol: Query, Entry: "pgx_query", Return: "pgx_return"},
 			{Symbol: Exec, Entry: "pgx_exec", Return: "pgx_return", Optional: true},
 			{Symbol: CopyFrom, Entry: "pgx_copy", Return: "pgx_copy_return", Optional: true},
+			{Symbol: ErrorResponseDecode, Entry: "pgx_error", Optional: true},
 		},
 		Fields: []uprobe.Field{
 			{ID: f("runtime.g.goid"), Const: "off_g_goid"},

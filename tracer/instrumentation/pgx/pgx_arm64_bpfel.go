@@ -28,7 +28,9 @@ type pgxDbEvent struct {
 	Port         uint16
 	NamespaceLen uint8
 	Cut          uint8
-	Pad          [4]uint8
+	StatusKind   uint8
+	Pad          [3]uint8
+	Status       [8]uint8
 	StartNs      uint64
 	EndNs        uint64
 	TraceId      [16]uint8
@@ -41,6 +43,11 @@ type pgxDbEvent struct {
 	Addr         [128]uint8
 	Query        [256]uint8
 	Namespace    [64]uint8
+}
+
+type pgxDbPgBuf struct {
+	_ structs.HostLayout
+	B [136]uint8
 }
 
 type pgxGoroutine struct {
@@ -77,12 +84,14 @@ type pgxSpanContext struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	pgxMapActiveSpans           = "active_spans"
+	pgxMapDbPgScratch           = "db_pg_scratch"
 	pgxMapDrops                 = "drops"
 	pgxMapEvents                = "events"
 	pgxMapPgxCalls              = "pgx_calls"
 	pgxMapPgxScratch            = "pgx_scratch"
 	pgxProgPgxCopy              = "pgx_copy"
 	pgxProgPgxCopyReturn        = "pgx_copy_return"
+	pgxProgPgxError             = "pgx_error"
 	pgxProgPgxExec              = "pgx_exec"
 	pgxProgPgxQuery             = "pgx_query"
 	pgxProgPgxReturn            = "pgx_return"
@@ -144,6 +153,7 @@ type pgxSpecs struct {
 type pgxProgramSpecs struct {
 	PgxCopy       *ebpf.ProgramSpec `ebpf:"pgx_copy"`
 	PgxCopyReturn *ebpf.ProgramSpec `ebpf:"pgx_copy_return"`
+	PgxError      *ebpf.ProgramSpec `ebpf:"pgx_error"`
 	PgxExec       *ebpf.ProgramSpec `ebpf:"pgx_exec"`
 	PgxQuery      *ebpf.ProgramSpec `ebpf:"pgx_query"`
 	PgxReturn     *ebpf.ProgramSpec `ebpf:"pgx_return"`
@@ -154,6 +164,7 @@ type pgxProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type pgxMapSpecs struct {
 	ActiveSpans *ebpf.MapSpec `ebpf:"active_spans"`
+	DbPgScratch *ebpf.MapSpec `ebpf:"db_pg_scratch"`
 	Drops       *ebpf.MapSpec `ebpf:"drops"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	PgxCalls    *ebpf.MapSpec `ebpf:"pgx_calls"`
@@ -199,6 +210,7 @@ func (o *pgxObjects) Close() error {
 // It can be passed to loadPgxObjects or ebpf.CollectionSpec.LoadAndAssign.
 type pgxMaps struct {
 	ActiveSpans *ebpf.Map `ebpf:"active_spans"`
+	DbPgScratch *ebpf.Map `ebpf:"db_pg_scratch"`
 	Drops       *ebpf.Map `ebpf:"drops"`
 	Events      *ebpf.Map `ebpf:"events"`
 	PgxCalls    *ebpf.Map `ebpf:"pgx_calls"`
@@ -208,6 +220,7 @@ type pgxMaps struct {
 func (m *pgxMaps) Close() error {
 	return _PgxClose(
 		m.ActiveSpans,
+		m.DbPgScratch,
 		m.Drops,
 		m.Events,
 		m.PgxCalls,
@@ -239,6 +252,7 @@ type pgxVariables struct {
 type pgxPrograms struct {
 	PgxCopy       *ebpf.Program `ebpf:"pgx_copy"`
 	PgxCopyReturn *ebpf.Program `ebpf:"pgx_copy_return"`
+	PgxError      *ebpf.Program `ebpf:"pgx_error"`
 	PgxExec       *ebpf.Program `ebpf:"pgx_exec"`
 	PgxQuery      *ebpf.Program `ebpf:"pgx_query"`
 	PgxReturn     *ebpf.Program `ebpf:"pgx_return"`
@@ -248,6 +262,7 @@ func (p *pgxPrograms) Close() error {
 	return _PgxClose(
 		p.PgxCopy,
 		p.PgxCopyReturn,
+		p.PgxError,
 		p.PgxExec,
 		p.PgxQuery,
 		p.PgxReturn,

@@ -5,6 +5,7 @@ package pgx
 import (
 	"encoding/binary"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/codes"
@@ -46,6 +47,20 @@ func TestInstrumentationDecodesPgxRecords(t *testing.T) {
 			WantAttrs: map[string]any{"db.system.name": "postgresql", "db.query.text": "SELECT * FROM no_such_table",
 				"db.query.summary": "SELECT no_such_table", "db.namespace": "shop", "server.address": "/var/run/postgresql",
 				"server.port": int64(5432), "error.type": "_OTHER"},
+			WantStatus: codes.Error,
+		},
+		{
+			Name: "a failed exec with the server's SQLSTATE",
+			Record: func() []byte {
+				r := record(t, 10, 1, "127.0.0.1", 5432, "shop", "SELECT * FROM no_such_table")
+				r[unsafe.Offsetof(pgxDbEvent{}.StatusKind)] = 1 // DB_STATUS_SQLSTATE
+				copy(r[unsafe.Offsetof(pgxDbEvent{}.Status):], "42P01")
+				return r
+			}(),
+			Want: want("SELECT no_such_table"),
+			WantAttrs: map[string]any{"db.system.name": "postgresql", "db.query.text": "SELECT * FROM no_such_table",
+				"db.query.summary": "SELECT no_such_table", "db.namespace": "shop", "server.address": "127.0.0.1",
+				"server.port": int64(5432), "error.type": "42P01", "db.response.status_code": "42P01"},
 			WantStatus: codes.Error,
 		},
 		{

@@ -54,6 +54,11 @@ type Event struct {
 
 	Failed   bool // the call returned an error
 	NotFound bool // go-redis: the call returned redis.Nil (no such key): not a failure
+	// Status is the code of the server's last error response during the
+	// call: PostgreSQL's SQLSTATE ("42P01"), MySQL's error number
+	// ("1146"); empty when none was seen (the call failed in the client,
+	// or its driver's responses are not read: lib/pq, others).
+	Status string
 
 	// Driver is the name the database/sql driver registered ("postgres",
 	// "pgx", "mysql"); empty when unknown.
@@ -109,8 +114,10 @@ func System(driver string) attribute.KeyValue {
 // system. Redis: the name is db.operation.name, the command ("GET") or, for
 // a pipeline, "BATCH GET" when every command is the same and "BATCH"
 // otherwise; db.query.text has each command's name and a "?" per
-// argument. A failed call is an error with error.type _OTHER (the error's
-// type is not read); redis.Nil is not a failure.
+// argument. A failed call is an error whose error.type and
+// db.response.status_code are the server's error code (Status) when one
+// was seen, as the database conventions ask; else error.type is _OTHER
+// (the Go error's type is not read). redis.Nil is not a failure.
 func Describe(ev *Event, out *spans.Span) {
 	out.Kind = trace.SpanKindClient
 	out.Start, out.End = ev.Start, ev.End
@@ -124,7 +131,11 @@ func Describe(ev *Event, out *spans.Span) {
 		attrs = describeSQL(ev, out, attrs)
 	}
 	out.Attributes = attrs
-	if ev.Failed {
+	switch {
+	case ev.Failed && ev.Status != "":
+		out.Attributes = append(out.Attributes, semconv.DBResponseStatusCode(ev.Status))
+		out.SetError(semconv.ErrorTypeKey.String(ev.Status), "")
+	case ev.Failed:
 		out.SetError(semconv.ErrorTypeOther, "")
 	}
 }
