@@ -32,6 +32,8 @@
 #define DB_OP_PGX_QUERY 9  /* pgx: Conn.Query (and QueryRow, and a pool's) */
 #define DB_OP_PGX_EXEC 10  /* pgx: Conn.Exec */
 #define DB_OP_PGX_COPY 11  /* pgx: Conn.CopyFrom; query holds the table name */
+#define DB_OP_BEGIN 12     /* database/sql: an attempt of DB.BeginTx, or Conn.BeginTx */
+#define DB_OP_PGX_BATCH 13 /* pgx: Conn.SendBatch; query holds the first query's text, cmds each query's start */
 
 /* status_kind of struct db_event: what status holds. */
 #define DB_STATUS_NONE 0     /* no error response from the server seen during the call */
@@ -59,14 +61,15 @@ struct db_event {
 	__u8 query_len;
 	__u8 system_len;
 	__u8 addr_len;
-	__u8 ncmds;      /* go-redis: commands written, the first DB_MAX_CMDS named in cmds */
+	__u8 ncmds;      /* go-redis: commands written, the first DB_MAX_CMDS named in cmds; pgx: a batch's queries (255: more) */
 	__u32 pid;
 	__s32 db_index;  /* go-redis: the Options.DB of the client, -1 if unknown */
 	__u16 port;      /* pgx: the server's port, 0 if unknown */
 	__u8 namespace_len;
 	__u8 cut;        /* DB_CUT_*: values longer than their buffer, cut there */
 	__u8 status_kind; /* DB_STATUS_*: the server's last error response during the call */
-	__u8 pad[3];
+	__u8 same_text;   /* pgx batch: every query has the text of the first (the same string) */
+	__u8 pad[2];
 	__u8 status[DB_STATUS_LEN]; /* its code, never its message (see db_pg_error, db_mysql_error) */
 	__u64 start_ns;
 	__u64 end_ns;
@@ -75,7 +78,7 @@ struct db_event {
 	__u8 parent_span_id[8]; /* all zero for a root span */
 	__u8 cmd_len[DB_MAX_CMDS];
 	__u8 cmd_argc[DB_MAX_CMDS];           /* go-redis: each command's argument count, its name included (255: more) */
-	__u8 cmds[DB_MAX_CMDS][DB_CMD_LEN];   /* go-redis: command names, never arguments */
+	__u8 cmds[DB_MAX_CMDS][DB_CMD_LEN];   /* go-redis: command names, never arguments; pgx: the start of each batch query's text */
 	__u8 system[DB_SYSTEM_LEN];           /* database/sql: the driver's registered name */
 	__u8 addr[DB_ADDR_LEN];               /* the server: a DSN's part after its credentials, go-redis' Options.Addr, pgx's Config.Host */
 	__u8 query[DB_QUERY_LEN + 1];         /* the query text as the application passed it */

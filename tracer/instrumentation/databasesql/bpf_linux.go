@@ -77,6 +77,7 @@ var (
 	offNamespace = unsafe.Offsetof(databasesqlDbEvent{}.Namespace)
 	offStatKind  = unsafe.Offsetof(databasesqlDbEvent{}.StatusKind)
 	offStatus    = unsafe.Offsetof(databasesqlDbEvent{}.Status)
+	offSameText  = unsafe.Offsetof(databasesqlDbEvent{}.SameText)
 	nsSize       = len(databasesqlDbEvent{}.Namespace)
 	maxCmds      = len(databasesqlDbEvent{}.Cmds)
 	cmdSize      = len(databasesqlDbEvent{}.Cmds[0])
@@ -113,6 +114,7 @@ func DecodeRecord(record []byte) (dbconv.Event, error) {
 		DBIndex:     int(int32(ne.Uint32(record[offDBIndex:]))),
 		Port:        int(ne.Uint16(record[offPort:])),
 		Namespace:   str(int(record[offNsLen]), offNamespace, nsSize),
+		SameText:    record[offSameText] != 0,
 	}
 	switch record[offStatKind] {
 	case statusSQLState:

@@ -81,6 +81,12 @@ func TestInstrumentationDecodesSQLRecords(t *testing.T) {
 				"db.query.summary": "INSERT hits", "db.namespace": "shop", "server.address": "127.0.0.1"},
 		},
 		{
+			Name:      "begin of a transaction: no text, named by the operation",
+			Record:    record(t, 12, "mysql", "tcp(127.0.0.1:3306)/shop", "", 0),
+			Want:      want("BEGIN"),
+			WantAttrs: map[string]any{"db.system.name": "mysql", "db.operation.name": "BEGIN", "db.namespace": "shop", "server.address": "127.0.0.1", "server.port": int64(3306)},
+		},
+		{
 			Name:       "commit of a DB opened before the probes: system unknown",
 			Record:     record(t, 5, "", "", "", 0),
 			Want:       want("COMMIT"),

@@ -29,7 +29,8 @@ type databasesqlDbEvent struct {
 	NamespaceLen uint8
 	Cut          uint8
 	StatusKind   uint8
-	Pad          [3]uint8
+	SameText     uint8
+	Pad          [2]uint8
 	Status       [8]uint8
 	StartNs      uint64
 	EndNs        uint64
@@ -115,8 +116,10 @@ const (
 	databasesqlMapSqlOpening            = "sql_opening"
 	databasesqlMapSqlScratch            = "sql_scratch"
 	databasesqlMapSqlTxs                = "sql_txs"
+	databasesqlProgSqlBegin             = "sql_begin"
 	databasesqlProgSqlBeginReturn       = "sql_begin_return"
 	databasesqlProgSqlCommit            = "sql_commit"
+	databasesqlProgSqlConnBegin         = "sql_conn_begin"
 	databasesqlProgSqlConnExec          = "sql_conn_exec"
 	databasesqlProgSqlConnQuery         = "sql_conn_query"
 	databasesqlProgSqlExec              = "sql_exec"
@@ -124,6 +127,7 @@ const (
 	databasesqlProgSqlOpen              = "sql_open"
 	databasesqlProgSqlOpenReturn        = "sql_open_return"
 	databasesqlProgSqlPgError           = "sql_pg_error"
+	databasesqlProgSqlPqError           = "sql_pq_error"
 	databasesqlProgSqlQuery             = "sql_query"
 	databasesqlProgSqlReturn1           = "sql_return1"
 	databasesqlProgSqlReturn2           = "sql_return2"
@@ -188,8 +192,10 @@ type databasesqlSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type databasesqlProgramSpecs struct {
+	SqlBegin       *ebpf.ProgramSpec `ebpf:"sql_begin"`
 	SqlBeginReturn *ebpf.ProgramSpec `ebpf:"sql_begin_return"`
 	SqlCommit      *ebpf.ProgramSpec `ebpf:"sql_commit"`
+	SqlConnBegin   *ebpf.ProgramSpec `ebpf:"sql_conn_begin"`
 	SqlConnExec    *ebpf.ProgramSpec `ebpf:"sql_conn_exec"`
 	SqlConnQuery   *ebpf.ProgramSpec `ebpf:"sql_conn_query"`
 	SqlExec        *ebpf.ProgramSpec `ebpf:"sql_exec"`
@@ -197,6 +203,7 @@ type databasesqlProgramSpecs struct {
 	SqlOpen        *ebpf.ProgramSpec `ebpf:"sql_open"`
 	SqlOpenReturn  *ebpf.ProgramSpec `ebpf:"sql_open_return"`
 	SqlPgError     *ebpf.ProgramSpec `ebpf:"sql_pg_error"`
+	SqlPqError     *ebpf.ProgramSpec `ebpf:"sql_pq_error"`
 	SqlQuery       *ebpf.ProgramSpec `ebpf:"sql_query"`
 	SqlReturn1     *ebpf.ProgramSpec `ebpf:"sql_return1"`
 	SqlReturn2     *ebpf.ProgramSpec `ebpf:"sql_return2"`
@@ -309,8 +316,10 @@ type databasesqlVariables struct {
 //
 // It can be passed to loadDatabasesqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type databasesqlPrograms struct {
+	SqlBegin       *ebpf.Program `ebpf:"sql_begin"`
 	SqlBeginReturn *ebpf.Program `ebpf:"sql_begin_return"`
 	SqlCommit      *ebpf.Program `ebpf:"sql_commit"`
+	SqlConnBegin   *ebpf.Program `ebpf:"sql_conn_begin"`
 	SqlConnExec    *ebpf.Program `ebpf:"sql_conn_exec"`
 	SqlConnQuery   *ebpf.Program `ebpf:"sql_conn_query"`
 	SqlExec        *ebpf.Program `ebpf:"sql_exec"`
@@ -318,6 +327,7 @@ type databasesqlPrograms struct {
 	SqlOpen        *ebpf.Program `ebpf:"sql_open"`
 	SqlOpenReturn  *ebpf.Program `ebpf:"sql_open_return"`
 	SqlPgError     *ebpf.Program `ebpf:"sql_pg_error"`
+	SqlPqError     *ebpf.Program `ebpf:"sql_pq_error"`
 	SqlQuery       *ebpf.Program `ebpf:"sql_query"`
 	SqlReturn1     *ebpf.Program `ebpf:"sql_return1"`
 	SqlReturn2     *ebpf.Program `ebpf:"sql_return2"`
@@ -331,8 +341,10 @@ type databasesqlPrograms struct {
 
 func (p *databasesqlPrograms) Close() error {
 	return _DatabasesqlClose(
+		p.SqlBegin,
 		p.SqlBeginReturn,
 		p.SqlCommit,
+		p.SqlConnBegin,
 		p.SqlConnExec,
 		p.SqlConnQuery,
 		p.SqlExec,
@@ -340,6 +352,7 @@ func (p *databasesqlPrograms) Close() error {
 		p.SqlOpen,
 		p.SqlOpenReturn,
 		p.SqlPgError,
+		p.SqlPqError,
 		p.SqlQuery,
 		p.SqlReturn1,
 		p.SqlReturn2,

@@ -29,7 +29,8 @@ type goredisDbEvent struct {
 	NamespaceLen uint8
 	Cut          uint8
 	StatusKind   uint8
-	Pad          [3]uint8
+	SameText     uint8
+	Pad          [2]uint8
 	Status       [8]uint8
 	StartNs      uint64
 	EndNs        uint64

@@ -167,8 +167,14 @@ func serve(addr, pgDSN, myDSN, redisAddr string) {
 		if err := conn.QueryRowContext(ctx, "SELECT n FROM items WHERE id = $1", 1).Scan(&n); err != nil {
 			return err
 		}
-		_, err = conn.ExecContext(ctx, "INSERT INTO hits (req) VALUES ($1)", id)
-		return err
+		if _, err := conn.ExecContext(ctx, "INSERT INTO hits (req) VALUES ($1)", id); err != nil {
+			return err
+		}
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		return tx.Rollback()
 	})
 	handle("/redis", func(ctx context.Context, r *http.Request, id int) error {
 		return redisCalls(ctx, rdb, id)
