@@ -29,7 +29,8 @@ type pgxDbEvent struct {
 	NamespaceLen uint8
 	Cut          uint8
 	StatusKind   uint8
-	Pad          [3]uint8
+	SameText     uint8
+	Pad          [2]uint8
 	Status       [8]uint8
 	StartNs      uint64
 	EndNs        uint64
@@ -83,30 +84,36 @@ type pgxSpanContext struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	pgxMapActiveSpans           = "active_spans"
-	pgxMapDbPgScratch           = "db_pg_scratch"
-	pgxMapDrops                 = "drops"
-	pgxMapEvents                = "events"
-	pgxMapPgxCalls              = "pgx_calls"
-	pgxMapPgxScratch            = "pgx_scratch"
-	pgxProgPgxCopy              = "pgx_copy"
-	pgxProgPgxCopyReturn        = "pgx_copy_return"
-	pgxProgPgxError             = "pgx_error"
-	pgxProgPgxExec              = "pgx_exec"
-	pgxProgPgxQuery             = "pgx_query"
-	pgxProgPgxReturn            = "pgx_return"
-	pgxVarEventKind             = "event_kind"
-	pgxVarGoStackAbi            = "go_stack_abi"
-	pgxVarGoTlsG                = "go_tls_g"
-	pgxVarOffConfigDatabase     = "off_Config_Database"
-	pgxVarOffConfigHost         = "off_Config_Host"
-	pgxVarOffConfigPort         = "off_Config_Port"
-	pgxVarOffConnPgConn         = "off_Conn_pgConn"
-	pgxVarOffPgConnConfig       = "off_PgConn_config"
-	pgxVarOffG_goid             = "off_g_goid"
-	pgxVarPropagateTracecontext = "propagate_tracecontext"
-	pgxVarSampler               = "sampler"
-	pgxVarSamplerBound          = "sampler_bound"
+	pgxMapActiveSpans              = "active_spans"
+	pgxMapDbPgScratch              = "db_pg_scratch"
+	pgxMapDrops                    = "drops"
+	pgxMapEvents                   = "events"
+	pgxMapPgxCalls                 = "pgx_calls"
+	pgxMapPgxScratch               = "pgx_scratch"
+	pgxProgPgxBatch                = "pgx_batch"
+	pgxProgPgxBatchReturn          = "pgx_batch_return"
+	pgxProgPgxCopy                 = "pgx_copy"
+	pgxProgPgxCopyReturn           = "pgx_copy_return"
+	pgxProgPgxError                = "pgx_error"
+	pgxProgPgxExec                 = "pgx_exec"
+	pgxProgPgxQuery                = "pgx_query"
+	pgxProgPgxReturn               = "pgx_return"
+	pgxVarEventKind                = "event_kind"
+	pgxVarGoStackAbi               = "go_stack_abi"
+	pgxVarGoTlsG                   = "go_tls_g"
+	pgxVarOffBatchQueuedQueries    = "off_Batch_QueuedQueries"
+	pgxVarOffBatchQueuedQueriesOld = "off_Batch_queuedQueriesOld"
+	pgxVarOffConfigDatabase        = "off_Config_Database"
+	pgxVarOffConfigHost            = "off_Config_Host"
+	pgxVarOffConfigPort            = "off_Config_Port"
+	pgxVarOffConnPgConn            = "off_Conn_pgConn"
+	pgxVarOffPgConnConfig          = "off_PgConn_config"
+	pgxVarOffQueuedQuerySQL        = "off_QueuedQuery_SQL"
+	pgxVarOffQueuedQueryQuery      = "off_QueuedQuery_query"
+	pgxVarOffG_goid                = "off_g_goid"
+	pgxVarPropagateTracecontext    = "propagate_tracecontext"
+	pgxVarSampler                  = "sampler"
+	pgxVarSamplerBound             = "sampler_bound"
 )
 
 // loadPgx returns the embedded CollectionSpec for pgx.
@@ -151,12 +158,14 @@ type pgxSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type pgxProgramSpecs struct {
-	PgxCopy       *ebpf.ProgramSpec `ebpf:"pgx_copy"`
-	PgxCopyReturn *ebpf.ProgramSpec `ebpf:"pgx_copy_return"`
-	PgxError      *ebpf.ProgramSpec `ebpf:"pgx_error"`
-	PgxExec       *ebpf.ProgramSpec `ebpf:"pgx_exec"`
-	PgxQuery      *ebpf.ProgramSpec `ebpf:"pgx_query"`
-	PgxReturn     *ebpf.ProgramSpec `ebpf:"pgx_return"`
+	PgxBatch       *ebpf.ProgramSpec `ebpf:"pgx_batch"`
+	PgxBatchReturn *ebpf.ProgramSpec `ebpf:"pgx_batch_return"`
+	PgxCopy        *ebpf.ProgramSpec `ebpf:"pgx_copy"`
+	PgxCopyReturn  *ebpf.ProgramSpec `ebpf:"pgx_copy_return"`
+	PgxError       *ebpf.ProgramSpec `ebpf:"pgx_error"`
+	PgxExec        *ebpf.ProgramSpec `ebpf:"pgx_exec"`
+	PgxQuery       *ebpf.ProgramSpec `ebpf:"pgx_query"`
+	PgxReturn      *ebpf.ProgramSpec `ebpf:"pgx_return"`
 }
 
 // pgxMapSpecs contains maps before they are loaded into the kernel.
@@ -175,18 +184,22 @@ type pgxMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type pgxVariableSpecs struct {
-	EventKind             *ebpf.VariableSpec `ebpf:"event_kind"`
-	GoStackAbi            *ebpf.VariableSpec `ebpf:"go_stack_abi"`
-	GoTlsG                *ebpf.VariableSpec `ebpf:"go_tls_g"`
-	OffConfigDatabase     *ebpf.VariableSpec `ebpf:"off_Config_Database"`
-	OffConfigHost         *ebpf.VariableSpec `ebpf:"off_Config_Host"`
-	OffConfigPort         *ebpf.VariableSpec `ebpf:"off_Config_Port"`
-	OffConnPgConn         *ebpf.VariableSpec `ebpf:"off_Conn_pgConn"`
-	OffPgConnConfig       *ebpf.VariableSpec `ebpf:"off_PgConn_config"`
-	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
-	PropagateTracecontext *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
-	Sampler               *ebpf.VariableSpec `ebpf:"sampler"`
-	SamplerBound          *ebpf.VariableSpec `ebpf:"sampler_bound"`
+	EventKind                *ebpf.VariableSpec `ebpf:"event_kind"`
+	GoStackAbi               *ebpf.VariableSpec `ebpf:"go_stack_abi"`
+	GoTlsG                   *ebpf.VariableSpec `ebpf:"go_tls_g"`
+	OffBatchQueuedQueries    *ebpf.VariableSpec `ebpf:"off_Batch_QueuedQueries"`
+	OffBatchQueuedQueriesOld *ebpf.VariableSpec `ebpf:"off_Batch_queuedQueriesOld"`
+	OffConfigDatabase        *ebpf.VariableSpec `ebpf:"off_Config_Database"`
+	OffConfigHost            *ebpf.VariableSpec `ebpf:"off_Config_Host"`
+	OffConfigPort            *ebpf.VariableSpec `ebpf:"off_Config_Port"`
+	OffConnPgConn            *ebpf.VariableSpec `ebpf:"off_Conn_pgConn"`
+	OffPgConnConfig          *ebpf.VariableSpec `ebpf:"off_PgConn_config"`
+	OffQueuedQuerySQL        *ebpf.VariableSpec `ebpf:"off_QueuedQuery_SQL"`
+	OffQueuedQueryQuery      *ebpf.VariableSpec `ebpf:"off_QueuedQuery_query"`
+	OffG_goid                *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	PropagateTracecontext    *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
+	Sampler                  *ebpf.VariableSpec `ebpf:"sampler"`
+	SamplerBound             *ebpf.VariableSpec `ebpf:"sampler_bound"`
 }
 
 // pgxObjects contains all objects after they have been loaded into the kernel.
@@ -232,34 +245,42 @@ func (m *pgxMaps) Close() error {
 //
 // It can be passed to loadPgxObjects or ebpf.CollectionSpec.LoadAndAssign.
 type pgxVariables struct {
-	EventKind             *ebpf.Variable `ebpf:"event_kind"`
-	GoStackAbi            *ebpf.Variable `ebpf:"go_stack_abi"`
-	GoTlsG                *ebpf.Variable `ebpf:"go_tls_g"`
-	OffConfigDatabase     *ebpf.Variable `ebpf:"off_Config_Database"`
-	OffConfigHost         *ebpf.Variable `ebpf:"off_Config_Host"`
-	OffConfigPort         *ebpf.Variable `ebpf:"off_Config_Port"`
-	OffConnPgConn         *ebpf.Variable `ebpf:"off_Conn_pgConn"`
-	OffPgConnConfig       *ebpf.Variable `ebpf:"off_PgConn_config"`
-	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
-	PropagateTracecontext *ebpf.Variable `ebpf:"propagate_tracecontext"`
-	Sampler               *ebpf.Variable `ebpf:"sampler"`
-	SamplerBound          *ebpf.Variable `ebpf:"sampler_bound"`
+	EventKind                *ebpf.Variable `ebpf:"event_kind"`
+	GoStackAbi               *ebpf.Variable `ebpf:"go_stack_abi"`
+	GoTlsG                   *ebpf.Variable `ebpf:"go_tls_g"`
+	OffBatchQueuedQueries    *ebpf.Variable `ebpf:"off_Batch_QueuedQueries"`
+	OffBatchQueuedQueriesOld *ebpf.Variable `ebpf:"off_Batch_queuedQueriesOld"`
+	OffConfigDatabase        *ebpf.Variable `ebpf:"off_Config_Database"`
+	OffConfigHost            *ebpf.Variable `ebpf:"off_Config_Host"`
+	OffConfigPort            *ebpf.Variable `ebpf:"off_Config_Port"`
+	OffConnPgConn            *ebpf.Variable `ebpf:"off_Conn_pgConn"`
+	OffPgConnConfig          *ebpf.Variable `ebpf:"off_PgConn_config"`
+	OffQueuedQuerySQL        *ebpf.Variable `ebpf:"off_QueuedQuery_SQL"`
+	OffQueuedQueryQuery      *ebpf.Variable `ebpf:"off_QueuedQuery_query"`
+	OffG_goid                *ebpf.Variable `ebpf:"off_g_goid"`
+	PropagateTracecontext    *ebpf.Variable `ebpf:"propagate_tracecontext"`
+	Sampler                  *ebpf.Variable `ebpf:"sampler"`
+	SamplerBound             *ebpf.Variable `ebpf:"sampler_bound"`
 }
 
 // pgxPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadPgxObjects or ebpf.CollectionSpec.LoadAndAssign.
 type pgxPrograms struct {
-	PgxCopy       *ebpf.Program `ebpf:"pgx_copy"`
-	PgxCopyReturn *ebpf.Program `ebpf:"pgx_copy_return"`
-	PgxError      *ebpf.Program `ebpf:"pgx_error"`
-	PgxExec       *ebpf.Program `ebpf:"pgx_exec"`
-	PgxQuery      *ebpf.Program `ebpf:"pgx_query"`
-	PgxReturn     *ebpf.Program `ebpf:"pgx_return"`
+	PgxBatch       *ebpf.Program `ebpf:"pgx_batch"`
+	PgxBatchReturn *ebpf.Program `ebpf:"pgx_batch_return"`
+	PgxCopy        *ebpf.Program `ebpf:"pgx_copy"`
+	PgxCopyReturn  *ebpf.Program `ebpf:"pgx_copy_return"`
+	PgxError       *ebpf.Program `ebpf:"pgx_error"`
+	PgxExec        *ebpf.Program `ebpf:"pgx_exec"`
+	PgxQuery       *ebpf.Program `ebpf:"pgx_query"`
+	PgxReturn      *ebpf.Program `ebpf:"pgx_return"`
 }
 
 func (p *pgxPrograms) Close() error {
 	return _PgxClose(
+		p.PgxBatch,
+		p.PgxBatchReturn,
 		p.PgxCopy,
 		p.PgxCopyReturn,
 		p.PgxError,

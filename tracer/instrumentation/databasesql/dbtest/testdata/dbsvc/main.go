@@ -287,8 +287,8 @@ func redisCalls(ctx context.Context, rdb *redis.Client, id int) error {
 	return err
 }
 
-// pgxCalls makes, with pgx's own API: a query, a QueryRow, an exec and a
-// failing exec, and a transaction.
+// pgxCalls makes, with pgx's own API: a query, a QueryRow, an exec, a
+// failing exec, a CopyFrom, and two batches (the second failing).
 func pgxCalls(ctx context.Context, pool *pgxpool.Pool, id int) error {
 	rows, err := pool.Query(ctx, "SELECT id, name FROM items WHERE id <= $1", 2)
 	if err != nil {
@@ -311,6 +311,21 @@ func pgxCalls(ctx context.Context, pool *pgxpool.Pool, id int) error {
 	}
 	if n != 2 {
 		return fmt.Errorf("CopyFrom copied %d rows, want 2", n)
+	}
+	// A batch of three inserts of one text, and one of two different
+	// queries whose second cannot be prepared.
+	b := &pgx.Batch{}
+	for i := 0; i < 3; i++ {
+		b.Queue("INSERT INTO hits (req) VALUES ($1)", id)
+	}
+	if err := pool.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	b = &pgx.Batch{}
+	b.Queue("SELECT name FROM items WHERE id = $1", 1)
+	b.Queue("SELECT * FROM no_such_table")
+	if err := pool.SendBatch(ctx, b).Close(); err == nil {
+		return errors.New("batch with a missing table did not fail")
 	}
 	return nil
 }
