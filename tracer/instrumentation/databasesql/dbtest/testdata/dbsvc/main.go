@@ -288,7 +288,8 @@ func redisCalls(ctx context.Context, rdb *redis.Client, id int) error {
 }
 
 // pgxCalls makes, with pgx's own API: a query, a QueryRow, an exec, a
-// failing exec, a CopyFrom, and two batches (the second failing).
+// failing exec, a CopyFrom, a transaction (begin, update, commit) and two
+// batches (the second failing).
 func pgxCalls(ctx context.Context, pool *pgxpool.Pool, id int) error {
 	rows, err := pool.Query(ctx, "SELECT id, name FROM items WHERE id <= $1", 2)
 	if err != nil {
@@ -311,6 +312,18 @@ func pgxCalls(ctx context.Context, pool *pgxpool.Pool, id int) error {
 	}
 	if n != 2 {
 		return fmt.Errorf("CopyFrom copied %d rows, want 2", n)
+	}
+	// A transaction: pgx sends "begin" and "commit" with Exec.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "UPDATE items SET n = n + 1 WHERE id = $1", 1); err != nil {
+		tx.Rollback(ctx)
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
 	}
 	// A batch of three inserts of one text, and one of two different
 	// queries whose second cannot be prepared.
