@@ -32,6 +32,14 @@
 #define DB_OP_PGX_QUERY 9  /* pgx: Conn.Query (and QueryRow, and a pool's) */
 #define DB_OP_PGX_EXEC 10  /* pgx: Conn.Exec */
 #define DB_OP_PGX_COPY 11  /* pgx: Conn.CopyFrom; query holds the table name */
+#define DB_OP_BEGIN 12     /* database/sql: an attempt of DB.BeginTx, or Conn.BeginTx */
+#define DB_OP_PGX_BATCH 13 /* pgx: Conn.SendBatch; query holds the first query's text, cmds each query's start */
+
+/* status_kind of struct db_event: what status holds. */
+#define DB_STATUS_NONE 0     /* no error response from the server seen during the call */
+#define DB_STATUS_SQLSTATE 1 /* PostgreSQL: the SQLSTATE, 5 characters */
+#define DB_STATUS_NUMBER 2   /* MySQL: the error number, a little-endian __u16 */
+#define DB_STATUS_LEN 8
 
 /* Bits of cut of struct db_event. */
 #define DB_CUT_QUERY 1 /* the query text is longer than DB_QUERY_LEN bytes */
@@ -53,13 +61,16 @@ struct db_event {
 	__u8 query_len;
 	__u8 system_len;
 	__u8 addr_len;
-	__u8 ncmds;      /* go-redis: commands written, the first DB_MAX_CMDS named in cmds */
+	__u8 ncmds;      /* go-redis: commands written, the first DB_MAX_CMDS named in cmds; pgx: a batch's queries (255: more) */
 	__u32 pid;
 	__s32 db_index;  /* go-redis: the Options.DB of the client, -1 if unknown */
 	__u16 port;      /* pgx: the server's port, 0 if unknown */
 	__u8 namespace_len;
 	__u8 cut;        /* DB_CUT_*: values longer than their buffer, cut there */
-	__u8 pad[4];
+	__u8 status_kind; /* DB_STATUS_*: the server's last error response during the call */
+	__u8 same_text;   /* pgx batch: every query has the text of the first (the same string) */
+	__u8 pad[2];
+	__u8 status[DB_STATUS_LEN]; /* its code, never its message (see db_pg_error, db_mysql_error) */
 	__u64 start_ns;
 	__u64 end_ns;
 	__u8 trace_id[16];
@@ -67,7 +78,7 @@ struct db_event {
 	__u8 parent_span_id[8]; /* all zero for a root span */
 	__u8 cmd_len[DB_MAX_CMDS];
 	__u8 cmd_argc[DB_MAX_CMDS];           /* go-redis: each command's argument count, its name included (255: more) */
-	__u8 cmds[DB_MAX_CMDS][DB_CMD_LEN];   /* go-redis: command names, never arguments */
+	__u8 cmds[DB_MAX_CMDS][DB_CMD_LEN];   /* go-redis: command names, never arguments; pgx: the start of each batch query's text */
 	__u8 system[DB_SYSTEM_LEN];           /* database/sql: the driver's registered name */
 	__u8 addr[DB_ADDR_LEN];               /* the server: a DSN's part after its credentials, go-redis' Options.Addr, pgx's Config.Host */
 	__u8 query[DB_QUERY_LEN + 1];         /* the query text as the application passed it */
@@ -143,6 +154,97 @@ static __always_inline void db_begin(struct db_event *ev, struct goroutine *g, _
 	ev->db_index = -1;
 	ev->start_ns = bpf_ktime_get_ns();
 	ev->flags = span_start(g, ev->trace_id, ev->span_id, ev->parent_span_id);
+}
+
+/*
+ * The error code of a server's error response, read from the protocol
+ * message the driver decodes, not from the Go error it makes of it: the
+ * message's layout is the protocol's, the same in every driver version, and
+ * needs no struct offset; the error value that reaches the application is
+ * an interface whose dynamic type a probe could only tell by its itab. The
+ * call the response arrived during, on the same goroutine (both drivers
+ * read their connection synchronously), gets the code; only the code is
+ * read, never the message.
+ */
+
+#ifdef DB_PG_ERRORS /* defined by the objects that read PostgreSQL errors, which get the map */
+
+/* How much of a PostgreSQL ErrorResponse body is searched for its code (a power of two). */
+#define DB_PG_SCAN 128
+
+struct db_pg_buf {
+	__u8 b[DB_PG_SCAN + 8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct db_pg_buf);
+} db_pg_scratch SEC(".maps");
+
+/*
+ * db_pg_error sets the status of ev to the SQLSTATE of the PostgreSQL
+ * ErrorResponse (or NoticeResponse) body src/len: a list of fields, each a
+ * type byte and a NUL-terminated string, ended by a zero byte; the code is
+ * the field 'C', after the severities 'S' and 'V' (within the first
+ * DB_PG_SCAN bytes). The codes of classes 00, 01 and 02 (success, warning,
+ * no data: what a notice carries) are not errors and are skipped.
+ */
+static __always_inline void db_pg_error(struct db_event *ev, __u64 src, __s64 len)
+{
+	__u32 zero = 0;
+	struct db_pg_buf *buf = bpf_map_lookup_elem(&db_pg_scratch, &zero);
+	if (!buf)
+		return;
+	__builtin_memset(buf->b, 0, sizeof(buf->b));
+	__u32 n = read_masked(buf->b, DB_PG_SCAN - 1, src, len);
+	if (n == 0)
+		return;
+	int field = 1; /* at the type byte of a field */
+	for (__u32 i = 0; i < DB_PG_SCAN - 1; i++) {
+		if (i >= n)
+			return;
+		__u8 c = buf->b[i & (DB_PG_SCAN - 1)];
+		if (!field) {
+			field = c == 0;
+			continue;
+		}
+		if (c == 0)
+			return; /* the end of the fields */
+		if (c != 'C') {
+			field = 0;
+			continue;
+		}
+		__u32 at = (i + 1) & (DB_PG_SCAN - 1);
+		__u8 *code = &buf->b[at];
+		if (at + 5 > n || code[0] == 0 || code[1] == 0 || code[2] == 0 || code[3] == 0 || code[4] == 0)
+			return;
+		if (code[0] == '0' && (code[1] == '0' || code[1] == '1' || code[1] == '2'))
+			return;
+		__builtin_memset(ev->status, 0, sizeof(ev->status));
+		__builtin_memcpy(ev->status, code, 5);
+		ev->status_kind = DB_STATUS_SQLSTATE;
+		return;
+	}
+}
+#endif /* DB_PG_ERRORS */
+
+/*
+ * db_mysql_error sets the status of ev to the error number of the MySQL
+ * ERR packet data/len: 0xff, then the number as two little-endian bytes.
+ */
+static __always_inline void db_mysql_error(struct db_event *ev, __u64 data, __s64 len)
+{
+	__u8 head[3] = {};
+	if (data == 0 || len < 3 || bpf_probe_read_user(head, sizeof(head), (const void *)data) != 0)
+		return;
+	if (head[0] != 0xff)
+		return;
+	__builtin_memset(ev->status, 0, sizeof(ev->status));
+	ev->status[0] = head[1];
+	ev->status[1] = head[2];
+	ev->status_kind = DB_STATUS_NUMBER;
 }
 
 #endif /* OFFSETDB_DB_H */

@@ -5,6 +5,7 @@ package databasesql
 import (
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -33,6 +34,12 @@ func decode(record []byte, out *spans.Span) error {
 const (
 	failed   = 1
 	notFound = 2
+)
+
+// The values of db_event.status_kind (bpf/db.h DB_STATUS_*).
+const (
+	statusSQLState = 1
+	statusNumber   = 2
 )
 
 // The bits of db_event.cut (bpf/db.h DB_CUT_*).
@@ -72,6 +79,9 @@ var (
 	offNsLen     = unsafe.Offsetof(databasesqlDbEvent{}.NamespaceLen)
 	offCut       = unsafe.Offsetof(databasesqlDbEvent{}.Cut)
 	offNamespace = unsafe.Offsetof(databasesqlDbEvent{}.Namespace)
+	offStatKind  = unsafe.Offsetof(databasesqlDbEvent{}.StatusKind)
+	offStatus    = unsafe.Offsetof(databasesqlDbEvent{}.Status)
+	offSameText  = unsafe.Offsetof(databasesqlDbEvent{}.SameText)
 	nsSize       = len(databasesqlDbEvent{}.Namespace)
 	maxCmds      = len(databasesqlDbEvent{}.Cmds)
 	cmdSize      = len(databasesqlDbEvent{}.Cmds[0])
@@ -108,6 +118,13 @@ func DecodeRecord(record []byte) (dbconv.Event, error) {
 		DBIndex:     int(int32(ne.Uint32(record[offDBIndex:]))),
 		Port:        int(ne.Uint16(record[offPort:])),
 		Namespace:   str(int(record[offNsLen]), offNamespace, nsSize),
+		SameText:    record[offSameText] != 0,
+	}
+	switch record[offStatKind] {
+	case statusSQLState:
+		ev.Status = string(record[offStatus : offStatus+5])
+	case statusNumber:
+		ev.Status = strconv.Itoa(int(ne.Uint16(record[offStatus:])))
 	}
 	for i := range min(ev.NumCommands, maxCmds) {
 		c := dbconv.Command{

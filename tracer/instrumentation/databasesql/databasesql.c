@@ -26,6 +26,11 @@
  *   (*Stmt).QueryContext(ctx, args...) (*Rows, error)
  *   (*Stmt).ExecContext(ctx, args...) (Result, error)
  *       a prepared statement's executions, with Stmt.query as the text.
+ *   (*DB).begin(ctx, opts *TxOptions, strategy) (*Tx, error)
+ *   (*Conn).BeginTx(ctx, opts *TxOptions) (*Tx, error)
+ *       sql_begin / sql_conn_begin: a BEGIN span for each attempt of a
+ *       DB's BeginTx (its connection's acquisition included, as for a
+ *       query) and for a Conn's BeginTx, ended by sql_return2.
  *   (*DB).beginDC(ctx, dc, release, opts) (*Tx, error)
  *       sql_begin_return keeps every transaction begun, by its *Tx.
  *   (*Tx).Commit() error and (*Tx).rollback(discardConn bool) error
@@ -34,8 +39,17 @@
  *       already ended (ErrTxDone, the usual deferred Rollback after Commit)
  *       makes none.
  *
+ *   github.com/go-sql-driver/mysql (*mysqlConn).handleErrorPacket(data []byte) error
+ *   github.com/jackc/pgx/v5/pgproto3 (*ErrorResponse).Decode(src []byte) error
+ *   github.com/lib/pq parseError(r *readBuf[, q string]) *Error
+ *       sql_mysql_error / sql_pg_error / sql_pq_error: a server's error response, read
+ *       by the driver on the goroutine of the call it answers, gives that
+ *       call's span its error number or SQLSTATE (db_mysql_error,
+ *       db_pg_error; never the message).
+ *
  * Arguments are never read: only the query text as the application wrote it.
  */
+#define DB_PG_ERRORS
 #include "db.h"
 
 /* Field offsets, rewritten at load time; OFFSET_ABSENT if absent. */
@@ -348,6 +362,22 @@ int sql_stmt_exec(void *ctx)
 	return stmt_start(ctx, DB_OP_STMT_EXEC);
 }
 
+SEC("uprobe/database_sql_DB_begin")
+int sql_begin(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	return start(regs, DB_OP_BEGIN, GO_REG1(regs), 0, 0, 0);
+}
+
+SEC("uprobe/database_sql_Conn_BeginTx")
+int sql_conn_begin(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	__u64 db = 0;
+	read_go_ptr(field_addr(GO_REG1(regs), off_Conn_db), &db);
+	return start(regs, DB_OP_BEGIN, db, 0, 0, 0);
+}
+
 SEC("uprobe/database_sql_DB_beginDC_return")
 int sql_begin_return(void *ctx)
 {
@@ -414,4 +444,51 @@ int sql_rollback(void *ctx)
 	struct go_regs *regs = ctx;
 	/* discardConn is true when the transaction's context ended, not Rollback. */
 	return tx_end(regs, DB_OP_ROLLBACK, (GO_REG2(regs) & 0xff) == 0);
+}
+
+/* call_in_progress returns the goroutine's call with a span, if any. */
+static __always_inline struct sql_call *call_in_progress(struct go_regs *regs)
+{
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct sql_call *c = bpf_map_lookup_elem(&sql_calls, &g);
+	if (!c || c->ev.op == 0)
+		return 0;
+	return c;
+}
+
+/* handleErrorPacket(data []byte): the ERR packet is the second and third words. */
+SEC("uprobe/mysql_handleErrorPacket")
+int sql_mysql_error(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct sql_call *c = call_in_progress(regs);
+	if (c)
+		db_mysql_error(&c->ev, GO_REG2(regs), (__s64)GO_REG3(regs));
+	return 0;
+}
+
+/* ErrorResponse.Decode(src []byte): the message body is the second and third words. */
+SEC("uprobe/pgx_ErrorResponse_Decode")
+int sql_pg_error(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct sql_call *c = call_in_progress(regs);
+	if (c)
+		db_pg_error(&c->ev, GO_REG2(regs), (__s64)GO_REG3(regs));
+	return 0;
+}
+
+/* parseError(r *readBuf, ...): *r is the message body, a []byte. */
+SEC("uprobe/pq_parseError")
+int sql_pq_error(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct sql_call *c = call_in_progress(regs);
+	struct go_slice body = {};
+	if (!c || GO_REG1(regs) == 0 || bpf_probe_read_user(&body, sizeof(body), (const void *)GO_REG1(regs)) != 0)
+		return 0;
+	db_pg_error(&c->ev, body.ptr, body.len);
+	return 0;
 }

@@ -1,6 +1,6 @@
 // Package databasesql instruments database/sql clients, whatever their
-// driver: one client span per query, statement execution, commit and
-// rollback.
+// driver: one client span per query, statement execution, transaction
+// begin, commit and rollback.
 //
 // It probes, with the BPF programs of databasesql.c, the standard
 // library's (*DB).query and (*DB).exec (each attempt of a DB's Query or
@@ -10,7 +10,9 @@
 // refused or is down, the context ended while waiting for the pool, the
 // DB is closed; a Conn's or Tx's grabConn) has its failed span too, at the
 // same two uprobe hits per call. Also (*Stmt).QueryContext and
-// (*Stmt).ExecContext (prepared statements), (*Tx).Commit and
+// (*Stmt).ExecContext (prepared statements), (*DB).begin (each attempt of
+// a DB's BeginTx) and (*Conn).BeginTx (a BEGIN span each, whose children
+// are the instrumented driver's own, pgx's "begin"), (*Tx).Commit and
 // (*Tx).rollback, and sql.Open and (*DB).beginDC to know each DB's driver
 // and server and each transaction.
 // Their signatures are the same in every Go release the tracer supports
@@ -25,6 +27,13 @@
 // from the part of the DSN after its credentials, for a DB opened with
 // sql.Open while the probes were attached; for any other DB they are
 // unknown (db.system.name other_sql).
+//
+// A call that fails on an error response of a MySQL server (through
+// go-sql-driver/mysql) or a PostgreSQL one (through lib/pq or pgx's
+// stdlib) has the response's error number or SQLSTATE as error.type and
+// db.response.status_code, read from the response message as the driver
+// gets it: the protocol's layout, no struct offsets, never the message.
+// Other drivers' failures have error.type _OTHER.
 package databasesql
 
 import (
@@ -48,9 +57,18 @@ const (
 	StmtQueryContext = "database/sql.(*Stmt).QueryContext"
 	StmtExecContext  = "database/sql.(*Stmt).ExecContext"
 	Open             = "database/sql.Open"
+	Begin            = "database/sql.(*DB).begin"
+	ConnBeginTx      = "database/sql.(*Conn).BeginTx"
 	BeginDC          = "database/sql.(*DB).beginDC"
 	Commit           = "database/sql.(*Tx).Commit"
 	Rollback         = "database/sql.(*Tx).rollback"
+
+	// Drivers' readers of the server's error responses, on the goroutine
+	// of the call they answer: their code becomes the span's error.type
+	// and db.response.status_code.
+	MySQLHandleErrorPacket = "github.com/go-sql-driver/mysql.(*mysqlConn).handleErrorPacket"
+	PgErrorResponseDecode  = "github.com/jackc/pgx/v5/pgproto3.(*ErrorResponse).Decode"
+	PqParseError           = "github.com/lib/pq.parseError"
 )
 
 // Instrumentation returns the declaration of the database/sql
@@ -74,9 +92,14 @@ func Instrumentation() uprobe.Instrumentation {
 			{Symbol: StmtQueryContext, Entry: "sql_stmt_query", Return: "sql_return2", Optional: true, StackABI: true, StackResults: 24},
 			{Symbol: StmtExecContext, Entry: "sql_stmt_exec", Return: "sql_return3", Optional: true, StackABI: true, StackResults: 32},
 			{Symbol: Open, Entry: "sql_open", Return: "sql_open_return", Optional: true, StackABI: true, StackResults: 24},
+			{Symbol: Begin, Entry: "sql_begin", Return: "sql_return2", Optional: true, StackABI: true, StackResults: 24},
+			{Symbol: ConnBeginTx, Entry: "sql_conn_begin", Return: "sql_return2", Optional: true, StackABI: true, StackResults: 24},
 			{Symbol: BeginDC, Return: "sql_begin_return", Optional: true, StackABI: true, StackResults: 24},
 			{Symbol: Commit, Entry: "sql_commit", Return: "sql_return1", Optional: true, StackABI: true, StackResults: 16},
 			{Symbol: Rollback, Entry: "sql_rollback", Return: "sql_return1", Optional: true, StackABI: true, StackResults: 16},
+			{Symbol: MySQLHandleErrorPacket, Entry: "sql_mysql_error", Optional: true, StackABI: true},
+			{Symbol: PgErrorResponseDecode, Entry: "sql_pg_error", Optional: true},
+			{Symbol: PqParseError, Entry: "sql_pq_error", Optional: true, StackABI: true},
 		},
 		Fields: []uprobe.Field{
 			{ID: f("runtime.g.goid"), Const: "off_g_goid"},

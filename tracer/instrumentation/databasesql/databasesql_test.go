@@ -55,6 +55,38 @@ func TestInstrumentationDecodesSQLRecords(t *testing.T) {
 			WantStatus: codes.Error,
 		},
 		{
+			Name: "mysql query that failed on the server's error 1146: its number is error.type",
+			Record: func() []byte {
+				b := record(t, 1, "mysql", "tcp(127.0.0.1:3306)/shop", "SELECT * FROM no_such_table", 1)
+				b[offStatKind] = statusNumber
+				binary.NativeEndian.PutUint16(b[offStatus:], 1146)
+				return b
+			}(),
+			Want: want("SELECT no_such_table"),
+			WantAttrs: map[string]any{"db.system.name": "mysql", "db.query.text": "SELECT * FROM no_such_table",
+				"db.query.summary": "SELECT no_such_table", "db.namespace": "shop", "server.address": "127.0.0.1", "server.port": int64(3306),
+				"error.type": "1146", "db.response.status_code": "1146"},
+			WantStatus: codes.Error,
+		},
+		{
+			Name: "an error response seen during a call that then succeeded sets nothing",
+			Record: func() []byte {
+				b := record(t, 2, "pgx", "host=127.0.0.1 dbname=shop", "INSERT INTO hits (req) VALUES ($1)", 0)
+				b[offStatKind] = statusSQLState
+				copy(b[offStatus:], "40001")
+				return b
+			}(),
+			Want: want("INSERT hits"),
+			WantAttrs: map[string]any{"db.system.name": "postgresql", "db.query.text": "INSERT INTO hits (req) VALUES ($1)",
+				"db.query.summary": "INSERT hits", "db.namespace": "shop", "server.address": "127.0.0.1"},
+		},
+		{
+			Name:      "begin of a transaction: no text, named by the operation",
+			Record:    record(t, 12, "mysql", "tcp(127.0.0.1:3306)/shop", "", 0),
+			Want:      want("BEGIN"),
+			WantAttrs: map[string]any{"db.system.name": "mysql", "db.operation.name": "BEGIN", "db.namespace": "shop", "server.address": "127.0.0.1", "server.port": int64(3306)},
+		},
+		{
 			Name:       "commit of a DB opened before the probes: system unknown",
 			Record:     record(t, 5, "", "", "", 0),
 			Want:       want("COMMIT"),

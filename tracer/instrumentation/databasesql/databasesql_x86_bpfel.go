@@ -28,7 +28,10 @@ type databasesqlDbEvent struct {
 	Port         uint16
 	NamespaceLen uint8
 	Cut          uint8
-	Pad          [4]uint8
+	StatusKind   uint8
+	SameText     uint8
+	Pad          [2]uint8
+	Status       [8]uint8
 	StartNs      uint64
 	EndNs        uint64
 	TraceId      [16]uint8
@@ -41,6 +44,11 @@ type databasesqlDbEvent struct {
 	Addr         [128]uint8
 	Query        [256]uint8
 	Namespace    [64]uint8
+}
+
+type databasesqlDbPgBuf struct {
+	_ structs.HostLayout
+	B [136]uint8
 }
 
 type databasesqlDsnBuf struct {
@@ -99,6 +107,7 @@ type databasesqlSqlRef struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	databasesqlMapActiveSpans           = "active_spans"
+	databasesqlMapDbPgScratch           = "db_pg_scratch"
 	databasesqlMapDrops                 = "drops"
 	databasesqlMapEvents                = "events"
 	databasesqlMapSqlCalls              = "sql_calls"
@@ -107,13 +116,18 @@ const (
 	databasesqlMapSqlOpening            = "sql_opening"
 	databasesqlMapSqlScratch            = "sql_scratch"
 	databasesqlMapSqlTxs                = "sql_txs"
+	databasesqlProgSqlBegin             = "sql_begin"
 	databasesqlProgSqlBeginReturn       = "sql_begin_return"
 	databasesqlProgSqlCommit            = "sql_commit"
+	databasesqlProgSqlConnBegin         = "sql_conn_begin"
 	databasesqlProgSqlConnExec          = "sql_conn_exec"
 	databasesqlProgSqlConnQuery         = "sql_conn_query"
 	databasesqlProgSqlExec              = "sql_exec"
+	databasesqlProgSqlMysqlError        = "sql_mysql_error"
 	databasesqlProgSqlOpen              = "sql_open"
 	databasesqlProgSqlOpenReturn        = "sql_open_return"
+	databasesqlProgSqlPgError           = "sql_pg_error"
+	databasesqlProgSqlPqError           = "sql_pq_error"
 	databasesqlProgSqlQuery             = "sql_query"
 	databasesqlProgSqlReturn1           = "sql_return1"
 	databasesqlProgSqlReturn2           = "sql_return2"
@@ -180,13 +194,18 @@ type databasesqlSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type databasesqlProgramSpecs struct {
+	SqlBegin       *ebpf.ProgramSpec `ebpf:"sql_begin"`
 	SqlBeginReturn *ebpf.ProgramSpec `ebpf:"sql_begin_return"`
 	SqlCommit      *ebpf.ProgramSpec `ebpf:"sql_commit"`
+	SqlConnBegin   *ebpf.ProgramSpec `ebpf:"sql_conn_begin"`
 	SqlConnExec    *ebpf.ProgramSpec `ebpf:"sql_conn_exec"`
 	SqlConnQuery   *ebpf.ProgramSpec `ebpf:"sql_conn_query"`
 	SqlExec        *ebpf.ProgramSpec `ebpf:"sql_exec"`
+	SqlMysqlError  *ebpf.ProgramSpec `ebpf:"sql_mysql_error"`
 	SqlOpen        *ebpf.ProgramSpec `ebpf:"sql_open"`
 	SqlOpenReturn  *ebpf.ProgramSpec `ebpf:"sql_open_return"`
+	SqlPgError     *ebpf.ProgramSpec `ebpf:"sql_pg_error"`
+	SqlPqError     *ebpf.ProgramSpec `ebpf:"sql_pq_error"`
 	SqlQuery       *ebpf.ProgramSpec `ebpf:"sql_query"`
 	SqlReturn1     *ebpf.ProgramSpec `ebpf:"sql_return1"`
 	SqlReturn2     *ebpf.ProgramSpec `ebpf:"sql_return2"`
@@ -203,6 +222,7 @@ type databasesqlProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type databasesqlMapSpecs struct {
 	ActiveSpans   *ebpf.MapSpec `ebpf:"active_spans"`
+	DbPgScratch   *ebpf.MapSpec `ebpf:"db_pg_scratch"`
 	Drops         *ebpf.MapSpec `ebpf:"drops"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	SqlCalls      *ebpf.MapSpec `ebpf:"sql_calls"`
@@ -253,6 +273,7 @@ func (o *databasesqlObjects) Close() error {
 // It can be passed to loadDatabasesqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type databasesqlMaps struct {
 	ActiveSpans   *ebpf.Map `ebpf:"active_spans"`
+	DbPgScratch   *ebpf.Map `ebpf:"db_pg_scratch"`
 	Drops         *ebpf.Map `ebpf:"drops"`
 	Events        *ebpf.Map `ebpf:"events"`
 	SqlCalls      *ebpf.Map `ebpf:"sql_calls"`
@@ -266,6 +287,7 @@ type databasesqlMaps struct {
 func (m *databasesqlMaps) Close() error {
 	return _DatabasesqlClose(
 		m.ActiveSpans,
+		m.DbPgScratch,
 		m.Drops,
 		m.Events,
 		m.SqlCalls,
@@ -300,13 +322,18 @@ type databasesqlVariables struct {
 //
 // It can be passed to loadDatabasesqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type databasesqlPrograms struct {
+	SqlBegin       *ebpf.Program `ebpf:"sql_begin"`
 	SqlBeginReturn *ebpf.Program `ebpf:"sql_begin_return"`
 	SqlCommit      *ebpf.Program `ebpf:"sql_commit"`
+	SqlConnBegin   *ebpf.Program `ebpf:"sql_conn_begin"`
 	SqlConnExec    *ebpf.Program `ebpf:"sql_conn_exec"`
 	SqlConnQuery   *ebpf.Program `ebpf:"sql_conn_query"`
 	SqlExec        *ebpf.Program `ebpf:"sql_exec"`
+	SqlMysqlError  *ebpf.Program `ebpf:"sql_mysql_error"`
 	SqlOpen        *ebpf.Program `ebpf:"sql_open"`
 	SqlOpenReturn  *ebpf.Program `ebpf:"sql_open_return"`
+	SqlPgError     *ebpf.Program `ebpf:"sql_pg_error"`
+	SqlPqError     *ebpf.Program `ebpf:"sql_pq_error"`
 	SqlQuery       *ebpf.Program `ebpf:"sql_query"`
 	SqlReturn1     *ebpf.Program `ebpf:"sql_return1"`
 	SqlReturn2     *ebpf.Program `ebpf:"sql_return2"`
@@ -320,13 +347,18 @@ type databasesqlPrograms struct {
 
 func (p *databasesqlPrograms) Close() error {
 	return _DatabasesqlClose(
+		p.SqlBegin,
 		p.SqlBeginReturn,
 		p.SqlCommit,
+		p.SqlConnBegin,
 		p.SqlConnExec,
 		p.SqlConnQuery,
 		p.SqlExec,
+		p.SqlMysqlError,
 		p.SqlOpen,
 		p.SqlOpenReturn,
+		p.SqlPgError,
+		p.SqlPqError,
 		p.SqlQuery,
 		p.SqlReturn1,
 		p.SqlReturn2,

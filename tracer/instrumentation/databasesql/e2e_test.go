@@ -36,8 +36,8 @@ func get(t *testing.T, url string) {
 // dbtest.Matrix, against real PostgreSQL and MariaDB servers, and checks
 // the spans of every call its /sql handler makes through lib/pq, pgx's
 // stdlib driver and go-sql-driver/mysql: names, query text, system,
-// server, namespace, the failed query, that commit and rollback have
-// spans and a deferred Rollback after Commit none, that no span carries
+// server, namespace, the failed query and its error code, that begin,
+// commit and rollback have spans and a deferred Rollback after Commit none, that no span carries
 // the DSN's password, and that each is a child of the request's span.
 func TestTraceDatabaseSQLAcrossVersions(t *testing.T) {
 	uprobetest.RequireBPF(t)
@@ -57,7 +57,7 @@ func TestTraceDatabaseSQLAcrossVersions(t *testing.T) {
 			}
 			get(t, fmt.Sprintf("http://%s/down?id=9", addr))
 			get(t, fmt.Sprintf("http://%s/conn?id=10", addr))
-			got := c.Wait(t, len(drivers)*9+3+3)
+			got := c.Wait(t, len(drivers)*11+3+5)
 			assert.Zero(t, c.Session.Drops())
 			assert.Zero(t, c.Session.InFlightLost(), "spans lost in flight")
 			checkSQL(t, checkConn(t, checkDown(t, got)), drivers)
@@ -85,7 +85,7 @@ func TestTraceDatabaseSQLOnStackABIReleases(t *testing.T) {
 			for i, d := range drivers {
 				get(t, fmt.Sprintf("http://%s/sql?db=%s&id=%d", addr, d, i))
 			}
-			got := c.Wait(t, len(drivers)*9)
+			got := c.Wait(t, len(drivers)*11)
 			assert.Zero(t, c.Session.Drops())
 			assert.Zero(t, c.Session.InFlightLost(), "spans lost in flight")
 			checkSQL(t, got, drivers)
@@ -138,9 +138,9 @@ func checkDown(t *testing.T, got []dbtest.Span) []dbtest.Span {
 	return rest
 }
 
-// checkConn checks the spans of the /conn request, which queries and
-// execs through a database/sql Conn (its DB read from Conn.db): a span
-// each, with the server of the DB. It returns the other spans.
+// checkConn checks the spans of the /conn request, which queries, execs,
+// begins a transaction and rolls it back through a database/sql Conn (its
+// DB read from Conn.db): a span each, with the server of the DB. It returns the other spans.
 func checkConn(t *testing.T, got []dbtest.Span) []dbtest.Span {
 	var server dbtest.Span
 	for _, sp := range got {
@@ -167,7 +167,7 @@ func checkConn(t *testing.T, got []dbtest.Span) []dbtest.Span {
 		assert.Equal(t, "127.0.0.1", sp.Attrs["server.address"], "conn %s", sp.Name)
 		assert.Equal(t, dbtest.Database, sp.Attrs["db.namespace"], "conn %s", sp.Name)
 	}
-	assert.Equal(t, map[string]int{"SELECT items": 1, "INSERT hits": 1}, names, "spans of the calls through a Conn")
+	assert.Equal(t, map[string]int{"SELECT items": 1, "INSERT hits": 1, "BEGIN": 1, "ROLLBACK": 1}, names, "spans of the calls through a Conn")
 	return rest
 }
 
@@ -187,6 +187,7 @@ func checkSQL(t *testing.T, got []dbtest.Span, drivers []string) {
 	}
 	require.Len(t, servers, len(drivers), "server spans")
 	system := map[string]string{"pq": "postgresql", "pgx": "postgresql", "mysql": "mysql"}
+	errorType := map[string]string{"pq": "42P01", "pgx": "42P01", "mysql": "1146"}
 	port := map[string]bool{}
 	for _, d := range drivers {
 		type want struct {
@@ -215,17 +216,28 @@ func checkSQL(t *testing.T, got []dbtest.Span, drivers []string) {
 			for k, v := range sp.Attrs {
 				assert.NotContains(t, fmt.Sprint(v), dbtest.Password, "%s %s: attribute %s", d, sp.Name, k)
 			}
-			if sp.Name != "COMMIT" && sp.Name != "ROLLBACK" {
+			switch sp.Name {
+			case "BEGIN", "COMMIT", "ROLLBACK":
+				assert.Equal(t, sp.Name, sp.Attrs["db.operation.name"], "%s %s", d, sp.Name)
+				assert.NotContains(t, sp.Attrs, "db.query.text", "%s %s", d, sp.Name)
+			default:
 				assert.Contains(t, sp.Attrs["db.query.text"], strings.SplitN(sp.Name, " ", 2)[0], "%s %s", d, sp.Name)
 			}
 			if sp.Status == codes.Error {
-				assert.Equal(t, "_OTHER", sp.Attrs["error.type"])
+				// The server's code, from its error response: MySQL's
+				// ER_NO_SUCH_TABLE, PostgreSQL's undefined_table.
+				assert.Equal(t, errorType[d], sp.Attrs["error.type"], "%s %s", d, sp.Name)
+				assert.Equal(t, errorType[d], sp.Attrs["db.response.status_code"], "%s %s", d, sp.Name)
 				assert.Equal(t, "SELECT * FROM no_such_table", sp.Attrs["db.query.text"])
+			} else {
+				assert.NotContains(t, sp.Attrs, "error.type", "%s %s", d, sp.Name)
+				assert.NotContains(t, sp.Attrs, "db.response.status_code", "%s %s", d, sp.Name)
 			}
 		}
 		assert.Equal(t, map[want]int{
 			{"SELECT items", false}:        2, // a query, a prepared statement's
 			{"INSERT hits", false}:         2, // an exec, a prepared statement's
+			{"BEGIN", false}:               2, // DB.BeginTx, twice
 			{"UPDATE items", false}:        1, // in the transaction
 			{"COMMIT", false}:              1,
 			{"ROLLBACK", false}:            1, // the explicit one; the deferred one after Commit makes none

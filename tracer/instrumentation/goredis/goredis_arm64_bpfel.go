@@ -28,7 +28,10 @@ type goredisDbEvent struct {
 	Port         uint16
 	NamespaceLen uint8
 	Cut          uint8
-	Pad          [4]uint8
+	StatusKind   uint8
+	SameText     uint8
+	Pad          [2]uint8
+	Status       [8]uint8
 	StartNs      uint64
 	EndNs        uint64
 	TraceId      [16]uint8

@@ -29,9 +29,11 @@ func get(t *testing.T, url string) {
 // TestTracePgxAcrossVersions runs dbsvc, built for each target of
 // dbtest.Matrix (pgx v5.4.3, v5.7.1 stripped, v5.12.0), against a real
 // PostgreSQL server and checks the spans of its /pgx handler, which uses a
-// pgxpool.Pool (query, QueryRow, exec, a failing exec), and of its /sql
+// pgxpool.Pool (query, QueryRow, exec, a failing exec, CopyFrom, a
+// transaction, two batches), and of its /sql
 // handler through pgx's database/sql driver, where each pgx call is a
-// child of the database/sql span that made it.
+// child of the database/sql span that made it (its "begin" of BEGIN's).
+// Failed calls carry the server's SQLSTATE as error.type.
 func TestTracePgxAcrossVersions(t *testing.T) {
 	uprobetest.RequireBPF(t)
 	if testing.Short() {
@@ -46,11 +48,11 @@ func TestTracePgxAcrossVersions(t *testing.T) {
 			addr := dbtest.Serve(t, bin, srv)
 			get(t, fmt.Sprintf("http://%s/pgx?id=1", addr))
 			// pgx, server
-			got := c.Wait(t, 5+1)
+			got := c.Wait(t, 10+1)
 			checkNative(t, got, srv)
 			get(t, fmt.Sprintf("http://%s/sql?db=pgx&id=2", addr))
-			// database/sql 8, pgx 10 (two "begin"s of its own), server
-			got = c.Wait(t, 8+10+1)
+			// database/sql 10 (two BEGINs), pgx 10 (a "begin" under each), server
+			got = c.Wait(t, 10+10+1)
 			checkUnderSQL(t, got)
 			assert.Zero(t, c.Session.Drops())
 			assert.Zero(t, c.Session.InFlightLost(), "spans lost in flight")
@@ -84,11 +86,31 @@ func checkNative(t *testing.T, got []dbtest.Span, srv dbtest.Servers) {
 		assert.Equal(t, "127.0.0.1", sp.Attrs["server.address"])
 		assert.Contains(t, srv.PG, fmt.Sprintf("127.0.0.1:%d/", sp.Attrs["server.port"]))
 		assert.Equal(t, dbtest.Database, sp.Attrs["db.namespace"])
-		if sp.Name == "COPY hits" {
+		switch {
+		case sp.Name == "COPY hits":
 			assert.Equal(t, "hits", sp.Attrs["db.collection.name"])
 			assert.NotContains(t, sp.Attrs, "db.query.text", "a COPY's rows are never read")
+		case sp.Name == "BATCH INSERT hits":
+			// Three queries of one text.
+			assert.Equal(t, "BATCH INSERT", sp.Attrs["db.operation.name"])
+			assert.Equal(t, int64(3), sp.Attrs["db.operation.batch.size"])
+			assert.Equal(t, "BATCH INSERT hits", sp.Attrs["db.query.summary"])
+			assert.Equal(t, "INSERT INTO hits (req) VALUES ($1)", sp.Attrs["db.query.text"])
+		case sp.Name == "BATCH SELECT":
+			// Two different texts: the operation, no text.
+			assert.Equal(t, "BATCH SELECT", sp.Attrs["db.operation.name"])
+			assert.Equal(t, int64(2), sp.Attrs["db.operation.batch.size"])
+			assert.NotContains(t, sp.Attrs, "db.query.text")
+		default:
+			assert.Contains(t, strings.ToUpper(fmt.Sprint(sp.Attrs["db.query.text"])), strings.SplitN(sp.Name, " ", 2)[0])
+		}
+		if sp.Status == codes.Error {
+			// undefined_table, from the server's ErrorResponse.
+			assert.Equal(t, "42P01", sp.Attrs["error.type"], "%s", sp.Name)
+			assert.Equal(t, "42P01", sp.Attrs["db.response.status_code"], "%s", sp.Name)
 		} else {
-			assert.Contains(t, sp.Attrs["db.query.text"], strings.SplitN(sp.Name, " ", 2)[0])
+			assert.NotContains(t, sp.Attrs, "error.type", "%s", sp.Name)
+			assert.NotContains(t, sp.Attrs, "db.response.status_code", "%s", sp.Name)
 		}
 		assert.False(t, sp.Start.Before(server.Start) || sp.End.After(server.End), "%s outside its request", sp.Name)
 	}
@@ -97,6 +119,11 @@ func checkNative(t *testing.T, got []dbtest.Span, srv dbtest.Servers) {
 		{"INSERT hits", false}:         1,
 		{"SELECT no_such_table", true}: 1,
 		{"COPY hits", false}:           1,
+		{"BEGIN", false}:               1, // pool.Begin: pgx's "begin"
+		{"UPDATE items", false}:        1,
+		{"COMMIT", false}:              1,
+		{"BATCH INSERT hits", false}:   1,
+		{"BATCH SELECT", true}:         1, // its missing table's prepare fails while SendBatch runs
 	}, tally, "pgx spans of /pgx by name and error")
 }
 
@@ -116,18 +143,21 @@ func checkUnderSQL(t *testing.T, got []dbtest.Span) {
 			continue
 		}
 		assert.Equal(t, parent.TraceID, sp.TraceID)
-		switch parent.Inst {
-		case "database/sql":
-			children++
-			assert.False(t, sp.Start.Before(parent.Start) || sp.End.After(parent.End), "%s outside its database/sql span", sp.Name)
-		case "net/http server":
-			// database/sql's Begin has no span: pgx's "begin" is the request's child.
-			assert.Equal(t, "BEGIN", sp.Name)
-			begins++
-		default:
+		if parent.Inst != "database/sql" {
 			t.Errorf("pgx %s: parent is a %s span", sp.Name, parent.Inst)
+			continue
+		}
+		children++
+		assert.False(t, sp.Start.Before(parent.Start) || sp.End.After(parent.End), "%s outside its database/sql span", sp.Name)
+		if sp.Name == "BEGIN" {
+			// pgx's "begin" Exec, under database/sql's BEGIN span.
+			assert.Equal(t, "BEGIN", parent.Name)
+			begins++
+		}
+		if sp.Status == codes.Error {
+			assert.Equal(t, "42P01", sp.Attrs["error.type"], "%s", sp.Name)
 		}
 	}
-	assert.Equal(t, 8, children, "a pgx span under each database/sql span")
+	assert.Equal(t, 10, children, "a pgx span under each database/sql span")
 	assert.Equal(t, 2, begins)
 }

@@ -23,7 +23,20 @@
  *       pgx_copy / pgx_copy_return: one span per COPY, with the table (the
  *       Identifier's last part) in place of the text; the rows are never
  *       read.
+ *   (*Conn).SendBatch(ctx, b *Batch) BatchResults
+ *       pgx_batch / pgx_batch_return: one span per batch (pgx_batch says
+ *       what it reads). The queries run while SendBatch sends them
+ *       (pipelined with their prepares); their results are read after it
+ *       returns, through the BatchResults: the span ends at the return, and
+ *       is failed when the server answered with an error while it ran.
+ *   (*pgproto3.ErrorResponse).Decode(src []byte) error
+ *       pgx_error: the server's error response, decoded on the goroutine of
+ *       the call it answers, gives that call's span its SQLSTATE
+ *       (db_pg_error; the message is not read). A response decoded while no
+ *       call is in progress (an error read with the rows, after Query
+ *       returned) gives none.
  */
+#define DB_PG_ERRORS
 #include "db.h"
 
 /* Field offsets, rewritten at load time; OFFSET_ABSENT if absent. */
@@ -33,6 +46,11 @@ volatile const __u64 off_PgConn_config = OFFSET_ABSENT;   /* pgx/v5/pgconn.PgCon
 volatile const __u64 off_Config_Host = OFFSET_ABSENT;     /* pgx/v5/pgconn.Config.Host */
 volatile const __u64 off_Config_Port = OFFSET_ABSENT;     /* pgx/v5/pgconn.Config.Port */
 volatile const __u64 off_Config_Database = OFFSET_ABSENT; /* pgx/v5/pgconn.Config.Database */
+/* A batch's queries: exported from v5.5.3, unexported before; one of each pair is absent. */
+volatile const __u64 off_Batch_QueuedQueries = OFFSET_ABSENT; /* pgx/v5.Batch.QueuedQueries */
+volatile const __u64 off_Batch_queuedQueriesOld = OFFSET_ABSENT; /* pgx/v5.Batch.queuedQueries */
+volatile const __u64 off_QueuedQuery_SQL = OFFSET_ABSENT;     /* pgx/v5.QueuedQuery.SQL */
+volatile const __u64 off_QueuedQuery_query = OFFSET_ABSENT;   /* pgx/v5.QueuedQuery.query */
 
 struct pgx_call {
 	__u32 depth;
@@ -65,14 +83,17 @@ static __always_inline __u8 read_string(void *dst, __u32 mask, __u64 addr)
 }
 
 /*
- * start keeps, by goroutine, the span of a call of kind op whose text
- * (the SQL, or CopyFrom's table) is the Go string text/text_len.
+ * prepare builds, in the scratch record, the span of a call of kind op
+ * whose text (the SQL, or CopyFrom's table) is the Go string
+ * text/text_len, and returns it with its goroutine in *gp; 0 when the
+ * call has no span of its own (a restart, or nested in one in progress).
  */
-static __always_inline int start(struct go_regs *regs, __u8 op, __u64 key, __u64 text, __s64 text_len)
+static __always_inline struct pgx_call *prepare(struct go_regs *regs, struct goroutine *gp, __u8 op, __u64 key, __u64 text, __s64 text_len)
 {
 	struct goroutine g;
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
+	*gp = g;
 	struct db_entry e = {.caller = go_caller(regs), .recv = GO_REG1(regs), .key = key};
 	struct pgx_call *outer = bpf_map_lookup_elem(&pgx_calls, &g);
 	if (outer) {
@@ -100,7 +121,19 @@ static __always_inline int start(struct go_regs *regs, __u8 op, __u64 key, __u64
 		if (p)
 			bpf_probe_read_user(&c->ev.port, sizeof(c->ev.port), (const void *)p);
 	}
-	bpf_map_update_elem(&pgx_calls, &g, c, BPF_ANY);
+	return c;
+}
+
+/*
+ * start keeps, by goroutine, the span of a call of kind op whose text
+ * (the SQL, or CopyFrom's table) is the Go string text/text_len.
+ */
+static __always_inline int start(struct go_regs *regs, __u8 op, __u64 key, __u64 text, __s64 text_len)
+{
+	struct goroutine g;
+	struct pgx_call *c = prepare(regs, &g, op, key, text, text_len);
+	if (c)
+		bpf_map_update_elem(&pgx_calls, &g, c, BPF_ANY);
 	return 0;
 }
 
@@ -134,7 +167,63 @@ int pgx_copy(void *ctx)
 	return start(regs, DB_OP_PGX_COPY, parts, t.ptr, t.len);
 }
 
-/* end submits the goroutine's call, failed if the error's itab word is not nil. */
+/* queued_sql reads the SQL text of the *QueuedQuery at addr (a pointer to one) into *s. */
+static __always_inline int queued_sql(__u64 addr, struct go_string *s)
+{
+	__u64 qq = 0, off = off_QueuedQuery_SQL != OFFSET_ABSENT ? off_QueuedQuery_SQL : off_QueuedQuery_query;
+	if (!read_go_ptr(addr, &qq))
+		return 0;
+	__u64 a = field_addr(qq, off);
+	return a != 0 && bpf_probe_read_user(s, sizeof(*s), (const void *)a) == 0;
+}
+
+/*
+ * SendBatch(ctx, b *Batch) BatchResults: one span for the batch, with the
+ * first query's text, the number of queries, the start of the first
+ * DB_MAX_CMDS texts (their operations) and whether every text is the
+ * first's string (same pointer and length: checked for batches of up to
+ * DB_MAX_CMDS queries). Arguments are never read.
+ */
+SEC("uprobe/pgx_Conn_SendBatch")
+int pgx_batch(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	__u64 b = GO_REG4(regs);
+	__u64 off = off_Batch_QueuedQueries != OFFSET_ABSENT ? off_Batch_QueuedQueries : off_Batch_queuedQueriesOld;
+	struct go_slice qs = {};
+	__u64 a = field_addr(b, off);
+	if (a == 0 || bpf_probe_read_user(&qs, sizeof(qs), (const void *)a) != 0 || qs.len < 0)
+		qs.len = 0;
+	struct go_string first = {};
+	if (qs.len > 0)
+		queued_sql(qs.ptr, &first);
+	struct goroutine g;
+	struct pgx_call *c = prepare(regs, &g, DB_OP_PGX_BATCH, b, first.ptr, first.len);
+	if (!c)
+		return 0;
+	c->ev.ncmds = qs.len > 255 ? 255 : (__u8)qs.len;
+	c->ev.same_text = qs.len > 0 && qs.len <= DB_MAX_CMDS && first.ptr != 0;
+	for (__u32 i = 0; i < DB_MAX_CMDS; i++) {
+		if ((__s64)i >= qs.len)
+			break;
+		struct go_string t = {};
+		if (!queued_sql(qs.ptr + (__u64)i * 8, &t)) {
+			c->ev.same_text = 0;
+			continue;
+		}
+		if (t.ptr != first.ptr || t.len != first.len)
+			c->ev.same_text = 0;
+		c->ev.cmd_len[i] = read_masked(c->ev.cmds[i], DB_CMD_LEN - 1, t.ptr, t.len);
+	}
+	bpf_map_update_elem(&pgx_calls, &g, c, BPF_ANY);
+	return 0;
+}
+
+/*
+ * end submits the goroutine's call, failed if the error's itab word is not
+ * nil or, for a batch (whose errors SendBatch leaves in its results), if
+ * the server answered with an error while it ran.
+ */
 static __always_inline int end(struct go_regs *regs, __u64 err_itab)
 {
 	struct goroutine g;
@@ -150,7 +239,7 @@ static __always_inline int end(struct go_regs *regs, __u64 err_itab)
 		return 0;
 	}
 	c->ev.end_ns = bpf_ktime_get_ns();
-	c->ev.failed = err_itab != 0 ? DB_FAILED : DB_OK;
+	c->ev.failed = err_itab != 0 || (c->ev.op == DB_OP_PGX_BATCH && c->ev.status_kind != DB_STATUS_NONE) ? DB_FAILED : DB_OK;
 	submit(&c->ev, sizeof(c->ev));
 	bpf_map_delete_elem(&pgx_calls, &g);
 	return 0;
@@ -164,10 +253,31 @@ int pgx_return(void *ctx)
 	return end(regs, GO_RESULT3(regs));
 }
 
+/* SendBatch's BatchResults: no error (see end). */
+SEC("uprobe/pgx_batch_return")
+int pgx_batch_return(void *ctx)
+{
+	return end(ctx, 0);
+}
+
 /* CopyFrom's (int64, error): the error's itab is the second word. */
 SEC("uprobe/pgx_copy_return")
 int pgx_copy_return(void *ctx)
 {
 	struct go_regs *regs = ctx;
 	return end(regs, GO_RESULT2(regs));
+}
+
+/* ErrorResponse.Decode(src []byte): src is the second and third words. */
+SEC("uprobe/pgx_ErrorResponse_Decode")
+int pgx_error(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct pgx_call *c = bpf_map_lookup_elem(&pgx_calls, &g);
+	if (c)
+		db_pg_error(&c->ev, GO_REG2(regs), (__s64)GO_REG3(regs));
+	return 0;
 }

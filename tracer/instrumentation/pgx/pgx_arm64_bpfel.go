@@ -28,7 +28,10 @@ type pgxDbEvent struct {
 	Port         uint16
 	NamespaceLen uint8
 	Cut          uint8
-	Pad          [4]uint8
+	StatusKind   uint8
+	SameText     uint8
+	Pad          [2]uint8
+	Status       [8]uint8
 	StartNs      uint64
 	EndNs        uint64
 	TraceId      [16]uint8
@@ -41,6 +44,11 @@ type pgxDbEvent struct {
 	Addr         [128]uint8
 	Query        [256]uint8
 	Namespace    [64]uint8
+}
+
+type pgxDbPgBuf struct {
+	_ structs.HostLayout
+	B [136]uint8
 }
 
 type pgxGoroutine struct {
@@ -76,30 +84,38 @@ type pgxSpanContext struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	pgxMapActiveSpans           = "active_spans"
-	pgxMapDrops                 = "drops"
-	pgxMapEvents                = "events"
-	pgxMapPgxCalls              = "pgx_calls"
-	pgxMapPgxScratch            = "pgx_scratch"
-	pgxProgPgxCopy              = "pgx_copy"
-	pgxProgPgxCopyReturn        = "pgx_copy_return"
-	pgxProgPgxExec              = "pgx_exec"
-	pgxProgPgxQuery             = "pgx_query"
-	pgxProgPgxReturn            = "pgx_return"
-	pgxVarEventKind             = "event_kind"
-	pgxVarGoStackAbi            = "go_stack_abi"
-	pgxVarGoTlsG                = "go_tls_g"
-	pgxVarOffConfigDatabase     = "off_Config_Database"
-	pgxVarOffConfigHost         = "off_Config_Host"
-	pgxVarOffConfigPort         = "off_Config_Port"
-	pgxVarOffConnPgConn         = "off_Conn_pgConn"
-	pgxVarOffPgConnConfig       = "off_PgConn_config"
-	pgxVarOffG_goid             = "off_g_goid"
-	pgxVarPidnsDev              = "pidns_dev"
-	pgxVarPidnsIno              = "pidns_ino"
-	pgxVarPropagateTracecontext = "propagate_tracecontext"
-	pgxVarSampler               = "sampler"
-	pgxVarSamplerBound          = "sampler_bound"
+	pgxMapActiveSpans              = "active_spans"
+	pgxMapDbPgScratch              = "db_pg_scratch"
+	pgxMapDrops                    = "drops"
+	pgxMapEvents                   = "events"
+	pgxMapPgxCalls                 = "pgx_calls"
+	pgxMapPgxScratch               = "pgx_scratch"
+	pgxProgPgxBatch                = "pgx_batch"
+	pgxProgPgxBatchReturn          = "pgx_batch_return"
+	pgxProgPgxCopy                 = "pgx_copy"
+	pgxProgPgxCopyReturn           = "pgx_copy_return"
+	pgxProgPgxError                = "pgx_error"
+	pgxProgPgxExec                 = "pgx_exec"
+	pgxProgPgxQuery                = "pgx_query"
+	pgxProgPgxReturn               = "pgx_return"
+	pgxVarEventKind                = "event_kind"
+	pgxVarGoStackAbi               = "go_stack_abi"
+	pgxVarGoTlsG                   = "go_tls_g"
+	pgxVarOffBatchQueuedQueries    = "off_Batch_QueuedQueries"
+	pgxVarOffBatchQueuedQueriesOld = "off_Batch_queuedQueriesOld"
+	pgxVarOffConfigDatabase        = "off_Config_Database"
+	pgxVarOffConfigHost            = "off_Config_Host"
+	pgxVarOffConfigPort            = "off_Config_Port"
+	pgxVarOffConnPgConn            = "off_Conn_pgConn"
+	pgxVarOffPgConnConfig          = "off_PgConn_config"
+	pgxVarOffQueuedQuerySQL        = "off_QueuedQuery_SQL"
+	pgxVarOffQueuedQueryQuery      = "off_QueuedQuery_query"
+	pgxVarOffG_goid                = "off_g_goid"
+	pgxVarPidnsDev                 = "pidns_dev"
+	pgxVarPidnsIno                 = "pidns_ino"
+	pgxVarPropagateTracecontext    = "propagate_tracecontext"
+	pgxVarSampler                  = "sampler"
+	pgxVarSamplerBound             = "sampler_bound"
 )
 
 // loadPgx returns the embedded CollectionSpec for pgx.
@@ -144,11 +160,14 @@ type pgxSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type pgxProgramSpecs struct {
-	PgxCopy       *ebpf.ProgramSpec `ebpf:"pgx_copy"`
-	PgxCopyReturn *ebpf.ProgramSpec `ebpf:"pgx_copy_return"`
-	PgxExec       *ebpf.ProgramSpec `ebpf:"pgx_exec"`
-	PgxQuery      *ebpf.ProgramSpec `ebpf:"pgx_query"`
-	PgxReturn     *ebpf.ProgramSpec `ebpf:"pgx_return"`
+	PgxBatch       *ebpf.ProgramSpec `ebpf:"pgx_batch"`
+	PgxBatchReturn *ebpf.ProgramSpec `ebpf:"pgx_batch_return"`
+	PgxCopy        *ebpf.ProgramSpec `ebpf:"pgx_copy"`
+	PgxCopyReturn  *ebpf.ProgramSpec `ebpf:"pgx_copy_return"`
+	PgxError       *ebpf.ProgramSpec `ebpf:"pgx_error"`
+	PgxExec        *ebpf.ProgramSpec `ebpf:"pgx_exec"`
+	PgxQuery       *ebpf.ProgramSpec `ebpf:"pgx_query"`
+	PgxReturn      *ebpf.ProgramSpec `ebpf:"pgx_return"`
 }
 
 // pgxMapSpecs contains maps before they are loaded into the kernel.
@@ -156,6 +175,7 @@ type pgxProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type pgxMapSpecs struct {
 	ActiveSpans *ebpf.MapSpec `ebpf:"active_spans"`
+	DbPgScratch *ebpf.MapSpec `ebpf:"db_pg_scratch"`
 	Drops       *ebpf.MapSpec `ebpf:"drops"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	PgxCalls    *ebpf.MapSpec `ebpf:"pgx_calls"`
@@ -166,20 +186,24 @@ type pgxMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type pgxVariableSpecs struct {
-	EventKind             *ebpf.VariableSpec `ebpf:"event_kind"`
-	GoStackAbi            *ebpf.VariableSpec `ebpf:"go_stack_abi"`
-	GoTlsG                *ebpf.VariableSpec `ebpf:"go_tls_g"`
-	OffConfigDatabase     *ebpf.VariableSpec `ebpf:"off_Config_Database"`
-	OffConfigHost         *ebpf.VariableSpec `ebpf:"off_Config_Host"`
-	OffConfigPort         *ebpf.VariableSpec `ebpf:"off_Config_Port"`
-	OffConnPgConn         *ebpf.VariableSpec `ebpf:"off_Conn_pgConn"`
-	OffPgConnConfig       *ebpf.VariableSpec `ebpf:"off_PgConn_config"`
-	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
-	PidnsDev              *ebpf.VariableSpec `ebpf:"pidns_dev"`
-	PidnsIno              *ebpf.VariableSpec `ebpf:"pidns_ino"`
-	PropagateTracecontext *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
-	Sampler               *ebpf.VariableSpec `ebpf:"sampler"`
-	SamplerBound          *ebpf.VariableSpec `ebpf:"sampler_bound"`
+	EventKind                *ebpf.VariableSpec `ebpf:"event_kind"`
+	GoStackAbi               *ebpf.VariableSpec `ebpf:"go_stack_abi"`
+	GoTlsG                   *ebpf.VariableSpec `ebpf:"go_tls_g"`
+	OffBatchQueuedQueries    *ebpf.VariableSpec `ebpf:"off_Batch_QueuedQueries"`
+	OffBatchQueuedQueriesOld *ebpf.VariableSpec `ebpf:"off_Batch_queuedQueriesOld"`
+	OffConfigDatabase        *ebpf.VariableSpec `ebpf:"off_Config_Database"`
+	OffConfigHost            *ebpf.VariableSpec `ebpf:"off_Config_Host"`
+	OffConfigPort            *ebpf.VariableSpec `ebpf:"off_Config_Port"`
+	OffConnPgConn            *ebpf.VariableSpec `ebpf:"off_Conn_pgConn"`
+	OffPgConnConfig          *ebpf.VariableSpec `ebpf:"off_PgConn_config"`
+	OffQueuedQuerySQL        *ebpf.VariableSpec `ebpf:"off_QueuedQuery_SQL"`
+	OffQueuedQueryQuery      *ebpf.VariableSpec `ebpf:"off_QueuedQuery_query"`
+	OffG_goid                *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	PidnsDev                 *ebpf.VariableSpec `ebpf:"pidns_dev"`
+	PidnsIno                 *ebpf.VariableSpec `ebpf:"pidns_ino"`
+	PropagateTracecontext    *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
+	Sampler                  *ebpf.VariableSpec `ebpf:"sampler"`
+	SamplerBound             *ebpf.VariableSpec `ebpf:"sampler_bound"`
 }
 
 // pgxObjects contains all objects after they have been loaded into the kernel.
@@ -203,6 +227,7 @@ func (o *pgxObjects) Close() error {
 // It can be passed to loadPgxObjects or ebpf.CollectionSpec.LoadAndAssign.
 type pgxMaps struct {
 	ActiveSpans *ebpf.Map `ebpf:"active_spans"`
+	DbPgScratch *ebpf.Map `ebpf:"db_pg_scratch"`
 	Drops       *ebpf.Map `ebpf:"drops"`
 	Events      *ebpf.Map `ebpf:"events"`
 	PgxCalls    *ebpf.Map `ebpf:"pgx_calls"`
@@ -212,6 +237,7 @@ type pgxMaps struct {
 func (m *pgxMaps) Close() error {
 	return _PgxClose(
 		m.ActiveSpans,
+		m.DbPgScratch,
 		m.Drops,
 		m.Events,
 		m.PgxCalls,
@@ -223,37 +249,47 @@ func (m *pgxMaps) Close() error {
 //
 // It can be passed to loadPgxObjects or ebpf.CollectionSpec.LoadAndAssign.
 type pgxVariables struct {
-	EventKind             *ebpf.Variable `ebpf:"event_kind"`
-	GoStackAbi            *ebpf.Variable `ebpf:"go_stack_abi"`
-	GoTlsG                *ebpf.Variable `ebpf:"go_tls_g"`
-	OffConfigDatabase     *ebpf.Variable `ebpf:"off_Config_Database"`
-	OffConfigHost         *ebpf.Variable `ebpf:"off_Config_Host"`
-	OffConfigPort         *ebpf.Variable `ebpf:"off_Config_Port"`
-	OffConnPgConn         *ebpf.Variable `ebpf:"off_Conn_pgConn"`
-	OffPgConnConfig       *ebpf.Variable `ebpf:"off_PgConn_config"`
-	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
-	PidnsDev              *ebpf.Variable `ebpf:"pidns_dev"`
-	PidnsIno              *ebpf.Variable `ebpf:"pidns_ino"`
-	PropagateTracecontext *ebpf.Variable `ebpf:"propagate_tracecontext"`
-	Sampler               *ebpf.Variable `ebpf:"sampler"`
-	SamplerBound          *ebpf.Variable `ebpf:"sampler_bound"`
+	EventKind                *ebpf.Variable `ebpf:"event_kind"`
+	GoStackAbi               *ebpf.Variable `ebpf:"go_stack_abi"`
+	GoTlsG                   *ebpf.Variable `ebpf:"go_tls_g"`
+	OffBatchQueuedQueries    *ebpf.Variable `ebpf:"off_Batch_QueuedQueries"`
+	OffBatchQueuedQueriesOld *ebpf.Variable `ebpf:"off_Batch_queuedQueriesOld"`
+	OffConfigDatabase        *ebpf.Variable `ebpf:"off_Config_Database"`
+	OffConfigHost            *ebpf.Variable `ebpf:"off_Config_Host"`
+	OffConfigPort            *ebpf.Variable `ebpf:"off_Config_Port"`
+	OffConnPgConn            *ebpf.Variable `ebpf:"off_Conn_pgConn"`
+	OffPgConnConfig          *ebpf.Variable `ebpf:"off_PgConn_config"`
+	OffQueuedQuerySQL        *ebpf.Variable `ebpf:"off_QueuedQuery_SQL"`
+	OffQueuedQueryQuery      *ebpf.Variable `ebpf:"off_QueuedQuery_query"`
+	OffG_goid                *ebpf.Variable `ebpf:"off_g_goid"`
+	PidnsDev                 *ebpf.Variable `ebpf:"pidns_dev"`
+	PidnsIno                 *ebpf.Variable `ebpf:"pidns_ino"`
+	PropagateTracecontext    *ebpf.Variable `ebpf:"propagate_tracecontext"`
+	Sampler                  *ebpf.Variable `ebpf:"sampler"`
+	SamplerBound             *ebpf.Variable `ebpf:"sampler_bound"`
 }
 
 // pgxPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadPgxObjects or ebpf.CollectionSpec.LoadAndAssign.
 type pgxPrograms struct {
-	PgxCopy       *ebpf.Program `ebpf:"pgx_copy"`
-	PgxCopyReturn *ebpf.Program `ebpf:"pgx_copy_return"`
-	PgxExec       *ebpf.Program `ebpf:"pgx_exec"`
-	PgxQuery      *ebpf.Program `ebpf:"pgx_query"`
-	PgxReturn     *ebpf.Program `ebpf:"pgx_return"`
+	PgxBatch       *ebpf.Program `ebpf:"pgx_batch"`
+	PgxBatchReturn *ebpf.Program `ebpf:"pgx_batch_return"`
+	PgxCopy        *ebpf.Program `ebpf:"pgx_copy"`
+	PgxCopyReturn  *ebpf.Program `ebpf:"pgx_copy_return"`
+	PgxError       *ebpf.Program `ebpf:"pgx_error"`
+	PgxExec        *ebpf.Program `ebpf:"pgx_exec"`
+	PgxQuery       *ebpf.Program `ebpf:"pgx_query"`
+	PgxReturn      *ebpf.Program `ebpf:"pgx_return"`
 }
 
 func (p *pgxPrograms) Close() error {
 	return _PgxClose(
+		p.PgxBatch,
+		p.PgxBatchReturn,
 		p.PgxCopy,
 		p.PgxCopyReturn,
+		p.PgxError,
 		p.PgxExec,
 		p.PgxQuery,
 		p.PgxReturn,

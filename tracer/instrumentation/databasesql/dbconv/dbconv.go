@@ -34,6 +34,8 @@ const (
 	OpPgxQuery      Op = 9 // pgx: Conn.Query (QueryRow, a pool's Query)
 	OpPgxExec       Op = 10
 	OpPgxCopy       Op = 11 // pgx: Conn.CopyFrom; Query holds the table
+	OpBegin         Op = 12 // database/sql: an attempt of DB.BeginTx, or Conn.BeginTx
+	OpPgxBatch      Op = 13 // pgx: Conn.SendBatch; Query holds the first query, Commands each query's start
 )
 
 // Command is a Redis command as a span may show it: its name and how many
@@ -54,6 +56,11 @@ type Event struct {
 
 	Failed   bool // the call returned an error
 	NotFound bool // go-redis: the call returned redis.Nil (no such key): not a failure
+	// Status is the code of the server's last error response during the
+	// call: PostgreSQL's SQLSTATE ("42P01"), MySQL's error number
+	// ("1146"); empty when none was seen (the call failed in the client,
+	// or its driver's responses are not read: lib/pq, others).
+	Status string
 
 	// Driver is the name the database/sql driver registered ("postgres",
 	// "pgx", "mysql"); empty when unknown.
@@ -75,6 +82,9 @@ type Event struct {
 	Commands    []Command
 	NumCommands int
 	DBIndex     int
+	// SameText says every query of a pgx batch is Query (the same
+	// string); Commands then hold the start of each (their operations).
+	SameText bool
 }
 
 // systems maps the names database/sql drivers register to db.system.name.
@@ -105,12 +115,15 @@ func System(driver string) attribute.KeyValue {
 // Describe fills out with the client span of ev.
 //
 // SQL: the name is db.query.summary, made of the query's first keyword and
-// the table it names ("SELECT items"), or COMMIT / ROLLBACK, else the
-// system. Redis: the name is db.operation.name, the command ("GET") or, for
-// a pipeline, "BATCH GET" when every command is the same and "BATCH"
-// otherwise; db.query.text has each command's name and a "?" per
-// argument. A failed call is an error with error.type _OTHER (the error's
-// type is not read); redis.Nil is not a failure.
+// the table it names ("SELECT items"), or BEGIN / COMMIT / ROLLBACK (a
+// database/sql transaction's, which have no text: db.operation.name),
+// else the system. Redis: the name is db.operation.name, the command
+// ("GET") or, for a pipeline, "BATCH GET" when every command is the same
+// and "BATCH" otherwise; db.query.text has each command's name and a "?" per
+// argument. A failed call is an error whose error.type and
+// db.response.status_code are the server's error code (Status) when one
+// was seen, as the database conventions ask; else error.type is _OTHER
+// (the Go error's type is not read). redis.Nil is not a failure.
 func Describe(ev *Event, out *spans.Span) {
 	out.Kind = trace.SpanKindClient
 	out.Start, out.End = ev.Start, ev.End
@@ -124,7 +137,11 @@ func Describe(ev *Event, out *spans.Span) {
 		attrs = describeSQL(ev, out, attrs)
 	}
 	out.Attributes = attrs
-	if ev.Failed {
+	switch {
+	case ev.Failed && ev.Status != "":
+		out.Attributes = append(out.Attributes, semconv.DBResponseStatusCode(ev.Status))
+		out.SetError(semconv.ErrorTypeKey.String(ev.Status), "")
+	case ev.Failed:
 		out.SetError(semconv.ErrorTypeOther, "")
 	}
 }
@@ -136,13 +153,16 @@ var attrTruncatedQuery = attribute.StringSlice("offsetdb.truncated", []string{"d
 
 func describeSQL(ev *Event, out *spans.Span, attrs []attribute.KeyValue) []attribute.KeyValue {
 	system := System(ev.Driver)
-	pgx := ev.Op == OpPgxQuery || ev.Op == OpPgxExec || ev.Op == OpPgxCopy
+	pgx := ev.Op == OpPgxQuery || ev.Op == OpPgxExec || ev.Op == OpPgxCopy || ev.Op == OpPgxBatch
 	if pgx {
 		system = semconv.DBSystemNamePostgreSQL
 	}
 	attrs = append(attrs, system)
 	out.Name = system.Value.AsString()
 	switch ev.Op {
+	case OpBegin:
+		out.Name = "BEGIN"
+		attrs = append(attrs, semconv.DBOperationName("BEGIN"))
 	case OpCommit:
 		out.Name = "COMMIT"
 		attrs = append(attrs, semconv.DBOperationName("COMMIT"))
@@ -159,7 +179,9 @@ func describeSQL(ev *Event, out *spans.Span, attrs []attribute.KeyValue) []attri
 			attrs = append(attrs, semconv.DBCollectionName(ev.Query), semconv.DBQuerySummary(out.Name))
 		}
 	}
-	if ev.Query != "" && ev.Op != OpPgxCopy {
+	if ev.Op == OpPgxBatch && ev.NumCommands > 1 {
+		attrs = describeBatch(ev, out, attrs)
+	} else if ev.Query != "" && ev.Op != OpPgxCopy {
 		attrs = append(attrs, semconv.DBQueryText(ev.Query))
 		if ev.QueryCut {
 			attrs = append(attrs, attrTruncatedQuery)
@@ -182,6 +204,47 @@ func describeSQL(ev *Event, out *spans.Span, attrs []attribute.KeyValue) []attri
 		attrs = append(attrs, semconv.DBNamespace(ns))
 	}
 	return appendServer(attrs, host, port)
+}
+
+// describeBatch names a batch of queries as the database conventions
+// say: db.operation.name "BATCH" and the operation of its queries when
+// all have the same ("BATCH INSERT"), db.operation.batch.size, and, when
+// every query is the same text, that text and db.query.summary "BATCH
+// INSERT hits" (the span's name). A batch of different texts has no
+// db.query.text: the record holds the first text only, not the whole
+// concatenation the conventions ask for.
+func describeBatch(ev *Event, out *spans.Span, attrs []attribute.KeyValue) []attribute.KeyValue {
+	op := ""
+	if ev.NumCommands <= len(ev.Commands) {
+		for i, c := range ev.Commands {
+			kw := ""
+			if f := strings.Fields(c.Name); len(f) > 0 && len(f[0]) < len(c.Name) {
+				kw = strings.ToUpper(f[0]) // a whole word, not cut by the record
+			}
+			if _, known := summaryOps[kw]; !known || (i > 0 && kw != op) {
+				op = ""
+				break
+			}
+			op = kw
+		}
+	}
+	name := "BATCH"
+	if op != "" {
+		name += " " + op
+	}
+	out.Name = name
+	attrs = append(attrs, semconv.DBOperationName(name), semconv.DBOperationBatchSize(ev.NumCommands))
+	if ev.SameText && ev.Query != "" {
+		attrs = append(attrs, semconv.DBQueryText(ev.Query))
+		if ev.QueryCut {
+			attrs = append(attrs, attrTruncatedQuery)
+		}
+		if s := Summary(ev.Query); s != "" {
+			out.Name = "BATCH " + s
+			attrs = append(attrs, semconv.DBQuerySummary(out.Name))
+		}
+	}
+	return attrs
 }
 
 func appendServer(attrs []attribute.KeyValue, host string, port int) []attribute.KeyValue {

@@ -167,8 +167,14 @@ func serve(addr, pgDSN, myDSN, redisAddr string) {
 		if err := conn.QueryRowContext(ctx, "SELECT n FROM items WHERE id = $1", 1).Scan(&n); err != nil {
 			return err
 		}
-		_, err = conn.ExecContext(ctx, "INSERT INTO hits (req) VALUES ($1)", id)
-		return err
+		if _, err := conn.ExecContext(ctx, "INSERT INTO hits (req) VALUES ($1)", id); err != nil {
+			return err
+		}
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		return tx.Rollback()
 	})
 	handle("/redis", func(ctx context.Context, r *http.Request, id int) error {
 		return redisCalls(ctx, rdb, id)
@@ -281,8 +287,9 @@ func redisCalls(ctx context.Context, rdb *redis.Client, id int) error {
 	return err
 }
 
-// pgxCalls makes, with pgx's own API: a query, a QueryRow, an exec and a
-// failing exec, and a transaction.
+// pgxCalls makes, with pgx's own API: a query, a QueryRow, an exec, a
+// failing exec, a CopyFrom, a transaction (begin, update, commit) and two
+// batches (the second failing).
 func pgxCalls(ctx context.Context, pool *pgxpool.Pool, id int) error {
 	rows, err := pool.Query(ctx, "SELECT id, name FROM items WHERE id <= $1", 2)
 	if err != nil {
@@ -305,6 +312,33 @@ func pgxCalls(ctx context.Context, pool *pgxpool.Pool, id int) error {
 	}
 	if n != 2 {
 		return fmt.Errorf("CopyFrom copied %d rows, want 2", n)
+	}
+	// A transaction: pgx sends "begin" and "commit" with Exec.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "UPDATE items SET n = n + 1 WHERE id = $1", 1); err != nil {
+		tx.Rollback(ctx)
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	// A batch of three inserts of one text, and one of two different
+	// queries whose second cannot be prepared.
+	b := &pgx.Batch{}
+	for i := 0; i < 3; i++ {
+		b.Queue("INSERT INTO hits (req) VALUES ($1)", id)
+	}
+	if err := pool.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	b = &pgx.Batch{}
+	b.Queue("SELECT name FROM items WHERE id = $1", 1)
+	b.Queue("SELECT * FROM no_such_table")
+	if err := pool.SendBatch(ctx, b).Close(); err == nil {
+		return errors.New("batch with a missing table did not fail")
 	}
 	return nil
 }
