@@ -53,6 +53,8 @@ func TestCLIRejectsBadSettingsNamingThem(t *testing.T) {
 		{"no mode", nil, nil, "give exactly one of -- CMD, --pid or --exe"},
 		{"two modes", []string{"--pid", "1", "--exe", "x"}, nil, "give exactly one"},
 		{"bad glob", []string{"--exe", "["}, nil, `--exe "[": syntax error in pattern`},
+		{"exe twice", []string{"--exe", "a", "--exe", "b"}, nil, `-exe: given twice ("a", then "b")`},
+		{"misspelt discovery key", []string{"--discovery", writeFile(t, "discovery:\n  services:\n    - exe_paht: \"*/x\"\n")}, nil, `discovery configuration: unknown field "exe_paht"`},
 		{"bad log level", []string{"--log-level", "bogus", "--pid", "1"}, nil, `--log-level (or OTEL_LOG_LEVEL) "bogus"`},
 		{"bad log level from env", []string{"--pid", "1"}, map[string]string{"OTEL_LOG_LEVEL": "loud"}, `OTEL_LOG_LEVEL) "loud"`},
 		{"bad log format", []string{"--log-format", "xml", "--pid", "1"}, nil, `--log-format "xml"`},
@@ -320,4 +322,12 @@ func TestCLIPeriodicLineCountsAsItGoes(t *testing.T) {
 	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, cmd.Wait())
+}
+
+// writeFile writes content to a new file in a test's temporary directory.
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+	return path
 }

@@ -326,7 +326,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	code = exitError
 	switch {
 	case errors.Is(err, errBadSetting), errors.Is(err, export.ErrBadSetting),
-		errors.Is(err, export.ErrUnknownExporter), errors.Is(err, export.ErrUnknownProtocol):
+		errors.Is(err, export.ErrUnknownExporter), errors.Is(err, export.ErrUnknownProtocol),
+		errors.Is(err, discovery.ErrConfig):
 		code = exitUsage
 	case errors.Is(err, errNothingToTrace), errors.Is(err, errNotGoProgram):
 		code = exitNothingTraced
@@ -425,7 +426,7 @@ func traceFlags(w io.Writer) (*flag.FlagSet, *traceSettings) {
 	var s traceSettings
 	s.register(fs)
 	fs.IntVar(&s.pid, "pid", 0, "trace the running process with this PID")
-	fs.StringVar(&s.exe, "exe", "", "trace every process whose executable matches this glob (base name, or full path if it has a '/')")
+	fs.Var((*onceString)(&s.exe), "exe", "trace every process whose executable matches this glob (base name, or full path if it has a '/'); one glob: a --discovery file selects by several")
 	fs.BoolVar(&s.perLink, "per-uprobe-links", false, "attach every uprobe with a link of its own even where the kernel has uprobe_multi links (Linux 6.6+); slower to detach: ~80 ms per uprobe")
 	fs.IntVar(&s.buffer.MaxQueue, "export-buffer", 0, fmt.Sprintf("spans held per traced process while the collector is slow or away; beyond it the oldest are dropped and counted (default OTEL_BSP_MAX_QUEUE_SIZE, else %d: a minute at 1,000 spans/s)", export.DefaultMaxQueue))
 	fs.IntVar(&s.buffer.Concurrency, "export-concurrency", export.DefaultConcurrency, "exports in flight at once per traced process, so that a slow collector does not hold the rest back")
@@ -442,6 +443,20 @@ func traceFlags(w io.Writer) (*flag.FlagSet, *traceSettings) {
 }
 
 // flagSet reports whether the flag name was given on the command line.
+// onceString is a string flag that refuses to be given twice, where the
+// flag package would silently keep the last value.
+type onceString string
+
+func (o *onceString) String() string { return string(*o) }
+
+func (o *onceString) Set(v string) error {
+	if *o != "" {
+		return fmt.Errorf("given twice (%q, then %q): it takes one value", string(*o), v)
+	}
+	*o = onceString(v)
+	return nil
+}
+
 func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })

@@ -92,7 +92,11 @@ func Load(file string) (*Config, error) {
 func Parse(b []byte) (*Config, error) {
 	var c Config
 	if err := yaml.UnmarshalStrict(b, &c); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		// The YAML is decoded as JSON, which the library's words say;
+		// the user wrote YAML.
+		msg := strings.NewReplacer("error unmarshaling JSON: while decoding JSON: json: ", "",
+			"error converting YAML to JSON: ", "").Replace(err.Error())
+		return nil, fmt.Errorf("%w: %s", ErrConfig, msg)
 	}
 	if len(c.Discovery.Services) == 0 {
 		return nil, fmt.Errorf("%w: discovery.services lists no rule: nothing would be traced", ErrConfig)
