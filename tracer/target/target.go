@@ -430,8 +430,9 @@ func LogLost(log *slog.Logger, st Stats, args ...any) {
 const slowAfter = time.Second
 
 // LogIfSlow logs "still waiting" with what and args if the returned
-// function is not called within a second, and again every five seconds
-// until it is: a stop that takes long says what it waits for.
+// function is not called within a second (at info level), and again every
+// five seconds until it is (at warn level): a stop that takes long says
+// what it waits for.
 func LogIfSlow(log *slog.Logger, what string, args ...any) (done func()) {
 	start := time.Now()
 	stop := make(chan struct{})
@@ -443,7 +444,14 @@ func LogIfSlow(log *slog.Logger, what string, args ...any) (done func()) {
 			case <-stop:
 				return
 			case <-t.C:
-				log.Warn("still waiting", append([]any{"for", what, "waited", time.Since(start).Round(time.Millisecond)}, args...)...)
+				// The first notice is progress (detaching a link waits
+				// for the kernel, about a second under load); one that
+				// repeats is worth a warning.
+				level, waited := slog.LevelInfo, time.Since(start)
+				if waited > 5*time.Second {
+					level = slog.LevelWarn
+				}
+				log.Log(context.Background(), level, "still waiting", append([]any{"for", what, "waited", waited.Round(time.Millisecond)}, args...)...)
 				t.Reset(5 * time.Second)
 			}
 		}
