@@ -432,7 +432,7 @@ func traceFlags(w io.Writer) (*flag.FlagSet, *traceSettings) {
 	fs.IntVar(&s.buffer.Concurrency, "export-concurrency", export.DefaultConcurrency, "exports in flight at once per traced process, so that a slow collector does not hold the rest back")
 	fs.BoolVar(&s.writeContext, "context-propagation", true, "add the W3C traceparent of each client span to outgoing plaintext HTTP/1.x requests and gRPC calls, at the socket layer (nothing is written into the processes; false: continue incoming trace context only)")
 	fs.StringVar(&s.cgroupRoot, "cgroup-root", "", "cgroup v2 hierarchy the trace-context writer attaches to (default: the first cgroup2 mount in /proc/self/mountinfo; in a container, mount the host's /sys/fs/cgroup and name it here)")
-	fs.BoolVar(&s.holdNew, "exe-hold", true, "with --exe, stop each new matching process at its exec (SIGSTOP) until its probes are attached (SIGCONT), so that its first request is traced; false: it runs at once and its first requests may go untraced (default true, but false for --exe '*' unless given)")
+	fs.BoolVar(&s.holdNew, "exe-hold", true, "with --exe, stop each new matching process at its exec (SIGSTOP) until its probes are attached (SIGCONT), so that its first request is traced; false: it runs at once and its first requests may go untraced; false by default for --exe '*' unless given")
 	s.kube = kube.RegisterFlags(fs)
 	s.discovery = discovery.RegisterFlags(fs)
 	fs.DurationVar(&s.statsInterval, "stats-interval", time.Minute, "how often to log the span counts (spans, exported, dropped by reason) while tracing; 0: only at exit")
