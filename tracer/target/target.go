@@ -236,14 +236,14 @@ type Stats struct {
 	Errors  uint64 // records that could not be decoded or recorded
 	Dropped uint64 // events lost because the ring buffer was full
 	// InFlightLost counts calls whose return found no start in BPF
-	// (uprobe.Session.InFlightLost): each a span lost.
+	// (uprobe.Loader.InFlightLost): each a span lost.
 	InFlightLost uint64
 	// Unsampled counts spans not exported because their caller's trace
 	// context was not sampled.
 	Unsampled uint64
 	// SkippedRuns counts probe hits at which the kernel did not run the
 	// program, another BPF program being active on that CPU
-	// (uprobe.Session.SkippedRuns): each may have lost a span.
+	// (uprobe.Loader.SkippedRuns): each may have lost a span.
 	SkippedRuns uint64
 }
 

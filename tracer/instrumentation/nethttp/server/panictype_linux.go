@@ -51,6 +51,10 @@ type typeBinary struct {
 	file   os.FileInfo // of /proc/PID/exe when opened: a reused PID runs another file
 	layout gobinary.TypeLayout
 	ok     bool
+	// bias is the process's load bias, once loadBias found it (biased):
+	// a process's mapping of its executable does not move.
+	bias   uint64
+	biased bool
 }
 
 // typeResolver turns the type word of a panic value into the type's name
@@ -73,8 +77,13 @@ func (r *typeResolver) name(pid uint32, ip, typ uint64) string {
 	if err != nil || !tb.ok {
 		return ""
 	}
-	bias, ok := loadBias(pid, tb.bin, tb.file, ip)
-	if !ok {
+	r.mu.Lock()
+	if !tb.biased {
+		tb.bias, tb.biased = loadBias(pid, tb.bin, tb.file, ip)
+	}
+	bias, biased := tb.bias, tb.biased
+	r.mu.Unlock()
+	if !biased {
 		return ""
 	}
 	name, err := tb.bin.TypeName(typ-bias, tb.layout)
