@@ -31,6 +31,8 @@ package routes
 import (
 	"errors"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/offsetdb/offsetdb/offsets"
 	"github.com/offsetdb/offsetdb/tracer/spans"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
@@ -59,79 +61,57 @@ const (
 
 var goid = uprobe.Field{ID: offsets.MustParseFieldID("runtime.g.goid"), Const: "off_g_goid"}
 
+// router declares the route instrumentation name of one router: its one
+// probe, its BPF object and the fields it reads besides the goroutine id.
+// Every router records into TemplatesMap and submits no records.
+func router(name string, probe uprobe.Probe, spec func() (*ebpf.CollectionSpec, error), fields ...uprobe.Field) uprobe.Instrumentation {
+	return uprobe.Instrumentation{
+		Name:       name,
+		Probes:     []uprobe.Probe{probe},
+		Fields:     append([]uprobe.Field{goid}, fields...),
+		SharedMaps: []string{TemplatesMap},
+		Spec:       spec,
+		Decode:     decode,
+	}
+}
+
 // Gin returns the declaration of the gin route instrumentation: gin
 // v1.5.0 and later, whose Context holds the matched route.
 func Gin() uprobe.Instrumentation {
-	return uprobe.Instrumentation{
-		Name: GinName,
-		Probes: []uprobe.Probe{
-			{Symbol: "github.com/gin-gonic/gin.(*Engine).handleHTTPRequest", Entry: "gin_entry", Return: "gin_return", Versions: ">=v1.5.0", StackABI: true},
-		},
-		Fields: []uprobe.Field{
-			goid,
-			{ID: offsets.MustParseFieldID("github.com/gin-gonic/gin.Context.fullPath"), Const: "off_Context_fullPath"},
-		},
-		SharedMaps: []string{TemplatesMap},
-		Spec:       ginSpec,
-		Decode:     decode,
-	}
+	return router(GinName,
+		uprobe.Probe{Symbol: "github.com/gin-gonic/gin.(*Engine).handleHTTPRequest", Entry: "gin_entry", Return: "gin_return", Versions: ">=v1.5.0", StackABI: true},
+		ginSpec,
+		uprobe.Field{ID: offsets.MustParseFieldID("github.com/gin-gonic/gin.Context.fullPath"), Const: "off_Context_fullPath"})
 }
 
 // Echo returns the declaration of the echo v4 route instrumentation.
 func Echo() uprobe.Instrumentation {
-	return uprobe.Instrumentation{
-		Name: EchoName,
-		Probes: []uprobe.Probe{
-			{Symbol: "github.com/labstack/echo/v4.(*Router).Find", Entry: "echo_entry", Return: "echo_return", StackABI: true},
-		},
-		Fields: []uprobe.Field{
-			goid,
-			{ID: offsets.MustParseFieldID("github.com/labstack/echo/v4.context.path"), Const: "off_context_path"},
-		},
-		SharedMaps: []string{TemplatesMap},
-		Spec:       echoSpec,
-		Decode:     decode,
-	}
+	return router(EchoName,
+		uprobe.Probe{Symbol: "github.com/labstack/echo/v4.(*Router).Find", Entry: "echo_entry", Return: "echo_return", StackABI: true},
+		echoSpec,
+		uprobe.Field{ID: offsets.MustParseFieldID("github.com/labstack/echo/v4.context.path"), Const: "off_context_path"})
 }
 
 // Chi returns the declaration of the chi v5 route instrumentation.
 func Chi() uprobe.Instrumentation {
-	return uprobe.Instrumentation{
-		Name: ChiName,
-		Probes: []uprobe.Probe{
-			{Symbol: "github.com/go-chi/chi/v5.(*node).FindRoute", Entry: "chi_entry", Return: "chi_return", StackABI: true},
-		},
-		Fields: []uprobe.Field{
-			goid,
-			{ID: offsets.MustParseFieldID("github.com/go-chi/chi/v5.Context.routePattern"), Const: "off_Context_routePattern"},
-		},
-		SharedMaps: []string{TemplatesMap},
-		Spec:       chiSpec,
-		Decode:     decode,
-	}
+	return router(ChiName,
+		uprobe.Probe{Symbol: "github.com/go-chi/chi/v5.(*node).FindRoute", Entry: "chi_entry", Return: "chi_return", StackABI: true},
+		chiSpec,
+		uprobe.Field{ID: offsets.MustParseFieldID("github.com/go-chi/chi/v5.Context.routePattern"), Const: "off_Context_routePattern"})
 }
 
 // GorillaMux returns the declaration of the gorilla/mux route
 // instrumentation. The path template is behind a pointer field before
 // v1.7.0 and inside a value from v1.7.0: one of the two is Absent.
 func GorillaMux() uprobe.Instrumentation {
-	return uprobe.Instrumentation{
-		Name: GorillaMuxName,
-		Probes: []uprobe.Probe{
-			{Symbol: "github.com/gorilla/mux.(*Router).Match", Entry: "mux_entry", Return: "mux_return", StackABI: true},
-		},
-		Fields: []uprobe.Field{
-			goid,
-			{ID: offsets.MustParseFieldID("github.com/gorilla/mux.RouteMatch.Route"), Const: "off_RouteMatch_Route"},
-			{ID: offsets.MustParseFieldID("github.com/gorilla/mux.Route.regexp"), Const: "off_Route_regexp", Optional: true},                               // <v1.7.0
-			{ID: offsets.MustParseFieldID("github.com/gorilla/mux.routeRegexpGroup.path"), Const: "off_routeRegexpGroup_path"},                             // every version
-			{ID: offsets.MustParseFieldID("github.com/gorilla/mux.Route.routeConf.regexp.path"), Const: "off_Route_routeConf_regexp_path", Optional: true}, // v1.7.0+
-			{ID: offsets.MustParseFieldID("github.com/gorilla/mux.routeRegexp.template"), Const: "off_routeRegexp_template"},
-		},
-		SharedMaps: []string{TemplatesMap},
-		Spec:       gorillamuxSpec,
-		Decode:     decode,
-	}
+	return router(GorillaMuxName,
+		uprobe.Probe{Symbol: "github.com/gorilla/mux.(*Router).Match", Entry: "mux_entry", Return: "mux_return", StackABI: true},
+		gorillamuxSpec,
+		uprobe.Field{ID: offsets.MustParseFieldID("github.com/gorilla/mux.RouteMatch.Route"), Const: "off_RouteMatch_Route"},
+		uprobe.Field{ID: offsets.MustParseFieldID("github.com/gorilla/mux.Route.regexp"), Const: "off_Route_regexp", Optional: true},                               // <v1.7.0
+		uprobe.Field{ID: offsets.MustParseFieldID("github.com/gorilla/mux.routeRegexpGroup.path"), Const: "off_routeRegexpGroup_path"},                             // every version
+		uprobe.Field{ID: offsets.MustParseFieldID("github.com/gorilla/mux.Route.routeConf.regexp.path"), Const: "off_Route_routeConf_regexp_path", Optional: true}, // v1.7.0+
+		uprobe.Field{ID: offsets.MustParseFieldID("github.com/gorilla/mux.routeRegexp.template"), Const: "off_routeRegexp_template"})
 }
 
 // errNoRecords is what decode reports: the programs submit no records.
