@@ -10,6 +10,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
+// TruncatedKey is the attribute that lists, as a string slice, the names of
+// a span's attributes whose values were cut to fit a BPF record
+// (["url.path", "db.query.text"]): a cut is never silent.
+const TruncatedKey attribute.Key = "offsetdb.truncated"
+
 // Span is one finished operation seen by an instrumentation, in terms that
 // know no protocol: every instrumentation decodes its records into a Span
 // (following its protocol's semantic conventions), and Recorder exports it.

@@ -149,7 +149,7 @@ func Describe(ev *Event, out *spans.Span) {
 // attrTruncatedQuery marks a span whose db.query.text is the start of a
 // longer text (the record holds 255 bytes), as offsetdb.truncated marks
 // cut URL parts on HTTP spans: a cut is never silent.
-var attrTruncatedQuery = attribute.StringSlice("offsetdb.truncated", []string{"db.query.text"})
+var attrTruncatedQuery = spans.TruncatedKey.StringSlice([]string{"db.query.text"})
 
 func describeSQL(ev *Event, out *spans.Span, attrs []attribute.KeyValue) []attribute.KeyValue {
 	system := System(ev.Driver)
@@ -182,14 +182,7 @@ func describeSQL(ev *Event, out *spans.Span, attrs []attribute.KeyValue) []attri
 	if ev.Op == OpPgxBatch && ev.NumCommands > 1 {
 		attrs = describeBatch(ev, out, attrs)
 	} else if ev.Query != "" && ev.Op != OpPgxCopy {
-		attrs = append(attrs, semconv.DBQueryText(ev.Query))
-		if ev.QueryCut {
-			attrs = append(attrs, attrTruncatedQuery)
-		}
-		if s := Summary(ev.Query); s != "" {
-			out.Name = s
-			attrs = append(attrs, semconv.DBQuerySummary(s))
-		}
+		attrs = appendQuery(attrs, ev, out, "")
 	}
 	host, port, ns := "", 0, ""
 	switch {
@@ -235,14 +228,22 @@ func describeBatch(ev *Event, out *spans.Span, attrs []attribute.KeyValue) []att
 	out.Name = name
 	attrs = append(attrs, semconv.DBOperationName(name), semconv.DBOperationBatchSize(ev.NumCommands))
 	if ev.SameText && ev.Query != "" {
-		attrs = append(attrs, semconv.DBQueryText(ev.Query))
-		if ev.QueryCut {
-			attrs = append(attrs, attrTruncatedQuery)
-		}
-		if s := Summary(ev.Query); s != "" {
-			out.Name = "BATCH " + s
-			attrs = append(attrs, semconv.DBQuerySummary(out.Name))
-		}
+		attrs = appendQuery(attrs, ev, out, "BATCH ")
+	}
+	return attrs
+}
+
+// appendQuery adds ev's query text, marked when the record cut it, and,
+// when the text can be summarised, db.query.summary prefix+summary, which
+// also names out.
+func appendQuery(attrs []attribute.KeyValue, ev *Event, out *spans.Span, prefix string) []attribute.KeyValue {
+	attrs = append(attrs, semconv.DBQueryText(ev.Query))
+	if ev.QueryCut {
+		attrs = append(attrs, attrTruncatedQuery)
+	}
+	if s := Summary(ev.Query); s != "" {
+		out.Name = prefix + s
+		attrs = append(attrs, semconv.DBQuerySummary(out.Name))
 	}
 	return attrs
 }

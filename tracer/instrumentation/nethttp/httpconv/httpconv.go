@@ -265,7 +265,7 @@ func exceptionEvent(x *Exception, at time.Time) spans.Event {
 		cut = append(cut, string(semconv.ExceptionStacktraceKey))
 	}
 	if cut != nil {
-		ev.Attributes = append(ev.Attributes, attribute.StringSlice("offsetdb.truncated", cut))
+		ev.Attributes = append(ev.Attributes, spans.TruncatedKey.StringSlice(cut))
 	}
 	return ev
 }
@@ -320,7 +320,7 @@ var attrHijacked = attribute.Bool("offsetdb.http.hijacked", true)
 // offsetdb.truncated lists the attributes whose value is the start of a
 // longer one (the record's buffers hold 1 KiB of path and of query, 128
 // bytes of user agent). The semantic conventions have no attribute for it.
-var attrTruncatedFull = attribute.StringSlice("offsetdb.truncated", []string{"url.full"})
+var attrTruncatedFull = spans.TruncatedKey.StringSlice([]string{"url.full"})
 
 // truncatedServer holds the offsetdb.truncated attribute of each
 // combination of cut server values, indexed by path | query<<1 | ua<<2,
@@ -333,7 +333,7 @@ var truncatedServer = func() (kvs [8]attribute.KeyValue) {
 				names = append(names, name)
 			}
 		}
-		kvs[i] = attribute.StringSlice("offsetdb.truncated", names)
+		kvs[i] = spans.TruncatedKey.StringSlice(names)
 	}
 	return kvs
 }()
