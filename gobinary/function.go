@@ -198,9 +198,9 @@ func (b *Binary) CallSites(caller, callee string) ([]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	to, err := b.Function(callee)
+	to, err := b.lookup(callee) // its entry only: no need to decode its body
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("function %s: %w", callee, err)
 	}
 	code, err := b.readAt(from.Entry, from.End-from.Entry)
 	if err != nil {
@@ -215,7 +215,7 @@ func (b *Binary) CallSites(caller, callee string) ([]uint64, error) {
 				return nil, fmt.Errorf("function %s: decode amd64 instruction at offset %#x: %v", caller, pc, err)
 			}
 			if rel, ok := inst.Args[0].(x86asm.Rel); ok && inst.Op == x86asm.CALL {
-				if from.Entry+uint64(pc+inst.Len)+uint64(int64(rel)) == to.Entry {
+				if from.Entry+uint64(pc+inst.Len)+uint64(int64(rel)) == to.entry {
 					sites = append(sites, from.EntryOffset+uint64(pc))
 				}
 			}
@@ -227,7 +227,7 @@ func (b *Binary) CallSites(caller, callee string) ([]uint64, error) {
 			if err != nil || inst.Op != arm64asm.BL {
 				continue
 			}
-			if rel, ok := inst.Args[0].(arm64asm.PCRel); ok && from.Entry+uint64(pc)+uint64(int64(rel)) == to.Entry {
+			if rel, ok := inst.Args[0].(arm64asm.PCRel); ok && from.Entry+uint64(pc)+uint64(int64(rel)) == to.entry {
 				sites = append(sites, from.EntryOffset+uint64(pc))
 			}
 		}
