@@ -93,29 +93,37 @@ func TestTraceDatabaseSQLOnStackABIReleases(t *testing.T) {
 	}
 }
 
+// splitRequest finds the server span of the request for path and splits
+// got into that request's database/sql spans and the spans of other
+// traces.
+func splitRequest(t *testing.T, got []dbtest.Span, path string) (server dbtest.Span, mine, rest []dbtest.Span) {
+	t.Helper()
+	for _, sp := range got {
+		if sp.Inst == "net/http server" && sp.Attrs["url.path"] == path {
+			server = sp
+		}
+	}
+	require.NotEmpty(t, server.Name, "the %s request's span", path)
+	for _, sp := range got {
+		switch {
+		case sp.TraceID != server.TraceID:
+			rest = append(rest, sp)
+		case sp.Inst == "database/sql":
+			mine = append(mine, sp)
+		}
+	}
+	return server, mine, rest
+}
+
 // checkDown checks the spans of the /down request, whose Query and Exec
 // fail to get a connection (nothing listens on the server's port) and so
 // never reach the driver: each must still be a failed span with its query
 // text (the Exec's cut at 255 bytes, and marked cut), under the request's
 // span. It returns the other spans.
 func checkDown(t *testing.T, got []dbtest.Span) []dbtest.Span {
-	var server dbtest.Span
-	for _, sp := range got {
-		if sp.Inst == "net/http server" && sp.Attrs["url.path"] == "/down" {
-			server = sp
-		}
-	}
-	require.NotEmpty(t, server.Name, "the /down request's span")
-	var rest []dbtest.Span
+	server, mine, rest := splitRequest(t, got, "/down")
 	queries := map[string]bool{}
-	for _, sp := range got {
-		if sp.TraceID != server.TraceID {
-			rest = append(rest, sp)
-			continue
-		}
-		if sp.Inst != "database/sql" {
-			continue
-		}
+	for _, sp := range mine {
 		t.Logf("down: %s %q status=%v %v", sp.Kind, sp.Name, sp.Status, sp.Attrs)
 		assert.Equal(t, server.SpanID, sp.ParentID, "down %s: parent", sp.Name)
 		assert.Equal(t, codes.Error, sp.Status, "down %s", sp.Name)
@@ -142,23 +150,9 @@ func checkDown(t *testing.T, got []dbtest.Span) []dbtest.Span {
 // begins a transaction and rolls it back through a database/sql Conn (its
 // DB read from Conn.db): a span each, with the server of the DB. It returns the other spans.
 func checkConn(t *testing.T, got []dbtest.Span) []dbtest.Span {
-	var server dbtest.Span
-	for _, sp := range got {
-		if sp.Inst == "net/http server" && sp.Attrs["url.path"] == "/conn" {
-			server = sp
-		}
-	}
-	require.NotEmpty(t, server.Name, "the /conn request's span")
-	var rest []dbtest.Span
+	server, mine, rest := splitRequest(t, got, "/conn")
 	names := map[string]int{}
-	for _, sp := range got {
-		if sp.TraceID != server.TraceID {
-			rest = append(rest, sp)
-			continue
-		}
-		if sp.Inst != "database/sql" {
-			continue
-		}
+	for _, sp := range mine {
 		t.Logf("conn: %s %q status=%v %v", sp.Kind, sp.Name, sp.Status, sp.Attrs)
 		names[sp.Name]++
 		assert.Equal(t, server.SpanID, sp.ParentID, "conn %s: parent", sp.Name)
