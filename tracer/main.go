@@ -1180,7 +1180,9 @@ func (t *tracing) watch(ctx context.Context, glob string) error {
 				<-prev.done
 			}
 			attached := func() {
-				t.resume(ev)
+				if !cur.superseded.Load() { // else the later trace resumes it, attached
+					t.resume(ev)
+				}
 				if !ev.Exec.IsZero() {
 					t.log.Info("new process traced from its start", "pid", ev.PID, "exec_to_attached", time.Since(ev.Exec).Round(time.Microsecond),
 						"exec_seen_after", ev.Seen.Sub(ev.Exec).Round(time.Microsecond), "held", ev.Held)

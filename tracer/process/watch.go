@@ -203,8 +203,8 @@ func (w *watcher) scan() bool {
 			seen[pid] = true
 			continue
 		}
-		readAt := time.Now()
 		_, exe, err := ExePath(pid)
+		readAt := time.Now() // as in handle: after the read
 		if err != nil || !Match(w.glob, exe) || !Alive(pid) {
 			continue
 		}
@@ -248,8 +248,8 @@ func (w *watcher) handle(ev procEvent) bool {
 			return true
 		}
 		if at, ok := w.readAt[ev.tgid]; ok && ev.at.Before(at) {
-			// This exec happened before the executable was read at the
-			// process's previous exec event, so that read already saw
+			// This exec happened before the read of the executable at the
+			// process's previous exec event was done, so that read saw
 			// this program: a process started through a wrapper that
 			// execs it (env, sh -c 'exec …', runc init) is reported once.
 			return true
@@ -261,8 +261,10 @@ func (w *watcher) handle(ev procEvent) bool {
 				return false
 			}
 		}
-		readAt := time.Now()
 		_, exe, err := ExePath(ev.tgid)
+		// Taken once the read is done: an exec before then may be what the
+		// read saw (a wrapper's exec reported, its program already read).
+		readAt := time.Now()
 		if err != nil || !Match(w.glob, exe) {
 			delete(w.readAt, ev.tgid)
 			return true
