@@ -272,7 +272,9 @@ func settled(t *offsets.Table, arches []string, recheckUnavailable bool) func(go
 
 // LoadTable reads the module's shard from dir. A shard built for another
 // field set is discarded: its absences cannot be trusted for the new set,
-// so every version is rebuilt.
+// so every version is rebuilt — unless the new set only adds fields bound
+// to some versions (see boundedAddition): then only the builds of those
+// versions are dropped, to be built again.
 func LoadTable(dir string, set *fieldset.Set, log *slog.Logger) (*offsets.Table, error) {
 	fresh := offsets.NewTable(set.Module, set.Fields)
 	db, err := offsets.OpenDir(dir)
@@ -289,11 +291,56 @@ func LoadTable(dir string, set *fieldset.Set, log *slog.Logger) (*offsets.Table,
 	if err != nil {
 		return nil, fmt.Errorf("read existing database: %w (fix or remove %s, or run offsetgen verify)", err, dir)
 	}
-	if s.FieldSet != offsets.FieldSetHash(set.Fields) {
+	if s.FieldSet == offsets.FieldSetHash(set.Fields) {
+		return s.Expand()
+	}
+	bound, added, ok := boundedAddition(set, s.FieldSet)
+	if !ok {
 		log.Warn("field set changed since the database was written: rebuilding every version", "module", set.Module)
 		return fresh, nil
 	}
-	return s.Expand()
+	t, err := s.Expand()
+	if err != nil {
+		return nil, err
+	}
+	t.Fields = fresh.Fields
+	rebuild := 0
+	for _, builds := range t.Builds {
+		for v, b := range builds {
+			if b.Status == offsets.StatusOK && bound.Allows(v) {
+				delete(builds, v)
+				rebuild++
+			}
+		}
+	}
+	log.Warn("field set gained fields that exist only in some versions: rebuilding those versions",
+		"module", set.Module, "fields", len(added), "bound", bound.String(), "builds", rebuild)
+	return t, nil
+}
+
+// boundedAddition reports whether set is the field set a shard was written
+// for (its hash old) plus fields that all carry one bound, and returns that
+// bound and those fields. Such an addition cannot change what a version
+// outside the bound records, so only the versions it allows need a new
+// probe: the common case of fields of a new Go release's types.
+func boundedAddition(set *fieldset.Set, old string) (offsets.Constraint, []offsets.FieldID, bool) {
+	groups := map[string][]offsets.FieldID{}
+	bounds := map[string]offsets.Constraint{}
+	for id, c := range set.Bounds {
+		if c.IsZero() {
+			continue
+		}
+		k := c.String()
+		groups[k] = append(groups[k], id)
+		bounds[k] = c
+	}
+	for k, ids := range groups {
+		rest := slices.DeleteFunc(slices.Clone(set.Fields), func(f offsets.FieldID) bool { return slices.Contains(ids, f) })
+		if offsets.FieldSetHash(rest) == old {
+			return bounds[k], ids, true
+		}
+	}
+	return offsets.Constraint{}, nil, false
 }
 
 type generator struct {

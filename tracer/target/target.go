@@ -158,17 +158,28 @@ func NewPlan(path string, r *resolve.Resolver, insts []uprobe.Instrumentation) (
 // Links reports whether bin links the library inst instruments: whether
 // a module of bin provides the package of inst's first probe and the
 // linker kept code of that package (a program that imports only
-// grpc/codes, or no net/http at all, does not). A library that is linked
-// but lacks the probed function is a failure (Disabled), not this.
+// grpc/codes, or no net/http at all, does not). A module that is linked
+// but lacks the probed function is a failure (Disabled), not this: the
+// function may have been renamed in that version. The standard library's
+// probed functions exist in every release traced, so there a missing first
+// function means the program does not use that part (a server that makes
+// no HTTP calls has no (*http.Transport).roundTrip): not linked either.
 func Links(bin *gobinary.Binary, inst uprobe.Instrumentation) bool {
 	if len(inst.Probes) == 0 {
 		return false
 	}
-	pkg := gobinary.SymbolPackage(inst.Probes[0].Symbol)
-	if _, ok := bin.PackageModule(pkg); !ok {
+	first := inst.Probes[0].Symbol
+	pkg := gobinary.SymbolPackage(first)
+	m, ok := bin.PackageModule(pkg)
+	if !ok || !bin.HasPackage(pkg) {
 		return false
 	}
-	return bin.HasPackage(pkg)
+	if m.Path == gobinary.StdModule {
+		if _, err := bin.Function(first); errors.Is(err, gobinary.ErrSymbolNotFound) {
+			return false
+		}
+	}
+	return true
 }
 
 func unsupported(bin *gobinary.Binary) string {

@@ -3,6 +3,7 @@ package target
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/goversion"
 	"github.com/offsetdb/offsetdb/offsets"
+	nethttpclient "github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/client"
 	"github.com/offsetdb/offsetdb/tracer/resolve"
 )
 
@@ -61,4 +63,44 @@ func TestNewPlanRejectsNonGoFiles(t *testing.T) {
 	_, err := NewPlan(p, &resolve.Resolver{}, nil)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, gobinary.ErrNotELF)
+}
+
+// TestLinksTellsAnUnusedStdFunctionFromAMissingOne builds two programs with
+// the installed Go: a server that makes no HTTP calls (the linker drops
+// (*http.Transport).roundTrip) does not link the net/http client
+// instrumentation; one that calls http.Get does.
+func TestLinksTellsAnUnusedStdFunctionFromAMissingOne(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: builds two programs")
+	}
+	build := func(name, src string) *gobinary.Binary {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/"+name+"\n\ngo 1.21\n"), 0o644))
+		out := filepath.Join(dir, name)
+		cmd := exec.Command("go", "build", "-o", out, ".")
+		cmd.Dir = dir
+		msg, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", msg)
+		bin, err := gobinary.Open(out)
+		require.NoError(t, err)
+		t.Cleanup(func() { bin.Close() })
+		return bin
+	}
+	server := build("server", `package main
+
+import "net/http"
+
+func main() { http.ListenAndServe("127.0.0.1:0", http.NotFoundHandler()) }
+`)
+	caller := build("caller", `package main
+
+import "net/http"
+
+func main() { http.Get("http://127.0.0.1:1/") }
+`)
+	client := nethttpclient.Instrumentation()
+	require.True(t, server.HasPackage("net/http"), "the server links net/http")
+	assert.False(t, Links(server, client), "a server without HTTP calls does not use the client instrumentation")
+	assert.True(t, Links(caller, client), "a program that calls http.Get does")
 }
