@@ -64,7 +64,8 @@ func (t h2Target) String() string {
 // 1.26 (the last bundled HTTP/2) and 1.27 (net/http/internal/http2), with
 // the first x/net release of the database (v0.1.0, its own HTTP/2 server
 // with every Go release) and the newest (v0.62.0: on Go 1.27 a wrapper of
-// net/http's server), one stripped build read from the database alone.
+// net/http's server), stripped builds read from the database alone (the
+// last: x/net's requests come through net/http/internal/http2.ServerRequest).
 var h2Matrix = []h2Target{
 	{Go: "go1.12.17"},
 	{Go: "go1.17.13", XNet: "v0.1.0"},
@@ -73,6 +74,7 @@ var h2Matrix = []h2Target{
 	{Go: "go1.26.11", XNet: "v0.62.0"},
 	{Go: "go1.27.4", XNet: "v0.1.0", Stripped: true},
 	{Go: "go1.27.4", XNet: "v0.62.0"},
+	{Go: "go1.27.4", XNet: "v0.62.0", Stripped: true},
 }
 
 // buildH2svc builds testdata/h2svc for t into a temporary directory, with
