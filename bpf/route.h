@@ -11,13 +11,13 @@
  * gorilla/mux subrouter): each one records when it has matched, and a
  * later record replaces an earlier one, so the innermost router's template
  * wins — except chi, whose levels add up to one pattern as
- * chi.Context.RoutePattern joins them. A router that matched nothing
+ * chi.Context.RoutePattern joins them (chi.c). A router that matched nothing
  * records an empty template: the request has no route.
  *
  * Routers whose matching function leaves the template only in memory that
  * its arguments point to (gin's Context, echo's context, gorilla/mux's
  * RouteMatch, chi's Context) note that address at the function's entry
- * (route_note) and read it at its RETs (route_pending); gin calls the
+ * (route_enter) and read it at its RETs (route_returning); gin calls the
  * handlers before its function returns, so when a handler panics the
  * server span reads the noted address itself (route_take).
  */
@@ -103,61 +103,58 @@ static __always_inline void route_note(struct goroutine *g, __u8 by, __u64 addr,
 }
 
 /*
- * route_pending returns the address router by noted on g and forgets it
- * (when forget), or 0 when by noted nothing: its entry ran before the
- * probes were attached, or an inner call of the same router already took
- * it.
+ * route_enter is a router's entry program after reading its arguments: it
+ * notes, for the current goroutine, where router by will leave its
+ * template (addr, 0: nothing to note) and what to keep beside it (aux).
  */
-static __always_inline __u64 route_pending(struct goroutine *g, __u8 by, int forget)
+static __always_inline int route_enter(struct go_regs *regs, __u64 off_g_goid, __u8 by, __u64 addr, __u64 aux)
 {
-	struct route *r = bpf_map_lookup_elem(&route_templates, g);
-	if (!r || r->pending != by)
-		return 0;
-	__u64 addr = r->addr;
-	if (forget)
-		r->pending = ROUTER_NONE;
-	return addr;
-}
-
-/* route_last returns the router of g's record, ROUTER_NONE when none recorded. */
-static __always_inline __u8 route_last(struct goroutine *g)
-{
-	struct route *r = bpf_map_lookup_elem(&route_templates, g);
-	return r && r->set ? r->by : ROUTER_NONE;
-}
-
-/* route_aux returns what by noted beside its address (see route_note). */
-static __always_inline __u64 route_aux(struct goroutine *g)
-{
-	struct route *r = bpf_map_lookup_elem(&route_templates, g);
-	return r ? r->aux : 0;
+	struct goroutine g;
+	if (addr && current_goroutine(regs, off_g_goid, &g))
+		route_note(&g, by, addr, aux);
+	return 0;
 }
 
 /*
- * route_set records the template of router by, the Go string with data
- * ptr and length len, for g: it replaces the previous record, or, for chi
- * after chi, is appended to it as chi.Context.RoutePattern joins its
- * levels ("/api/" + "*" then "/{id}" make "/api/{id}"; a trailing "/" other
- * than the whole pattern is dropped).
+ * route_returning is the start of a router's return program: the current
+ * goroutine's record when router by noted an address on it (r->addr,
+ * r->aux), NULL when it noted nothing: its entry ran before the probes
+ * were attached, or an inner call of the same router already took it.
+ * With forget, the note is taken (the outer calls of a recursive router
+ * that keep it for themselves pass 0).
  */
-static __always_inline void route_set(struct goroutine *g, __u8 by, __u64 ptr, __s64 len)
+static __always_inline struct route *route_returning(struct go_regs *regs, __u64 off_g_goid, __u8 by, int forget)
 {
-	struct route *r = route_get(g);
-	if (!r)
-		return;
-	__u32 off = 0;
-	if (by == ROUTER_CHI && r->set && r->by == ROUTER_CHI) {
-		off = r->len;
-		/* A trailing wildcard segment ("/" "*") is the mounted router's part. */
-		if (off >= 2 && off <= ROUTE_TEMPLATE_LEN && r->template[(off - 1) & (ROUTE_TEMPLATE_LEN - 1)] == '*' &&
-		    r->template[(off - 2) & (ROUTE_TEMPLATE_LEN - 1)] == '/')
-			off -= 2;
-	}
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	struct route *r = bpf_map_lookup_elem(&route_templates, &g);
+	if (!r || r->pending != by)
+		return 0;
+	if (forget)
+		r->pending = ROUTER_NONE;
+	return r;
+}
+
+/* route_last returns the router of r's template, ROUTER_NONE when none is recorded. */
+static __always_inline __u8 route_last(struct route *r)
+{
+	return r->set ? r->by : ROUTER_NONE;
+}
+
+/*
+ * route_record makes the Go string with data ptr and length len router
+ * by's template in r, written from byte off (0: it replaces the previous
+ * template; a router that joins levels, as chi does, passes the length it
+ * keeps). It returns the template's length.
+ */
+static __always_inline __u32 route_record(struct route *r, __u8 by, __u32 off, __u64 ptr, __s64 len)
+{
 	r->set = 1;
 	r->by = by;
 	if (off >= ROUTE_TEMPLATE_LEN) {
 		r->len = ROUTE_TEMPLATE_LEN;
-		return;
+		return ROUTE_TEMPLATE_LEN;
 	}
 	off &= ROUTE_TEMPLATE_LEN - 1;
 	__u32 n = 0;
@@ -168,18 +165,25 @@ static __always_inline void route_set(struct goroutine *g, __u8 by, __u64 ptr, _
 			n = 0;
 	}
 	__u32 total = off + n;
-	if (by == ROUTER_CHI && total > 1 && total <= ROUTE_TEMPLATE_LEN && r->template[(total - 1) & (ROUTE_TEMPLATE_LEN - 1)] == '/')
-		total--;
 	r->len = total > ROUTE_TEMPLATE_LEN ? ROUTE_TEMPLATE_LEN : total;
+	return r->len;
 }
 
-/* route_set_string is route_set for the Go string whose header is at addr. */
-static __always_inline void route_set_string(struct goroutine *g, __u8 by, __u64 addr)
+/* route_record_string is route_record (from byte 0) for the Go string whose header is at addr. */
+static __always_inline void route_record_string(struct route *r, __u8 by, __u64 addr)
 {
 	struct go_string s = {};
 	if (addr != 0 && bpf_probe_read_user(&s, sizeof(s), (const void *)addr) != 0)
 		s.ptr = 0;
-	route_set(g, by, addr ? s.ptr : 0, addr ? s.len : 0);
+	route_record(r, by, 0, addr ? s.ptr : 0, addr ? s.len : 0);
+}
+
+/* route_set records the template of router by, the Go string (ptr, len), for g. */
+static __always_inline void route_set(struct goroutine *g, __u8 by, __u64 ptr, __s64 len)
+{
+	struct route *r = route_get(g);
+	if (r)
+		route_record(r, by, 0, ptr, len);
 }
 
 /*

@@ -28,29 +28,18 @@ SEC("uprobe/echo_Router_Find")
 int echo_entry(void *ctx)
 {
 	struct go_regs *regs = ctx;
-	struct goroutine g;
-	if (!current_goroutine(regs, off_g_goid, &g))
-		return 0;
-	__u64 a = field_addr(GO_REG7(regs), off_context_path);
-	if (a)
-		route_note(&g, ROUTER_ECHO, a, GO_REG4(regs));
-	return 0;
+	return route_enter(regs, off_g_goid, ROUTER_ECHO, field_addr(GO_REG7(regs), off_context_path), GO_REG4(regs));
 }
 
 SEC("uprobe/echo_Router_Find_return")
 int echo_return(void *ctx)
 {
-	struct go_regs *regs = ctx;
-	struct goroutine g;
-	if (!current_goroutine(regs, off_g_goid, &g))
-		return 0;
-	__u64 request_path = route_aux(&g);
-	__u64 a = route_pending(&g, ROUTER_ECHO, 1);
-	if (!a)
+	struct route *r = route_returning(ctx, off_g_goid, ROUTER_ECHO, 1);
+	if (!r)
 		return 0;
 	struct go_string s = {};
-	if (bpf_probe_read_user(&s, sizeof(s), (const void *)a) != 0 || (s.ptr == request_path && s.ptr != 0))
+	if (bpf_probe_read_user(&s, sizeof(s), (const void *)r->addr) != 0 || (s.ptr == r->aux && s.ptr != 0))
 		s.ptr = 0;
-	route_set(&g, ROUTER_ECHO, s.ptr, s.len);
+	route_record(r, ROUTER_ECHO, 0, s.ptr, s.len);
 	return 0;
 }

@@ -25,24 +25,14 @@ SEC("uprobe/gin_Engine_handleHTTPRequest")
 int gin_entry(void *ctx)
 {
 	struct go_regs *regs = ctx;
-	struct goroutine g;
-	if (!current_goroutine(regs, off_g_goid, &g))
-		return 0;
-	__u64 a = field_addr(GO_REG2(regs), off_Context_fullPath);
-	if (a)
-		route_note(&g, ROUTER_GIN, a, 0);
-	return 0;
+	return route_enter(regs, off_g_goid, ROUTER_GIN, field_addr(GO_REG2(regs), off_Context_fullPath), 0);
 }
 
 SEC("uprobe/gin_Engine_handleHTTPRequest_return")
 int gin_return(void *ctx)
 {
-	struct go_regs *regs = ctx;
-	struct goroutine g;
-	if (!current_goroutine(regs, off_g_goid, &g))
-		return 0;
-	__u64 a = route_pending(&g, ROUTER_GIN, 1);
-	if (a)
-		route_set_string(&g, ROUTER_GIN, a);
+	struct route *r = route_returning(ctx, off_g_goid, ROUTER_GIN, 1);
+	if (r)
+		route_record_string(r, ROUTER_GIN, r->addr);
 	return 0;
 }

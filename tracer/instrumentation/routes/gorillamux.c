@@ -33,26 +33,16 @@ SEC("uprobe/mux_Router_Match")
 int mux_entry(void *ctx)
 {
 	struct go_regs *regs = ctx;
-	struct goroutine g;
-	if (!current_goroutine(regs, off_g_goid, &g))
-		return 0;
-	__u64 match = GO_REG3(regs);
-	if (match)
-		route_note(&g, ROUTER_GORILLA_MUX, match, 0);
-	return 0;
+	return route_enter(regs, off_g_goid, ROUTER_GORILLA_MUX, GO_REG3(regs), 0);
 }
 
 SEC("uprobe/mux_Router_Match_return")
 int mux_return(void *ctx)
 {
-	struct go_regs *regs = ctx;
-	struct goroutine g;
-	if (!current_goroutine(regs, off_g_goid, &g))
-		return 0;
 	/* Kept for the outer calls: they return later, with the same match. */
-	__u64 match = route_pending(&g, ROUTER_GORILLA_MUX, 0);
+	struct route *r = route_returning(ctx, off_g_goid, ROUTER_GORILLA_MUX, 0);
 	__u64 a;
-	if (!(a = field_addr(match, off_RouteMatch_Route)))
+	if (!r || !(a = field_addr(r->addr, off_RouteMatch_Route)))
 		return 0;
 	__u64 route = read_u64(a);
 	if (route == 0) {
@@ -60,8 +50,8 @@ int mux_return(void *ctx)
 		 * Nothing matched (yet: an outer call may still match): the
 		 * request has no route, not an outer ServeMux's "/".
 		 */
-		if (route_last(&g) != ROUTER_GORILLA_MUX)
-			route_set(&g, ROUTER_GORILLA_MUX, 0, 0);
+		if (route_last(r) != ROUTER_GORILLA_MUX)
+			route_record(r, ROUTER_GORILLA_MUX, 0, 0, 0);
 		return 0;
 	}
 	__u64 path = 0;
@@ -71,6 +61,6 @@ int mux_return(void *ctx)
 		if ((a = field_addr(read_u64(a), off_routeRegexpGroup_path)))
 			path = read_u64(a);
 	}
-	route_set_string(&g, ROUTER_GORILLA_MUX, field_addr(path, off_routeRegexp_template));
+	route_record_string(r, ROUTER_GORILLA_MUX, field_addr(path, off_routeRegexp_template));
 	return 0;
 }
