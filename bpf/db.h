@@ -105,6 +105,17 @@ static __always_inline __u32 read_masked(void *dst, __u32 mask, __u64 ptr, __s64
 }
 
 /*
+ * db_query copies the query text, the Go string with data ptr and length
+ * len, into ev, and marks it cut when it is longer than DB_QUERY_LEN bytes.
+ */
+static __always_inline void db_query(struct db_event *ev, __u64 ptr, __s64 len)
+{
+	ev->query_len = read_masked(ev->query, DB_QUERY_LEN, ptr, len);
+	if (len > DB_QUERY_LEN && ev->query_len == DB_QUERY_LEN)
+		ev->cut |= DB_CUT_QUERY;
+}
+
+/*
  * go_caller returns the return address of a Go function at its entry: on
  * amd64 the word at the stack pointer, on arm64 the link register.
  */

@@ -216,11 +216,7 @@ static __always_inline int start(struct go_regs *regs, __u8 op, __u64 db, __u64 
 	struct db_event *ev = &c->ev;
 	db_begin(ev, &g, op);
 	c->had_saved = span_activate(&g, ev->trace_id, ev->span_id, ev->flags, &c->saved);
-	if (query_ptr) {
-		ev->query_len = copy_go_string(ev->query, DB_QUERY_LEN, query_ptr, query_len);
-		if (query_len > DB_QUERY_LEN && ev->query_len == DB_QUERY_LEN)
-			ev->cut |= DB_CUT_QUERY;
-	}
+	db_query(ev, query_ptr, query_len);
 	struct sql_ref ref = {.tgid = g.tgid, .ptr = db};
 	struct sql_db *d = db ? bpf_map_lookup_elem(&sql_dbs, &ref) : 0;
 	if (d) {

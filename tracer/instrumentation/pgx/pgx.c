@@ -110,9 +110,7 @@ static __always_inline struct pgx_call *prepare(struct go_regs *regs, struct gor
 	c->depth = 1;
 	c->entry = e;
 	db_begin(&c->ev, &g, op);
-	c->ev.query_len = read_masked(c->ev.query, DB_QUERY_LEN, text, text_len);
-	if (text_len > DB_QUERY_LEN && c->ev.query_len == DB_QUERY_LEN)
-		c->ev.cut |= DB_CUT_QUERY;
+	db_query(&c->ev, text, text_len);
 	__u64 pg = 0, cfg = 0;
 	if (read_go_ptr(field_addr(GO_REG1(regs), off_Conn_pgConn), &pg) && read_go_ptr(field_addr(pg, off_PgConn_config), &cfg)) {
 		c->ev.addr_len = read_string(c->ev.addr, DB_ADDR_LEN - 1, field_addr(cfg, off_Config_Host));
