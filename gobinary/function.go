@@ -144,29 +144,56 @@ func (b *Binary) lookup(name string) (funcRange, error) {
 // decode; those words are skipped.
 func findReturns(arch string, code []byte) ([]uint64, error) {
 	var rets []uint64
+	err := decodeCode(arch, 0, code, func(in instruction) {
+		if in.ret {
+			rets = append(rets, uint64(in.pc))
+		}
+	})
+	return rets, err
+}
+
+// instruction is what the searches of this file need of one decoded
+// instruction.
+type instruction struct {
+	pc     int    // offset in the code
+	ret    bool   // a return (amd64 RET, arm64 RET)
+	target uint64 // the address a direct call (amd64 CALL rel32, arm64 BL) goes to; 0 for others
+}
+
+// decodeCode calls visit for each instruction of code, the bytes of a
+// function at address base, in order; see findReturns for what is
+// skipped and what is an error.
+func decodeCode(arch string, base uint64, code []byte, visit func(instruction)) error {
 	switch arch {
 	case "amd64":
 		for pc := 0; pc < len(code); {
 			inst, err := x86asm.Decode(code[pc:], 64)
 			if err != nil || inst.Len == 0 {
-				return nil, fmt.Errorf("decode amd64 instruction at offset %#x: %v", pc, err)
+				return fmt.Errorf("decode amd64 instruction at offset %#x: %v", pc, err)
 			}
-			if inst.Op == x86asm.RET {
-				rets = append(rets, uint64(pc))
+			in := instruction{pc: pc, ret: inst.Op == x86asm.RET}
+			if rel, ok := inst.Args[0].(x86asm.Rel); ok && inst.Op == x86asm.CALL {
+				in.target = base + uint64(pc+inst.Len) + uint64(int64(rel))
 			}
+			visit(in)
 			pc += inst.Len
 		}
 	case "arm64":
 		for pc := 0; pc+4 <= len(code); pc += 4 {
 			inst, err := arm64asm.Decode(code[pc:])
-			if err == nil && inst.Op == arm64asm.RET {
-				rets = append(rets, uint64(pc))
+			if err != nil {
+				continue
 			}
+			in := instruction{pc: pc, ret: inst.Op == arm64asm.RET}
+			if rel, ok := inst.Args[0].(arm64asm.PCRel); ok && inst.Op == arm64asm.BL {
+				in.target = base + uint64(pc) + uint64(int64(rel))
+			}
+			visit(in)
 		}
 	default:
-		return nil, fmt.Errorf("%w: %s", ErrUnsupportedArch, arch)
+		return fmt.Errorf("%w: %s", ErrUnsupportedArch, arch)
 	}
-	return rets, nil
+	return nil
 }
 
 // HasPackage reports whether b has at least one function of the package
@@ -207,32 +234,13 @@ func (b *Binary) CallSites(caller, callee string) ([]uint64, error) {
 		return nil, fmt.Errorf("function %s: %w", caller, err)
 	}
 	var sites []uint64
-	switch b.Arch {
-	case "amd64":
-		for pc := 0; pc < len(code); {
-			inst, err := x86asm.Decode(code[pc:], 64)
-			if err != nil || inst.Len == 0 {
-				return nil, fmt.Errorf("function %s: decode amd64 instruction at offset %#x: %v", caller, pc, err)
-			}
-			if rel, ok := inst.Args[0].(x86asm.Rel); ok && inst.Op == x86asm.CALL {
-				if from.Entry+uint64(pc+inst.Len)+uint64(int64(rel)) == to.entry {
-					sites = append(sites, from.EntryOffset+uint64(pc))
-				}
-			}
-			pc += inst.Len
+	err = decodeCode(b.Arch, from.Entry, code, func(in instruction) {
+		if in.target == to.entry {
+			sites = append(sites, from.EntryOffset+uint64(in.pc))
 		}
-	case "arm64":
-		for pc := 0; pc+4 <= len(code); pc += 4 {
-			inst, err := arm64asm.Decode(code[pc:])
-			if err != nil || inst.Op != arm64asm.BL {
-				continue
-			}
-			if rel, ok := inst.Args[0].(arm64asm.PCRel); ok && from.Entry+uint64(pc)+uint64(int64(rel)) == to.entry {
-				sites = append(sites, from.EntryOffset+uint64(pc))
-			}
-		}
-	default:
-		return nil, fmt.Errorf("%w: %s", ErrUnsupportedArch, b.Arch)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("function %s: %w", caller, err)
 	}
 	return sites, nil
 }
