@@ -46,6 +46,7 @@ import (
 type h2Target struct {
 	Go, XNet string
 	Stripped bool
+	PIE      bool // -buildmode=pie
 }
 
 func (t h2Target) String() string {
@@ -55,6 +56,9 @@ func (t h2Target) String() string {
 	}
 	if t.Stripped {
 		s += "-stripped"
+	}
+	if t.PIE {
+		s += "-pie"
 	}
 	return s
 }
@@ -110,7 +114,11 @@ func buildH2svc(tb testing.TB, t h2Target) string {
 	if t.Stripped {
 		ldflags = "-s -w"
 	}
-	cmd := exec.Command(filepath.Join(goroot, "bin", "go"), "build", "-ldflags="+ldflags, "-o", bin, ".")
+	args := []string{"build", "-ldflags=" + ldflags, "-o", bin}
+	if t.PIE {
+		args = append(args, "-buildmode=pie")
+	}
+	cmd := exec.Command(filepath.Join(goroot, "bin", "go"), append(args, ".")...)
 	cmd.Dir = src
 	cmd.Env = []string{"PATH=" + filepath.Join(goroot, "bin") + ":/usr/bin:/bin", "HOME=" + src, "GOROOT=" + goroot,
 		"GOPATH=" + filepath.Join(src, "gopath"), "GOMODCACHE=" + filepath.Join(base, "gomodcache"),

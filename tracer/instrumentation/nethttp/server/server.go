@@ -47,6 +47,7 @@
 package server
 
 import (
+	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/offsets"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/gomap"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
@@ -156,11 +157,52 @@ func Instrumentation() uprobe.Instrumentation {
 			// a *tls.Conn that ran a server handshake (without it, the
 			// handshake's goroutine alone says so).
 			{ID: offsets.MustParseFieldID("net/http.conn.rwc"), Const: "off_conn_rwc", IfResolved: true},
+			// url.scheme of the bundled HTTP/2 server's streams (Go <= 1.26)
+			// on connections whose handshake the tracer did not see.
+			{ID: offsets.MustParseFieldID("net/http.http2serverConn.conn"), Const: "off_http2serverConn_conn", IfResolved: true},
 		}, append(serverRequestFields(), gomap.Fields()...)...),
+		BinaryConsts: tlsItabConsts,
 		// The route the innermost router matched (package routes).
 		SharedMaps: []string{"route_templates"},
 		Spec:       spec,
 		PIDAt:      RecordPIDAt,
 		Decode:     decode,
 	}
+}
+
+// tlsItabSymbols are the names the linker gives the itab of
+// *crypto/tls.Conn for net.Conn: "go:itab." from Go 1.20, "go.itab."
+// before. Go 1.27 names no itab.
+var tlsItabSymbols = [...]string{"go:itab.*crypto/tls.Conn,net.Conn", "go.itab.*crypto/tls.Conn,net.Conn"}
+
+// h2RunHandler is the bundled HTTP/2 server's runHandler (Go <= 1.26),
+// where h2_run_entry compares its connection's type word with the itab.
+const h2RunHandler = "net/http.(*http2serverConn).runHandler"
+
+// tlsItabConsts is the instrumentation's uprobe.Instrumentation.BinaryConsts:
+// where the *tls.Conn itab of bin is, as distances from the entries of
+// the functions whose probes compare a connection's net.Conn type word
+// with it (server.c, tls_itab_at), so that a PIE's load bias cancels out.
+// Without the itab symbol (a stripped binary; Go 1.27+), tls_itab_known
+// is 0 and the programs learn the itab from the first connection whose
+// TLS handshake they see.
+func tlsItabConsts(bin *gobinary.Binary) map[string]uint64 {
+	consts := map[string]uint64{"tls_itab_known": 0, "tls_itab_from_handler": 0, "tls_itab_from_h2_run": 0}
+	var itab uint64
+	ok := false
+	for _, name := range tlsItabSymbols {
+		if itab, ok = bin.DataSymbol(name); ok {
+			break
+		}
+	}
+	handler, err := bin.Function(Symbol)
+	if !ok || err != nil {
+		return consts
+	}
+	consts["tls_itab_known"] = 1
+	consts["tls_itab_from_handler"] = itab - handler.Entry
+	if run, err := bin.Function(h2RunHandler); err == nil {
+		consts["tls_itab_from_h2_run"] = itab - run.Entry
+	}
+	return consts
 }
