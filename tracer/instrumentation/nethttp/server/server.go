@@ -28,7 +28,11 @@
 // url.scheme is https when the connection went through a server TLS
 // handshake (crypto/tls's handshake function, probed on the goroutine that
 // serves the connection, and carried to HTTP/2 streams through their
-// *serverConn), else http.
+// *serverConn), or when its net.Conn (conn.rwc; the bundled HTTP/2
+// server's serverConn.conn) holds a *crypto/tls.Conn: its type word is the
+// itab the symbol table names (tlsItabConsts), or the one learnt per
+// process from a connection whose handshake was seen: so for connections
+// from before the tracer attached too. Else http.
 //
 // Requirements on the target: Go 1.12+ (both calling conventions,
 // bpf/go_abi.h). The route is the template the innermost router matched,
