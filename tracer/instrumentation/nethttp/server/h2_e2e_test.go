@@ -97,7 +97,7 @@ func buildH2svc(tb testing.TB, t h2Target) string {
 	require.NoError(tb, err)
 
 	src := tb.TempDir()
-	files := []string{"main.go"}
+	files := []string{"main.go", "protocols.go"} // protocols.go: Go 1.24+ only
 	gomod := "module example.com/h2svc\n\ngo 1.12\n"
 	if t.XNet != "" {
 		files = append(files, "h2c.go")
