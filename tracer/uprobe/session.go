@@ -115,7 +115,7 @@ type target struct {
 	inst   *Instrumentation
 	tag    uint8
 	consts map[string]uint64
-	// binConsts are the constants of inst.BinaryConsts, also in consts.
+	// binConsts are the values of inst.BinaryConsts, also in consts.
 	binConsts map[string]uint64
 	probes    []Located
 }
@@ -222,12 +222,14 @@ func prepare(bin *gobinary.Binary, insts []Instrumentation, values map[offsets.F
 		if err != nil {
 			return nil, err
 		}
-		var binConsts map[string]uint64
-		if inst.BinaryConsts != nil {
-			binConsts = inst.BinaryConsts(bin)
-			for name, v := range binConsts {
-				consts[name] = v // in the binary's key (binaryKey) too
-			}
+		var values map[string]uint64
+		if inst.BinaryValues != nil {
+			values = inst.BinaryValues(bin)
+		}
+		binConsts := make(map[string]uint64, len(inst.BinaryConsts))
+		for _, name := range inst.BinaryConsts {
+			binConsts[name] = values[name]
+			consts[name] = values[name] // in the binary's key (binaryKey) too
 		}
 		targets = append(targets, target{inst: inst, tag: uint8(i + 1), consts: consts, binConsts: binConsts, probes: located})
 	}

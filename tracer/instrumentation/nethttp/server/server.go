@@ -165,7 +165,8 @@ func Instrumentation() uprobe.Instrumentation {
 			// on connections whose handshake the tracer did not see.
 			{ID: offsets.MustParseFieldID("net/http.http2serverConn.conn"), Const: "off_http2serverConn_conn", IfResolved: true},
 		}, append(serverRequestFields(), gomap.Fields()...)...),
-		BinaryConsts: tlsItabConsts,
+		BinaryConsts: tlsItabConstNames,
+		BinaryValues: tlsItabConsts,
 		// The route the innermost router matched (package routes).
 		SharedMaps: []string{"route_templates"},
 		Spec:       spec,
@@ -183,7 +184,10 @@ var tlsItabSymbols = [...]string{"go:itab.*crypto/tls.Conn,net.Conn", "go.itab.*
 // where h2_run_entry compares its connection's type word with the itab.
 const h2RunHandler = "net/http.(*http2serverConn).runHandler"
 
-// tlsItabConsts is the instrumentation's uprobe.Instrumentation.BinaryConsts:
+// tlsItabConstNames are the BPF constants tlsItabConsts sets.
+var tlsItabConstNames = []string{"tls_itab_known", "tls_itab_from_handler", "tls_itab_from_h2_run"}
+
+// tlsItabConsts is the instrumentation's uprobe.Instrumentation.BinaryValues:
 // where the *tls.Conn itab of bin is, as distances from the entries of
 // the functions whose probes compare a connection's net.Conn type word
 // with it (server.c, tls_itab_at), so that a PIE's load bias cancels out.
@@ -191,7 +195,7 @@ const h2RunHandler = "net/http.(*http2serverConn).runHandler"
 // is 0 and the programs learn the itab from the first connection whose
 // TLS handshake they see.
 func tlsItabConsts(bin *gobinary.Binary) map[string]uint64 {
-	consts := map[string]uint64{"tls_itab_known": 0, "tls_itab_from_handler": 0, "tls_itab_from_h2_run": 0}
+	consts := make(map[string]uint64, len(tlsItabConstNames))
 	var itab uint64
 	ok := false
 	for _, name := range tlsItabSymbols {
