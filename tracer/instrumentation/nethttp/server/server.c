@@ -236,12 +236,11 @@ static __always_inline __u64 tls_itab_at(__u64 pc, __u64 delta)
 }
 
 /*
- * netconn_tls reports whether the net.Conn interface value at address c of
- * process tgid holds a *crypto/tls.Conn: whether its type word is the
- * itab (itab, from the binary; else the one learnt for the process). A
- * connection known TLS through its handshake (handshook) is, and teaches the
- * process's itab. It works for connections whose handshake ran before the
- * tracer attached.
+ * netconn_tls reports whether the net.Conn interface value at address c,
+ * read on goroutine g, holds a *crypto/tls.Conn: one known TLS through its
+ * handshake (handshook), or one whose type word is the itab (itab, from the
+ * binary; else the one learnt for g's process, netconn_learn). The type
+ * word tells connections whose handshake ran before the tracer attached.
  */
 static __always_inline int netconn_tls(struct goroutine *g, __u64 c, __u64 itab, int handshook)
 {
@@ -255,9 +254,12 @@ static __always_inline int netconn_tls(struct goroutine *g, __u64 c, __u64 itab,
 }
 
 /*
- * netconn_learn remembers the type word of net.Conn c, known TLS, as the
- * *tls.Conn itab of g's process. Not inlined: its frame is not added to
- * server_entry's, which is near the BPF stack limit.
+ * netconn_learn remembers the type word of net.Conn c, known TLS through
+ * its handshake, as the *tls.Conn itab of g's process. Every such request
+ * writes it again, so that a wrong value (a stale tls_conns entry whose
+ * address a plain connection reuses) does not last. A function of its
+ * own: inlined, its stack slot would push server_entry's frame, near
+ * 512 bytes, over clang's bound.
  */
 static __noinline void netconn_learn(struct goroutine *g, __u64 c)
 {
