@@ -71,6 +71,7 @@ func TestAttachSchemeOfTLSConnectionsFromBeforeAttach(t *testing.T) {
 		t.Skip("SKIPPED in -short mode: downloads Go toolchains")
 	}
 	for _, target := range []h2Target{
+		{Go: "go1.12.17"},                  // go.itab.* symbol, stack calling convention
 		{Go: "go1.17.13"},                  // go.itab.* symbol
 		{Go: "go1.26.11", XNet: "v0.62.0"}, // go:itab.* symbol
 		{Go: "go1.26.11", PIE: true},
