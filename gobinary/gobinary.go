@@ -599,3 +599,18 @@ func SymbolPackage(sym string) string {
 	}
 	return sym[:slash+1+dot]
 }
+
+// DataSymbol returns the virtual address of the data symbol name (an
+// STT_OBJECT of .symtab, such as "go:itab.*crypto/tls.Conn,net.Conn"), and
+// whether the binary has it: a stripped binary has none.
+func (b *Binary) DataSymbol(name string) (uint64, bool) {
+	syms, err := b.symbols()
+	if err != nil {
+		return 0, false
+	}
+	s, ok := syms[name]
+	if !ok || elf.ST_TYPE(s.Info) != elf.STT_OBJECT {
+		return 0, false
+	}
+	return s.Value, true
+}

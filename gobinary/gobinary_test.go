@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -308,6 +309,39 @@ func TestExperimentsMergesSettingAndVersion(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.version+"/"+tt.setting, func(t *testing.T) {
 			assert.Equal(t, tt.want, experiments(tt.version, tt.setting))
+		})
+	}
+}
+
+// DataSymbol finds data symbols (an itab, runtime.firstmoduledata) where
+// `go tool nm` does, and no function nor anything in a stripped binary.
+func TestDataSymbolMatchesNm(t *testing.T) {
+	const itab = "go:itab.*crypto/tls.Conn,net.Conn"
+	for _, name := range []string{"normal", "pie", "stripped"} {
+		t.Run(name, func(t *testing.T) {
+			v := variantNamed(t, name)
+			out, err := exec.Command("go", "tool", "nm", build(t, v.symbols)).Output()
+			require.NoError(t, err)
+			want := map[string]uint64{}
+			for _, line := range strings.Split(string(out), "\n") {
+				f := strings.Fields(line)
+				if len(f) == 3 && (f[2] == itab || f[2] == "runtime.firstmoduledata") {
+					addr, err := strconv.ParseUint(f[0], 16, 64)
+					require.NoError(t, err)
+					want[f[2]] = addr
+				}
+			}
+			require.Len(t, want, 2, "nm lists both")
+			b := open(t, build(t, name))
+			for sym, addr := range want {
+				got, ok := b.DataSymbol(sym)
+				assert.Equal(t, !v.stripped, ok, sym)
+				if !v.stripped {
+					assert.Equal(t, addr, got, sym)
+				}
+			}
+			_, ok := b.DataSymbol(probed[0])
+			assert.False(t, ok, "a function is no data symbol")
 		})
 	}
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/offsets"
 	"github.com/offsetdb/offsetdb/tracer/spans"
 )
@@ -165,6 +166,13 @@ type Instrumentation struct {
 	// between every instrumentation that declares them (by name; their
 	// specs must agree).
 	SharedMaps []string
+	// BinaryConsts names the `volatile const __u64` globals of the BPF
+	// object whose values come from the target binary itself rather than
+	// from field offsets (the address of a data symbol, relative to a
+	// probed function): BinaryValues returns them for a binary, 0 for a
+	// name it leaves out.
+	BinaryConsts []string
+	BinaryValues func(bin *gobinary.Binary) map[string]uint64
 	// Spec returns a fresh copy of the instrumentation's BPF collection.
 	Spec func() (*ebpf.CollectionSpec, error)
 	// PIDAt is the byte offset in every record of the __u32 thread group id

@@ -115,7 +115,9 @@ type target struct {
 	inst   *Instrumentation
 	tag    uint8
 	consts map[string]uint64
-	probes []Located
+	// binConsts are the values of inst.BinaryConsts, also in consts.
+	binConsts map[string]uint64
+	probes    []Located
 }
 
 // Attach loads insts for the Go binary bin and attaches their probes, to
@@ -220,7 +222,16 @@ func prepare(bin *gobinary.Binary, insts []Instrumentation, values map[offsets.F
 		if err != nil {
 			return nil, err
 		}
-		targets = append(targets, target{inst: inst, tag: uint8(i + 1), consts: consts, probes: located})
+		var values map[string]uint64
+		if inst.BinaryValues != nil {
+			values = inst.BinaryValues(bin)
+		}
+		binConsts := make(map[string]uint64, len(inst.BinaryConsts))
+		for _, name := range inst.BinaryConsts {
+			binConsts[name] = values[name]
+			consts[name] = values[name] // in the binary's key (binaryKey) too
+		}
+		targets = append(targets, target{inst: inst, tag: uint8(i + 1), consts: consts, binConsts: binConsts, probes: located})
 	}
 	return targets, nil
 }
@@ -333,6 +344,15 @@ func configure(spec *ebpf.CollectionSpec, t target, constants map[string]any, co
 		}
 		if err := v.Set(t.consts[f.Const]); err != nil {
 			return nil, fmt.Errorf("field %s: set constant %s: %w", f.ID, f.Const, err)
+		}
+	}
+	for name, val := range t.binConsts {
+		v, ok := spec.Variables[name]
+		if !ok || !v.Constant() {
+			return nil, fmt.Errorf("%w: BPF object has no constant %s", ErrInvalidInstrumentation, name)
+		}
+		if err := v.Set(val); err != nil {
+			return nil, fmt.Errorf("set constant %s: %w", name, err)
 		}
 	}
 	for _, lp := range t.probes {

@@ -94,6 +94,14 @@ func CheckDeclaration(t *testing.T, inst uprobe.Instrumentation) {
 			assert.EqualValues(t, 8, v.Size(), "%s is not a __u64", f.Const)
 		}
 	}
+	for _, name := range inst.BinaryConsts {
+		assert.False(t, consts[name], "constant %s used twice", name)
+		consts[name] = true
+		if v, ok := spec.Variables[name]; assert.True(t, ok, "BPF object has no constant %s", name) {
+			assert.True(t, v.Constant(), "%s is not a volatile const", name)
+			assert.EqualValues(t, 8, v.Size(), "%s is not a __u64", name)
+		}
+	}
 	for name, v := range spec.Variables {
 		if v.Constant() {
 			assert.True(t, consts[name], "BPF constant %s is set by no Field of %s", name, inst.Name)

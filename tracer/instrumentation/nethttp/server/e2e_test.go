@@ -109,6 +109,15 @@ func traced(t testing.TB, path string, vs map[offsets.FieldID]offsets.Value) (ad
 // once n arrived or the timeout passed, and whether n arrived.
 func tracedWithin(t testing.TB, path string, vs map[offsets.FieldID]offsets.Value) (addr string, wait func(n int, timeout time.Duration) ([]httpconv.HTTPEvent, bool)) {
 	t.Helper()
+	addr, attach := untraced(t, path)
+	return addr, attach(vs)
+}
+
+// untraced runs the program at path and returns its address and a
+// function that attaches the server and client instrumentations to it,
+// with the field values vs, and returns tracedWithin's wait function.
+func untraced(t testing.TB, path string) (addr string, attach func(vs map[offsets.FieldID]offsets.Value) func(n int, timeout time.Duration) ([]httpconv.HTTPEvent, bool)) {
+	t.Helper()
 	cmd := exec.Command(path)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -120,11 +129,20 @@ func tracedWithin(t testing.TB, path string, vs map[offsets.FieldID]offsets.Valu
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	require.NoError(t, err, "read the target's address")
 	addr = strings.TrimPrefix(strings.TrimSpace(line), "listening on ")
+	return addr, func(vs map[offsets.FieldID]offsets.Value) func(n int, timeout time.Duration) ([]httpconv.HTTPEvent, bool) {
+		t.Helper()
+		return attachTo(t, path, cmd.Process.Pid, vs)
+	}
+}
 
+// attachTo attaches the server and client instrumentations to process pid
+// running path, and returns tracedWithin's wait function.
+func attachTo(t testing.TB, path string, pid int, vs map[offsets.FieldID]offsets.Value) (wait func(n int, timeout time.Duration) ([]httpconv.HTTPEvent, bool)) {
+	t.Helper()
 	bin, err := gobinary.Open(path)
 	require.NoError(t, err)
 	defer bin.Close()
-	s, err := uprobe.Attach(context.Background(), bin, cmd.Process.Pid, []uprobe.Instrumentation{server.Instrumentation(), client.Instrumentation()}, vs, nil)
+	s, err := uprobe.Attach(context.Background(), bin, pid, []uprobe.Instrumentation{server.Instrumentation(), client.Instrumentation()}, vs, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, s.Close()) })
 
@@ -168,7 +186,7 @@ func tracedWithin(t testing.TB, path string, vs map[offsets.FieldID]offsets.Valu
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	return addr, wait
+	return wait
 }
 
 // send sends a GET and returns the status, or 0 when no response came.

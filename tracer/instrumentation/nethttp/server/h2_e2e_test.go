@@ -46,6 +46,7 @@ import (
 type h2Target struct {
 	Go, XNet string
 	Stripped bool
+	PIE      bool // -buildmode=pie
 }
 
 func (t h2Target) String() string {
@@ -55,6 +56,9 @@ func (t h2Target) String() string {
 	}
 	if t.Stripped {
 		s += "-stripped"
+	}
+	if t.PIE {
+		s += "-pie"
 	}
 	return s
 }
@@ -95,7 +99,7 @@ func buildH2svc(tb testing.TB, t h2Target) string {
 	require.NoError(tb, err)
 
 	src := tb.TempDir()
-	files := []string{"main.go"}
+	files := []string{"main.go", "protocols.go"} // protocols.go: Go 1.24+ only
 	gomod := "module example.com/h2svc\n\ngo 1.12\n"
 	if t.XNet != "" {
 		files = append(files, "h2c.go")
@@ -112,7 +116,11 @@ func buildH2svc(tb testing.TB, t h2Target) string {
 	if t.Stripped {
 		ldflags = "-s -w"
 	}
-	cmd := exec.Command(filepath.Join(goroot, "bin", "go"), "build", "-ldflags="+ldflags, "-o", bin, ".")
+	args := []string{"build", "-ldflags=" + ldflags, "-o", bin}
+	if t.PIE {
+		args = append(args, "-buildmode=pie")
+	}
+	cmd := exec.Command(filepath.Join(goroot, "bin", "go"), append(args, ".")...)
 	cmd.Dir = src
 	cmd.Env = []string{"PATH=" + filepath.Join(goroot, "bin") + ":/usr/bin:/bin", "HOME=" + src, "GOROOT=" + goroot,
 		"GOPATH=" + filepath.Join(src, "gopath"), "GOMODCACHE=" + filepath.Join(base, "gomodcache"),

@@ -60,6 +60,18 @@ volatile const __u64 off_response_status = OFFSET_ABSENT;     /* net/http.respon
 volatile const __u64 off_response_conn = OFFSET_ABSENT;       /* net/http.response.conn */
 volatile const __u64 off_conn_rwc = OFFSET_ABSENT;            /* net/http.conn.rwc */
 volatile const __u64 off_conn_hijackedv = OFFSET_ABSENT;      /* net/http.conn.hijackedv (std.pending: DWARF only) */
+volatile const __u64 off_http2serverConn_conn = OFFSET_ABSENT; /* net/http.http2serverConn.conn (Go <= 1.26) */
+
+/*
+ * The itab of *crypto/tls.Conn for net.Conn (symbol go:itab.*crypto/tls.Conn,net.Conn,
+ * go.itab... before Go 1.20), when the binary's symbol table has it (server.go,
+ * tlsItabConsts): its distance from the entry of serverHandler.ServeHTTP and from
+ * that of the bundled HTTP/2 server's runHandler, so that the programs there find
+ * its address in the process, PIE or not (tls_itab_at).
+ */
+volatile const __u64 tls_itab_known = 0;
+volatile const __u64 tls_itab_from_handler = 0;
+volatile const __u64 tls_itab_from_h2_run = 0;
 /* net/http/internal/http2.ServerRequest (Go 1.27+; std.pending: DWARF only) */
 volatile const __u64 off_ServerRequest_Method = OFFSET_ABSENT;
 volatile const __u64 off_ServerRequest_URL = OFFSET_ABSENT;
@@ -199,6 +211,64 @@ static __always_inline int goroutine_tls(struct goroutine *g)
 }
 
 /*
+ * The itab of *crypto/tls.Conn for net.Conn each process uses, learnt when
+ * the binary does not name it (stripped, or Go 1.27+ which names no itab):
+ * the type word of the net.Conn of the first connection seen through its
+ * TLS handshake (netconn_tls).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* tgid */
+	__type(value, __u64);
+} tls_itabs SEC(".maps");
+
+/*
+ * tls_itab_at returns the address of the *tls.Conn itab in the process, from
+ * pc, the entry of the probed function it is known from (delta), in a
+ * probe attached there; 0 when the binary does not name it. A uprobe reports
+ * the probed instruction (one byte past it is rounded off: itabs are
+ * word-aligned).
+ */
+static __always_inline __u64 tls_itab_at(__u64 pc, __u64 delta)
+{
+	return tls_itab_known ? (pc + delta) & ~7ULL : 0;
+}
+
+/*
+ * netconn_tls reports whether the net.Conn interface value at address c,
+ * read on goroutine g, holds a *crypto/tls.Conn: one known TLS through its
+ * handshake (handshook), or one whose type word is the itab (itab, from the
+ * binary; else the one learnt for g's process, netconn_learn). The type
+ * word tells connections whose handshake ran before the tracer attached.
+ */
+static __always_inline int netconn_tls(struct goroutine *g, __u64 c, __u64 itab, int handshook)
+{
+	__u64 tab = read_u64(c);
+	if (handshook || tab == 0)
+		return handshook;
+	if (itab)
+		return tab == itab;
+	__u64 *learnt = bpf_map_lookup_elem(&tls_itabs, &g->tgid);
+	return learnt && *learnt == tab;
+}
+
+/*
+ * netconn_learn remembers the type word of net.Conn c, known TLS through
+ * its handshake, as the *tls.Conn itab of g's process. Every such request
+ * writes it again, so that a wrong value (a stale tls_conns entry whose
+ * address a plain connection reuses) does not last. A function of its
+ * own: inlined, its stack slot would push server_entry's frame, near
+ * 512 bytes, over clang's bound.
+ */
+static __noinline void netconn_learn(struct goroutine *g, __u64 c)
+{
+	__u64 tab = read_u64(c);
+	if (tab != 0)
+		bpf_map_update_elem(&tls_itabs, &g->tgid, &tab, BPF_ANY);
+}
+
+/*
  * server_start starts the span of the request req (read with the offsets
  * o) on goroutine g: it continues the caller's trace when the request
  * carries a valid W3C traceparent header, reads the request, stores it in
@@ -208,7 +278,7 @@ static __always_inline int goroutine_tls(struct goroutine *g)
  * net/http hands to the handler so that h2c can take the connection over)
  * is no request: it gets no span.
  */
-static __always_inline void server_start(struct goroutine *g, __u64 req, __u64 rw, const struct request_offsets *o, __u8 started_by)
+static __always_inline void server_start(struct goroutine *g, __u64 req, __u64 rw, const struct request_offsets *o, __u8 started_by, __u64 tls_itab)
 {
 	__u32 zero = 0;
 	struct server_span *s = bpf_map_lookup_elem(&server_scratch, &zero);
@@ -286,13 +356,19 @@ static __always_inline void server_start(struct goroutine *g, __u64 req, __u64 r
 	 * HTTP/2 connection that did). For HTTP/1.x, whose handler runs on
 	 * that goroutine and may make TLS calls of its own there (a database
 	 * driver's handshake), the request's connection (response.conn.rwc)
-	 * must also be a *tls.Conn that ran one.
+	 * must be a *tls.Conn: one that ran the handshake, or one whose type
+	 * word is the *tls.Conn itab (tls_itab, else the process's learnt one),
+	 * also when its handshake ran before the tracer attached.
 	 */
 	int tls = goroutine_tls(g);
 	__u64 c;
-	if (tls && started_by == STARTED_BY_HANDLER && ev->proto_major == 1 &&
-	    (c = field_addr(rw, off_response_conn)) && (c = field_addr(read_u64(c), off_conn_rwc)))
-		tls = conn_is(g->tgid, CONN_TLS, read_u64(c + 8)); /* the data word of the net.Conn */
+	if (started_by == STARTED_BY_HANDLER && ev->proto_major == 1 &&
+	    (c = field_addr(rw, off_response_conn)) && (c = field_addr(read_u64(c), off_conn_rwc))) {
+		int handshook = tls && conn_is(g->tgid, CONN_TLS, read_u64(c + 8)); /* the data word of the net.Conn */
+		if (handshook && !tls_itab)
+			netconn_learn(g, c);
+		tls = netconn_tls(g, c, tls_itab, handshook);
+	}
 	if (tls) {
 		__builtin_memcpy(ev->scheme, "https", 5);
 		ev->scheme_len = 5;
@@ -328,7 +404,7 @@ int server_entry(void *ctx)
 	}
 	struct request_offsets o;
 	request_offsets(&o);
-	server_start(&g, req, rw, &o, STARTED_BY_HANDLER);
+	server_start(&g, req, rw, &o, STARTED_BY_HANDLER, tls_itab_at(GO_PC(regs), tls_itab_from_handler));
 	return 0;
 }
 
@@ -523,7 +599,9 @@ static __always_inline void h2_stream_tls(struct goroutine *g, __u64 sc)
  *     func (sc *http2serverConn) runHandler(rw *http2responseWriter, req *Request, handler func(ResponseWriter, *Request))
  *
  * The handler it calls goes through serverHandler.ServeHTTP, where the span
- * starts: this only marks the goroutine TLS when the connection is.
+ * starts: this only marks the goroutine TLS when the connection is: one
+ * h2_serve saw over TLS, or whose net.Conn (sc.conn) is a *tls.Conn, also
+ * when the connection began before the tracer attached (netconn_tls).
  */
 SEC("uprobe/net_http_http2serverConn_runHandler")
 int h2_run_entry(void *ctx)
@@ -532,7 +610,18 @@ int h2_run_entry(void *ctx)
 	struct goroutine g;
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
-	h2_stream_tls(&g, GO_REG1(regs));
+	__u64 sc = GO_REG1(regs), c;
+	int handshook = conn_is(g.tgid, CONN_H2_TLS, sc);
+	if ((c = field_addr(sc, off_http2serverConn_conn))) {
+		__u64 itab = tls_itab_at(GO_PC(regs), tls_itab_from_h2_run);
+		if (handshook && !itab)
+			netconn_learn(&g, c);
+		handshook = netconn_tls(&g, c, itab, handshook);
+	}
+	if (handshook) {
+		__u8 one = 1;
+		bpf_map_update_elem(&tls_goroutines, &g, &one, BPF_ANY);
+	}
 	return 0;
 }
 
@@ -554,7 +643,7 @@ int h2_run_entry_xnet(void *ctx)
 	h2_stream_tls(&g, GO_REG1(regs));
 	struct request_offsets o;
 	request_offsets(&o);
-	server_start(&g, GO_REG3(regs), GO_REG2(regs), &o, STARTED_BY_RUNHANDLER);
+	server_start(&g, GO_REG3(regs), GO_REG2(regs), &o, STARTED_BY_RUNHANDLER, 0);
 	return 0;
 }
 
@@ -583,7 +672,7 @@ int h2_run_entry_internal(void *ctx)
 		return 0;
 	struct request_offsets o;
 	server_request_offsets(&o);
-	server_start(&g, GO_REG3(regs), GO_REG2(regs), &o, STARTED_BY_SERVER_REQUEST);
+	server_start(&g, GO_REG3(regs), GO_REG2(regs), &o, STARTED_BY_SERVER_REQUEST, 0);
 	return 0;
 }
 

@@ -28,7 +28,11 @@
 // url.scheme is https when the connection went through a server TLS
 // handshake (crypto/tls's handshake function, probed on the goroutine that
 // serves the connection, and carried to HTTP/2 streams through their
-// *serverConn), else http.
+// *serverConn), or when its net.Conn (conn.rwc; the bundled HTTP/2
+// server's serverConn.conn) holds a *crypto/tls.Conn: its type word is the
+// itab the symbol table names (tlsItabConsts), or the one learnt per
+// process from a connection whose handshake was seen: so for connections
+// from before the tracer attached too. Else http.
 //
 // Requirements on the target: Go 1.12+ (both calling conventions,
 // bpf/go_abi.h). The route is the template the innermost router matched,
@@ -47,6 +51,7 @@
 package server
 
 import (
+	"github.com/offsetdb/offsetdb/gobinary"
 	"github.com/offsetdb/offsetdb/offsets"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/gomap"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
@@ -156,11 +161,56 @@ func Instrumentation() uprobe.Instrumentation {
 			// a *tls.Conn that ran a server handshake (without it, the
 			// handshake's goroutine alone says so).
 			{ID: offsets.MustParseFieldID("net/http.conn.rwc"), Const: "off_conn_rwc", IfResolved: true},
+			// url.scheme of the bundled HTTP/2 server's streams (Go <= 1.26)
+			// on connections whose handshake the tracer did not see.
+			{ID: offsets.MustParseFieldID("net/http.http2serverConn.conn"), Const: "off_http2serverConn_conn", IfResolved: true},
 		}, append(serverRequestFields(), gomap.Fields()...)...),
+		BinaryConsts: tlsItabConstNames,
+		BinaryValues: tlsItabConsts,
 		// The route the innermost router matched (package routes).
 		SharedMaps: []string{"route_templates"},
 		Spec:       spec,
 		PIDAt:      RecordPIDAt,
 		Decode:     decode,
 	}
+}
+
+// tlsItabSymbols are the names the linker gives the itab of
+// *crypto/tls.Conn for net.Conn: "go:itab." from Go 1.20, "go.itab."
+// before. Go 1.27 names no itab.
+var tlsItabSymbols = [...]string{"go:itab.*crypto/tls.Conn,net.Conn", "go.itab.*crypto/tls.Conn,net.Conn"}
+
+// h2RunHandler is the bundled HTTP/2 server's runHandler (Go <= 1.26),
+// where h2_run_entry compares its connection's type word with the itab.
+const h2RunHandler = "net/http.(*http2serverConn).runHandler"
+
+// tlsItabConstNames are the BPF constants tlsItabConsts sets.
+var tlsItabConstNames = []string{"tls_itab_known", "tls_itab_from_handler", "tls_itab_from_h2_run"}
+
+// tlsItabConsts is the instrumentation's uprobe.Instrumentation.BinaryValues:
+// where the *tls.Conn itab of bin is, as distances from the entries of
+// the functions whose probes compare a connection's net.Conn type word
+// with it (server.c, tls_itab_at), so that a PIE's load bias cancels out.
+// Without the itab symbol (a stripped binary; Go 1.27+), tls_itab_known
+// is 0 and the programs learn the itab from the first connection whose
+// TLS handshake they see.
+func tlsItabConsts(bin *gobinary.Binary) map[string]uint64 {
+	consts := make(map[string]uint64, len(tlsItabConstNames))
+	var itab uint64
+	ok := false
+	for _, name := range tlsItabSymbols {
+		if itab, ok = bin.DataSymbol(name); ok {
+			break
+		}
+	}
+	handler, err := bin.Function(Symbol)
+	if !ok || err != nil {
+		return consts
+	}
+	consts["tls_itab_known"] = 1
+	consts["tls_itab_from_handler"] = itab - handler.Entry
+	if run, err := bin.Function(h2RunHandler); err == nil {
+		consts["tls_itab_from_h2_run"] = itab - run.Entry
+	}
+	return consts
 }

@@ -140,6 +140,7 @@ const (
 	serverMapServerSpans                   = "server_spans"
 	serverMapTlsConns                      = "tls_conns"
 	serverMapTlsGoroutines                 = "tls_goroutines"
+	serverMapTlsItabs                      = "tls_itabs"
 	serverProgH2RunEntry                   = "h2_run_entry"
 	serverProgH2RunEntryInternal           = "h2_run_entry_internal"
 	serverProgH2RunEntryXnet               = "h2_run_entry_xnet"
@@ -185,6 +186,7 @@ const (
 	serverVarOffHmapB                      = "off_hmap_B"
 	serverVarOffHmapBuckets                = "off_hmap_buckets"
 	serverVarOffHmapOldbuckets             = "off_hmap_oldbuckets"
+	serverVarOffHttp2serverConnConn        = "off_http2serverConn_conn"
 	serverVarOffPatternStr                 = "off_pattern_str"
 	serverVarOffResponseConn               = "off_response_conn"
 	serverVarOffResponseStatus             = "off_response_status"
@@ -194,6 +196,9 @@ const (
 	serverVarPropagateTracecontext         = "propagate_tracecontext"
 	serverVarSampler                       = "sampler"
 	serverVarSamplerBound                  = "sampler_bound"
+	serverVarTlsItabFromH2Run              = "tls_itab_from_h2_run"
+	serverVarTlsItabFromHandler            = "tls_itab_from_handler"
+	serverVarTlsItabKnown                  = "tls_itab_known"
 )
 
 // loadServer returns the embedded CollectionSpec for server.
@@ -266,6 +271,7 @@ type serverMapSpecs struct {
 	ServerSpans    *ebpf.MapSpec `ebpf:"server_spans"`
 	TlsConns       *ebpf.MapSpec `ebpf:"tls_conns"`
 	TlsGoroutines  *ebpf.MapSpec `ebpf:"tls_goroutines"`
+	TlsItabs       *ebpf.MapSpec `ebpf:"tls_itabs"`
 }
 
 // serverVariableSpecs contains global variables before they are loaded into the kernel.
@@ -305,6 +311,7 @@ type serverVariableSpecs struct {
 	OffHmapB                      *ebpf.VariableSpec `ebpf:"off_hmap_B"`
 	OffHmapBuckets                *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets             *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
+	OffHttp2serverConnConn        *ebpf.VariableSpec `ebpf:"off_http2serverConn_conn"`
 	OffPatternStr                 *ebpf.VariableSpec `ebpf:"off_pattern_str"`
 	OffResponseConn               *ebpf.VariableSpec `ebpf:"off_response_conn"`
 	OffResponseStatus             *ebpf.VariableSpec `ebpf:"off_response_status"`
@@ -314,6 +321,9 @@ type serverVariableSpecs struct {
 	PropagateTracecontext         *ebpf.VariableSpec `ebpf:"propagate_tracecontext"`
 	Sampler                       *ebpf.VariableSpec `ebpf:"sampler"`
 	SamplerBound                  *ebpf.VariableSpec `ebpf:"sampler_bound"`
+	TlsItabFromH2Run              *ebpf.VariableSpec `ebpf:"tls_itab_from_h2_run"`
+	TlsItabFromHandler            *ebpf.VariableSpec `ebpf:"tls_itab_from_handler"`
+	TlsItabKnown                  *ebpf.VariableSpec `ebpf:"tls_itab_known"`
 }
 
 // serverObjects contains all objects after they have been loaded into the kernel.
@@ -346,6 +356,7 @@ type serverMaps struct {
 	ServerSpans    *ebpf.Map `ebpf:"server_spans"`
 	TlsConns       *ebpf.Map `ebpf:"tls_conns"`
 	TlsGoroutines  *ebpf.Map `ebpf:"tls_goroutines"`
+	TlsItabs       *ebpf.Map `ebpf:"tls_itabs"`
 }
 
 func (m *serverMaps) Close() error {
@@ -360,6 +371,7 @@ func (m *serverMaps) Close() error {
 		m.ServerSpans,
 		m.TlsConns,
 		m.TlsGoroutines,
+		m.TlsItabs,
 	)
 }
 
@@ -400,6 +412,7 @@ type serverVariables struct {
 	OffHmapB                      *ebpf.Variable `ebpf:"off_hmap_B"`
 	OffHmapBuckets                *ebpf.Variable `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets             *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
+	OffHttp2serverConnConn        *ebpf.Variable `ebpf:"off_http2serverConn_conn"`
 	OffPatternStr                 *ebpf.Variable `ebpf:"off_pattern_str"`
 	OffResponseConn               *ebpf.Variable `ebpf:"off_response_conn"`
 	OffResponseStatus             *ebpf.Variable `ebpf:"off_response_status"`
@@ -409,6 +422,9 @@ type serverVariables struct {
 	PropagateTracecontext         *ebpf.Variable `ebpf:"propagate_tracecontext"`
 	Sampler                       *ebpf.Variable `ebpf:"sampler"`
 	SamplerBound                  *ebpf.Variable `ebpf:"sampler_bound"`
+	TlsItabFromH2Run              *ebpf.Variable `ebpf:"tls_itab_from_h2_run"`
+	TlsItabFromHandler            *ebpf.Variable `ebpf:"tls_itab_from_handler"`
+	TlsItabKnown                  *ebpf.Variable `ebpf:"tls_itab_known"`
 }
 
 // serverPrograms contains all programs after they have been loaded into the kernel.

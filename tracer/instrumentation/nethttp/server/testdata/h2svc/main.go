@@ -35,6 +35,10 @@ var backend, tlsAddr string
 // h2c.go (built only against golang.org/x/net) makes it serve h2c too.
 var cleartext = func(h http.Handler) http.Handler { return h }
 
+// configurePlain, set by protocols.go (Go 1.24+), configures the server
+// of the PLAIN listener: net/http's own h2c when H2SVC_UNENCRYPTED_HTTP2=1.
+var configurePlain = func(*http.Server) {}
+
 // configureXTLS, set by h2c.go, makes a server's HTTP/2 over TLS
 // golang.org/x/net/http2's (http2.ConfigureServer), for a fourth listener.
 var configureXTLS func(*http.Server) error
@@ -140,7 +144,9 @@ func run() error {
 		}))
 	}()
 	go func() {
-		errc <- (&http.Server{Handler: cleartext(handlers())}).Serve(lns[0])
+		srv := &http.Server{Handler: cleartext(handlers())}
+		configurePlain(srv)
+		errc <- srv.Serve(lns[0])
 	}()
 	go func() {
 		srv := &http.Server{
