@@ -294,7 +294,7 @@ func LoadTable(dir string, set *fieldset.Set, log *slog.Logger) (*offsets.Table,
 	if s.FieldSet == offsets.FieldSetHash(set.Fields) {
 		return s.Expand()
 	}
-	bound, added, ok := boundedAddition(set, s.FieldSet)
+	added, ok := boundedAddition(set, s)
 	if !ok {
 		log.Warn("field set changed since the database was written: rebuilding every version", "module", set.Module)
 		return fresh, nil
@@ -307,40 +307,49 @@ func LoadTable(dir string, set *fieldset.Set, log *slog.Logger) (*offsets.Table,
 	rebuild := 0
 	for _, builds := range t.Builds {
 		for v, b := range builds {
-			if b.Status == offsets.StatusOK && bound.Allows(v) {
+			if b.Status == offsets.StatusOK && slices.ContainsFunc(added, func(id offsets.FieldID) bool { return set.Bounds[id].Allows(v) }) {
 				delete(builds, v)
 				rebuild++
 			}
 		}
 	}
-	log.Warn("field set gained fields that exist only in some versions: rebuilding those versions",
-		"module", set.Module, "fields", len(added), "bound", bound.String(), "builds", rebuild)
+	var bounds []string
+	for _, id := range added {
+		bounds = append(bounds, id.String()+" "+set.Bounds[id].String())
+	}
+	log.Warn("field set gained fields that exist only in some versions: rebuilding the versions they apply to",
+		"module", set.Module, "fields", strings.Join(bounds, ", "), "builds", rebuild)
 	return t, nil
 }
 
-// boundedAddition reports whether set is the field set a shard was written
-// for (its hash old) plus fields that all carry one bound, and returns that
-// bound and those fields. Such an addition cannot change what a version
-// outside the bound records, so only the versions it allows need a new
-// probe: the common case of fields of a new Go release's types.
-func boundedAddition(set *fieldset.Set, old string) (offsets.Constraint, []offsets.FieldID, bool) {
-	groups := map[string][]offsets.FieldID{}
-	bounds := map[string]offsets.Constraint{}
-	for id, c := range set.Bounds {
-		if c.IsZero() {
+// boundedAddition returns the fields set adds to those the shard s was
+// written for, when it removes none and every one it adds carries a bound.
+// Such an addition cannot change what a version outside the bounds
+// records, so only the versions a bound allows need a new probe: the
+// common case of fields of a new Go release's types.
+func boundedAddition(set *fieldset.Set, s *offsets.Shard) ([]offsets.FieldID, bool) {
+	var tracked []offsets.FieldID
+	for name := range s.Fields {
+		id, err := offsets.ParseFieldID(name)
+		if err != nil {
+			return nil, false
+		}
+		tracked = append(tracked, id)
+	}
+	if offsets.FieldSetHash(tracked) != s.FieldSet {
+		return nil, false // a shard whose field list is not the one it was built for
+	}
+	var added []offsets.FieldID
+	for _, id := range set.Fields {
+		if slices.Contains(tracked, id) {
 			continue
 		}
-		k := c.String()
-		groups[k] = append(groups[k], id)
-		bounds[k] = c
-	}
-	for k, ids := range groups {
-		rest := slices.DeleteFunc(slices.Clone(set.Fields), func(f offsets.FieldID) bool { return slices.Contains(ids, f) })
-		if offsets.FieldSetHash(rest) == old {
-			return bounds[k], ids, true
+		if set.Bounds[id].IsZero() {
+			return nil, false
 		}
+		added = append(added, id)
 	}
-	return offsets.Constraint{}, nil, false
+	return added, len(added) > 0 && len(tracked)+len(added) == len(set.Fields)
 }
 
 type generator struct {

@@ -3,6 +3,8 @@ package generate
 import (
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -55,10 +57,27 @@ func TestLoadTableRebuildsOnlyTheVersionsAnAddedBoundedFieldAppliesTo(t *testing
 	assert.Equal(t, offsets.Value{Offset: 0, Size: 16, Type: "string"}, got.Builds["amd64"]["go1.26.0"].Values[id])
 	assert.Equal(t, offsets.FieldSetHash(bounded.Fields), got.Shard().FieldSet)
 
+	// A second bounded addition on the shard written for bounded: only go1.27 again.
+	require.NoError(t, offsets.WriteShard(dir, got.Shard()))
+	again := parse("net/http.Request.Method\n" +
+		"net/http/internal/http2.ServerRequest.Method >=go1.27\n" +
+		"net/http/internal/http2.ServerRequest.URL >=go1.27\n" +
+		"net/http/internal/http2.serverConn.conn >=go1.27\n")
+	got, err = LoadTable(dir, again, log)
+	require.NoError(t, err)
+	assert.Contains(t, got.Builds["amd64"], "go1.26.0")
+	assert.Len(t, got.Builds["amd64"], 1)
+
+	// Two bounds: the versions either allows.
+	require.NoError(t, offsets.WriteShard(dir, table.Shard()))
+	got, err = LoadTable(dir, parse("net/http.Request.Method\nnet/http.Request.Pattern >=go1.27.1\nnet/http.conn.hijackedv >=go1.27.0,<go1.27.1\n"), log)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"go1.26.0"}, slices.Collect(maps.Keys(got.Builds["arm64"])))
+
 	for name, text := range map[string]string{
-		"an unbound field":         "net/http.Request.Method\nnet/http.conn.hijackedv\n",
-		"a bound field and a gone": "net/http/internal/http2.ServerRequest.Method >=go1.27\n",
-		"two different bounds":     "net/http.Request.Method\nnet/http.Request.Pattern >=go1.22\nnet/http/internal/http2.ServerRequest.Method >=go1.27\n",
+		"an unbound field":           "net/http.Request.Method\nnet/http.conn.hijackedv\n",
+		"a bound field and a gone":   "net/http/internal/http2.ServerRequest.Method >=go1.27\n",
+		"a bound and an unbound one": "net/http.Request.Method\nnet/http.Request.Pattern >=go1.22\nnet/http.conn.hijackedv\n",
 	} {
 		got, err := LoadTable(dir, parse(text), log)
 		require.NoError(t, err, name)
