@@ -45,6 +45,7 @@ const (
 	OutgoingH2Map       = "outgoing_h2"
 	OutgoingH2Streams   = "outgoing_h2_streams"
 	OutgoingH2Sids      = "outgoing_h2_sids"
+	KafkaOutgoingMap    = "kafka_outgoing"
 	TracedProcessesMap  = "traced_processes"
 	ContextStatsMap     = "context_stats"
 )
@@ -133,10 +134,18 @@ type Stats struct {
 	// writer never saw leave; HTTP/2: a client stream's HEADERS frame
 	// without context.
 	Missed uint64
+
+	KafkaWritten     uint64 // Kafka: traceparent header added to a produced record
+	KafkaAppSet      uint64 // Kafka: the record carried the application's own traceparent: left alone
+	KafkaUnmatched   uint64 // Kafka: a record no WriteMessages call listed (produced another way, or the listing was lost)
+	KafkaUnsupported uint64 // Kafka: a Produce request left alone (compressed, magic != 2, several topics, partitions or batches, too many records or headers); counted once per request
+	KafkaTooLarge    uint64 // Kafka: a Produce request not whole in one write or over 8 KiB; counted once per request
+	KafkaRequests    uint64 // Kafka: Produce requests rewritten (their records given KafkaWritten headers)
 }
 
 // NotWritten is the number of requests that left without our traceparent
 // for a reason other than the application's own.
 func (s Stats) NotWritten() uint64 {
-	return s.TLS + s.Stale + s.LineTooLong + s.NotHTTP1 + s.WriteFailed + s.H2NotWritten + s.Missed
+	return s.TLS + s.Stale + s.LineTooLong + s.NotHTTP1 + s.WriteFailed + s.H2NotWritten + s.Missed +
+		s.KafkaUnmatched + s.KafkaUnsupported + s.KafkaTooLarge
 }

@@ -614,8 +614,617 @@ __noinline int inject_h2(struct sk_msg_md *msg)
 	return 0;
 }
 
-SEC("sk_msg")
-int inject_traceparent(struct sk_msg_md *msg)
+/*
+ * Kafka Produce requests (segmentio/kafka-go's Writer): each record of the
+ * request whose fingerprint a WriteMessages call listed (kafka_outgoing,
+ * bpf/propagation.h) gets a header
+ *
+ *     traceparent: 00-<trace-id>-<span-id>-<flags>
+ *
+ * appended to its headers. Only a request whole in one write, of at most
+ * KAFKA_BUF bytes, with Produce version 3 to 8 (not flexible: what
+ * kafka-go sends), one topic, one partition and one uncompressed record
+ * batch of magic 2 is changed; the request is copied into a map, rebuilt
+ * there with the headers added and every length that covers them (record
+ * length, batch length, records size, request size) and the batch's
+ * CRC-32C fixed, and copied back over the write after it grew by the
+ * difference. A request that cannot be rebuilt goes out as written.
+ */
+#define KAFKA_BUF 8192
+#define KAFKA_MASK (KAFKA_BUF - 1)
+/* The header appended: key length (varint 11), "traceparent", value length (varint 55), value. */
+#define KAFKA_HDR_LEN (1 + 11 + 1 + 55)
+#define KAFKA_MAX_RECORDS 128
+#define KAFKA_MAX_HEADERS 32
+/* A record written later than this after its WriteMessages call began is not its. */
+#define KAFKA_STALE_NS (10ULL * 1000 * 1000 * 1000)
+/* Offsets in a record batch (v2). */
+#define RB_LENGTH 8
+#define RB_MAGIC 16
+#define RB_CRC 17
+#define RB_ATTRIBUTES 21
+#define RB_COUNT 57
+#define RB_RECORDS 61
+
+/* CRC-32C (Castagnoli, reflected 0x82F63B78), for the record batch's crc field. */
+const __u32 crc32c_table[256] = {
+	0x00000000, 0xf26b8303, 0xe13b70f7, 0x1350f3f4, 0xc79a971f, 0x35f1141c, 0x26a1e7e8, 0xd4ca64eb,
+	0x8ad958cf, 0x78b2dbcc, 0x6be22838, 0x9989ab3b, 0x4d43cfd0, 0xbf284cd3, 0xac78bf27, 0x5e133c24,
+	0x105ec76f, 0xe235446c, 0xf165b798, 0x030e349b, 0xd7c45070, 0x25afd373, 0x36ff2087, 0xc494a384,
+	0x9a879fa0, 0x68ec1ca3, 0x7bbcef57, 0x89d76c54, 0x5d1d08bf, 0xaf768bbc, 0xbc267848, 0x4e4dfb4b,
+	0x20bd8ede, 0xd2d60ddd, 0xc186fe29, 0x33ed7d2a, 0xe72719c1, 0x154c9ac2, 0x061c6936, 0xf477ea35,
+	0xaa64d611, 0x580f5512, 0x4b5fa6e6, 0xb93425e5, 0x6dfe410e, 0x9f95c20d, 0x8cc531f9, 0x7eaeb2fa,
+	0x30e349b1, 0xc288cab2, 0xd1d83946, 0x23b3ba45, 0xf779deae, 0x05125dad, 0x1642ae59, 0xe4292d5a,
+	0xba3a117e, 0x4851927d, 0x5b016189, 0xa96ae28a, 0x7da08661, 0x8fcb0562, 0x9c9bf696, 0x6ef07595,
+	0x417b1dbc, 0xb3109ebf, 0xa0406d4b, 0x522bee48, 0x86e18aa3, 0x748a09a0, 0x67dafa54, 0x95b17957,
+	0xcba24573, 0x39c9c670, 0x2a993584, 0xd8f2b687, 0x0c38d26c, 0xfe53516f, 0xed03a29b, 0x1f682198,
+	0x5125dad3, 0xa34e59d0, 0xb01eaa24, 0x42752927, 0x96bf4dcc, 0x64d4cecf, 0x77843d3b, 0x85efbe38,
+	0xdbfc821c, 0x2997011f, 0x3ac7f2eb, 0xc8ac71e8, 0x1c661503, 0xee0d9600, 0xfd5d65f4, 0x0f36e6f7,
+	0x61c69362, 0x93ad1061, 0x80fde395, 0x72966096, 0xa65c047d, 0x5437877e, 0x4767748a, 0xb50cf789,
+	0xeb1fcbad, 0x197448ae, 0x0a24bb5a, 0xf84f3859, 0x2c855cb2, 0xdeeedfb1, 0xcdbe2c45, 0x3fd5af46,
+	0x7198540d, 0x83f3d70e, 0x90a324fa, 0x62c8a7f9, 0xb602c312, 0x44694011, 0x5739b3e5, 0xa55230e6,
+	0xfb410cc2, 0x092a8fc1, 0x1a7a7c35, 0xe811ff36, 0x3cdb9bdd, 0xceb018de, 0xdde0eb2a, 0x2f8b6829,
+	0x82f63b78, 0x709db87b, 0x63cd4b8f, 0x91a6c88c, 0x456cac67, 0xb7072f64, 0xa457dc90, 0x563c5f93,
+	0x082f63b7, 0xfa44e0b4, 0xe9141340, 0x1b7f9043, 0xcfb5f4a8, 0x3dde77ab, 0x2e8e845f, 0xdce5075c,
+	0x92a8fc17, 0x60c37f14, 0x73938ce0, 0x81f80fe3, 0x55326b08, 0xa759e80b, 0xb4091bff, 0x466298fc,
+	0x1871a4d8, 0xea1a27db, 0xf94ad42f, 0x0b21572c, 0xdfeb33c7, 0x2d80b0c4, 0x3ed04330, 0xccbbc033,
+	0xa24bb5a6, 0x502036a5, 0x4370c551, 0xb11b4652, 0x65d122b9, 0x97baa1ba, 0x84ea524e, 0x7681d14d,
+	0x2892ed69, 0xdaf96e6a, 0xc9a99d9e, 0x3bc21e9d, 0xef087a76, 0x1d63f975, 0x0e330a81, 0xfc588982,
+	0xb21572c9, 0x407ef1ca, 0x532e023e, 0xa145813d, 0x758fe5d6, 0x87e466d5, 0x94b49521, 0x66df1622,
+	0x38cc2a06, 0xcaa7a905, 0xd9f75af1, 0x2b9cd9f2, 0xff56bd19, 0x0d3d3e1a, 0x1e6dcdee, 0xec064eed,
+	0xc38d26c4, 0x31e6a5c7, 0x22b65633, 0xd0ddd530, 0x0417b1db, 0xf67c32d8, 0xe52cc12c, 0x1747422f,
+	0x49547e0b, 0xbb3ffd08, 0xa86f0efc, 0x5a048dff, 0x8ecee914, 0x7ca56a17, 0x6ff599e3, 0x9d9e1ae0,
+	0xd3d3e1ab, 0x21b862a8, 0x32e8915c, 0xc083125f, 0x144976b4, 0xe622f5b7, 0xf5720643, 0x07198540,
+	0x590ab964, 0xab613a67, 0xb831c993, 0x4a5a4a90, 0x9e902e7b, 0x6cfbad78, 0x7fab5e8c, 0x8dc0dd8f,
+	0xe330a81a, 0x115b2b19, 0x020bd8ed, 0xf0605bee, 0x24aa3f05, 0xd6c1bc06, 0xc5914ff2, 0x37faccf1,
+	0x69e9f0d5, 0x9b8273d6, 0x88d28022, 0x7ab90321, 0xae7367ca, 0x5c18e4c9, 0x4f48173d, 0xbd23943e,
+	0xf36e6f75, 0x0105ec76, 0x12551f82, 0xe03e9c81, 0x34f4f86a, 0xc69f7b69, 0xd5cf889d, 0x27a40b9e,
+	0x79b737ba, 0x8bdcb4b9, 0x988c474d, 0x6ae7c44e, 0xbe2da0a5, 0x4c4623a6, 0x5f16d052, 0xad7d5351,
+};
+
+struct kafka_buf {
+	__u8 in[KAFKA_BUF];  /* the request as written */
+	__u8 out[KAFKA_BUF]; /* the request rebuilt */
+	struct kafka_fp_input fp;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kafka_buf);
+} kafka_bufs SEC(".maps");
+
+/* kmsg_byte returns the byte at offset i (< KAFKA_BUF) of the pulled part of msg, or -1 past its end. */
+__noinline int kmsg_byte(struct sk_msg_md *msg, __u32 i)
+{
+	__u8 *data = msg->data, *end = msg->data_end;
+	__u8 *p = data + (i & KAFKA_MASK);
+	if (p + 1 > end)
+		return -1;
+	return *p;
+}
+
+/* kmsg_put sets the byte at offset i (< KAFKA_BUF) of the pulled part of msg; -1 past its end. */
+__noinline int kmsg_put(struct sk_msg_md *msg, __u32 i, __u32 c)
+{
+	__u8 *data = msg->data, *end = msg->data_end;
+	__u8 *p = data + (i & KAFKA_MASK);
+	if (p + 1 > end)
+		return -1;
+	*p = (__u8)c;
+	return 0;
+}
+
+static __always_inline __u32 kin8(struct kafka_buf *kb, __u32 i)
+{
+	return kb->in[i & KAFKA_MASK];
+}
+
+static __always_inline __u32 kin16(struct kafka_buf *kb, __u32 i)
+{
+	return kin8(kb, i) << 8 | kin8(kb, i + 1);
+}
+
+static __always_inline __u32 kin32(struct kafka_buf *kb, __u32 i)
+{
+	return kin8(kb, i) << 24 | kin8(kb, i + 1) << 16 | kin8(kb, i + 2) << 8 | kin8(kb, i + 3);
+}
+
+static __always_inline void kout32(struct kafka_buf *kb, __u32 i, __u32 v)
+{
+	kb->out[i & KAFKA_MASK] = v >> 24;
+	kb->out[(i + 1) & KAFKA_MASK] = v >> 16;
+	kb->out[(i + 2) & KAFKA_MASK] = v >> 8;
+	kb->out[(i + 3) & KAFKA_MASK] = v;
+}
+
+/* A varint read: its value and the offset after it. */
+struct kvar {
+	__s64 v;
+	__u32 next;
+	__u32 pad;
+};
+
+/*
+ * kvarint reads the zigzag varint (Kafka's varint and varlong) at offset
+ * at of kb->in, which must end before end, into *out; 0 if it does not. A
+ * global function: the verifier checks it once, not at every varint.
+ */
+__noinline int kvarint(struct kafka_buf *kb, __u32 at, __u32 end, struct kvar *out)
+{
+	if (!kb || !out)
+		return 0;
+	__u64 x = 0;
+	for (int k = 0; k < 10; k++) {
+		if (at >= end)
+			return 0;
+		__u8 c = kb->in[at & KAFKA_MASK];
+		at++;
+		x |= (__u64)(c & 0x7f) << (7 * k);
+		if (!(c & 0x80)) {
+			out->v = (__s64)(x >> 1) ^ -(__s64)(x & 1);
+			out->next = at;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* kin_varint reads the varint at *p of kb->in, before end, into *v and moves *p past it; 0 if it does not end before end. */
+static __always_inline int kin_varint(struct kafka_buf *kb, __u32 *p, __u32 end, __s64 *v)
+{
+	struct kvar r = {};
+	if (!kvarint(kb, *p, end, &r))
+		return 0;
+	*v = r.v;
+	*p = r.next;
+	return 1;
+}
+
+/* kout_varint_at writes v as a zigzag varint at offset at of kb->out and returns the offset after it. */
+__noinline __u32 kout_varint_at(struct kafka_buf *kb, __u32 at, __s64 v)
+{
+	if (!kb)
+		return at;
+	__u64 z = (__u64)(v << 1) ^ (__u64)(v >> 63);
+	for (int k = 0; k < 10; k++) {
+		if (z < 0x80) {
+			kb->out[at & KAFKA_MASK] = z;
+			return at + 1;
+		}
+		kb->out[at & KAFKA_MASK] = (z & 0x7f) | 0x80;
+		at++;
+		z >>= 7;
+	}
+	return at;
+}
+
+static __always_inline void kout_varint(struct kafka_buf *kb, __u32 *p, __s64 v)
+{
+	*p = kout_varint_at(kb, *p, v);
+}
+
+static __always_inline __u32 varint_len(__s64 v)
+{
+	__u64 z = (__u64)(v << 1) ^ (__u64)(v >> 63);
+	__u32 n = 1;
+	for (int k = 0; k < 9; k++) {
+		if (z < 0x80)
+			break;
+		z >>= 7;
+		n++;
+	}
+	return n;
+}
+
+struct kcopy {
+	struct kafka_buf *kb;
+	__u32 from; /* in kb->in */
+	__u32 to;   /* in kb->out */
+};
+
+static long kcopy_step(__u64 i, void *ctx)
+{
+	struct kcopy *c = ctx;
+	c->kb->out[(c->to + (__u32)i) & KAFKA_MASK] = c->kb->in[(c->from + (__u32)i) & KAFKA_MASK];
+	return 0;
+}
+
+/* kcopy copies n bytes from kb->in at from to kb->out at to. */
+static __always_inline void kcopy(struct kafka_buf *kb, __u32 from, __u32 to, __u32 n)
+{
+	struct kcopy c = {.kb = kb, .from = from, .to = to};
+	bpf_loop(n, kcopy_step, &c, 0);
+}
+
+/* The state of a walk over a batch's records or a record's headers. */
+struct kwalk {
+	struct kafka_buf *kb;
+	__u64 now;
+	__u32 tgid;
+	__u32 ip;  /* next byte of kb->in */
+	__u32 op;  /* next byte of kb->out */
+	__u32 end; /* the end of the batch (records) or of the record (headers) in kb->in */
+	__u32 written;
+	__u32 app_set;
+	__u32 unmatched;
+	__u32 found; /* headers: a traceparent key seen */
+	int bad;     /* not a record batch this walk understands: leave the request alone */
+};
+
+static long header_step(__u64 i, void *ctx)
+{
+	struct kwalk *w = ctx;
+	struct kafka_buf *kb = w->kb;
+	__s64 kl, vl;
+	if (!kin_varint(kb, &w->ip, w->end, &kl) || kl < 0 || kl > KAFKA_BUF) {
+		w->bad = 1;
+		return 1;
+	}
+	if (kl == 11) {
+		const char name[] = "traceparent";
+		int same = 1;
+		for (int k = 0; k < 11; k++)
+			if (kin8(kb, w->ip + k) != (__u8)name[k])
+				same = 0;
+		if (same)
+			w->found = 1;
+	}
+	w->ip += kl;
+	if (!kin_varint(kb, &w->ip, w->end, &vl) || vl < -1 || vl > KAFKA_BUF) {
+		w->bad = 1;
+		return 1;
+	}
+	if (vl > 0)
+		w->ip += vl;
+	if (w->ip > w->end) {
+		w->bad = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline void format_kafka_header(struct kafka_buf *kb, __u32 at, const struct kafka_outgoing *o)
+{
+	const char name[] = "traceparent";
+	kb->out[at & KAFKA_MASK] = 22; /* zigzag(11) */
+	at++;
+	for (int i = 0; i < 11; i++)
+		kb->out[(at + i) & KAFKA_MASK] = name[i];
+	at += 11;
+	kb->out[at & KAFKA_MASK] = 110; /* zigzag(55) */
+	at++;
+	kb->out[at & KAFKA_MASK] = '0';
+	kb->out[(at + 1) & KAFKA_MASK] = '0';
+	kb->out[(at + 2) & KAFKA_MASK] = '-';
+	at += 3;
+	for (int i = 0; i < 16; i++) {
+		kb->out[(at + 2 * i) & KAFKA_MASK] = hex_digit(o->trace_id[i] >> 4);
+		kb->out[(at + 2 * i + 1) & KAFKA_MASK] = hex_digit(o->trace_id[i] & 15);
+	}
+	at += 32;
+	kb->out[at & KAFKA_MASK] = '-';
+	at++;
+	for (int i = 0; i < 8; i++) {
+		kb->out[(at + 2 * i) & KAFKA_MASK] = hex_digit(o->span_id[i] >> 4);
+		kb->out[(at + 2 * i + 1) & KAFKA_MASK] = hex_digit(o->span_id[i] & 15);
+	}
+	at += 16;
+	kb->out[at & KAFKA_MASK] = '-';
+	kb->out[(at + 1) & KAFKA_MASK] = hex_digit(o->flags >> 4);
+	kb->out[(at + 2) & KAFKA_MASK] = hex_digit(o->flags & 15);
+}
+
+struct kprefix {
+	struct kafka_buf *kb;
+	__u32 from;
+	__u32 n;
+	__u32 field; /* 0: key, 1: value */
+};
+
+static long prefix_step(__u64 i, void *ctx)
+{
+	struct kprefix *c = ctx;
+	if (i >= c->n)
+		return 1;
+	__u8 b = c->kb->in[(c->from + (__u32)i) & KAFKA_MASK];
+	if (c->field == 0)
+		c->kb->fp.key[i & (KAFKA_FP_KEY - 1)] = b;
+	else
+		c->kb->fp.value[i & (KAFKA_FP_VALUE - 1)] = b;
+	return 0;
+}
+
+/*
+ * krecord rebuilds the record at w->ip of kb->in into kb->out at
+ * w->op: unchanged, or with a traceparent header appended when a
+ * WriteMessages call of the process listed its fingerprint; 1 ends the
+ * walk. A global function, so the verifier checks it once: it finds the
+ * buffers itself (w->kb is not a pointer it may use).
+ */
+__noinline int krecord(struct kwalk *w)
+{
+	__u32 zero = 0;
+	struct kafka_buf *kb = bpf_map_lookup_elem(&kafka_bufs, &zero);
+	if (!w || !kb)
+		return 1;
+	__u32 start = w->ip, p = w->ip;
+	__s64 len, v, kl, vl, hc;
+	if (!kin_varint(kb, &p, w->end, &len) || len < 7 || len > KAFKA_BUF) {
+		w->bad = 1;
+		return 1;
+	}
+	__u32 body = p, end = p + (__u32)len;
+	if (end > w->end) {
+		w->bad = 1;
+		return 1;
+	}
+	p++; /* attributes */
+	if (!kin_varint(kb, &p, end, &v) || !kin_varint(kb, &p, end, &v) || !kin_varint(kb, &p, end, &kl) || kl < -1 || kl > KAFKA_BUF) {
+		w->bad = 1;
+		return 1;
+	}
+	__u32 key = p;
+	if (kl > 0)
+		p += kl;
+	if (!kin_varint(kb, &p, end, &vl) || vl < -1 || vl > KAFKA_BUF) {
+		w->bad = 1;
+		return 1;
+	}
+	__u32 value = p;
+	if (vl > 0)
+		p += vl;
+	__u32 hc_at = p;
+	if (!kin_varint(kb, &p, end, &hc) || hc < 0 || hc > KAFKA_MAX_HEADERS) {
+		w->bad = 1;
+		return 1;
+	}
+	__u32 hdrs = p;
+	struct kwalk hw = {.kb = kb, .ip = hdrs, .end = end};
+	bpf_loop((__u32)hc, header_step, &hw, 0);
+	if (hw.bad || hw.ip != end) {
+		w->bad = 1;
+		return 1;
+	}
+
+	/* The fingerprint: the topic is in kb->fp already. */
+	__builtin_memset(kb->fp.key, 0, sizeof(kb->fp.key));
+	__builtin_memset(kb->fp.value, 0, sizeof(kb->fp.value));
+	kb->fp.key_len = kl > 0 ? kl : 0;
+	kb->fp.value_len = vl > 0 ? vl : 0;
+	struct kprefix pc = {.kb = kb, .from = key, .n = kb->fp.key_len, .field = 0};
+	bpf_loop(KAFKA_FP_KEY, prefix_step, &pc, 0);
+	pc.from = value;
+	pc.n = kb->fp.value_len;
+	pc.field = 1;
+	bpf_loop(KAFKA_FP_VALUE, prefix_step, &pc, 0);
+	struct kafka_fp_key fk = {.tgid = w->tgid, .hash = kafka_fp_hash(&kb->fp)};
+	struct kafka_outgoing *o = bpf_map_lookup_elem(&kafka_outgoing, &fk);
+	if (o && w->now - o->queued_ns > KAFKA_STALE_NS)
+		o = 0;
+
+	__u32 rec = end - start; /* the record's bytes, length included */
+	if (!o || hw.found || hc + 1 > KAFKA_MAX_HEADERS) {
+		if (!o)
+			w->unmatched++;
+		else if (hw.found)
+			w->app_set++;
+		if (w->op + rec > KAFKA_BUF) {
+			w->bad = 1;
+			return 1;
+		}
+		kcopy(kb, start, w->op, rec);
+		w->op += rec;
+		w->ip = end;
+		return w->ip >= w->end;
+	}
+	__u32 nhc = varint_len(hc + 1), ohc = hdrs - hc_at;
+	__s64 nlen = len + KAFKA_HDR_LEN + nhc - ohc;
+	if (w->op + rec + KAFKA_HDR_LEN + 2 + nhc > KAFKA_BUF) {
+		w->bad = 1;
+		return 1;
+	}
+	__u32 op = w->op;
+	kout_varint(kb, &op, nlen);
+	kcopy(kb, body, op, hc_at - body);
+	op += hc_at - body;
+	kout_varint(kb, &op, hc + 1);
+	kcopy(kb, hdrs, op, end - hdrs);
+	op += end - hdrs;
+	format_kafka_header(kb, op, o);
+	op += KAFKA_HDR_LEN;
+	w->op = op;
+	w->ip = end;
+	w->written++;
+	return w->ip >= w->end;
+}
+
+static long record_step(__u64 i, void *ctx)
+{
+	return krecord(ctx) ? 1 : 0;
+}
+
+struct kcrc {
+	struct kafka_buf *kb;
+	__u32 from;
+	__u32 crc;
+};
+
+static long crc_step(__u64 i, void *ctx)
+{
+	struct kcrc *c = ctx;
+	__u8 b = c->kb->out[(c->from + (__u32)i) & KAFKA_MASK];
+	c->crc = crc32c_table[(c->crc ^ b) & 0xff] ^ (c->crc >> 8);
+	return 0;
+}
+
+struct kmsg_copy {
+	struct sk_msg_md *msg;
+	struct kafka_buf *kb;
+	int bad;
+};
+
+static long copy_in_step(__u64 i, void *ctx)
+{
+	struct kmsg_copy *c = ctx;
+	int v = kmsg_byte(c->msg, (__u32)i);
+	if (v < 0) {
+		c->bad = 1;
+		return 1;
+	}
+	c->kb->in[i & KAFKA_MASK] = v;
+	return 0;
+}
+
+static long copy_out_step(__u64 i, void *ctx)
+{
+	struct kmsg_copy *c = ctx;
+	if (kmsg_put(c->msg, (__u32)i, c->kb->out[i & KAFKA_MASK]) < 0) {
+		c->bad = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * is_produce reports whether msg starts like a Kafka Produce request of a
+ * version kafka-go writes (3 to 8): a request size, api key 0, the version.
+ */
+static __always_inline int is_produce(struct sk_msg_md *msg)
+{
+	if (msg->size < 12 || bpf_msg_pull_data(msg, 0, 8, 0) != 0)
+		return 0;
+	int k0 = kmsg_byte(msg, 4), k1 = kmsg_byte(msg, 5), v0 = kmsg_byte(msg, 6), v1 = kmsg_byte(msg, 7);
+	int s0 = kmsg_byte(msg, 0);
+	return s0 == 0 && k0 == 0 && k1 == 0 && v0 == 0 && v1 >= 3 && v1 <= 8;
+}
+
+/* inject_kafka rebuilds the Produce request msg holds (see above); it returns 0 if msg is none. */
+__noinline int inject_kafka(struct sk_msg_md *msg)
+{
+	if (!is_produce(msg))
+		return 0;
+	__u32 size = msg->size;
+	if (size > KAFKA_BUF || bpf_msg_pull_data(msg, 0, 4, 0) != 0) {
+		context_count(CONTEXT_KAFKA_TOO_LARGE);
+		return 1;
+	}
+	__u32 frame = (__u32)kmsg_byte(msg, 1) << 16 | (__u32)kmsg_byte(msg, 2) << 8 | (__u32)kmsg_byte(msg, 3);
+	if (frame + 4 != size) {
+		context_count(CONTEXT_KAFKA_TOO_LARGE); /* not whole in this write, or several in one */
+		return 1;
+	}
+	__u32 zero = 0;
+	struct kafka_buf *kb = bpf_map_lookup_elem(&kafka_bufs, &zero);
+	if (!kb || bpf_msg_pull_data(msg, 0, size, 0) != 0) {
+		context_count(CONTEXT_WRITE_FAILED);
+		return 1;
+	}
+	struct kmsg_copy mc = {.msg = msg, .kb = kb};
+	bpf_loop(size, copy_in_step, &mc, 0);
+	if (mc.bad) {
+		context_count(CONTEXT_WRITE_FAILED);
+		return 1;
+	}
+
+	/* Request header (v1): api key, version, correlation id, client id. */
+	__u32 p = 12;
+	__s32 n = (__s16)kin16(kb, p);
+	p += 2 + (n > 0 ? n : 0);
+	n = (__s16)kin16(kb, p); /* transactional id */
+	p += 2 + (n > 0 ? n : 0);
+	p += 2 + 4; /* acks, timeout */
+	if (p + 4 > size || kin32(kb, p) != 1)
+		goto unsupported; /* one topic */
+	p += 4;
+	__u32 tl = kin16(kb, p);
+	p += 2;
+	if (tl == 0 || tl >= KAFKA_FP_TOPIC || p + tl > size)
+		goto unsupported;
+	__builtin_memset(&kb->fp, 0, sizeof(kb->fp));
+	for (__u32 i = 0; i < KAFKA_FP_TOPIC; i++) {
+		if (i >= tl)
+			break;
+		kb->fp.topic[i & (KAFKA_FP_TOPIC - 1)] = kin8(kb, p + i);
+	}
+	kb->fp.topic_len = tl;
+	p += tl;
+	if (p + 12 > size || kin32(kb, p) != 1)
+		goto unsupported; /* one partition */
+	p += 8; /* count, partition */
+	__u32 rs_at = p;
+	__u32 rs = kin32(kb, p);
+	p += 4;
+	__u32 b = p;
+	if (rs < RB_RECORDS || b + rs != size || kin32(kb, b + RB_LENGTH) + 12 != rs || kin8(kb, b + RB_MAGIC) != 2 ||
+	    (kin16(kb, b + RB_ATTRIBUTES) & 0x27) != 0)
+		goto unsupported; /* one batch, magic 2, not compressed, not a control batch */
+	__u32 count = kin32(kb, b + RB_COUNT);
+	if (count == 0 || count > KAFKA_MAX_RECORDS)
+		goto unsupported;
+
+	kcopy(kb, 0, 0, b + RB_RECORDS);
+	struct kwalk w = {.kb = kb, .now = bpf_ktime_get_ns(), .tgid = bpf_get_current_pid_tgid() >> 32,
+			  .ip = b + RB_RECORDS, .op = b + RB_RECORDS, .end = size};
+	bpf_loop(count, record_step, &w, 0);
+	if (w.bad || w.ip != size)
+		goto unsupported;
+	for (__u32 i = 0; i < KAFKA_MAX_RECORDS; i++) {
+		if (i >= w.app_set)
+			break;
+		context_count(CONTEXT_KAFKA_APP_SET);
+	}
+	for (__u32 i = 0; i < KAFKA_MAX_RECORDS; i++) {
+		if (i >= w.unmatched)
+			break;
+		context_count(CONTEXT_KAFKA_UNMATCHED);
+	}
+	if (w.written == 0)
+		return 1;
+	__u32 grow = w.op - size;
+	kout32(kb, 0, frame + grow);
+	kout32(kb, rs_at, rs + grow);
+	kout32(kb, b + RB_LENGTH, rs - 12 + grow);
+	struct kcrc cc = {.kb = kb, .from = b + RB_ATTRIBUTES, .crc = 0xffffffff};
+	bpf_loop(w.op - (b + RB_ATTRIBUTES), crc_step, &cc, 0);
+	kout32(kb, b + RB_CRC, cc.crc ^ 0xffffffff);
+
+	if (bpf_msg_push_data(msg, size, grow, 0) != 0) {
+		context_count(CONTEXT_WRITE_FAILED);
+		return 1;
+	}
+	if (bpf_msg_pull_data(msg, 0, w.op, 0) != 0 || msg->size != w.op || kmsg_byte(msg, w.op - 1) < 0)
+		goto undo; /* then copy_out_step cannot fail half way */
+	mc.bad = 0;
+	bpf_loop(w.op, copy_out_step, &mc, 0);
+	if (mc.bad)
+		goto undo;
+	for (__u32 i = 0; i < KAFKA_MAX_RECORDS; i++) {
+		if (i >= w.written)
+			break;
+		context_count(CONTEXT_KAFKA_WRITTEN);
+	}
+	context_count(CONTEXT_KAFKA_REQUESTS);
+	return 1;
+
+undo:
+	/* Nothing of the request was overwritten: close the gap. */
+	bpf_msg_pop_data(msg, size, grow, 0);
+	context_count(CONTEXT_WRITE_FAILED);
+	return 1;
+
+unsupported:
+	context_count(CONTEXT_KAFKA_UNSUPPORTED);
+	return 1;
+}
+
+/*
+ * inject_queued handles a write of an HTTP/1.x request queued by thread
+ * or by connection (inject_http1); it returns 0 when there is none. A
+ * global function, so that its stack does not add to inject_kafka's.
+ */
+__noinline int inject_queued(struct sk_msg_md *msg)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct outgoing_request *q = bpf_map_lookup_elem(&outgoing_requests, &id);
@@ -629,8 +1238,19 @@ int inject_traceparent(struct sk_msg_md *msg)
 			q = bpf_map_lookup_elem(&outgoing_by_conn, &cref);
 		}
 	}
-	if (q)
-		return inject_http1(msg, id, q);
+	if (!q)
+		return 0;
+	inject_http1(msg, id, q);
+	return 1;
+}
+
+SEC("sk_msg")
+int inject_traceparent(struct sk_msg_md *msg)
+{
+	if (inject_queued(msg))
+		return SK_PASS;
+	if (inject_kafka(msg))
+		return SK_PASS;
 	inject_h2(msg);
 	return SK_PASS;
 }

@@ -70,6 +70,7 @@ func (w *Writer) Maps() map[string]*ebpf.Map {
 		OutgoingH2Map:       w.objs.OutgoingH2,
 		OutgoingH2Streams:   w.objs.OutgoingH2Streams,
 		OutgoingH2Sids:      w.objs.OutgoingH2Sids,
+		KafkaOutgoingMap:    w.objs.KafkaOutgoing,
 		TracedProcessesMap:  w.objs.TracedProcesses,
 		ContextStatsMap:     w.objs.ContextStats,
 	}
@@ -78,7 +79,8 @@ func (w *Writer) Maps() map[string]*ebpf.Map {
 // Stats reads the counters.
 func (w *Writer) Stats() (Stats, error) {
 	var st Stats
-	fields := []*uint64{&st.Written, &st.AppSet, &st.TLS, &st.Stale, &st.LineTooLong, &st.NotHTTP1, &st.WriteFailed, &st.H2Written, &st.H2NotWritten, &st.Missed}
+	fields := []*uint64{&st.Written, &st.AppSet, &st.TLS, &st.Stale, &st.LineTooLong, &st.NotHTTP1, &st.WriteFailed, &st.H2Written, &st.H2NotWritten, &st.Missed,
+		&st.KafkaWritten, &st.KafkaAppSet, &st.KafkaUnmatched, &st.KafkaUnsupported, &st.KafkaTooLarge, &st.KafkaRequests}
 	for i, f := range fields {
 		var perCPU []uint64
 		if err := w.objs.ContextStats.Lookup(uint32(i), &perCPU); err != nil {
