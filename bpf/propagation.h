@@ -223,6 +223,17 @@ struct {
 	__type(value, struct kafka_outgoing);
 } kafka_outgoing SEC(".maps");
 
+/*
+ * Processes with a kafka-go Writer (tgid → 1): only their writes are
+ * looked at as Kafka requests.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} kafka_producers SEC(".maps");
+
 /* kafka_fp_hash is FNV-1a (64-bit) over in's bytes. */
 static __always_inline __u64 kafka_fp_hash(const struct kafka_fp_input *in)
 {

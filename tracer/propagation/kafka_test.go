@@ -191,6 +191,7 @@ func listMessage(t *testing.T, w *Writer, topic string, key, value []byte, span 
 		v.SpanId[i] = span
 	}
 	require.NoError(t, w.objs.KafkaOutgoing.Put(k, v))
+	require.NoError(t, w.objs.KafkaProducers.Put(uint32(os.Getpid()), uint8(1)))
 }
 
 func spanTraceparent(span byte) string {
@@ -316,4 +317,12 @@ func TestKafkaRequestsLeftAlone(t *testing.T) {
 			}
 		})
 	}
+
+	// A process the kafka-go probe never saw produce: its writes are not
+	// looked at as Kafka requests at all.
+	require.NoError(t, w.objs.KafkaProducers.Delete(uint32(os.Getpid())))
+	before := kafkaStats(t, w)
+	req := kProduce{version: 8, topic: topic, magic: 2, records: one}.encode()
+	assert.Equal(t, req, roundTrip(t, client, server, req))
+	assert.Equal(t, before, kafkaStats(t, w))
 }

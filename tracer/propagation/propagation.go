@@ -46,6 +46,7 @@ const (
 	OutgoingH2Streams   = "outgoing_h2_streams"
 	OutgoingH2Sids      = "outgoing_h2_sids"
 	KafkaOutgoingMap    = "kafka_outgoing"
+	KafkaProducersMap   = "kafka_producers"
 	TracedProcessesMap  = "traced_processes"
 	ContextStatsMap     = "context_stats"
 )

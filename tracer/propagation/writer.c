@@ -846,6 +846,7 @@ struct kwalk {
 	__u32 ip;  /* next byte of kb->in */
 	__u32 op;  /* next byte of kb->out */
 	__u32 end; /* the end of the batch (records) or of the record (headers) in kb->in */
+	__u32 records; /* walked */
 	__u32 written;
 	__u32 app_set;
 	__u32 unmatched;
@@ -1004,6 +1005,7 @@ __noinline int krecord(struct kwalk *w)
 	if (o && w->now - o->queued_ns > KAFKA_STALE_NS)
 		o = 0;
 
+	w->records++;
 	__u32 rec = end - start; /* the record's bytes, length included */
 	if (!o || hw.found || hc + 1 > KAFKA_MAX_HEADERS) {
 		if (!o)
@@ -1168,7 +1170,7 @@ __noinline int inject_kafka(struct sk_msg_md *msg)
 	struct kwalk w = {.kb = kb, .now = bpf_ktime_get_ns(), .tgid = bpf_get_current_pid_tgid() >> 32,
 			  .ip = b + RB_RECORDS, .op = b + RB_RECORDS, .end = size};
 	bpf_loop(count, record_step, &w, 0);
-	if (w.bad || w.ip != size)
+	if (w.bad || w.ip != size || w.records != count)
 		goto unsupported;
 	for (__u32 i = 0; i < KAFKA_MAX_RECORDS; i++) {
 		if (i >= w.app_set)
@@ -1244,12 +1246,37 @@ __noinline int inject_queued(struct sk_msg_md *msg)
 	return 1;
 }
 
+/*
+ * may_be_kafka reports whether a write could be a Kafka request: its
+ * process has a kafka-go Writer, and it is not on a known HTTP/2
+ * connection nor by a thread with HTTP/2 frames pending (bytes of an
+ * HTTP/2 frame can look like a Produce request's header).
+ */
+static __always_inline int may_be_kafka(struct sk_msg_md *msg)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	if (!bpf_map_lookup_elem(&kafka_producers, &tgid) || bpf_map_lookup_elem(&outgoing_h2, &id))
+		return 0;
+	struct conn_key ck;
+	conn_of(msg, id, &ck);
+	return bpf_map_lookup_elem(&h2_conns, &ck) == 0;
+}
+
+/* kafka_path is may_be_kafka and inject_kafka, in a global function of its own (stack). */
+__noinline int kafka_path(struct sk_msg_md *msg)
+{
+	if (!msg || !may_be_kafka(msg))
+		return 0;
+	return inject_kafka(msg);
+}
+
 SEC("sk_msg")
 int inject_traceparent(struct sk_msg_md *msg)
 {
 	if (inject_queued(msg))
 		return SK_PASS;
-	if (inject_kafka(msg))
+	if (kafka_path(msg))
 		return SK_PASS;
 	inject_h2(msg);
 	return SK_PASS;

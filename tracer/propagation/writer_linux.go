@@ -71,6 +71,7 @@ func (w *Writer) Maps() map[string]*ebpf.Map {
 		OutgoingH2Streams:   w.objs.OutgoingH2Streams,
 		OutgoingH2Sids:      w.objs.OutgoingH2Sids,
 		KafkaOutgoingMap:    w.objs.KafkaOutgoing,
+		KafkaProducersMap:   w.objs.KafkaProducers,
 		TracedProcessesMap:  w.objs.TracedProcesses,
 		ContextStatsMap:     w.objs.ContextStats,
 	}

@@ -130,6 +130,7 @@ const (
 	writerMapH2Scratch          = "h2_scratch"
 	writerMapKafkaBufs          = "kafka_bufs"
 	writerMapKafkaOutgoing      = "kafka_outgoing"
+	writerMapKafkaProducers     = "kafka_producers"
 	writerMapOutgoingByConn     = "outgoing_by_conn"
 	writerMapOutgoingH2         = "outgoing_h2"
 	writerMapOutgoingH2Sids     = "outgoing_h2_sids"
@@ -202,6 +203,7 @@ type writerMapSpecs struct {
 	H2Scratch         *ebpf.MapSpec `ebpf:"h2_scratch"`
 	KafkaBufs         *ebpf.MapSpec `ebpf:"kafka_bufs"`
 	KafkaOutgoing     *ebpf.MapSpec `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.MapSpec `ebpf:"kafka_producers"`
 	OutgoingByConn    *ebpf.MapSpec `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.MapSpec `ebpf:"outgoing_h2"`
 	OutgoingH2Sids    *ebpf.MapSpec `ebpf:"outgoing_h2_sids"`
@@ -248,6 +250,7 @@ type writerMaps struct {
 	H2Scratch         *ebpf.Map `ebpf:"h2_scratch"`
 	KafkaBufs         *ebpf.Map `ebpf:"kafka_bufs"`
 	KafkaOutgoing     *ebpf.Map `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.Map `ebpf:"kafka_producers"`
 	OutgoingByConn    *ebpf.Map `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.Map `ebpf:"outgoing_h2"`
 	OutgoingH2Sids    *ebpf.Map `ebpf:"outgoing_h2_sids"`
@@ -269,6 +272,7 @@ func (m *writerMaps) Close() error {
 		m.H2Scratch,
 		m.KafkaBufs,
 		m.KafkaOutgoing,
+		m.KafkaProducers,
 		m.OutgoingByConn,
 		m.OutgoingH2,
 		m.OutgoingH2Sids,

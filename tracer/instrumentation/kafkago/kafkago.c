@@ -217,6 +217,7 @@ static __always_inline void list_messages(struct kafka_event *ev, __u32 tgid, __
 	w.out.queued_ns = ev->start_ns;
 	bpf_loop(n > KAFKA_MAX_LISTED ? KAFKA_MAX_LISTED : n, list_step, &w, 0);
 	__u8 one = 1;
+	bpf_map_update_elem(&kafka_producers, &tgid, &one, BPF_ANY);
 	bpf_map_update_elem(&traced_processes, &tgid, &one, BPF_ANY);
 }
 

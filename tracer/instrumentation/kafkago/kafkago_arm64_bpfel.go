@@ -160,6 +160,7 @@ const (
 	kafkagoMapKafkaCalls            = "kafka_calls"
 	kafkagoMapKafkaFpScratch        = "kafka_fp_scratch"
 	kafkagoMapKafkaOutgoing         = "kafka_outgoing"
+	kafkagoMapKafkaProducers        = "kafka_producers"
 	kafkagoMapKafkaScratch          = "kafka_scratch"
 	kafkagoMapKafkaTpScratch        = "kafka_tp_scratch"
 	kafkagoMapOutgoingByConn        = "outgoing_by_conn"
@@ -255,6 +256,7 @@ type kafkagoMapSpecs struct {
 	KafkaCalls        *ebpf.MapSpec `ebpf:"kafka_calls"`
 	KafkaFpScratch    *ebpf.MapSpec `ebpf:"kafka_fp_scratch"`
 	KafkaOutgoing     *ebpf.MapSpec `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.MapSpec `ebpf:"kafka_producers"`
 	KafkaScratch      *ebpf.MapSpec `ebpf:"kafka_scratch"`
 	KafkaTpScratch    *ebpf.MapSpec `ebpf:"kafka_tp_scratch"`
 	OutgoingByConn    *ebpf.MapSpec `ebpf:"outgoing_by_conn"`
@@ -320,6 +322,7 @@ type kafkagoMaps struct {
 	KafkaCalls        *ebpf.Map `ebpf:"kafka_calls"`
 	KafkaFpScratch    *ebpf.Map `ebpf:"kafka_fp_scratch"`
 	KafkaOutgoing     *ebpf.Map `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.Map `ebpf:"kafka_producers"`
 	KafkaScratch      *ebpf.Map `ebpf:"kafka_scratch"`
 	KafkaTpScratch    *ebpf.Map `ebpf:"kafka_tp_scratch"`
 	OutgoingByConn    *ebpf.Map `ebpf:"outgoing_by_conn"`
@@ -340,6 +343,7 @@ func (m *kafkagoMaps) Close() error {
 		m.KafkaCalls,
 		m.KafkaFpScratch,
 		m.KafkaOutgoing,
+		m.KafkaProducers,
 		m.KafkaScratch,
 		m.KafkaTpScratch,
 		m.OutgoingByConn,

@@ -160,6 +160,7 @@ const (
 	clientMapEvents                 = "events"
 	clientMapHeaderFields           = "header_fields"
 	clientMapKafkaOutgoing          = "kafka_outgoing"
+	clientMapKafkaProducers         = "kafka_producers"
 	clientMapOutgoingByConn         = "outgoing_by_conn"
 	clientMapOutgoingH2             = "outgoing_h2"
 	clientMapOutgoingH2Sids         = "outgoing_h2_sids"
@@ -262,6 +263,7 @@ type clientMapSpecs struct {
 	Events            *ebpf.MapSpec `ebpf:"events"`
 	HeaderFields      *ebpf.MapSpec `ebpf:"header_fields"`
 	KafkaOutgoing     *ebpf.MapSpec `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.MapSpec `ebpf:"kafka_producers"`
 	OutgoingByConn    *ebpf.MapSpec `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.MapSpec `ebpf:"outgoing_h2"`
 	OutgoingH2Sids    *ebpf.MapSpec `ebpf:"outgoing_h2_sids"`
@@ -324,6 +326,7 @@ type clientMaps struct {
 	Events            *ebpf.Map `ebpf:"events"`
 	HeaderFields      *ebpf.Map `ebpf:"header_fields"`
 	KafkaOutgoing     *ebpf.Map `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.Map `ebpf:"kafka_producers"`
 	OutgoingByConn    *ebpf.Map `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.Map `ebpf:"outgoing_h2"`
 	OutgoingH2Sids    *ebpf.Map `ebpf:"outgoing_h2_sids"`
@@ -345,6 +348,7 @@ func (m *clientMaps) Close() error {
 		m.Events,
 		m.HeaderFields,
 		m.KafkaOutgoing,
+		m.KafkaProducers,
 		m.OutgoingByConn,
 		m.OutgoingH2,
 		m.OutgoingH2Sids,

@@ -174,6 +174,7 @@ const (
 	clientMapDrops                        = "drops"
 	clientMapEvents                       = "events"
 	clientMapKafkaOutgoing                = "kafka_outgoing"
+	clientMapKafkaProducers               = "kafka_producers"
 	clientMapOutgoingByConn               = "outgoing_by_conn"
 	clientMapOutgoingH2                   = "outgoing_h2"
 	clientMapOutgoingH2Sids               = "outgoing_h2_sids"
@@ -276,6 +277,7 @@ type clientMapSpecs struct {
 	Drops             *ebpf.MapSpec `ebpf:"drops"`
 	Events            *ebpf.MapSpec `ebpf:"events"`
 	KafkaOutgoing     *ebpf.MapSpec `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.MapSpec `ebpf:"kafka_producers"`
 	OutgoingByConn    *ebpf.MapSpec `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.MapSpec `ebpf:"outgoing_h2"`
 	OutgoingH2Sids    *ebpf.MapSpec `ebpf:"outgoing_h2_sids"`
@@ -346,6 +348,7 @@ type clientMaps struct {
 	Drops             *ebpf.Map `ebpf:"drops"`
 	Events            *ebpf.Map `ebpf:"events"`
 	KafkaOutgoing     *ebpf.Map `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.Map `ebpf:"kafka_producers"`
 	OutgoingByConn    *ebpf.Map `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.Map `ebpf:"outgoing_h2"`
 	OutgoingH2Sids    *ebpf.Map `ebpf:"outgoing_h2_sids"`
@@ -366,6 +369,7 @@ func (m *clientMaps) Close() error {
 		m.Drops,
 		m.Events,
 		m.KafkaOutgoing,
+		m.KafkaProducers,
 		m.OutgoingByConn,
 		m.OutgoingH2,
 		m.OutgoingH2Sids,
