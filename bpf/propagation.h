@@ -262,7 +262,7 @@ enum context_stat {
 	CONTEXT_KAFKA_APP_SET,    /* Kafka: the record had its own traceparent header: left alone */
 	CONTEXT_KAFKA_UNMATCHED,  /* Kafka: a record no WriteMessages call of the process listed (within KAFKA_STALE_NS) */
 	CONTEXT_KAFKA_UNSUPPORTED, /* Kafka: a Produce request left alone: compressed batch, magic != 2, several topics, partitions or batches, too many records or headers */
-	CONTEXT_KAFKA_TOO_LARGE,  /* Kafka: a Produce request not whole in one write, or larger than KAFKA_BUF */
+	CONTEXT_KAFKA_TOO_LARGE,  /* Kafka: a Produce request not whole in one write, or larger than KAFKA_BUF with its headers added */
 	CONTEXT_KAFKA_REQUESTS,   /* Kafka: Produce requests rewritten (one or more records given a traceparent) */
 	CONTEXT_STAT_COUNT,
 };

@@ -274,6 +274,13 @@ func TestKafkaRecordsGetTraceparent(t *testing.T) {
 	assert.Equal(t, uint64(1), st.KafkaAppSet)
 	assert.Equal(t, uint64(1), st.KafkaUnmatched)
 	assert.Equal(t, uint64(1), st.KafkaRequests)
+
+	// A request of several pages, rebuilt whole.
+	large := bytes.Repeat([]byte("0123456789"), 2500)
+	listMessage(t, w, topic, []byte("L"), large, 6)
+	p = kProduce{version: 3, topic: topic, magic: 2, records: []kRecord{{key: []byte("L"), value: large}}}
+	got = decodeProduce(t, roundTrip(t, client, server, p.encode()))
+	assert.Equal(t, []kRecord{{key: []byte("L"), value: large, headers: [][2]string{{"traceparent", spanTraceparent(6)}}}}, got)
 }
 
 // Requests the writer does not rebuild arrive byte for byte as written,
@@ -284,8 +291,11 @@ func TestKafkaRequestsLeftAlone(t *testing.T) {
 	topic := "orders"
 	listMessage(t, w, topic, []byte("1"), []byte("order 1"), 1)
 	one := []kRecord{{key: []byte("1"), value: []byte("order 1")}}
-	big := []kRecord{{key: []byte("1"), value: bytes.Repeat([]byte("x"), 9000)}}
+	big := []kRecord{{key: []byte("1"), value: bytes.Repeat([]byte("x"), 40000)}}
 	listMessage(t, w, topic, big[0].key, big[0].value, 2)
+	// Fits in the writer's 32 KiB buffer as written, not with the header added.
+	full := []kRecord{{key: []byte("5"), value: bytes.Repeat([]byte("y"), 32700)}}
+	listMessage(t, w, topic, full[0].key, full[0].value, 3)
 
 	for _, tc := range []struct {
 		name  string
@@ -295,7 +305,8 @@ func TestKafkaRequestsLeftAlone(t *testing.T) {
 	}{
 		{"gzip", kProduce{version: 8, topic: topic, magic: 2, attributes: 1, records: one}, false, func(s Stats) uint64 { return s.KafkaUnsupported }},
 		{"magic 1", kProduce{version: 8, topic: topic, magic: 1, records: one}, false, func(s Stats) uint64 { return s.KafkaUnsupported }},
-		{"over 8 KiB", kProduce{version: 8, topic: topic, magic: 2, records: big}, false, func(s Stats) uint64 { return s.KafkaTooLarge }},
+		{"over 32 KiB", kProduce{version: 8, topic: topic, magic: 2, records: big}, false, func(s Stats) uint64 { return s.KafkaTooLarge }},
+		{"over 32 KiB with the header", kProduce{version: 8, topic: topic, magic: 2, records: full}, false, func(s Stats) uint64 { return s.KafkaTooLarge }},
 		{"split", kProduce{version: 8, topic: topic, magic: 2, records: one}, true, func(s Stats) uint64 { return s.KafkaTooLarge }},
 		{"flexible v9", kProduce{version: 9, topic: topic, magic: 2, records: one}, false, nil},
 	} {

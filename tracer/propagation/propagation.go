@@ -140,7 +140,7 @@ type Stats struct {
 	KafkaAppSet      uint64 // Kafka: the record carried the application's own traceparent: left alone
 	KafkaUnmatched   uint64 // Kafka: a record no WriteMessages call listed (produced another way, or the listing was lost)
 	KafkaUnsupported uint64 // Kafka: a Produce request left alone (compressed, magic != 2, several topics, partitions or batches, too many records or headers); counted once per request
-	KafkaTooLarge    uint64 // Kafka: a Produce request not whole in one write or over 8 KiB; counted once per request
+	KafkaTooLarge    uint64 // Kafka: a Produce request not whole in one write, or over 32 KiB with its headers added; counted once per request
 	KafkaRequests    uint64 // Kafka: Produce requests rewritten (their records given KafkaWritten headers)
 }
 

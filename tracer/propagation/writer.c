@@ -630,7 +630,7 @@ __noinline int inject_h2(struct sk_msg_md *msg)
  * CRC-32C fixed, and copied back over the write after it grew by the
  * difference. A request that cannot be rebuilt goes out as written.
  */
-#define KAFKA_BUF 8192
+#define KAFKA_BUF 32768
 #define KAFKA_MASK (KAFKA_BUF - 1)
 /* The header appended: key length (varint 11), "traceparent", value length (varint 55), value. */
 #define KAFKA_HDR_LEN (1 + 11 + 1 + 55)
@@ -688,12 +688,25 @@ struct kafka_buf {
 	struct kafka_fp_input fp;
 };
 
+/*
+ * One kafka_buf per CPU, by CPU number: too large for a per-CPU array's
+ * value (32 KiB). Start sizes it to the possible CPUs. A program runs to
+ * its end on one CPU (migration is disabled), and sk_msg programs do not
+ * nest.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct kafka_buf);
 } kafka_bufs SEC(".maps");
+
+/* kafka_buf_of_cpu returns this CPU's kafka_buf. */
+static __always_inline struct kafka_buf *kafka_buf_of_cpu(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&kafka_bufs, &cpu);
+}
 
 /* kmsg_byte returns the byte at offset i (< KAFKA_BUF) of the pulled part of msg, or -1 past its end. */
 __noinline int kmsg_byte(struct sk_msg_md *msg, __u32 i)
@@ -852,6 +865,7 @@ struct kwalk {
 	__u32 unmatched;
 	__u32 found; /* headers: a traceparent key seen */
 	int bad;     /* not a record batch this walk understands: leave the request alone */
+	int full;    /* the rebuilt request would not fit in KAFKA_BUF */
 };
 
 static long header_step(__u64 i, void *ctx)
@@ -946,8 +960,7 @@ static long prefix_step(__u64 i, void *ctx)
  */
 __noinline int krecord(struct kwalk *w)
 {
-	__u32 zero = 0;
-	struct kafka_buf *kb = bpf_map_lookup_elem(&kafka_bufs, &zero);
+	struct kafka_buf *kb = kafka_buf_of_cpu();
 	if (!w || !kb)
 		return 1;
 	__u32 start = w->ip, p = w->ip;
@@ -1013,6 +1026,7 @@ __noinline int krecord(struct kwalk *w)
 		else if (hw.found)
 			w->app_set++;
 		if (w->op + rec > KAFKA_BUF) {
+			w->full = 1;
 			w->bad = 1;
 			return 1;
 		}
@@ -1024,6 +1038,7 @@ __noinline int krecord(struct kwalk *w)
 	__u32 nhc = varint_len(hc + 1), ohc = hdrs - hc_at;
 	__s64 nlen = len + KAFKA_HDR_LEN + nhc - ohc;
 	if (w->op + rec + KAFKA_HDR_LEN + 2 + nhc > KAFKA_BUF) {
+		w->full = 1;
 		w->bad = 1;
 		return 1;
 	}
@@ -1117,8 +1132,7 @@ __noinline int inject_kafka(struct sk_msg_md *msg)
 		context_count(CONTEXT_KAFKA_TOO_LARGE); /* not whole in this write, or several in one */
 		return 1;
 	}
-	__u32 zero = 0;
-	struct kafka_buf *kb = bpf_map_lookup_elem(&kafka_bufs, &zero);
+	struct kafka_buf *kb = kafka_buf_of_cpu();
 	if (!kb || bpf_msg_pull_data(msg, 0, size, 0) != 0) {
 		context_count(CONTEXT_WRITE_FAILED);
 		return 1;
@@ -1170,6 +1184,10 @@ __noinline int inject_kafka(struct sk_msg_md *msg)
 	struct kwalk w = {.kb = kb, .now = bpf_ktime_get_ns(), .tgid = bpf_get_current_pid_tgid() >> 32,
 			  .ip = b + RB_RECORDS, .op = b + RB_RECORDS, .end = size};
 	bpf_loop(count, record_step, &w, 0);
+	if (w.full) {
+		context_count(CONTEXT_KAFKA_TOO_LARGE);
+		return 1;
+	}
 	if (w.bad || w.ip != size || w.records != count)
 		goto unsupported;
 	for (__u32 i = 0; i < KAFKA_MAX_RECORDS; i++) {

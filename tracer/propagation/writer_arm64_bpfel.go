@@ -66,8 +66,8 @@ type writerH2StreamRef struct {
 
 type writerKafkaBuf struct {
 	_   structs.HostLayout
-	In  [8192]uint8
-	Out [8192]uint8
+	In  [32768]uint8
+	Out [32768]uint8
 	Fp  struct {
 		_        structs.HostLayout
 		Topic    [128]uint8

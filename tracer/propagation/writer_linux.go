@@ -33,7 +33,17 @@ type Writer struct {
 // then traces without sending context. Close detaches everything.
 func Start(cgroupRoot string) (_ *Writer, err error) {
 	w := &Writer{}
-	if err := loadWriterObjects(&w.objs, nil); err != nil {
+	spec, err := loadWriter()
+	if err != nil {
+		return nil, fmt.Errorf("load the trace-context writer: %w", err)
+	}
+	// A Kafka request buffer per CPU, by CPU number (writer.c, kafka_bufs).
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("load the trace-context writer: %w", err)
+	}
+	spec.Maps["kafka_bufs"].MaxEntries = uint32(cpus)
+	if err := spec.LoadAndAssign(&w.objs, nil); err != nil {
 		return nil, fmt.Errorf("load the trace-context writer: %w", err)
 	}
 	defer func() {

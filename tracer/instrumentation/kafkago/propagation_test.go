@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net/http"
 	"os/exec"
 	"sort"
 	"strings"
@@ -246,4 +247,91 @@ func TestProducerWritesNothingWithoutWriter(t *testing.T) {
 			assert.False(t, sp.ParentID.IsValid(), "consumer span %s has a parent", sp.Name)
 		}
 	}
+}
+
+// TestProducerTraceparentUnderConcurrency sends 200 concurrent requests to
+// a producing handler whose Writer batches up to 100 messages, so that
+// records of different WriteMessages calls share record batches: each
+// consumed message's traceparent must name the producer span of the
+// request that produced it, and its consumer span be that span's child.
+func TestProducerTraceparentUnderConcurrency(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: builds services with toolchains from the module proxy")
+	}
+	tg := kafkatest.Matrix[len(kafkatest.Matrix)-1]
+	broker := kafkatest.StartBroker(t, "busy")
+	root, err := propagation.CgroupRoot()
+	require.NoError(t, err)
+	w, err := propagation.Start(root)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, w.Close()) })
+	bin := dbtest.OwnCopy(t, tg.Build(t))
+	c := dbtest.AttachWith(t, bin, &uprobe.Options{
+		Shared:    w.Maps(),
+		Constants: map[string]any{propagation.ContextWriterConst: uint8(1)},
+	}, "kafka-go")
+	addr := serveBatched(t, bin, broker, "busy")
+
+	const n = 200
+	done := make(chan error, n)
+	for i := range n {
+		go func() {
+			resp, err := http.Get(fmt.Sprintf("http://%s/produce?id=%d", addr, i))
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("id %d: status %d", i, resp.StatusCode)
+				}
+			}
+			done <- err
+		}()
+	}
+	for range n {
+		assert.NoError(t, <-done)
+	}
+	msgs := consumeAll(t, bin, broker, "busy", "busy", n)
+
+	got := c.Wait(t, 3*n)
+	assert.Zero(t, c.Session.Drops())
+	serverOf := map[trace.SpanID]string{} // server span → its id= query
+	producers := map[trace.SpanID]dbtest.Span{}
+	consumerParent := map[string]trace.SpanID{} // offset → parent
+	for _, sp := range got {
+		switch {
+		case sp.Inst == "net/http server":
+			serverOf[sp.SpanID] = fmt.Sprint(sp.Attrs["url.query"])
+		case sp.Inst == "kafka-go" && sp.Kind == trace.SpanKindProducer:
+			producers[sp.SpanID] = sp
+		case sp.Inst == "kafka-go" && sp.Kind == trace.SpanKindConsumer:
+			consumerParent[fmt.Sprint(sp.Attrs["messaging.kafka.offset"])] = sp.ParentID
+		}
+	}
+	bad := 0
+	for _, m := range msgs {
+		tp := strings.Split(m.headers["traceparent"], "-")
+		ok := len(tp) == 4
+		var sid trace.SpanID
+		if ok {
+			var err error
+			sid, err = trace.SpanIDFromHex(tp[2])
+			ok = err == nil
+		}
+		p, found := producers[sid]
+		ok = ok && found && p.TraceID.String() == tp[1] && serverOf[p.ParentID] == "id="+m.key && consumerParent[m.offset] == sid
+		if !ok {
+			bad++
+			if bad <= 5 {
+				t.Errorf("message %s (offset %s): traceparent %q is not its request's producer span", m.key, m.offset, m.headers["traceparent"])
+			}
+		}
+	}
+	assert.Zero(t, bad, "messages whose traceparent names another request's producer span")
+	st, err := w.Stats()
+	require.NoError(t, err)
+	t.Logf("writer: %+v", st)
+	assert.Equal(t, uint64(n), st.KafkaWritten)
+	assert.Less(t, st.KafkaRequests, uint64(n), "records of several calls shared Produce requests")
+	assert.Zero(t, st.NotWritten())
 }
