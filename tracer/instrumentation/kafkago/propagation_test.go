@@ -335,3 +335,56 @@ func TestProducerTraceparentUnderConcurrency(t *testing.T) {
 	assert.Less(t, st.KafkaRequests, uint64(n), "records of several calls shared Produce requests")
 	assert.Zero(t, st.NotWritten())
 }
+
+// TestProducerLargeMessages produces messages of 3,000, 12,000 and 40,000
+// bytes (one call each) with the writer on, for each target of
+// kafkatest.Matrix: each is delivered intact, and either carries a
+// traceparent or was counted as too large (a request over the writer's
+// 32 KiB, or written in several pieces).
+func TestProducerLargeMessages(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: builds services with toolchains from the module proxy")
+	}
+	targets := kafkatest.Targets(t)
+	var topics []string
+	for i := range targets {
+		topics = append(topics, fmt.Sprintf("large%d", i))
+	}
+	broker := kafkatest.StartBroker(t, topics...)
+	for i, tg := range targets {
+		t.Run(tg.String(), func(t *testing.T) {
+			topic := topics[i]
+			root, err := propagation.CgroupRoot()
+			require.NoError(t, err)
+			w, err := propagation.Start(root)
+			require.NoError(t, err)
+			t.Cleanup(func() { assert.NoError(t, w.Close()) })
+			bin := dbtest.OwnCopy(t, tg.Build(t))
+			dbtest.AttachWith(t, bin, &uprobe.Options{
+				Shared:    w.Maps(),
+				Constants: map[string]any{propagation.ContextWriterConst: uint8(1)},
+			}, "kafka-go")
+			addr := serveBatched(t, bin, broker, topic)
+			pads := []int{3000, 12000, 40000}
+			for j, pad := range pads {
+				produce(t, fmt.Sprintf("http://%s/produce?id=%d&pad=%d", addr, j, pad), "")
+			}
+			msgs := consumeAll(t, bin, broker, topic, "large", len(pads))
+			with := 0
+			for j, m := range msgs {
+				assert.Equal(t, fmt.Sprint(j), m.key)
+				assert.Equal(t, fmt.Sprintf("%q", fmt.Sprintf("order %d.0", j)+strings.Repeat("x", pads[j])), m.value)
+				if _, ok := m.headers["traceparent"]; ok {
+					with++
+				}
+			}
+			st, err := w.Stats()
+			require.NoError(t, err)
+			t.Logf("writer: %+v; messages with a traceparent: %d", st, with)
+			assert.Equal(t, uint64(with), st.KafkaWritten)
+			assert.Equal(t, uint64(len(pads)-with), st.KafkaTooLarge, "messages without a traceparent counted as too large")
+			assert.Zero(t, st.KafkaUnmatched+st.KafkaUnsupported+st.WriteFailed)
+		})
+	}
+}

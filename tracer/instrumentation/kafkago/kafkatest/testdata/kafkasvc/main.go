@@ -7,7 +7,8 @@
 //	    values "order N.I") to T while handling the request; the message
 //	    carries the request's traceparent header, if it had one, as an
 //	    application that propagates context by hand does, and a header
-//	    "tag" with the value of tag=, if given. Prints "http ADDR".
+//	    "tag" with the value of tag=, if given; pad=P appends P bytes "x" to
+//	    each value. Prints "http ADDR".
 //	kafkasvc consume -broker ADDR -topic T -group G -n N
 //	    reads N messages with ReadMessage and prints
 //	    "msg PARTITION OFFSET KEY VALUE HEADERS" (HEADERS: key=value,...).
@@ -66,9 +67,11 @@ func serve(addr, broker, topic string, batch int) {
 		if tag := r.URL.Query().Get("tag"); tag != "" {
 			headers = append(headers, kafka.Header{Key: "tag", Value: []byte(tag)})
 		}
+		pad, _ := strconv.Atoi(r.URL.Query().Get("pad"))
 		msgs := make([]kafka.Message, k)
 		for i := range msgs {
-			msgs[i] = kafka.Message{Key: []byte(id), Value: []byte(fmt.Sprintf("order %s.%d", id, i)), Headers: headers}
+			value := fmt.Sprintf("order %s.%d", id, i) + strings.Repeat("x", pad)
+			msgs[i] = kafka.Message{Key: []byte(id), Value: []byte(value), Headers: headers}
 		}
 		if err := w.WriteMessages(r.Context(), msgs...); err != nil {
 			http.Error(rw, err.Error(), http.StatusInternalServerError)
