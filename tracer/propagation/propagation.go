@@ -15,8 +15,14 @@
 // request changes; a write the program cannot change safely goes out as
 // written and is counted (Stats).
 //
-// Limits: plaintext HTTP/1.x only (https is encrypted before the socket
-// sees it; HTTP/2 frames are HPACK-compressed); sockets connected before
+// The same sk_msg program appends a traceparent header field to the
+// HEADERS frames of traced gRPC calls (HTTP/2), and a traceparent record
+// header to the records of kafka-go's Produce requests, each matched to
+// its WriteMessages call's producer span by a fingerprint of the message
+// (writer.c; docs/tracer.md, Outgoing).
+//
+// Limits: plaintext only (https, gRPC and Kafka over TLS are encrypted
+// before the socket sees them); sockets connected before
 // Start are watched only once Writer.Adopt is given their process; the
 // request line must end within the first 1,024 bytes of the write
 // (net/http writes it first, in one write). Start needs CAP_BPF, CAP_NET_ADMIN and

@@ -15,6 +15,9 @@
  *
  *     traceparent: 00-<trace-id>-<span-id>-<flags>\r\n
  *
+ * HTTP/2 HEADERS frames of gRPC calls (inject_h2) and the records of
+ * kafka-go's Kafka Produce requests (inject_kafka) get theirs too.
+ *
  * Everything else passes unchanged. A write is changed only when the
  * request line is complete in it and ends in " HTTP/1.x\r\n"; if the
  * kernel cannot fill the gap it opened, the gap is closed again, so a
