@@ -194,7 +194,7 @@ struct {
 struct kafka_fp_input {
 	__u8 topic[KAFKA_FP_TOPIC];
 	__u32 topic_len;
-	__u32 key_len;
+	__u32 key_len; /* KAFKA_FP_MESSAGE_PART */
 	__u32 value_len;
 	__u32 pad;
 	__u8 key[KAFKA_FP_KEY];
@@ -234,16 +234,27 @@ struct {
 	__type(value, __u8);
 } kafka_producers SEC(".maps");
 
-/* kafka_fp_hash is FNV-1a (64-bit) over in's bytes. */
-static __always_inline __u64 kafka_fp_hash(const struct kafka_fp_input *in)
+#define KAFKA_FNV_OFFSET 0xcbf29ce484222325ULL
+/* Where the per-message part of struct kafka_fp_input begins: the topic's part is hashed once per request. */
+#define KAFKA_FP_MESSAGE_PART 132
+
+_Static_assert(__builtin_offsetof(struct kafka_fp_input, key_len) == KAFKA_FP_MESSAGE_PART, "KAFKA_FP_MESSAGE_PART");
+
+/* kafka_fp_hash_part continues FNV-1a (64-bit) h over in's bytes [from, to). */
+static __always_inline __u64 kafka_fp_hash_part(const struct kafka_fp_input *in, __u64 h, int from, int to)
 {
 	const __u8 *b = (const __u8 *)in;
-	__u64 h = 0xcbf29ce484222325ULL;
-	for (int i = 0; i < (int)sizeof(*in); i++) {
+	for (int i = from; i < to; i++) {
 		h ^= b[i];
 		h *= 0x100000001b3ULL;
 	}
 	return h;
+}
+
+/* kafka_fp_hash is FNV-1a (64-bit) over in's bytes. */
+static __always_inline __u64 kafka_fp_hash(const struct kafka_fp_input *in)
+{
+	return kafka_fp_hash_part(in, KAFKA_FNV_OFFSET, 0, sizeof(*in));
 }
 
 /* What became of each client request's trace context; indexes of context_stats. */

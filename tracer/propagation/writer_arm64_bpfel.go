@@ -142,7 +142,7 @@ const (
 	writerMapTracedProcesses    = "traced_processes"
 	writerProgInjectTraceparent = "inject_traceparent"
 	writerProgTrackSockets      = "track_sockets"
-	writerVarCrc32cTable        = "crc32c_table"
+	writerVarCrc32cTables       = "crc32c_tables"
 )
 
 // loadWriter returns the embedded CollectionSpec for writer.
@@ -219,7 +219,7 @@ type writerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type writerVariableSpecs struct {
-	Crc32cTable *ebpf.VariableSpec `ebpf:"crc32c_table"`
+	Crc32cTables *ebpf.VariableSpec `ebpf:"crc32c_tables"`
 }
 
 // writerObjects contains all objects after they have been loaded into the kernel.
@@ -289,7 +289,7 @@ func (m *writerMaps) Close() error {
 //
 // It can be passed to loadWriterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type writerVariables struct {
-	Crc32cTable *ebpf.Variable `ebpf:"crc32c_table"`
+	Crc32cTables *ebpf.Variable `ebpf:"crc32c_tables"`
 }
 
 // writerPrograms contains all programs after they have been loaded into the kernel.
