@@ -275,12 +275,26 @@ func TestKafkaRecordsGetTraceparent(t *testing.T) {
 	assert.Equal(t, uint64(1), st.KafkaUnmatched)
 	assert.Equal(t, uint64(1), st.KafkaRequests)
 
+	// 31 headers: the count becomes 32, still a 1-byte varint.
+	listMessage(t, w, topic, []byte("H"), []byte("headers"), 7)
+	p = kProduce{version: 8, topic: topic, magic: 2, records: []kRecord{{key: []byte("H"), value: []byte("headers"), headers: manyHeaders(31)}}}
+	got = decodeProduce(t, roundTrip(t, client, server, p.encode()))
+	assert.Equal(t, []kRecord{{key: []byte("H"), value: []byte("headers"), headers: append(manyHeaders(31), [2]string{"traceparent", spanTraceparent(7)})}}, got)
+
 	// A request of several pages, rebuilt whole.
 	large := bytes.Repeat([]byte("0123456789"), 2500)
 	listMessage(t, w, topic, []byte("L"), large, 6)
 	p = kProduce{version: 3, topic: topic, magic: 2, records: []kRecord{{key: []byte("L"), value: large}}}
 	got = decodeProduce(t, roundTrip(t, client, server, p.encode()))
 	assert.Equal(t, []kRecord{{key: []byte("L"), value: large, headers: [][2]string{{"traceparent", spanTraceparent(6)}}}}, got)
+}
+
+func manyHeaders(n int) [][2]string {
+	var hs [][2]string
+	for i := range n {
+		hs = append(hs, [2]string{fmt.Sprintf("h%d", i), "v"})
+	}
+	return hs
 }
 
 // Requests the writer does not rebuild arrive byte for byte as written,
@@ -307,6 +321,7 @@ func TestKafkaRequestsLeftAlone(t *testing.T) {
 		{"magic 1", kProduce{version: 8, topic: topic, magic: 1, records: one}, false, func(s Stats) uint64 { return s.KafkaUnsupported }},
 		{"over 32 KiB", kProduce{version: 8, topic: topic, magic: 2, records: big}, false, func(s Stats) uint64 { return s.KafkaTooLarge }},
 		{"over 32 KiB with the header", kProduce{version: 8, topic: topic, magic: 2, records: full}, false, func(s Stats) uint64 { return s.KafkaTooLarge }},
+		{"32 headers", kProduce{version: 8, topic: topic, magic: 2, records: []kRecord{{key: []byte("1"), value: []byte("order 1"), headers: manyHeaders(32)}}}, false, func(s Stats) uint64 { return s.KafkaUnsupported }},
 		{"split", kProduce{version: 8, topic: topic, magic: 2, records: one}, true, func(s Stats) uint64 { return s.KafkaTooLarge }},
 		{"flexible v9", kProduce{version: 9, topic: topic, magic: 2, records: one}, false, nil},
 	} {

@@ -638,6 +638,7 @@ __noinline int inject_h2(struct sk_msg_md *msg)
 /* The header appended: key length (varint 11), "traceparent", value length (varint 55), value. */
 #define KAFKA_HDR_LEN (1 + 11 + 1 + 55)
 #define KAFKA_MAX_RECORDS 128
+/* A record with more headers leaves its request alone (the header count stays a 1-byte varint). */
 #define KAFKA_MAX_HEADERS 32
 /* A record written later than this after its WriteMessages call began is not its. */
 #define KAFKA_STALE_NS (10ULL * 1000 * 1000 * 1000)
@@ -1231,7 +1232,7 @@ __noinline int krecord(struct kwalk *w)
 	if (vl > 0)
 		p += vl;
 	__u32 hc_at = p;
-	if (!kin_varint(kb, &p, end, &hc) || hc < 0 || hc > KAFKA_MAX_HEADERS) {
+	if (!kin_varint(kb, &p, end, &hc) || hc < 0 || hc >= KAFKA_MAX_HEADERS) {
 		w->bad = 1;
 		return 1;
 	}
@@ -1262,10 +1263,10 @@ __noinline int krecord(struct kwalk *w)
 
 	w->records++;
 	__u32 rec = end - start; /* the record's bytes, length included */
-	if (!o || hw.found || hc + 1 > KAFKA_MAX_HEADERS) {
+	if (!o || hw.found) {
 		if (!o)
 			w->unmatched++;
-		else if (hw.found)
+		else
 			w->app_set++;
 		if (w->op + rec > KAFKA_BUF) {
 			w->full = 1;
