@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -343,6 +344,27 @@ func TestKafkaRequestsLeftAlone(t *testing.T) {
 			}
 		})
 	}
+
+	// Another task holds this CPU's buffer (it was preempted while
+	// rebuilding a request): the request goes out as written.
+	setBusy := func(v uint32) {
+		cpus, err := ebpf.PossibleCPU()
+		require.NoError(t, err)
+		for cpu := range cpus {
+			var kb writerKafkaBuf
+			require.NoError(t, w.objs.KafkaBufs.Lookup(uint32(cpu), &kb))
+			kb.Busy = v
+			require.NoError(t, w.objs.KafkaBufs.Put(uint32(cpu), &kb))
+		}
+	}
+	setBusy(1)
+	busyBefore := kafkaStats(t, w)
+	busyReq := kProduce{version: 8, topic: topic, magic: 2, records: one}.encode()
+	assert.Equal(t, busyReq, roundTrip(t, client, server, busyReq), "bytes changed")
+	busyAfter := kafkaStats(t, w)
+	assert.Equal(t, busyBefore.WriteFailed+1, busyAfter.WriteFailed, "counted")
+	assert.Equal(t, busyBefore.KafkaWritten, busyAfter.KafkaWritten)
+	setBusy(0)
 
 	// A process the kafka-go probe never saw produce: its writes are not
 	// looked at as Kafka requests at all.

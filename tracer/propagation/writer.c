@@ -934,6 +934,8 @@ struct kafka_buf {
 	__u8 in[KAFKA_BUF];  /* the request as written */
 	__u8 out[KAFKA_BUF]; /* the request rebuilt */
 	struct kafka_fp_input fp;
+	__u32 busy; /* a program is using this buffer (inject_kafka) */
+	__u32 pad;
 };
 
 /*
@@ -1427,10 +1429,10 @@ static __always_inline int is_produce(struct sk_msg_md *msg)
 	return s0 == 0 && k0 == 0 && k1 == 0 && v0 == 0 && v1 >= 3 && v1 <= 8;
 }
 
-/* inject_kafka rebuilds the Produce request msg holds (see above); it returns 0 if msg is none. */
-__noinline int inject_kafka(struct sk_msg_md *msg)
+/* kafka_rebuild rebuilds the Produce request msg holds (see above), in this CPU's kafka_buf. */
+__noinline int kafka_rebuild(struct sk_msg_md *msg)
 {
-	if (!is_produce(msg))
+	if (!msg)
 		return 0;
 	__u32 size = msg->size;
 	if (size > KAFKA_BUF || bpf_msg_pull_data(msg, 0, 4, 0) != 0) {
@@ -1578,10 +1580,13 @@ __noinline int inject_queued(struct sk_msg_md *msg)
  * may_be_kafka reports whether a write could be a Kafka request: its
  * process has a kafka-go Writer, and it is not on a known HTTP/2
  * connection nor by a thread with HTTP/2 frames pending (bytes of an
- * HTTP/2 frame can look like a Produce request's header).
+ * HTTP/2 frame can look like a Produce request's header). A global
+ * function: its stack does not add to kafka_rebuild's.
  */
-static __always_inline int may_be_kafka(struct sk_msg_md *msg)
+__noinline int may_be_kafka(struct sk_msg_md *msg)
 {
+	if (!msg)
+		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
 	if (!bpf_map_lookup_elem(&kafka_producers, &tgid) || bpf_map_lookup_elem(&outgoing_h2, &id))
@@ -1591,12 +1596,30 @@ static __always_inline int may_be_kafka(struct sk_msg_md *msg)
 	return bpf_map_lookup_elem(&h2_conns, &ck) == 0;
 }
 
-/* kafka_path is may_be_kafka and inject_kafka, in a global function of its own (stack). */
-__noinline int kafka_path(struct sk_msg_md *msg)
+/*
+ * inject_kafka rebuilds the Produce request msg holds, if it may be one
+ * (may_be_kafka) and is one; it returns 0 if not. The program can be
+ * preempted by another sending task on the same CPU (only migration is
+ * disabled), which would share the CPU's kafka_buf: the buffer is taken
+ * with a compare-and-swap, and a request that finds it taken goes out as
+ * written (write_failed).
+ */
+__noinline int inject_kafka(struct sk_msg_md *msg)
 {
-	if (!msg || !may_be_kafka(msg))
+	if (!msg || !may_be_kafka(msg) || !is_produce(msg))
 		return 0;
-	return inject_kafka(msg);
+	struct kafka_buf *kb = kafka_buf_of_cpu();
+	if (!kb) {
+		context_count(CONTEXT_WRITE_FAILED);
+		return 1;
+	}
+	if (__sync_val_compare_and_swap(&kb->busy, 0, 1) != 0) {
+		context_count(CONTEXT_WRITE_FAILED);
+		return 1;
+	}
+	kafka_rebuild(msg);
+	__sync_lock_test_and_set(&kb->busy, 0);
+	return 1;
 }
 
 SEC("sk_msg")
@@ -1604,7 +1627,7 @@ int inject_traceparent(struct sk_msg_md *msg)
 {
 	if (inject_queued(msg))
 		return SK_PASS;
-	if (kafka_path(msg))
+	if (inject_kafka(msg))
 		return SK_PASS;
 	inject_h2(msg);
 	return SK_PASS;

@@ -78,6 +78,8 @@ type writerKafkaBuf struct {
 		Key      [16]uint8
 		Value    [32]uint8
 	}
+	Busy uint32
+	Pad  uint32
 }
 
 type writerKafkaFpKey struct {
