@@ -1209,7 +1209,7 @@ __noinline int krecord(struct kwalk *w)
 		return 1;
 	__u32 start = w->ip, p = w->ip;
 	__s64 len, v, kl, vl, hc;
-	if (!kin_varint(kb, &p, w->end, &len) || len < 7 || len > KAFKA_BUF) {
+	if (!kin_varint(kb, &p, w->end, &len) || len < 6 || len > KAFKA_BUF) {
 		w->bad = 1;
 		return 1;
 	}
