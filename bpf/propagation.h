@@ -176,6 +176,87 @@ struct {
 	__type(value, struct h2_sid_owner);
 } outgoing_h2_sids SEC(".maps");
 
+/*
+ * Kafka (segmentio/kafka-go): the records a Writer serializes are matched
+ * to the WriteMessages call that contributed them by a fingerprint: the
+ * process, the topic, the key and value lengths and their first bytes. The
+ * call's uprobe lists each of its messages' fingerprints with the
+ * producer span's context; the writer looks each record of an outgoing
+ * Produce request up. Identical messages (same topic, key and value
+ * prefix, lengths) from concurrent calls are told apart by nothing: the
+ * record gets the context of the call that listed it last.
+ */
+#define KAFKA_FP_TOPIC 128
+#define KAFKA_FP_KEY 16
+#define KAFKA_FP_VALUE 32
+
+/* What a fingerprint is a hash of; zeroed, then filled, on both sides. */
+struct kafka_fp_input {
+	__u8 topic[KAFKA_FP_TOPIC];
+	__u32 topic_len;
+	__u32 key_len; /* KAFKA_FP_MESSAGE_PART */
+	__u32 value_len;
+	__u32 pad;
+	__u8 key[KAFKA_FP_KEY];
+	__u8 value[KAFKA_FP_VALUE];
+};
+
+struct kafka_fp_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 hash;
+};
+
+struct kafka_outgoing {
+	__u8 trace_id[16];
+	__u8 span_id[8]; /* the producer span */
+	__u8 flags;
+	__u8 pad[7];
+	__u64 queued_ns;
+};
+
+/* Messages being produced, by fingerprint. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct kafka_fp_key);
+	__type(value, struct kafka_outgoing);
+} kafka_outgoing SEC(".maps");
+
+/*
+ * Processes with a kafka-go Writer (tgid → 1): only their writes are
+ * looked at as Kafka requests.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} kafka_producers SEC(".maps");
+
+#define KAFKA_FNV_OFFSET 0xcbf29ce484222325ULL
+/* Where the per-message part of struct kafka_fp_input begins: the topic's part is hashed once per request. */
+#define KAFKA_FP_MESSAGE_PART 132
+
+_Static_assert(__builtin_offsetof(struct kafka_fp_input, key_len) == KAFKA_FP_MESSAGE_PART, "KAFKA_FP_MESSAGE_PART");
+
+/* kafka_fp_hash_part continues FNV-1a (64-bit) h over in's bytes [from, to). */
+static __always_inline __u64 kafka_fp_hash_part(const struct kafka_fp_input *in, __u64 h, int from, int to)
+{
+	const __u8 *b = (const __u8 *)in;
+	for (int i = from; i < to; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* kafka_fp_hash is FNV-1a (64-bit) over in's bytes. */
+static __always_inline __u64 kafka_fp_hash(const struct kafka_fp_input *in)
+{
+	return kafka_fp_hash_part(in, KAFKA_FNV_OFFSET, 0, sizeof(*in));
+}
+
 /* What became of each client request's trace context; indexes of context_stats. */
 enum context_stat {
 	CONTEXT_WRITTEN = 0,      /* traceparent added to the request's bytes */
@@ -188,6 +269,12 @@ enum context_stat {
 	CONTEXT_H2_WRITTEN,       /* HTTP/2: traceparent header field appended to a HEADERS frame */
 	CONTEXT_H2_NOT_WRITTEN,   /* HTTP/2: the HEADERS frame was not found, split, padded or full */
 	CONTEXT_MISSED,           /* written on another thread than the one that queued it, before the connection was known (HTTP/1.x: a request answered but never seen leaving; HTTP/2: a HEADERS frame without context) */
+	CONTEXT_KAFKA_WRITTEN,    /* Kafka: traceparent header added to a record of a Produce request */
+	CONTEXT_KAFKA_APP_SET,    /* Kafka: the record had its own traceparent header: left alone */
+	CONTEXT_KAFKA_UNMATCHED,  /* Kafka: a record no WriteMessages call of the process listed (within KAFKA_STALE_NS) */
+	CONTEXT_KAFKA_UNSUPPORTED, /* Kafka: a Produce request left alone: compressed batch, magic != 2, several topics, partitions or batches, too many records or headers */
+	CONTEXT_KAFKA_TOO_LARGE,  /* Kafka: a Produce request not whole in one write, or larger than KAFKA_BUF with its headers added */
+	CONTEXT_KAFKA_REQUESTS,   /* Kafka: Produce requests rewritten (one or more records given a traceparent) */
 	CONTEXT_STAT_COUNT,
 };
 

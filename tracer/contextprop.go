@@ -110,7 +110,9 @@ func (c *contextProp) close(log *slog.Logger) {
 		log.Warn("trace-context counters", "err", err)
 	} else {
 		log.Info("outgoing trace context", "written", st.Written, "written_http2", st.H2Written, "application_set", st.AppSet, "not_written", st.NotWritten(),
-			"tls", st.TLS, "stale", st.Stale, "line_too_long", st.LineTooLong, "not_http1", st.NotHTTP1, "write_failed", st.WriteFailed, "http2_not_written", st.H2NotWritten, "missed", st.Missed)
+			"tls", st.TLS, "stale", st.Stale, "line_too_long", st.LineTooLong, "not_http1", st.NotHTTP1, "write_failed", st.WriteFailed, "http2_not_written", st.H2NotWritten, "missed", st.Missed,
+			"kafka_written", st.KafkaWritten, "kafka_application_set", st.KafkaAppSet, "kafka_unmatched", st.KafkaUnmatched,
+			"kafka_unsupported", st.KafkaUnsupported, "kafka_too_large", st.KafkaTooLarge)
 	}
 	if err := c.writer.Close(); err != nil {
 		log.Warn("detach the trace-context writer", "err", err)

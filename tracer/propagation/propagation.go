@@ -15,8 +15,14 @@
 // request changes; a write the program cannot change safely goes out as
 // written and is counted (Stats).
 //
-// Limits: plaintext HTTP/1.x only (https is encrypted before the socket
-// sees it; HTTP/2 frames are HPACK-compressed); sockets connected before
+// The same sk_msg program appends a traceparent header field to the
+// HEADERS frames of traced gRPC calls (HTTP/2), and a traceparent record
+// header to the records of kafka-go's Produce requests, each matched to
+// its WriteMessages call's producer span by a fingerprint of the message
+// (writer.c; docs/tracer.md, Outgoing).
+//
+// Limits: plaintext only (https, gRPC and Kafka over TLS are encrypted
+// before the socket sees them); sockets connected before
 // Start are watched only once Writer.Adopt is given their process; the
 // request line must end within the first 1,024 bytes of the write
 // (net/http writes it first, in one write). Start needs CAP_BPF, CAP_NET_ADMIN and
@@ -45,6 +51,8 @@ const (
 	OutgoingH2Map       = "outgoing_h2"
 	OutgoingH2Streams   = "outgoing_h2_streams"
 	OutgoingH2Sids      = "outgoing_h2_sids"
+	KafkaOutgoingMap    = "kafka_outgoing"
+	KafkaProducersMap   = "kafka_producers"
 	TracedProcessesMap  = "traced_processes"
 	ContextStatsMap     = "context_stats"
 )
@@ -133,10 +141,18 @@ type Stats struct {
 	// writer never saw leave; HTTP/2: a client stream's HEADERS frame
 	// without context.
 	Missed uint64
+
+	KafkaWritten     uint64 // Kafka: traceparent header added to a produced record
+	KafkaAppSet      uint64 // Kafka: the record carried the application's own traceparent: left alone
+	KafkaUnmatched   uint64 // Kafka: a record no WriteMessages call listed (produced another way, or the listing was lost)
+	KafkaUnsupported uint64 // Kafka: a Produce request left alone (compressed, magic != 2, several topics, partitions or batches, too many records or headers); counted once per request
+	KafkaTooLarge    uint64 // Kafka: a Produce request not whole in one write, or over 32 KiB with its headers added; counted once per request
+	KafkaRequests    uint64 // Kafka: Produce requests rewritten (their records given KafkaWritten headers)
 }
 
 // NotWritten is the number of requests that left without our traceparent
 // for a reason other than the application's own.
 func (s Stats) NotWritten() uint64 {
-	return s.TLS + s.Stale + s.LineTooLong + s.NotHTTP1 + s.WriteFailed + s.H2NotWritten + s.Missed
+	return s.TLS + s.Stale + s.LineTooLong + s.NotHTTP1 + s.WriteFailed + s.H2NotWritten + s.Missed +
+		s.KafkaUnmatched + s.KafkaUnsupported + s.KafkaTooLarge
 }

@@ -33,7 +33,17 @@ type Writer struct {
 // then traces without sending context. Close detaches everything.
 func Start(cgroupRoot string) (_ *Writer, err error) {
 	w := &Writer{}
-	if err := loadWriterObjects(&w.objs, nil); err != nil {
+	spec, err := loadWriter()
+	if err != nil {
+		return nil, fmt.Errorf("load the trace-context writer: %w", err)
+	}
+	// A Kafka request buffer per CPU, by CPU number (writer.c, kafka_bufs).
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("load the trace-context writer: %w", err)
+	}
+	spec.Maps["kafka_bufs"].MaxEntries = uint32(cpus)
+	if err := spec.LoadAndAssign(&w.objs, nil); err != nil {
 		return nil, fmt.Errorf("load the trace-context writer: %w", err)
 	}
 	defer func() {
@@ -70,6 +80,8 @@ func (w *Writer) Maps() map[string]*ebpf.Map {
 		OutgoingH2Map:       w.objs.OutgoingH2,
 		OutgoingH2Streams:   w.objs.OutgoingH2Streams,
 		OutgoingH2Sids:      w.objs.OutgoingH2Sids,
+		KafkaOutgoingMap:    w.objs.KafkaOutgoing,
+		KafkaProducersMap:   w.objs.KafkaProducers,
 		TracedProcessesMap:  w.objs.TracedProcesses,
 		ContextStatsMap:     w.objs.ContextStats,
 	}
@@ -78,7 +90,8 @@ func (w *Writer) Maps() map[string]*ebpf.Map {
 // Stats reads the counters.
 func (w *Writer) Stats() (Stats, error) {
 	var st Stats
-	fields := []*uint64{&st.Written, &st.AppSet, &st.TLS, &st.Stale, &st.LineTooLong, &st.NotHTTP1, &st.WriteFailed, &st.H2Written, &st.H2NotWritten, &st.Missed}
+	fields := []*uint64{&st.Written, &st.AppSet, &st.TLS, &st.Stale, &st.LineTooLong, &st.NotHTTP1, &st.WriteFailed, &st.H2Written, &st.H2NotWritten, &st.Missed,
+		&st.KafkaWritten, &st.KafkaAppSet, &st.KafkaUnmatched, &st.KafkaUnsupported, &st.KafkaTooLarge, &st.KafkaRequests}
 	for i, f := range fields {
 		var perCPU []uint64
 		if err := w.objs.ContextStats.Lookup(uint32(i), &perCPU); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	grpcclient "github.com/offsetdb/offsetdb/tracer/instrumentation/grpc/client"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/kafkago"
 	httpclient "github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/client"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
@@ -82,7 +83,7 @@ func TestWriterSharesEveryPropagationMap(t *testing.T) {
 	writer, err := loadWriter()
 	require.NoError(t, err)
 	shared := startWriter(t).Maps()
-	for _, inst := range []uprobe.Instrumentation{httpclient.Instrumentation(), grpcclient.Instrumentation()} {
+	for _, inst := range []uprobe.Instrumentation{httpclient.Instrumentation(), grpcclient.Instrumentation(), kafkago.Instrumentation()} {
 		spec, err := inst.Spec()
 		require.NoError(t, err)
 		for name := range spec.Maps {

@@ -64,6 +64,40 @@ type writerH2StreamRef struct {
 	Conn     uint64
 }
 
+type writerKafkaBuf struct {
+	_   structs.HostLayout
+	In  [32768]uint8
+	Out [32768]uint8
+	Fp  struct {
+		_        structs.HostLayout
+		Topic    [128]uint8
+		TopicLen uint32
+		KeyLen   uint32
+		ValueLen uint32
+		Pad      uint32
+		Key      [16]uint8
+		Value    [32]uint8
+	}
+	Busy uint32
+	Pad  uint32
+}
+
+type writerKafkaFpKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Hash uint64
+}
+
+type writerKafkaOutgoing struct {
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	Flags    uint8
+	Pad      [7]uint8
+	QueuedNs uint64
+}
+
 type writerOutgoingRequest struct {
 	_         structs.HostLayout
 	TraceId   [16]uint8
@@ -96,6 +130,9 @@ const (
 	writerMapH2Carry            = "h2_carry"
 	writerMapH2Conns            = "h2_conns"
 	writerMapH2Scratch          = "h2_scratch"
+	writerMapKafkaBufs          = "kafka_bufs"
+	writerMapKafkaOutgoing      = "kafka_outgoing"
+	writerMapKafkaProducers     = "kafka_producers"
 	writerMapOutgoingByConn     = "outgoing_by_conn"
 	writerMapOutgoingH2         = "outgoing_h2"
 	writerMapOutgoingH2Sids     = "outgoing_h2_sids"
@@ -107,6 +144,7 @@ const (
 	writerMapTracedProcesses    = "traced_processes"
 	writerProgInjectTraceparent = "inject_traceparent"
 	writerProgTrackSockets      = "track_sockets"
+	writerVarCrc32cTables       = "crc32c_tables"
 )
 
 // loadWriter returns the embedded CollectionSpec for writer.
@@ -165,6 +203,9 @@ type writerMapSpecs struct {
 	H2Carry           *ebpf.MapSpec `ebpf:"h2_carry"`
 	H2Conns           *ebpf.MapSpec `ebpf:"h2_conns"`
 	H2Scratch         *ebpf.MapSpec `ebpf:"h2_scratch"`
+	KafkaBufs         *ebpf.MapSpec `ebpf:"kafka_bufs"`
+	KafkaOutgoing     *ebpf.MapSpec `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.MapSpec `ebpf:"kafka_producers"`
 	OutgoingByConn    *ebpf.MapSpec `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.MapSpec `ebpf:"outgoing_h2"`
 	OutgoingH2Sids    *ebpf.MapSpec `ebpf:"outgoing_h2_sids"`
@@ -180,6 +221,7 @@ type writerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type writerVariableSpecs struct {
+	Crc32cTables *ebpf.VariableSpec `ebpf:"crc32c_tables"`
 }
 
 // writerObjects contains all objects after they have been loaded into the kernel.
@@ -208,6 +250,9 @@ type writerMaps struct {
 	H2Carry           *ebpf.Map `ebpf:"h2_carry"`
 	H2Conns           *ebpf.Map `ebpf:"h2_conns"`
 	H2Scratch         *ebpf.Map `ebpf:"h2_scratch"`
+	KafkaBufs         *ebpf.Map `ebpf:"kafka_bufs"`
+	KafkaOutgoing     *ebpf.Map `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.Map `ebpf:"kafka_producers"`
 	OutgoingByConn    *ebpf.Map `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.Map `ebpf:"outgoing_h2"`
 	OutgoingH2Sids    *ebpf.Map `ebpf:"outgoing_h2_sids"`
@@ -227,6 +272,9 @@ func (m *writerMaps) Close() error {
 		m.H2Carry,
 		m.H2Conns,
 		m.H2Scratch,
+		m.KafkaBufs,
+		m.KafkaOutgoing,
+		m.KafkaProducers,
 		m.OutgoingByConn,
 		m.OutgoingH2,
 		m.OutgoingH2Sids,
@@ -243,6 +291,7 @@ func (m *writerMaps) Close() error {
 //
 // It can be passed to loadWriterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type writerVariables struct {
+	Crc32cTables *ebpf.Variable `ebpf:"crc32c_tables"`
 }
 
 // writerPrograms contains all programs after they have been loaded into the kernel.

@@ -12,11 +12,12 @@
  *       kafka_produce starts a producer span at entry, a child of the
  *       goroutine's active span, with the Writer's topic (Writer.Topic from
  *       v0.4.1, its config's before; else the first message's) and the
- *       message count;
- *       kafka_produce_return submits it at each RET with the error. No
- *       traceparent header is added to the messages: that needs writes
- *       into the traced process, which the kernel's lockdown forbids here
- *       (see docs/tracer.md).
+ *       message count; with a writer of trace context (context_writer),
+ *       it lists the fingerprint of each message (kafka_outgoing,
+ *       bpf/propagation.h) with the span's context, and the writer adds a
+ *       traceparent header to the records of the Produce request that
+ *       carries them (tracer/propagation/writer.c);
+ *       kafka_produce_return submits it at each RET with the error.
  *   (*Reader).FetchMessage(ctx) (Message, error)
  *       (ReadMessage calls it.) kafka_fetch starts a consumer span at
  *       entry with the reader's group and topic; kafka_fetch_return reads
@@ -28,6 +29,10 @@
  */
 #include "runtime.h"
 #include "context.h"
+#include "propagation.h"
+
+/* Whether a socket-layer writer of trace context runs (tracer/propagation); set at load time. */
+volatile const __u8 context_writer = 0;
 
 /* Field offsets, rewritten at load time; OFFSET_ABSENT if absent. */
 volatile const __u64 off_g_goid = OFFSET_ABSENT;            /* runtime.g.goid */
@@ -35,6 +40,9 @@ volatile const __u64 off_Message_Topic = OFFSET_ABSENT;     /* kafka-go.Message.
 volatile const __u64 off_Message_Partition = OFFSET_ABSENT; /* kafka-go.Message.Partition */
 volatile const __u64 off_Message_Offset = OFFSET_ABSENT;    /* kafka-go.Message.Offset */
 volatile const __u64 off_Message_Headers = OFFSET_ABSENT;   /* kafka-go.Message.Headers, from v0.2.0 */
+volatile const __u64 off_Message_Key = OFFSET_ABSENT;       /* kafka-go.Message.Key */
+volatile const __u64 off_Message_Value = OFFSET_ABSENT;     /* kafka-go.Message.Value */
+volatile const __u64 off_Message_Time = OFFSET_ABSENT;      /* kafka-go.Message.Time, the last field from v0.2.1 */
 volatile const __u64 off_Writer_Topic = OFFSET_ABSENT;      /* kafka-go.Writer.Topic, from v0.4.1 */
 volatile const __u64 off_Writer_config_Topic = OFFSET_ABSENT; /* kafka-go.Writer.config.Topic, before v0.4.1 */
 volatile const __u64 off_Reader_GroupID = OFFSET_ABSENT;    /* kafka-go.Reader.config.GroupID */
@@ -131,6 +139,88 @@ static __always_inline struct kafka_event *start(struct go_regs *regs, struct go
 	return ev;
 }
 
+/* Messages of one WriteMessages call whose fingerprints are listed. */
+#define KAFKA_MAX_LISTED 256
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kafka_fp_input);
+} kafka_fp_scratch SEC(".maps");
+
+struct list_walk {
+	struct kafka_event *ev;
+	struct kafka_fp_input *fp;
+	__u64 msgs;
+	__u64 stride;
+	__u32 tgid;
+	struct kafka_outgoing out;
+};
+
+/* read_prefix copies the first bytes (up to size, a power of two) of the []byte at addr into dst; it returns the slice's length. */
+static __always_inline __u32 read_prefix(void *dst, __u32 size, __u64 addr)
+{
+	struct go_slice sl = {};
+	if (addr == 0 || bpf_probe_read_user(&sl, sizeof(sl), (const void *)addr) != 0 || sl.len <= 0 || sl.ptr == 0)
+		return 0;
+	__u32 n = sl.len < size ? (__u32)sl.len : size;
+	asm volatile("" : "+r"(n));
+	if (n > size)
+		n = size;
+	if (n > 0)
+		bpf_probe_read_user(dst, n, (const void *)sl.ptr);
+	return sl.len > 0x7fffffff ? 0x7fffffff : (__u32)sl.len;
+}
+
+static long list_step(__u64 i, void *ctx)
+{
+	struct list_walk *w = ctx;
+	struct kafka_fp_input *fp = w->fp;
+	__u64 m = w->msgs + i * w->stride;
+	__builtin_memset(fp, 0, sizeof(*fp));
+	/* The message's topic, else the Writer's (a Writer's messages name none). */
+	fp->topic_len = read_string(fp->topic, KAFKA_FP_TOPIC - 1, field_addr(m, off_Message_Topic));
+	if (fp->topic_len == 0) {
+		fp->topic_len = w->ev->topic_len & (KAFKA_FP_TOPIC - 1);
+		__builtin_memcpy(fp->topic, w->ev->topic, KAFKA_FP_TOPIC);
+		for (int k = 0; k < KAFKA_FP_TOPIC; k++)
+			if (k >= fp->topic_len)
+				fp->topic[k] = 0;
+	}
+	fp->key_len = read_prefix(fp->key, KAFKA_FP_KEY, field_addr(m, off_Message_Key));
+	fp->value_len = read_prefix(fp->value, KAFKA_FP_VALUE, field_addr(m, off_Message_Value));
+	struct kafka_fp_key k = {.tgid = w->tgid, .hash = kafka_fp_hash(fp)};
+	bpf_map_update_elem(&kafka_outgoing, &k, &w->out, BPF_ANY);
+	return 0;
+}
+
+/*
+ * list_messages lists the fingerprint of each of the n messages at msgs
+ * (a []Message's array) with ev's span context, for the writer. The
+ * messages are Time's offset + 24 bytes apart: Time (a time.Time, 24
+ * bytes) is Message's last field from v0.2.1 (before, only the first
+ * message is listed right).
+ */
+static __always_inline void list_messages(struct kafka_event *ev, __u32 tgid, __u64 msgs, __s64 n)
+{
+	if (off_Message_Key == OFFSET_ABSENT || off_Message_Value == OFFSET_ABSENT || off_Message_Time == OFFSET_ABSENT)
+		return;
+	__u32 zero = 0;
+	struct kafka_fp_input *fp = bpf_map_lookup_elem(&kafka_fp_scratch, &zero);
+	if (!fp)
+		return;
+	struct list_walk w = {.ev = ev, .fp = fp, .msgs = msgs, .stride = off_Message_Time + 24, .tgid = tgid};
+	__builtin_memcpy(w.out.trace_id, ev->trace_id, 16);
+	__builtin_memcpy(w.out.span_id, ev->span_id, 8);
+	w.out.flags = ev->flags;
+	w.out.queued_ns = ev->start_ns;
+	bpf_loop(n > KAFKA_MAX_LISTED ? KAFKA_MAX_LISTED : n, list_step, &w, 0);
+	__u8 one = 1;
+	bpf_map_update_elem(&kafka_producers, &tgid, &one, BPF_ANY);
+	bpf_map_update_elem(&traced_processes, &tgid, &one, BPF_ANY);
+}
+
 SEC("uprobe/kafka_Writer_WriteMessages")
 int kafka_produce(void *ctx)
 {
@@ -149,6 +239,8 @@ int kafka_produce(void *ctx)
 	if (ev->topic_len == 0 && n > 0)
 		ev->topic_len = read_string(ev->topic, KAFKA_TOPIC_LEN - 1, field_addr(msgs, off_Message_Topic));
 	bpf_map_update_elem(&kafka_calls, &g, ev, BPF_ANY);
+	if (propagate_tracecontext && context_writer && n > 0)
+		list_messages(ev, g.tgid, msgs, n);
 	return 0;
 }
 

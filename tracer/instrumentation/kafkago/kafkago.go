@@ -14,9 +14,12 @@
 // orders") has the topic, partition, offset and consumer group of the
 // message fetched and continues the W3C traceparent in its headers, if it
 // carries a valid one (kafka-go v0.2.0 and later have headers); it covers
-// the wait for the message. No traceparent is written into produced
-// messages: that needs writes into the traced process's memory, which a
-// kernel in lockdown forbids (bpf_probe_write_user), and is not done yet.
+// the wait for the message. With the socket-layer writer of trace context
+// (package propagation), each produced record gets a traceparent header
+// naming its producer span: the WriteMessages probe lists each message's
+// fingerprint (topic, key and value lengths and first bytes) with the
+// span's context, and the writer adds the header to the matching records
+// of the Produce request as it leaves the process.
 package kafkago
 
 import (
@@ -58,6 +61,11 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: f("github.com/segmentio/kafka-go.Message.Partition"), Const: "off_Message_Partition"},
 			{ID: f("github.com/segmentio/kafka-go.Message.Offset"), Const: "off_Message_Offset"},
 			{ID: f("github.com/segmentio/kafka-go.Message.Headers"), Const: "off_Message_Headers", Optional: true},
+			// The fingerprints of produced messages, for the writer of
+			// trace context (see kafkago.c, list_messages).
+			{ID: f("github.com/segmentio/kafka-go.Message.Key"), Const: "off_Message_Key", IfResolved: true},
+			{ID: f("github.com/segmentio/kafka-go.Message.Value"), Const: "off_Message_Value", IfResolved: true},
+			{ID: f("github.com/segmentio/kafka-go.Message.Time"), Const: "off_Message_Time", IfResolved: true},
 			{ID: f("github.com/segmentio/kafka-go.Writer.Topic"), Const: "off_Writer_Topic", Optional: true},
 			{ID: f("github.com/segmentio/kafka-go.Writer.config.Topic"), Const: "off_Writer_config_Topic", Optional: true},
 			{ID: f("github.com/segmentio/kafka-go.Reader.config.GroupID"), Const: "off_Reader_GroupID", IfResolved: true},

@@ -13,11 +13,54 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type kafkagoConnRef struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Conn uint64
+}
+
 type kafkagoGoroutine struct {
 	_    structs.HostLayout
 	Tgid uint32
 	Pad  uint32
 	Goid uint64
+}
+
+type kafkagoH2Pending struct {
+	_       structs.HostLayout
+	Streams [8]kafkagoH2Stream
+}
+
+type kafkagoH2SidOwner struct {
+	_         structs.HostLayout
+	Conn      uint64
+	QueuedNs  uint64
+	Ambiguous uint64
+}
+
+type kafkagoH2SidRef struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	StreamId uint32
+}
+
+type kafkagoH2Stream struct {
+	_        structs.HostLayout
+	StreamId uint32
+	Flags    uint8
+	Pad      [3]uint8
+	QueuedNs uint64
+	Conn     uint64
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+}
+
+type kafkagoH2StreamRef struct {
+	_        structs.HostLayout
+	Tgid     uint32
+	StreamId uint32
+	Conn     uint64
 }
 
 type kafkagoKafkaEvent struct {
@@ -43,6 +86,55 @@ type kafkagoKafkaEvent struct {
 	Group        [64]uint8
 }
 
+type kafkagoKafkaFpInput struct {
+	_        structs.HostLayout
+	Topic    [128]uint8
+	TopicLen uint32
+	KeyLen   uint32
+	ValueLen uint32
+	Pad      uint32
+	Key      [16]uint8
+	Value    [32]uint8
+}
+
+type kafkagoKafkaFpKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Hash uint64
+}
+
+type kafkagoKafkaOutgoing struct {
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	Flags    uint8
+	Pad      [7]uint8
+	QueuedNs uint64
+}
+
+type kafkagoOutgoingRequest struct {
+	_         structs.HostLayout
+	TraceId   [16]uint8
+	SpanId    [8]uint8
+	Flags     uint8
+	MethodLen uint8
+	PathLen   uint8
+	Pad       [5]uint8
+	QueuedNs  uint64
+	Conn      uint64
+	Req       uint64
+	Method    [16]uint8
+	Path      [32]uint8
+}
+
+type kafkagoRequestSeenRef struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Req  uint64
+}
+
 type kafkagoSpanContext struct {
 	_          structs.HostLayout
 	TraceId    [16]uint8
@@ -62,22 +154,37 @@ type kafkagoTpBuf struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	kafkagoMapActiveSpans           = "active_spans"
+	kafkagoMapContextStats          = "context_stats"
 	kafkagoMapDrops                 = "drops"
 	kafkagoMapEvents                = "events"
 	kafkagoMapKafkaCalls            = "kafka_calls"
+	kafkagoMapKafkaFpScratch        = "kafka_fp_scratch"
+	kafkagoMapKafkaOutgoing         = "kafka_outgoing"
+	kafkagoMapKafkaProducers        = "kafka_producers"
 	kafkagoMapKafkaScratch          = "kafka_scratch"
 	kafkagoMapKafkaTpScratch        = "kafka_tp_scratch"
+	kafkagoMapOutgoingByConn        = "outgoing_by_conn"
+	kafkagoMapOutgoingH2            = "outgoing_h2"
+	kafkagoMapOutgoingH2Sids        = "outgoing_h2_sids"
+	kafkagoMapOutgoingH2Streams     = "outgoing_h2_streams"
+	kafkagoMapOutgoingRequests      = "outgoing_requests"
+	kafkagoMapOutgoingSeen          = "outgoing_seen"
+	kafkagoMapTracedProcesses       = "traced_processes"
 	kafkagoProgKafkaFetch           = "kafka_fetch"
 	kafkagoProgKafkaFetchReturn     = "kafka_fetch_return"
 	kafkagoProgKafkaProduce         = "kafka_produce"
 	kafkagoProgKafkaProduceReturn   = "kafka_produce_return"
+	kafkagoVarContextWriter         = "context_writer"
 	kafkagoVarEventKind             = "event_kind"
 	kafkagoVarGoStackAbi            = "go_stack_abi"
 	kafkagoVarGoTlsG                = "go_tls_g"
 	kafkagoVarOffMessageHeaders     = "off_Message_Headers"
+	kafkagoVarOffMessageKey         = "off_Message_Key"
 	kafkagoVarOffMessageOffset      = "off_Message_Offset"
 	kafkagoVarOffMessagePartition   = "off_Message_Partition"
+	kafkagoVarOffMessageTime        = "off_Message_Time"
 	kafkagoVarOffMessageTopic       = "off_Message_Topic"
+	kafkagoVarOffMessageValue       = "off_Message_Value"
 	kafkagoVarOffReaderGroupID      = "off_Reader_GroupID"
 	kafkagoVarOffReaderTopic        = "off_Reader_Topic"
 	kafkagoVarOffWriterTopic        = "off_Writer_Topic"
@@ -142,25 +249,40 @@ type kafkagoProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kafkagoMapSpecs struct {
-	ActiveSpans    *ebpf.MapSpec `ebpf:"active_spans"`
-	Drops          *ebpf.MapSpec `ebpf:"drops"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	KafkaCalls     *ebpf.MapSpec `ebpf:"kafka_calls"`
-	KafkaScratch   *ebpf.MapSpec `ebpf:"kafka_scratch"`
-	KafkaTpScratch *ebpf.MapSpec `ebpf:"kafka_tp_scratch"`
+	ActiveSpans       *ebpf.MapSpec `ebpf:"active_spans"`
+	ContextStats      *ebpf.MapSpec `ebpf:"context_stats"`
+	Drops             *ebpf.MapSpec `ebpf:"drops"`
+	Events            *ebpf.MapSpec `ebpf:"events"`
+	KafkaCalls        *ebpf.MapSpec `ebpf:"kafka_calls"`
+	KafkaFpScratch    *ebpf.MapSpec `ebpf:"kafka_fp_scratch"`
+	KafkaOutgoing     *ebpf.MapSpec `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.MapSpec `ebpf:"kafka_producers"`
+	KafkaScratch      *ebpf.MapSpec `ebpf:"kafka_scratch"`
+	KafkaTpScratch    *ebpf.MapSpec `ebpf:"kafka_tp_scratch"`
+	OutgoingByConn    *ebpf.MapSpec `ebpf:"outgoing_by_conn"`
+	OutgoingH2        *ebpf.MapSpec `ebpf:"outgoing_h2"`
+	OutgoingH2Sids    *ebpf.MapSpec `ebpf:"outgoing_h2_sids"`
+	OutgoingH2Streams *ebpf.MapSpec `ebpf:"outgoing_h2_streams"`
+	OutgoingRequests  *ebpf.MapSpec `ebpf:"outgoing_requests"`
+	OutgoingSeen      *ebpf.MapSpec `ebpf:"outgoing_seen"`
+	TracedProcesses   *ebpf.MapSpec `ebpf:"traced_processes"`
 }
 
 // kafkagoVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kafkagoVariableSpecs struct {
+	ContextWriter         *ebpf.VariableSpec `ebpf:"context_writer"`
 	EventKind             *ebpf.VariableSpec `ebpf:"event_kind"`
 	GoStackAbi            *ebpf.VariableSpec `ebpf:"go_stack_abi"`
 	GoTlsG                *ebpf.VariableSpec `ebpf:"go_tls_g"`
 	OffMessageHeaders     *ebpf.VariableSpec `ebpf:"off_Message_Headers"`
+	OffMessageKey         *ebpf.VariableSpec `ebpf:"off_Message_Key"`
 	OffMessageOffset      *ebpf.VariableSpec `ebpf:"off_Message_Offset"`
 	OffMessagePartition   *ebpf.VariableSpec `ebpf:"off_Message_Partition"`
+	OffMessageTime        *ebpf.VariableSpec `ebpf:"off_Message_Time"`
 	OffMessageTopic       *ebpf.VariableSpec `ebpf:"off_Message_Topic"`
+	OffMessageValue       *ebpf.VariableSpec `ebpf:"off_Message_Value"`
 	OffReaderGroupID      *ebpf.VariableSpec `ebpf:"off_Reader_GroupID"`
 	OffReaderTopic        *ebpf.VariableSpec `ebpf:"off_Reader_Topic"`
 	OffWriterTopic        *ebpf.VariableSpec `ebpf:"off_Writer_Topic"`
@@ -193,22 +315,44 @@ func (o *kafkagoObjects) Close() error {
 //
 // It can be passed to loadKafkagoObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kafkagoMaps struct {
-	ActiveSpans    *ebpf.Map `ebpf:"active_spans"`
-	Drops          *ebpf.Map `ebpf:"drops"`
-	Events         *ebpf.Map `ebpf:"events"`
-	KafkaCalls     *ebpf.Map `ebpf:"kafka_calls"`
-	KafkaScratch   *ebpf.Map `ebpf:"kafka_scratch"`
-	KafkaTpScratch *ebpf.Map `ebpf:"kafka_tp_scratch"`
+	ActiveSpans       *ebpf.Map `ebpf:"active_spans"`
+	ContextStats      *ebpf.Map `ebpf:"context_stats"`
+	Drops             *ebpf.Map `ebpf:"drops"`
+	Events            *ebpf.Map `ebpf:"events"`
+	KafkaCalls        *ebpf.Map `ebpf:"kafka_calls"`
+	KafkaFpScratch    *ebpf.Map `ebpf:"kafka_fp_scratch"`
+	KafkaOutgoing     *ebpf.Map `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.Map `ebpf:"kafka_producers"`
+	KafkaScratch      *ebpf.Map `ebpf:"kafka_scratch"`
+	KafkaTpScratch    *ebpf.Map `ebpf:"kafka_tp_scratch"`
+	OutgoingByConn    *ebpf.Map `ebpf:"outgoing_by_conn"`
+	OutgoingH2        *ebpf.Map `ebpf:"outgoing_h2"`
+	OutgoingH2Sids    *ebpf.Map `ebpf:"outgoing_h2_sids"`
+	OutgoingH2Streams *ebpf.Map `ebpf:"outgoing_h2_streams"`
+	OutgoingRequests  *ebpf.Map `ebpf:"outgoing_requests"`
+	OutgoingSeen      *ebpf.Map `ebpf:"outgoing_seen"`
+	TracedProcesses   *ebpf.Map `ebpf:"traced_processes"`
 }
 
 func (m *kafkagoMaps) Close() error {
 	return _KafkagoClose(
 		m.ActiveSpans,
+		m.ContextStats,
 		m.Drops,
 		m.Events,
 		m.KafkaCalls,
+		m.KafkaFpScratch,
+		m.KafkaOutgoing,
+		m.KafkaProducers,
 		m.KafkaScratch,
 		m.KafkaTpScratch,
+		m.OutgoingByConn,
+		m.OutgoingH2,
+		m.OutgoingH2Sids,
+		m.OutgoingH2Streams,
+		m.OutgoingRequests,
+		m.OutgoingSeen,
+		m.TracedProcesses,
 	)
 }
 
@@ -216,13 +360,17 @@ func (m *kafkagoMaps) Close() error {
 //
 // It can be passed to loadKafkagoObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kafkagoVariables struct {
+	ContextWriter         *ebpf.Variable `ebpf:"context_writer"`
 	EventKind             *ebpf.Variable `ebpf:"event_kind"`
 	GoStackAbi            *ebpf.Variable `ebpf:"go_stack_abi"`
 	GoTlsG                *ebpf.Variable `ebpf:"go_tls_g"`
 	OffMessageHeaders     *ebpf.Variable `ebpf:"off_Message_Headers"`
+	OffMessageKey         *ebpf.Variable `ebpf:"off_Message_Key"`
 	OffMessageOffset      *ebpf.Variable `ebpf:"off_Message_Offset"`
 	OffMessagePartition   *ebpf.Variable `ebpf:"off_Message_Partition"`
+	OffMessageTime        *ebpf.Variable `ebpf:"off_Message_Time"`
 	OffMessageTopic       *ebpf.Variable `ebpf:"off_Message_Topic"`
+	OffMessageValue       *ebpf.Variable `ebpf:"off_Message_Value"`
 	OffReaderGroupID      *ebpf.Variable `ebpf:"off_Reader_GroupID"`
 	OffReaderTopic        *ebpf.Variable `ebpf:"off_Reader_Topic"`
 	OffWriterTopic        *ebpf.Variable `ebpf:"off_Writer_Topic"`

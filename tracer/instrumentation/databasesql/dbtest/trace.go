@@ -106,6 +106,12 @@ type Collector struct {
 // no HTTP calls: the net/http client may be), attaches the enabled ones to every process running bin and
 // collects their spans until the test ends.
 func Attach(t *testing.T, bin string, need ...string) *Collector {
+	return AttachWith(t, bin, nil, need...)
+}
+
+// AttachWith is Attach with uprobe options: the maps and constants of a
+// writer of trace context (package propagation).
+func AttachWith(t *testing.T, bin string, opts *uprobe.Options, need ...string) *Collector {
 	db, err := offsets.Open(offsetdb.Data())
 	require.NoError(t, err)
 	plan, err := target.NewPlan(bin, &resolve.Resolver{DBs: []*offsets.DB{db}}, instrumentation.All())
@@ -128,7 +134,7 @@ func Attach(t *testing.T, bin string, need ...string) *Collector {
 			t.Logf("%s runs without %s: %v", name, f.ID, f.Err)
 		}
 	}
-	s, err := uprobe.Attach(context.Background(), plan.Binary, 0, plan.Enabled, plan.Values(), nil)
+	s, err := uprobe.Attach(context.Background(), plan.Binary, 0, plan.Enabled, plan.Values(), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, s.Close()) })
 

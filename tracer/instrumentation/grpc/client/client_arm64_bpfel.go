@@ -94,6 +94,22 @@ type clientHeaderFieldsRef struct {
 	Ptr  uint64
 }
 
+type clientKafkaFpKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Hash uint64
+}
+
+type clientKafkaOutgoing struct {
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	Flags    uint8
+	Pad      [7]uint8
+	QueuedNs uint64
+}
+
 type clientOutgoingRequest struct {
 	_         structs.HostLayout
 	TraceId   [16]uint8
@@ -143,6 +159,8 @@ const (
 	clientMapDrops                  = "drops"
 	clientMapEvents                 = "events"
 	clientMapHeaderFields           = "header_fields"
+	clientMapKafkaOutgoing          = "kafka_outgoing"
+	clientMapKafkaProducers         = "kafka_producers"
 	clientMapOutgoingByConn         = "outgoing_by_conn"
 	clientMapOutgoingH2             = "outgoing_h2"
 	clientMapOutgoingH2Sids         = "outgoing_h2_sids"
@@ -244,6 +262,8 @@ type clientMapSpecs struct {
 	Drops             *ebpf.MapSpec `ebpf:"drops"`
 	Events            *ebpf.MapSpec `ebpf:"events"`
 	HeaderFields      *ebpf.MapSpec `ebpf:"header_fields"`
+	KafkaOutgoing     *ebpf.MapSpec `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.MapSpec `ebpf:"kafka_producers"`
 	OutgoingByConn    *ebpf.MapSpec `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.MapSpec `ebpf:"outgoing_h2"`
 	OutgoingH2Sids    *ebpf.MapSpec `ebpf:"outgoing_h2_sids"`
@@ -305,6 +325,8 @@ type clientMaps struct {
 	Drops             *ebpf.Map `ebpf:"drops"`
 	Events            *ebpf.Map `ebpf:"events"`
 	HeaderFields      *ebpf.Map `ebpf:"header_fields"`
+	KafkaOutgoing     *ebpf.Map `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.Map `ebpf:"kafka_producers"`
 	OutgoingByConn    *ebpf.Map `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.Map `ebpf:"outgoing_h2"`
 	OutgoingH2Sids    *ebpf.Map `ebpf:"outgoing_h2_sids"`
@@ -325,6 +347,8 @@ func (m *clientMaps) Close() error {
 		m.Drops,
 		m.Events,
 		m.HeaderFields,
+		m.KafkaOutgoing,
+		m.KafkaProducers,
 		m.OutgoingByConn,
 		m.OutgoingH2,
 		m.OutgoingH2Sids,

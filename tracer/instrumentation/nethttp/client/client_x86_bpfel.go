@@ -109,6 +109,22 @@ type clientHttpEvent struct {
 	_             [7]byte
 }
 
+type clientKafkaFpKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Hash uint64
+}
+
+type clientKafkaOutgoing struct {
+	_        structs.HostLayout
+	TraceId  [16]uint8
+	SpanId   [8]uint8
+	Flags    uint8
+	Pad      [7]uint8
+	QueuedNs uint64
+}
+
 type clientOutgoingRequest struct {
 	_         structs.HostLayout
 	TraceId   [16]uint8
@@ -157,6 +173,8 @@ const (
 	clientMapContextStats                 = "context_stats"
 	clientMapDrops                        = "drops"
 	clientMapEvents                       = "events"
+	clientMapKafkaOutgoing                = "kafka_outgoing"
+	clientMapKafkaProducers               = "kafka_producers"
 	clientMapOutgoingByConn               = "outgoing_by_conn"
 	clientMapOutgoingH2                   = "outgoing_h2"
 	clientMapOutgoingH2Sids               = "outgoing_h2_sids"
@@ -258,6 +276,8 @@ type clientMapSpecs struct {
 	ContextStats      *ebpf.MapSpec `ebpf:"context_stats"`
 	Drops             *ebpf.MapSpec `ebpf:"drops"`
 	Events            *ebpf.MapSpec `ebpf:"events"`
+	KafkaOutgoing     *ebpf.MapSpec `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.MapSpec `ebpf:"kafka_producers"`
 	OutgoingByConn    *ebpf.MapSpec `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.MapSpec `ebpf:"outgoing_h2"`
 	OutgoingH2Sids    *ebpf.MapSpec `ebpf:"outgoing_h2_sids"`
@@ -327,6 +347,8 @@ type clientMaps struct {
 	ContextStats      *ebpf.Map `ebpf:"context_stats"`
 	Drops             *ebpf.Map `ebpf:"drops"`
 	Events            *ebpf.Map `ebpf:"events"`
+	KafkaOutgoing     *ebpf.Map `ebpf:"kafka_outgoing"`
+	KafkaProducers    *ebpf.Map `ebpf:"kafka_producers"`
 	OutgoingByConn    *ebpf.Map `ebpf:"outgoing_by_conn"`
 	OutgoingH2        *ebpf.Map `ebpf:"outgoing_h2"`
 	OutgoingH2Sids    *ebpf.Map `ebpf:"outgoing_h2_sids"`
@@ -346,6 +368,8 @@ func (m *clientMaps) Close() error {
 		m.ContextStats,
 		m.Drops,
 		m.Events,
+		m.KafkaOutgoing,
+		m.KafkaProducers,
 		m.OutgoingByConn,
 		m.OutgoingH2,
 		m.OutgoingH2Sids,
