@@ -60,7 +60,7 @@ func (k *keepAlive) get(t *testing.T, path string) (reused bool) {
 
 // url.scheme is https for the requests of TLS connections whose handshake
 // ran before the tracer attached (a service traced with --pid), over
-// HTTP/1.1 and the std HTTP/2 server (Go <= 1.26), and stays http for a
+// HTTP/1.1 and the std HTTP/2 server, and stays http for a
 // cleartext connection: through the *tls.Conn itab the binary names, or,
 // stripped (and on Go 1.27+, whose binaries name no itab), the one learnt
 // from the first TLS connection whose handshake the tracer saw. Before
@@ -77,6 +77,7 @@ func TestAttachSchemeOfTLSConnectionsFromBeforeAttach(t *testing.T) {
 		{Go: "go1.26.11", PIE: true},
 		{Go: "go1.26.11", Stripped: true},
 		{Go: "go1.27.4"}, // no itab symbol
+		{Go: "go1.27.4", Stripped: true},
 	} {
 		t.Run(target.String(), func(t *testing.T) {
 			bin := buildH2svc(t, target)
@@ -121,13 +122,9 @@ func TestAttachSchemeOfTLSConnectionsFromBeforeAttach(t *testing.T) {
 				fresh.c.CloseIdleConnections()
 				wants = append(wants, want{"/ok/fresh", "https"})
 			}
-			// The std HTTP/2 server's connection is reached from Go 1.27
-			// on through net/http/internal/http2.serverConn.conn, which
-			// is not in the database: those streams stay http.
+			// The std HTTP/2 server's connection: net/http.http2serverConn.conn
+			// up to Go 1.26, net/http/internal/http2.serverConn.conn from 1.27.
 			h2scheme := "https"
-			if !goversion.MustParse(target.Go).Less(goversion.MustParse("go1.27")) {
-				h2scheme = "http"
-			}
 			for _, p := range []string{"/ok/after1", "/ok/after2"} {
 				for _, c := range []struct {
 					k      *keepAlive

@@ -61,6 +61,7 @@ volatile const __u64 off_response_conn = OFFSET_ABSENT;       /* net/http.respon
 volatile const __u64 off_conn_rwc = OFFSET_ABSENT;            /* net/http.conn.rwc */
 volatile const __u64 off_conn_hijackedv = OFFSET_ABSENT;      /* net/http.conn.hijackedv (std.pending: DWARF only) */
 volatile const __u64 off_http2serverConn_conn = OFFSET_ABSENT; /* net/http.http2serverConn.conn (Go <= 1.26) */
+volatile const __u64 off_internal_serverConn_conn = OFFSET_ABSENT; /* net/http/internal/http2.serverConn.conn (Go 1.27+) */
 
 /*
  * The itab of *crypto/tls.Conn for net.Conn (symbol go:itab.*crypto/tls.Conn,net.Conn,
@@ -583,10 +584,21 @@ int h2_serve(void *ctx)
 	return 0;
 }
 
-/* h2_stream_tls marks the goroutine g of a stream of HTTP/2 connection sc as TLS when sc is. */
-static __always_inline void h2_stream_tls(struct goroutine *g, __u64 sc)
+/*
+ * h2_stream_tls marks the goroutine g of a stream of HTTP/2 connection sc
+ * as TLS when sc is: one h2_serve saw over TLS, or whose net.Conn, at c
+ * (0: not known), holds a *tls.Conn — also when the connection began before
+ * the tracer attached (netconn_tls; itab as there, 0 for the learnt one).
+ */
+static __always_inline void h2_stream_tls(struct goroutine *g, __u64 sc, __u64 c, __u64 itab)
 {
-	if (conn_is(g->tgid, CONN_H2_TLS, sc)) {
+	int tls = conn_is(g->tgid, CONN_H2_TLS, sc);
+	if (c) {
+		if (tls && !itab)
+			netconn_learn(g, c);
+		tls = netconn_tls(g, c, itab, tls);
+	}
+	if (tls) {
 		__u8 one = 1;
 		bpf_map_update_elem(&tls_goroutines, g, &one, BPF_ANY);
 	}
@@ -610,18 +622,8 @@ int h2_run_entry(void *ctx)
 	struct goroutine g;
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
-	__u64 sc = GO_REG1(regs), c;
-	int handshook = conn_is(g.tgid, CONN_H2_TLS, sc);
-	if ((c = field_addr(sc, off_http2serverConn_conn))) {
-		__u64 itab = tls_itab_at(GO_PC(regs), tls_itab_from_h2_run);
-		if (handshook && !itab)
-			netconn_learn(&g, c);
-		handshook = netconn_tls(&g, c, itab, handshook);
-	}
-	if (handshook) {
-		__u8 one = 1;
-		bpf_map_update_elem(&tls_goroutines, &g, &one, BPF_ANY);
-	}
+	__u64 sc = GO_REG1(regs);
+	h2_stream_tls(&g, sc, field_addr(sc, off_http2serverConn_conn), tls_itab_at(GO_PC(regs), tls_itab_from_h2_run));
 	return 0;
 }
 
@@ -640,7 +642,7 @@ int h2_run_entry_xnet(void *ctx)
 	struct goroutine g;
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
-	h2_stream_tls(&g, GO_REG1(regs));
+	h2_stream_tls(&g, GO_REG1(regs), 0, 0); /* x/net's serverConn.conn is not in the database */
 	struct request_offsets o;
 	request_offsets(&o);
 	server_start(&g, GO_REG3(regs), GO_REG2(regs), &o, STARTED_BY_RUNHANDLER, 0);
@@ -656,9 +658,10 @@ int h2_run_entry_xnet(void *ctx)
  *
  * The handler of net/http's server goes through serverHandler.ServeHTTP;
  * x/net's (h2c) does not. The span starts here when the ServerRequest's
- * fields are known (from the target's DWARF: fieldset/std.pending), and
+ * fields are known (the database has them for every Go 1.27 release), and
  * serverHandler.ServeHTTP continues it; without them only net/http's own
- * HTTP/2 requests get spans, from serverHandler.ServeHTTP.
+ * HTTP/2 requests get spans, from serverHandler.ServeHTTP. Go 1.27 names
+ * no *tls.Conn itab: sc.conn's type word is compared with the learnt one.
  */
 SEC("uprobe/net_http_internal_http2_serverConn_runHandler")
 int h2_run_entry_internal(void *ctx)
@@ -667,7 +670,8 @@ int h2_run_entry_internal(void *ctx)
 	struct goroutine g;
 	if (!current_goroutine(regs, off_g_goid, &g))
 		return 0;
-	h2_stream_tls(&g, GO_REG1(regs));
+	__u64 sc = GO_REG1(regs);
+	h2_stream_tls(&g, sc, field_addr(sc, off_internal_serverConn_conn), 0);
 	if (off_ServerRequest_Method == OFFSET_ABSENT || off_ServerRequest_URL == OFFSET_ABSENT)
 		return 0;
 	struct request_offsets o;

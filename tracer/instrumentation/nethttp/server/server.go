@@ -28,7 +28,7 @@
 // url.scheme is https when the connection went through a server TLS
 // handshake (crypto/tls's handshake function, probed on the goroutine that
 // serves the connection, and carried to HTTP/2 streams through their
-// *serverConn), or when its net.Conn (conn.rwc; the bundled HTTP/2
+// *serverConn), or when its net.Conn (conn.rwc; the std HTTP/2
 // server's serverConn.conn) holds a *crypto/tls.Conn: its type word is the
 // itab the symbol table names (tlsItabConsts), or the one learnt per
 // process from a connection whose handshake was seen: so for connections
@@ -45,9 +45,9 @@
 // known only when net/http.conn.hijackedv resolves, from the target's DWARF
 // until it is in the database. From Go 1.27 and x/net v0.54.0 on, x/net's
 // HTTP/2 server is net/http's (net/http/internal/http2) and calls the
-// user's handler without serverHandler: those requests get spans only when
-// the fields of net/http/internal/http2.ServerRequest resolve, from the
-// target's DWARF (fieldset/std.pending): not in a stripped binary.
+// user's handler without serverHandler: those requests get spans from the
+// fields of net/http/internal/http2.ServerRequest (in the database for
+// every Go 1.27 release).
 package server
 
 import (
@@ -84,8 +84,7 @@ var panicLogf = [...]string{
 }
 
 // serverRequestFields are the fields of the request net/http/internal/http2
-// (Go 1.27+) passes to its runHandler, the same as net/http.Request's. They
-// are in fieldset/std.pending, resolved from the target's DWARF only: the
+// (Go 1.27+) passes to its runHandler, the same as net/http.Request's: the
 // requests of x/net's HTTP/2 server on Go 1.27+, which do not go through
 // serverHandler.ServeHTTP, get spans only with them.
 func serverRequestFields() []uprobe.Field {
@@ -161,9 +160,11 @@ func Instrumentation() uprobe.Instrumentation {
 			// a *tls.Conn that ran a server handshake (without it, the
 			// handshake's goroutine alone says so).
 			{ID: offsets.MustParseFieldID("net/http.conn.rwc"), Const: "off_conn_rwc", IfResolved: true},
-			// url.scheme of the bundled HTTP/2 server's streams (Go <= 1.26)
-			// on connections whose handshake the tracer did not see.
+			// url.scheme of net/http's HTTP/2 streams (bundled server up to
+			// Go 1.26, net/http/internal/http2 from 1.27) on connections
+			// whose handshake the tracer did not see.
 			{ID: offsets.MustParseFieldID("net/http.http2serverConn.conn"), Const: "off_http2serverConn_conn", IfResolved: true},
+			{ID: offsets.MustParseFieldID("net/http/internal/http2.serverConn.conn"), Const: "off_internal_serverConn_conn", IfResolved: true},
 		}, append(serverRequestFields(), gomap.Fields()...)...),
 		BinaryConsts: tlsItabConstNames,
 		BinaryValues: tlsItabConsts,

@@ -187,6 +187,7 @@ const (
 	serverVarOffHmapBuckets                = "off_hmap_buckets"
 	serverVarOffHmapOldbuckets             = "off_hmap_oldbuckets"
 	serverVarOffHttp2serverConnConn        = "off_http2serverConn_conn"
+	serverVarOffInternalServerConnConn     = "off_internal_serverConn_conn"
 	serverVarOffPatternStr                 = "off_pattern_str"
 	serverVarOffResponseConn               = "off_response_conn"
 	serverVarOffResponseStatus             = "off_response_status"
@@ -312,6 +313,7 @@ type serverVariableSpecs struct {
 	OffHmapBuckets                *ebpf.VariableSpec `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets             *ebpf.VariableSpec `ebpf:"off_hmap_oldbuckets"`
 	OffHttp2serverConnConn        *ebpf.VariableSpec `ebpf:"off_http2serverConn_conn"`
+	OffInternalServerConnConn     *ebpf.VariableSpec `ebpf:"off_internal_serverConn_conn"`
 	OffPatternStr                 *ebpf.VariableSpec `ebpf:"off_pattern_str"`
 	OffResponseConn               *ebpf.VariableSpec `ebpf:"off_response_conn"`
 	OffResponseStatus             *ebpf.VariableSpec `ebpf:"off_response_status"`
@@ -413,6 +415,7 @@ type serverVariables struct {
 	OffHmapBuckets                *ebpf.Variable `ebpf:"off_hmap_buckets"`
 	OffHmapOldbuckets             *ebpf.Variable `ebpf:"off_hmap_oldbuckets"`
 	OffHttp2serverConnConn        *ebpf.Variable `ebpf:"off_http2serverConn_conn"`
+	OffInternalServerConnConn     *ebpf.Variable `ebpf:"off_internal_serverConn_conn"`
 	OffPatternStr                 *ebpf.Variable `ebpf:"off_pattern_str"`
 	OffResponseConn               *ebpf.Variable `ebpf:"off_response_conn"`
 	OffResponseStatus             *ebpf.Variable `ebpf:"off_response_status"`
