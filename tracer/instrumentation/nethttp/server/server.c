@@ -750,6 +750,7 @@ static __always_inline void read_panic(struct go_regs *regs, struct goroutine *g
 	x->type = 0;
 	x->data = 0;
 	x->value_len = 0;
+	x->value_ptr = 0;
 	x->stack_len = 0;
 	x->value_copied = 0;
 	x->stack_copied = 0;
@@ -762,13 +763,20 @@ static __always_inline void read_panic(struct go_regs *regs, struct goroutine *g
 		goto done;
 	x->type = words[2];
 	x->data = words[3];
+	/*
+	 * A string's bytes are often in the binary's read-only data (a
+	 * literal, the runtime's own error strings), whose page the process
+	 * may never have touched: the read fails, and user space reads the
+	 * bytes at value_ptr (or, when the header itself could not be read,
+	 * the header at data) from the process.
+	 */
 	struct go_string v = {};
 	if (x->data && bpf_probe_read_user(&v, sizeof(v), (const void *)x->data) == 0 && v.ptr && v.len > 0) {
+		x->value_len = v.len;
+		x->value_ptr = v.ptr;
 		__u32 n = v.len > EXC_VALUE_LEN ? EXC_VALUE_LEN : (__u32)v.len;
-		if (n <= EXC_VALUE_LEN && bpf_probe_read_user(x->value, n, (const void *)v.ptr) == 0) {
-			x->value_len = v.len;
+		if (n <= EXC_VALUE_LEN && bpf_probe_read_user(x->value, n, (const void *)v.ptr) == 0)
 			x->value_copied = n;
-		}
 	}
 	struct go_slice b = {};
 	if (words[5] && bpf_probe_read_user(&b, sizeof(b), (const void *)words[5]) == 0 && b.ptr && b.len > 0) {
@@ -786,6 +794,14 @@ done:
 #define PANIC_PREFIX_LEN 20
 static const char panic_prefix_http1[PANIC_PREFIX_LEN] = "http: panic serving ";
 static const char panic_prefix_http2[PANIC_PREFIX_LEN] = "http2: panic serving";
+/*
+ * The lengths of those formats, "http: panic serving %v: %v\n%s" and
+ * "http2: panic serving %v: %v\n%s", which no other format these logf
+ * functions are called with has (Go 1.12, 1.22, 1.27; x/net v0.1.0,
+ * v0.62.0).
+ */
+#define PANIC_FORMAT_LEN_HTTP1 29
+#define PANIC_FORMAT_LEN_HTTP2 30
 
 /*
  * server_panic runs at the entry of the logf methods net/http's recovery
@@ -809,21 +825,29 @@ SEC("uprobe/net_http_Server_logf")
 int server_panic(void *ctx)
 {
 	struct go_regs *regs = ctx;
-	__u64 fmt = GO_REG2(regs);
-	if (GO_REG3(regs) < PANIC_PREFIX_LEN)
+	__u64 fmt = GO_REG2(regs), fmt_len = GO_REG3(regs);
+	if (fmt_len < PANIC_PREFIX_LEN)
 		return 0;
 	char buf[PANIC_PREFIX_LEN] = {};
-	if (bpf_probe_read_user(buf, sizeof(buf), (const void *)fmt) != 0)
-		return 0;
-	int http1 = 1, http2 = 1;
-	for (int i = 0; i < PANIC_PREFIX_LEN; i++) {
-		if (buf[i] != panic_prefix_http1[i])
-			http1 = 0;
-		if (buf[i] != panic_prefix_http2[i])
-			http2 = 0;
+	if (bpf_probe_read_user(buf, sizeof(buf), (const void *)fmt) != 0) {
+		/*
+		 * The format is in the binary's read-only data, in a page the
+		 * process may not have mapped in yet (a BPF program cannot
+		 * fault it in): its length and the three arguments tell it.
+		 */
+		if ((fmt_len != PANIC_FORMAT_LEN_HTTP1 && fmt_len != PANIC_FORMAT_LEN_HTTP2) || GO_REG5(regs) != 3)
+			return 0;
+	} else {
+		int http1 = 1, http2 = 1;
+		for (int i = 0; i < PANIC_PREFIX_LEN; i++) {
+			if (buf[i] != panic_prefix_http1[i])
+				http1 = 0;
+			if (buf[i] != panic_prefix_http2[i])
+				http2 = 0;
+		}
+		if (!http1 && !http2)
+			return 0;
 	}
-	if (!http1 && !http2)
-		return 0;
 
 	struct goroutine g;
 	if (!current_goroutine(regs, off_g_goid, &g))

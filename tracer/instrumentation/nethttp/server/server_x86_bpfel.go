@@ -73,6 +73,7 @@ type serverHttpException struct {
 	Data        uint64
 	ProbeIp     uint64
 	ValueLen    int64
+	ValuePtr    uint64
 	StackLen    int64
 	ValueCopied uint16
 	StackCopied uint16
