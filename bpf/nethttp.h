@@ -110,6 +110,12 @@ struct http_exception {
 	__u64 data;      /* the panic value's data word */
 	__u64 probe_ip;  /* where the probe ran: the entry of the logf function (the load bias of a PIE) */
 	__s64 value_len; /* length of the string at data, if the value is a string (user space decides) */
+	/*
+	 * Where that string's bytes are. When they could not be read
+	 * (value_copied 0: a page of the binary's data not yet mapped in,
+	 * which BPF cannot fault in), user space reads them.
+	 */
+	__u64 value_ptr;
 	__s64 stack_len; /* length of the stack trace */
 	__u16 value_copied;
 	__u16 stack_copied;

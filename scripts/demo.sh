@@ -86,8 +86,8 @@ echo "== tracer log (whole: bin/demo-tracer.log)"
 missing='instrumentation runs without field'
 grep -v "$missing" "$tmp/tracer.log" || true
 if n=$(grep -c "$missing" "$tmp/tracer.log"); then
-  echo "   ($n lines \"$missing...\" left out: the stripped ${names[0]} has no DWARF for net/http.conn.hijackedv," \
-    "which waits in fieldset/std.pending: a connection its handlers hijack is not told apart, nothing else is lost)"
+  echo "   ($n lines \"$missing...\" left out: the stripped ${names[0]} has no DWARF for the fields" \
+    "that wait in fieldset/std.pending; each line says what is lost)"
 fi
 echo "== traces (one per request; the spans, one JSON object per line, are in bin/demo-spans.jsonl)"
 ./bin/demo tree "$tmp/spans"

@@ -156,6 +156,8 @@ var (
 	panicRecordSize = int(unsafe.Sizeof(serverPanicScratchEntry{}.Rec))
 
 	offExcType        = unsafe.Offsetof(serverHttpException{}.Type)
+	offExcData        = unsafe.Offsetof(serverHttpException{}.Data)
+	offExcValuePtr    = unsafe.Offsetof(serverHttpException{}.ValuePtr)
 	offExcProbeIP     = unsafe.Offsetof(serverHttpException{}.ProbeIp)
 	offExcValueLen    = unsafe.Offsetof(serverHttpException{}.ValueLen)
 	offExcStackLen    = unsafe.Offsetof(serverHttpException{}.StackLen)
@@ -170,7 +172,10 @@ var (
 // decodeException decodes the struct http_exception at the start of rec,
 // read in process pid: the stack trace as copied, the panic value's type
 // named from the binary's symbols (typeNames), and the value as a
-// message when that type is a string type.
+// message when that type is a string type. A string whose bytes the BPF
+// program could not read (a page of the binary's read-only data the
+// process had not touched) is read from the process, if it still runs
+// (typeNames.staticString).
 func decodeException(rec []byte, pid uint32) *httpconv.Exception {
 	ne := binary.NativeEndian
 	x := &httpconv.Exception{}
@@ -186,8 +191,12 @@ func decodeException(rec []byte, pid uint32) *httpconv.Exception {
 	if stringTypes[x.Type] {
 		valueLen := int64(ne.Uint64(rec[offExcValueLen:]))
 		n := min(int(ne.Uint16(rec[offExcValueCopied:])), excValueSize)
-		x.Message = string(rec[offExcValue : offExcValue+uintptr(n)])
-		x.MessageCut = int64(n) < valueLen
+		value := rec[offExcValue : offExcValue+uintptr(n)]
+		if n == 0 {
+			value, valueLen = typeNames.staticString(pid, ne.Uint64(rec[offExcData:]), ne.Uint64(rec[offExcValuePtr:]), valueLen, excValueSize)
+		}
+		x.Message = string(value)
+		x.MessageCut = int64(len(value)) < valueLen
 	}
 	return x
 }

@@ -3,11 +3,17 @@
 package server_test
 
 import (
+	"bufio"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -15,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sys/unix"
 
 	"github.com/offsetdb/offsetdb/tracer/spans"
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
@@ -124,4 +131,79 @@ func TestAttachRecordsExceptionOfPanickingHandler(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A process maps its executable's read-only data in as it touches it, and
+// a BPF program cannot fault a page in: the strings a panic is logged
+// with (net/http's format, the runtime's error message) may be in pages
+// the process never touched, more often in a PIE, whose random base moves
+// its pages across the kernel's fault-around windows. With the
+// executable's pages paged out before the panic, the span still ends (the
+// format is told by its length) and carries the message (read by user
+// space from /proc/PID/mem). Before, about half of such panics lost the
+// message, and some the span.
+func TestAttachRecordsPanicWhoseStringsAreNotMappedIn(t *testing.T) {
+	uprobetest.RequireBPF(t)
+	buildTarget(t)
+	pie := buildPIE(t)
+	for i := range 6 {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			addr, wait := tracedWithin(t, pie, target.values)
+			pageOutExecutable(t, pie)
+			assert.Zero(t, send(t, "http://"+addr+"/panic-nil"), "/panic-nil answered")
+			evs, ok := wait(1, 10*time.Second)
+			require.True(t, ok, "no span for the panic")
+			got := byPath(evs, trace.SpanKindServer, "/panic-nil")
+			require.Len(t, got, 1)
+			require.NotNil(t, got[0].Exception)
+			assert.Equal(t, "runtime.errorString", got[0].Exception.Type)
+			assert.Equal(t, "invalid memory address or nil pointer dereference", got[0].Exception.Message)
+		})
+	}
+}
+
+// pageOutExecutable reclaims the pages of the mappings of the executable
+// path in the one process that runs it (process_madvise MADV_PAGEOUT,
+// Linux 5.10+): the process maps them in again as it touches them.
+func pageOutExecutable(t *testing.T, path string) {
+	t.Helper()
+	var pids []int
+	ents, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && exe == path {
+			pids = append(pids, pid)
+		}
+	}
+	require.Len(t, pids, 1, "processes running %s", path)
+	maps, err := os.Open(fmt.Sprintf("/proc/%d/maps", pids[0]))
+	require.NoError(t, err)
+	defer maps.Close()
+	var iov []uint64 // struct iovec: base, length
+	sc := bufio.NewScanner(maps)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text()) // start-end perms offset dev inode path
+		if len(fs) < 6 || fs[5] != path {
+			continue
+		}
+		lo, hi, _ := strings.Cut(fs[0], "-")
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		require.NoError(t, errors.Join(err1, err2))
+		iov = append(iov, start, end-start)
+	}
+	require.NoError(t, sc.Err())
+	require.NotEmpty(t, iov, "no mapping of %s", path)
+	pidfd, err := unix.PidfdOpen(pids[0], 0)
+	require.NoError(t, err)
+	defer unix.Close(pidfd)
+	_, _, errno := unix.Syscall6(unix.SYS_PROCESS_MADVISE, uintptr(pidfd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)/2), unix.MADV_PAGEOUT, 0, 0)
+	if errno == unix.ENOSYS || errno == unix.EINVAL {
+		t.Skipf("SKIPPED: process_madvise(MADV_PAGEOUT) not supported by this kernel: %v", errno)
+	}
+	require.Zero(t, errno, "process_madvise")
 }

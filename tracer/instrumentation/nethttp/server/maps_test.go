@@ -27,7 +27,7 @@ func TestServerMapsKernelMemory(t *testing.T) {
 	uprobetest.RequireBPF(t)
 	cs, err := spec()
 	require.NoError(t, err)
-	budget := map[string]int64{"server_spans": 24 << 20, "tls_goroutines": 1 << 20, "tls_conns": 1 << 20}
+	budget := map[string]int64{"server_spans": 24 << 20, "tls_goroutines": 1 << 20, "tls_conns": 1 << 20, "hijacked_responses": 1 << 20}
 	for name, limit := range budget {
 		m, err := ebpf.NewMap(cs.Maps[name])
 		require.NoError(t, err, name)

@@ -4,6 +4,7 @@ package server
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"strconv"
@@ -173,6 +174,53 @@ func loadBias(pid uint32, bin *gobinary.Binary, exe os.FileInfo, ip uint64) (uin
 		}
 	}
 	return 0, false
+}
+
+// staticString returns at most max bytes of a string of process pid that
+// lies in the binary's own static data, and its length: the bytes at
+// ptr, of length n, or when the string's header was not read (n 0) those
+// of the header at data. The BPF program could not read them: a page of
+// the executable's data that the process never touched is not mapped in,
+// and a BPF program cannot fault it in. Read from /proc/PID/mem, which
+// can, they are only read from a mapping of the executable (by inode),
+// whose strings never change: not from the heap, whose memory may
+// already hold something else. Nothing when the process has exited.
+func (r *typeResolver) staticString(pid uint32, data, ptr uint64, n int64, max int) ([]byte, int64) {
+	tb, err := r.binary(pid)
+	if err != nil {
+		return nil, 0
+	}
+	st, ok := tb.file.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil, 0
+	}
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		return nil, 0
+	}
+	defer mem.Close()
+	static := func(addr uint64) bool {
+		_, _, ok := mappingOf(pid, addr, st.Ino)
+		return addr != 0 && ok
+	}
+	if n <= 0 {
+		var h [16]byte // a string header: pointer, length
+		if !static(data) {
+			return nil, 0
+		}
+		if _, err := mem.ReadAt(h[:], int64(data)); err != nil {
+			return nil, 0
+		}
+		ptr, n = binary.NativeEndian.Uint64(h[:8]), int64(binary.NativeEndian.Uint64(h[8:]))
+	}
+	if n <= 0 || !static(ptr) {
+		return nil, 0
+	}
+	b := make([]byte, min(n, int64(max)))
+	if _, err := mem.ReadAt(b, int64(ptr)); err != nil {
+		return nil, 0
+	}
+	return b, n
 }
 
 // mappingOf returns the start address and file offset of the mapping of

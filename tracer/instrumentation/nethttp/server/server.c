@@ -35,8 +35,8 @@
  * net/http logs the recovered panic.
  *
  * The HTTP/1.x status is read from *net/http.response, which rw is for
- * HTTP/1.x only (200 when the handler wrote nothing, none when it hijacked
- * the connection).
+ * HTTP/1.x only: 200 when the handler wrote nothing, none when it hijacked
+ * the connection (server_hijack, at the entry of (*response).Hijack).
  */
 #include "nethttp.h"
 #include "route.h"
@@ -59,7 +59,6 @@ volatile const __u64 off_URL_RawQuery = OFFSET_ABSENT;        /* net/url.URL.Raw
 volatile const __u64 off_response_status = OFFSET_ABSENT;     /* net/http.response.status */
 volatile const __u64 off_response_conn = OFFSET_ABSENT;       /* net/http.response.conn */
 volatile const __u64 off_conn_rwc = OFFSET_ABSENT;            /* net/http.conn.rwc */
-volatile const __u64 off_conn_hijackedv = OFFSET_ABSENT;      /* net/http.conn.hijackedv (std.pending: DWARF only) */
 volatile const __u64 off_http2serverConn_conn = OFFSET_ABSENT; /* net/http.http2serverConn.conn (Go <= 1.26) */
 volatile const __u64 off_internal_serverConn_conn = OFFSET_ABSENT; /* net/http/internal/http2.serverConn.conn (Go 1.27+) */
 
@@ -73,7 +72,8 @@ volatile const __u64 off_internal_serverConn_conn = OFFSET_ABSENT; /* net/http/i
 volatile const __u64 tls_itab_known = 0;
 volatile const __u64 tls_itab_from_handler = 0;
 volatile const __u64 tls_itab_from_h2_run = 0;
-/* net/http/internal/http2.ServerRequest (Go 1.27+; std.pending: DWARF only) */
+
+/* net/http/internal/http2.ServerRequest (Go 1.27+) */
 volatile const __u64 off_ServerRequest_Method = OFFSET_ABSENT;
 volatile const __u64 off_ServerRequest_URL = OFFSET_ABSENT;
 volatile const __u64 off_ServerRequest_Host = OFFSET_ABSENT;
@@ -209,6 +209,44 @@ static __always_inline int goroutine_tls(struct goroutine *g)
 {
 	__u8 *v = bpf_map_lookup_elem(&tls_goroutines, g);
 	return v && *v;
+}
+
+/* An HTTP/1.x *net/http.response of a process. */
+struct response_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 ptr;
+};
+
+/*
+ * The HTTP/1.x responses whose handler hijacked the connection
+ * (server_hijack), by response, with when (bpf_ktime_get_ns): the response
+ * may be hijacked on another goroutine than the handler's. server_finish
+ * takes the entry of its response out; one left by a request whose span
+ * ended elsewhere (h2c, which hijacks to take the connection over; a
+ * request lost) is evicted, and is older than any request a reused address
+ * later serves. As many entries as server_spans.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct response_key);
+	__type(value, __u64);
+} hijacked_responses SEC(".maps");
+
+/*
+ * response_hijacked reports whether the HTTP/1.x response rw of process
+ * tgid, whose request started at start_ns, was hijacked, and forgets it.
+ */
+static __always_inline int response_hijacked(__u32 tgid, __u64 rw, __u64 start_ns)
+{
+	struct response_key k = {.tgid = tgid, .ptr = rw};
+	__u64 *at = bpf_map_lookup_elem(&hijacked_responses, &k);
+	if (!at)
+		return 0;
+	int hijacked = *at >= start_ns;
+	bpf_map_delete_elem(&hijacked_responses, &k);
+	return hijacked;
 }
 
 /*
@@ -481,28 +519,23 @@ static __always_inline void server_finish(struct goroutine *g, struct server_spa
 	 * rw is a *response only for HTTP/1.x. After a panic the status is left
 	 * unknown: net/http closes the connection, and the client received a
 	 * status only if the handler had flushed one. A handler that hijacked
-	 * the connection answered (or not) on its own: no status. A handler
-	 * that wrote nothing gets the 200 net/http writes after ServeHTTP
-	 * returns, when the connection is known not to be hijacked (without
-	 * conn.hijackedv, as in a stripped binary, the status stays unknown).
-	 * Over HTTP/2 too a panic leaves it unknown: the status writeHeader
-	 * took may never have left (the stream is reset), as over HTTP/1.x.
+	 * the connection (server_hijack) answered (or not) on its own: no
+	 * status. A handler that wrote nothing gets the 200 net/http writes
+	 * after ServeHTTP returns. A binary without (*response).Hijack (the
+	 * linker drops it when nothing calls Hijack) cannot hijack. Over
+	 * HTTP/2 too a panic leaves it unknown: the status writeHeader took
+	 * may never have left (the stream is reset), as over HTTP/1.x.
 	 */
 	if (ev->outcome == OUTCOME_PANIC && s->h2)
 		ev->status = 0;
-	if (ev->outcome == OUTCOME_RETURNED && !s->h2 && ev->proto_major == 1) {
-		__u8 hijacked = 2; /* unknown */
-		__u64 c;
-		if ((c = field_addr(s->rw, off_response_conn)) && (c = field_addr(read_u64(c), off_conn_hijackedv))) {
-			hijacked = 0;
-			if (bpf_probe_read_user(&hijacked, 1, (const void *)c) != 0)
-				hijacked = 2;
-		}
-		if (hijacked == 1)
+	int http1 = !s->h2 && ev->proto_major == 1;
+	if (http1 && response_hijacked(g->tgid, s->rw, ev->start_ns)) {
+		if (ev->outcome == OUTCOME_RETURNED)
 			ev->outcome = OUTCOME_HIJACKED;
-		else if ((a = field_addr(s->rw, off_response_status)))
+	} else if (http1 && ev->outcome == OUTCOME_RETURNED) {
+		if ((a = field_addr(s->rw, off_response_status)))
 			ev->status = http_status(read_u64(a));
-		if (hijacked == 0 && ev->status == 0)
+		if (ev->status == 0)
 			ev->status = 200;
 	}
 
@@ -524,6 +557,8 @@ int server_return(void *ctx)
 		return 0;
 	}
 	if (s->dropped) {
+		if (!s->h2)
+			response_hijacked(g.tgid, s->rw, 0); /* h2c hijacked it to take the connection over */
 		bpf_map_delete_elem(&server_spans, &g);
 		return 0;
 	}
@@ -533,6 +568,32 @@ int server_return(void *ctx)
 		return 0;
 	}
 	server_finish(&g, s);
+	return 0;
+}
+
+/*
+ * server_hijack runs at the entry of net/http's
+ *
+ *     func (w *response) Hijack() (rwc net.Conn, buf *bufio.ReadWriter, err error)
+ *
+ * the http.Hijacker of every HTTP/1.x response, which the handler calls
+ * (through the interface, or http.ResponseController) to take the
+ * connection over. Past its entry the connection is hijacked in every Go
+ * release: (*conn).hijackLocked sets conn.hijackedv before any error it
+ * returns, and ErrHijacked means an earlier call did. (Hijack called after
+ * ServeHTTP returned panics before, but its request's span is over:
+ * server_finish ignores a mark older than a request.) The response w is
+ * marked, whichever goroutine calls it; server_finish reads the mark.
+ * Neither it nor hijackLocked is inlined in any release from 1.12 to 1.27
+ * (Hijack has a defer, and is called through the interface).
+ */
+SEC("uprobe/net_http_response_Hijack")
+int server_hijack(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct response_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .ptr = GO_REG1(regs)};
+	__u64 now = bpf_ktime_get_ns();
+	bpf_map_update_elem(&hijacked_responses, &k, &now, BPF_ANY);
 	return 0;
 }
 
@@ -783,6 +844,7 @@ static __always_inline void read_panic(struct go_regs *regs, struct goroutine *g
 	x->type = 0;
 	x->data = 0;
 	x->value_len = 0;
+	x->value_ptr = 0;
 	x->stack_len = 0;
 	x->value_copied = 0;
 	x->stack_copied = 0;
@@ -795,13 +857,20 @@ static __always_inline void read_panic(struct go_regs *regs, struct goroutine *g
 		goto done;
 	x->type = words[2];
 	x->data = words[3];
+	/*
+	 * A string's bytes are often in the binary's read-only data (a
+	 * literal, the runtime's own error strings), whose page the process
+	 * may never have touched: the read fails, and user space reads the
+	 * bytes at value_ptr (or, when the header itself could not be read,
+	 * the header at data) from the process.
+	 */
 	struct go_string v = {};
 	if (x->data && bpf_probe_read_user(&v, sizeof(v), (const void *)x->data) == 0 && v.ptr && v.len > 0) {
+		x->value_len = v.len;
+		x->value_ptr = v.ptr;
 		__u32 n = v.len > EXC_VALUE_LEN ? EXC_VALUE_LEN : (__u32)v.len;
-		if (n <= EXC_VALUE_LEN && bpf_probe_read_user(x->value, n, (const void *)v.ptr) == 0) {
-			x->value_len = v.len;
+		if (n <= EXC_VALUE_LEN && bpf_probe_read_user(x->value, n, (const void *)v.ptr) == 0)
 			x->value_copied = n;
-		}
 	}
 	struct go_slice b = {};
 	if (words[5] && bpf_probe_read_user(&b, sizeof(b), (const void *)words[5]) == 0 && b.ptr && b.len > 0) {
@@ -819,6 +888,14 @@ done:
 #define PANIC_PREFIX_LEN 20
 static const char panic_prefix_http1[PANIC_PREFIX_LEN] = "http: panic serving ";
 static const char panic_prefix_http2[PANIC_PREFIX_LEN] = "http2: panic serving";
+/*
+ * The lengths of those formats, "http: panic serving %v: %v\n%s" and
+ * "http2: panic serving %v: %v\n%s", which no other format these logf
+ * functions are called with has (Go 1.12, 1.22, 1.27; x/net v0.1.0,
+ * v0.62.0).
+ */
+#define PANIC_FORMAT_LEN_HTTP1 29
+#define PANIC_FORMAT_LEN_HTTP2 30
 
 /*
  * server_panic runs at the entry of the logf methods net/http's recovery
@@ -842,21 +919,29 @@ SEC("uprobe/net_http_Server_logf")
 int server_panic(void *ctx)
 {
 	struct go_regs *regs = ctx;
-	__u64 fmt = GO_REG2(regs);
-	if (GO_REG3(regs) < PANIC_PREFIX_LEN)
+	__u64 fmt = GO_REG2(regs), fmt_len = GO_REG3(regs);
+	if (fmt_len < PANIC_PREFIX_LEN)
 		return 0;
 	char buf[PANIC_PREFIX_LEN] = {};
-	if (bpf_probe_read_user(buf, sizeof(buf), (const void *)fmt) != 0)
-		return 0;
-	int http1 = 1, http2 = 1;
-	for (int i = 0; i < PANIC_PREFIX_LEN; i++) {
-		if (buf[i] != panic_prefix_http1[i])
-			http1 = 0;
-		if (buf[i] != panic_prefix_http2[i])
-			http2 = 0;
+	if (bpf_probe_read_user(buf, sizeof(buf), (const void *)fmt) != 0) {
+		/*
+		 * The format is in the binary's read-only data, in a page the
+		 * process may not have mapped in yet (a BPF program cannot
+		 * fault it in): its length and the three arguments tell it.
+		 */
+		if ((fmt_len != PANIC_FORMAT_LEN_HTTP1 && fmt_len != PANIC_FORMAT_LEN_HTTP2) || GO_REG5(regs) != 3)
+			return 0;
+	} else {
+		int http1 = 1, http2 = 1;
+		for (int i = 0; i < PANIC_PREFIX_LEN; i++) {
+			if (buf[i] != panic_prefix_http1[i])
+				http1 = 0;
+			if (buf[i] != panic_prefix_http2[i])
+				http2 = 0;
+		}
+		if (!http1 && !http2)
+			return 0;
 	}
-	if (!http1 && !http2)
-		return 0;
 
 	struct goroutine g;
 	if (!current_goroutine(regs, off_g_goid, &g))

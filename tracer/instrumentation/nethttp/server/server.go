@@ -41,9 +41,9 @@
 // in the Request the server holds (Request.pat, then Request.Pattern from
 // 1.23). The HTTP/1.x status is
 // read from *net/http.response: 200 for a handler that wrote nothing
-// (net/http's answer), none for one that hijacked the connection — both
-// known only when net/http.conn.hijackedv resolves, from the target's DWARF
-// until it is in the database. From Go 1.27 and x/net v0.54.0 on, x/net's
+// (net/http's answer), none for one that hijacked the connection, which a
+// probe on (*response).Hijack tells (a function, no field offsets: also in
+// a stripped binary). From Go 1.27 and x/net v0.54.0 on, x/net's
 // HTTP/2 server is net/http's (net/http/internal/http2) and calls the
 // user's handler without serverHandler: those requests get spans from the
 // fields of net/http/internal/http2.ServerRequest (in the database for
@@ -102,6 +102,10 @@ func Instrumentation() uprobe.Instrumentation {
 		Name: "net/http server",
 		Probes: []uprobe.Probe{
 			{Symbol: Symbol, Entry: "server_entry", Return: "server_return", StackABI: true},
+			// An HTTP/1.x handler taking the connection over: its span
+			// gets no status, rather than the 200 of a handler that
+			// wrote nothing. Not in a binary that never calls Hijack.
+			{Symbol: "net/http.(*response).Hijack", Entry: "server_hijack", Optional: true, StackABI: true},
 			// url.scheme: the server's TLS handshake, and HTTP/2
 			// connections and streams inheriting it.
 			{Symbol: "crypto/tls.(*Conn).Handshake", Entry: "tls_handshake", Versions: "<go1.17", Optional: true, StackABI: true},
@@ -151,14 +155,11 @@ func Instrumentation() uprobe.Instrumentation {
 			{ID: offsets.MustParseFieldID("net/url.URL.Path"), Const: "off_URL_Path"},
 			{ID: offsets.MustParseFieldID("net/url.URL.RawQuery"), Const: "off_URL_RawQuery"},
 			{ID: offsets.MustParseFieldID("net/http.response.status"), Const: "off_response_status"},
-			// Whether a handler that wrote nothing got net/http's 200 or
-			// hijacked the connection; without them (conn.hijackedv is in
-			// fieldset/std.pending: DWARF only) such a request has no status.
+			// url.scheme of HTTP/1.x: whether the request's connection
+			// (response.conn.rwc) is a *tls.Conn that ran a server
+			// handshake (without them, the handshake's goroutine alone
+			// says so).
 			{ID: offsets.MustParseFieldID("net/http.response.conn"), Const: "off_response_conn", IfResolved: true},
-			{ID: offsets.MustParseFieldID("net/http.conn.hijackedv"), Const: "off_conn_hijackedv", IfResolved: true},
-			// url.scheme of HTTP/1.x: whether the request's connection is
-			// a *tls.Conn that ran a server handshake (without it, the
-			// handshake's goroutine alone says so).
 			{ID: offsets.MustParseFieldID("net/http.conn.rwc"), Const: "off_conn_rwc", IfResolved: true},
 			// url.scheme of net/http's HTTP/2 streams (bundled server up to
 			// Go 1.26, net/http/internal/http2 from 1.27) on connections

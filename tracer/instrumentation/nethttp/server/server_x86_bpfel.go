@@ -73,6 +73,7 @@ type serverHttpException struct {
 	Data        uint64
 	ProbeIp     uint64
 	ValueLen    int64
+	ValuePtr    uint64
 	StackLen    int64
 	ValueCopied uint16
 	StackCopied uint16
@@ -89,6 +90,13 @@ type serverPanicScratchEntry struct {
 		Exc serverHttpException
 	}
 	Pending serverGoroutine
+}
+
+type serverResponseKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Ptr  uint64
 }
 
 type serverRoute struct {
@@ -133,6 +141,7 @@ const (
 	serverMapActiveSpans                   = "active_spans"
 	serverMapDrops                         = "drops"
 	serverMapEvents                        = "events"
+	serverMapHijackedResponses             = "hijacked_responses"
 	serverMapPanicScratch                  = "panic_scratch"
 	serverMapRouteScratch                  = "route_scratch"
 	serverMapRouteTemplates                = "route_templates"
@@ -150,6 +159,7 @@ const (
 	serverProgH2WriteHeader                = "h2_write_header"
 	serverProgServemuxReturn               = "servemux_return"
 	serverProgServerEntry                  = "server_entry"
+	serverProgServerHijack                 = "server_hijack"
 	serverProgServerPanic                  = "server_panic"
 	serverProgServerReturn                 = "server_return"
 	serverProgTlsHandshake                 = "tls_handshake"
@@ -178,7 +188,6 @@ const (
 	serverVarOffServerRequestURL           = "off_ServerRequest_URL"
 	serverVarOffURL_Path                   = "off_URL_Path"
 	serverVarOffURL_RawQuery               = "off_URL_RawQuery"
-	serverVarOffConnHijackedv              = "off_conn_hijackedv"
 	serverVarOffConnRwc                    = "off_conn_rwc"
 	serverVarOffG_goid                     = "off_g_goid"
 	serverVarOffGroupsReferenceData        = "off_groupsReference_data"
@@ -253,6 +262,7 @@ type serverProgramSpecs struct {
 	H2WriteHeader      *ebpf.ProgramSpec `ebpf:"h2_write_header"`
 	ServemuxReturn     *ebpf.ProgramSpec `ebpf:"servemux_return"`
 	ServerEntry        *ebpf.ProgramSpec `ebpf:"server_entry"`
+	ServerHijack       *ebpf.ProgramSpec `ebpf:"server_hijack"`
 	ServerPanic        *ebpf.ProgramSpec `ebpf:"server_panic"`
 	ServerReturn       *ebpf.ProgramSpec `ebpf:"server_return"`
 	TlsHandshake       *ebpf.ProgramSpec `ebpf:"tls_handshake"`
@@ -262,17 +272,18 @@ type serverProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverMapSpecs struct {
-	ActiveSpans    *ebpf.MapSpec `ebpf:"active_spans"`
-	Drops          *ebpf.MapSpec `ebpf:"drops"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	PanicScratch   *ebpf.MapSpec `ebpf:"panic_scratch"`
-	RouteScratch   *ebpf.MapSpec `ebpf:"route_scratch"`
-	RouteTemplates *ebpf.MapSpec `ebpf:"route_templates"`
-	ServerScratch  *ebpf.MapSpec `ebpf:"server_scratch"`
-	ServerSpans    *ebpf.MapSpec `ebpf:"server_spans"`
-	TlsConns       *ebpf.MapSpec `ebpf:"tls_conns"`
-	TlsGoroutines  *ebpf.MapSpec `ebpf:"tls_goroutines"`
-	TlsItabs       *ebpf.MapSpec `ebpf:"tls_itabs"`
+	ActiveSpans       *ebpf.MapSpec `ebpf:"active_spans"`
+	Drops             *ebpf.MapSpec `ebpf:"drops"`
+	Events            *ebpf.MapSpec `ebpf:"events"`
+	HijackedResponses *ebpf.MapSpec `ebpf:"hijacked_responses"`
+	PanicScratch      *ebpf.MapSpec `ebpf:"panic_scratch"`
+	RouteScratch      *ebpf.MapSpec `ebpf:"route_scratch"`
+	RouteTemplates    *ebpf.MapSpec `ebpf:"route_templates"`
+	ServerScratch     *ebpf.MapSpec `ebpf:"server_scratch"`
+	ServerSpans       *ebpf.MapSpec `ebpf:"server_spans"`
+	TlsConns          *ebpf.MapSpec `ebpf:"tls_conns"`
+	TlsGoroutines     *ebpf.MapSpec `ebpf:"tls_goroutines"`
+	TlsItabs          *ebpf.MapSpec `ebpf:"tls_itabs"`
 }
 
 // serverVariableSpecs contains global variables before they are loaded into the kernel.
@@ -304,7 +315,6 @@ type serverVariableSpecs struct {
 	OffServerRequestURL           *ebpf.VariableSpec `ebpf:"off_ServerRequest_URL"`
 	OffURL_Path                   *ebpf.VariableSpec `ebpf:"off_URL_Path"`
 	OffURL_RawQuery               *ebpf.VariableSpec `ebpf:"off_URL_RawQuery"`
-	OffConnHijackedv              *ebpf.VariableSpec `ebpf:"off_conn_hijackedv"`
 	OffConnRwc                    *ebpf.VariableSpec `ebpf:"off_conn_rwc"`
 	OffG_goid                     *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	OffGroupsReferenceData        *ebpf.VariableSpec `ebpf:"off_groupsReference_data"`
@@ -348,17 +358,18 @@ func (o *serverObjects) Close() error {
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverMaps struct {
-	ActiveSpans    *ebpf.Map `ebpf:"active_spans"`
-	Drops          *ebpf.Map `ebpf:"drops"`
-	Events         *ebpf.Map `ebpf:"events"`
-	PanicScratch   *ebpf.Map `ebpf:"panic_scratch"`
-	RouteScratch   *ebpf.Map `ebpf:"route_scratch"`
-	RouteTemplates *ebpf.Map `ebpf:"route_templates"`
-	ServerScratch  *ebpf.Map `ebpf:"server_scratch"`
-	ServerSpans    *ebpf.Map `ebpf:"server_spans"`
-	TlsConns       *ebpf.Map `ebpf:"tls_conns"`
-	TlsGoroutines  *ebpf.Map `ebpf:"tls_goroutines"`
-	TlsItabs       *ebpf.Map `ebpf:"tls_itabs"`
+	ActiveSpans       *ebpf.Map `ebpf:"active_spans"`
+	Drops             *ebpf.Map `ebpf:"drops"`
+	Events            *ebpf.Map `ebpf:"events"`
+	HijackedResponses *ebpf.Map `ebpf:"hijacked_responses"`
+	PanicScratch      *ebpf.Map `ebpf:"panic_scratch"`
+	RouteScratch      *ebpf.Map `ebpf:"route_scratch"`
+	RouteTemplates    *ebpf.Map `ebpf:"route_templates"`
+	ServerScratch     *ebpf.Map `ebpf:"server_scratch"`
+	ServerSpans       *ebpf.Map `ebpf:"server_spans"`
+	TlsConns          *ebpf.Map `ebpf:"tls_conns"`
+	TlsGoroutines     *ebpf.Map `ebpf:"tls_goroutines"`
+	TlsItabs          *ebpf.Map `ebpf:"tls_itabs"`
 }
 
 func (m *serverMaps) Close() error {
@@ -366,6 +377,7 @@ func (m *serverMaps) Close() error {
 		m.ActiveSpans,
 		m.Drops,
 		m.Events,
+		m.HijackedResponses,
 		m.PanicScratch,
 		m.RouteScratch,
 		m.RouteTemplates,
@@ -406,7 +418,6 @@ type serverVariables struct {
 	OffServerRequestURL           *ebpf.Variable `ebpf:"off_ServerRequest_URL"`
 	OffURL_Path                   *ebpf.Variable `ebpf:"off_URL_Path"`
 	OffURL_RawQuery               *ebpf.Variable `ebpf:"off_URL_RawQuery"`
-	OffConnHijackedv              *ebpf.Variable `ebpf:"off_conn_hijackedv"`
 	OffConnRwc                    *ebpf.Variable `ebpf:"off_conn_rwc"`
 	OffG_goid                     *ebpf.Variable `ebpf:"off_g_goid"`
 	OffGroupsReferenceData        *ebpf.Variable `ebpf:"off_groupsReference_data"`
@@ -443,6 +454,7 @@ type serverPrograms struct {
 	H2WriteHeader      *ebpf.Program `ebpf:"h2_write_header"`
 	ServemuxReturn     *ebpf.Program `ebpf:"servemux_return"`
 	ServerEntry        *ebpf.Program `ebpf:"server_entry"`
+	ServerHijack       *ebpf.Program `ebpf:"server_hijack"`
 	ServerPanic        *ebpf.Program `ebpf:"server_panic"`
 	ServerReturn       *ebpf.Program `ebpf:"server_return"`
 	TlsHandshake       *ebpf.Program `ebpf:"tls_handshake"`
@@ -459,6 +471,7 @@ func (p *serverPrograms) Close() error {
 		p.H2WriteHeader,
 		p.ServemuxReturn,
 		p.ServerEntry,
+		p.ServerHijack,
 		p.ServerPanic,
 		p.ServerReturn,
 		p.TlsHandshake,

@@ -95,6 +95,25 @@ func handlers() http.Handler {
 		c.Close()
 		w.WriteHeader(http.StatusOK)
 	})
+	// /hijack/ takes an HTTP/1.x connection over and answers 204 itself;
+	// /hijack-elsewhere/ does so on another goroutine while the handler
+	// waits. An HTTP/2 stream cannot be taken over: it answers 204 (on
+	// the handler's goroutine).
+	mux.HandleFunc("/hijack/", func(w http.ResponseWriter, r *http.Request) {
+		hijack(w)
+	})
+	mux.HandleFunc("/hijack-elsewhere/", func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := w.(http.Hijacker); !ok {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			hijack(w)
+		}()
+		<-done
+	})
 	mux.HandleFunc("/slow/", func(w http.ResponseWriter, r *http.Request) {
 		// The client gives up: the handler answers 504 once it notices.
 		select {
@@ -104,6 +123,23 @@ func handlers() http.Handler {
 		w.WriteHeader(http.StatusGatewayTimeout)
 	})
 	return mux
+}
+
+// hijack answers 204: on a connection it takes over, when w is an
+// HTTP/1.x response writer.
+func hijack(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	buf.WriteString("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+	buf.Flush()
 }
 
 // get calls url with a client of its own and returns the status, or 502.
