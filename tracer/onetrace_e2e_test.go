@@ -45,6 +45,7 @@ type oneTraceRun struct {
 // 1.27.4) serves n requests, 64 in flight, each with its own id, on /all:
 // a PostgreSQL query through lib/pq, a MariaDB query, a Redis SET, a
 // PostgreSQL query through pgx, and one Kafka message (key "req-ID");
+// OFFSETDB_DB_TARGET=GO picks another dbtest.Matrix build by its Go release;
 // kafkasvc (kafka-go v0.4.1 on Go 1.24.13, stripped) consumes the n
 // messages in a consumer group meanwhile. Both are started after the
 // tracer, which holds them at exec until their probes are attached.
@@ -56,6 +57,11 @@ func runOneTrace(t *testing.T, n int, flags ...string) oneTraceRun {
 	srv := dbtest.StartServers(t)
 	broker := kafkatest.StartBroker(t, "requests")
 	dbTarget := dbtest.Matrix[len(dbtest.Matrix)-1]
+	if env := os.Getenv("OFFSETDB_DB_TARGET"); env != "" { // another Matrix build, by Go release
+		i := slices.IndexFunc(dbtest.Matrix, func(m dbtest.Target) bool { return m.Go == env })
+		require.NotEqual(t, -1, i, "OFFSETDB_DB_TARGET=%s: no dbtest.Matrix build with that Go release", env)
+		dbTarget = dbtest.Matrix[i]
+	}
 	consumerTarget := kafkatest.Matrix[2]
 	require.Equal(t, "go1.24.13/kafka-go-v0.4.1-stripped", consumerTarget.String())
 	built := dbTarget.Build(t)
