@@ -56,9 +56,14 @@ type watchRun struct {
 // startWatch starts the tracer on every process named like glob, exporting
 // through a real OpenTelemetry Collector to a receiver the test reads.
 func startWatch(t *testing.T, glob string, env ...string) *watchRun {
+	return startWatchFlags(t, glob, nil, env...)
+}
+
+// startWatchFlags is startWatch with more tracer flags.
+func startWatchFlags(t *testing.T, glob string, flags []string, env ...string) *watchRun {
 	recv := otlptest.NewHTTP(t)
 	col := collectortest.Start(t, recv.Endpoint(), collectortest.DebugVerbosity("basic"))
-	cmd := exec.Command(tracerBinary(t), "--exe", glob)
+	cmd := exec.Command(tracerBinary(t), append([]string{"--exe", glob}, flags...)...)
 	cmd.Env = append(append(os.Environ(),
 		"OTEL_TRACES_EXPORTER=otlp",
 		"OTEL_METRICS_EXPORTER=none",

@@ -37,6 +37,9 @@ func StartServers(tb testing.TB) Servers {
 	return Servers{PG: StartPostgres(tb), MySQL: StartMariaDB(tb), Redis: StartRedis(tb)}
 }
 
+// Flags are dbsvc's flags naming the servers.
+func (s Servers) Flags() []string { return s.flags() }
+
 func (s Servers) flags() []string {
 	return []string{"-pg", s.PG, "-mysql", s.MySQL, "-redis", s.Redis}
 }

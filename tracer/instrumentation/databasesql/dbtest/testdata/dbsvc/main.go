@@ -1,16 +1,18 @@
 // Command dbsvc is the test service of the database instrumentations: an
 // HTTP server whose handlers query PostgreSQL (through lib/pq and pgx's
 // database/sql driver, and pgx natively), MariaDB (go-sql-driver/mysql) and
-// Redis (go-redis v9), so that each client call is made while a request is
-// handled. It compiles against every library version package dbtest
-// builds it with; it uses only APIs they all have.
+// Redis (go-redis v9), and produce to Kafka (kafka-go), so that each client
+// call is made while a request is handled. It compiles against every
+// library version package dbtest builds it with; it uses only APIs they
+// all have.
 //
 //	dbsvc setup -pg DSN -mysql DSN       create the tables (before tracing)
-//	dbsvc serve -http ADDR -pg DSN -mysql DSN -redis ADDR
+//	dbsvc serve -http ADDR -pg DSN -mysql DSN -redis ADDR [-broker ADDR -topic T]
 //	dbsvc load -workers N -pg DSN -mysql DSN -redis ADDR
 //
 // serve prints "http ADDR" once it listens. Every handler answers "ok" or
-// a 500 with the error. load is the bench harness's load generator: it
+// a 500 with the error. With -broker, /all also produces one message to T
+// through a kafka-go Writer: key "req-ID", value "request ID". load is the bench harness's load generator: it
 // prints "listening on -" once connected, then for each stdin line
 // "run DURATION KIND" (KIND pq, mysql, pgx or redis) has N workers make
 // one-row queries (a GET for redis) back to back for DURATION and prints
@@ -41,6 +43,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "github.com/lib/pq"
 	"github.com/redis/go-redis/v9"
+	kafka "github.com/segmentio/kafka-go"
 )
 
 func main() {
@@ -54,6 +57,8 @@ func main() {
 	redisAddr := fs.String("redis", "", "Redis address")
 	httpAddr := fs.String("http", "127.0.0.1:0", "HTTP listen address")
 	workers := fs.Int("workers", 8, "load: concurrent callers")
+	broker := fs.String("broker", "", "serve: Kafka broker address; /all produces to -topic")
+	topic := fs.String("topic", "requests", "serve: Kafka topic")
 	fs.Parse(os.Args[2:])
 	switch os.Args[1] {
 	case "setup":
@@ -61,7 +66,7 @@ func main() {
 			log.Fatal(err)
 		}
 	case "serve":
-		serve(*httpAddr, *pgDSN, *myDSN, *redisAddr)
+		serve(*httpAddr, *pgDSN, *myDSN, *redisAddr, *broker, *topic)
 	case "load":
 		if err := load(*workers, *pgDSN, *myDSN, *redisAddr); err != nil {
 			log.Fatal(err)
@@ -98,7 +103,7 @@ type sqlDB struct {
 	ph func(n int) string
 }
 
-func serve(addr, pgDSN, myDSN, redisAddr string) {
+func serve(addr, pgDSN, myDSN, redisAddr, broker, topic string) {
 	dollar := func(n int) string { return "$" + strconv.Itoa(n) }
 	question := func(int) string { return "?" }
 	dbs := map[string]sqlDB{}
@@ -128,6 +133,12 @@ func serve(addr, pgDSN, myDSN, redisAddr string) {
 		log.Fatal(err)
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	// The Writer batches the messages of concurrent calls; a short batch
+	// timeout keeps each call from waiting the default second.
+	var kw *kafka.Writer
+	if broker != "" {
+		kw = kafka.NewWriter(kafka.WriterConfig{Brokers: []string{broker}, Topic: topic, BatchTimeout: 5 * time.Millisecond})
+	}
 
 	mux := http.NewServeMux()
 	handle := func(path string, f func(ctx context.Context, r *http.Request, id int) error) {
@@ -195,7 +206,13 @@ func serve(addr, pgDSN, myDSN, redisAddr string) {
 			return err
 		}
 		var n int
-		return pool.QueryRow(ctx, "SELECT id FROM items WHERE id = $1 OR $2 < 0", 1, id).Scan(&n)
+		if err := pool.QueryRow(ctx, "SELECT id FROM items WHERE id = $1 OR $2 < 0", 1, id).Scan(&n); err != nil {
+			return err
+		}
+		if kw == nil {
+			return nil
+		}
+		return kw.WriteMessages(ctx, kafka.Message{Key: []byte("req-" + strconv.Itoa(id)), Value: []byte("request " + strconv.Itoa(id))})
 	})
 
 	l, err := net.Listen("tcp", addr)
