@@ -81,6 +81,14 @@ time=2026-11-21T07:00:05Z level=INFO msg=detached pid=11 spans=30 dropped=0 erro
 	assert.Equal(t, tracerStats{Detached: 2, Spans: 1230, Dropped: 7, Errors: 2}, parseDetached(log))
 }
 
+func TestParseDetachedReadsKafkaWritten(t *testing.T) {
+	log := `time=2026-11-30T07:00:00Z level=INFO msg=attached pid=10 binary=/x go=go1.26.8 instrumentations=kafka-go
+time=2026-11-30T07:00:05Z level=INFO msg="outgoing trace context" written=0 written_http2=0 application_set=0 not_written=3 kafka_written=4100 kafka_application_set=0 kafka_unmatched=2
+time=2026-11-30T07:00:05Z level=INFO msg=detached pid=10 spans=4102 dropped=0 errors=0
+time=2026-11-30T07:00:05Z level=INFO msg=totals spans=4102 dropped=0 errors=0 kafka_written=99`
+	assert.Equal(t, tracerStats{Detached: 1, Spans: 4102, KafkaWritten: 4100}, parseDetached(log))
+}
+
 func TestParseWrkReadsCountsAndErrors(t *testing.T) {
 	out := `Running 10s test @ http://127.0.0.1:40000/backend
   2 threads and 64 connections
