@@ -100,7 +100,7 @@ func summaryRows(r *Results) [][3]string {
 		if d.KafkaBinary != "" {
 			binary += "; " + d.KafkaBinary
 		}
-		add(fmt.Sprintf("Database, Redis and Kafka calls at saturation (one-row queries, GET, one-message produce, consume; %d callers closed loop, %.0fs per run; %s)", d.Workers, d.Duration, binary),
+		add(fmt.Sprintf("Database, Redis and Kafka calls at saturation (one-row queries, GET, one-message WriteMessages; %d callers closed loop; ReadMessage, 1 caller; %.0fs per run; %s)", d.Workers, d.Duration, binary),
 			"untraced calls/s: "+strings.Join(base, ", "), "calls/s traced (exporter none): "+strings.Join(res, ", "))
 	}
 	if c := r.Context; c != nil {
