@@ -261,3 +261,23 @@ func TestParseFdinfoCountsMapsAndProgramsByID(t *testing.T) {
 	assert.Equal(t, fdinfo{id: "prog_id 77", memlock: 4096}, p)
 	assert.Equal(t, fdinfo{}, parseFdinfo(strings.NewReader("pos:\t0\nflags:\t02\n")), "not a BPF object")
 }
+
+func TestDBMarkdownShowsTheProducerWithTheWriterOff(t *testing.T) {
+	off := noPropagationArm()
+	assert.Equal(t, []string{"--context-propagation=false"}, off.Flags)
+	assert.True(t, off.traced())
+	one := func(v float64) Spread { return newSpread([]float64{v}) }
+	d := &DB{Pairs: 1, Duration: 5, Workers: 8, Binary: "x", KafkaBinary: "segmentio/kafka-go v0.4.51", Clients: []string{"kafka-produce"},
+		Arms: []arm{untracedArm, noneArm()}, ExtraArms: dbExtraArms(),
+		CallsPerSecond: map[string]Spread{"kafka-produce/untraced": one(7000), "kafka-produce/" + noneArm().Name: one(4000), "kafka-produce/" + off.Name: one(5000)},
+		Ratio:          map[string]Spread{"kafka-produce": one(0.571), "kafka-produce/" + off.Name: one(0.714)},
+		Dropped:        map[string]uint64{"kafka-produce/" + off.Name: 3},
+		Propagated:     map[string]Spread{"kafka-produce/" + noneArm().Name: one(1), "kafka-produce/" + off.Name: one(0)},
+	}
+	md := dbMarkdown(d)
+	assert.Contains(t, md, "| kafka-go Writer.WriteMessages, 1 message → kfake | 7000 | 4000 | 0.571 |")
+	assert.Contains(t, md, "| kafka-go Writer.WriteMessages, 1 message → kfake, `--context-propagation=false` | 7000 | 5000 | 0.714 |")
+	assert.Contains(t, md, "| 3 |\n")
+	assert.Contains(t, md, "kafka-produce traced (exporter none): 1.0000; kafka-produce traced, --context-propagation=false (exporter none): 0.0000.")
+	assert.Contains(t, md, "segmentio/kafka-go v0.4.51")
+}
