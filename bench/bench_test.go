@@ -273,11 +273,13 @@ func TestDBMarkdownShowsTheProducerWithTheWriterOff(t *testing.T) {
 		Ratio:          map[string]Spread{"kafka-produce": one(0.571), "kafka-produce/" + off.Name: one(0.714)},
 		Dropped:        map[string]uint64{"kafka-produce/" + off.Name: 3},
 		Propagated:     map[string]Spread{"kafka-produce/" + noneArm().Name: one(1), "kafka-produce/" + off.Name: one(0)},
+		WriterRatio:    map[string]Spread{"kafka-produce": one(0.8)},
 	}
 	md := dbMarkdown(d)
 	assert.Contains(t, md, "| kafka-go Writer.WriteMessages, 1 message → kfake | 7000 | 4000 | 0.571 |")
 	assert.Contains(t, md, "| kafka-go Writer.WriteMessages, 1 message → kfake, `--context-propagation=false` | 7000 | 5000 | 0.714 |")
 	assert.Contains(t, md, "| 3 |\n")
 	assert.Contains(t, md, "kafka-produce traced (exporter none): 1.0000; kafka-produce traced, --context-propagation=false (exporter none): 0.0000.")
+	assert.Contains(t, md, "kafka-produce calls/s traced over traced with `--context-propagation=false` in the same pair: ×0.800.")
 	assert.Contains(t, md, "segmentio/kafka-go v0.4.51")
 }

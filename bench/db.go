@@ -57,6 +57,10 @@ type DB struct {
 	// writer gave a traceparent header (the tracer's kafka_written) over
 	// the calls (one record each), for kafka-produce.
 	Propagated map[string]Spread `json:"records_with_traceparent_per_call,omitempty"`
+	// WriterRatio is, by client, each pair's calls/s traced over its
+	// calls/s traced with the context writer off (kafka-produce): the
+	// writer's own cost.
+	WriterRatio map[string]Spread `json:"traced_over_writer_off,omitempty"`
 }
 
 // dbClients are the calls the db section measures, as dbsvc load and
@@ -151,7 +155,7 @@ func (h *harness) db(ctx context.Context) (*DB, error) {
 	}
 	d := &DB{Pairs: h.dbPairs, Duration: h.dbDuration.Seconds(), Workers: h.dbWorkers, Binary: dbsvcVersions(bin), KafkaBinary: kafkaloadVersions(kbin), Clients: dbClients,
 		CallsPerSecond: map[string]Spread{}, Ratio: map[string]Spread{}, ClientUserPer1k: map[string]Spread{}, ClientSysPer1k: map[string]Spread{},
-		TracerCPUPer1k: map[string]Spread{}, SpanCompleteness: map[string]Spread{}, Dropped: map[string]uint64{}, Propagated: map[string]Spread{}}
+		TracerCPUPer1k: map[string]Spread{}, SpanCompleteness: map[string]Spread{}, Dropped: map[string]uint64{}, Propagated: map[string]Spread{}, WriterRatio: map[string]Spread{}}
 	d.Arms = []arm{untracedArm, noneArm()}
 	d.ExtraArms = dbExtraArms()
 	for _, c := range dbClients {
@@ -192,6 +196,9 @@ func (h *harness) db(ctx context.Context) (*DB, error) {
 			d.Dropped[k] = uint64(dropped)
 			if c == "kafka-produce" {
 				d.Propagated[c+"/"+a.Name] = newSpread(column(runs[a.Name], func(r armRun) float64 { return r.KafkaWritten / r.Requests }))
+			}
+			if a.Name == noPropagationArm().Name {
+				d.WriterRatio[c] = newSpread(ratios(column(runs[d.Arms[1].Name], perSecond), column(runs[a.Name], perSecond)))
 			}
 		}
 	}
