@@ -81,6 +81,14 @@ time=2026-11-21T07:00:05Z level=INFO msg=detached pid=11 spans=30 dropped=0 erro
 	assert.Equal(t, tracerStats{Detached: 2, Spans: 1230, Dropped: 7, Errors: 2}, parseDetached(log))
 }
 
+func TestParseDetachedReadsKafkaWritten(t *testing.T) {
+	log := `time=2026-11-30T07:00:00Z level=INFO msg=attached pid=10 binary=/x go=go1.26.8 instrumentations=kafka-go
+time=2026-11-30T07:00:05Z level=INFO msg="outgoing trace context" written=0 written_http2=0 application_set=0 not_written=3 kafka_written=4100 kafka_application_set=0 kafka_unmatched=2
+time=2026-11-30T07:00:05Z level=INFO msg=detached pid=10 spans=4102 dropped=0 errors=0
+time=2026-11-30T07:00:05Z level=INFO msg=totals spans=4102 dropped=0 errors=0 kafka_written=99`
+	assert.Equal(t, tracerStats{Detached: 1, Spans: 4102, KafkaWritten: 4100}, parseDetached(log))
+}
+
 func TestParseWrkReadsCountsAndErrors(t *testing.T) {
 	out := `Running 10s test @ http://127.0.0.1:40000/backend
   2 threads and 64 connections
@@ -252,4 +260,26 @@ func TestParseFdinfoCountsMapsAndProgramsByID(t *testing.T) {
 	p := parseFdinfo(strings.NewReader("pos:\t0\nprog_type:\t2\nprog_jited:\t1\nprog_tag:\tabc\nmemlock:\t4096\nprog_id:\t77\n"))
 	assert.Equal(t, fdinfo{id: "prog_id 77", memlock: 4096}, p)
 	assert.Equal(t, fdinfo{}, parseFdinfo(strings.NewReader("pos:\t0\nflags:\t02\n")), "not a BPF object")
+}
+
+func TestDBMarkdownShowsTheProducerWithTheWriterOff(t *testing.T) {
+	off := noPropagationArm()
+	assert.Equal(t, []string{"--context-propagation=false"}, off.Flags)
+	assert.True(t, off.traced())
+	one := func(v float64) Spread { return newSpread([]float64{v}) }
+	d := &DB{Pairs: 1, Duration: 5, Workers: 8, Binary: "x", KafkaBinary: "segmentio/kafka-go v0.4.51", Clients: []string{"kafka-produce"},
+		Arms: []arm{untracedArm, noneArm()}, ExtraArms: dbExtraArms(),
+		CallsPerSecond: map[string]Spread{"kafka-produce/untraced": one(7000), "kafka-produce/" + noneArm().Name: one(4000), "kafka-produce/" + off.Name: one(5000)},
+		Ratio:          map[string]Spread{"kafka-produce": one(0.571), "kafka-produce/" + off.Name: one(0.714)},
+		Dropped:        map[string]uint64{"kafka-produce/" + off.Name: 3},
+		Propagated:     map[string]Spread{"kafka-produce/" + noneArm().Name: one(1), "kafka-produce/" + off.Name: one(0)},
+		WriterRatio:    map[string]Spread{"kafka-produce": one(0.8)},
+	}
+	md := dbMarkdown(d)
+	assert.Contains(t, md, "| kafka-go Writer.WriteMessages, 1 message → kfake | 7000 | 4000 | 0.571 |")
+	assert.Contains(t, md, "| kafka-go Writer.WriteMessages, 1 message → kfake, `--context-propagation=false` | 7000 | 5000 | 0.714 |")
+	assert.Contains(t, md, "| 3 |\n")
+	assert.Contains(t, md, "kafka-produce traced (exporter none): 1.0000; kafka-produce traced, --context-propagation=false (exporter none): 0.0000.")
+	assert.Contains(t, md, "kafka-produce calls/s traced over traced with `--context-propagation=false` in the same pair: ×0.800.")
+	assert.Contains(t, md, "segmentio/kafka-go v0.4.51")
 }

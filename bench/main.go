@@ -14,7 +14,8 @@
 // peers (the same chain traced by our tracer and by OpenTelemetry Go
 // auto-instrumentation, built from the module proxy),
 // db (database/sql, pgx and go-redis calls/s against real PostgreSQL,
-// MariaDB and Redis, traced vs untraced, alternating),
+// MariaDB and Redis, kafka-go produce and consume against a kfake broker,
+// traced vs untraced, alternating),
 // pipeline (spans/s through the ring buffer, where drops begin), footprint
 // (tracer RSS with 1 and 10 traced processes), resolution (offsets for a
 // 100 MB+ binary: database vs DWARF fallback vs a full debug/dwarf walk),
@@ -135,7 +136,7 @@ func run(args []string) error {
 	fs.IntVar(&h.grpcPairs, "grpc-pairs", 3, "rounds of the grpc section (each runs every arm once)")
 	fs.DurationVar(&h.grpcDuration, "grpc-duration", 8*time.Second, "length of each grpc run")
 	fs.IntVar(&h.grpcWorkers, "grpc-workers", 16, "concurrent callers of the grpc load generator")
-	fs.IntVar(&h.dbPairs, "db-pairs", 3, "rounds of the db section per client (each runs untraced and traced once)")
+	fs.IntVar(&h.dbPairs, "db-pairs", 3, "rounds of the db section per client (each runs untraced and traced once; kafka-produce also traced with --context-propagation=false)")
 	fs.DurationVar(&h.dbDuration, "db-duration", 5*time.Second, "length of each db run")
 	fs.IntVar(&h.dbWorkers, "db-workers", 8, "concurrent callers of the db load generator")
 	fs.IntVar(&h.wrkThreads, "wrk-threads", 2, "wrk threads")

@@ -43,6 +43,9 @@ type armRun struct {
 	TracerSwitches          float64 // tracer context switches during the load
 	Spans                   float64
 	Dropped                 float64
+	// KafkaWritten is the records the context writer gave a traceparent
+	// (the tracer's exit log's kafka_written).
+	KafkaWritten float64
 }
 
 // SaturationRoute is the throughput of one route at saturation, traced
@@ -167,7 +170,7 @@ func (h *harness) withTracer(ctx context.Context, svc *service, a arm, load func
 		if err == nil {
 			err = stopErr
 		}
-		r.Spans, r.Dropped = float64(st.Spans), float64(st.Dropped)
+		r.Spans, r.Dropped, r.KafkaWritten = float64(st.Spans), float64(st.Dropped), float64(st.KafkaWritten)
 	}
 	r.ServiceUser = (after.svcUser - before.svcUser).Seconds()
 	r.ServiceSys = (after.svcSys - before.svcSys).Seconds()

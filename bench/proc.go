@@ -194,6 +194,9 @@ type tracerStats struct {
 	// DroppedBy is the totals line's dropped spans by reason
 	// ("ring_buffer_full": 3), the reasons with none left out.
 	DroppedBy map[string]uint64
+	// KafkaWritten is the "outgoing trace context" line's kafka_written:
+	// Kafka records given a traceparent by the context writer.
+	KafkaWritten uint64
 }
 
 // startTracer runs the tracer with args and env (added to the harness's
@@ -266,6 +269,7 @@ func (t *tracerSession) stop(ctx context.Context) (tracerStats, error) {
 var (
 	detachField    = regexp.MustCompile(`\b(spans|dropped|errors)=(\d+)`)
 	droppedByField = regexp.MustCompile(`\bdropped_(\w+)=(\d+)`)
+	kafkaWritten   = regexp.MustCompile(`\bkafka_written=(\d+)`)
 )
 
 // parseDetached counts the "msg=detached" lines of a tracer log (log/slog
@@ -277,6 +281,11 @@ func parseDetached(log string) tracerStats {
 	var st, totals tracerStats
 	haveTotals := false
 	for _, line := range strings.Split(log, "\n") {
+		if m := kafkaWritten.FindStringSubmatch(line); m != nil && strings.Contains(line, "msg=\"outgoing trace context\"") {
+			n, _ := strconv.ParseUint(m[1], 10, 64)
+			st.KafkaWritten += n
+			totals.KafkaWritten += n
+		}
 		sum := &st
 		switch {
 		case strings.Contains(line, "msg=detached"):

@@ -92,8 +92,15 @@ func summaryRows(r *Results) [][3]string {
 		for _, c := range d.Clients {
 			base = append(base, fmt.Sprintf("%s %s", c, d.CallsPerSecond[c+"/"+untracedArm.Name].format("%.0f", "")))
 			res = append(res, fmt.Sprintf("%s ×%s", c, d.Ratio[c].format("%.3f", "")))
+			for _, a := range d.ExtraArms[c] {
+				res = append(res, fmt.Sprintf("%s %s ×%s", c, strings.Join(a.Flags, " "), d.Ratio[c+"/"+a.Name].format("%.3f", "")))
+			}
 		}
-		add(fmt.Sprintf("Database and Redis calls at saturation (one-row queries, GET; %d callers closed loop, %.0fs per run; %s)", d.Workers, d.Duration, d.Binary),
+		binary := d.Binary
+		if d.KafkaBinary != "" {
+			binary += "; " + d.KafkaBinary
+		}
+		add(fmt.Sprintf("Database, Redis and Kafka calls at saturation (one-row queries, GET, one-message WriteMessages; %d callers closed loop; ReadMessage, 1 caller; %.0fs per run; %s)", d.Workers, d.Duration, binary),
 			"untraced calls/s: "+strings.Join(base, ", "), "calls/s traced (exporter none): "+strings.Join(res, ", "))
 	}
 	if c := r.Context; c != nil {
@@ -330,20 +337,7 @@ func resultsMarkdown(r *Results) string {
 		}
 	}
 	if d := r.DB; d != nil {
-		fmt.Fprintf(&b, "\n## 2b. Database and Redis clients\n\n`dbsvc load` (package `tracer/instrumentation/databasesql/dbtest`, %s) against PostgreSQL, MariaDB and Redis "+
-			"started on loopback for the section: %d callers in one process, each making its next call when the previous one returns (closed loop), no request around them (every span a root). "+
-			"Per client, each pair runs untraced and traced (`tracer --pid`, `OTEL_TRACES_EXPORTER=none`, attached before and detached after each run) once, the order reversed every other pair; %d pairs × %.0f s. "+
-			"Ratios are traced over the untraced run of the same pair; CPU is the calling process's and the tracer's utime+stime over the load only.\n\n",
-			d.Binary, d.Workers, d.Pairs, d.Duration)
-		b.WriteString("| Client | untraced calls/s | traced calls/s | ratio | client user / 1k calls (untraced → traced) | client sys / 1k calls (untraced → traced) | tracer CPU / 1k calls | spans / call | dropped |\n|---|---|---|---|---|---|---|---|---|\n")
-		u, t := untracedArm.Name, noneArm().Name
-		for _, c := range d.Clients {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s → %s | %s → %s | %s | %s | %d |\n", dbClientNames[c],
-				d.CallsPerSecond[c+"/"+u].format("%.0f", ""), d.CallsPerSecond[c+"/"+t].format("%.0f", ""), d.Ratio[c].format("%.3f", ""),
-				d.ClientUserPer1k[c+"/"+u].format("%.0f", " ms"), d.ClientUserPer1k[c+"/"+t].format("%.0f", " ms"),
-				d.ClientSysPer1k[c+"/"+u].format("%.0f", " ms"), d.ClientSysPer1k[c+"/"+t].format("%.0f", " ms"),
-				d.TracerCPUPer1k[c].format("%.1f", " ms"), d.SpanCompleteness[c].format("%.4f", ""), d.Dropped[c])
-		}
+		b.WriteString(dbMarkdown(d))
 	}
 	if c := r.Context; c != nil {
 		b.WriteString(contextMarkdown(c))
@@ -457,4 +451,56 @@ func dropped(m map[string]uint64, a arm) string {
 		return "—"
 	}
 	return fmt.Sprint(m[a.Name])
+}
+
+// dbMarkdown is the db section's part of the report.
+func dbMarkdown(d *DB) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## 2b. Database, Redis and Kafka clients\n\n`dbsvc load` (package `tracer/instrumentation/databasesql/dbtest`, %s) against PostgreSQL, MariaDB and Redis "+
+		"started on loopback for the section: %d callers in one process, each making its next call when the previous one returns (closed loop), no request around them (every span a root). "+
+		"Per client, each pair runs untraced and traced (`tracer --pid`, `OTEL_TRACES_EXPORTER=none`, attached before and detached after each run) once, the order reversed every other pair; %d pairs × %.0f s. "+
+		"Ratios are traced over the untraced run of the same pair; CPU is the calling process's and the tracer's utime+stime over the load only.\n\n",
+		d.Binary, d.Workers, d.Pairs, d.Duration)
+	if d.KafkaBinary != "" {
+		fmt.Fprintf(&b, "Kafka: `kafkaload` (`bench/testdata/kafkaload`, %s) against franz-go's `kfake` broker (it speaks the real Kafka protocol; topics of one partition), "+
+			"which runs in a process of its own, so that the traced process does only the client's work: in it, the broker's CPU would count as the client's (the same traced or not, diluting the cost), "+
+			"and its writes would pass the context writer's socket program as a kafka-go process's. "+
+			"kafka-produce: %d callers share one synchronous `Writer` (`RequiredAcks` one: a call returns when the broker has stored its message), each writing one message per `WriteMessages` call; "+
+			"`BatchSize` 1, so a call's message is a full batch and goes out at once in a Produce request of its own, never waiting for `BatchTimeout` (1 ms, the default being 1 s), "+
+			"and each call is one producer span and one record for the context writer to rewrite. "+
+			"It also runs a third arm with the context writer off (`--context-propagation=false`), so that the writer's cost (its `sk_msg` program rewriting each Produce request, and the message list the `WriteMessages` probe keeps) shows apart from the probes'. "+
+			"kafka-consume: one caller reads with `Reader.ReadMessage` (no consumer group, so no commits; `MaxBytes` 1 MiB) from a topic filled with 200,000 messages before the runs, starting over at offset 0 after the last; "+
+			"each message is one consumer span. The broker's CPU is not counted.\n\n", d.KafkaBinary, d.Workers)
+	}
+	b.WriteString("| Client | untraced calls/s | traced calls/s | ratio | client user / 1k calls (untraced → traced) | client sys / 1k calls (untraced → traced) | tracer CPU / 1k calls | spans / call | dropped |\n|---|---|---|---|---|---|---|---|---|\n")
+	u := untracedArm.Name
+	row := func(name, c, k string, t arm) {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s → %s | %s → %s | %s | %s | %d |\n", name,
+			d.CallsPerSecond[c+"/"+u].format("%.0f", ""), d.CallsPerSecond[c+"/"+t.Name].format("%.0f", ""), d.Ratio[k].format("%.3f", ""),
+			d.ClientUserPer1k[c+"/"+u].format("%.0f", " ms"), d.ClientUserPer1k[c+"/"+t.Name].format("%.0f", " ms"),
+			d.ClientSysPer1k[c+"/"+u].format("%.0f", " ms"), d.ClientSysPer1k[c+"/"+t.Name].format("%.0f", " ms"),
+			d.TracerCPUPer1k[k].format("%.1f", " ms"), d.SpanCompleteness[k].format("%.4f", ""), d.Dropped[k])
+	}
+	var propagated []string
+	for _, c := range d.Clients {
+		row(dbClientNames[c], c, c, noneArm())
+		for _, a := range d.ExtraArms[c] {
+			row(dbClientNames[c]+", `"+strings.Join(a.Flags, " ")+"`", c, c+"/"+a.Name, a)
+		}
+		for _, a := range append([]arm{noneArm()}, d.ExtraArms[c]...) {
+			if p, ok := d.Propagated[c+"/"+a.Name]; ok {
+				propagated = append(propagated, fmt.Sprintf("%s %s: %s", c, a.Name, p.format("%.4f", "")))
+			}
+		}
+	}
+	if len(propagated) > 0 {
+		b.WriteString("\nRecords given a `traceparent` header by the context writer (the tracer's `kafka_written`), per call: " + strings.Join(propagated, "; ") + ".")
+		for _, c := range d.Clients {
+			if w, ok := d.WriterRatio[c]; ok {
+				fmt.Fprintf(&b, " The context writer's own cost, %s calls/s traced over traced with `--context-propagation=false` in the same pair: ×%s.", c, w.format("%.3f", ""))
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
