@@ -275,6 +275,7 @@ enum context_stat {
 	CONTEXT_KAFKA_UNSUPPORTED, /* Kafka: a Produce request left alone: compressed batch, magic != 2, several topics, partitions or batches, too many records or headers */
 	CONTEXT_KAFKA_TOO_LARGE,  /* Kafka: a Produce request not whole in one write, or larger than KAFKA_BUF with its headers added */
 	CONTEXT_KAFKA_REQUESTS,   /* Kafka: Produce requests rewritten (one or more records given a traceparent) */
+	CONTEXT_KAFKA_WRITE_FAILED, /* Kafka: a Produce request left alone because the kernel refused to grow or expose it, or the per-CPU buffer was taken */
 	CONTEXT_STAT_COUNT,
 };
 

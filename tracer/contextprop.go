@@ -43,9 +43,9 @@ func newContextProp(write bool, cgroupRoot string, log *slog.Logger) (*contextPr
 	c := &contextProp{constants: propagation.Constants(sampler, props)}
 	switch {
 	case !props.TraceContext:
-		log.Info("trace context off: OTEL_PROPAGATORS has no tracecontext; every server span starts a trace and requests leave unchanged")
+		log.Info("trace context off: OTEL_PROPAGATORS has no tracecontext; every server span starts a trace, and outgoing requests and Kafka records are sent unchanged")
 	case !write:
-		log.Info("writing trace context off (--context-propagation=false): incoming traceparent headers are continued, outgoing requests leave unchanged")
+		log.Info("writing trace context off (--context-propagation=false): incoming traceparent headers are continued; outgoing requests and Kafka records are sent unchanged")
 	default:
 		root, err := cgroupRoot, error(nil)
 		if root == "" {
@@ -112,7 +112,7 @@ func (c *contextProp) close(log *slog.Logger) {
 		log.Info("outgoing trace context", "written", st.Written, "written_http2", st.H2Written, "application_set", st.AppSet, "not_written", st.NotWritten(),
 			"tls", st.TLS, "stale", st.Stale, "line_too_long", st.LineTooLong, "not_http1", st.NotHTTP1, "write_failed", st.WriteFailed, "http2_not_written", st.H2NotWritten, "missed", st.Missed,
 			"kafka_written", st.KafkaWritten, "kafka_application_set", st.KafkaAppSet, "kafka_unmatched", st.KafkaUnmatched,
-			"kafka_unsupported", st.KafkaUnsupported, "kafka_too_large", st.KafkaTooLarge)
+			"kafka_unsupported", st.KafkaUnsupported, "kafka_too_large", st.KafkaTooLarge, "kafka_write_failed", st.KafkaWriteFailed)
 	}
 	if err := c.writer.Close(); err != nil {
 		log.Warn("detach the trace-context writer", "err", err)

@@ -430,7 +430,7 @@ func traceFlags(w io.Writer) (*flag.FlagSet, *traceSettings) {
 	fs.BoolVar(&s.perLink, "per-uprobe-links", false, "attach every uprobe with a link of its own even where the kernel has uprobe_multi links (Linux 6.6+); slower to detach: ~80 ms per uprobe")
 	fs.IntVar(&s.buffer.MaxQueue, "export-buffer", 0, fmt.Sprintf("spans held per traced process while the collector is slow or away; beyond it the oldest are dropped and counted (default OTEL_BSP_MAX_QUEUE_SIZE, else %d: a minute at 1,000 spans/s)", export.DefaultMaxQueue))
 	fs.IntVar(&s.buffer.Concurrency, "export-concurrency", export.DefaultConcurrency, "exports in flight at once per traced process, so that a slow collector does not hold the rest back")
-	fs.BoolVar(&s.writeContext, "context-propagation", true, "add the W3C traceparent of each client span to outgoing plaintext HTTP/1.x requests and gRPC calls, at the socket layer (nothing is written into the processes; false: continue incoming trace context only)")
+	fs.BoolVar(&s.writeContext, "context-propagation", true, "add the W3C traceparent of each client or producer span to outgoing plaintext HTTP/1.x requests, gRPC calls and kafka-go Produce records, at the socket layer (nothing is written into the processes; false: continue incoming trace context only)")
 	fs.StringVar(&s.cgroupRoot, "cgroup-root", "", "cgroup v2 hierarchy the trace-context writer attaches to (default: the first cgroup2 mount in /proc/self/mountinfo; in a container, mount the host's /sys/fs/cgroup and name it here)")
 	fs.BoolVar(&s.holdNew, "exe-hold", true, "with --exe, stop each new matching process at its exec (SIGSTOP) until its probes are attached (SIGCONT), so that its first request is traced; false: it runs at once and its first requests may go untraced; false by default for --exe '*' unless given")
 	s.kube = kube.RegisterFlags(fs)
@@ -905,14 +905,25 @@ func (t *tracing) newPlan(pid int, path, name string) (*target.Plan, error) {
 	for _, a := range p.Assumptions {
 		t.log.Warn("assumption", "pid", pid, "exe", name, "what", a)
 	}
+	absent := 0
 	for inst, skipped := range p.Skipped {
 		for _, s := range skipped {
 			level := slog.LevelInfo
-			if s.OutsideVersions || s.NotLinked {
+			switch {
+			case s.OutsideVersions || s.NotLinked:
 				level = slog.LevelDebug // an alternative for other versions, or a library not used: expected
+			case errors.Is(s.Err, gobinary.ErrSymbolNotFound):
+				// The program does not use that function (a server that
+				// never hijacks has no (*response).Hijack): summed below.
+				level = slog.LevelDebug
+				absent++
 			}
 			t.log.Log(context.Background(), level, "optional probe skipped", "instrumentation", inst, "pid", pid, "exe", name, "reason", s.Err)
 		}
+	}
+	if absent > 0 {
+		t.log.Info("optional probes left out: their functions are not in the binary (features the program does not use)",
+			"pid", pid, "exe", name, "probes", absent, "list", "tracer inspect "+name)
 	}
 	if len(p.NotUsed) > 0 {
 		t.log.Debug("instrumentations of libraries the binary does not link", "pid", pid, "exe", name, "instrumentations", strings.Join(p.NotUsed, ", "))

@@ -323,7 +323,7 @@ func checkOneTraceLog(t *testing.T, stderr string, kafkaWritten int) {
 	ctxLine := regexp.MustCompile(`msg="outgoing trace context".*`).FindString(stderr)
 	require.NotEmpty(t, ctxLine, "the tracer logs its trace-context counts: %s", stderr)
 	t.Log(ctxLine)
-	for k, want := range map[string]int{"kafka_written": kafkaWritten, "kafka_unmatched": 0, "kafka_unsupported": 0, "kafka_too_large": 0, "kafka_application_set": 0} {
+	for k, want := range map[string]int{"kafka_written": kafkaWritten, "kafka_unmatched": 0, "kafka_unsupported": 0, "kafka_too_large": 0, "kafka_write_failed": 0, "kafka_application_set": 0} {
 		m := regexp.MustCompile(`\b` + k + `=(\d+)`).FindStringSubmatch(ctxLine)
 		if assert.NotNil(t, m, "%s in %s", k, ctxLine) {
 			assert.Equal(t, strconv.Itoa(want), m[1], "%s", k)

@@ -33,6 +33,9 @@ func ExePath(pid int) (path, name string, err error) {
 	if errors.Is(err, os.ErrNotExist) {
 		return "", "", fmt.Errorf("pid %d: %w", pid, ErrGone)
 	}
+	if err != nil && errors.Is(err, os.ErrPermission) && os.Geteuid() == 0 {
+		return "", "", fmt.Errorf("pid %d: %w (refused even to root: the process is outside what this tracer may inspect — a kernel thread, a process of another user namespace, or one the system protects such as this machine's pid 1)", pid, err)
+	}
 	if err != nil {
 		return "", "", fmt.Errorf("pid %d: %w (tracing another user's process needs root or CAP_SYS_PTRACE)", pid, err)
 	}

@@ -363,7 +363,7 @@ func TestKafkaRequestsLeftAlone(t *testing.T) {
 	busyReq := kProduce{version: 8, topic: topic, magic: 2, records: one}.encode()
 	assert.Equal(t, busyReq, roundTrip(t, client, server, busyReq), "bytes changed")
 	busyAfter := kafkaStats(t, w)
-	assert.Equal(t, busyBefore.WriteFailed+1, busyAfter.WriteFailed, "counted")
+	assert.Equal(t, busyBefore.KafkaWriteFailed+1, busyAfter.KafkaWriteFailed, "counted")
 	assert.Equal(t, busyBefore.KafkaWritten, busyAfter.KafkaWritten)
 	setBusy(0)
 

@@ -148,11 +148,14 @@ type Stats struct {
 	KafkaUnsupported uint64 // Kafka: a Produce request left alone (compressed, magic != 2, several topics, partitions or batches, too many records or headers); counted once per request
 	KafkaTooLarge    uint64 // Kafka: a Produce request not whole in one write, or over 32 KiB with its headers added; counted once per request
 	KafkaRequests    uint64 // Kafka: Produce requests rewritten (their records given KafkaWritten headers)
+	KafkaWriteFailed uint64 // Kafka: a Produce request left alone because the kernel refused to grow or expose it, or the per-CPU buffer was taken; counted once per request
 }
 
-// NotWritten is the number of requests that left without our traceparent
-// for a reason other than the application's own.
+// NotWritten is the number of HTTP requests and gRPC calls that left
+// without our traceparent for a reason other than the application's own:
+// the counterpart of Written + H2Written. Kafka is counted apart, by
+// record (KafkaWritten, KafkaAppSet, KafkaUnmatched) and by request left
+// alone (KafkaUnsupported, KafkaTooLarge, KafkaWriteFailed).
 func (s Stats) NotWritten() uint64 {
-	return s.TLS + s.Stale + s.LineTooLong + s.NotHTTP1 + s.WriteFailed + s.H2NotWritten + s.Missed +
-		s.KafkaUnmatched + s.KafkaUnsupported + s.KafkaTooLarge
+	return s.TLS + s.Stale + s.LineTooLong + s.NotHTTP1 + s.WriteFailed + s.H2NotWritten + s.Missed
 }

@@ -1169,13 +1169,13 @@ __noinline int kafka_rebuild(struct sk_msg_md *msg)
 	}
 	struct kafka_buf *kb = kafka_buf_of_cpu();
 	if (!kb || bpf_msg_pull_data(msg, 0, size, 0) != 0) {
-		context_count(CONTEXT_WRITE_FAILED);
+		context_count(CONTEXT_KAFKA_WRITE_FAILED);
 		return 1;
 	}
 	struct kmsg_copy mc = {.msg = msg, .kb = kb, .words = size / 8};
 	bpf_loop(size / 8 + size % 8, copy_in_step, &mc, 0);
 	if (mc.bad) {
-		context_count(CONTEXT_WRITE_FAILED);
+		context_count(CONTEXT_KAFKA_WRITE_FAILED);
 		return 1;
 	}
 
@@ -1245,7 +1245,7 @@ __noinline int kafka_rebuild(struct sk_msg_md *msg)
 	kout32(kb, b + RB_CRC, kcrc32c(kb, b + RB_ATTRIBUTES, w.op - (b + RB_ATTRIBUTES)));
 
 	if (bpf_msg_push_data(msg, size, grow, 0) != 0) {
-		context_count(CONTEXT_WRITE_FAILED);
+		context_count(CONTEXT_KAFKA_WRITE_FAILED);
 		return 1;
 	}
 	if (bpf_msg_pull_data(msg, 0, w.op, 0) != 0 || msg->size != w.op || kmsg_byte(msg, w.op - 1) < 0)
@@ -1266,7 +1266,7 @@ __noinline int kafka_rebuild(struct sk_msg_md *msg)
 undo:
 	/* Nothing of the request was overwritten: close the gap. */
 	bpf_msg_pop_data(msg, size, grow, 0);
-	context_count(CONTEXT_WRITE_FAILED);
+	context_count(CONTEXT_KAFKA_WRITE_FAILED);
 	return 1;
 
 unsupported:
@@ -1325,7 +1325,7 @@ __noinline int may_be_kafka(struct sk_msg_md *msg)
  * preempted by another sending task on the same CPU (only migration is
  * disabled), which would share the CPU's kafka_buf: the buffer is taken
  * with a compare-and-swap, and a request that finds it taken goes out as
- * written (write_failed).
+ * written (kafka_write_failed).
  */
 __noinline int inject_kafka(struct sk_msg_md *msg)
 {
@@ -1333,11 +1333,11 @@ __noinline int inject_kafka(struct sk_msg_md *msg)
 		return 0;
 	struct kafka_buf *kb = kafka_buf_of_cpu();
 	if (!kb) {
-		context_count(CONTEXT_WRITE_FAILED);
+		context_count(CONTEXT_KAFKA_WRITE_FAILED);
 		return 1;
 	}
 	if (__sync_val_compare_and_swap(&kb->busy, 0, 1) != 0) {
-		context_count(CONTEXT_WRITE_FAILED);
+		context_count(CONTEXT_KAFKA_WRITE_FAILED);
 		return 1;
 	}
 	kafka_rebuild(msg);

@@ -91,7 +91,7 @@ func (w *Writer) Maps() map[string]*ebpf.Map {
 func (w *Writer) Stats() (Stats, error) {
 	var st Stats
 	fields := []*uint64{&st.Written, &st.AppSet, &st.TLS, &st.Stale, &st.LineTooLong, &st.NotHTTP1, &st.WriteFailed, &st.H2Written, &st.H2NotWritten, &st.Missed,
-		&st.KafkaWritten, &st.KafkaAppSet, &st.KafkaUnmatched, &st.KafkaUnsupported, &st.KafkaTooLarge, &st.KafkaRequests}
+		&st.KafkaWritten, &st.KafkaAppSet, &st.KafkaUnmatched, &st.KafkaUnsupported, &st.KafkaTooLarge, &st.KafkaRequests, &st.KafkaWriteFailed}
 	for i, f := range fields {
 		var perCPU []uint64
 		if err := w.objs.ContextStats.Lookup(uint32(i), &perCPU); err != nil {

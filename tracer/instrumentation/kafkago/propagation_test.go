@@ -214,7 +214,7 @@ func TestProducerWritesTraceparent(t *testing.T) {
 			assert.Equal(t, uint64(4), st.KafkaWritten, "records given a traceparent")
 			assert.Equal(t, uint64(1), st.KafkaAppSet, "records with the application's traceparent")
 			assert.Equal(t, uint64(2), st.KafkaRequests, "Produce requests rewritten: one record, then a batch of three")
-			assert.Zero(t, st.KafkaUnmatched+st.KafkaUnsupported+st.KafkaTooLarge+st.WriteFailed, "records or requests left alone")
+			assert.Zero(t, st.KafkaUnmatched+st.KafkaUnsupported+st.KafkaTooLarge+st.KafkaWriteFailed+st.WriteFailed, "records or requests left alone")
 		})
 	}
 }
@@ -384,7 +384,7 @@ func TestProducerLargeMessages(t *testing.T) {
 			t.Logf("writer: %+v; messages with a traceparent: %d", st, with)
 			assert.Equal(t, uint64(with), st.KafkaWritten)
 			assert.Equal(t, uint64(len(pads)-with), st.KafkaTooLarge, "messages without a traceparent counted as too large")
-			assert.Zero(t, st.KafkaUnmatched+st.KafkaUnsupported+st.WriteFailed)
+			assert.Zero(t, st.KafkaUnmatched+st.KafkaUnsupported+st.KafkaWriteFailed+st.WriteFailed)
 		})
 	}
 }
