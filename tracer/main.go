@@ -21,8 +21,10 @@
 // step that takes more than a second is logged with what it waits for. A
 // process that exits while others are traced (--exe) is detached and
 // flushed at once; nothing of it is held while the others run. A second
-// SIGINT or SIGTERM cuts the flush short: what was not exported is counted
-// as dropped_export_failed and the tracer exits at once.
+// SIGINT or SIGTERM cuts the flush short: the detach still ends (it reads
+// the records already submitted), the exporter gets abortGrace (0.5 s) for
+// the spans in memory, what is not exported then is counted as
+// dropped_export_failed, and the tracer exits.
 //
 // Exit status (docs/tracer.md#exit-status):
 //
@@ -109,6 +111,10 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 const (
 	// flushTimeout bounds the export of a process's last spans.
 	flushTimeout = 5 * time.Second
+	// abortGrace is what is left of the flush after a second signal:
+	// enough for a console exporter or a collector that answers to take
+	// the spans already in memory, short enough to feel immediate.
+	abortGrace = 500 * time.Millisecond
 	// shutdownBudget bounds the whole stop, from the exit or the signal
 	// to the tracer's exit: detach, flush (flushTimeout) and margin.
 	shutdownBudget = 10 * time.Second
@@ -646,8 +652,8 @@ func (t *tracing) run(ctx context.Context, argv []string, pid int, exe string) (
 }
 
 // signals returns a context cancelled by the first SIGINT or SIGTERM (stop
-// tracing, detach, flush) and one cancelled by the second (stop waiting for
-// the flush).
+// tracing, detach, flush) and one cancelled by the second (cut the flush
+// short: abortGrace, see flushContext).
 func signals(log *slog.Logger) (stop, abort context.Context, release func()) {
 	stop, cancelStop := context.WithCancel(context.Background())
 	abort, cancelAbort := context.WithCancel(context.Background())
@@ -657,14 +663,15 @@ func signals(log *slog.Logger) (stop, abort context.Context, release func()) {
 	go func() {
 		select {
 		case sig := <-sigs:
-			log.Info("signal received: stopping; a second one exits without waiting for the flush", "signal", sig.String())
+			log.Info("signal received: stopping; a second one cuts the flush short", "signal", sig.String())
 			cancelStop()
 		case <-done:
 			return
 		}
 		select {
 		case sig := <-sigs:
-			log.Warn("second signal: cutting the flush short (what is not exported is counted as dropped_export_failed, or kept in --spool-dir for the next run)", "signal", sig.String())
+			log.Warn("second signal: cutting the flush short (the exporter gets flush_grace, once detached, for the spans in memory; what is not exported then is counted as dropped_export_failed, or kept in --spool-dir for the next run)",
+				"signal", sig.String(), "flush_grace", abortGrace)
 			cancelAbort()
 		case <-done:
 		}
@@ -761,7 +768,8 @@ type tracing struct {
 	// child.
 	counts *export.Counts
 	buffer export.BufferOptions
-	// abort is cancelled by a second signal: flushes stop at once.
+	// abort is cancelled by a second signal: flushes stop abortGrace
+	// after it, or after they start (flushContext).
 	abort context.Context
 	// kube describes each process's pod; nil outside Kubernetes.
 	kube *kube.Metadata
@@ -975,7 +983,7 @@ func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name strin
 	counts.Add(export.Unsampled, int(rec.NotSampled()))
 	func() {
 		defer target.LogIfSlow(t.log, "flushing spans to the exporter", "pid", pid, "timeout", flushTimeout)()
-		sctx, cancel := context.WithTimeout(t.abort, flushTimeout)
+		sctx, cancel := t.flushContext()
 		defer cancel()
 		if err := tp.Shutdown(sctx); err != nil {
 			if errors.Is(err, export.ErrKeptInSpool) {
@@ -987,6 +995,38 @@ func (t *tracing) trace(ctx context.Context, pid int, p *target.Plan, name strin
 	}()
 	t.log.Info("detached", append([]any{"pid", pid}, counts.Snapshot().Attrs()...)...)
 	return err
+}
+
+// errSecondSignal is why a flush was cut short by a second signal.
+var errSecondSignal = errors.New("second signal")
+
+// flushContext bounds a process's flush: flushTimeout, or abortGrace once
+// a second signal has come, counted from that signal or from the start of
+// the flush if the signal came before (while detaching). The context is
+// never done when returned: the SDK's TracerProvider.Shutdown does not
+// call its span processor's Shutdown with a done context, and the spans
+// left in the processor would be counted as pending for good.
+func (t *tracing) flushContext() (context.Context, context.CancelFunc) {
+	ctx, cancelCause := context.WithCancelCause(context.Background())
+	ctx, cancelTimeout := context.WithTimeout(ctx, flushTimeout)
+	go func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.abort.Done():
+		}
+		grace := time.NewTimer(abortGrace)
+		defer grace.Stop()
+		select {
+		case <-ctx.Done():
+		case <-grace.C:
+			cancelCause(errSecondSignal)
+		}
+	}()
+	return ctx, func() {
+		cancelTimeout()
+		cancelCause(context.Canceled)
+	}
 }
 
 // command starts argv held at its first instruction, attaches, lets it run,
@@ -1050,7 +1090,10 @@ func (t *tracing) resume(ev process.Event) {
 }
 
 // finish waits for a trace told to stop (its process exited, or a signal
-// came) to detach and flush, at most shutdownBudget.
+// came) to detach and flush, at most shutdownBudget. A second signal does
+// not end the wait: it cuts the flushes short (flushContext), and the
+// detach, which reads the records already submitted, ends on its own; so
+// every span is counted by the time the traces are done.
 func (t *tracing) finish(done <-chan error, what string) error {
 	budget := time.NewTimer(shutdownBudget)
 	defer budget.Stop()
@@ -1059,14 +1102,6 @@ func (t *tracing) finish(done <-chan error, what string) error {
 		return err
 	case <-budget.C:
 		return fmt.Errorf("%s: detach and flush still running after %v (see \"still waiting\" above): exiting without them", what, shutdownBudget)
-	case <-t.abort.Done():
-	}
-	// The flushes were cancelled: let them count what they dropped.
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(time.Second):
-		return fmt.Errorf("%s: stopped by a second signal before detach and flush ended", what)
 	}
 }
 
