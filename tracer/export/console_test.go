@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -20,6 +22,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/offsetdb/offsetdb/tracer/export"
+	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/httpconv"
+	"github.com/offsetdb/offsetdb/tracer/spans"
 )
 
 // consoleLines parses out as one JSON object per line.
@@ -73,6 +77,90 @@ func TestConsoleExporterWritesOneJSONObjectPerSpanPerLine(t *testing.T) {
 	assert.Equal(t, "client", child["kind"])
 	assert.Equal(t, map[string]any{"code": "error", "description": "no response"}, child["status"])
 	assert.Equal(t, "http://stock:8080/stock/1", child["attributes"].(map[string]any)["url.full"])
+}
+
+// A panicked handler's span, with a remote parent, as the tracer records
+// it: the console shows its exception event, trace state, remote parent,
+// dropped attribute count and instrumentation scope, as OTLP carries them.
+func TestConsoleExporterShowsEventsAndWhatElseOTLPCarries(t *testing.T) {
+	setEnv(t, map[string]string{"OTEL_TRACES_EXPORTER": "console", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "4"})
+	var out bytes.Buffer
+	tp, err := export.NewTracerProvider(context.Background(), export.Options{ServiceName: "shop", Console: &out})
+	require.NoError(t, err)
+	rec, err := spans.NewRecorder(tp)
+	require.NoError(t, err)
+	ev := rootEvent
+	ev.ParentSpanID = trace.SpanID{9, 9, 9, 9, 9, 9, 9, 9}
+	ev.TraceState = "vendor=a"
+	ev.StatusCode, ev.Panicked = 0, true
+	ev.Exception = &httpconv.Exception{Type: "string", Message: "panicking on", MessageCut: true,
+		Stacktrace: "goroutine 7 [running]:\nmain.handler()"}
+	s, err := ev.Span()
+	require.NoError(t, err)
+	require.Greater(t, len(s.Attributes), 4, "more attributes than the limit")
+	require.NoError(t, rec.Record(&s))
+	require.NoError(t, tp.Shutdown(context.Background()))
+
+	lines := consoleLines(t, out.String())
+	require.Len(t, lines, 1)
+	l := lines[0]
+	assert.Equal(t, map[string]any{"code": "error", "description": "handler panicked"}, l["status"])
+	assert.Equal(t, "0909090909090909", l["parent_span_id"])
+	assert.Equal(t, true, l["parent_is_remote"])
+	assert.Equal(t, "vendor=a", l["trace_state"])
+	assert.Len(t, l["attributes"], 4)
+	assert.Equal(t, float64(len(s.Attributes)-4), l["dropped_attributes_count"])
+	assert.NotContains(t, l, "dropped_events_count")
+	assert.NotContains(t, l, "links", "no links")
+	assert.Equal(t, map[string]any{"name": spans.ScopeName, "schema_url": semconv.SchemaURL}, l["scope"])
+	assert.Equal(t, []any{map[string]any{
+		"name": "exception",
+		"time": rootEvent.End.Format(time.RFC3339Nano),
+		"attributes": map[string]any{
+			"exception.type":       "string",
+			"exception.message":    "panicking on",
+			"exception.stacktrace": "goroutine 7 [running]:\nmain.handler()",
+			"offsetdb.truncated":   []any{"exception.message"},
+		},
+	}}, l["events"])
+}
+
+// Links, dropped counts and the attributes of an event and a link, from
+// SDK spans of any origin.
+func TestConsoleExporterWritesLinksAndDroppedCounts(t *testing.T) {
+	linked := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{7}, SpanID: trace.SpanID{8}})
+	stub := tracetest.SpanStub{
+		Name:        "batch",
+		SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}}),
+		SpanKind:    trace.SpanKindConsumer,
+		StartTime:   time.Unix(0, 0),
+		EndTime:     time.Unix(1, 0),
+		Events: []sdktrace.Event{{Name: "retry", Time: time.Unix(0, 5).In(time.FixedZone("x", 3600)),
+			Attributes: []attribute.KeyValue{attribute.Int("attempt", 2)}, DroppedAttributeCount: 1}},
+		Links: []sdktrace.Link{{SpanContext: linked,
+			Attributes: []attribute.KeyValue{attribute.String("messaging.message.id", "m1")}, DroppedAttributeCount: 3}},
+		DroppedAttributes:    1,
+		DroppedEvents:        2,
+		DroppedLinks:         3,
+		Resource:             resource.NewSchemaless(semconv.ServiceName("stub")),
+		InstrumentationScope: instrumentation.Scope{Name: "lib", Version: "1.2.3"},
+	}
+	var out bytes.Buffer
+	e := export.NewConsoleExporter(&out)
+	require.NoError(t, e.ExportSpans(context.Background(), tracetest.SpanStubs{stub}.Snapshots()))
+	lines := consoleLines(t, out.String())
+	require.Len(t, lines, 1)
+	l := lines[0]
+	assert.Equal(t, []any{map[string]any{"name": "retry", "time": "1970-01-01T00:00:00.000000005Z",
+		"attributes": map[string]any{"attempt": float64(2)}, "dropped_attributes_count": float64(1)}}, l["events"])
+	assert.Equal(t, []any{map[string]any{"trace_id": linked.TraceID().String(), "span_id": linked.SpanID().String(),
+		"attributes": map[string]any{"messaging.message.id": "m1"}, "dropped_attributes_count": float64(3)}}, l["links"])
+	assert.Equal(t, float64(1), l["dropped_attributes_count"])
+	assert.Equal(t, float64(2), l["dropped_events_count"])
+	assert.Equal(t, float64(3), l["dropped_links_count"])
+	assert.Equal(t, map[string]any{"name": "lib", "version": "1.2.3"}, l["scope"])
+	assert.NotContains(t, l, "parent_is_remote")
+	assert.NotContains(t, l, "trace_state")
 }
 
 // pick returns the given keys of a JSON object.

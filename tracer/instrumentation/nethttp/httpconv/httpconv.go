@@ -184,7 +184,8 @@ func addProtocolVersion(s *spans.Span, major, minor int) {
 // one, chunked, is not measured); status is Error for 5xx responses only, since a 4xx
 // is the client's error, not the server's, and for a handler that panicked
 // (error.type "panic", with an "exception" event carrying what was read
-// of the panic: see Exception).
+// of the panic: see Exception). url.query has the values of sensitive
+// parameters replaced by "REDACTED" (see redactQuery).
 func describeServer(ev *HTTPEvent, s *spans.Span) {
 	clearDescription(s)
 	method := addMethod(s, ev.Method)
@@ -197,7 +198,7 @@ func describeServer(ev *HTTPEvent, s *spans.Span) {
 		s.Attributes = append(s.Attributes, semconv.URLPath(ev.Path))
 	}
 	if ev.Query != "" {
-		s.Attributes = append(s.Attributes, semconv.URLQuery(ev.Query))
+		s.Attributes = append(s.Attributes, semconv.URLQuery(redactQuery(ev.Query)))
 	}
 	if ev.UserAgent != "" {
 		s.Attributes = append(s.Attributes, semconv.UserAgentOriginal(ev.UserAgent))
@@ -275,7 +276,9 @@ func exceptionEvent(x *Exception, at time.Time) spans.Event {
 //
 // The name is "{method}": a client knows no route. Status is Error for 4xx
 // and 5xx responses, for codes outside 100-599, and, with the description
-// "no response", when no response arrived (StatusCode 0).
+// "no response", when no response arrived (StatusCode 0). The query in
+// url.full has the values of sensitive parameters replaced by "REDACTED"
+// (see redactQuery).
 func describeClient(ev *HTTPEvent, s *spans.Span) {
 	clearDescription(s)
 	s.Name = addMethod(s, ev.Method)
@@ -285,7 +288,7 @@ func describeClient(ev *HTTPEvent, s *spans.Span) {
 	}
 	full := scheme + "://" + ev.Host + ev.Path
 	if ev.Query != "" {
-		full += "?" + ev.Query
+		full += "?" + redactQuery(ev.Query)
 	}
 	s.Attributes = append(s.Attributes, semconv.URLFull(full))
 	if ev.PathCut || ev.QueryCut {

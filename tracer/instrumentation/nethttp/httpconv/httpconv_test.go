@@ -135,6 +135,28 @@ func TestDescribeFollowsHTTPSemanticConventions(t *testing.T) {
 			},
 		},
 		{
+			name: "server query values of sensitive keys are redacted, also when cut",
+			ev: HTTPEvent{Kind: trace.SpanKindServer, Method: "GET", Path: "/target/q", Query: "sig=abc&AWSAccessKeyId=k&X-Goog-Signature=0123",
+				ProtoMajor: 1, ProtoMinor: 1, StatusCode: 200, QueryCut: true},
+			wantName: "GET",
+			wantAttrs: map[string]any{
+				"http.request.method": "GET", "url.path": "/target/q", "url.query": "sig=REDACTED&AWSAccessKeyId=k&X-Goog-Signature=REDACTED",
+				"url.scheme": "http", "offsetdb.truncated": []string{"url.query"}, "network.protocol.version": "1.1",
+				"http.response.status_code": int64(200),
+			},
+		},
+		{
+			name: "client url.full has the values of sensitive query keys redacted",
+			ev: HTTPEvent{Kind: trace.SpanKindClient, Method: "GET", Scheme: "https", Host: "bucket.s3.example", Path: "/o",
+				Query: "sig=topsecret&X-Amz-Signature=abc&X-Amz-Date=20260101", ProtoMajor: 1, ProtoMinor: 1, StatusCode: 200},
+			wantName: "GET",
+			wantAttrs: map[string]any{
+				"http.request.method": "GET", "url.full": "https://bucket.s3.example/o?sig=REDACTED&X-Amz-Signature=REDACTED&X-Amz-Date=20260101",
+				"server.address": "bucket.s3.example", "server.port": int64(443), "network.protocol.version": "1.1",
+				"http.response.status_code": int64(200),
+			},
+		},
+		{
 			name:     "methods are case-sensitive",
 			ev:       HTTPEvent{Kind: trace.SpanKindServer, Method: "get", Path: "/", Route: "/", StatusCode: 200},
 			wantName: "HTTP /",

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/offsetdb/offsetdb/gobinary"
@@ -27,6 +28,7 @@ import (
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/client"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/httpconv"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/nethttp/server"
+	"github.com/offsetdb/offsetdb/tracer/spans"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
@@ -306,7 +308,8 @@ func TestAttachReportsStatusOfEmptyAndHijackingHandlers(t *testing.T) {
 }
 
 // Paths and queries are read up to 1 KiB each; a longer one is cut at
-// 1 KiB and marked cut.
+// 1 KiB and marked cut. The value of a sensitive query key (sig) cut short
+// is still redacted in url.query.
 func TestAttachReadsLongPathsAndMarksCutOnes(t *testing.T) {
 	uprobetest.RequireBPF(t)
 	buildTarget(t)
@@ -314,7 +317,8 @@ func TestAttachReadsLongPathsAndMarksCutOnes(t *testing.T) {
 	fits := "/long/" + strings.Repeat("f", 1000)  // 1006 bytes
 	cut := "/long/" + strings.Repeat("c", 1100)   // 1106 bytes
 	fitsQuery := "q=" + strings.Repeat("1", 1022) // 1024 bytes
-	cutQuery := "q=" + strings.Repeat("2", 2000)  // 2002 bytes
+	// 2007 bytes, cut in the value of sig:
+	cutQuery := "q=" + strings.Repeat("2", 1000) + "&sig=" + strings.Repeat("s", 1000)
 	require.Equal(t, http.StatusOK, send(t, "http://"+addr+fits+"?"+fitsQuery))
 	require.Equal(t, http.StatusOK, send(t, "http://"+addr+cut+"?"+cutQuery))
 	require.Equal(t, http.StatusOK, send(t, "http://"+addr+cut))
@@ -326,6 +330,9 @@ func TestAttachReadsLongPathsAndMarksCutOnes(t *testing.T) {
 	assert.Equal(t, cut[:1024], evs[1].Path)
 	assert.Equal(t, cutQuery[:1024], evs[1].Query)
 	assert.True(t, evs[1].PathCut && evs[1].QueryCut)
+	var described spans.Span
+	require.NoError(t, httpconv.Describe(&evs[1], &described))
+	assert.Contains(t, described.Attributes, semconv.URLQuery(cutQuery[:len("q=")+1000+len("&sig=")]+"REDACTED"))
 	assert.Equal(t, cut[:1024], evs[2].Path)
 	assert.Empty(t, evs[2].Query)
 	assert.True(t, evs[2].PathCut)
