@@ -149,8 +149,9 @@ struct server_span {
 
 /*
  * Server requests in progress, by goroutine. LRU, so that entries whose
- * end no probe saw (a goroutine that never returned, a probe that failed
- * to attach) are evicted rather than filling the map; the cost is that
+ * end no probe saw (a handler that called runtime.Goexit: its goroutine
+ * never returns from (*conn).serve; an optional probe that did not
+ * attach) are evicted rather than filling the map; the cost is that
  * beyond 8192 requests in progress at once the oldest lose their span. LRU
  * maps are preallocated: 23.6 MiB (2.9 KiB an entry, most of it the
  * 1 KiB path and query buffers; TestServerMapsKernelMemory).
