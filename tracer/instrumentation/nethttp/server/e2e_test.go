@@ -217,7 +217,8 @@ func byPath(evs []httpconv.HTTPEvent, kind trace.SpanKind, path string) []httpco
 
 // A handler that panics (after a client call) yields its server span, with
 // the panic and no status, and the client call it made keeps it as parent;
-// a panic with http.ErrAbortHandler yields no span. The requests after them
+// a panic with http.ErrAbortHandler, which net/http does not log, yields a
+// span too, panicked, without status or exception. The requests after them
 // on the same goroutines are traced as usual.
 func TestAttachEndsSpanOfPanickingHandler(t *testing.T) {
 	uprobetest.RequireBPF(t)
@@ -232,9 +233,16 @@ func TestAttachEndsSpanOfPanickingHandler(t *testing.T) {
 				assert.Equal(t, http.StatusOK, send(t, "http://"+addr+"/backend"))
 			}
 			// Per /panic: its span, its client call and the backend's span;
-			// per /backend: its span.
-			evs := wait(4 * n)
-			assert.Empty(t, byPath(evs, trace.SpanKindServer, "/abort"), "span of a handler aborted with http.ErrAbortHandler")
+			// per /abort and /backend: its span.
+			evs := wait(5 * n)
+			aborts := byPath(evs, trace.SpanKindServer, "/abort")
+			assert.Len(t, aborts, n, "spans of a handler aborted with http.ErrAbortHandler")
+			for _, ev := range aborts {
+				assert.True(t, ev.Panicked, "/abort")
+				assert.Nil(t, ev.Exception, "/abort: not logged")
+				assert.Zero(t, ev.StatusCode, "/abort")
+				assert.Equal(t, "/abort", ev.Route)
+			}
 			panics := byPath(evs, trace.SpanKindServer, "/panic")
 			require.Len(t, panics, n)
 			bySpan := make(map[trace.SpanID]httpconv.HTTPEvent)

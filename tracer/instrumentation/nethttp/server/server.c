@@ -32,7 +32,9 @@
  * mark to an HTTP/2 connection and h2_run_entry* to its streams.
  *
  * A handler that panics never returns: server_panic ends its span where
- * net/http logs the recovered panic.
+ * net/http logs the recovered panic; conn_serve_return ends that of an
+ * HTTP/1.x handler that panicked with http.ErrAbortHandler, which net/http
+ * recovers without logging, when the connection's (*conn).serve returns.
  *
  * The HTTP/1.x status is read from *net/http.response, which rw is for
  * HTTP/1.x only: 200 when the handler wrote nothing, none when it hijacked
@@ -147,8 +149,9 @@ struct server_span {
 
 /*
  * Server requests in progress, by goroutine. LRU, so that entries whose
- * return probe never ran (a handler that panicked with http.ErrAbortHandler
- * over HTTP/1.x) are evicted rather than filling the map; the cost is that
+ * end no probe saw (a handler that called runtime.Goexit: its goroutine
+ * never returns from (*conn).serve; an optional probe that did not
+ * attach) are evicted rather than filling the map; the cost is that
  * beyond 8192 requests in progress at once the oldest lose their span. LRU
  * maps are preallocated: 23.6 MiB (2.9 KiB an entry, most of it the
  * 1 KiB path and query buffers; TestServerMapsKernelMemory).
@@ -792,6 +795,48 @@ int h2_run_return(void *ctx)
 }
 
 /*
+ * conn_serve_return runs at every RET of net/http's
+ *
+ *     func (c *conn) serve(ctx context.Context)
+ *
+ * which serves an HTTP/1.x connection on its goroutine, that of the
+ * connection's handlers: it returns when the connection is done. A span
+ * of the goroutine still in server_spans then is the request whose
+ * handler panicked with http.ErrAbortHandler: serve's deferred function
+ * recovers it without logging (no server_panic), closes the connection
+ * and serve returns normally. Its span ends as a panic without an
+ * exception, as h2_run_return ends an HTTP/2 one, with no status (the
+ * client got no answer). Every other request's span is gone by then:
+ * ended by server_return (a handler that returned, also one that
+ * hijacked the connection) or by server_panic (a logged panic); the
+ * request through which h2c took the connection over and the "PRI *"
+ * preface (dropped) are no requests: deleted without a span. An HTTP/2
+ * stream's span (on another goroutine) is left to h2_run_return. The
+ * goroutine ends here: its TLS mark goes with it.
+ */
+SEC("uprobe/net_http_conn_serve_return")
+int conn_serve_return(void *ctx)
+{
+	struct go_regs *regs = ctx;
+	struct goroutine g;
+	if (!current_goroutine(regs, off_g_goid, &g))
+		return 0;
+	bpf_map_delete_elem(&tls_goroutines, &g); /* the goroutine ends here */
+	struct server_span *s = bpf_map_lookup_elem(&server_spans, &g);
+	if (!s || s->h2)
+		return 0;
+	if (s->dropped) {
+		/* Inactive already (h2_serve_conn; the preface never was). */
+		response_hijacked(g.tgid, s->rw, 0);
+		bpf_map_delete_elem(&server_spans, &g);
+		return 0;
+	}
+	s->ev.outcome = OUTCOME_PANIC;
+	server_finish(&g, s);
+	return 0;
+}
+
+/*
  * h2_serve_conn runs at the entry of an HTTP/2 server's ServeConn (x/net's
  * (*Server).ServeConn or serveConn; internal/http2's, Go 1.27+). Called
  * inside a handler, as golang.org/x/net/http2/h2c does for a connection it
@@ -911,9 +956,9 @@ static const char panic_prefix_http2[PANIC_PREFIX_LEN] = "http2: panic serving";
  * read_panic read of the panic (struct panic_event). Every other
  * message these functions log (a superfluous WriteHeader, a TLS handshake
  * error, ...) is told apart by its format. A panic with
- * http.ErrAbortHandler is not logged: over HTTP/1.x its span is lost; over
- * net/http's HTTP/2 h2_run_return ends it as a panic; over x/net's it ends
- * as if the handler had returned.
+ * http.ErrAbortHandler is not logged: over HTTP/1.x conn_serve_return ends
+ * its span as a panic; over net/http's HTTP/2 h2_run_return does; over
+ * x/net's it ends as if the handler had returned.
  */
 SEC("uprobe/net_http_Server_logf")
 int server_panic(void *ctx)

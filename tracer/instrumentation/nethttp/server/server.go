@@ -21,7 +21,11 @@
 // with error status and an "exception" event: the stack trace net/http
 // logged and the panic value's type word, read from logf's arguments
 // through the Go ABI alone; user space names the type from the binary
-// (symbols and DWARF) and keeps a string value as the message. While the handler runs the span is the goroutine's
+// (symbols and DWARF) and keeps a string value as the message. A panic
+// with http.ErrAbortHandler is recovered without logging: its span ends,
+// with error status and no exception, at the RET of the HTTP/2 server's
+// runHandler, or over HTTP/1.x at that of the connection's (*conn).serve,
+// on the handler's goroutine. While the handler runs the span is the goroutine's
 // active span (bpf/context.h), so that client instrumentations (net/http,
 // gRPC) make the handler's outgoing calls its children.
 //
@@ -134,6 +138,10 @@ func Instrumentation() uprobe.Instrumentation {
 			{Symbol: panicLogf[1], Entry: "server_panic", Versions: "<go1.27", Optional: true, StackABI: true}, // bundled HTTP/2
 			{Symbol: panicLogf[2], Entry: "server_panic", Versions: ">=go1.27", Optional: true},
 			{Symbol: panicLogf[3], Entry: "server_panic", Optional: true, StackABI: true},
+			// A handler that panicked with http.ErrAbortHandler, which
+			// net/http recovers without logging: its HTTP/1.x span ends
+			// when the connection's goroutine leaves (*conn).serve.
+			{Symbol: "net/http.(*conn).serve", Return: "conn_serve_return", Optional: true, StackABI: true},
 			// The pattern each ServeMux matched, from findHandler's
 			// results: also the one a mux behind r.WithContext
 			// middleware or another mux matched (bpf/route.h).

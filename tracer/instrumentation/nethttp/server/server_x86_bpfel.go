@@ -150,6 +150,7 @@ const (
 	serverMapTlsConns                      = "tls_conns"
 	serverMapTlsGoroutines                 = "tls_goroutines"
 	serverMapTlsItabs                      = "tls_itabs"
+	serverProgConnServeReturn              = "conn_serve_return"
 	serverProgH2RunEntry                   = "h2_run_entry"
 	serverProgH2RunEntryInternal           = "h2_run_entry_internal"
 	serverProgH2RunEntryXnet               = "h2_run_entry_xnet"
@@ -253,6 +254,7 @@ type serverSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverProgramSpecs struct {
+	ConnServeReturn    *ebpf.ProgramSpec `ebpf:"conn_serve_return"`
 	H2RunEntry         *ebpf.ProgramSpec `ebpf:"h2_run_entry"`
 	H2RunEntryInternal *ebpf.ProgramSpec `ebpf:"h2_run_entry_internal"`
 	H2RunEntryXnet     *ebpf.ProgramSpec `ebpf:"h2_run_entry_xnet"`
@@ -445,6 +447,7 @@ type serverVariables struct {
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverPrograms struct {
+	ConnServeReturn    *ebpf.Program `ebpf:"conn_serve_return"`
 	H2RunEntry         *ebpf.Program `ebpf:"h2_run_entry"`
 	H2RunEntryInternal *ebpf.Program `ebpf:"h2_run_entry_internal"`
 	H2RunEntryXnet     *ebpf.Program `ebpf:"h2_run_entry_xnet"`
@@ -462,6 +465,7 @@ type serverPrograms struct {
 
 func (p *serverPrograms) Close() error {
 	return _ServerClose(
+		p.ConnServeReturn,
 		p.H2RunEntry,
 		p.H2RunEntryInternal,
 		p.H2RunEntryXnet,

@@ -68,6 +68,12 @@ func handlers() http.Handler {
 		get("http://" + backend + "/backend")
 		panic("h2svc: handler panics")
 	})
+	// /abort/ calls the backend, then panics with http.ErrAbortHandler,
+	// which net/http recovers without logging.
+	mux.HandleFunc("/abort/", func(w http.ResponseWriter, r *http.Request) {
+		get("http://" + backend + "/backend")
+		panic(http.ErrAbortHandler)
+	})
 	mux.HandleFunc("/writepanic/", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		w.Write([]byte("partial"))
