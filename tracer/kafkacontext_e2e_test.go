@@ -3,9 +3,7 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/kafkago/kafkatest"
+	"github.com/offsetdb/offsetdb/tracer/internal/proctest"
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
 
@@ -37,20 +36,7 @@ func TestKafkaTraceContextThroughTheTracer(t *testing.T) {
 	w := startWatch(t, "kafkasvc-e2e")
 
 	cmd := exec.Command(bin, "serve", "-http", "127.0.0.1:0", "-broker", broker, "-topic", "orders", "-batch-size", "100")
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	sc := bufio.NewScanner(stdout)
-	addr := ""
-	for addr == "" && sc.Scan() {
-		addr, _ = strings.CutPrefix(sc.Text(), "http ")
-	}
-	require.NotEmpty(t, addr)
-	go io.Copy(io.Discard, stdout)
+	addr := proctest.Serve(t, cmd, "http ", "kafkasvc serve")
 	w.waitLog(t, fmt.Sprintf("msg=attached pid=%d", cmd.Process.Pid))
 
 	for _, q := range []string{"id=1", "id=2&n=3"} {

@@ -3,10 +3,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +22,7 @@ import (
 
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/databasesql/dbtest"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/kafkago/kafkatest"
+	"github.com/offsetdb/offsetdb/tracer/internal/proctest"
 	"github.com/offsetdb/offsetdb/tracer/otlptest"
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
@@ -76,21 +75,8 @@ func runOneTrace(t *testing.T, n int, flags ...string) oneTraceRun {
 	w := startWatchFlags(t, "onetrace-*", flags)
 
 	cmd := exec.Command(svc, append([]string{"serve", "-http", "127.0.0.1:0", "-broker", broker, "-topic", "requests"}, srv.Flags()...)...)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
 	cmd.Stderr = os.Stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	sc := bufio.NewScanner(stdout)
-	addr := ""
-	for addr == "" && sc.Scan() {
-		addr, _ = strings.CutPrefix(sc.Text(), "http ")
-	}
-	require.NotEmpty(t, addr, "dbsvc serve did not say where it listens")
-	go io.Copy(io.Discard, stdout)
+	addr := proctest.Serve(t, cmd, "http ", "dbsvc serve")
 	w.waitLog(t, fmt.Sprintf("msg=attached pid=%d", cmd.Process.Pid))
 
 	consumer := exec.Command(consumerBin, "consume", "-broker", broker, "-topic", "requests", "-group", "onetrace", "-n", strconv.Itoa(n))

@@ -3,7 +3,6 @@
 package kafkago_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/databasesql/dbtest"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/kafkago/kafkatest"
+	"github.com/offsetdb/offsetdb/tracer/internal/proctest"
 	"github.com/offsetdb/offsetdb/tracer/propagation"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
@@ -27,21 +27,7 @@ import (
 // messages, so that the messages of one call leave in one record batch.
 func serveBatched(t *testing.T, bin, broker, topic string) string {
 	cmd := exec.Command(bin, "serve", "-http", "127.0.0.1:0", "-broker", broker, "-topic", topic, "-batch-size", "100")
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	sc := bufio.NewScanner(stdout)
-	addr := ""
-	for addr == "" && sc.Scan() {
-		addr, _ = strings.CutPrefix(sc.Text(), "http ")
-	}
-	require.NotEmpty(t, addr)
-	go io.Copy(io.Discard, stdout)
-	return addr
+	return proctest.Serve(t, cmd, "http ", "kafkasvc serve")
 }
 
 // consumed is one message kafkasvc consume printed.

@@ -3,7 +3,6 @@
 package routes_test
 
 import (
-	"bufio"
 	"debug/buildinfo"
 	_ "embed"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/databasesql/dbtest"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/routes"
+	"github.com/offsetdb/offsetdb/tracer/internal/proctest"
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
 
@@ -151,22 +151,8 @@ func (t target) build(tb testing.TB) string {
 
 func serve(t *testing.T, bin string) string {
 	cmd := exec.Command(bin)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
 	cmd.Stderr = io.Discard // the panicking handler's stack
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	sc := bufio.NewScanner(stdout)
-	addr := ""
-	for addr == "" && sc.Scan() {
-		addr, _ = strings.CutPrefix(sc.Text(), "http ")
-	}
-	require.NotEmpty(t, addr)
-	go io.Copy(io.Discard, stdout)
-	return addr
+	return proctest.Serve(t, cmd, "http ", "the router service")
 }
 
 // A traceparent sent with one request of each service: its span must

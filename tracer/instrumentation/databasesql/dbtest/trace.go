@@ -1,14 +1,11 @@
 package dbtest
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +18,7 @@ import (
 	"github.com/offsetdb/offsetdb"
 	"github.com/offsetdb/offsetdb/offsets"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation"
+	"github.com/offsetdb/offsetdb/tracer/internal/proctest"
 	"github.com/offsetdb/offsetdb/tracer/resolve"
 	"github.com/offsetdb/offsetdb/tracer/target"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
@@ -66,22 +64,8 @@ func Setup(t *testing.T, bin string, s Servers) {
 // Serve starts `dbsvc serve` and returns its HTTP address.
 func Serve(t *testing.T, bin string, s Servers) string {
 	cmd := exec.Command(bin, append([]string{"serve", "-http", "127.0.0.1:0"}, s.flags()...)...)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
 	cmd.Stderr = os.Stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	sc := bufio.NewScanner(stdout)
-	addr := ""
-	for addr == "" && sc.Scan() {
-		addr, _ = strings.CutPrefix(sc.Text(), "http ")
-	}
-	require.NotEmpty(t, addr, "dbsvc serve did not say where it listens")
-	go io.Copy(io.Discard, stdout)
-	return addr
+	return proctest.Serve(t, cmd, "http ", "dbsvc serve")
 }
 
 // Span is what the tests keep of a decoded span.

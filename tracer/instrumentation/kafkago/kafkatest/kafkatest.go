@@ -8,17 +8,16 @@
 package kafkatest
 
 import (
-	"bufio"
 	"debug/buildinfo"
 	_ "embed"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/databasesql/dbtest"
+	"github.com/offsetdb/offsetdb/tracer/internal/proctest"
 )
 
 var (
@@ -120,25 +119,5 @@ require (
 func StartBroker(t *testing.T, topics ...string) string {
 	bin := dbtest.BuildProgram(t, "kafkabroker", brokerSource, brokerGoMod, "go1.27.4", false, nil)
 	cmd := exec.Command(bin, "-topics", strings.Join(topics, ","))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	sc := bufio.NewScanner(stdout)
-	addr := ""
-	for addr == "" && sc.Scan() {
-		addr, _ = strings.CutPrefix(sc.Text(), "broker ")
-	}
-	if addr == "" {
-		t.Fatal("kafkabroker did not say where it listens")
-	}
-	go io.Copy(io.Discard, stdout)
-	return addr
+	return proctest.Serve(t, cmd, "broker ", "kafkabroker")
 }
