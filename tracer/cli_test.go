@@ -52,6 +52,8 @@ func TestCLIRejectsBadSettingsNamingThem(t *testing.T) {
 	}{
 		{"no mode", nil, nil, "give exactly one of -- CMD, --pid or --exe"},
 		{"two modes", []string{"--pid", "1", "--exe", "x"}, nil, "give exactly one"},
+		{"bad boolean", []string{"--context-propagation=maybe", "--pid", "1"}, nil, `tracer: invalid setting: invalid boolean value "maybe" for -context-propagation`},
+		{"unknown flag", []string{"--nosuch", "--pid", "1"}, nil, "tracer: invalid setting: flag provided but not defined: -nosuch"},
 		{"bad glob", []string{"--exe", "["}, nil, `--exe "[": syntax error in pattern`},
 		{"exe twice", []string{"--exe", "a", "--exe", "b"}, nil, `-exe: given twice ("a", then "b")`},
 		{"misspelt discovery key", []string{"--discovery", writeFile(t, "discovery:\n  services:\n    - exe_paht: \"*/x\"\n")}, nil, `discovery configuration: unknown field "exe_paht"`},

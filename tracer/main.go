@@ -93,18 +93,22 @@ const (
 	exitPrivileges    = 4
 )
 
-// errReported wraps a flag parsing error that the flag package has already
-// printed with the usage: run exits 2 without printing it again.
-var errReported = errors.New("reported")
-
-// parseFlags parses args into fs, marking errors the flag package has
-// already printed.
+// parseFlags parses args into fs. A bad flag is a setting error, one line
+// like the others, not the flag package's message followed by the whole
+// usage; -h prints the usage.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		return fmt.Errorf("%w: %w", errReported, err)
+	fs.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
+		return err
+	case err != nil:
+		return fmt.Errorf("%w: %w (tracer help lists the flags)", errBadSetting, err)
 	}
-	return err
+	return nil
 }
 
 // The stop budget, described in the package documentation.
@@ -323,8 +327,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
-	case errors.Is(err, errReported):
-		return exitUsage
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "tracer: %v\n%s\n", err, strings.SplitN(usage, "\n\n", 2)[0])
 		return exitUsage
@@ -428,7 +430,7 @@ type traceSettings struct {
 func traceFlags(w io.Writer) (*flag.FlagSet, *traceSettings) {
 	fs := flag.NewFlagSet("tracer", flag.ContinueOnError)
 	fs.SetOutput(w)
-	fs.Usage = func() { fmt.Fprintln(w, usage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage); fs.PrintDefaults() }
 	var s traceSettings
 	s.register(fs)
 	fs.IntVar(&s.pid, "pid", 0, "trace the running process with this PID")
@@ -655,7 +657,7 @@ func (t *tracing) run(ctx context.Context, argv []string, pid int, exe string) (
 // tracing, detach, flush) and one cancelled by the second (cut the flush
 // short: abortGrace, see flushContext).
 func signals(log *slog.Logger) (stop, abort context.Context, release func()) {
-	stop, cancelStop := context.WithCancel(context.Background())
+	stop, cancelStop := context.WithCancelCause(context.Background())
 	abort, cancelAbort := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -664,7 +666,7 @@ func signals(log *slog.Logger) (stop, abort context.Context, release func()) {
 		select {
 		case sig := <-sigs:
 			log.Info("signal received: stopping; a second one cuts the flush short", "signal", sig.String())
-			cancelStop()
+			cancelStop(stopSignal{sig})
 		case <-done:
 			return
 		}
@@ -679,10 +681,16 @@ func signals(log *slog.Logger) (stop, abort context.Context, release func()) {
 	return stop, abort, func() {
 		signal.Stop(sigs)
 		close(done)
-		cancelStop()
+		cancelStop(nil)
 		cancelAbort()
 	}
 }
+
+// stopSignal is the cause of the stop context when a signal ended it: the
+// signal, which `tracer -- CMD` passes on to CMD.
+type stopSignal struct{ sig os.Signal }
+
+func (s stopSignal) Error() string { return "stopped by " + s.sig.String() }
 
 // logStats logs the tracer's span counts every interval while they change,
 // until the returned function is called.
@@ -1106,8 +1114,9 @@ func (t *tracing) finish(done <-chan error, what string) error {
 }
 
 // wait waits for the child and returns its exit code. On a signal to the
-// tracer it stops the child (SIGTERM, then SIGKILL after 5s) and returns 0:
-// the user asked for the stop.
+// tracer it passes that signal on to the child (SIGTERM when the stop had
+// another cause), then SIGKILL after 5 s or at a second signal, and
+// returns 0: the user asked for the stop.
 func (t *tracing) wait(ctx context.Context, child *process.Child) int {
 	exited := make(chan int, 1)
 	go func() {
@@ -1119,8 +1128,13 @@ func (t *tracing) wait(ctx context.Context, child *process.Child) int {
 		return code
 	case <-ctx.Done():
 	}
-	t.log.Info("stopping the traced program", "pid", child.PID)
-	child.Cmd.Process.Signal(syscall.SIGTERM)
+	var sig os.Signal = syscall.SIGTERM
+	var cause stopSignal
+	if errors.As(context.Cause(ctx), &cause) {
+		sig = cause.sig
+	}
+	t.log.Info("stopping the traced program", "pid", child.PID, "signal", sig.String())
+	child.Cmd.Process.Signal(sig)
 	select {
 	case <-exited:
 	case <-time.After(5 * time.Second):
