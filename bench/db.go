@@ -205,15 +205,17 @@ func (h *harness) db(ctx context.Context) (*DB, error) {
 	return d, nil
 }
 
-// dbsvcVersions says which library and Go releases dbsvc was built with.
-func dbsvcVersions(path string) string {
+// depVersions says which releases of modules, and which Go, the binary
+// at path was built with: "lib/pq v1.10.9, go1.26.8", each module without
+// its "github.com/".
+func depVersions(path string, modules ...string) string {
 	bi, err := buildinfo.ReadFile(path)
 	if err != nil {
 		return "?"
 	}
 	var vs []string
 	for _, d := range bi.Deps {
-		for _, m := range []string{"github.com/lib/pq", "github.com/go-sql-driver/mysql", "github.com/jackc/pgx/v5", "github.com/redis/go-redis/v9"} {
+		for _, m := range modules {
 			if d.Path == m {
 				vs = append(vs, strings.TrimPrefix(m, "github.com/")+" "+d.Version)
 			}
@@ -222,26 +224,38 @@ func dbsvcVersions(path string) string {
 	return strings.Join(append(vs, bi.GoVersion), ", ")
 }
 
+// dbsvcVersions says which library and Go releases dbsvc was built with.
+func dbsvcVersions(path string) string {
+	return depVersions(path, "github.com/lib/pq", "github.com/go-sql-driver/mysql", "github.com/jackc/pgx/v5", "github.com/redis/go-redis/v9")
+}
+
 // buildDBSvc builds the database test service (package dbtest's dbsvc)
 // with the Go on PATH, from the module proxy.
 func (h *harness) buildDBSvc(ctx context.Context) (string, error) {
-	src := filepath.Join(h.work, "dbsvc-src")
+	return h.buildProgram(ctx, "dbsvc", dbtest.Source(), dbTarget.GoMod(), fmt.Sprintf("the libraries of %s", dbTarget))
+}
+
+// buildProgram builds the one-file program source, with goMod as its
+// go.mod, with the Go on PATH and from the module proxy, into bin/name
+// of the work directory; what says what it is built with, for the log.
+func (h *harness) buildProgram(ctx context.Context, name string, source []byte, goMod, what string) (string, error) {
+	src := filepath.Join(h.work, name+"-src")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(src, "main.go"), dbtest.Source(), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(src, "main.go"), source, 0o644); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte(dbTarget.GoMod()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte(goMod), 0o644); err != nil {
 		return "", err
 	}
-	bin := filepath.Join(h.work, "bin", "dbsvc")
-	h.logf("db: building dbsvc (the libraries of %s, with the Go on PATH)", dbTarget)
+	bin := filepath.Join(h.work, "bin", name)
+	h.logf("db: building %s (%s, with the Go on PATH)", name, what)
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build dbsvc: %w: %s", err, out)
+		return "", fmt.Errorf("build %s: %w: %s", name, err, out)
 	}
 	return bin, nil
 }
@@ -341,43 +355,13 @@ require (
 // buildKafkaLoad builds kafkaload with the Go on PATH, from the module
 // proxy.
 func (h *harness) buildKafkaLoad(ctx context.Context) (string, error) {
-	src := filepath.Join(h.work, "kafkaload-src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(src, "main.go"), kafkaloadSource, 0o644); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte(kafkaloadGoMod), 0o644); err != nil {
-		return "", err
-	}
-	bin := filepath.Join(h.work, "bin", "kafkaload")
-	h.logf("db: building kafkaload (kafka-go and kfake, with the Go on PATH)")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build kafkaload: %w: %s", err, out)
-	}
-	return bin, nil
+	return h.buildProgram(ctx, "kafkaload", kafkaloadSource, kafkaloadGoMod, "kafka-go and kfake")
 }
 
 // kafkaloadVersions says which kafka-go, franz-go and Go releases
 // kafkaload was built with.
 func kafkaloadVersions(path string) string {
-	bi, err := buildinfo.ReadFile(path)
-	if err != nil {
-		return "?"
-	}
-	var vs []string
-	for _, d := range bi.Deps {
-		for _, m := range []string{"github.com/segmentio/kafka-go", "github.com/twmb/franz-go"} {
-			if d.Path == m {
-				vs = append(vs, strings.TrimPrefix(m, "github.com/")+" "+d.Version)
-			}
-		}
-	}
-	return strings.Join(append(vs, bi.GoVersion), ", ")
+	return depVersions(path, "github.com/segmentio/kafka-go", "github.com/twmb/franz-go")
 }
 
 // kafkaBroker is a running `kafkaload broker`: a process of its own, so
