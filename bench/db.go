@@ -260,7 +260,8 @@ func (h *harness) buildProgram(ctx context.Context, name string, source []byte, 
 	return bin, nil
 }
 
-// dbLoad is a running `dbsvc load`, idle between runs.
+// dbLoad is a running `dbsvc load` or `kafkaload load`, idle between
+// runs, or a `kafkaload broker`: a program its standard input drives.
 type dbLoad struct {
 	svc *service
 	in  io.WriteCloser
@@ -275,27 +276,39 @@ type dbLoadRun struct {
 // startDBLoad starts `dbsvc load`: the process the tracer attaches to, as
 // a service (it says "listening on -" once connected).
 func startDBLoad(bin string, workers int, flags []string) (*service, *dbLoad, error) {
-	cmd := exec.Command(bin, append([]string{"load", "-workers", strconv.Itoa(workers)}, flags...)...)
+	l, _, err := startPiped(bin, append([]string{"load", "-workers", strconv.Itoa(workers)}, flags...), "listening on ", "dbsvc load")
+	if err != nil {
+		return nil, nil, err
+	}
+	return l.svc, l, nil
+}
+
+// startPiped starts bin with args and its standard input a pipe (closing
+// it ends the program: dbLoad.stop), and returns what follows prefix on the
+// first line of its output, which must begin with it. name names the
+// program in errors.
+func startPiped(bin string, args []string, prefix, name string) (*dbLoad, string, error) {
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start dbsvc load: %w", err)
+		return nil, "", fmt.Errorf("start %s: %w", name, err)
 	}
 	svc := &service{cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(svc.done) }()
 	sc := bufio.NewScanner(out)
-	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "listening on ") {
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), prefix) {
 		svc.stop()
-		return nil, nil, fmt.Errorf("dbsvc load did not start: %q", sc.Text())
+		return nil, "", fmt.Errorf("%s did not start: %q", name, sc.Text())
 	}
-	return svc, &dbLoad{svc: svc, in: in, out: sc}, nil
+	return &dbLoad{svc: svc, in: in, out: sc}, strings.TrimPrefix(sc.Text(), prefix), nil
 }
 
 var dbLoadLine = regexp.MustCompile(`^calls=(\d+) errors=(\d+) seconds=([\d.]+)$`)
@@ -364,49 +377,20 @@ func kafkaloadVersions(path string) string {
 	return depVersions(path, "github.com/segmentio/kafka-go", "github.com/twmb/franz-go")
 }
 
-// kafkaBroker is a running `kafkaload broker`: a process of its own, so
-// that the traced load process does only the client's work (in it, the
-// broker's CPU would count as the client's, and its writes would pass
-// the context writer's socket program as a kafka-go process's).
-type kafkaBroker struct {
-	cmd  *exec.Cmd
-	in   io.WriteCloser
-	done chan struct{}
-}
-
-func startKafkaBroker(bin string) (*kafkaBroker, string, error) {
-	cmd := exec.Command(bin, "broker")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
+// startKafkaBroker starts `kafkaload broker` and returns it with its
+// address: a process of its own, so that the traced load process does
+// only the client's work (in it, the broker's CPU would count as the
+// client's, and its writes would pass the context writer's socket program
+// as a kafka-go process's). stop closes its stdin (it exits) and kills it
+// if it has not within 5 s.
+func startKafkaBroker(bin string) (*dbLoad, string, error) {
+	b, addr, err := startPiped(bin, []string{"broker"}, "broker ", "kafkaload broker")
 	if err != nil {
 		return nil, "", err
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("start kafkaload broker: %w", err)
-	}
-	b := &kafkaBroker{cmd: cmd, in: in, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(b.done) }()
-	sc := bufio.NewScanner(out)
-	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "broker ") {
-		b.stop()
-		return nil, "", fmt.Errorf("kafkaload broker did not start: %q", sc.Text())
-	}
-	go io.Copy(io.Discard, out)
-	return b, strings.TrimPrefix(sc.Text(), "broker "), nil
-}
-
-// stop closes the broker's stdin (it exits) and kills it if it has not
-// within 5 s.
-func (b *kafkaBroker) stop() {
-	b.in.Close()
-	select {
-	case <-b.done:
-	case <-time.After(5 * time.Second):
-		b.cmd.Process.Kill()
-		<-b.done
-	}
+	go func() {
+		for b.out.Scan() { // the rest of its output, unread
+		}
+	}()
+	return b, addr, nil
 }
