@@ -205,15 +205,17 @@ func (h *harness) db(ctx context.Context) (*DB, error) {
 	return d, nil
 }
 
-// dbsvcVersions says which library and Go releases dbsvc was built with.
-func dbsvcVersions(path string) string {
+// depVersions says which releases of modules, and which Go, the binary
+// at path was built with: "lib/pq v1.10.9, go1.26.8", each module without
+// its "github.com/".
+func depVersions(path string, modules ...string) string {
 	bi, err := buildinfo.ReadFile(path)
 	if err != nil {
 		return "?"
 	}
 	var vs []string
 	for _, d := range bi.Deps {
-		for _, m := range []string{"github.com/lib/pq", "github.com/go-sql-driver/mysql", "github.com/jackc/pgx/v5", "github.com/redis/go-redis/v9"} {
+		for _, m := range modules {
 			if d.Path == m {
 				vs = append(vs, strings.TrimPrefix(m, "github.com/")+" "+d.Version)
 			}
@@ -222,31 +224,44 @@ func dbsvcVersions(path string) string {
 	return strings.Join(append(vs, bi.GoVersion), ", ")
 }
 
+// dbsvcVersions says which library and Go releases dbsvc was built with.
+func dbsvcVersions(path string) string {
+	return depVersions(path, "github.com/lib/pq", "github.com/go-sql-driver/mysql", "github.com/jackc/pgx/v5", "github.com/redis/go-redis/v9")
+}
+
 // buildDBSvc builds the database test service (package dbtest's dbsvc)
 // with the Go on PATH, from the module proxy.
 func (h *harness) buildDBSvc(ctx context.Context) (string, error) {
-	src := filepath.Join(h.work, "dbsvc-src")
+	return h.buildProgram(ctx, "dbsvc", dbtest.Source(), dbTarget.GoMod(), fmt.Sprintf("the libraries of %s", dbTarget))
+}
+
+// buildProgram builds the one-file program source, with goMod as its
+// go.mod, with the Go on PATH and from the module proxy, into bin/name
+// of the work directory; what says what it is built with, for the log.
+func (h *harness) buildProgram(ctx context.Context, name string, source []byte, goMod, what string) (string, error) {
+	src := filepath.Join(h.work, name+"-src")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(src, "main.go"), dbtest.Source(), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(src, "main.go"), source, 0o644); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte(dbTarget.GoMod()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte(goMod), 0o644); err != nil {
 		return "", err
 	}
-	bin := filepath.Join(h.work, "bin", "dbsvc")
-	h.logf("db: building dbsvc (the libraries of %s, with the Go on PATH)", dbTarget)
+	bin := filepath.Join(h.work, "bin", name)
+	h.logf("db: building %s (%s, with the Go on PATH)", name, what)
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build dbsvc: %w: %s", err, out)
+		return "", fmt.Errorf("build %s: %w: %s", name, err, out)
 	}
 	return bin, nil
 }
 
-// dbLoad is a running `dbsvc load`, idle between runs.
+// dbLoad is a running `dbsvc load` or `kafkaload load`, idle between
+// runs, or a `kafkaload broker`: a program its standard input drives.
 type dbLoad struct {
 	svc *service
 	in  io.WriteCloser
@@ -261,27 +276,39 @@ type dbLoadRun struct {
 // startDBLoad starts `dbsvc load`: the process the tracer attaches to, as
 // a service (it says "listening on -" once connected).
 func startDBLoad(bin string, workers int, flags []string) (*service, *dbLoad, error) {
-	cmd := exec.Command(bin, append([]string{"load", "-workers", strconv.Itoa(workers)}, flags...)...)
+	l, _, err := startPiped(bin, append([]string{"load", "-workers", strconv.Itoa(workers)}, flags...), "listening on ", "dbsvc load")
+	if err != nil {
+		return nil, nil, err
+	}
+	return l.svc, l, nil
+}
+
+// startPiped starts bin with args and its standard input a pipe (closing
+// it ends the program: dbLoad.stop), and returns what follows prefix on the
+// first line of its output, which must begin with it. name names the
+// program in errors.
+func startPiped(bin string, args []string, prefix, name string) (*dbLoad, string, error) {
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start dbsvc load: %w", err)
+		return nil, "", fmt.Errorf("start %s: %w", name, err)
 	}
 	svc := &service{cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(svc.done) }()
 	sc := bufio.NewScanner(out)
-	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "listening on ") {
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), prefix) {
 		svc.stop()
-		return nil, nil, fmt.Errorf("dbsvc load did not start: %q", sc.Text())
+		return nil, "", fmt.Errorf("%s did not start: %q", name, sc.Text())
 	}
-	return svc, &dbLoad{svc: svc, in: in, out: sc}, nil
+	return &dbLoad{svc: svc, in: in, out: sc}, strings.TrimPrefix(sc.Text(), prefix), nil
 }
 
 var dbLoadLine = regexp.MustCompile(`^calls=(\d+) errors=(\d+) seconds=([\d.]+)$`)
@@ -341,88 +368,29 @@ require (
 // buildKafkaLoad builds kafkaload with the Go on PATH, from the module
 // proxy.
 func (h *harness) buildKafkaLoad(ctx context.Context) (string, error) {
-	src := filepath.Join(h.work, "kafkaload-src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(src, "main.go"), kafkaloadSource, 0o644); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte(kafkaloadGoMod), 0o644); err != nil {
-		return "", err
-	}
-	bin := filepath.Join(h.work, "bin", "kafkaload")
-	h.logf("db: building kafkaload (kafka-go and kfake, with the Go on PATH)")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build kafkaload: %w: %s", err, out)
-	}
-	return bin, nil
+	return h.buildProgram(ctx, "kafkaload", kafkaloadSource, kafkaloadGoMod, "kafka-go and kfake")
 }
 
 // kafkaloadVersions says which kafka-go, franz-go and Go releases
 // kafkaload was built with.
 func kafkaloadVersions(path string) string {
-	bi, err := buildinfo.ReadFile(path)
+	return depVersions(path, "github.com/segmentio/kafka-go", "github.com/twmb/franz-go")
+}
+
+// startKafkaBroker starts `kafkaload broker` and returns it with its
+// address: a process of its own, so that the traced load process does
+// only the client's work (in it, the broker's CPU would count as the
+// client's, and its writes would pass the context writer's socket program
+// as a kafka-go process's). stop closes its stdin (it exits) and kills it
+// if it has not within 5 s.
+func startKafkaBroker(bin string) (*dbLoad, string, error) {
+	b, addr, err := startPiped(bin, []string{"broker"}, "broker ", "kafkaload broker")
 	if err != nil {
-		return "?"
+		return nil, "", err
 	}
-	var vs []string
-	for _, d := range bi.Deps {
-		for _, m := range []string{"github.com/segmentio/kafka-go", "github.com/twmb/franz-go"} {
-			if d.Path == m {
-				vs = append(vs, strings.TrimPrefix(m, "github.com/")+" "+d.Version)
-			}
+	go func() {
+		for b.out.Scan() { // the rest of its output, unread
 		}
-	}
-	return strings.Join(append(vs, bi.GoVersion), ", ")
-}
-
-// kafkaBroker is a running `kafkaload broker`: a process of its own, so
-// that the traced load process does only the client's work (in it, the
-// broker's CPU would count as the client's, and its writes would pass
-// the context writer's socket program as a kafka-go process's).
-type kafkaBroker struct {
-	cmd  *exec.Cmd
-	in   io.WriteCloser
-	done chan struct{}
-}
-
-func startKafkaBroker(bin string) (*kafkaBroker, string, error) {
-	cmd := exec.Command(bin, "broker")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, "", err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("start kafkaload broker: %w", err)
-	}
-	b := &kafkaBroker{cmd: cmd, in: in, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(b.done) }()
-	sc := bufio.NewScanner(out)
-	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "broker ") {
-		b.stop()
-		return nil, "", fmt.Errorf("kafkaload broker did not start: %q", sc.Text())
-	}
-	go io.Copy(io.Discard, out)
-	return b, strings.TrimPrefix(sc.Text(), "broker "), nil
-}
-
-// stop closes the broker's stdin (it exits) and kills it if it has not
-// within 5 s.
-func (b *kafkaBroker) stop() {
-	b.in.Close()
-	select {
-	case <-b.done:
-	case <-time.After(5 * time.Second):
-		b.cmd.Process.Kill()
-		<-b.done
-	}
+	}()
+	return b, addr, nil
 }

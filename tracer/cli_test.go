@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/internal/proctest"
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
 )
 
@@ -198,19 +199,7 @@ func TestCLISecondSignalCutsTheFlushShort(t *testing.T) {
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT="+closed, "OTEL_METRICS_EXPORTER=none")
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	line := make([]byte, 128)
-	n, err := stdout.Read(line)
-	require.NoError(t, err, "service did not start:\n%s", stderr)
-	addr := strings.TrimSpace(strings.TrimPrefix(string(line[:n]), "listening on "))
+	addr := serveTraced(t, cmd, stderr)
 	for i := 1; i <= 5; i++ {
 		get(t, addr, fmt.Sprintf("/items/%d", i))
 	}
@@ -287,19 +276,7 @@ func TestCLIPeriodicLineCountsAsItGoes(t *testing.T) {
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	line := make([]byte, 128)
-	n, err := stdout.Read(line)
-	require.NoError(t, err, "service did not start:\n%s", stderr)
-	addr := strings.TrimSpace(strings.TrimPrefix(string(line[:n]), "listening on "))
+	addr := serveTraced(t, cmd, stderr)
 	get(t, addr, "/items/1")
 	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/backend", nil)
 	require.NoError(t, err)
@@ -332,4 +309,17 @@ func writeFile(t *testing.T, content string) string {
 	path := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
 	return path
+}
+
+// serveTraced starts cmd, the tracer running the local test service with
+// its standard error in stderr, and returns where the service listens. The
+// tracer's log is shown when the test fails.
+func serveTraced(t *testing.T, cmd *exec.Cmd, stderr *syncBuffer) string {
+	t.Helper()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("tracer log:\n%s", stderr)
+		}
+	})
+	return proctest.Serve(t, cmd, "listening on ", "the traced service")
 }

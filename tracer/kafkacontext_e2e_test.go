@@ -4,10 +4,12 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -74,14 +76,6 @@ func TestKafkaTraceContextThroughTheTracer(t *testing.T) {
 		}
 		perCall[m[2]]++
 	}
-	assert.ElementsMatch(t, []int{1, 3}, valuesOf(perCall), "messages per producer span")
+	assert.ElementsMatch(t, []int{1, 3}, slices.Collect(maps.Values(perCall)), "messages per producer span")
 	assert.Regexp(t, `kafka_written=4 `, w.stderr.String(), "the tracer counts the records it wrote")
-}
-
-func valuesOf(m map[string]int) []int {
-	var vs []int
-	for _, v := range m {
-		vs = append(vs, v)
-	}
-	return vs
 }

@@ -1017,21 +1017,13 @@ var errSecondSignal = errors.New("second signal")
 func (t *tracing) flushContext() (context.Context, context.CancelFunc) {
 	ctx, cancelCause := context.WithCancelCause(context.Background())
 	ctx, cancelTimeout := context.WithTimeout(ctx, flushTimeout)
-	go func() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.abort.Done():
-		}
-		grace := time.NewTimer(abortGrace)
-		defer grace.Stop()
-		select {
-		case <-ctx.Done():
-		case <-grace.C:
-			cancelCause(errSecondSignal)
-		}
-	}()
+	// A grace timer left running by the cancel below cancels a context
+	// already cancelled: nothing.
+	stop := context.AfterFunc(t.abort, func() {
+		time.AfterFunc(abortGrace, func() { cancelCause(errSecondSignal) })
+	})
 	return ctx, func() {
+		stop()
 		cancelTimeout()
 		cancelCause(context.Canceled)
 	}

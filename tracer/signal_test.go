@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -70,19 +69,7 @@ func signalTwice(t *testing.T, endpoint string) map[string]exitCount {
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+endpoint, "OTEL_METRICS_EXPORTER=none")
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	line := make([]byte, 128)
-	n, err := stdout.Read(line)
-	require.NoError(t, err, "service did not start:\n%s", stderr)
-	addr := strings.TrimSpace(strings.TrimPrefix(string(line[:n]), "listening on "))
+	addr := serveTraced(t, cmd, stderr)
 	const requests = 5
 	for i := 1; i <= requests; i++ {
 		get(t, addr, fmt.Sprintf("/items/%d", i))

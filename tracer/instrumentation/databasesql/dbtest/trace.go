@@ -36,9 +36,7 @@ func StartServers(tb testing.TB) Servers {
 }
 
 // Flags are dbsvc's flags naming the servers.
-func (s Servers) Flags() []string { return s.flags() }
-
-func (s Servers) flags() []string {
+func (s Servers) Flags() []string {
 	return []string{"-pg", s.PG, "-mysql", s.MySQL, "-redis", s.Redis}
 }
 
@@ -57,13 +55,13 @@ func OwnCopy(t *testing.T, path string) string {
 // Setup runs `dbsvc setup`, which creates the tables; run it before
 // attaching, or its calls are traced too.
 func Setup(t *testing.T, bin string, s Servers) {
-	out, err := exec.Command(bin, append([]string{"setup"}, s.flags()...)...).CombinedOutput()
+	out, err := exec.Command(bin, append([]string{"setup"}, s.Flags()...)...).CombinedOutput()
 	require.NoError(t, err, "dbsvc setup: %s", out)
 }
 
 // Serve starts `dbsvc serve` and returns its HTTP address.
 func Serve(t *testing.T, bin string, s Servers) string {
-	cmd := exec.Command(bin, append([]string{"serve", "-http", "127.0.0.1:0"}, s.flags()...)...)
+	cmd := exec.Command(bin, append([]string{"serve", "-http", "127.0.0.1:0"}, s.Flags()...)...)
 	cmd.Stderr = os.Stderr
 	return proctest.Serve(t, cmd, "http ", "dbsvc serve")
 }
