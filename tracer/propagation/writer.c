@@ -1226,16 +1226,8 @@ __noinline int kafka_rebuild(struct sk_msg_md *msg)
 	}
 	if (w.bad || w.ip != size || w.records != count)
 		goto unsupported;
-	for (__u32 i = 0; i < KAFKA_MAX_RECORDS; i++) {
-		if (i >= w.app_set)
-			break;
-		context_count(CONTEXT_KAFKA_APP_SET);
-	}
-	for (__u32 i = 0; i < KAFKA_MAX_RECORDS; i++) {
-		if (i >= w.unmatched)
-			break;
-		context_count(CONTEXT_KAFKA_UNMATCHED);
-	}
+	context_add(CONTEXT_KAFKA_APP_SET, w.app_set);
+	context_add(CONTEXT_KAFKA_UNMATCHED, w.unmatched);
 	if (w.written == 0)
 		return 1;
 	__u32 grow = w.op - size;
@@ -1255,11 +1247,7 @@ __noinline int kafka_rebuild(struct sk_msg_md *msg)
 	bpf_loop(w.op / 8 + w.op % 8, copy_out_step, &mc, 0);
 	if (mc.bad)
 		goto undo;
-	for (__u32 i = 0; i < KAFKA_MAX_RECORDS; i++) {
-		if (i >= w.written)
-			break;
-		context_count(CONTEXT_KAFKA_WRITTEN);
-	}
+	context_add(CONTEXT_KAFKA_WRITTEN, w.written);
 	context_count(CONTEXT_KAFKA_REQUESTS);
 	return 1;
 
