@@ -30,6 +30,24 @@ func serveBatched(t *testing.T, bin, broker, topic string) string {
 	return proctest.Serve(t, cmd, "http ", "kafkasvc serve")
 }
 
+// attachWithWriter starts the socket-layer writer of trace context (closed
+// at the end of the test), builds an own copy of kafkasvc for tg and
+// attaches kafka-go's probes to it with the writer's maps shared and the
+// context writer on; it returns the writer, the binary and the collector.
+func attachWithWriter(t *testing.T, tg kafkatest.Target) (*propagation.Writer, string, *dbtest.Collector) {
+	root, err := propagation.CgroupRoot()
+	require.NoError(t, err)
+	w, err := propagation.Start(root)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, w.Close()) })
+	bin := dbtest.OwnCopy(t, tg.Build(t))
+	c := dbtest.AttachWith(t, bin, &uprobe.Options{
+		Shared:    w.Maps(),
+		Constants: map[string]any{propagation.ContextWriterConst: uint8(1)},
+	}, "kafka-go")
+	return w, bin, c
+}
+
 // consumed is one message kafkasvc consume printed.
 type consumed struct {
 	offset  string
@@ -101,17 +119,7 @@ func TestProducerWritesTraceparent(t *testing.T) {
 	for i, tg := range targets {
 		t.Run(tg.String(), func(t *testing.T) {
 			topic := topics[i]
-			root, err := propagation.CgroupRoot()
-			require.NoError(t, err)
-			w, err := propagation.Start(root)
-			require.NoError(t, err)
-			t.Cleanup(func() { assert.NoError(t, w.Close()) })
-
-			bin := dbtest.OwnCopy(t, tg.Build(t))
-			c := dbtest.AttachWith(t, bin, &uprobe.Options{
-				Shared:    w.Maps(),
-				Constants: map[string]any{propagation.ContextWriterConst: uint8(1)},
-			}, "kafka-go")
+			w, bin, c := attachWithWriter(t, tg)
 			addr := serveBatched(t, bin, broker, topic)
 			kafkaProduceAll(t, addr)
 			msgs := consumeAll(t, bin, broker, topic, "billing", 5)
@@ -247,16 +255,7 @@ func TestProducerTraceparentUnderConcurrency(t *testing.T) {
 	}
 	tg := kafkatest.Matrix[len(kafkatest.Matrix)-1]
 	broker := kafkatest.StartBroker(t, "busy")
-	root, err := propagation.CgroupRoot()
-	require.NoError(t, err)
-	w, err := propagation.Start(root)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, w.Close()) })
-	bin := dbtest.OwnCopy(t, tg.Build(t))
-	c := dbtest.AttachWith(t, bin, &uprobe.Options{
-		Shared:    w.Maps(),
-		Constants: map[string]any{propagation.ContextWriterConst: uint8(1)},
-	}, "kafka-go")
+	w, bin, c := attachWithWriter(t, tg)
 	addr := serveBatched(t, bin, broker, "busy")
 
 	const n = 200
@@ -341,16 +340,7 @@ func TestProducerLargeMessages(t *testing.T) {
 	for i, tg := range targets {
 		t.Run(tg.String(), func(t *testing.T) {
 			topic := topics[i]
-			root, err := propagation.CgroupRoot()
-			require.NoError(t, err)
-			w, err := propagation.Start(root)
-			require.NoError(t, err)
-			t.Cleanup(func() { assert.NoError(t, w.Close()) })
-			bin := dbtest.OwnCopy(t, tg.Build(t))
-			dbtest.AttachWith(t, bin, &uprobe.Options{
-				Shared:    w.Maps(),
-				Constants: map[string]any{propagation.ContextWriterConst: uint8(1)},
-			}, "kafka-go")
+			w, bin, _ := attachWithWriter(t, tg)
 			addr := serveBatched(t, bin, broker, topic)
 			pads := []int{3000, 12000, 40000}
 			for j, pad := range pads {
