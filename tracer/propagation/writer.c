@@ -1066,43 +1066,32 @@ static __always_inline __u32 kcrc32c(struct kafka_buf *kb, __u32 from, __u32 n)
 }
 
 /*
- * kmsg_in copies 8 bytes (or 1, with one set) of the pulled part of msg at
- * offset off into kb->in; -1 past the end of msg.
+ * kmsg_word copies 8 bytes (or 1, with one set) at offset off between the
+ * pulled part of msg and kb: into kb->in, or with out set from kb->out over
+ * msg's; -1 past the end of msg.
  */
-__noinline int kmsg_in(struct sk_msg_md *msg, struct kafka_buf *kb, __u32 off, int one)
+__noinline int kmsg_word(struct sk_msg_md *msg, struct kafka_buf *kb, __u32 off, int one, int out)
 {
 	if (!msg || !kb)
 		return -1;
 	__u8 *data = msg->data, *end = msg->data_end;
 	__u8 *p = data + (off & KAFKA_MASK);
+	__u8 *q = out ? &kb->out[off & KAFKA_MASK] : &kb->in[off & KAFKA_MASK];
 	if (one) {
 		if (p + 1 > end)
 			return -1;
-		kb->in[off & KAFKA_MASK] = *p;
+		if (out)
+			*p = *q;
+		else
+			*q = *p;
 		return 0;
 	}
 	if (p + 8 > end)
 		return -1;
-	*(__u64 *)&kb->in[off & KAFKA_MASK] = *(__u64 *)p;
-	return 0;
-}
-
-/* kmsg_out copies 8 bytes (or 1, with one set) of kb->out at offset off over msg's; -1 past its end. */
-__noinline int kmsg_out(struct sk_msg_md *msg, struct kafka_buf *kb, __u32 off, int one)
-{
-	if (!msg || !kb)
-		return -1;
-	__u8 *data = msg->data, *end = msg->data_end;
-	__u8 *p = data + (off & KAFKA_MASK);
-	if (one) {
-		if (p + 1 > end)
-			return -1;
-		*p = kb->out[off & KAFKA_MASK];
-		return 0;
-	}
-	if (p + 8 > end)
-		return -1;
-	*(__u64 *)p = *(__u64 *)&kb->out[off & KAFKA_MASK];
+	if (out)
+		*(__u64 *)p = *(__u64 *)q;
+	else
+		*(__u64 *)q = *(__u64 *)p;
 	return 0;
 }
 
@@ -1110,29 +1099,18 @@ struct kmsg_copy {
 	struct sk_msg_md *msg;
 	struct kafka_buf *kb;
 	__u32 words;
+	int out; /* from kb->out to msg, not from msg to kb->in */
 	int bad;
+	int pad;
 };
 
-static long copy_in_step(__u64 i, void *ctx)
+static long kmsg_copy_step(__u64 i, void *ctx)
 {
 	struct kmsg_copy *c = ctx;
 	__u32 k = (__u32)i;
 	int one = k >= c->words;
 	__u32 off = one ? c->words * 8 + (k - c->words) : k * 8;
-	if (kmsg_in(c->msg, c->kb, off, one) < 0) {
-		c->bad = 1;
-		return 1;
-	}
-	return 0;
-}
-
-static long copy_out_step(__u64 i, void *ctx)
-{
-	struct kmsg_copy *c = ctx;
-	__u32 k = (__u32)i;
-	int one = k >= c->words;
-	__u32 off = one ? c->words * 8 + (k - c->words) : k * 8;
-	if (kmsg_out(c->msg, c->kb, off, one) < 0) {
+	if (kmsg_word(c->msg, c->kb, off, one, c->out) < 0) {
 		c->bad = 1;
 		return 1;
 	}
@@ -1173,7 +1151,7 @@ __noinline int kafka_rebuild(struct sk_msg_md *msg)
 		return 1;
 	}
 	struct kmsg_copy mc = {.msg = msg, .kb = kb, .words = size / 8};
-	bpf_loop(size / 8 + size % 8, copy_in_step, &mc, 0);
+	bpf_loop(size / 8 + size % 8, kmsg_copy_step, &mc, 0);
 	if (mc.bad) {
 		context_count(CONTEXT_KAFKA_WRITE_FAILED);
 		return 1;
@@ -1241,10 +1219,11 @@ __noinline int kafka_rebuild(struct sk_msg_md *msg)
 		return 1;
 	}
 	if (bpf_msg_pull_data(msg, 0, w.op, 0) != 0 || msg->size != w.op || kmsg_byte(msg, w.op - 1) < 0)
-		goto undo; /* then copy_out_step cannot fail half way */
+		goto undo; /* then kmsg_copy_step cannot fail half way */
 	mc.bad = 0;
+	mc.out = 1;
 	mc.words = w.op / 8;
-	bpf_loop(w.op / 8 + w.op % 8, copy_out_step, &mc, 0);
+	bpf_loop(w.op / 8 + w.op % 8, kmsg_copy_step, &mc, 0);
 	if (mc.bad)
 		goto undo;
 	context_add(CONTEXT_KAFKA_WRITTEN, w.written);
