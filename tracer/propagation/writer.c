@@ -691,17 +691,6 @@ __noinline int kmsg_byte(struct sk_msg_md *msg, __u32 i)
 	return *p;
 }
 
-/* kmsg_put sets the byte at offset i (< KAFKA_BUF) of the pulled part of msg; -1 past its end. */
-__noinline int kmsg_put(struct sk_msg_md *msg, __u32 i, __u32 c)
-{
-	__u8 *data = msg->data, *end = msg->data_end;
-	__u8 *p = data + (i & KAFKA_MASK);
-	if (p + 1 > end)
-		return -1;
-	*p = (__u8)c;
-	return 0;
-}
-
 static __always_inline __u32 kin8(struct kafka_buf *kb, __u32 i)
 {
 	return kb->in[i & KAFKA_MASK];
