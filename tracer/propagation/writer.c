@@ -640,6 +640,7 @@ __noinline int inject_h2(struct sk_msg_md *msg)
 #define KAFKA_MAX_RECORDS 128
 /* A record with more headers leaves its request alone (the header count stays a 1-byte varint). */
 #define KAFKA_MAX_HEADERS 32
+_Static_assert(KAFKA_MAX_HEADERS <= 63, "a header count up to KAFKA_MAX_HEADERS is a 1-byte zigzag varint");
 /* A record written later than this after its WriteMessages call began is not its. */
 #define KAFKA_STALE_NS (10ULL * 1000 * 1000 * 1000)
 /* Offsets in a record batch (v2). */
@@ -778,19 +779,6 @@ __noinline __u32 kout_varint_at(struct kafka_buf *kb, __u32 at, __s64 v)
 static __always_inline void kout_varint(struct kafka_buf *kb, __u32 *p, __s64 v)
 {
 	*p = kout_varint_at(kb, *p, v);
-}
-
-static __always_inline __u32 varint_len(__s64 v)
-{
-	__u64 z = (__u64)(v << 1) ^ (__u64)(v >> 63);
-	__u32 n = 1;
-	for (int k = 0; k < 9; k++) {
-		if (z < 0x80)
-			break;
-		z >>= 7;
-		n++;
-	}
-	return n;
 }
 
 struct kcopy {
@@ -992,7 +980,8 @@ __noinline int krecord(struct kwalk *w)
 		w->ip = end;
 		return w->ip >= w->end;
 	}
-	__u32 nhc = varint_len(hc + 1), ohc = hdrs - hc_at;
+	/* hc < KAFKA_MAX_HEADERS: the new count, hc + 1, is a 1-byte varint. */
+	__u32 nhc = 1, ohc = hdrs - hc_at;
 	__s64 nlen = len + KAFKA_HDR_LEN + nhc - ohc;
 	if (w->op + rec + KAFKA_HDR_LEN + 2 + nhc > KAFKA_BUF) {
 		w->full = 1;
