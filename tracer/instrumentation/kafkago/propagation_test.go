@@ -110,12 +110,7 @@ func TestProducerWritesTraceparent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIPPED in -short mode: builds services with toolchains from the module proxy")
 	}
-	targets := kafkatest.Targets(t)
-	var topics []string
-	for i := range targets {
-		topics = append(topics, fmt.Sprintf("traced%d", i))
-	}
-	broker := kafkatest.StartBroker(t, topics...)
+	targets, topics, broker := topicPerTarget(t, "traced")
 	for i, tg := range targets {
 		t.Run(tg.String(), func(t *testing.T) {
 			topic := topics[i]
@@ -331,12 +326,7 @@ func TestProducerLargeMessages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIPPED in -short mode: builds services with toolchains from the module proxy")
 	}
-	targets := kafkatest.Targets(t)
-	var topics []string
-	for i := range targets {
-		topics = append(topics, fmt.Sprintf("large%d", i))
-	}
-	broker := kafkatest.StartBroker(t, topics...)
+	targets, topics, broker := topicPerTarget(t, "large")
 	for i, tg := range targets {
 		t.Run(tg.String(), func(t *testing.T) {
 			topic := topics[i]
