@@ -1108,13 +1108,16 @@ static __always_inline int is_produce(struct sk_msg_md *msg)
 	return s0 == 0 && k0 == 0 && k1 == 0 && v0 == 0 && v1 >= 3 && v1 <= 8;
 }
 
-/* kafka_rebuild rebuilds the Produce request msg holds (see above), in this CPU's kafka_buf. */
-__noinline int kafka_rebuild(struct sk_msg_md *msg)
+/*
+ * kafka_rebuild rebuilds the Produce request msg holds (see above), in kb,
+ * this CPU's kafka_buf; is_produce has pulled its first 8 bytes.
+ */
+__noinline int kafka_rebuild(struct sk_msg_md *msg, struct kafka_buf *kb)
 {
-	if (!msg)
+	if (!msg || !kb)
 		return 0;
 	__u32 size = msg->size;
-	if (size > KAFKA_BUF || bpf_msg_pull_data(msg, 0, 4, 0) != 0) {
+	if (size > KAFKA_BUF) {
 		context_count(CONTEXT_KAFKA_TOO_LARGE);
 		return 1;
 	}
@@ -1123,8 +1126,7 @@ __noinline int kafka_rebuild(struct sk_msg_md *msg)
 		context_count(CONTEXT_KAFKA_TOO_LARGE); /* not whole in this write, or several in one */
 		return 1;
 	}
-	struct kafka_buf *kb = kafka_buf_of_cpu();
-	if (!kb || bpf_msg_pull_data(msg, 0, size, 0) != 0) {
+	if (bpf_msg_pull_data(msg, 0, size, 0) != 0) {
 		context_count(CONTEXT_KAFKA_WRITE_FAILED);
 		return 1;
 	}
@@ -1285,7 +1287,7 @@ __noinline int inject_kafka(struct sk_msg_md *msg)
 		context_count(CONTEXT_KAFKA_WRITE_FAILED);
 		return 1;
 	}
-	kafka_rebuild(msg);
+	kafka_rebuild(msg, kb);
 	__sync_lock_test_and_set(&kb->busy, 0);
 	return 1;
 }
