@@ -27,8 +27,10 @@ const (
 	callerSpanID = "00f067aa0ba902b7"
 )
 
-func serve(t *testing.T, bin, broker, topic string) string {
-	cmd := exec.Command(bin, "serve", "-http", "127.0.0.1:0", "-broker", broker, "-topic", topic)
+// serve starts kafkasvc serve, with more flags if given, and returns its address.
+func serve(t *testing.T, bin, broker, topic string, flags ...string) string {
+	args := append([]string{"serve", "-http", "127.0.0.1:0", "-broker", broker, "-topic", topic}, flags...)
+	cmd := exec.Command(bin, args...)
 	return proctest.Serve(t, cmd, "http ", "kafkasvc serve")
 }
 

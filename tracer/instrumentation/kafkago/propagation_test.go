@@ -17,7 +17,6 @@ import (
 
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/databasesql/dbtest"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/kafkago/kafkatest"
-	"github.com/offsetdb/offsetdb/tracer/internal/proctest"
 	"github.com/offsetdb/offsetdb/tracer/propagation"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
@@ -26,8 +25,7 @@ import (
 // serveBatched starts kafkasvc serve with a Writer that batches up to 100
 // messages, so that the messages of one call leave in one record batch.
 func serveBatched(t *testing.T, bin, broker, topic string) string {
-	cmd := exec.Command(bin, "serve", "-http", "127.0.0.1:0", "-broker", broker, "-topic", topic, "-batch-size", "100")
-	return proctest.Serve(t, cmd, "http ", "kafkasvc serve")
+	return serve(t, bin, broker, topic, "-batch-size", "100")
 }
 
 // attachWithWriter starts the socket-layer writer of trace context (closed
