@@ -97,30 +97,42 @@ static __always_inline __u8 hex_digit(__u8 v)
 	return v < 10 ? '0' + v : 'a' + v - 10;
 }
 
-/* format_header writes the header line for o into h (HEADER_LEN bytes). */
-static __always_inline void format_header(__u8 *h, const struct outgoing_request *o)
+/*
+ * format_traceparent writes the traceparent value
+ * 00-<trace-id>-<span-id>-<flags> into h (55 bytes).
+ */
+static __always_inline void format_traceparent(__u8 *h, const __u8 *trace_id, const __u8 *span_id, __u8 flags)
 {
-	const char name[] = "traceparent: 00-";
-#pragma unroll
-	for (int i = 0; i < 16; i++)
-		h[i] = name[i];
-	int p = 16;
+	int p = 0;
+	h[p++] = '0';
+	h[p++] = '0';
+	h[p++] = '-';
 #pragma unroll
 	for (int i = 0; i < 16; i++) {
-		h[p++] = hex_digit(o->trace_id[i] >> 4);
-		h[p++] = hex_digit(o->trace_id[i] & 15);
+		h[p++] = hex_digit(trace_id[i] >> 4);
+		h[p++] = hex_digit(trace_id[i] & 15);
 	}
 	h[p++] = '-';
 #pragma unroll
 	for (int i = 0; i < 8; i++) {
-		h[p++] = hex_digit(o->span_id[i] >> 4);
-		h[p++] = hex_digit(o->span_id[i] & 15);
+		h[p++] = hex_digit(span_id[i] >> 4);
+		h[p++] = hex_digit(span_id[i] & 15);
 	}
 	h[p++] = '-';
-	h[p++] = hex_digit(o->flags >> 4);
-	h[p++] = hex_digit(o->flags & 15);
-	h[p++] = '\r';
-	h[p++] = '\n';
+	h[p++] = hex_digit(flags >> 4);
+	h[p++] = hex_digit(flags & 15);
+}
+
+/* format_header writes the header line for o into h (HEADER_LEN bytes). */
+static __always_inline void format_header(__u8 *h, const struct outgoing_request *o)
+{
+	const char name[] = "traceparent: ";
+#pragma unroll
+	for (int i = 0; i < 13; i++)
+		h[i] = name[i];
+	format_traceparent(h + 13, o->trace_id, o->span_id, o->flags);
+	h[68] = '\r';
+	h[69] = '\n';
 }
 
 /*
@@ -424,24 +436,7 @@ static __always_inline void format_h2_field(__u8 *h, const struct h2_stream *st)
 	for (int i = 0; i < 11; i++)
 		h[2 + i] = name[i];
 	h[13] = 55; /* value length */
-	int p = 14;
-	h[p++] = '0';
-	h[p++] = '0';
-	h[p++] = '-';
-#pragma unroll
-	for (int i = 0; i < 16; i++) {
-		h[p++] = hex_digit(st->trace_id[i] >> 4);
-		h[p++] = hex_digit(st->trace_id[i] & 15);
-	}
-	h[p++] = '-';
-#pragma unroll
-	for (int i = 0; i < 8; i++) {
-		h[p++] = hex_digit(st->span_id[i] >> 4);
-		h[p++] = hex_digit(st->span_id[i] & 15);
-	}
-	h[p++] = '-';
-	h[p++] = hex_digit(st->flags >> 4);
-	h[p++] = hex_digit(st->flags & 15);
+	format_traceparent(h + 14, st->trace_id, st->span_id, st->flags);
 }
 
 /*
@@ -874,25 +869,8 @@ static __always_inline void format_kafka_header(struct kafka_buf *kb, __u32 at, 
 	at += 11;
 	kb->out[at & KAFKA_MASK] = 110; /* zigzag(55) */
 	at++;
-	kb->out[at & KAFKA_MASK] = '0';
-	kb->out[(at + 1) & KAFKA_MASK] = '0';
-	kb->out[(at + 2) & KAFKA_MASK] = '-';
-	at += 3;
-	for (int i = 0; i < 16; i++) {
-		kb->out[(at + 2 * i) & KAFKA_MASK] = hex_digit(o->trace_id[i] >> 4);
-		kb->out[(at + 2 * i + 1) & KAFKA_MASK] = hex_digit(o->trace_id[i] & 15);
-	}
-	at += 32;
-	kb->out[at & KAFKA_MASK] = '-';
-	at++;
-	for (int i = 0; i < 8; i++) {
-		kb->out[(at + 2 * i) & KAFKA_MASK] = hex_digit(o->span_id[i] >> 4);
-		kb->out[(at + 2 * i + 1) & KAFKA_MASK] = hex_digit(o->span_id[i] & 15);
-	}
-	at += 16;
-	kb->out[at & KAFKA_MASK] = '-';
-	kb->out[(at + 1) & KAFKA_MASK] = hex_digit(o->flags >> 4);
-	kb->out[(at + 2) & KAFKA_MASK] = hex_digit(o->flags & 15);
+	/* Within out: the rebuilt request fits in KAFKA_BUF (krecord). */
+	format_traceparent(&kb->out[at & KAFKA_MASK], o->trace_id, o->span_id, o->flags);
 }
 
 /*
