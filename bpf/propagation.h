@@ -286,11 +286,17 @@ struct {
 	__type(value, __u64);
 } context_stats SEC(".maps");
 
+/* context_add adds n to context_stats[stat]. */
+static __always_inline void context_add(__u32 stat, __u64 n)
+{
+	__u64 *c = bpf_map_lookup_elem(&context_stats, &stat);
+	if (c)
+		*c += n;
+}
+
 static __always_inline void context_count(__u32 stat)
 {
-	__u64 *n = bpf_map_lookup_elem(&context_stats, &stat);
-	if (n)
-		*n += 1;
+	context_add(stat, 1);
 }
 
 #endif /* OFFSETDB_PROPAGATION_H */

@@ -201,21 +201,8 @@ func spanTraceparent(span byte) string {
 
 // kafkaPipe returns both ends of a TCP connection whose client side the writer watches.
 func kafkaPipe(t *testing.T, w *Writer) (client, server net.Conn) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			accepted <- c
-		}
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	server = <-accepted
-	t.Cleanup(func() { client.Close(); server.Close() })
-	_, err = w.Adopt(os.Getpid())
+	client, server = tcpPair(t)
+	_, err := w.Adopt(os.Getpid())
 	require.NoError(t, err)
 	return client, server
 }

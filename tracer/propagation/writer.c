@@ -97,30 +97,42 @@ static __always_inline __u8 hex_digit(__u8 v)
 	return v < 10 ? '0' + v : 'a' + v - 10;
 }
 
-/* format_header writes the header line for o into h (HEADER_LEN bytes). */
-static __always_inline void format_header(__u8 *h, const struct outgoing_request *o)
+/*
+ * format_traceparent writes the traceparent value
+ * 00-<trace-id>-<span-id>-<flags> into h (55 bytes).
+ */
+static __always_inline void format_traceparent(__u8 *h, const __u8 *trace_id, const __u8 *span_id, __u8 flags)
 {
-	const char name[] = "traceparent: 00-";
-#pragma unroll
-	for (int i = 0; i < 16; i++)
-		h[i] = name[i];
-	int p = 16;
+	int p = 0;
+	h[p++] = '0';
+	h[p++] = '0';
+	h[p++] = '-';
 #pragma unroll
 	for (int i = 0; i < 16; i++) {
-		h[p++] = hex_digit(o->trace_id[i] >> 4);
-		h[p++] = hex_digit(o->trace_id[i] & 15);
+		h[p++] = hex_digit(trace_id[i] >> 4);
+		h[p++] = hex_digit(trace_id[i] & 15);
 	}
 	h[p++] = '-';
 #pragma unroll
 	for (int i = 0; i < 8; i++) {
-		h[p++] = hex_digit(o->span_id[i] >> 4);
-		h[p++] = hex_digit(o->span_id[i] & 15);
+		h[p++] = hex_digit(span_id[i] >> 4);
+		h[p++] = hex_digit(span_id[i] & 15);
 	}
 	h[p++] = '-';
-	h[p++] = hex_digit(o->flags >> 4);
-	h[p++] = hex_digit(o->flags & 15);
-	h[p++] = '\r';
-	h[p++] = '\n';
+	h[p++] = hex_digit(flags >> 4);
+	h[p++] = hex_digit(flags & 15);
+}
+
+/* format_header writes the header line for o into h (HEADER_LEN bytes). */
+static __always_inline void format_header(__u8 *h, const struct outgoing_request *o)
+{
+	const char name[] = "traceparent: ";
+#pragma unroll
+	for (int i = 0; i < 13; i++)
+		h[i] = name[i];
+	format_traceparent(h + 13, o->trace_id, o->span_id, o->flags);
+	h[68] = '\r';
+	h[69] = '\n';
 }
 
 /*
@@ -424,24 +436,7 @@ static __always_inline void format_h2_field(__u8 *h, const struct h2_stream *st)
 	for (int i = 0; i < 11; i++)
 		h[2 + i] = name[i];
 	h[13] = 55; /* value length */
-	int p = 14;
-	h[p++] = '0';
-	h[p++] = '0';
-	h[p++] = '-';
-#pragma unroll
-	for (int i = 0; i < 16; i++) {
-		h[p++] = hex_digit(st->trace_id[i] >> 4);
-		h[p++] = hex_digit(st->trace_id[i] & 15);
-	}
-	h[p++] = '-';
-#pragma unroll
-	for (int i = 0; i < 8; i++) {
-		h[p++] = hex_digit(st->span_id[i] >> 4);
-		h[p++] = hex_digit(st->span_id[i] & 15);
-	}
-	h[p++] = '-';
-	h[p++] = hex_digit(st->flags >> 4);
-	h[p++] = hex_digit(st->flags & 15);
+	format_traceparent(h + 14, st->trace_id, st->span_id, st->flags);
 }
 
 /*
@@ -640,6 +635,7 @@ __noinline int inject_h2(struct sk_msg_md *msg)
 #define KAFKA_MAX_RECORDS 128
 /* A record with more headers leaves its request alone (the header count stays a 1-byte varint). */
 #define KAFKA_MAX_HEADERS 32
+_Static_assert(KAFKA_MAX_HEADERS <= 63, "a header count up to KAFKA_MAX_HEADERS is a 1-byte zigzag varint");
 /* A record written later than this after its WriteMessages call began is not its. */
 #define KAFKA_STALE_NS (10ULL * 1000 * 1000 * 1000)
 /* Offsets in a record batch (v2). */
@@ -689,17 +685,6 @@ __noinline int kmsg_byte(struct sk_msg_md *msg, __u32 i)
 	if (p + 1 > end)
 		return -1;
 	return *p;
-}
-
-/* kmsg_put sets the byte at offset i (< KAFKA_BUF) of the pulled part of msg; -1 past its end. */
-__noinline int kmsg_put(struct sk_msg_md *msg, __u32 i, __u32 c)
-{
-	__u8 *data = msg->data, *end = msg->data_end;
-	__u8 *p = data + (i & KAFKA_MASK);
-	if (p + 1 > end)
-		return -1;
-	*p = (__u8)c;
-	return 0;
 }
 
 static __always_inline __u32 kin8(struct kafka_buf *kb, __u32 i)
@@ -789,19 +774,6 @@ __noinline __u32 kout_varint_at(struct kafka_buf *kb, __u32 at, __s64 v)
 static __always_inline void kout_varint(struct kafka_buf *kb, __u32 *p, __s64 v)
 {
 	*p = kout_varint_at(kb, *p, v);
-}
-
-static __always_inline __u32 varint_len(__s64 v)
-{
-	__u64 z = (__u64)(v << 1) ^ (__u64)(v >> 63);
-	__u32 n = 1;
-	for (int k = 0; k < 9; k++) {
-		if (z < 0x80)
-			break;
-		z >>= 7;
-		n++;
-	}
-	return n;
 }
 
 struct kcopy {
@@ -897,25 +869,8 @@ static __always_inline void format_kafka_header(struct kafka_buf *kb, __u32 at, 
 	at += 11;
 	kb->out[at & KAFKA_MASK] = 110; /* zigzag(55) */
 	at++;
-	kb->out[at & KAFKA_MASK] = '0';
-	kb->out[(at + 1) & KAFKA_MASK] = '0';
-	kb->out[(at + 2) & KAFKA_MASK] = '-';
-	at += 3;
-	for (int i = 0; i < 16; i++) {
-		kb->out[(at + 2 * i) & KAFKA_MASK] = hex_digit(o->trace_id[i] >> 4);
-		kb->out[(at + 2 * i + 1) & KAFKA_MASK] = hex_digit(o->trace_id[i] & 15);
-	}
-	at += 32;
-	kb->out[at & KAFKA_MASK] = '-';
-	at++;
-	for (int i = 0; i < 8; i++) {
-		kb->out[(at + 2 * i) & KAFKA_MASK] = hex_digit(o->span_id[i] >> 4);
-		kb->out[(at + 2 * i + 1) & KAFKA_MASK] = hex_digit(o->span_id[i] & 15);
-	}
-	at += 16;
-	kb->out[at & KAFKA_MASK] = '-';
-	kb->out[(at + 1) & KAFKA_MASK] = hex_digit(o->flags >> 4);
-	kb->out[(at + 2) & KAFKA_MASK] = hex_digit(o->flags & 15);
+	/* Within out: the rebuilt request fits in KAFKA_BUF (krecord). */
+	format_traceparent(&kb->out[at & KAFKA_MASK], o->trace_id, o->span_id, o->flags);
 }
 
 /*
@@ -1003,7 +958,8 @@ __noinline int krecord(struct kwalk *w)
 		w->ip = end;
 		return w->ip >= w->end;
 	}
-	__u32 nhc = varint_len(hc + 1), ohc = hdrs - hc_at;
+	/* hc < KAFKA_MAX_HEADERS: the new count, hc + 1, is a 1-byte varint. */
+	__u32 nhc = 1, ohc = hdrs - hc_at;
 	__s64 nlen = len + KAFKA_HDR_LEN + nhc - ohc;
 	if (w->op + rec + KAFKA_HDR_LEN + 2 + nhc > KAFKA_BUF) {
 		w->full = 1;
@@ -1066,43 +1022,32 @@ static __always_inline __u32 kcrc32c(struct kafka_buf *kb, __u32 from, __u32 n)
 }
 
 /*
- * kmsg_in copies 8 bytes (or 1, with one set) of the pulled part of msg at
- * offset off into kb->in; -1 past the end of msg.
+ * kmsg_word copies 8 bytes (or 1, with one set) at offset off between the
+ * pulled part of msg and kb: into kb->in, or with out set from kb->out over
+ * msg's; -1 past the end of msg.
  */
-__noinline int kmsg_in(struct sk_msg_md *msg, struct kafka_buf *kb, __u32 off, int one)
+__noinline int kmsg_word(struct sk_msg_md *msg, struct kafka_buf *kb, __u32 off, int one, int out)
 {
 	if (!msg || !kb)
 		return -1;
 	__u8 *data = msg->data, *end = msg->data_end;
 	__u8 *p = data + (off & KAFKA_MASK);
+	__u8 *q = out ? &kb->out[off & KAFKA_MASK] : &kb->in[off & KAFKA_MASK];
 	if (one) {
 		if (p + 1 > end)
 			return -1;
-		kb->in[off & KAFKA_MASK] = *p;
+		if (out)
+			*p = *q;
+		else
+			*q = *p;
 		return 0;
 	}
 	if (p + 8 > end)
 		return -1;
-	*(__u64 *)&kb->in[off & KAFKA_MASK] = *(__u64 *)p;
-	return 0;
-}
-
-/* kmsg_out copies 8 bytes (or 1, with one set) of kb->out at offset off over msg's; -1 past its end. */
-__noinline int kmsg_out(struct sk_msg_md *msg, struct kafka_buf *kb, __u32 off, int one)
-{
-	if (!msg || !kb)
-		return -1;
-	__u8 *data = msg->data, *end = msg->data_end;
-	__u8 *p = data + (off & KAFKA_MASK);
-	if (one) {
-		if (p + 1 > end)
-			return -1;
-		*p = kb->out[off & KAFKA_MASK];
-		return 0;
-	}
-	if (p + 8 > end)
-		return -1;
-	*(__u64 *)p = *(__u64 *)&kb->out[off & KAFKA_MASK];
+	if (out)
+		*(__u64 *)p = *(__u64 *)q;
+	else
+		*(__u64 *)q = *(__u64 *)p;
 	return 0;
 }
 
@@ -1110,29 +1055,18 @@ struct kmsg_copy {
 	struct sk_msg_md *msg;
 	struct kafka_buf *kb;
 	__u32 words;
+	int out; /* from kb->out to msg, not from msg to kb->in */
 	int bad;
+	int pad;
 };
 
-static long copy_in_step(__u64 i, void *ctx)
+static long kmsg_copy_step(__u64 i, void *ctx)
 {
 	struct kmsg_copy *c = ctx;
 	__u32 k = (__u32)i;
 	int one = k >= c->words;
 	__u32 off = one ? c->words * 8 + (k - c->words) : k * 8;
-	if (kmsg_in(c->msg, c->kb, off, one) < 0) {
-		c->bad = 1;
-		return 1;
-	}
-	return 0;
-}
-
-static long copy_out_step(__u64 i, void *ctx)
-{
-	struct kmsg_copy *c = ctx;
-	__u32 k = (__u32)i;
-	int one = k >= c->words;
-	__u32 off = one ? c->words * 8 + (k - c->words) : k * 8;
-	if (kmsg_out(c->msg, c->kb, off, one) < 0) {
+	if (kmsg_word(c->msg, c->kb, off, one, c->out) < 0) {
 		c->bad = 1;
 		return 1;
 	}
@@ -1152,13 +1086,16 @@ static __always_inline int is_produce(struct sk_msg_md *msg)
 	return s0 == 0 && k0 == 0 && k1 == 0 && v0 == 0 && v1 >= 3 && v1 <= 8;
 }
 
-/* kafka_rebuild rebuilds the Produce request msg holds (see above), in this CPU's kafka_buf. */
-__noinline int kafka_rebuild(struct sk_msg_md *msg)
+/*
+ * kafka_rebuild rebuilds the Produce request msg holds (see above), in kb,
+ * this CPU's kafka_buf; is_produce has pulled its first 8 bytes.
+ */
+__noinline int kafka_rebuild(struct sk_msg_md *msg, struct kafka_buf *kb)
 {
-	if (!msg)
+	if (!msg || !kb)
 		return 0;
 	__u32 size = msg->size;
-	if (size > KAFKA_BUF || bpf_msg_pull_data(msg, 0, 4, 0) != 0) {
+	if (size > KAFKA_BUF) {
 		context_count(CONTEXT_KAFKA_TOO_LARGE);
 		return 1;
 	}
@@ -1167,13 +1104,12 @@ __noinline int kafka_rebuild(struct sk_msg_md *msg)
 		context_count(CONTEXT_KAFKA_TOO_LARGE); /* not whole in this write, or several in one */
 		return 1;
 	}
-	struct kafka_buf *kb = kafka_buf_of_cpu();
-	if (!kb || bpf_msg_pull_data(msg, 0, size, 0) != 0) {
+	if (bpf_msg_pull_data(msg, 0, size, 0) != 0) {
 		context_count(CONTEXT_KAFKA_WRITE_FAILED);
 		return 1;
 	}
 	struct kmsg_copy mc = {.msg = msg, .kb = kb, .words = size / 8};
-	bpf_loop(size / 8 + size % 8, copy_in_step, &mc, 0);
+	bpf_loop(size / 8 + size % 8, kmsg_copy_step, &mc, 0);
 	if (mc.bad) {
 		context_count(CONTEXT_KAFKA_WRITE_FAILED);
 		return 1;
@@ -1226,16 +1162,8 @@ __noinline int kafka_rebuild(struct sk_msg_md *msg)
 	}
 	if (w.bad || w.ip != size || w.records != count)
 		goto unsupported;
-	for (__u32 i = 0; i < KAFKA_MAX_RECORDS; i++) {
-		if (i >= w.app_set)
-			break;
-		context_count(CONTEXT_KAFKA_APP_SET);
-	}
-	for (__u32 i = 0; i < KAFKA_MAX_RECORDS; i++) {
-		if (i >= w.unmatched)
-			break;
-		context_count(CONTEXT_KAFKA_UNMATCHED);
-	}
+	context_add(CONTEXT_KAFKA_APP_SET, w.app_set);
+	context_add(CONTEXT_KAFKA_UNMATCHED, w.unmatched);
 	if (w.written == 0)
 		return 1;
 	__u32 grow = w.op - size;
@@ -1249,17 +1177,14 @@ __noinline int kafka_rebuild(struct sk_msg_md *msg)
 		return 1;
 	}
 	if (bpf_msg_pull_data(msg, 0, w.op, 0) != 0 || msg->size != w.op || kmsg_byte(msg, w.op - 1) < 0)
-		goto undo; /* then copy_out_step cannot fail half way */
+		goto undo; /* then kmsg_copy_step cannot fail half way */
 	mc.bad = 0;
+	mc.out = 1;
 	mc.words = w.op / 8;
-	bpf_loop(w.op / 8 + w.op % 8, copy_out_step, &mc, 0);
+	bpf_loop(w.op / 8 + w.op % 8, kmsg_copy_step, &mc, 0);
 	if (mc.bad)
 		goto undo;
-	for (__u32 i = 0; i < KAFKA_MAX_RECORDS; i++) {
-		if (i >= w.written)
-			break;
-		context_count(CONTEXT_KAFKA_WRITTEN);
-	}
+	context_add(CONTEXT_KAFKA_WRITTEN, w.written);
 	context_count(CONTEXT_KAFKA_REQUESTS);
 	return 1;
 
@@ -1340,7 +1265,7 @@ __noinline int inject_kafka(struct sk_msg_md *msg)
 		context_count(CONTEXT_KAFKA_WRITE_FAILED);
 		return 1;
 	}
-	kafka_rebuild(msg);
+	kafka_rebuild(msg, kb);
 	__sync_lock_test_and_set(&kb->busy, 0);
 	return 1;
 }

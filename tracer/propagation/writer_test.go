@@ -30,10 +30,10 @@ func startWriter(t *testing.T) *Writer {
 	return w
 }
 
-// A connection opened before the writer started is adopted into its
-// sockhash, and bytes written on it arrive unchanged: the writer adds
-// nothing to a write no traced request was queued for.
-func TestAdoptedSocketsPassBytesUnchanged(t *testing.T) {
+// tcpPair returns both ends of a TCP connection on the loopback, closed at
+// the end of the test.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
@@ -44,11 +44,18 @@ func TestAdoptedSocketsPassBytesUnchanged(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	client, err := net.Dial("tcp", ln.Addr().String())
+	client, err = net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
-	defer client.Close()
-	server := <-accepted
-	defer server.Close()
+	server = <-accepted
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// A connection opened before the writer started is adopted into its
+// sockhash, and bytes written on it arrive unchanged: the writer adds
+// nothing to a write no traced request was queued for.
+func TestAdoptedSocketsPassBytesUnchanged(t *testing.T) {
+	client, server := tcpPair(t)
 
 	w := startWriter(t)
 	n, err := w.Adopt(os.Getpid())

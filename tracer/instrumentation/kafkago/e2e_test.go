@@ -27,8 +27,10 @@ const (
 	callerSpanID = "00f067aa0ba902b7"
 )
 
-func serve(t *testing.T, bin, broker, topic string) string {
-	cmd := exec.Command(bin, "serve", "-http", "127.0.0.1:0", "-broker", broker, "-topic", topic)
+// serve starts kafkasvc serve, with more flags if given, and returns its address.
+func serve(t *testing.T, bin, broker, topic string, flags ...string) string {
+	args := append([]string{"serve", "-http", "127.0.0.1:0", "-broker", broker, "-topic", topic}, flags...)
+	cmd := exec.Command(bin, args...)
 	return proctest.Serve(t, cmd, "http ", "kafkasvc serve")
 }
 
@@ -45,6 +47,17 @@ func produce(t *testing.T, url, traceparent string) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
 }
 
+// topicPerTarget returns the targets of kafkatest.Targets, a topic for
+// each (prefix and its index) and the address of a broker that has them.
+func topicPerTarget(t *testing.T, prefix string) ([]kafkatest.Target, []string, string) {
+	targets := kafkatest.Targets(t)
+	var topics []string
+	for i := range targets {
+		topics = append(topics, fmt.Sprintf("%s%d", prefix, i))
+	}
+	return targets, topics, kafkatest.StartBroker(t, topics...)
+}
+
 // TestTraceKafkaGoAcrossVersions runs kafkasvc, built for each target of
 // kafkatest.Matrix (kafka-go v0.2.5, v0.4.1 stripped, v0.4.51), against an
 // in-process Kafka broker (franz-go's kfake, in a process of its own): an
@@ -58,12 +71,7 @@ func TestTraceKafkaGoAcrossVersions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIPPED in -short mode: builds services with toolchains from the module proxy")
 	}
-	targets := kafkatest.Targets(t)
-	var topics []string
-	for i := range targets {
-		topics = append(topics, fmt.Sprintf("orders%d", i))
-	}
-	broker := kafkatest.StartBroker(t, topics...)
+	targets, topics, broker := topicPerTarget(t, "orders")
 	for i, tg := range targets {
 		t.Run(tg.String(), func(t *testing.T) {
 			topic := topics[i]

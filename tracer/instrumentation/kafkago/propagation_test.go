@@ -17,7 +17,6 @@ import (
 
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/databasesql/dbtest"
 	"github.com/offsetdb/offsetdb/tracer/instrumentation/kafkago/kafkatest"
-	"github.com/offsetdb/offsetdb/tracer/internal/proctest"
 	"github.com/offsetdb/offsetdb/tracer/propagation"
 	"github.com/offsetdb/offsetdb/tracer/uprobe"
 	"github.com/offsetdb/offsetdb/tracer/uprobe/uprobetest"
@@ -26,8 +25,25 @@ import (
 // serveBatched starts kafkasvc serve with a Writer that batches up to 100
 // messages, so that the messages of one call leave in one record batch.
 func serveBatched(t *testing.T, bin, broker, topic string) string {
-	cmd := exec.Command(bin, "serve", "-http", "127.0.0.1:0", "-broker", broker, "-topic", topic, "-batch-size", "100")
-	return proctest.Serve(t, cmd, "http ", "kafkasvc serve")
+	return serve(t, bin, broker, topic, "-batch-size", "100")
+}
+
+// attachWithWriter starts the socket-layer writer of trace context (closed
+// at the end of the test), builds an own copy of kafkasvc for tg and
+// attaches kafka-go's probes to it with the writer's maps shared and the
+// context writer on; it returns the writer, the binary and the collector.
+func attachWithWriter(t *testing.T, tg kafkatest.Target) (*propagation.Writer, string, *dbtest.Collector) {
+	root, err := propagation.CgroupRoot()
+	require.NoError(t, err)
+	w, err := propagation.Start(root)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, w.Close()) })
+	bin := dbtest.OwnCopy(t, tg.Build(t))
+	c := dbtest.AttachWith(t, bin, &uprobe.Options{
+		Shared:    w.Maps(),
+		Constants: map[string]any{propagation.ContextWriterConst: uint8(1)},
+	}, "kafka-go")
+	return w, bin, c
 }
 
 // consumed is one message kafkasvc consume printed.
@@ -92,26 +108,11 @@ func TestProducerWritesTraceparent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIPPED in -short mode: builds services with toolchains from the module proxy")
 	}
-	targets := kafkatest.Targets(t)
-	var topics []string
-	for i := range targets {
-		topics = append(topics, fmt.Sprintf("traced%d", i))
-	}
-	broker := kafkatest.StartBroker(t, topics...)
+	targets, topics, broker := topicPerTarget(t, "traced")
 	for i, tg := range targets {
 		t.Run(tg.String(), func(t *testing.T) {
 			topic := topics[i]
-			root, err := propagation.CgroupRoot()
-			require.NoError(t, err)
-			w, err := propagation.Start(root)
-			require.NoError(t, err)
-			t.Cleanup(func() { assert.NoError(t, w.Close()) })
-
-			bin := dbtest.OwnCopy(t, tg.Build(t))
-			c := dbtest.AttachWith(t, bin, &uprobe.Options{
-				Shared:    w.Maps(),
-				Constants: map[string]any{propagation.ContextWriterConst: uint8(1)},
-			}, "kafka-go")
+			w, bin, c := attachWithWriter(t, tg)
 			addr := serveBatched(t, bin, broker, topic)
 			kafkaProduceAll(t, addr)
 			msgs := consumeAll(t, bin, broker, topic, "billing", 5)
@@ -247,16 +248,7 @@ func TestProducerTraceparentUnderConcurrency(t *testing.T) {
 	}
 	tg := kafkatest.Matrix[len(kafkatest.Matrix)-1]
 	broker := kafkatest.StartBroker(t, "busy")
-	root, err := propagation.CgroupRoot()
-	require.NoError(t, err)
-	w, err := propagation.Start(root)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, w.Close()) })
-	bin := dbtest.OwnCopy(t, tg.Build(t))
-	c := dbtest.AttachWith(t, bin, &uprobe.Options{
-		Shared:    w.Maps(),
-		Constants: map[string]any{propagation.ContextWriterConst: uint8(1)},
-	}, "kafka-go")
+	w, bin, c := attachWithWriter(t, tg)
 	addr := serveBatched(t, bin, broker, "busy")
 
 	const n = 200
@@ -332,25 +324,11 @@ func TestProducerLargeMessages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("SKIPPED in -short mode: builds services with toolchains from the module proxy")
 	}
-	targets := kafkatest.Targets(t)
-	var topics []string
-	for i := range targets {
-		topics = append(topics, fmt.Sprintf("large%d", i))
-	}
-	broker := kafkatest.StartBroker(t, topics...)
+	targets, topics, broker := topicPerTarget(t, "large")
 	for i, tg := range targets {
 		t.Run(tg.String(), func(t *testing.T) {
 			topic := topics[i]
-			root, err := propagation.CgroupRoot()
-			require.NoError(t, err)
-			w, err := propagation.Start(root)
-			require.NoError(t, err)
-			t.Cleanup(func() { assert.NoError(t, w.Close()) })
-			bin := dbtest.OwnCopy(t, tg.Build(t))
-			dbtest.AttachWith(t, bin, &uprobe.Options{
-				Shared:    w.Maps(),
-				Constants: map[string]any{propagation.ContextWriterConst: uint8(1)},
-			}, "kafka-go")
+			w, bin, _ := attachWithWriter(t, tg)
 			addr := serveBatched(t, bin, broker, topic)
 			pads := []int{3000, 12000, 40000}
 			for j, pad := range pads {

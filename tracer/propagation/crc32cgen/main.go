@@ -1,7 +1,7 @@
 // Command crc32cgen writes crc32c_table.h, the slicing-by-8 tables of
 // CRC-32C (Castagnoli) that writer.c uses to recompute a Kafka record
-// batch's crc field, from the polynomial itself: table 0 is hash/crc32's
-// byte-at-a-time table, table k the CRC of a byte followed by k zero bytes.
+// batch's crc field: table 0 is hash/crc32's byte-at-a-time table
+// (crc32.MakeTable), table k the CRC of a byte followed by k zero bytes.
 //
 //	go run ./crc32cgen > crc32c_table.h
 package main
@@ -15,17 +15,7 @@ import (
 
 func main() {
 	var t [8][256]uint32
-	for i := range 256 {
-		crc := uint32(i)
-		for range 8 {
-			if crc&1 == 1 {
-				crc = crc>>1 ^ crc32.Castagnoli
-			} else {
-				crc >>= 1
-			}
-		}
-		t[0][i] = crc
-	}
+	t[0] = *crc32.MakeTable(crc32.Castagnoli)
 	for k := 1; k < 8; k++ {
 		for i := range 256 {
 			t[k][i] = t[k-1][i]>>8 ^ t[0][t[k-1][i]&0xff]
