@@ -13,8 +13,9 @@ import (
 	"syscall"
 
 	"github.com/offsetdb/offsetdb/gobinary"
-	"github.com/offsetdb/offsetdb/layout"
+	"github.com/offsetdb/offsetdb/goversion"
 	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/resolve"
 )
 
 // stringTypes are the types of panic values whose data word points to a
@@ -43,6 +44,7 @@ const maxTypeBinaries = 16
 var (
 	abiTypeFields = []offsets.FieldID{offsets.MustParseFieldID("internal/abi.Type.Str"), offsets.MustParseFieldID("internal/abi.Type.TFlag")}
 	oldTypeFields = []offsets.FieldID{offsets.MustParseFieldID("runtime._type.str"), offsets.MustParseFieldID("runtime._type.tflag")}
+	abiTypes      = goversion.MustParse("go1.21")
 )
 
 // typeBinary is the executable of a traced process, with where its type
@@ -115,7 +117,7 @@ func (r *typeResolver) binary(pid uint32) (*typeBinary, error) {
 	}
 	tb := &typeBinary{bin: bin, file: fi}
 	if !bin.Stripped && bin.HasDWARF {
-		tb.layout, tb.ok = typeLayout(path)
+		tb.layout, tb.ok = typeLayout(bin)
 	}
 	if len(r.byPID) >= maxTypeBinaries {
 		for p, old := range r.byPID { // any one
@@ -128,18 +130,21 @@ func (r *typeResolver) binary(pid uint32) (*typeBinary, error) {
 	return tb, nil
 }
 
-// typeLayout reads where the type descriptors of the binary at path keep
-// their names, from its DWARF.
-func typeLayout(path string) (gobinary.TypeLayout, bool) {
-	f, err := layout.Open(path)
-	if err != nil {
-		return gobinary.TypeLayout{}, false
+// typeLayout reads where the type descriptors of bin keep their names,
+// from its DWARF, through resolve (with no database: these fields are not
+// in them). The set of bin's Go release is tried first: a type the DWARF
+// lacks costs a scan of all of it (layout.File.Fields).
+func typeLayout(bin *gobinary.Binary) (gobinary.TypeLayout, bool) {
+	sets := [][]offsets.FieldID{abiTypeFields, oldTypeFields}
+	if bin.GoVersionErr == nil && bin.GoVersion.Less(abiTypes) {
+		sets[0], sets[1] = sets[1], sets[0]
 	}
-	defer f.Close()
-	for _, ids := range [][]offsets.FieldID{abiTypeFields, oldTypeFields} {
-		vs, err := f.Fields(ids)
-		if err == nil {
-			return gobinary.TypeLayout{Str: vs[ids[0]].Offset, TFlag: vs[ids[1]].Offset}, true
+	r := resolve.Resolver{}
+	for _, ids := range sets {
+		fs := r.Resolve(bin, ids)
+		str, tflag := fs[ids[0]], fs[ids[1]]
+		if str.Status == resolve.Resolved && tflag.Status == resolve.Resolved {
+			return gobinary.TypeLayout{Str: str.Value.Offset, TFlag: tflag.Value.Offset}, true
 		}
 	}
 	return gobinary.TypeLayout{}, false
