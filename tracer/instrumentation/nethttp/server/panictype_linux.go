@@ -164,11 +164,11 @@ func loadBias(pid uint32, bin *gobinary.Binary, exe os.FileInfo, ip uint64) (uin
 	if !ok {
 		return 0, false
 	}
-	start, fileOff, ok := mappingOf(pid, ip, st.Ino)
+	m, ok := containing(exeMappings(pid, st.Ino), ip)
 	if !ok {
 		return 0, false
 	}
-	at := ip - start + fileOff
+	at := ip - m.start + m.off
 	for _, sym := range panicLogf {
 		fn, err := bin.Function(sym)
 		if err != nil {
@@ -204,8 +204,9 @@ func (r *typeResolver) staticString(pid uint32, data, ptr uint64, n int64, max i
 		return nil, 0
 	}
 	defer mem.Close()
+	exe := exeMappings(pid, st.Ino)
 	static := func(addr uint64) bool {
-		_, _, ok := mappingOf(pid, addr, st.Ino)
+		_, ok := containing(exe, addr)
 		return addr != 0 && ok
 	}
 	if n <= 0 {
@@ -228,14 +229,19 @@ func (r *typeResolver) staticString(pid uint32, data, ptr uint64, n int64, max i
 	return b, n
 }
 
-// mappingOf returns the start address and file offset of the mapping of
-// address addr in process pid, if it maps the file with inode ino.
-func mappingOf(pid uint32, addr, ino uint64) (start, off uint64, ok bool) {
+// mapping is one mapping of a process's executable: its addresses
+// [start, end) map the file from offset off.
+type mapping struct{ start, end, off uint64 }
+
+// exeMappings returns the mappings of process pid of the file with inode
+// ino, from one read of /proc/PID/maps.
+func exeMappings(pid uint32, ino uint64) []mapping {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
 	if err != nil {
-		return 0, 0, false
+		return nil
 	}
 	defer f.Close()
+	var ms []mapping
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// start-end perms offset dev inode path
@@ -249,12 +255,21 @@ func mappingOf(pid uint32, addr, ino uint64) (start, off uint64, ok bool) {
 		}
 		s, err1 := strconv.ParseUint(lo, 16, 64)
 		e, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil || addr < s || addr >= e {
-			continue
+		o, err3 := strconv.ParseUint(fs[2], 16, 64)
+		i, err4 := strconv.ParseUint(fs[4], 10, 64)
+		if err1 == nil && err2 == nil && err3 == nil && err4 == nil && i == ino {
+			ms = append(ms, mapping{s, e, o})
 		}
-		o, err1 := strconv.ParseUint(fs[2], 16, 64)
-		i, err2 := strconv.ParseUint(fs[4], 10, 64)
-		return s, o, err1 == nil && err2 == nil && i == ino
 	}
-	return 0, 0, false
+	return ms
+}
+
+// containing returns the mapping of ms that holds address addr.
+func containing(ms []mapping, addr uint64) (mapping, bool) {
+	for _, m := range ms {
+		if addr >= m.start && addr < m.end {
+			return m, true
+		}
+	}
+	return mapping{}, false
 }
