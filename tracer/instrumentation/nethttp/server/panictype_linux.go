@@ -73,11 +73,11 @@ type typeResolver struct {
 }
 
 // name returns the name of the type whose descriptor is at runtime
-// address typ in process pid, where server_panic ran at ip; empty when it
+// address typ in process pid, whose executable is tb (r.binary; nil when
+// the process is gone), where server_panic ran at ip; empty when it
 // cannot be named.
-func (r *typeResolver) name(pid uint32, ip, typ uint64) string {
-	tb, err := r.binary(pid)
-	if err != nil || !tb.ok {
+func (r *typeResolver) name(tb *typeBinary, pid uint32, ip, typ uint64) string {
+	if tb == nil || !tb.ok {
 		return ""
 	}
 	r.mu.Lock()
@@ -182,17 +182,17 @@ func loadBias(pid uint32, bin *gobinary.Binary, exe os.FileInfo, ip uint64) (uin
 }
 
 // staticString returns at most max bytes of a string of process pid that
-// lies in the binary's own static data, and its length: the bytes at
-// ptr, of length n, or when the string's header was not read (n 0) those
-// of the header at data. The BPF program could not read them: a page of
-// the executable's data that the process never touched is not mapped in,
-// and a BPF program cannot fault it in. Read from /proc/PID/mem, which
-// can, they are only read from a mapping of the executable (by inode),
-// whose strings never change: not from the heap, whose memory may
-// already hold something else. Nothing when the process has exited.
-func (r *typeResolver) staticString(pid uint32, data, ptr uint64, n int64, max int) ([]byte, int64) {
-	tb, err := r.binary(pid)
-	if err != nil {
+// lies in the binary's own static data (tb, as for name), and its length:
+// the bytes at ptr, of length n, or when the string's header was not
+// read (n 0) those of the header at data. The BPF program could not read
+// them: a page of the executable's data that the process never touched is
+// not mapped in, and a BPF program cannot fault it in. Read from
+// /proc/PID/mem, which can, they are only read from a mapping of the
+// executable (by inode), whose strings never change: not from the heap,
+// whose memory may already hold something else. Nothing when the
+// process has exited.
+func (r *typeResolver) staticString(tb *typeBinary, pid uint32, data, ptr uint64, n int64, max int) ([]byte, int64) {
+	if tb == nil {
 		return nil, 0
 	}
 	st, ok := tb.file.Sys().(*syscall.Stat_t)
