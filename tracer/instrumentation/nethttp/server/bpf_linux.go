@@ -187,13 +187,14 @@ func decodeException(rec []byte, pid uint32) *httpconv.Exception {
 	if typ == 0 {
 		return x
 	}
-	x.Type = typeNames.name(pid, ne.Uint64(rec[offExcProbeIP:]), typ)
+	tb, _ := typeNames.binary(pid) // nil when the process is gone
+	x.Type = typeNames.name(tb, pid, ne.Uint64(rec[offExcProbeIP:]), typ)
 	if stringTypes[x.Type] {
 		valueLen := int64(ne.Uint64(rec[offExcValueLen:]))
 		n := min(int(ne.Uint16(rec[offExcValueCopied:])), excValueSize)
 		value := rec[offExcValue : offExcValue+uintptr(n)]
 		if n == 0 {
-			value, valueLen = typeNames.staticString(pid, ne.Uint64(rec[offExcData:]), ne.Uint64(rec[offExcValuePtr:]), valueLen, excValueSize)
+			value, valueLen = typeNames.staticString(tb, pid, ne.Uint64(rec[offExcData:]), ne.Uint64(rec[offExcValuePtr:]), valueLen, excValueSize)
 		}
 		x.Message = string(value)
 		x.MessageCut = int64(len(value)) < valueLen

@@ -13,8 +13,9 @@ import (
 	"syscall"
 
 	"github.com/offsetdb/offsetdb/gobinary"
-	"github.com/offsetdb/offsetdb/layout"
+	"github.com/offsetdb/offsetdb/goversion"
 	"github.com/offsetdb/offsetdb/offsets"
+	"github.com/offsetdb/offsetdb/tracer/resolve"
 )
 
 // stringTypes are the types of panic values whose data word points to a
@@ -43,6 +44,7 @@ const maxTypeBinaries = 16
 var (
 	abiTypeFields = []offsets.FieldID{offsets.MustParseFieldID("internal/abi.Type.Str"), offsets.MustParseFieldID("internal/abi.Type.TFlag")}
 	oldTypeFields = []offsets.FieldID{offsets.MustParseFieldID("runtime._type.str"), offsets.MustParseFieldID("runtime._type.tflag")}
+	abiTypes      = goversion.MustParse("go1.21")
 )
 
 // typeBinary is the executable of a traced process, with where its type
@@ -71,11 +73,11 @@ type typeResolver struct {
 }
 
 // name returns the name of the type whose descriptor is at runtime
-// address typ in process pid, where server_panic ran at ip; empty when it
+// address typ in process pid, whose executable is tb (r.binary; nil when
+// the process is gone), where server_panic ran at ip; empty when it
 // cannot be named.
-func (r *typeResolver) name(pid uint32, ip, typ uint64) string {
-	tb, err := r.binary(pid)
-	if err != nil || !tb.ok {
+func (r *typeResolver) name(tb *typeBinary, pid uint32, ip, typ uint64) string {
+	if tb == nil || !tb.ok {
 		return ""
 	}
 	r.mu.Lock()
@@ -115,7 +117,7 @@ func (r *typeResolver) binary(pid uint32) (*typeBinary, error) {
 	}
 	tb := &typeBinary{bin: bin, file: fi}
 	if !bin.Stripped && bin.HasDWARF {
-		tb.layout, tb.ok = typeLayout(path)
+		tb.layout, tb.ok = typeLayout(bin)
 	}
 	if len(r.byPID) >= maxTypeBinaries {
 		for p, old := range r.byPID { // any one
@@ -128,18 +130,21 @@ func (r *typeResolver) binary(pid uint32) (*typeBinary, error) {
 	return tb, nil
 }
 
-// typeLayout reads where the type descriptors of the binary at path keep
-// their names, from its DWARF.
-func typeLayout(path string) (gobinary.TypeLayout, bool) {
-	f, err := layout.Open(path)
-	if err != nil {
-		return gobinary.TypeLayout{}, false
+// typeLayout reads where the type descriptors of bin keep their names,
+// from its DWARF, through resolve (with no database: these fields are not
+// in them). The set of bin's Go release is tried first: a type the DWARF
+// lacks costs a scan of all of it (layout.File.Fields).
+func typeLayout(bin *gobinary.Binary) (gobinary.TypeLayout, bool) {
+	sets := [][]offsets.FieldID{abiTypeFields, oldTypeFields}
+	if bin.GoVersionErr == nil && bin.GoVersion.Less(abiTypes) {
+		sets[0], sets[1] = sets[1], sets[0]
 	}
-	defer f.Close()
-	for _, ids := range [][]offsets.FieldID{abiTypeFields, oldTypeFields} {
-		vs, err := f.Fields(ids)
-		if err == nil {
-			return gobinary.TypeLayout{Str: vs[ids[0]].Offset, TFlag: vs[ids[1]].Offset}, true
+	r := resolve.Resolver{}
+	for _, ids := range sets {
+		fs := r.Resolve(bin, ids)
+		str, tflag := fs[ids[0]], fs[ids[1]]
+		if str.Status == resolve.Resolved && tflag.Status == resolve.Resolved {
+			return gobinary.TypeLayout{Str: str.Value.Offset, TFlag: tflag.Value.Offset}, true
 		}
 	}
 	return gobinary.TypeLayout{}, false
@@ -159,11 +164,11 @@ func loadBias(pid uint32, bin *gobinary.Binary, exe os.FileInfo, ip uint64) (uin
 	if !ok {
 		return 0, false
 	}
-	start, fileOff, ok := mappingOf(pid, ip, st.Ino)
+	m, ok := containing(exeMappings(pid, st.Ino), ip)
 	if !ok {
 		return 0, false
 	}
-	at := ip - start + fileOff
+	at := ip - m.start + m.off
 	for _, sym := range panicLogf {
 		fn, err := bin.Function(sym)
 		if err != nil {
@@ -177,17 +182,17 @@ func loadBias(pid uint32, bin *gobinary.Binary, exe os.FileInfo, ip uint64) (uin
 }
 
 // staticString returns at most max bytes of a string of process pid that
-// lies in the binary's own static data, and its length: the bytes at
-// ptr, of length n, or when the string's header was not read (n 0) those
-// of the header at data. The BPF program could not read them: a page of
-// the executable's data that the process never touched is not mapped in,
-// and a BPF program cannot fault it in. Read from /proc/PID/mem, which
-// can, they are only read from a mapping of the executable (by inode),
-// whose strings never change: not from the heap, whose memory may
-// already hold something else. Nothing when the process has exited.
-func (r *typeResolver) staticString(pid uint32, data, ptr uint64, n int64, max int) ([]byte, int64) {
-	tb, err := r.binary(pid)
-	if err != nil {
+// lies in the binary's own static data (tb, as for name), and its length:
+// the bytes at ptr, of length n, or when the string's header was not
+// read (n 0) those of the header at data. The BPF program could not read
+// them: a page of the executable's data that the process never touched is
+// not mapped in, and a BPF program cannot fault it in. Read from
+// /proc/PID/mem, which can, they are only read from a mapping of the
+// executable (by inode), whose strings never change: not from the heap,
+// whose memory may already hold something else. Nothing when the
+// process has exited.
+func (r *typeResolver) staticString(tb *typeBinary, pid uint32, data, ptr uint64, n int64, max int) ([]byte, int64) {
+	if tb == nil {
 		return nil, 0
 	}
 	st, ok := tb.file.Sys().(*syscall.Stat_t)
@@ -199,8 +204,9 @@ func (r *typeResolver) staticString(pid uint32, data, ptr uint64, n int64, max i
 		return nil, 0
 	}
 	defer mem.Close()
+	exe := exeMappings(pid, st.Ino)
 	static := func(addr uint64) bool {
-		_, _, ok := mappingOf(pid, addr, st.Ino)
+		_, ok := containing(exe, addr)
 		return addr != 0 && ok
 	}
 	if n <= 0 {
@@ -223,14 +229,19 @@ func (r *typeResolver) staticString(pid uint32, data, ptr uint64, n int64, max i
 	return b, n
 }
 
-// mappingOf returns the start address and file offset of the mapping of
-// address addr in process pid, if it maps the file with inode ino.
-func mappingOf(pid uint32, addr, ino uint64) (start, off uint64, ok bool) {
+// mapping is one mapping of a process's executable: its addresses
+// [start, end) map the file from offset off.
+type mapping struct{ start, end, off uint64 }
+
+// exeMappings returns the mappings of process pid of the file with inode
+// ino, from one read of /proc/PID/maps.
+func exeMappings(pid uint32, ino uint64) []mapping {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
 	if err != nil {
-		return 0, 0, false
+		return nil
 	}
 	defer f.Close()
+	var ms []mapping
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// start-end perms offset dev inode path
@@ -244,12 +255,21 @@ func mappingOf(pid uint32, addr, ino uint64) (start, off uint64, ok bool) {
 		}
 		s, err1 := strconv.ParseUint(lo, 16, 64)
 		e, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil || addr < s || addr >= e {
-			continue
+		o, err3 := strconv.ParseUint(fs[2], 16, 64)
+		i, err4 := strconv.ParseUint(fs[4], 10, 64)
+		if err1 == nil && err2 == nil && err3 == nil && err4 == nil && i == ino {
+			ms = append(ms, mapping{s, e, o})
 		}
-		o, err1 := strconv.ParseUint(fs[2], 16, 64)
-		i, err2 := strconv.ParseUint(fs[4], 10, 64)
-		return s, o, err1 == nil && err2 == nil && i == ino
 	}
-	return 0, 0, false
+	return ms
+}
+
+// containing returns the mapping of ms that holds address addr.
+func containing(ms []mapping, addr uint64) (mapping, bool) {
+	for _, m := range ms {
+		if addr >= m.start && addr < m.end {
+			return m, true
+		}
+	}
+	return mapping{}, false
 }
