@@ -138,7 +138,10 @@ func TestCLIHelpNamesTheDefaultEndpoint(t *testing.T) {
 	stdout.Reset()
 	stderr.Reset()
 	require.Equal(t, exitOK, run([]string{"--help"}, &stdout, &stderr))
-	assert.Contains(t, stderr.String(), "http://localhost:4318")
+	assert.Contains(t, stdout.String(), "http://localhost:4318", "on stdout, as the comment says (it went to stderr)")
+	stdout.Reset()
+	require.Equal(t, exitOK, run([]string{"inspect", "-h"}, &stdout, &stderr))
+	assert.Contains(t, stdout.String(), "-json")
 }
 
 // buildNoHTTP builds a Go program that links no instrumented library.

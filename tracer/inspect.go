@@ -69,7 +69,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	o.register(fs)
 	pid := fs.Int("pid", 0, "inspect the executable of this running process")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	var path string

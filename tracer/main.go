@@ -95,18 +95,23 @@ const (
 
 // parseFlags parses args into fs. A bad flag is a setting error, one line
 // like the others, not the flag package's message followed by the whole
-// usage; -h prints the usage.
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// usage; -h prints the usage on stdout, as `tracer help` does.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	out := fs.Output()
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	fs.SetOutput(out)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
 		fs.Usage()
 		return err
 	case err != nil:
-		return fmt.Errorf("%w: %w (tracer help lists the flags)", errBadSetting, err)
+		hint := "tracer help lists the flags"
+		if fs.Name() != "tracer" {
+			hint = "tracer " + fs.Name() + " -h lists its flags"
+		}
+		return fmt.Errorf("%w: %w (%s)", errBadSetting, err, hint)
 	}
 	return nil
 }
@@ -509,7 +514,7 @@ func (s *traceSettings) check() error {
 
 func runTrace(args []string, stdout, stderr io.Writer) (int, error) {
 	fs, s := traceFlags(stderr)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return 0, err
 	}
 	argv := fs.Args()
@@ -1133,6 +1138,7 @@ func (t *tracing) wait(ctx context.Context, child *process.Child) int {
 		child.Cmd.Process.Kill()
 		<-exited
 	case <-t.abort.Done():
+		t.log.Warn("killing the traced program: a second signal came before it exited", "pid", child.PID)
 		child.Cmd.Process.Kill()
 		<-exited
 	}
